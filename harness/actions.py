@@ -1,0 +1,111 @@
+"""Timeline actions: what a fault (or the workload) asks a node to do, as data.
+
+Each action is a params model registered under its name. The registry says which roles an action
+may target, whether it takes a `duration` (the action is undone when it ends), and the default
+target when a fault gives none. Executing an action is the controller's job; nothing here runs.
+
+Adding an action is one local change: a params class with `@ACTIONS.register(...)` below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from harness.scenario.registry import Registry
+from harness.scenario.selectors import Selector
+
+ACTIONS: Registry = Registry("action")
+
+SEEDER_MODES = ("honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow")
+SeederMode = Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow"]
+NODE_ROLES = ("honest", "bitcoind")
+ANY_ROLE = ("honest", "attacker", "seeder", "bitcoind")
+
+
+class ActionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def roles_of(action: str) -> tuple[str, ...]:
+    return ACTIONS.get(action).meta.get("roles", ANY_ROLE)
+
+
+def takes_duration(action: str) -> bool:
+    return bool(ACTIONS.get(action).meta.get("takes_duration", False))
+
+
+def default_target(action: str) -> Selector | None:
+    return ACTIONS.get(action).meta.get("default_target")
+
+
+@ACTIONS.register("stop_node", roles=ANY_ROLE, takes_duration=True,
+                  description="Stop the node's process (SIGTERM); with a duration, start it again after it.")
+class StopNode(ActionParams):
+    pass
+
+
+@ACTIONS.register("pause_node", roles=ANY_ROLE, takes_duration=True,
+                  description="Freeze the node (SIGSTOP): sockets stay open, nothing is answered; "
+                              "resumed (SIGCONT) after the duration, or at the end of the run.")
+class PauseNode(ActionParams):
+    pass
+
+
+@ACTIONS.register("restart_node", roles=ANY_ROLE,
+                  description="Stop the node and start it again at once, keeping or wiping its data directory "
+                              "(peers.dat, banlist, anchors).")
+class RestartNode(ActionParams):
+    wipe_datadir: bool = False
+
+
+@ACTIONS.register("inject_tx", roles=NODE_ROLES,
+                  description="Ask the node to create and announce new transactions, as if from its wallet.")
+class InjectTx(ActionParams):
+    count: int = Field(default=1, ge=1)
+
+
+@ACTIONS.register("inject_block", roles=NODE_ROLES,
+                  description="Ask the node to mine new blocks on its tip and announce them.")
+class InjectBlock(ActionParams):
+    count: int = Field(default=1, ge=1)
+
+
+@ACTIONS.register("seeder_mode", roles=("seeder",), takes_duration=True,
+                  default_target=Selector(role="seeder"),
+                  description="Switch the DNS seeder's answers to another mode; with a duration, switch back after it.")
+class SeederModeChange(ActionParams):
+    mode: SeederMode
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@ACTIONS.register("disconnect_peer", roles=NODE_ROLES,
+                  description="Make the target drop its connection(s) to the given peer nodes or address.")
+class DisconnectPeer(ActionParams):
+    peer: Selector | None = None
+    address: str | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+        try:
+            ipaddress.ip_address(host or value)
+        except ValueError:
+            raise PydanticCustomError("harness", "{problem}", {
+                "problem": f"not an IP address or IP:port: {value!r} (e.g. 127.1.0.1 or 127.1.0.1:18444)"}) from None
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise PydanticCustomError("harness", "{problem}", {"problem": f"bad port in {value!r}: 1..65535"})
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "DisconnectPeer":
+        if (self.peer is None) == (self.address is None):
+            raise PydanticCustomError("harness", "{problem}", {
+                "problem": "give exactly one of: peer (a selector) or address (IP or IP:port)"})
+        return self

@@ -1,0 +1,274 @@
+"""The local backend: every node on its own loopback address (127.a.b.c), many nodes per worker
+process (`harness-node host`), one worker per core, plus the DNS seeder process.
+
+No cluster, no root: 127.0.0.0/8 is all loopback on Linux. Each process is started in its own
+session, recorded in the run directory (pid, process group, kernel start time) before anything
+else happens, so `down` from any shell finds and stops exactly what this run started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from typing import Any
+
+from harness.backends import local_workers as lw
+from harness.backends.node_config import node_config, seeder_config
+from harness.backends.base import Backend, BackendError, DownSummary, Endpoint
+from harness.controller.client import ControlAPIError, ControlClient, call_sync
+from harness.plan_view import NodeSpec, PlanView
+from harness.rundir import DEPLOYING, RUNNING, STOPPED, ProcessRecord, RunDir, RunState
+
+READY_TIMEOUT_BASE_SECONDS = 30.0  # interpreter start + imports of the first worker
+READY_TIMEOUT_PER_NODE_SECONDS = 0.05  # 1,000 nodes: +50 s
+READY_POLL_SECONDS = 0.2
+READY_PROBE_TIMEOUT_SECONDS = 2.0
+TERM_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL: a host flushes every node's datadir on SIGTERM
+KILL_GRACE_SECONDS = 5.0
+EXIT_POLL_SECONDS = 0.05
+
+
+def ready_timeout(nodes: int) -> float:
+    return READY_TIMEOUT_BASE_SECONDS + READY_TIMEOUT_PER_NODE_SECONDS * nodes
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, run: RunDir, *, cores: int | None = None, nodes_per_worker: int = lw.MIN_NODES_PER_WORKER) -> None:
+        super().__init__(run)
+        self.cores, self.nodes_per_worker = cores, nodes_per_worker
+        # Popen handles of what this process started: reaped during teardown, and killed even if
+        # an interrupt landed between Popen() and the state file recording it.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._plan: PlanView | None = None
+
+    # --- helpers --------------------------------------------------------------------------------
+    @property
+    def plan(self) -> PlanView:
+        if self._plan is None:
+            self._plan = PlanView.from_dict(self.run.read_json(self.run.plan_file))
+        return self._plan
+
+    def _state(self) -> RunState:
+        return self.run.load_state()
+
+    def _node_config(self, node: NodeSpec, token: str) -> dict[str, Any]:
+        datadir = self.run.datadir(node.name)
+        datadir.mkdir(parents=True, exist_ok=True)
+        return node_config(node, str(datadir), token)
+
+    def _spawn(self, state: RunState, name: str, kind: str, command: list[str], nodes: list[str], config: Any) -> None:
+        proc, record = lw.spawn(
+            name, kind, command, self.run.logs_dir / f"{name}.log",
+            # PDEATHSIG fires when the *thread* that forked exits, so only the main thread may ask.
+            watch_parent=state.attached and threading.current_thread() is threading.main_thread(),
+            nodes=nodes, config=config,
+        )
+        self._children[proc.pid] = proc
+        state.processes.append(record)
+        for n in nodes:
+            state.node_hosts[n] = name
+        self.run.save_state(state)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def up(self, plan: PlanView, *, watch_parent: bool = False) -> RunState:
+        unsupported = sorted({n.role for n in plan.nodes} - {"honest", "attacker"})
+        if unsupported:
+            raise BackendError(f"the local backend cannot run nodes of role(s) {unsupported} yet")
+        if self.run.exists() and self.is_running():
+            raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
+        if self.run.path.exists():
+            shutil.rmtree(self.run.path)  # a stopped earlier run: start from a clean directory
+        self.run.create()
+        self.run.write_json(self.run.plan_file, plan.to_dict())
+        self._plan = plan
+        state = RunState(scenario=plan.scenario, backend=self.name, plan_digest=plan.digest,
+                         control_token=secrets.token_hex(16), attached=watch_parent)
+        self.run.save_state(state)  # before the first spawn: `down` must always find what started
+        try:
+            groups = lw.partition(plan.nodes, lw.worker_count(len(plan.nodes), self.cores, self.nodes_per_worker))
+            for k, group in enumerate(groups):
+                config = self.run.workers_dir / f"worker-{k}.json"
+                lw.write_host_config(config, [self._node_config(n, state.control_token) for n in group])
+                self._spawn(state, f"worker-{k}", "worker", lw.node_host_command(config), [n.name for n in group], config)
+            if plan.seeder:
+                config = self.run.workers_dir / "seeder.json"
+                self.run.write_json(config, seeder_config(plan.seeder, state.control_token))
+                self._spawn(state, "seeder", "seeder", lw.seeder_command(config), [], config)
+        except BaseException:
+            self.down()
+            raise
+        return state
+
+    def wait_ready(self, timeout: float | None = None, names: list[str] | None = None) -> None:
+        """Every running node (or just ``names``) and the seeder answer GET /status."""
+        state = self._state()
+        endpoints = self.node_endpoints()
+        if names is None:
+            targets = [ep for n, ep in endpoints.items() if n not in state.stopped_nodes]
+            seeder = self.seeder_endpoint()
+            targets += [seeder] if seeder else []
+        else:
+            targets = [endpoints[n] for n in names]
+        asyncio.run(self._poll_ready(state, targets, timeout if timeout is not None else ready_timeout(len(targets))))
+        if state.status == DEPLOYING:
+            with self.run.locked():
+                state = self._state()
+                state.status, state.ready_at = RUNNING, time.time()
+                self.run.save_state(state)
+
+    async def _poll_ready(self, state: RunState, targets: list[Endpoint], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {ep.name: ep for ep in targets}
+        async with ControlClient(state.control_token, timeout=READY_PROBE_TIMEOUT_SECONDS, retries=0) as client:
+            while True:
+                self._raise_if_crashed(state)
+                results = await client.gather(pending.values(), lambda ep: client.request(ep, "GET", "/status", retries=0))
+                pending = {n: pending[n] for n, r in results.items() if isinstance(r, ControlAPIError)}
+                if not pending:
+                    return
+                if time.monotonic() > deadline:
+                    first = next(iter(pending))
+                    raise BackendError(
+                        f"{len(pending)} of {len(targets)} nodes not ready after {timeout:.0f} s "
+                        f"(first: {first}: {results[first].reason}); logs in {self.run.logs_dir}"
+                    )
+                await asyncio.sleep(READY_POLL_SECONDS)
+
+    def _raise_if_crashed(self, state: RunState) -> None:
+        for record in state.processes:
+            if record.name in state.node_hosts.values() or record.kind == "seeder":
+                proc = self._children.get(record.pid)
+                dead = proc.poll() is not None if proc else not lw.is_ours(record)
+                if dead:
+                    raise BackendError(f"{record.name} (pid {record.pid}) exited during start-up; "
+                                      f"last lines of {record.log}:\n{lw.log_tail(record.log)}")
+
+    def down(self) -> DownSummary:
+        started = time.monotonic()
+        if not self.run.exists():
+            return DownSummary(already_down=True, terminated=0, killed=0, seconds=0.0)
+        with self.run.locked():
+            state = self._state()
+            records = list(state.processes)
+            known = {r.pid for r in records}
+            records += [ProcessRecord(f"pid-{pid}", "unrecorded", pid, pid, lw.process_start_time(pid), [], "")
+                        for pid in self._children if pid not in known]
+            ours = {r.pgid for r in records if lw.is_ours(r)}
+            for pgid in ours:
+                lw.signal_group(pgid, signal.SIGTERM)
+            left = self._wait_groups_gone(ours, TERM_GRACE_SECONDS)
+            for pgid in left:
+                lw.signal_group(pgid, signal.SIGKILL)
+            leftover = self._wait_groups_gone(left, KILL_GRACE_SECONDS)
+            bound = self._bound_ports() if self.run.plan_file.exists() else []
+            already = not ours and state.status == STOPPED
+            state.status, state.stopped_at = STOPPED, state.stopped_at if already else time.time()
+            self.run.save_state(state)
+        return DownSummary(
+            already_down=already, terminated=len(ours) - len(left), killed=len(left) - len(leftover),
+            seconds=time.monotonic() - started,
+            leftover_processes=tuple(pid for pids in leftover.values() for pid in pids), bound_ports=tuple(bound),
+        )
+
+    def _wait_groups_gone(self, pgids: set[int], timeout: float) -> dict[int, list[int]]:
+        """Poll until no live member of ``pgids`` remains; returns the groups still alive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for proc in self._children.values():
+                proc.poll()  # reap our own children so they do not linger as zombies
+            alive = lw.live_groups(pgids) if pgids else {}
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(EXIT_POLL_SECONDS)
+
+    def _bound_ports(self) -> list[str]:
+        plan = self.plan
+        checks = [(n.address, p, False) for n in plan.nodes for p in (n.port, n.control_port)]
+        if plan.seeder:
+            s = plan.seeder
+            checks += [(s.address, s.port, True), (s.address, s.control_port, False)]
+        return [f"{ip}:{port}{'/udp' if udp else ''}" for ip, port, udp in checks if lw.port_is_bound(ip, port, udp)]
+
+    def is_running(self) -> bool:
+        if not self.run.exists():
+            return False
+        state = self._state()
+        return state.status != STOPPED and any(lw.is_ours(r) for r in state.processes)
+
+    def process_status(self) -> list[dict[str, Any]]:
+        state = self._state()
+        return [{"name": r.name, "kind": r.kind, "pid": r.pid, "nodes": len(r.nodes), "alive": lw.is_ours(r), "log": r.log}
+                for r in state.processes]
+
+    # --- endpoints ------------------------------------------------------------------------------
+    def node_endpoints(self) -> dict[str, Endpoint]:
+        return {n.name: Endpoint(n.name, n.address, n.port, f"http://{n.address}:{n.control_port}")
+                for n in self.plan.nodes}
+
+    def seeder_endpoint(self) -> Endpoint | None:
+        s = self.plan.seeder
+        if s is None:
+            return None
+        return Endpoint(s.name, s.address, s.port, f"http://{s.address}:{s.control_port}")
+
+    # --- faults on one node ---------------------------------------------------------------------
+    def _call(self, name: str, fn: Any) -> None:
+        ep = self.node_endpoints()[name]
+        call_sync(self._state().control_token, lambda c: fn(c, ep))
+
+    def pause_node(self, name: str) -> None:
+        self._call(name, ControlClient.pause)
+
+    def resume_node(self, name: str) -> None:
+        self._call(name, ControlClient.resume)
+
+    def stop_node(self, name: str) -> None:
+        """A node alone in its process (a restarted one) is stopped by stopping the process; a node
+        in a shared worker is asked to shut itself down (its host keeps the others running)."""
+        node = self.plan.node(name)
+        state = self._state()
+        if name in state.stopped_nodes:
+            return
+        host = state.process(state.node_hosts[name])
+        if host.nodes == [name]:
+            lw.signal_group(host.pgid, signal.SIGTERM)
+            if self._wait_groups_gone({host.pgid}, TERM_GRACE_SECONDS):
+                lw.signal_group(host.pgid, signal.SIGKILL)
+                self._wait_groups_gone({host.pgid}, KILL_GRACE_SECONDS)
+        else:
+            try:
+                self._call(name, ControlClient.shutdown)
+            except ControlAPIError:
+                pass  # a node that shuts down may drop the connection before answering
+        deadline = time.monotonic() + TERM_GRACE_SECONDS
+        while any(lw.port_is_bound(node.address, p) for p in (node.port, node.control_port)):
+            if time.monotonic() > deadline:
+                raise BackendError(f"{name} still holds {node.address}:{node.port} {TERM_GRACE_SECONDS:.0f} s after stop")
+            time.sleep(EXIT_POLL_SECONDS)
+        with self.run.locked():
+            state = self._state()
+            state.stopped_nodes.append(name)
+            self.run.save_state(state)
+
+    def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
+        """Stop the node (if running) and start it again in a process of its own, same address and
+        ports; ``wipe_datadir`` starts it with empty addrman, ban list and chain."""
+        self.stop_node(name)
+        if wipe_datadir:
+            shutil.rmtree(self.run.datadir(name), ignore_errors=True)
+        with self.run.locked():
+            state = self._state()
+            restarts = sum(1 for r in state.processes if r.nodes == [name] and r.kind == "worker")
+            pname = f"node-{name}-{restarts + 1}"
+            config = self.run.workers_dir / f"{pname}.json"
+            lw.write_host_config(config, [self._node_config(self.plan.node(name), state.control_token)])
+            state.stopped_nodes.remove(name)
+            self._spawn(state, pname, "worker", lw.node_host_command(config), [name], config)
+        self.wait_ready(names=[name])

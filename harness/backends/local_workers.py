@@ -1,0 +1,186 @@
+"""Process mechanics of the local backend: how nodes are packed into worker processes, the command
+lines of the node host and the seeder (the one place that knows the `harness-node` CLI), spawning
+in a fresh process group, and the checks teardown relies on (is a process ours, is a port free).
+
+Linux is assumed where noted (/proc, prctl); elsewhere the checks degrade to kill(pid, 0).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.plan_view import NodeSpec
+from harness.rundir import ProcessRecord
+
+# A worker is one asyncio process; one per core keeps every core busy without context-switch
+# churn. Below this many nodes per worker a second process costs more (interpreter ~40 MB) than
+# it brings.
+MIN_NODES_PER_WORKER = 50
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def worker_count(nodes: int, cores: int | None = None, per_worker: int = MIN_NODES_PER_WORKER) -> int:
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(cores, math.ceil(nodes / per_worker)))
+
+
+def partition(nodes: Sequence[NodeSpec], workers: int) -> list[list[NodeSpec]]:
+    """Round-robin, so that every worker gets a share of each role and group (attackers spread)."""
+    return [list(nodes[k::workers]) for k in range(workers) if nodes[k::workers]]
+
+
+def node_host_command(config: Path) -> list[str]:
+    return [*_harness_node(), "host", "--config", str(config)]
+
+
+def seeder_command(config: Path) -> list[str]:
+    return [*_harness_node(), "seeder", "--config", str(config)]
+
+
+def _harness_node() -> list[str]:
+    """The `harness-node` entry point of this very interpreter (no reliance on PATH)."""
+    script = Path(sys.executable).parent / "harness-node"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from harness_node.cli import main; sys.exit(main())"]
+
+
+def write_host_config(path: Path, node_configs: list[dict[str, Any]]) -> None:
+    """The node host's config file: {"nodes": [node config dict, ...]} (harness_node.config
+    .load_host_configs)."""
+    path.write_text(json.dumps({"nodes": node_configs}, indent=1))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """preexec_fn: ask the kernel to SIGTERM this child when the process that spawned it dies.
+
+    The safety net for `harness run`: if the CLI is SIGKILLed or crashes, its workers get SIGTERM
+    and shut down as on a normal teardown. Needs no support from the node host. Linux only.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def spawn(
+    name: str, kind: str, command: list[str], log: Path, *, watch_parent: bool, nodes: list[str] | None = None,
+    config: Path | None = None, env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """Start ``command`` in a new session (its own process group: teardown signals the group, and
+    Ctrl-C in the user's terminal does not reach it; the CLI decides when it stops)."""
+    preexec = None
+    if watch_parent and sys.platform.startswith("linux"):
+        parent = os.getpid()
+        preexec = lambda: _die_with_parent(parent)  # noqa: E731
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=preexec, env={**os.environ, **(env or {})}, close_fds=True,
+        )
+    record = ProcessRecord(
+        name=name, kind=kind, pid=proc.pid, pgid=proc.pid, start_time=process_start_time(proc.pid),
+        command=command, log=str(log), nodes=list(nodes or []), config=str(config) if config else None,
+    )
+    return proc, record
+
+
+# --- what is alive --------------------------------------------------------------------------------
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (index 0 = state), None if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None  # field 22 of stat = index 19 after the name
+
+
+def is_ours(record: ProcessRecord) -> bool:
+    """The group leader still runs and is the process we started (not a reused pid), or it exited
+    but members of its group remain (the kernel never reuses a pid while a group uses it)."""
+    if not Path("/proc").is_dir():
+        return _pid_exists(record.pid)
+    fields = _stat_fields(record.pid)
+    if fields is not None and fields[0] != "Z":
+        return record.start_time is None or int(fields[19]) == record.start_time
+    return bool(group_members(record.pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    return live_groups({pgid}).get(pgid, [])
+
+
+def live_groups(pgids: set[int]) -> dict[int, list[int]]:
+    """pgid -> its live (non-zombie) member pids, for the groups in ``pgids`` that have any.
+    One scan of /proc for all groups, so teardown of many workers stays cheap."""
+    if not Path("/proc").is_dir():
+        alive = {}
+        for pgid in pgids:
+            try:
+                os.killpg(pgid, 0)
+                alive[pgid] = [pgid]
+            except (ProcessLookupError, PermissionError):
+                pass
+        return alive
+    groups: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and fields[0] != "Z" and int(fields[3]) in pgids:  # field 5 = pgrp
+                groups.setdefault(int(fields[3]), []).append(int(entry.name))
+    return groups
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def port_is_bound(ip: str, port: int, udp: bool = False) -> bool:
+    """Is something still bound to ip:port? SO_REUSEADDR lets a TCP bind ignore TIME_WAIT
+    leftovers of closed connections, so only a live listener makes it fail."""
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, kind) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return True
+    return False
+
+
+def log_tail(path: str | Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

@@ -1,0 +1,154 @@
+"""Evaluates a plan's ``expect:`` checks against what a run observed -> report CheckResults.
+
+One function per check, in CHECKS keyed by the names of harness/scenario/checks.py; adding a check
+= one ``@check("name")`` function here plus its params model there. Figures come from
+harness.figures (the same numbers the report plots). A check that cannot be evaluated (no item
+injected, no victim) is an ``error``, never a silent pass.
+
+Params arrive as the scenario wrote them, durations in seconds; selectors (``attackers``,
+``victim``) as a list of node names (planner-resolved) or a selector mapping (resolved here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from harness.controller.collector import Observations
+from harness.figures.bans import honest_nodes_banned, time_to_ban
+from harness.figures.eclipse import attacker_share
+from harness.figures.propagation import time_to_reach
+from harness.plan_view import Expectation, PlanView
+from harness.report.model import CheckResult, CheckVerdict
+
+CheckFn = Callable[[Mapping[str, Any], Observations, PlanView], CheckResult]
+CHECKS: dict[str, CheckFn] = {}
+
+
+class CheckUnevaluable(Exception):
+    """The observations cannot answer the check (becomes an ``error`` result, with this message)."""
+
+
+def check(name: str, description: str) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        fn.description = description  # type: ignore[attr-defined]
+        CHECKS[name] = fn
+        return fn
+
+    return register
+
+
+def select(plan: PlanView, selector: Any, default_role: str | None = None) -> list[str]:
+    """Node names from a resolved list, a single name, or a {nodes, role, group} mapping (mode all)."""
+    if selector is None:
+        return plan.names(default_role) if default_role else []
+    if isinstance(selector, str):
+        return [selector]
+    if isinstance(selector, (list, tuple)):
+        return list(selector)
+    from harness.scenario.selectors import pattern_matcher  # patterns as the scenario writes them
+
+    names = selector.get("nodes")
+    matchers = [pattern_matcher(p) for p in names] if names else None
+    return [n.name for n in plan.nodes
+            if (matchers is None or any(m(n.name) for m in matchers))
+            and selector.get("role") in (None, n.role) and selector.get("group") in (None, n.group)]
+
+
+def _result(name: str, value: Any, bound: Any, ok: bool, unit: str = "", details: str = "") -> CheckResult:
+    return CheckResult(name=name, description=CHECKS[name].description, value=value, bound=bound,  # type: ignore[attr-defined]
+                       verdict=CheckVerdict.PASS if ok else CheckVerdict.FAIL, unit=unit, details=details)
+
+
+def _propagation(name: str, kind: str, params: Mapping[str, Any], obs: Observations) -> CheckResult:
+    quantile, below = int(params.get("quantile", 90)), float(params["below"])
+    items = [i for i in obs.items if i.kind == kind]
+    if not items:
+        raise CheckUnevaluable(f"no {kind} was injected, so {kind} propagation cannot be measured")
+    times = {i.item_id: time_to_reach(i, quantile) for i in items}
+    never = sorted(k for k, t in times.items() if t is None)
+    if never:
+        return _result(name, None, f"<= {below:g}", False, "s",
+                       f"{len(never)} of {len(items)} {kind}s never reached {quantile}% of honest nodes (first: {never[0][:16]})")
+    worst_id = max(times, key=lambda k: times[k])  # type: ignore[arg-type, return-value]
+    worst = times[worst_id]
+    return _result(name, round(worst, 3), f"<= {below:g}", worst <= below, "s",
+                   f"slowest of {len(items)} {kind}s to reach {quantile}% of honest nodes: {worst_id[:16]}")
+
+
+@check("tx_propagation", "Time for a transaction to reach the quantile of honest nodes.")
+def _tx_propagation(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+    return _propagation("tx_propagation", "tx", params, obs)
+
+
+@check("block_propagation", "Time for a block to reach the quantile of honest nodes.")
+def _block_propagation(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+    return _propagation("block_propagation", "block", params, obs)
+
+
+@check("spam_banned", "Every attacker peer is banned (or discouraged) by an honest node in time.")
+def _spam_banned(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+    within = float(params["within"])
+    wanted = set(select(plan, params.get("attackers"), default_role="attacker"))
+    attackers = [a for a in obs.attackers if a.name in wanted]
+    if not attackers:
+        raise CheckUnevaluable("no attacker matches the check's `attackers` selector")
+    figures = time_to_ban(obs.bans, attackers)
+    late = [f.attacker for f in figures if f.seconds_to_ban is None or f.seconds_to_ban > within]
+    slowest = max((f.seconds_to_ban for f in figures if f.seconds_to_ban is not None), default=None)
+    details = f"{len(attackers) - len(late)} of {len(attackers)} attackers banned within {within:g} s"
+    if late:
+        details += f"; not in time: {', '.join(sorted(late)[:5])}{' ...' if len(late) > 5 else ''}"
+    return _result("spam_banned", round(slowest, 3) if slowest is not None else None, f"<= {within:g}", not late, "s", details)
+
+
+@check("no_honest_banned", "No honest node bans or discourages another honest node.")
+def _no_honest_banned(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+    wrong = honest_nodes_banned(obs.bans)
+    details = "; ".join(f"{b.banning_node} banned {b.banned_node or b.banned_address} ({b.reason})" for b in wrong[:5])
+    return _result("no_honest_banned", len(wrong), "== 0", not wrong, "bans", details)
+
+
+@check("not_eclipsed", "The victims' outbound peers are never mostly attackers.")
+def _not_eclipsed(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+    bound = float(params.get("max_attacker_share", 0.5))
+    wanted = set(select(plan, params.get("victim")))
+    series = [v for v in obs.victims if v.victim in wanted and v.samples]
+    if not series:
+        raise CheckUnevaluable(f"no outbound-peer samples of the victims {sorted(wanted)[:5]}")
+    worst_share, worst_victim = max((max(attacker_share(s) for s in v.samples), v.victim) for v in series)
+    return _result("not_eclipsed", round(worst_share, 3), f"<= {bound:g}", worst_share <= bound, "share",
+                   f"highest attacker share of outbound peers: {worst_victim}")
+
+
+@check("all_connected", "Every honest node ends with at least min_outbound outbound peers.")
+def _all_connected(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+    need = int(params.get("min_outbound", 1))
+    honest = plan.names("honest")
+    counts = {n: obs.outbound_at_end.get(n, 0) for n in honest}
+    short = sorted(n for n, c in counts.items() if c < need)
+    details = f"{len(short)} of {len(honest)} honest nodes below: {', '.join(short[:5])}" if short else ""
+    if obs.unreachable:
+        details += f"{'; ' if details else ''}unreachable at the end: {', '.join(obs.unreachable[:5])}"
+    return _result("all_connected", min(counts.values(), default=0), f">= {need}", not short, "outbound peers", details)
+
+
+def evaluate(expect: Sequence[Expectation], obs: Observations, plan: PlanView) -> list[CheckResult]:
+    """Every expectation -> one CheckResult (pass, fail, or error with the reason)."""
+    results = []
+    for i, x in enumerate(expect):
+        # Report names must be unique: the second tx_propagation check becomes tx_propagation#2.
+        seen = sum(1 for y in expect[:i] if y.check == x.check)
+        name = x.check if not seen else f"{x.check}#{seen + 1}"
+        fn = CHECKS.get(x.check)
+        try:
+            if fn is None:
+                raise CheckUnevaluable(f"no evaluator for check {x.check!r}; known: {sorted(CHECKS)}")
+            result = fn(x.params, obs, plan)
+        except (CheckUnevaluable, KeyError, ValueError, TypeError) as e:
+            result = CheckResult(name=x.check, description=getattr(fn, "description", ""), value=None, bound=None,
+                                 verdict=CheckVerdict.ERROR, details=f"{type(e).__name__}: {e}" if not isinstance(e, CheckUnevaluable) else str(e))
+        if name != result.name:
+            result = CheckResult(name, result.description, result.value, result.bound, result.verdict, result.unit, result.details)
+        results.append(result)
+    return results

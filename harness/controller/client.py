@@ -1,0 +1,204 @@
+"""HTTP/JSON client of the node and seeder control APIs: the one place that knows their paths.
+
+Assumed node API (node_image/harness_node/control.py), on http://<bind>:<control_port>, with
+``Authorization: Bearer <control_token>`` when the node has a token:
+
+    GET    /status          {id, address, height, tip, peers: [{address, direction, user_agent,
+                              services, connected_time (or conntime), score}]}
+    GET    /mempool         {txids: [...]} (or a bare list)
+    GET    /tx/{txid}       {first_seen_ns, from_peer, origin_ns, propagation_delay_s}; 404 if unseen
+    GET    /block/{hash}    same as /tx for blocks; 404 if never seen       (assumed, not in brief)
+    POST   /tx              {"synthetic": true} -> {txid}
+    POST   /block           {} -> {hash}
+    POST   /peers           {"address": "ip:port"}
+    DELETE /peers/{ip:port}
+    GET    /bans            [{address, reason, until, kind: ban|discourage}]
+    DELETE /bans
+    POST   /pause, /resume  node-level pause (stop reading/sending, keep sockets) (assumed)
+    POST   /shutdown        stop this node inside its host process, free its ports (assumed)
+    GET    /metrics         Prometheus text
+Seeder: GET /status, POST /mode {"mode": ...}.
+
+Connection failures (request never sent) are retried for every method; timeouts and 5xx only for
+GET/DELETE, because retrying a POST /tx whose answer was lost would inject a second tx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import aiohttp
+
+from harness.backends.base import BackendError, Endpoint
+
+REQUEST_TIMEOUT_SECONDS = 5.0
+RETRIES = 3
+RETRY_BACKOFF_SECONDS = 0.2  # doubled on each retry
+MAX_CONCURRENT_REQUESTS = 64  # bounded so 1,000 nodes do not open 1,000 sockets at once
+IDEMPOTENT = frozenset({"GET", "DELETE", "HEAD"})
+
+T = TypeVar("T")
+
+
+class ControlAPIError(BackendError):
+    """A control API call failed; names the node, the call and why."""
+
+    def __init__(self, node: str, call: str, reason: str, status: int | None = None) -> None:
+        super().__init__(f"{node}: {call} failed: {reason}")
+        self.node, self.call, self.reason, self.status = node, call, reason, status
+
+
+class ControlClient:
+    """One aiohttp session shared by every call of a controller (use as ``async with``)."""
+
+    def __init__(
+        self,
+        token: str | None = None,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        retries: int = RETRIES,
+        concurrency: int = MAX_CONCURRENT_REQUESTS,
+    ) -> None:
+        self.token, self.timeout, self.retries, self.concurrency = token, timeout, retries, concurrency
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def __aenter__(self) -> "ControlClient":
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._session = aiohttp.ClientSession(
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            connector=aiohttp.TCPConnector(limit=self.concurrency),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        ep: Endpoint,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        retries: int | None = None,
+        allow_404: bool = False,
+        text: bool = False,
+    ) -> Any:
+        if self._session is None:
+            raise RuntimeError("ControlClient used outside `async with`")
+        call = f"{method} {path}"
+        attempts = 1 + (self.retries if retries is None else retries)
+        backoff = RETRY_BACKOFF_SECONDS
+        last = "no attempt"
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(backoff)  # retry back-off, not a wait for a condition
+                backoff *= 2
+            try:
+                async with self._slots, self._session.request(method, ep.control_url + path, json=body) as resp:
+                    if resp.status == 404 and allow_404:
+                        return None
+                    if resp.status >= 500 and method in IDEMPOTENT:
+                        last = f"HTTP {resp.status}"
+                        continue
+                    if resp.status >= 400:
+                        raise ControlAPIError(ep.name, call, f"HTTP {resp.status}: {(await resp.text())[:200]}", resp.status)
+                    if text:
+                        return await resp.text()
+                    return await resp.json(content_type=None) if resp.content_length != 0 else None
+            except aiohttp.ClientConnectorError as e:
+                last = f"cannot connect to {ep.control_url} ({e.os_error or e})"
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                if method not in IDEMPOTENT:
+                    break
+        raise ControlAPIError(ep.name, call, last)
+
+    # --- node API -------------------------------------------------------------------------------
+    async def status(self, ep: Endpoint, retries: int | None = None) -> dict[str, Any]:
+        return await self.request(ep, "GET", "/status", retries=retries)
+
+    async def mempool(self, ep: Endpoint) -> list[str]:
+        data = await self.request(ep, "GET", "/mempool")
+        return list(data.get("txids", []) if isinstance(data, dict) else data)
+
+    async def item(self, ep: Endpoint, kind: str, item_id: str) -> dict[str, Any] | None:
+        """{first_seen (epoch s), from_peer, delay (s)} of a tx or block at this node, None if unseen."""
+        rec = await self.request(ep, "GET", ("/tx/" if kind == "tx" else "/block/") + item_id, allow_404=True)
+        if rec is None:
+            return None
+        first_seen = rec["first_seen_ns"] / 1e9 if "first_seen_ns" in rec else rec.get("first_seen")
+        return {"first_seen": first_seen, "from_peer": rec.get("from_peer"),
+                "delay": rec.get("propagation_delay_s", rec.get("delay"))}
+
+    async def inject_tx(self, ep: Endpoint) -> str:
+        return (await self.request(ep, "POST", "/tx", {"synthetic": True}))["txid"]
+
+    async def mine_block(self, ep: Endpoint) -> str:
+        return (await self.request(ep, "POST", "/block", {}))["hash"]
+
+    async def add_peer(self, ep: Endpoint, address: str) -> None:
+        await self.request(ep, "POST", "/peers", {"address": address})
+
+    async def disconnect_peer(self, ep: Endpoint, address: str) -> None:
+        await self.request(ep, "DELETE", f"/peers/{address}")
+
+    async def bans(self, ep: Endpoint) -> list[dict[str, Any]]:
+        data = await self.request(ep, "GET", "/bans")
+        return list(data.get("bans", []) if isinstance(data, dict) else data)
+
+    async def clear_bans(self, ep: Endpoint) -> None:
+        await self.request(ep, "DELETE", "/bans")
+
+    async def pause(self, ep: Endpoint) -> None:
+        await self.request(ep, "POST", "/pause", {})
+
+    async def resume(self, ep: Endpoint) -> None:
+        await self.request(ep, "POST", "/resume", {})
+
+    async def shutdown(self, ep: Endpoint) -> None:
+        await self.request(ep, "POST", "/shutdown", {}, retries=0)
+
+    async def metrics(self, ep: Endpoint) -> str:
+        return await self.request(ep, "GET", "/metrics", text=True)
+
+    # --- seeder API -----------------------------------------------------------------------------
+    async def seeder_status(self, ep: Endpoint) -> dict[str, Any]:
+        return await self.request(ep, "GET", "/status")
+
+    async def seeder_mode(self, ep: Endpoint, mode: str) -> None:
+        await self.request(ep, "POST", "/mode", {"mode": mode})
+
+    # --- many nodes at once ---------------------------------------------------------------------
+    async def gather(
+        self, endpoints: Iterable[Endpoint], call: Callable[[Endpoint], Awaitable[T]]
+    ) -> dict[str, T | ControlAPIError]:
+        """``call`` on every endpoint concurrently; a failure is returned in place, not raised."""
+        eps = list(endpoints)
+
+        async def one(ep: Endpoint) -> T | ControlAPIError:
+            try:
+                return await call(ep)
+            except ControlAPIError as e:
+                return e
+
+        results = await asyncio.gather(*(one(ep) for ep in eps))
+        return {ep.name: r for ep, r in zip(eps, results)}
+
+
+def call_sync(token: str | None, call: Callable[[ControlClient], Awaitable[T]], timeout: float = REQUEST_TIMEOUT_SECONDS) -> T:
+    """Run one client call from synchronous code (backends, CLI) with its own short-lived session.
+
+    Called from a thread when an event loop is already running (the controller uses to_thread).
+    """
+
+    async def main() -> T:
+        async with ControlClient(token, timeout=timeout) as client:
+            return await call(client)
+
+    return asyncio.run(main())

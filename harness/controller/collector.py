@@ -1,0 +1,159 @@
+"""Polls the nodes' control APIs and turns what they say into the report's observations
+(harness.report.model): first sightings of injected items, bans, victims' outbound peers over
+time, and the final peer graph.
+
+Peers and bans name addresses; the plan maps an IP back to a harness node name (every node has its
+own IP on every backend), so an address outside the plan counts as not honest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.backends.base import Endpoint
+from harness.controller.client import ControlAPIError, ControlClient
+from harness.figures.bans import host_of
+from harness.plan_view import ATTACKER, HONEST, PlanView
+from harness.report.model import (
+    AttackerStart,
+    BanEvent,
+    ItemObservation,
+    OutboundSample,
+    PeerEdge,
+    PeerGraph,
+    VictimSeries,
+)
+
+# Short-lived outbound connections that hold no outbound slot (net.h ConnectionType::FEELER);
+# counting them would make an eclipse look broken every few minutes.
+NOT_SLOT_KINDS = frozenset({"feeler"})
+
+
+@dataclass
+class Observations:
+    """Everything the report and the checks need, in the report model's types."""
+
+    started_at: float
+    ended_at: float
+    items: list[ItemObservation] = field(default_factory=list)
+    bans: list[BanEvent] = field(default_factory=list)
+    attackers: list[AttackerStart] = field(default_factory=list)
+    victims: list[VictimSeries] = field(default_factory=list)
+    graph: PeerGraph = field(default_factory=PeerGraph)
+    outbound_at_end: dict[str, int] = field(default_factory=dict)  # honest node -> outbound peers
+    unreachable: list[str] = field(default_factory=list)  # nodes that did not answer the last poll
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Observations":
+        return cls(
+            started_at=d["started_at"], ended_at=d["ended_at"],
+            items=[ItemObservation(**i) for i in d.get("items", [])],
+            bans=[BanEvent(**b) for b in d.get("bans", [])],
+            attackers=[AttackerStart(a["name"], a["start_time"], tuple(a.get("addresses", ()))) for a in d.get("attackers", [])],
+            victims=[VictimSeries(v["victim"], [OutboundSample(**s) for s in v["samples"]]) for v in d.get("victims", [])],
+            graph=PeerGraph([PeerEdge(**e) for e in d.get("graph", {}).get("edges", [])], dict(d.get("graph", {}).get("roles", {}))),
+            outbound_at_end=dict(d.get("outbound_at_end", {})),
+            unreachable=list(d.get("unreachable", [])),
+        )
+
+
+def victims_of(plan: PlanView) -> list[str]:
+    """The victims the plan's not_eclipsed checks name; with attackers but no such check, every
+    honest node (so the eclipse figure still exists)."""
+    named = [v for x in plan.expect if x.check == "not_eclipsed" for v in (x.params.get("victim") or [])]
+    if named or not plan.names(ATTACKER):
+        return sorted(set(named))
+    return plan.names(HONEST)
+
+
+class Collector:
+    """Keeps the history a single snapshot cannot give (ban times, victims' samples) across polls."""
+
+    def __init__(self, plan: PlanView, client: ControlClient, endpoints: Mapping[str, Endpoint], started_at: float) -> None:
+        self.plan, self.client, self.endpoints, self.started_at = plan, client, dict(endpoints), started_at
+        self.by_ip = {n.address: n for n in plan.nodes}
+        self.victims = victims_of(plan)
+        self._bans: dict[tuple[str, str], BanEvent] = {}
+        self._samples: dict[str, list[OutboundSample]] = {v: [] for v in self.victims}
+        self._status: dict[str, dict[str, Any]] = {}
+        self._unreachable: list[str] = []
+
+    def _role_of_ip(self, address: str) -> tuple[str | None, str | None]:
+        node = self.by_ip.get(host_of(address))
+        return (node.name, node.role) if node else (None, None)
+
+    def _running(self, names: Iterable[str], stopped: Iterable[str]) -> list[Endpoint]:
+        down = set(stopped)
+        return [self.endpoints[n] for n in names if n not in down]
+
+    async def poll(self, stopped: Iterable[str] = ()) -> None:
+        """One round: every running node's status (peers), every honest node's bans."""
+        stopped = list(stopped)
+        now = time.time()
+        statuses = await self.client.gather(self._running(self.plan.names(), stopped), self.client.status)
+        self._unreachable = sorted(n for n, s in statuses.items() if isinstance(s, ControlAPIError))
+        self._status = {n: s for n, s in statuses.items() if not isinstance(s, ControlAPIError)}
+        for victim in self.victims:
+            status = statuses.get(victim)
+            if isinstance(status, dict):
+                outbound = [p for p in status.get("peers", []) if p.get("direction") == "outbound"
+                            and p.get("kind") not in NOT_SLOT_KINDS]
+                attackers = sum(1 for p in outbound if self._role_of_ip(p["address"])[1] != HONEST)
+                self._samples[victim].append(OutboundSample(now, len(outbound), attackers))
+        bans = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.bans)
+        for banning, entries in bans.items():
+            if isinstance(entries, ControlAPIError):
+                continue
+            for entry in entries:
+                key = (banning, host_of(entry["address"]))
+                if key not in self._bans:
+                    name, role = self._role_of_ip(entry["address"])
+                    when = entry.get("banned_at") or entry.get("time") or now  # else: first poll that saw it
+                    self._bans[key] = BanEvent(when, banning, entry["address"], entry.get("reason") or entry.get("kind", "ban"),
+                                               banned_is_attacker=role != HONEST, banned_node=name)
+
+    async def items(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = ()) -> list[ItemObservation]:
+        """First sighting of every injected item at every running honest node."""
+        honest = self._running(self.plan.names(HONEST), stopped)
+        observed = []
+        for item in journal_items:
+            seen = await self.client.gather(honest, lambda ep, i=item: self.client.item(ep, i["kind"], i["item_id"]))
+            first_seen = {n: (r["first_seen"] if isinstance(r, dict) else None) for n, r in seen.items()}
+            origin_honest = item["origin"] in {ep.name for ep in honest}
+            observed.append(ItemObservation(
+                kind=item["kind"], item_id=item["item_id"], origin_time=item["origin_time"], origin_node=item["origin"],
+                first_seen=first_seen, honest_node_count=max(1, len(honest)), origin_honest=origin_honest,
+            ))
+        return observed
+
+    def graph(self) -> PeerGraph:
+        edges = []
+        for name, status in self._status.items():
+            for peer in status.get("peers", []):
+                other, _ = self._role_of_ip(peer["address"])
+                if other is not None and peer.get("direction") in ("outbound", "inbound"):
+                    edges.append(PeerEdge(name, other, peer["direction"]))
+        return PeerGraph(edges, {n.name: n.role for n in self.plan.nodes})
+
+    def outbound_counts(self) -> dict[str, int]:
+        return {n: sum(1 for p in s.get("peers", []) if p.get("direction") == "outbound" and p.get("kind") not in NOT_SLOT_KINDS)
+                for n, s in self._status.items() if self.plan.node(n).role == HONEST}
+
+    async def observe(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = (), poll: bool = True) -> Observations:
+        stopped = list(stopped)
+        if poll:
+            await self.poll(stopped)
+        items = await self.items(journal_items, stopped)
+        return Observations(
+            started_at=self.started_at, ended_at=max(time.time(), self.started_at), items=items,
+            bans=sorted(self._bans.values(), key=lambda b: b.time),
+            attackers=[AttackerStart(n.name, self.started_at, (n.address,)) for n in self.plan.nodes if n.role == ATTACKER],
+            victims=[VictimSeries(v, list(s)) for v, s in self._samples.items()],
+            graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
+        )

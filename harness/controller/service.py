@@ -1,0 +1,209 @@
+"""The controller: waits for the network, runs the timeline, polls the nodes, evaluates the checks,
+and serves its own Prometheus metrics and GET /results on 127.0.0.1.
+
+Runs in-process for `harness run`, or as a detached process (`python -m harness.controller
+--run-dir DIR`) started by `harness deploy`, so that dashboards keep filling with no CLI alive.
+Either way it writes results.json in the run directory, which `harness report` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from harness.backends import Backend, make_backend
+from harness.backends import local_workers as lw
+from harness.checks import evaluate
+from harness.controller import timeline
+from harness.controller.client import ControlClient
+from harness.controller.collector import Collector, Observations
+from harness.figures.bans import bans_by_reason, honest_nodes_banned
+from harness.figures.eclipse import attacker_share, is_eclipsed
+from harness.figures.propagation import item_propagation, kind_propagation
+from harness.plan_view import PlanView
+from harness.report.model import ITEM_KINDS, CheckResult, CheckVerdict
+from harness.rundir import RunDir
+
+COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
+ITEM_QUERIES_PER_POLL = 5_000  # above this (items x honest nodes), propagation is measured at the end only
+LOCALHOST = "127.0.0.1"
+PHASES = ("waiting", "timeline", "finishing", "done", "error")
+
+
+@dataclass
+class Results:
+    phase: str
+    started_at: float | None = None
+    observations: Observations | None = None
+    checks: list[CheckResult] = field(default_factory=list)
+    events: list[timeline.EventRecord] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase, "started_at": self.started_at, "error": self.error,
+            "observations": self.observations.to_dict() if self.observations else None,
+            "checks": [dataclasses.asdict(c) | {"verdict": c.verdict.value} for c in self.checks],
+            "events": [dataclasses.asdict(e) for e in self.events],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Results":
+        return cls(
+            phase=d["phase"], started_at=d.get("started_at"), error=d.get("error"),
+            observations=Observations.from_dict(d["observations"]) if d.get("observations") else None,
+            checks=[CheckResult(**c) for c in d.get("checks", [])],
+            events=[timeline.EventRecord(**e) for e in d.get("events", [])],
+        )
+
+
+class Metrics:
+    """The controller's own gauges (labels from small fixed sets only: kind, quantile, action...)."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.phase = Gauge("harness_controller_phase", "1 for the controller's current phase", ["phase"], registry=r)
+        self.actions = Gauge("harness_controller_timeline_actions", "Timeline actions executed", ["action", "outcome"], registry=r)
+        self.unreachable = Gauge("harness_controller_nodes_unreachable", "Nodes whose control API did not answer the last poll", registry=r)
+        self.items = Gauge("harness_controller_items_injected", "Injected txs/blocks", ["kind"], registry=r)
+        self.propagation = Gauge("harness_controller_propagation_seconds",
+                                 "Median over items of the time to reach the quantile of honest nodes", ["kind", "quantile"], registry=r)
+        self.bans = Gauge("harness_controller_bans", "Bans by honest nodes, by reason", ["reason"], registry=r)
+        self.honest_banned = Gauge("harness_controller_honest_banned", "Bans of honest nodes by honest nodes", registry=r)
+        self.eclipsed = Gauge("harness_controller_victims_eclipsed", "Victims whose outbound peers are all attackers", registry=r)
+        self.share = Gauge("harness_controller_attacker_share_max", "Highest attacker share of a victim's outbound peers", registry=r)
+        self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
+
+    def publish(self, results: Results) -> None:
+        for phase in PHASES:
+            self.phase.labels(phase).set(1 if phase == results.phase else 0)
+        for (action, ok), count in _count((e.action, e.ok) for e in results.events).items():
+            self.actions.labels(action, "ok" if ok else "error").set(count)
+        obs = results.observations
+        if obs is None:
+            return
+        self.unreachable.set(len(obs.unreachable))
+        props = [item_propagation(i) for i in obs.items]
+        for kind in ITEM_KINDS:
+            self.items.labels(kind).set(sum(1 for i in obs.items if i.kind == kind))
+            summary = kind_propagation(kind, props)
+            for q in ("p50", "p90", "p100"):
+                median = getattr(summary, q).median
+                if median is not None:
+                    self.propagation.labels(kind, q).set(median)
+        for reason, count in bans_by_reason(obs.bans).items():
+            self.bans.labels(reason).set(count)
+        self.honest_banned.set(len(honest_nodes_banned(obs.bans)))
+        last = [v.samples[-1] for v in obs.victims if v.samples]
+        self.eclipsed.set(sum(1 for s in last if is_eclipsed(s)))
+        self.share.set(max((attacker_share(s) for s in last), default=0.0))
+        for c in results.checks:
+            self.checks.labels(c.name).set({CheckVerdict.PASS: 1, CheckVerdict.FAIL: 0}.get(c.verdict, -1))
+
+
+def _count(pairs: Any) -> dict[Any, int]:
+    counts: dict[Any, int] = {}
+    for p in pairs:
+        counts[p] = counts.get(p, 0) + 1
+    return counts
+
+
+class Controller:
+    def __init__(self, run: RunDir, backend: Backend | None = None) -> None:
+        self.run = run
+        self.state = run.load_state()
+        self.plan = PlanView.from_dict(run.read_json(run.plan_file))
+        self.backend = backend or make_backend(self.state.backend, run)
+        self.metrics = Metrics()
+        self.results = Results(phase="waiting")
+
+    def _publish(self, **changes: Any) -> None:
+        self.results = dataclasses.replace(self.results, **changes)
+        self.metrics.publish(self.results)
+        self.run.write_json(self.run.results_file, self.results.to_dict())
+
+    async def _serve(self, port: int) -> web.AppRunner:
+        app = web.Application()
+
+        async def metrics(request: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def results(request: web.Request) -> web.Response:
+            return web.json_response(self.results.to_dict(), dumps=lambda d: __import__("json").dumps(d, default=str))
+
+        app.add_routes([web.get("/metrics", metrics), web.get("/results", results)])
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, LOCALHOST, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        with self.run.locked():
+            state = self.run.load_state()
+            state.controller_url = f"http://{LOCALHOST}:{bound}"
+            self.run.save_state(state)
+        return runner
+
+    def _stopped(self) -> list[str]:
+        return self.run.load_state().stopped_nodes
+
+    async def _poll_forever(self, collector: Collector) -> None:
+        while True:
+            await collector.poll(self._stopped())
+            items = self.run.read_journal("item")
+            measure = len(items) * len(self.plan.names("honest")) <= ITEM_QUERIES_PER_POLL
+            obs = await collector.observe(items if measure else [], self._stopped(), poll=False)
+            self._publish(observations=obs)
+            await asyncio.sleep(COLLECT_INTERVAL_SECONDS)  # the sampling period, not a wait for a condition
+
+    async def run_scenario(self, *, serve: bool = True, port: int = 0, linger: bool = False) -> Results:
+        """Wait for readiness, run the timeline until the plan's duration, collect, check.
+        ``linger``: keep serving metrics and results afterwards until cancelled (detached mode)."""
+        runner = await self._serve(port) if serve else None
+        try:
+            async with ControlClient(self.state.control_token) as client:
+                try:
+                    await asyncio.to_thread(self.backend.wait_ready)
+                except Exception as e:
+                    self._publish(phase="error", error=str(e))
+                    raise
+                start_wall, start = time.time(), time.monotonic()
+                self._publish(phase="timeline", started_at=start_wall)
+                collector = Collector(self.plan, client, self.backend.node_endpoints(), start_wall)
+                ctx = timeline.TimelineContext(self.plan, self.backend, client, self.run, self.backend.node_endpoints(),
+                                               self.backend.seeder_endpoint())
+                poller = asyncio.create_task(self._poll_forever(collector))
+                try:
+                    await timeline.execute(ctx, self.plan.timeline, start)
+                    remaining = start + self.plan.duration - time.monotonic()
+                    if remaining > 0:
+                        await asyncio.sleep(remaining)  # the scenario's own length
+                finally:
+                    poller.cancel()
+                self._publish(phase="finishing", events=list(ctx.records))
+                obs = await collector.observe(self.run.read_journal("item"), self._stopped())
+                self._publish(phase="done", observations=obs, checks=evaluate(self.plan.expect, obs, self.plan))
+                if linger:
+                    await asyncio.Event().wait()  # until cancelled by SIGTERM (harness down)
+            return self.results
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+
+
+def start_detached(run: RunDir) -> None:
+    """Start `python -m harness.controller --run-dir DIR` in its own session, recorded in the state
+    so that `down` stops it with everything else."""
+    command = [sys.executable, "-m", "harness.controller", "--run-dir", str(run.path)]
+    with run.locked():
+        state = run.load_state()
+        _, record = lw.spawn("controller", "controller", command, run.logs_dir / "controller.log", watch_parent=False)
+        state.processes.append(record)
+        run.save_state(state)

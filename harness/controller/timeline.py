@@ -1,0 +1,232 @@
+"""Executes a plan's timeline: each action (harness/actions.py) is one small async handler here.
+
+Adding an action = one ``@handler("name")`` function. A handler acts on one target node (or the
+seeder) and returns a small JSON-able dict for the journal. Actions that take a duration
+(stop_node, pause_node, seeder_mode) have an undo handler, run at the end of the duration.
+
+Times: ``at`` is seconds after the timeline starts (all nodes ready). Waiting for the next event's
+time is scheduling, not a sleep "to give it time".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.backends.base import Backend, BackendError, Endpoint
+from harness.backends.node_config import seeder_mode_params
+from harness.controller.client import ControlClient
+from harness.errors import ExitCode, HarnessError
+from harness.plan_view import Event, PlanView
+from harness.rundir import RunDir
+
+
+class TimelineError(HarnessError):
+    exit_code = ExitCode.INVALID_INPUT
+
+
+@dataclass
+class EventRecord:
+    """One executed action on one target, as journaled and shown in the report."""
+
+    at: float  # planned, seconds after start
+    action: str
+    target: str | None
+    params: dict[str, Any]
+    started: float  # epoch seconds
+    finished: float
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class TimelineContext:
+    plan: PlanView
+    backend: Backend
+    client: ControlClient
+    run: RunDir
+    endpoints: dict[str, Endpoint]
+    seeder: Endpoint | None
+    records: list[EventRecord] = field(default_factory=list)
+
+    def endpoint(self, name: str) -> Endpoint:
+        try:
+            return self.endpoints[name]
+        except KeyError:
+            raise TimelineError(f"no node named {name!r} in this run") from None
+
+    def record_item(self, kind: str, item_id: str, origin: str, origin_time: float) -> None:
+        """Journal an injected tx/block so that any later report (any shell) measures it."""
+        self.run.append_journal({"type": "item", "kind": kind, "item_id": item_id, "origin": origin,
+                                 "origin_time": origin_time})
+
+
+Handler = Callable[[TimelineContext, "str | None", dict[str, Any]], Awaitable[dict[str, Any]]]
+HANDLERS: dict[str, Handler] = {}
+# action -> the handler that undoes it when its duration ends
+UNDO: dict[str, str] = {"stop_node": "start_node", "pause_node": "resume_node", "seeder_mode": "seeder_mode_restore"}
+
+
+def handler(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+# Backend calls block (subprocesses, sockets): run them in a thread so the timeline keeps its clock.
+@handler("stop_node")
+async def _stop_node(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.to_thread(ctx.backend.stop_node, target)
+    return {}
+
+
+@handler("start_node")  # the undo of stop_node: same data directory
+async def _start_node(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.to_thread(ctx.backend.restart_node, target, False)
+    return {}
+
+
+@handler("restart_node")
+async def _restart_node(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.to_thread(ctx.backend.restart_node, target, bool(params.get("wipe_datadir", False)))
+    return {"wipe_datadir": bool(params.get("wipe_datadir", False))}
+
+
+@handler("pause_node")
+async def _pause_node(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.to_thread(ctx.backend.pause_node, target)
+    return {}
+
+
+@handler("resume_node")
+async def _resume_node(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.to_thread(ctx.backend.resume_node, target)
+    return {}
+
+
+@handler("inject_tx")
+async def _inject_tx(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    ep = ctx.endpoint(target)
+    txids = []
+    for _ in range(int(params.get("count", 1))):
+        sent = time.time()
+        txid = await ctx.client.inject_tx(ep)
+        ctx.record_item("tx", txid, target, sent)
+        txids.append(txid)
+    return {"txids": txids}
+
+
+@handler("inject_block")
+async def _inject_block(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    ep = ctx.endpoint(target)
+    hashes = []
+    for _ in range(int(params.get("count", 1))):
+        sent = time.time()
+        block = await ctx.client.mine_block(ep)
+        ctx.record_item("block", block, target, sent)
+        hashes.append(block)
+    return {"hashes": hashes}
+
+
+def _seeder(ctx: TimelineContext) -> Endpoint:
+    if ctx.seeder is None:
+        raise TimelineError("seeder_mode: this scenario has no DNS seeder")
+    return ctx.seeder
+
+
+@handler("seeder_mode")
+async def _seeder_mode(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    ep = _seeder(ctx)
+    previous = (await ctx.client.seeder_status(ep)).get("mode")
+    attackers = [n.endpoint for n in ctx.plan.nodes if n.role == "attacker"]
+    mode_params = seeder_mode_params(params["mode"], dict(params.get("params") or {}), attackers)
+    await ctx.client.request(ep, "POST", "/mode", {"mode": params["mode"], "params": mode_params})
+    return {"mode": params["mode"], "previous": previous}
+
+
+@handler("seeder_mode_restore")  # the undo of seeder_mode: back to the mode it replaced
+async def _seeder_mode_restore(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    mode = params.get("previous") or "honest"
+    await ctx.client.seeder_mode(_seeder(ctx), mode)
+    return {"mode": mode}
+
+
+@handler("disconnect_peer")
+async def _disconnect_peer(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """Drop every connection of ``target`` to the given peer nodes (whatever the direction: an
+    inbound peer is known by an ephemeral port, so the target's own peer list is read) or to an
+    address (IP or IP:port)."""
+    ep = ctx.endpoint(target)
+    if params.get("address"):
+        wanted_ips = {params["address"].rsplit(":", 1)[0] if params["address"].count(":") == 1 else params["address"]}
+    else:
+        peers = params.get("peer") or []
+        wanted_ips = {ctx.plan.node(p).address for p in ([peers] if isinstance(peers, str) else peers)}
+    status = await ctx.client.status(ep)
+    dropped = [p["address"] for p in status.get("peers", []) if p["address"].rsplit(":", 1)[0] in wanted_ips]
+    for address in dropped:
+        await ctx.client.disconnect_peer(ep, address)
+    return {"disconnected": dropped}
+
+
+def validate(timeline: Sequence[Event]) -> None:
+    """Every action must have a handler (and an undo, for the end of a duration); checked before
+    anything runs."""
+    needed = {UNDO.get(e.action, f"(no undo for {e.action})") if e.phase == "end" else e.action for e in timeline}
+    unknown = sorted(needed - set(HANDLERS))
+    if unknown:
+        raise TimelineError(f"no controller handler for action(s) {unknown}; known: {sorted(HANDLERS)}")
+
+
+async def run_action(ctx: TimelineContext, at: float, action: str, target: str | None, params: dict[str, Any]) -> EventRecord:
+    """Run one action on one target; a failure is recorded (and journaled), never raised."""
+    if action not in HANDLERS:
+        raise TimelineError(f"unknown action {action!r}; known: {sorted(HANDLERS)}")
+    started = time.time()
+    try:
+        result, error = await HANDLERS[action](ctx, target, params), None
+    except (HarnessError, BackendError, OSError, KeyError, ValueError) as e:
+        result, error = {}, f"{type(e).__name__}: {e}"
+    record = EventRecord(at, action, target, params, started, time.time(), error is None, result, error)
+    ctx.records.append(record)
+    ctx.run.append_journal({"type": "event", **asdict(record)})
+    return record
+
+
+async def execute(ctx: TimelineContext, timeline: Sequence[Event], start: float | None = None) -> list[EventRecord]:
+    """Run the timeline against the monotonic clock from ``start`` (default now); returns records.
+
+    Events at the same time run concurrently, and every target of one event concurrently. The
+    planner turns an action with a duration into a begin/end pair; an ``end`` runs the action's
+    undo (UNDO) with what the begin returned (e.g. the seeder mode it replaced), and is skipped if
+    the begin failed. A pause with no duration is resumed when the timeline ends.
+    """
+    validate(timeline)
+    start = time.monotonic() if start is None else start
+    begun: dict[tuple[str, str | None], dict[str, Any]] = {}
+
+    async def one(event: Event, target: str | None) -> None:
+        key = (event.action, target)
+        if event.phase == "end":
+            if key in begun:
+                await run_action(ctx, event.at, UNDO[event.action], target, {**event.params, **begun.pop(key)})
+            return
+        record = await run_action(ctx, event.at, event.action, target, dict(event.params))
+        if record.ok and (event.phase == "begin" or event.action == "pause_node"):
+            begun[key] = record.result
+
+    for at in sorted({e.at for e in timeline}):
+        delay = start + at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)  # scheduling: the next event's time
+        await asyncio.gather(*(one(e, t) for e in timeline if e.at == at for t in (e.targets or (None,))))
+    for (action, target), result in list(begun.items()):
+        if action == "pause_node":
+            await run_action(ctx, time.monotonic() - start, UNDO[action], target, result)
+    return ctx.records

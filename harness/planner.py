@@ -1,0 +1,273 @@
+"""The planner: a pure function from (scenario, seed) to a Plan. No I/O, no clocks, no global RNG.
+
+Every random choice (selector modes, workload sources, fixed seeds, bitcoind's peers, per-node RNG
+seeds) draws from its own RNG derived from the seed and a label (`selectors.rng_for`), so the same
+scenario and seed always give the same plan, and adding one fault does not reshuffle the others.
+
+Addresses come from an `AddressAllocator`; `LoopbackAllocator` (the local backend's) gives every
+node its own 127.a.b.c, spread over many /16 netgroups so netgroup defences behave as on the real
+network. Docker and Kubernetes backends pass their own allocator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from harness.actions import takes_duration
+from harness.errors import ScenarioError
+from harness.plan_model import CheckPlan, Endpoint, Event, NodePlan, Plan
+from harness.scenario.model import Network, Scenario
+from harness.scenario.selectors import Member, Selector, pick, rng_for
+
+P2P_PORT = 18444  # regtest's default port (reference §1.1)
+CONTROL_PORT = 18445  # each node's HTTP control API and /metrics
+DNS_PORT = 5353  # the seeder's DNS port (unprivileged; 53 needs root)
+CONTROLLER_PORT = 18400
+FIXED_SEEDS = 8  # like Core's fixed seeds: a few addresses to fall back on when DNS fails
+BITCOIND_CONNECT = 8  # -connect peers per bitcoind (its 8 full-relay slots)
+
+
+class AllocationError(ValueError):
+    """The allocator cannot place the scenario's nodes (e.g. out of address space)."""
+
+
+class AddressAllocator(Protocol):
+    name: str
+
+    def assign(self, scenario: Scenario, members: Sequence[Member]) -> dict[str, Endpoint]: ...
+
+    def controller(self) -> Endpoint: ...
+
+    def allowlist(self, endpoints: dict[str, Endpoint], members: Sequence[Member]) -> list[str]: ...
+
+
+class LoopbackAllocator:
+    """127.0.0.0/8 for the local backend: each node its own address, netgroups laid out on purpose.
+
+    honest nodes   127.1-99.x.y   node i in /16 number 1 + i % 99 (neighbours in different groups)
+    attackers      127.100-239.x.y  each attacker entry its own `netgroups` consecutive /16s
+    bitcoind       127.240.x.y
+    seeder         127.0.53.1 (DNS on 5353)      controller 127.0.0.1
+    """
+
+    name = "loopback"
+    HONEST_GROUPS = range(1, 100)
+    ATTACKER_GROUPS = range(100, 240)
+    BITCOIND_GROUP = 240
+    HOSTS_PER_GROUP = 256 * 254  # x.1-254 for every x
+
+    def assign(self, scenario: Scenario, members: Sequence[Member]) -> dict[str, Endpoint]:
+        endpoints: dict[str, Endpoint] = {}
+        honest = [m for m in members if m.role == "honest"]
+        for index, member in enumerate(honest):
+            second = self.HONEST_GROUPS[index % len(self.HONEST_GROUPS)]
+            endpoints[member.name] = self._endpoint(second, index // len(self.HONEST_GROUPS))
+        for index, member in enumerate(m for m in members if m.role == "bitcoind"):
+            endpoints[member.name] = self._endpoint(self.BITCOIND_GROUP, index)
+        base = self.ATTACKER_GROUPS.start
+        for attacker in scenario.attackers:
+            if base + attacker.netgroups > self.ATTACKER_GROUPS.stop:
+                raise AllocationError(f"the local backend has {len(self.ATTACKER_GROUPS)} /16 groups for attackers; "
+                                      f"the attackers ask for more")
+            for index in range(attacker.count):
+                host = index // attacker.netgroups
+                if host >= self.HOSTS_PER_GROUP:
+                    raise AllocationError(f"attacker {attacker.label!r} has too many nodes per /16; raise its netgroups")
+                endpoints[f"{attacker.label}-{index}"] = self._endpoint(base + index % attacker.netgroups, host)
+            base += attacker.netgroups
+        if any(m.role == "seeder" for m in members):
+            endpoints["seeder"] = Endpoint(address="127.0.53.1", p2p_port=DNS_PORT, control_port=CONTROL_PORT)
+        return endpoints
+
+    def controller(self) -> Endpoint:
+        return Endpoint(address="127.0.0.1", p2p_port=0, control_port=CONTROLLER_PORT)
+
+    def allowlist(self, endpoints: dict[str, Endpoint], members: Sequence[Member]) -> list[str]:
+        # Whole /16s are handed out per netgroup, so the assigned networks are those /16s.
+        peers = [endpoints[m.name].address for m in members if m.role != "seeder"]
+        networks = {ipaddress.ip_network(f"{address}/16", strict=False) for address in peers}
+        return [str(net) for net in ipaddress.collapse_addresses(sorted(networks))]
+
+    def _endpoint(self, second: int, host: int) -> Endpoint:
+        if host >= self.HOSTS_PER_GROUP:
+            raise AllocationError("too many nodes for the local backend's address layout")
+        return Endpoint(address=f"127.{second}.{host // 254}.{1 + host % 254}", p2p_port=P2P_PORT,
+                        control_port=CONTROL_PORT)
+
+
+def plan(scenario: Scenario, seed: int | None = None, allocator: AddressAllocator | None = None) -> Plan:
+    """The concrete plan for `scenario` under `seed` (default: the scenario's own seed)."""
+    seed = scenario.seed if seed is None else seed
+    allocator = allocator or LoopbackAllocator()
+    members = scenario.members()
+    try:
+        endpoints = allocator.assign(scenario, members)
+    except AllocationError as exc:
+        raise ScenarioError(str(exc), path=("attackers",)) from None
+    allowlist = allocator.allowlist(endpoints, members)
+    nodes = [_node_plan(scenario, seed, m, members, endpoints, allowlist) for m in members]
+    controller = allocator.controller()
+    nodes.append(NodePlan(name="controller", role="controller", group=None, address=controller.address,
+                          p2p_port=controller.p2p_port, control_port=controller.control_port, config={}))
+    return Plan(
+        name=scenario.name,
+        seed=seed,
+        duration=scenario.duration,
+        allocator=allocator.name,
+        nodes=nodes,
+        timeline=timeline(scenario, seed, members),
+        checks=[_check_plan(check, index, members, seed) for index, check in enumerate(scenario.expect)],
+        allowlist=allowlist,
+        scenario=scenario.model_dump(mode="json", by_alias=True),
+    )
+
+
+# ---------------------------------------------------------------- node configuration
+
+
+def node_seed(seed: int, name: str) -> int:
+    """Each node's own RNG seed (addrman key, nonces, trickle timers): stable per (seed, name)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}|node|{name}".encode()).digest()[:8], "big") >> 1
+
+
+def group_settings(network: Network, group: str | None) -> dict[str, Any]:
+    """The network's node settings with the group's overrides applied."""
+    settings = {
+        "relay_policy": network.relay_policy,
+        "outbound_full_relay": network.outbound_full_relay,
+        "block_relay": network.block_relay,
+        "max_connections": network.max_connections,
+        "misbehaviour_policy": network.misbehaviour_policy,
+        "bantime": network.bantime,
+        "countermeasures": network.countermeasures.model_dump(),
+        "latency": network.latency.model_dump(),
+    }
+    spec = next((g for g in network.groups or [] if g.name == group), None)
+    if spec is not None:
+        for key in settings.keys() - {"countermeasures"}:
+            value = getattr(spec, key)
+            if value is not None:
+                settings[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        if spec.countermeasures is not None:
+            settings["countermeasures"].update(spec.countermeasures.model_dump(include=spec.countermeasures.model_fields_set))
+    return settings
+
+
+def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Member],
+               endpoints: dict[str, Endpoint], allowlist: list[str]) -> NodePlan:
+    endpoint = endpoints[member.name]
+    common = {"name": member.name, "role": member.role, "listen": endpoint.address, "port": endpoint.p2p_port,
+              "control_port": endpoint.control_port, "rng_seed": node_seed(seed, member.name),
+              "magic": scenario.network.magic, "time_scale": scenario.network.time_scale}
+    honest = [endpoints[m.name].p2p for m in members if m.role == "honest"]
+    if member.role == "honest":
+        config = {**common, "group": member.group, **group_settings(scenario.network, member.group),
+                  "netgroup_bits": scenario.network.netgroup_bits, "all_routable": scenario.network.all_routable,
+                  "allowlist": allowlist, "seeders": _seeders(scenario, endpoints),
+                  "fixed_seeds": _sample(rng_for(seed, "fixed_seeds"), honest, FIXED_SEEDS), "connect": []}
+    elif member.role == "bitcoind":
+        connect = _sample(rng_for(seed, "bitcoind", member.name), honest, BITCOIND_CONNECT)
+        config = {**common, "connect": connect, "args": _bitcoind_args(endpoint, connect)}
+    elif member.role == "attacker":
+        attacker = next(a for a in scenario.attackers if a.label == member.group)
+        index = scenario.attackers.index(attacker)
+        targets = pick(attacker.targets, members, rng_for(seed, "attackers", index, "targets"))
+        config = {**common, "kind": attacker.kind, "group": member.group,
+                  "params": attacker.params.model_dump(mode="json"),
+                  "targets": [t.name for t in targets], "target_addresses": [endpoints[t.name].p2p for t in targets],
+                  "netgroup_bits": scenario.network.netgroup_bits}
+    else:  # seeder
+        seeder = scenario.seeder
+        config = {**common, "zone": seeder.zone, "ttl": seeder.ttl, "mode": seeder.mode,
+                  "params": seeder.params.model_dump(mode="json"), "honest": honest,
+                  "attackers": [endpoints[m.name].p2p for m in members if m.role == "attacker"]}
+    return NodePlan(name=member.name, role=member.role, group=member.group, address=endpoint.address,
+                    p2p_port=endpoint.p2p_port, control_port=endpoint.control_port, config=config)
+
+
+def _seeders(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[dict[str, Any]]:
+    if not scenario.seeder.enabled:
+        return []
+    seeder = endpoints["seeder"]
+    return [{"zone": scenario.seeder.zone, "server": seeder.address, "port": seeder.p2p_port}]
+
+
+def _bitcoind_args(endpoint: Endpoint, connect: list[str]) -> list[str]:
+    # Reference §1.4 and testbed adaptation 2: it only reaches us by -connect, and speaks v1.
+    return ["-regtest", "-listen=1", f"-bind={endpoint.address}:{endpoint.p2p_port}", "-v2transport=0",
+            "-dnsseed=0", "-fixedseeds=0", f"-rpcbind={endpoint.address}", f"-rpcport={endpoint.control_port}",
+            f"-rpcallowip={endpoint.address}/32", *(f"-connect={peer}" for peer in connect)]
+
+
+def _sample(rng, items: list[str], most: int) -> list[str]:
+    return sorted(rng.sample(items, min(most, len(items))), key=items.index)
+
+
+# ---------------------------------------------------------------- timeline and checks
+
+
+def timeline(scenario: Scenario, seed: int, members: list[Member]) -> list[Event]:
+    """Faults and workload as concrete events, ordered by time (ties: faults first, in file order)."""
+    events: list[Event] = []
+    for index, fault in enumerate(scenario.faults):
+        nodes = [m.name for m in pick(fault.target, members, rng_for(seed, "faults", index))]
+        params = _resolve(fault.params, members, seed, ("faults", index))
+        source = f"faults[{index}]"
+        if fault.duration is not None and takes_duration(fault.action):
+            events.append(Event(at=fault.at, action=fault.action, nodes=nodes, params=params, phase="begin", source=source))
+            events.append(Event(at=_t(fault.at + fault.duration), action=fault.action, nodes=nodes, params=params,
+                                phase="end", source=source))
+        else:
+            events.append(Event(at=fault.at, action=fault.action, nodes=nodes, params=params, source=source))
+    events += _workload(scenario, seed, members)
+    order = {id(event): position for position, event in enumerate(events)}
+    return sorted(events, key=lambda event: (event.at, order[id(event)]))
+
+
+def _workload(scenario: Scenario, seed: int, members: list[Member]) -> list[Event]:
+    work = scenario.workload
+    start, stop = work.start, scenario.workload_stop
+    if not work.tx_rate and not work.block_interval:
+        return []
+    sources = [m.name for m in pick(work.sources, members, rng_for(seed, "workload", "from"))]
+    events = []
+    if work.tx_rate:
+        chooser = rng_for(seed, "workload", "tx")
+        count = math.ceil((stop - start) * work.tx_rate - 1e-9)
+        for k in range(count):
+            events.append(Event(at=_t(start + k / work.tx_rate), action="inject_tx", nodes=[chooser.choice(sources)],
+                                params={"count": 1}, source="workload.tx"))
+    if work.block_interval:
+        chooser = rng_for(seed, "workload", "block")
+        k = 1
+        while start + k * work.block_interval <= stop + 1e-9:
+            events.append(Event(at=_t(start + k * work.block_interval), action="inject_block",
+                                nodes=[chooser.choice(sources)], params={"count": 1}, source="workload.block"))
+            k += 1
+    return events
+
+
+def _check_plan(check: BaseModel, index: int, members: list[Member], seed: int) -> CheckPlan:
+    params = _resolve(check, members, seed, ("expect", index))
+    del params["check"]
+    return CheckPlan(check=check.check, params=params, source=f"expect[{index}]")
+
+
+def _resolve(model: BaseModel, members: list[Member], seed: int, labels: tuple) -> dict[str, Any]:
+    """The model as JSON data, each Selector field replaced by the node names it picks."""
+    data = model.model_dump(mode="json", by_alias=True)
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, Selector):
+            data[info.alias or name] = [m.name for m in pick(value, members, rng_for(seed, *labels, name))]
+    return data
+
+
+def _t(seconds: float) -> float:
+    return round(seconds, 6)  # microseconds: keeps 10 + 1/3 s readable and the JSON stable

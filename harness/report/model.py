@@ -1,0 +1,243 @@
+"""The inputs of a run report: raw observations collected from nodes, check results, and the Report.
+
+These are plain, immutable dataclasses with no I/O, so that the figures (``harness.figures``) and the
+writers (``harness.report``) can be built and tested without a running network. The controller
+fills them in from what the nodes report; every constructor validates its fields and raises
+``ReportInputError`` naming the bad one.
+
+Times are seconds since the Unix epoch (float), as the nodes' clocks report them.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from harness.errors import HarnessError
+
+ITEM_KINDS = ("tx", "block")
+EDGE_DIRECTIONS = ("outbound", "inbound")
+# Roles the peer-graph plot knows a colour for; any other role is drawn grey.
+NODE_ROLES = ("honest", "attacker", "seeder")
+
+
+class ReportInputError(HarnessError, ValueError):
+    """An observation or check result given to the report is inconsistent (the message names it)."""
+
+
+def _require_finite(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ReportInputError(f"{name} must be a finite number of seconds, got {value!r}")
+
+
+def _require_text(name: str, value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ReportInputError(f"{name} must be a non-empty string, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ItemObservation:
+    """One injected tx or block: where and when it started, and when each honest node first saw it.
+
+    ``first_seen`` maps honest node name -> first-seen time, or None if that node never saw it.
+    Honest nodes missing from the mapping count as never having seen it; ``honest_node_count`` is
+    the denominator of every share. ``origin_honest`` says whether ``origin_node`` is one of the
+    honest nodes (an attacker or an external wallet can inject too); if it is, the origin counts as
+    having the item at ``origin_time``.
+    """
+
+    kind: str
+    item_id: str
+    origin_time: float
+    origin_node: str
+    first_seen: Mapping[str, float | None]
+    honest_node_count: int
+    origin_honest: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in ITEM_KINDS:
+            raise ReportInputError(f"item kind must be one of {ITEM_KINDS}, got {self.kind!r}")
+        _require_text("item_id", self.item_id)
+        _require_text(f"origin_node of {self.item_id}", self.origin_node)
+        _require_finite(f"origin_time of {self.item_id}", self.origin_time)
+        for node, seen in self.first_seen.items():
+            if seen is not None:
+                _require_finite(f"first_seen[{node!r}] of {self.item_id}", seen)
+        known = set(self.first_seen) | ({self.origin_node} if self.origin_honest else set())
+        count = self.honest_node_count
+        if not isinstance(count, int) or count < max(1, len(known)):
+            raise ReportInputError(
+                f"honest_node_count of {self.item_id} is {self.honest_node_count!r} but "
+                f"{len(known)} distinct honest nodes are named (and it must be at least 1)"
+            )
+
+
+@dataclass(frozen=True)
+class BanEvent:
+    """An honest node banned (or discouraged) an address.
+
+    ``banned_node`` is the harness name of the banned peer when the controller could map the address
+    to one, else None. ``banned_is_attacker`` is False for a false positive: an honest node banned.
+    """
+
+    time: float
+    banning_node: str
+    banned_address: str
+    reason: str
+    banned_is_attacker: bool
+    banned_node: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_finite("ban time", self.time)
+        _require_text("banning_node", self.banning_node)
+        _require_text("banned_address", self.banned_address)
+        _require_text("ban reason", self.reason)
+
+
+@dataclass(frozen=True)
+class AttackerStart:
+    """An attacker and when it started attacking; ``addresses`` are the ones it connects from."""
+
+    name: str
+    start_time: float
+    addresses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require_text("attacker name", self.name)
+        _require_finite(f"start_time of attacker {self.name}", self.start_time)
+
+
+@dataclass(frozen=True)
+class OutboundSample:
+    """A victim's outbound peers at one moment: how many in total, how many held by attackers."""
+
+    time: float
+    outbound_total: int
+    outbound_attacker: int
+
+    def __post_init__(self) -> None:
+        _require_finite("outbound sample time", self.time)
+        if not (0 <= self.outbound_attacker <= self.outbound_total):
+            raise ReportInputError(
+                f"outbound sample at {self.time}: need 0 <= outbound_attacker ({self.outbound_attacker}) "
+                f"<= outbound_total ({self.outbound_total})"
+            )
+
+
+@dataclass(frozen=True)
+class VictimSeries:
+    """The outbound-peer time series of one eclipse victim (any order; figures sort by time)."""
+
+    victim: str
+    samples: Sequence[OutboundSample]
+
+    def __post_init__(self) -> None:
+        _require_text("victim", self.victim)
+
+
+@dataclass(frozen=True)
+class PeerEdge:
+    """A connection as ``a`` sees it: ``direction`` "outbound" means ``a`` dialled ``b``."""
+
+    a: str
+    b: str
+    direction: str
+
+    def __post_init__(self) -> None:
+        if self.direction not in EDGE_DIRECTIONS:
+            raise ReportInputError(
+                f"edge {self.a}-{self.b}: direction must be one of {EDGE_DIRECTIONS}, got {self.direction!r}"
+            )
+
+    @property
+    def initiator(self) -> str:
+        return self.a if self.direction == "outbound" else self.b
+
+    @property
+    def acceptor(self) -> str:
+        return self.b if self.direction == "outbound" else self.a
+
+
+@dataclass(frozen=True)
+class PeerGraph:
+    """Who is connected to whom at the end of the run, and each node's role (honest/attacker/seeder)."""
+
+    edges: Sequence[PeerEdge] = ()
+    roles: Mapping[str, str] = field(default_factory=dict)
+
+
+class CheckVerdict(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"  # the check could not be evaluated (missing data, a crash): neither pass nor fail
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One evaluated check: its measured ``value`` against ``bound`` (e.g. "<= 5"), and the verdict."""
+
+    name: str
+    description: str
+    value: float | int | bool | str | None
+    bound: float | int | str | None
+    verdict: CheckVerdict
+    unit: str = ""
+    details: str = ""
+
+    def __post_init__(self) -> None:
+        _require_text("check name", self.name)
+        try:
+            object.__setattr__(self, "verdict", CheckVerdict(self.verdict))
+        except ValueError:
+            raise ReportInputError(
+                f"check {self.name}: verdict must be one of {[v.value for v in CheckVerdict]}, got {self.verdict!r}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a run report shows. The figures are computed from the raw observations on writing."""
+
+    scenario: str
+    seed: int
+    plan_digest: str
+    backend: str
+    node_count: int
+    started_at: float
+    ended_at: float
+    checks: Sequence[CheckResult] = ()
+    items: Sequence[ItemObservation] = ()
+    bans: Sequence[BanEvent] = ()
+    attackers: Sequence[AttackerStart] = ()
+    victims: Sequence[VictimSeries] = ()
+    graph: PeerGraph = field(default_factory=PeerGraph)
+
+    def __post_init__(self) -> None:
+        _require_text("scenario name", self.scenario)
+        _require_finite("started_at", self.started_at)
+        _require_finite("ended_at", self.ended_at)
+        if self.ended_at < self.started_at:
+            raise ReportInputError(f"ended_at ({self.ended_at}) is before started_at ({self.started_at})")
+        names = [c.name for c in self.checks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ReportInputError(f"check names must be unique; repeated: {duplicates}")
+
+    @property
+    def duration(self) -> float:
+        return self.ended_at - self.started_at
+
+    @property
+    def verdict(self) -> CheckVerdict:
+        """The run's verdict: error if any check errored, else fail if any failed, else pass."""
+        verdicts = {c.verdict for c in self.checks}
+        if CheckVerdict.ERROR in verdicts:
+            return CheckVerdict.ERROR
+        if CheckVerdict.FAIL in verdicts:
+            return CheckVerdict.FAIL
+        return CheckVerdict.PASS
+
+    def count(self, verdict: CheckVerdict) -> int:
+        return sum(1 for c in self.checks if c.verdict is verdict)

@@ -1,0 +1,108 @@
+"""Write a run's report directory: report.json, junit.xml, summary.md and the PNG plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.figures import ReportFigures, compute_figures
+from harness.report import plots
+from harness.report.junit import write_junit
+from harness.report.model import CheckVerdict, Report
+from harness.report.summary import render_summary
+
+REPORT_FORMAT_VERSION = 1  # bump when report.json changes incompatibly
+REPORT_JSON = "report.json"
+JUNIT_XML = "junit.xml"
+SUMMARY_MD = "summary.md"
+# plot title -> file name; the order is the order in summary.md
+PLOT_FILES = {
+    "Propagation curves": "propagation.png",
+    "Bans over time": "bans.png",
+    "Peer graph": "peer_graph.png",
+    "Eclipse share": "eclipse.png",
+}
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON data from dataclasses, enums, mappings and sequences; NaN and infinities become null
+    (they are not JSON, and a reader would choke on them)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
+    """The content of report.json."""
+    return {
+        "format_version": REPORT_FORMAT_VERSION,
+        "scenario": report.scenario,
+        "seed": report.seed,
+        "plan_digest": report.plan_digest,
+        "backend": report.backend,
+        "node_count": report.node_count,
+        "started_at": report.started_at,
+        "ended_at": report.ended_at,
+        "started_at_utc": _iso(report.started_at),
+        "ended_at_utc": _iso(report.ended_at),
+        "duration_seconds": report.duration,
+        "verdict": report.verdict.value,
+        "counts": {
+            "checks": len(report.checks),
+            **{verdict.value: report.count(verdict) for verdict in CheckVerdict},
+        },
+        "checks": _jsonable(list(report.checks)),
+        "propagation": {"items": _jsonable(figures.items), "by_kind": _jsonable(figures.by_kind)},
+        "bans": {
+            "total": len(report.bans),
+            "by_reason": figures.bans_by_reason,
+            "series": _jsonable(figures.bans_series),
+            "time_to_ban": _jsonable(figures.time_to_ban),
+            "honest_banned": _jsonable(figures.honest_banned),
+        },
+        "eclipse": _jsonable(figures.eclipse),
+        "plots": dict(PLOT_FILES),
+    }
+
+
+def write_report(out_dir: Path | str, report: Report) -> list[Path]:
+    """Write report.json, junit.xml, summary.md and the PNG plots into ``out_dir`` (created if
+    missing, files overwritten). Returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = compute_figures(report)
+
+    json_path = out / REPORT_JSON
+    document = report_document(report, figures)
+    json_path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+    junit_path = write_junit(out / JUNIT_XML, report)
+
+    plot_paths = [
+        plots.plot_propagation(out / PLOT_FILES["Propagation curves"], report.items),
+        plots.plot_bans(out / PLOT_FILES["Bans over time"], figures.bans_series, report.duration),
+        plots.plot_peer_graph(out / PLOT_FILES["Peer graph"], report.graph),
+        plots.plot_eclipse(out / PLOT_FILES["Eclipse share"], figures.eclipse, report.duration),
+    ]
+
+    summary_path = out / SUMMARY_MD
+    summary_path.write_text(render_summary(report, figures, PLOT_FILES), encoding="utf-8")
+    return [json_path, junit_path, summary_path, *plot_paths]

@@ -1,0 +1,210 @@
+"""The run directory: everything another shell needs to find, inspect and tear down a deployed run.
+
+One directory per run (default ``./runs/<scenario-name>``) holds:
+
+- ``state.json``   the RunState below: backend, plan digest, processes (pid, process group, start
+                   time), control token, controller endpoint. Written atomically, mode 0600 (it holds
+                   the control token).
+- ``plan.json``    the PlanView the run was deployed from (harness.plan_view), so status, inject,
+                   report and the controller process never re-plan.
+- ``workers/``     one node-host config file per worker process.
+- ``logs/``        one log file per process.
+- ``data/<node>/`` node data directories.
+- ``journal.jsonl`` one line per executed timeline action and per injected tx/block, appended by
+                   whoever acted (the controller, or `harness inject` from another shell).
+- ``results.json`` what the controller observed (timeline records, observations), when it ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+from harness.errors import ExitCode, HarnessError
+
+STATE_FILE = "state.json"
+PLAN_FILE = "plan.json"
+RESULTS_FILE = "results.json"
+JOURNAL_FILE = "journal.jsonl"
+DEFAULT_RUNS_ROOT = Path("runs")
+
+# Lifecycle of a run as recorded in state.json.
+DEPLOYING, RUNNING, STOPPED = "deploying", "running", "stopped"
+
+
+class RunDirError(HarnessError):
+    """The run directory is missing, unreadable or belongs to something else."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+@dataclass
+class ProcessRecord:
+    """One OS process the backend started, in its own process group (pgid == pid).
+
+    ``start_time`` is the kernel's start time of the process (clock ticks since boot, Linux
+    /proc/<pid>/stat field 22), so that teardown never signals a pid the OS has since reused.
+    """
+
+    name: str  # worker-0, seeder, controller, node-<name> (a restarted node)
+    kind: str  # worker | seeder | controller
+    pid: int
+    pgid: int
+    start_time: int | None
+    command: list[str]
+    log: str
+    nodes: list[str] = field(default_factory=list)  # node names it hosts (workers)
+    config: str | None = None
+
+
+@dataclass
+class RunState:
+    scenario: str
+    backend: str
+    plan_digest: str
+    status: str = DEPLOYING
+    created_at: float = field(default_factory=time.time)
+    ready_at: float | None = None
+    stopped_at: float | None = None
+    control_token: str | None = None
+    processes: list[ProcessRecord] = field(default_factory=list)
+    # node name -> the process record name hosting it now (changes when a node is restarted)
+    node_hosts: dict[str, str] = field(default_factory=dict)
+    stopped_nodes: list[str] = field(default_factory=list)
+    controller_url: str | None = None
+    attached: bool = False  # processes die with the CLI that started them (`harness run`)
+
+    def process(self, name: str) -> ProcessRecord:
+        for p in self.processes:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunState":
+        data = dict(data)
+        data["processes"] = [ProcessRecord(**p) for p in data.get("processes", [])]
+        return cls(**data)
+
+
+def default_run_dir(scenario_name: str) -> Path:
+    return DEFAULT_RUNS_ROOT / scenario_name
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write via a temp file + rename, so a reader in another shell never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunDir:
+    """Paths and state I/O of one run directory."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).absolute()
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # --- layout ---------------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
+    def plan_file(self) -> Path:
+        return self.path / PLAN_FILE
+
+    @property
+    def results_file(self) -> Path:
+        return self.path / RESULTS_FILE
+
+    @property
+    def workers_dir(self) -> Path:
+        return self.path / "workers"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / "logs"
+
+    def datadir(self, node: str) -> Path:
+        return self.path / "data" / node
+
+    def create(self) -> None:
+        for d in (self.path, self.workers_dir, self.logs_dir, self.path / "data"):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # --- state ----------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.state_file.is_file()
+
+    def load_state(self) -> RunState:
+        try:
+            return RunState.from_dict(json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            raise RunDirError(f"no run in {self.path} (no {STATE_FILE}); deploy one first or pass --run-dir") from None
+        except (ValueError, TypeError) as e:
+            raise RunDirError(f"{self.state_file} is not a harness run state: {e}") from None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise read-modify-write of state.json between the CLI and the controller process."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def save_state(self, state: RunState) -> None:
+        _write_atomic(self.state_file, json.dumps(state.to_dict(), indent=2), mode=0o600)
+
+    def write_json(self, path: Path, data: Any) -> None:
+        _write_atomic(path, json.dumps(data, indent=2, default=str))
+
+    def read_json(self, path: Path) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RunDirError(f"{path} is missing") from None
+        except ValueError as e:
+            raise RunDirError(f"{path} is not valid JSON: {e}") from None
+
+    # --- journal --------------------------------------------------------------------------------
+    @property
+    def journal_file(self) -> Path:
+        return self.path / JOURNAL_FILE
+
+    def append_journal(self, entry: dict[str, Any]) -> None:
+        """One JSON line, appended under an exclusive lock (several writers may act at once)."""
+        line = json.dumps(entry, default=str) + "\n"
+        with open(self.journal_file, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.write(line)
+
+    def read_journal(self, type_: str | None = None) -> list[dict[str, Any]]:
+        try:
+            lines = self.journal_file.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        entries = [json.loads(line) for line in lines if line.strip()]
+        return [e for e in entries if type_ is None or e.get("type") == type_]

@@ -1,0 +1,295 @@
+"""Scenario files -> Scenario, or one ScenarioError saying file:line:col, the field and what is allowed.
+
+YAML is composed into nodes (which carry line and column) and converted to plain data while a
+SourceMap records where every value and key was written. Pydantic validates the data; its first
+error in file order is translated into a plain sentence. Pydantic's own wording never reaches the
+user: each error type has a sentence here, and unknown types get a neutral one.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from harness.actions import ACTIONS
+from harness.errors import ScenarioError, format_path
+from harness.scenario.attackers import ATTACKER_KINDS
+from harness.scenario.checks import CHECKS, Check
+from harness.scenario.model import Attacker, Fault, Scenario
+from harness.scenario.registry import did_you_mean
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """Where each value (and each mapping key) of a YAML document was written, 1-based."""
+
+    file: str
+    values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    kinds: dict[Loc, str] = field(default_factory=dict)  # "map" | "seq" | "scalar"
+
+    def resolve(self, loc: Loc) -> tuple[Loc, Loc]:
+        """(deepest written prefix of loc, loc as the user wrote it).
+
+        Steps the user did not write because of a shorthand (a selector given as `node-3` or as a
+        list, which the model stores under `nodes`) are dropped from the displayed path.
+        """
+        prefix: Loc = ()
+        shown: list[str | int] = []
+        for index, part in enumerate(loc):
+            if (*prefix, part) in self.values:
+                prefix = (*prefix, part)
+                shown.append(part)
+                continue
+            kind = self.kinds.get(prefix)
+            if kind == "scalar":
+                break
+            if kind == "seq" and isinstance(part, str):
+                continue
+            shown.extend(loc[index:])
+            break
+        return prefix, tuple(shown)
+
+    def position(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        if key and loc in self.keys:
+            return self.keys[loc]
+        return self.values.get(loc, (1, 1))
+
+
+# ---------------------------------------------------------------- reading YAML
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file; ScenarioError (one, located) if anything is wrong."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("cannot read the scenario: no such file", file=file) from None
+    except IsADirectoryError:
+        raise ScenarioError("cannot read the scenario: it is a directory, not a file", file=file) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"cannot read the scenario: not UTF-8 text (byte {exc.start})", file=file) from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read the scenario: {exc.strerror or exc}", file=file) from None
+    return parse_scenario(text, file)
+
+
+def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
+    data, source = read_yaml(text, file)
+    return validate_scenario(data, source)
+
+
+def read_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
+    source = SourceMap(file)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ScenarioError("the file is empty; a scenario needs at least name, duration and network", file=file)
+        data = _convert(node, (), source, loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(part for part in (exc.problem, f"({exc.context})" if exc.context else None) if part)
+        if "block" in what or "indent" in what:
+            what += "; check the indentation here and on the line above"
+        raise ScenarioError(f"YAML syntax error: {what}", file=file,
+                            line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None) from None
+    except yaml.YAMLError as exc:  # reader errors (control characters) carry no mark
+        raise ScenarioError(f"YAML error: {exc}", file=file) from None
+    finally:
+        loader.dispose()
+    return data, source
+
+
+def _convert(node: yaml.Node, loc: Loc, source: SourceMap, loader: yaml.SafeLoader) -> Any:
+    source.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        source.kinds[loc] = "map"
+        merged = any(key.tag == "tag:yaml.org,2002:merge" for key, _ in node.value)
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise ScenarioError("a key must be a plain word", file=source.file, line=line, column=column,
+                                    path=loc)
+            if key in result and not merged:
+                first = source.keys[(*loc, key)][0]
+                raise ScenarioError(f"duplicate key {key!r} (first written on line {first}); "
+                                    f"YAML would silently keep only the last one",
+                                    file=source.file, line=line, column=column, path=(*loc, key))
+            source.keys[(*loc, key)] = (line, column)
+            result[key] = _convert(value_node, (*loc, key), source, loader)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        source.kinds[loc] = "seq"
+        return [_convert(item, (*loc, index), source, loader) for index, item in enumerate(node.value)]
+    source.kinds[loc] = "scalar"
+    return loader.construct_object(node, deep=True)
+
+
+# ---------------------------------------------------------------- validating
+
+
+def validate_scenario(data: Any, source: SourceMap | None = None) -> Scenario:
+    """Scenario from plain data; the first problem (in file order) as a ScenarioError."""
+    if not isinstance(data, dict):
+        position = source.position(()) if source else (None, None)
+        raise ScenarioError(f"a scenario is a mapping of keys ({', '.join(_field_names(Scenario))}), "
+                            f"not {_shown(data)}", file=source.file if source else None,
+                            line=position[0], column=position[1])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        translated = [_translate(error, data, source) for error in errors]
+        if source is None:
+            raise translated[0] from None
+        raise min(translated, key=lambda e: (e.line or 0, e.column or 0)) from None
+
+
+def _translate(error: dict[str, Any], data: Any, source: SourceMap | None) -> ScenarioError:
+    ctx = error.get("ctx") or {}
+    loc: Loc = tuple(error["loc"]) + tuple(ctx.get("path", ()) if error["type"] == "harness" else ())
+    kind = error["type"]
+    if kind == "missing":
+        parent, missing = loc[:-1], loc[-1]
+        return _located(f"is required but missing (add {missing}: under {format_path(parent) or 'the top level'})",
+                        parent, loc, source, key=False)
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1], data)
+        hint = did_you_mean(str(loc[-1]), allowed)
+        return _located(f"unknown key{hint} (allowed here: {', '.join(allowed)})", loc, loc, source, key=True)
+    return _located(_sentence(error, ctx, loc, data), loc, loc, source, key=False)
+
+
+def _located(problem: str, where: Loc, path: Loc, source: SourceMap | None, *, key: bool) -> ScenarioError:
+    if source is None:
+        return ScenarioError(problem, path=path)
+    written, shown = source.resolve(where)
+    if where != path:  # a missing key: locate its parent, name the key
+        shown = (*shown, *path[len(where):])
+    line, column = source.position(written, key=key and written == where)
+    return ScenarioError(problem, file=source.file, line=line, column=column, path=shown)
+
+
+def _sentence(error: dict[str, Any], ctx: dict[str, Any], loc: Loc, data: Any) -> str:
+    kind, got = error["type"], _shown(error.get("input"))
+    if kind == "harness":
+        return str(ctx["problem"])
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", "is not valid"))
+    if kind in ("literal_error", "enum"):
+        allowed = re.findall(r"'([^']*)'|(-?\d+(?:\.\d+)?)", str(ctx.get("expected", "")))
+        choices = [text or number for text, number in allowed]
+        return f"must be one of: {', '.join(choices)} (got {got}){did_you_mean(str(error.get('input')), choices)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        keys = _allowed_keys(loc, data)
+        return f"must be a mapping (key: value lines) with keys from: {', '.join(keys)} (got {got})" if keys \
+            else f"must be a mapping (key: value lines) (got {got})"
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return f"must be {bounds[kind]} {limit} (got {got})"
+    sentences = {
+        "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number", "float_type": "must be a number",
+        "float_parsing": "must be a number", "finite_number": "must be a finite number",
+        "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+        "string_type": "must be text", "list_type": "must be a list (lines starting with '- ')",
+        "string_too_short": "must not be empty",
+        "too_short": f"must have at least {ctx.get('min_length')} item(s)",
+        "too_long": f"must have at most {ctx.get('max_length')} item(s)",
+        "string_too_long": f"must be at most {ctx.get('max_length')} characters",
+        "string_pattern_mismatch": f"must match the pattern {ctx.get('pattern')}",
+    }
+    return f"{sentences.get(kind, 'is not a valid value here')} (got {got})"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+# ---------------------------------------------------------------- which keys a place allows
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _allowed_keys(loc: Loc, data: Any) -> list[str]:
+    model = _model_at(loc, data)
+    if model is None:
+        return []
+    return _field_names(model)
+
+
+def _model_at(loc: Loc, data: Any) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc`, following registries where data decides."""
+    current: Any = Scenario
+    for part in loc:
+        parent_data = data
+        data = data[part] if isinstance(data, (dict, list)) and _has(data, part) else None
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if current in (Fault, Attacker) and part == "params":
+                current = _registry_model(current, parent_data)
+                continue
+            info = {(i.alias or n): i for n, i in current.model_fields.items()}.get(part)
+            if info is None:
+                return None
+            current = _unwrap(info.annotation)
+        elif typing.get_origin(current) is list and isinstance(part, int):
+            current = _unwrap(typing.get_args(current)[0])
+            if current is Check and isinstance(data, dict) and data.get("check") in CHECKS:
+                current = CHECKS.get(data["check"]).params
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _registry_model(owner: type[BaseModel], parent: Any) -> type[BaseModel] | None:
+    registry, key = (ACTIONS, "action") if owner is Fault else (ATTACKER_KINDS, "kind")
+    name = parent.get(key) if isinstance(parent, dict) else None
+    return registry.get(name).params if name in registry else None
+
+
+def _has(container: dict | list, part: Any) -> bool:
+    return part in container if isinstance(container, dict) else isinstance(part, int) and part < len(container)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] down to the model (or list[...]) underneath."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation

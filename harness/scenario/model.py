@@ -1,0 +1,380 @@
+"""The scenario file's schema: pydantic models, strict, with unknown keys rejected everywhere.
+
+Everything that can be checked without running anything is checked here (types, ranges, group
+arithmetic, fault times, every selector against the scenario's node names), so a Scenario that
+exists is one the planner can plan. Cross-field problems are raised as
+`PydanticCustomError("harness", ..., {"problem": ..., "path": (...)})`; `path` points inside the
+model being validated, and the loader turns it into file:line:col.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SerializeAsAny, ValidationInfo,
+    field_validator, model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from harness.actions import ACTIONS, default_target, roles_of, takes_duration
+from harness.errors import format_path
+from harness.scenario.attackers import ATTACKER_KINDS
+from harness.scenario.checks import Check, parse_check
+from harness.scenario.durations import Duration, format_duration
+from harness.scenario.selectors import Member, Selector, SelectorError, match
+
+REGTEST_MAGIC = "fabfb5da"  # reference §1.1: regtest fa bf b5 da, port 18444
+MAX_WORKLOAD_EVENTS = 100_000  # keeps a plan a few MB at most
+RESERVED_NAMES = ("node", "bitcoind", "seeder", "controller")  # prefixes of generated node names
+
+
+def problem(text: str, *path: str | int) -> PydanticCustomError:
+    return PydanticCustomError("harness", "{problem}", {"problem": text, "path": path})
+
+
+_SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.fullmatch(value):
+        raise problem(f"must be lowercase letters, digits and '-', 1-63 long, no '-' at the ends (got {value!r})")
+    return value
+
+
+def _magic(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{8}", value):
+        raise problem(f"must be 8 hex digits, the 4 message-start bytes, e.g. {REGTEST_MAGIC} (got {value!r})")
+    return value.lower()
+
+
+Slug = Annotated[str, AfterValidator(_slug)]
+Magic = Annotated[str, AfterValidator(_magic)]
+RelayPolicy = Literal["flood", "diffusion", "dandelion"]
+MisbehaviourPolicy = Literal["ban", "discourage", "disconnect"]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Countermeasures(Strict):
+    """Defences a node can switch off, to compare a scenario with and without them (reference §7)."""
+
+    feelers: bool = True
+    anchors: bool = True
+    test_before_evict: bool = True
+    netgroup_diversity: bool = True
+    tried_table: bool = True
+    getaddr_cache: bool = True
+    addr_rate_limit: bool = True
+    inbound_netgroup_eviction: bool = True
+
+
+class Latency(Strict):
+    delay: Duration = 0.0
+    jitter: Duration = 0.0
+    loss: Fraction = 0.0
+
+
+class Group(Strict):
+    """A share of the honest nodes with its own settings (the rest come from `network`)."""
+
+    name: Slug
+    count: int | None = Field(default=None, ge=0)
+    percent: float | None = Field(default=None, ge=0.0, le=100.0)
+    relay_policy: RelayPolicy | None = None
+    misbehaviour_policy: MisbehaviourPolicy | None = None
+    outbound_full_relay: int | None = Field(default=None, ge=0)
+    block_relay: int | None = Field(default=None, ge=0)
+    max_connections: int | None = Field(default=None, ge=1)
+    bantime: Duration | None = None
+    countermeasures: Countermeasures | None = None  # only the switches written here override
+    latency: Latency | None = None
+
+    @model_validator(mode="after")
+    def _size(self) -> Group:
+        if (self.count is None) == (self.percent is None):
+            raise problem("give exactly one of: count (nodes) or percent (of network.total)")
+        return self
+
+
+class Network(Strict):
+    nodes: int | None = Field(default=None, ge=1)
+    groups: list[Group] | None = Field(default=None, min_length=1)
+    total: int | None = Field(default=None, ge=1)
+    relay_policy: RelayPolicy = "diffusion"
+    outbound_full_relay: int = Field(default=8, ge=0)  # net.h MAX_OUTBOUND_FULL_RELAY_CONNECTIONS
+    block_relay: int = Field(default=2, ge=0)  # net.h MAX_BLOCK_RELAY_ONLY_CONNECTIONS
+    max_connections: int = Field(default=125, ge=1)  # net.h DEFAULT_MAX_PEER_CONNECTIONS
+    misbehaviour_policy: MisbehaviourPolicy = "ban"
+    bantime: Duration = 86400.0  # banman.h DEFAULT_MISBEHAVING_BANTIME, Core time (scaled by time_scale)
+    countermeasures: Countermeasures = Countermeasures()
+    netgroup_bits: Literal[8, 16, 24, 32] = 16
+    all_routable: bool = True
+    time_scale: float = Field(default=1.0, gt=0.0)
+    latency: Latency = Latency()
+    magic: Magic = REGTEST_MAGIC
+    bitcoind: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Network:
+        if self.nodes is None and self.groups is None:
+            raise problem("give either nodes (a count of honest nodes) or groups (a list)")
+        if self.nodes is not None and self.groups is not None:
+            raise problem("give either nodes or groups, not both", "groups")
+        if self.total is not None and self.groups is None:
+            raise problem("total is only used with groups given as percent", "total")
+        if self.groups is not None:
+            self._check_groups(self.groups)
+        for where in [self, *(self.groups or [])]:
+            out = (where.outbound_full_relay or 0) + (where.block_relay or 0)
+            if where.max_connections is not None and out > where.max_connections:
+                raise problem(f"max_connections {where.max_connections} is below the {out} outbound connections")
+        return self
+
+    def _check_groups(self, groups: list[Group]) -> None:
+        seen: dict[str, int] = {}
+        for index, group in enumerate(groups):
+            if group.name in seen:
+                raise problem(f"group name {group.name!r} is used twice (also groups[{seen[group.name]}])",
+                              "groups", index, "name")
+            seen[group.name] = index
+        percents = [g.percent for g in groups if g.percent is not None]
+        if not percents:
+            if self.total is not None and self.total != sum(g.count or 0 for g in groups):
+                raise problem(f"the groups add up to {sum(g.count or 0 for g in groups)} nodes, not {self.total}", "total")
+            return
+        if sum(percents) > 100:
+            listed = " + ".join(f"{p:g}" for p in percents)
+            raise problem(f"group percentages sum to {sum(percents):g} ({listed}); they must not exceed 100", "groups")
+        if self.total is None:
+            raise problem("groups given as percent need total: the number of honest nodes to share out")
+        counts = group_counts(self)
+        if sum(counts.values()) != self.total:
+            raise problem(f"the groups add up to {sum(counts.values())} nodes, not total {self.total} "
+                          f"(percentages sum to {sum(percents):g})", "total")
+        if sum(counts.values()) == 0:
+            raise problem("the groups hold no node")
+
+
+def group_counts(network: Network) -> dict[str | None, int]:
+    """Honest nodes per group; percent groups share `total` by largest remainder (sums stay exact)."""
+    if network.groups is None:
+        return {None: network.nodes or 0}
+    counts = {g.name: g.count or 0 for g in network.groups}
+    shares = [(g.name, (network.total or 0) * g.percent / 100) for g in network.groups if g.percent is not None]
+    if shares:
+        target = round(sum(share for _, share in shares))
+        for name, share in shares:
+            counts[name] = math.floor(share)
+        by_remainder = sorted(shares, key=lambda item: -(item[1] - math.floor(item[1])))
+        for name, _ in by_remainder[: target - sum(counts[n] for n, _ in shares)]:
+            counts[name] += 1
+    return counts
+
+
+class SeederParams(Strict):
+    attacker_fraction: Fraction = 0.5  # mixed: share of answers that are attacker addresses
+    delay: Duration = 5.0  # slow: how long each answer is held back
+    addresses: list[str] | None = None  # poison/mixed: what to serve (default: the attackers' addresses)
+
+
+class Seeder(Strict):
+    enabled: bool = True
+    mode: Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow"] = "honest"
+    params: SeederParams = SeederParams()
+    zone: str = "seed.testnet."
+    ttl: int = Field(default=3600, ge=0)  # bitcoin-seeder's A/AAAA TTL (reference §6)
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        name = value.rstrip(".")
+        if not all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?", label) for label in name.split(".")):
+            raise problem(f"must be a DNS name like seed.testnet. (got {value!r})")
+        return name.lower() + "."
+
+
+class Attacker(Strict):
+    kind: str
+    name: Slug | None = None  # default: the kind; node names are <name>-0, <name>-1, ...
+    count: int = Field(default=1, ge=1)
+    netgroups: int = Field(default=1, ge=1)  # how many /16 groups the attacker's addresses span
+    targets: Selector = Selector(role="honest")
+    params: Any = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in ATTACKER_KINDS:
+            raise problem(ATTACKER_KINDS.unknown(value))
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: Any, info: ValidationInfo) -> Any:
+        if "kind" not in info.data:
+            return value
+        return ATTACKER_KINDS.get(info.data["kind"]).params.model_validate(value)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind.replace("_", "-")
+
+
+class Workload(Strict):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    tx_rate: float = Field(default=0.0, ge=0.0)  # transactions per second, over [start, stop)
+    block_interval: Duration | None = None
+    sources: Selector = Field(default=Selector(role="honest"), alias="from")
+    start: Duration = 0.0
+    stop: Duration | None = None  # default: the end of the scenario
+
+
+class Fault(Strict):
+    at: Duration
+    action: str
+    target: Selector | None = None  # default: the action's own (seeder_mode: the seeder)
+    duration: Duration | None = None
+    params: Any = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("action")
+    @classmethod
+    def _action(cls, value: str) -> str:
+        if value not in ACTIONS:
+            raise problem(ACTIONS.unknown(value))
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: Any, info: ValidationInfo) -> Any:
+        if "action" not in info.data:
+            return value
+        return ACTIONS.get(info.data["action"]).params.model_validate(value)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Fault:
+        if self.duration is not None and not takes_duration(self.action):
+            raise problem(f"{self.action} takes no duration (it is instantaneous)", "duration")
+        if self.target is None:
+            self.target = default_target(self.action)
+            if self.target is None:
+                raise problem(f"{self.action} needs a target (a node name, list, pattern or selector)")
+        return self
+
+
+class Scenario(Strict):
+    name: Slug
+    description: str = ""
+    seed: int = 0
+    duration: Duration
+    network: Network
+    seeder: Seeder = Seeder()
+    attackers: list[Attacker] = Field(default_factory=list)
+    workload: Workload = Workload()
+    faults: list[Fault] = Field(default_factory=list)
+    expect: list[SerializeAsAny[Annotated[Check, PlainValidator(parse_check)]]] = Field(default_factory=list)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise problem("must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        self._check_names()
+        if self.network.bitcoind and self.network.magic != REGTEST_MAGIC:
+            raise problem(f"bitcoind nodes speak regtest (magic {REGTEST_MAGIC}); "
+                          f"drop network.magic or set network.bitcoind to 0", "network", "magic")
+        self._check_times()
+        members = self.members()
+        for path, selector in iter_selectors(self):
+            try:
+                match(selector, members)
+            except SelectorError as exc:
+                raise problem(str(exc), *path, *exc.subpath) from None
+        for path, selector, roles, action in self._role_bound_selectors():
+            for member in match(selector, members):
+                if member.role not in roles:
+                    raise problem(f"{action} acts on {' or '.join(roles)} nodes, but this selects "
+                                  f"{member.role} node {member.name!r}", *path)
+        return self
+
+    def _check_names(self) -> None:
+        taken = {g.name: ("network", "groups", i, "name") for i, g in enumerate(self.network.groups or [])}
+        for index, attacker in enumerate(self.attackers):
+            where = ("attackers", index, "name") if attacker.name else ("attackers", index, "kind")
+            if attacker.label in RESERVED_NAMES:
+                raise problem(f"{attacker.label!r} is reserved for generated names; give this attacker a name", *where)
+            if attacker.label in taken:
+                raise problem(f"the name {attacker.label!r} is already used at {format_path(taken[attacker.label])}; "
+                              f"give each attacker a distinct name", *where)
+            taken[attacker.label] = where
+        for name, where in taken.items():
+            if where[0] == "network" and name in RESERVED_NAMES[1:]:
+                raise problem(f"{name!r} is reserved (a role name); choose another group name", *where)
+
+    def _check_times(self) -> None:
+        end = format_duration(self.duration)
+        for index, fault in enumerate(self.faults):
+            if fault.at > self.duration:
+                raise problem(f"at {format_duration(fault.at)} is after the end of the scenario (duration {end})",
+                              "faults", index, "at")
+            if fault.duration is not None and fault.at + fault.duration > self.duration:
+                raise problem(f"ends at {format_duration(fault.at + fault.duration)}, after the end of the "
+                              f"scenario (duration {end})", "faults", index, "duration")
+        work = self.workload
+        stop = self.duration if work.stop is None else work.stop
+        if stop > self.duration:
+            raise problem(f"stop {format_duration(stop)} is after the end of the scenario ({end})", "workload", "stop")
+        if work.start > stop:
+            raise problem(f"start {format_duration(work.start)} is after stop {format_duration(stop)}", "workload", "start")
+        if work.tx_rate * (stop - work.start) > MAX_WORKLOAD_EVENTS:
+            raise problem(f"{work.tx_rate:g}/s for {format_duration(stop - work.start)} is "
+                          f"{work.tx_rate * (stop - work.start):.0f} transactions; at most {MAX_WORKLOAD_EVENTS}",
+                          "workload", "tx_rate")
+
+    def _role_bound_selectors(self) -> Iterator[tuple[tuple, Selector, tuple[str, ...], str]]:
+        for index, fault in enumerate(self.faults):
+            yield ("faults", index, "target"), fault.target, roles_of(fault.action), fault.action
+        if self.workload.tx_rate or self.workload.block_interval:
+            yield ("workload", "from"), self.workload.sources, roles_of("inject_tx"), "the workload"
+
+    @property
+    def workload_stop(self) -> float:
+        return self.duration if self.workload.stop is None else self.workload.stop
+
+    def members(self) -> list[Member]:
+        """Every node the scenario defines, in a fixed order; names are what selectors refer to."""
+        members: list[Member] = []
+        for group, count in group_counts(self.network).items():
+            members += [Member(f"node-{len(members) + i}", "honest", group) for i in range(count)]
+        members += [Member(f"bitcoind-{i}", "bitcoind") for i in range(self.network.bitcoind)]
+        for attacker in self.attackers:
+            members += [Member(f"{attacker.label}-{i}", "attacker", attacker.label) for i in range(attacker.count)]
+        if self.seeder.enabled:
+            members.append(Member("seeder", "seeder"))
+        return members
+
+
+def iter_selectors(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Selector]]:
+    """Every Selector inside a model, with its path as written in the file (aliases, not field names)."""
+    if isinstance(value, Selector):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        for name, info in type(value).model_fields.items():
+            yield from iter_selectors(getattr(value, name), (*path, info.alias or name))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from iter_selectors(item, (*path, index))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from iter_selectors(item, (*path, key))

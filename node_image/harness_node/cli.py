@@ -1,0 +1,101 @@
+"""`harness-node`: the node's console script (argparse keeps the process light).
+
+Subcommands are registered in SUBCOMMANDS as "module:function" strings; each function receives the
+argparse subparsers object and adds its parser with `set_defaults(func=...)`. Adding a subcommand
+(e.g. the seeder) is one line here. `func(args)` returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+from .config import NodeConfig, load_file, load_host_configs
+
+SUBCOMMANDS: dict[str, str] = {
+    "run": "harness_node.cli:register_run",
+    "host": "harness_node.cli:register_host",
+}
+
+# --flag -> NodeConfig field, for `run` overrides of the config file
+_RUN_OVERRIDES = {"name": "name", "bind": "bind", "port": "port", "magic": "magic", "control_port": "control_port",
+                  "control_bind": "control_bind", "relay_policy": "relay_policy", "datadir": "datadir",
+                  "token": "control_token", "time_scale": "time_scale", "user_agent": "user_agent",
+                  "seed": "seed", "misbehaviour_policy": "misbehaviour_policy"}
+
+
+def register_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run one node (the container entry point)")
+    p.add_argument("--config", help="YAML/JSON node config file")
+    p.add_argument("--name")
+    p.add_argument("--bind", help="P2P listen address")
+    p.add_argument("--port", type=int, help="P2P port (default 18444)")
+    p.add_argument("--magic", help="network magic, 8 hex digits (regtest fabfb5da)")
+    p.add_argument("--connect", action="append", default=None, metavar="IP:PORT", help="peer to keep (repeatable)")
+    p.add_argument("--control-port", type=int)
+    p.add_argument("--control-bind")
+    p.add_argument("--relay-policy", choices=["flood", "diffusion"])
+    p.add_argument("--datadir")
+    p.add_argument("--token", help="bearer token for mutating control calls")
+    p.add_argument("--time-scale", type=float)
+    p.add_argument("--user-agent")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--misbehaviour-policy", choices=["ban", "discourage", "disconnect"])
+    p.set_defaults(func=cmd_run)
+
+
+def run_config(args: argparse.Namespace) -> NodeConfig:
+    data: dict[str, Any] = dict(load_file(args.config)) if args.config else {}
+    for flag, field_name in _RUN_OVERRIDES.items():
+        value = getattr(args, flag)
+        if value is not None:
+            data[field_name] = value
+    if args.connect:
+        data["connect"] = list(data.get("connect", [])) + args.connect
+    return NodeConfig.from_dict(data)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .host import run_host
+
+    run_host([run_config(args)])
+    return 0
+
+
+def register_host(sub: Any) -> None:
+    p = sub.add_parser("host", help="run many nodes in one process (local backend)")
+    p.add_argument("--config", required=True, help="YAML/JSON file: a list of node configs, or {defaults, nodes}")
+    p.set_defaults(func=cmd_host)
+
+
+def cmd_host(args: argparse.Namespace) -> int:
+    from .host import run_host
+
+    run_host(load_host_configs(args.config))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness-node", description="Lightweight Bitcoin P2P node for the harness.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for target in SUBCOMMANDS.values():
+        module, _, func = target.partition(":")
+        getattr(importlib.import_module(module), func)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError) as e:
+        print(f"harness-node: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Node configuration: one stdlib dataclass, validated up front (errors name the field).
+
+Stdlib only (no pydantic) so that a node process stays small; YAML is imported lazily.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import pathlib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from . import USER_AGENT
+from .messages import NODE_NETWORK, NODE_WITNESS
+from .misbehaviour import Policy
+from .timing import CORE_TIMERS, Timers
+
+DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
+RELAY_POLICIES = ("flood", "diffusion")
+DELAY_DISTRIBUTIONS = ("exponential", "uniform")
+
+
+@dataclass
+class LinkModel:
+    """Emulated latency/loss applied to every outgoing message of every link of a node.
+
+    delay_ms: mean one-way delay; jitter_ms: spread (uniform: delay +- jitter; exponential: the
+    delay is delay_ms + Exp(jitter_ms)); loss: fraction of messages dropped.
+    """
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss: float = 0.0
+    distribution: str = "uniform"
+
+    def validate(self, prefix: str = "link") -> None:
+        if self.delay_ms < 0:
+            raise ValueError(f"{prefix}.delay_ms must be >= 0, got {self.delay_ms}")
+        if self.jitter_ms < 0:
+            raise ValueError(f"{prefix}.jitter_ms must be >= 0, got {self.jitter_ms}")
+        if not 0.0 <= self.loss < 1.0:
+            raise ValueError(f"{prefix}.loss must be in [0, 1), got {self.loss}")
+        if self.distribution not in DELAY_DISTRIBUTIONS:
+            raise ValueError(f"{prefix}.distribution must be one of {DELAY_DISTRIBUTIONS}, got {self.distribution!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.delay_ms > 0 or self.jitter_ms > 0 or self.loss > 0
+
+
+def parse_endpoint(text: str, default_port: int = DEFAULT_P2P_PORT) -> tuple[str, int]:
+    """"ip:port", "ip" or "[v6]:port" -> (ip, port); ValueError on anything else."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    ipaddress.ip_address(host)  # raises ValueError
+    port = int(port_text) if port_text else default_port
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    return host, port
+
+
+@dataclass
+class NodeConfig:
+    name: str = "node"
+    bind: str = "127.0.0.1"
+    port: int = DEFAULT_P2P_PORT
+    listen: bool = True
+    magic: str = "fabfb5da"
+    control_port: int | None = None
+    control_bind: str | None = None  # default: same address as `bind`
+    control_token: str | None = None
+    connect: list[str] = field(default_factory=list)
+    relay_policy: str = "flood"
+    user_agent: str = USER_AGENT
+    services: int = NODE_NETWORK | NODE_WITNESS
+    start_height: int = 0
+    datadir: str | None = None
+    time_scale: float = 1.0
+    timers: dict[str, float] = field(default_factory=dict)  # unscaled seconds, by timing.CORE_TIMERS name
+    allowlist: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])
+    misbehaviour_policy: str = Policy.BAN.value
+    link: LinkModel = field(default_factory=LinkModel)
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # settings of later components
+
+    def __post_init__(self) -> None:
+        if isinstance(self.link, dict):
+            self.link = LinkModel(**self.link)
+        if isinstance(self.misbehaviour_policy, Policy):
+            self.misbehaviour_policy = self.misbehaviour_policy.value
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError("name must be a non-empty string")
+        for fname in ("bind",) + (("control_bind",) if self.control_bind else ()):
+            try:
+                ipaddress.ip_address(getattr(self, fname))
+            except ValueError:
+                raise ValueError(f"{fname} must be an IP address, got {getattr(self, fname)!r}") from None
+        if not isinstance(self.port, int) or not 0 <= self.port < 65536:
+            raise ValueError(f"port must be in 0..65535, got {self.port!r}")
+        if self.control_port is not None and (not isinstance(self.control_port, int) or not 0 <= self.control_port < 65536):
+            raise ValueError(f"control_port must be in 0..65535 or null, got {self.control_port!r}")
+        try:
+            if len(bytes.fromhex(self.magic)) != 4:
+                raise ValueError
+        except (ValueError, TypeError):
+            raise ValueError(f"magic must be 8 hex digits, got {self.magic!r}") from None
+        for i, c in enumerate(self.connect):
+            try:
+                parse_endpoint(c)
+            except ValueError as e:
+                raise ValueError(f"connect[{i}] {c!r} is not ip:port ({e})") from None
+        if self.relay_policy not in RELAY_POLICIES:
+            raise ValueError(f"relay_policy must be one of {RELAY_POLICIES}, got {self.relay_policy!r}")
+        if not isinstance(self.services, int) or self.services < 0:
+            raise ValueError(f"services must be a non-negative integer, got {self.services!r}")
+        if not isinstance(self.start_height, int) or self.start_height < 0:
+            raise ValueError(f"start_height must be a non-negative integer, got {self.start_height!r}")
+        if not isinstance(self.time_scale, (int, float)) or self.time_scale <= 0:
+            raise ValueError(f"time_scale must be > 0, got {self.time_scale!r}")
+        unknown = set(self.timers) - set(CORE_TIMERS)
+        if unknown:
+            raise ValueError(f"timers: unknown name(s) {sorted(unknown)}; known: {sorted(CORE_TIMERS)}")
+        for k, v in self.timers.items():
+            if not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"timers.{k} must be a number >= 0, got {v!r}")
+        for i, net in enumerate(self.allowlist):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"allowlist[{i}] {net!r} is not a CIDR network") from None
+        try:
+            Policy(self.misbehaviour_policy)
+        except ValueError:
+            raise ValueError(f"misbehaviour_policy must be one of {[p.value for p in Policy]}, "
+                             f"got {self.misbehaviour_policy!r}") from None
+        self.link.validate()
+        if not isinstance(self.extra, dict):
+            raise ValueError("extra must be a mapping")
+
+    # --- derived values ------------------------------------------------------------------------
+
+    @property
+    def magic_bytes(self) -> bytes:
+        return bytes.fromhex(self.magic)
+
+    def make_timers(self) -> Timers:
+        return Timers.scaled(self.time_scale, **self.timers)
+
+    @property
+    def connect_endpoints(self) -> list[tuple[str, int]]:
+        return [parse_endpoint(c) for c in self.connect]
+
+    # --- (de)serialisation ---------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NodeConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"a node config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown node config field(s) {sorted(unknown)}; known: {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise ValueError(f"bad node config: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_file(cls, path: str | pathlib.Path) -> "NodeConfig":
+        return cls.from_dict(load_file(path))
+
+
+def load_file(path: str | pathlib.Path) -> Any:
+    """Parse a JSON (.json) or YAML (anything else) file."""
+    p = pathlib.Path(path)
+    text = p.read_text()
+    if p.suffix == ".json":
+        return json.loads(text)
+    import yaml  # lazy: keeps a JSON-configured node lighter
+
+    return yaml.safe_load(text)
+
+
+def load_host_configs(path: str | pathlib.Path) -> list[NodeConfig]:
+    """A host file: a list of node configs, or {"defaults": {...}, "nodes": [...]}."""
+    data = load_file(path)
+    defaults: dict[str, Any] = {}
+    if isinstance(data, dict):
+        defaults = data.get("defaults", {}) or {}
+        data = data.get("nodes")
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of node configs (or a mapping with 'nodes')")
+    return [NodeConfig.from_dict({**defaults, **item}) for item in data]

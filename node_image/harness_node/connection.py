@@ -1,0 +1,138 @@
+"""One TCP connection: framing, checksum, per-command counters, link emulation, back-pressure.
+
+No payload logic here (that is peer.py). Rules from the reference §1.1: wrong magic or an oversized
+declared length breaks the stream -> close; a bad checksum or an invalid command is dropped silently
+(counted, no penalty); a message we cannot decode is the peer layer's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from .codec import HEADER_SIZE, FrameDecoder, FramingError, frame
+from .linkem import LinkEmulator
+from .messages import Message
+
+if TYPE_CHECKING:
+    from .node import Node
+    from .peer import Peer
+
+# Core stops reading a peer whose send buffer is full (net.cpp fPauseSend, -maxsendbuffer 1000 kB);
+# asyncio's pause_writing/resume_writing give us the same signal. If the buffer still grows beyond
+# this hard cap (announcements keep coming while the peer does not read), we give up on the peer so
+# that one stalled socket cannot exhaust the memory shared by a thousand nodes.
+MAX_SEND_BUFFER = 16 * 1024 * 1024
+WRITE_HIGH_WATER = 1024 * 1024  # net.h DEFAULT_MAXSENDBUFFER 1000 kB
+
+
+def framing_error_kind(e: FramingError) -> str:
+    return "bad-magic" if "magic" in str(e) else "oversized-message"
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, node: "Node", inbound: bool, kind: str = "inbound",
+                 target: tuple[str, int] | None = None) -> None:
+        self.node = node
+        self.inbound = inbound
+        self.kind = kind
+        self.target = target  # the endpoint we dialled (outbound)
+        self.transport: asyncio.Transport | None = None
+        self.peer: "Peer | None" = None
+        self.decoder = FrameDecoder(node.magic)
+        self.linkem: LinkEmulator | None = None
+        self.closing = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.closed: asyncio.Future[None] = node.loop.create_future()
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self.node.config.link.active:
+            self.linkem = LinkEmulator(self.node.config.link, self.node.rng, self.node.loop)
+        peername = transport.get_extra_info("peername")
+        sockname = transport.get_extra_info("sockname")
+        if peername is None:  # closed before we got here
+            transport.close()
+            return
+        self.peer = self.node.attach(self, peername[:2], sockname[:2])
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.bytes_in += len(data)
+        try:
+            frames = self.decoder.feed(data)
+        except FramingError as e:
+            self.node.stats.protocol_errors[framing_error_kind(e)] += 1
+            self.close(f"framing: {e}")
+            return
+        peer = self.peer
+        for header, payload, valid in frames:
+            if self.closing or peer is None:
+                return
+            if not valid:
+                self.node.stats.protocol_errors["bad-checksum"] += 1
+                continue
+            command = header.command_name
+            if command is None:
+                self.node.stats.protocol_errors["bad-command"] += 1
+                continue
+            self.node.stats.count_message("in", command, HEADER_SIZE + len(payload))
+            peer.receive(command, payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self.peer is not None:
+            self.node.detach(self.peer, exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        # The peer does not read: stop processing what it sends (Core's fPauseSend).
+        if self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        self.send_payload(msg.command, msg.serialize())
+
+    def send_payload(self, command: str, payload: bytes) -> None:
+        if self.closing or self.transport is None:
+            return
+        data = frame(self.node.magic, command, payload)
+        self.node.stats.count_message("out", command, len(data))
+        if self.peer is not None:
+            self.peer.last_send = self.node.loop.time()
+        if self.linkem is not None:
+            self.linkem.send(data, self._write)
+        else:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if self.closing or transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        self.bytes_out += len(data)
+        if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            self.close("send-buffer-full")
+
+    def close(self, reason: str) -> None:
+        """Orderly close: the peer layer records `reason` before the socket goes."""
+        if self.peer is not None and self.peer.disconnect_reason is None:
+            self.peer.disconnect_reason = reason
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()

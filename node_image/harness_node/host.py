@@ -1,0 +1,100 @@
+"""Host mode: many nodes in one asyncio process, each on its own 127.a.b.c (same P2P port), with the
+control API of all of them served by one aiohttp Application (control.py). The local backend runs
+hundreds of nodes per worker process this way; `harness-node run` is the one-node case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterable
+
+from .config import NodeConfig
+from .node import Node
+
+NodeFactory = Callable[[NodeConfig], Node]
+
+
+class Host:
+    def __init__(self, configs: Iterable[NodeConfig], node_factory: NodeFactory = Node) -> None:
+        configs = list(configs)
+        names = [c.name for c in configs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"node names must be unique in a host; repeated: {dupes}")
+        self.nodes: dict[str, Node] = {c.name: node_factory(c) for c in configs}
+        self.control = None
+        self.started = False
+
+    async def start(self) -> None:
+        """Start every listener first, then the control sites, then let the nodes dial."""
+        try:
+            for node in self.nodes.values():
+                await node.start()
+            if any(n.config.control_port is not None for n in self.nodes.values()):
+                from .control import ControlServer  # lazy: aiohttp is the heaviest import
+
+                self.control = ControlServer()
+                for node in self.nodes.values():
+                    if node.config.control_port is not None:
+                        await self.control.add(node)
+            for node in self.nodes.values():
+                node.start_dialling()
+            self.started = True
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
+        await asyncio.gather(*(n.stop() for n in self.nodes.values() if n.running), return_exceptions=True)
+        self.started = False
+
+    async def __aenter__(self) -> "Host":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node,
+                ready: Callable[[Host], None] | None = None) -> None:
+    """Run nodes until SIGTERM/SIGINT, then close every listener and connection."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
+            loop.add_signal_handler(sig, stop.set)
+    host = Host(configs, node_factory)
+    await host.start()
+    try:
+        if ready is not None:
+            ready(host)
+        await stop.wait()
+    finally:
+        await host.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (optional, faster), else the stdlib loop."""
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_host(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node) -> None:
+    """Blocking entry point: run the nodes until a signal arrives."""
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(serve(configs, node_factory))
+    finally:
+        loop.close()

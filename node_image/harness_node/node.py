@@ -1,0 +1,347 @@
+"""The node: listener, peers, services (mempool, chain, relay, misbehaviour, bans) and hooks.
+
+Outbound connection policy is deliberately minimal here: the node dials its configured `connect`
+peers and peers added through the control API, and redials them when they drop. The connection
+manager (8 full-relay + 2 block-relay, feelers, anchors, DNS bootstrap, addr relay) will subclass
+or wrap the hooks `on_peer_connected`, `on_peer_disconnected`, `on_addr`, `on_getaddr` and call
+`open_connection()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import NetAddr, hash_to_hex
+from .config import NodeConfig
+from .connection import Connection
+from .mempool import Mempool
+from .chain import Chain
+from .messages import Block, Tx, msg_addr
+from .misbehaviour import Action, Misbehaviour
+from .peer import OUTBOUND_KINDS, Peer
+from .relay import Relay
+from .sandbox import DialRefused, Sandbox
+from .stats import NodeStats
+from .synthetic import make_block, make_tx
+
+DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)
+MAX_CONNECT_BACKOFF_STEPS = 10  # net.cpp -connect loop: sleeps 500 ms x min(loop, 10) between rounds
+MAX_BLOCK_TXS = 1000  # testbed: a mined synthetic block takes at most this many mempool txs
+
+
+@dataclass
+class ManualTarget:
+    attempts: int = 0
+    dialling: bool = False
+    retry: asyncio.TimerHandle | None = None
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.timers = config.make_timers()
+        self.magic = config.magic_bytes
+        self.rng = random.Random(config.seed)
+        self.stats = NodeStats()
+        self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
+        self.mempool = Mempool()
+        self.chain = Chain()
+        self.relay = Relay(self)
+        self.sandbox = Sandbox(config.allowlist)
+        self.peers: dict[int, Peer] = {}
+        self.bans: dict[str, tuple[float, str]] = {}  # ip -> (expiry wall clock, reason); banman replaces
+        self.discouraged: set[str] = set()
+        self.manual: dict[tuple[str, int], ManualTarget] = {}
+        self.block_seen: dict[bytes, tuple[int, str | None]] = {}  # hash -> (first seen ns, from)
+        self.disconnects: deque[dict[str, Any]] = deque(maxlen=256)  # recent disconnects, for tests/status
+        self.port = config.port
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self.server: asyncio.AbstractServer | None = None
+        self._tick_task: asyncio.Task[None] | None = None
+        self._dials: set[asyncio.Task[Any]] = set()
+        self.running = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.bind}:{self.port}"
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen (unless `listen` is off); dialling starts with `start_dialling()` (host mode
+        starts every listener first so that the first round of dials finds them up)."""
+        self.loop = asyncio.get_running_loop()
+        self.running = True
+        if self.config.listen:
+            self.server = await self.loop.create_server(
+                lambda: Connection(self, inbound=True), host=self.config.bind, port=self.config.port,
+                reuse_address=True, backlog=128)
+            self.port = self.server.sockets[0].getsockname()[1]
+        self._tick_task = self.loop.create_task(self._housekeeping(), name=f"{self.name}-housekeeping")
+
+    def start_dialling(self) -> None:
+        for ip, port in self.config.connect_endpoints:
+            self.add_manual(ip, port)
+
+    async def stop(self) -> None:
+        self.running = False
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        for t in self.manual.values():
+            if t.retry is not None:
+                t.retry.cancel()
+        for task in list(self._dials):
+            task.cancel()
+        self.relay.stop()
+        if self.server is not None:
+            self.server.close()
+        conns = [p.conn for p in self.peers.values()]
+        for c in conns:
+            c.close("shutdown")
+        if conns:
+            await asyncio.wait([c.closed for c in conns], timeout=5.0)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    def _tick_period(self) -> float:
+        t = self.timers
+        return min(1.0, max(0.01, min(t.handshake_timeout, t.ping_interval, t.ping_timeout) / 10))
+
+    async def _housekeeping(self) -> None:
+        period = self._tick_period()
+        await asyncio.sleep(self.rng.uniform(0, period))  # spread a thousand nodes' ticks
+        while True:
+            now = self.loop.time()
+            for peer in list(self.peers.values()):
+                if not peer.conn.closing:
+                    peer.check_timeouts(now)
+            self.relay.tick(now)
+            await asyncio.sleep(period)
+
+    # --- connections -----------------------------------------------------------------------------
+
+    def attach(self, conn: Connection, addr: tuple[str, int], local: tuple[str, int]) -> Peer | None:
+        """A TCP connection is up: refuse banned inbound, else make its Peer (outbound sends version)."""
+        direction = "inbound" if conn.inbound else "outbound"
+        if conn.inbound and self.is_banned(addr[0]):
+            self.stats.connections[(direction, "refused-banned")] += 1
+            conn.close("banned")
+            return None
+        peer = Peer(self, conn, addr if conn.inbound else (conn.target or addr), local, conn.inbound, conn.kind)
+        self.peers[peer.id] = peer
+        self.stats.connections[(direction, "accepted")] += 1
+        if not conn.inbound:
+            peer.send_version()
+        return peer
+
+    def detach(self, peer: Peer, exc: Exception | None) -> None:
+        self.peers.pop(peer.id, None)
+        self.misbehaviour.forget(peer.id)
+        self.relay.peer_closed(peer)
+        reason = peer.disconnect_reason or (f"connection lost: {exc}" if exc else "closed by peer")
+        self.disconnects.append({"address": peer.address, "kind": peer.kind, "reason": reason,
+                                 "handshake_done": peer.verack_received, "time": time.time()})
+        target = self.manual.get((peer.ip, peer.port)) if not peer.inbound else None
+        if target is not None and self.running:
+            if not peer.verack_received:
+                target.attempts += 1
+            self._schedule_manual((peer.ip, peer.port), target)
+        self.on_peer_disconnected(peer)
+
+    def peer_ready(self, peer: Peer) -> None:
+        """The handshake completed (verack received)."""
+        target = self.manual.get((peer.ip, peer.port)) if not peer.inbound else None
+        if target is not None:
+            target.attempts = 0
+        self.relay.peer_ready(peer)
+        self.on_peer_connected(peer)
+
+    def check_incoming_nonce(self, nonce: int) -> bool:
+        """False if `nonce` is one of our own outbound handshakes: we connected to ourselves."""
+        return not any(p.local_nonce == nonce for p in self.peers.values()
+                       if not p.inbound and not p.verack_received)
+
+    def connected_to(self, ip: str, port: int | None = None) -> bool:
+        """Core's AlreadyConnectedToAddress matches by IP (any direction); `port` narrows to outbound."""
+        for p in self.peers.values():
+            if p.ip == ip and (port is None or (not p.inbound and p.port == port)):
+                return True
+        return False
+
+    def outbound_peers(self, kind: str | None = None) -> list[Peer]:
+        return [p for p in self.peers.values() if not p.inbound and (kind is None or p.kind == kind)]
+
+    def inbound_peers(self) -> list[Peer]:
+        return [p for p in self.peers.values() if p.inbound]
+
+    async def open_connection(self, ip: str, port: int, kind: str = "manual",
+                              source_ip: str | None = None) -> Peer:
+        """Dial ip:port. Raises DialRefused (sandbox, banned, already connected) or OSError/TimeoutError.
+
+        The returned peer may still be in its handshake; `on_peer_connected` fires after verack.
+        """
+        if kind not in OUTBOUND_KINDS:
+            raise ValueError(f"kind must be one of {OUTBOUND_KINDS}, got {kind!r}")
+        try:
+            self.sandbox.check(ip)
+        except DialRefused:
+            self.stats.sandbox_refused += 1
+            raise
+        if self.is_banned(ip) or ip in self.discouraged:
+            raise DialRefused("banned", ip)
+        if self.connected_to(ip):
+            raise DialRefused("already-connected", ip)
+        bind = source_ip or self.config.bind
+        local = None if ipaddress.ip_address(bind).is_unspecified else (bind, 0)
+        conn = Connection(self, inbound=False, kind=kind, target=(ip, port))
+        try:
+            await asyncio.wait_for(self.loop.create_connection(lambda: conn, host=ip, port=port, local_addr=local),
+                                   timeout=DEFAULT_CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError):
+            self.stats.connections[("outbound", "failed")] += 1
+            raise
+        if conn.peer is None:
+            raise ConnectionError(f"connection to {ip}:{port} closed at once")
+        return conn.peer
+
+    def add_manual(self, ip: str, port: int) -> None:
+        """Keep a connection to ip:port, redialling it when it drops (like -connect/addnode)."""
+        key = (ip, port)
+        if key not in self.manual:
+            self.manual[key] = ManualTarget()
+            self._dial_manual(key)
+
+    def remove_manual(self, ip: str, port: int) -> bool:
+        """Stop redialling ip:port and disconnect it; False if it was neither a target nor a peer."""
+        target = self.manual.pop((ip, port), None)
+        if target is not None and target.retry is not None:
+            target.retry.cancel()
+        found = target is not None
+        for p in list(self.peers.values()):
+            if p.ip == ip and p.port == port:
+                p.disconnect("removed by control API")
+                found = True
+        return found
+
+    def _schedule_manual(self, key: tuple[str, int], target: ManualTarget) -> None:
+        if target.retry is None and not target.dialling:
+            delay = self.timers.connect_loop * max(1, min(target.attempts, MAX_CONNECT_BACKOFF_STEPS))
+            target.retry = self.loop.call_later(delay, self._dial_manual, key)
+
+    def _dial_manual(self, key: tuple[str, int]) -> None:
+        target = self.manual.get(key)
+        if target is None or not self.running:
+            return
+        target.retry = None
+        if target.dialling or self.connected_to(key[0], key[1]):
+            return
+        target.dialling = True
+        task = self.loop.create_task(self._dial_manual_task(key, target))
+        self._dials.add(task)
+        task.add_done_callback(self._dials.discard)
+
+    async def _dial_manual_task(self, key: tuple[str, int], target: ManualTarget) -> None:
+        try:
+            await self.open_connection(key[0], key[1], "manual")
+        except (OSError, asyncio.TimeoutError, DialRefused):
+            target.attempts += 1
+            target.dialling = False
+            if self.manual.get(key) is target:
+                self._schedule_manual(key, target)
+            return
+        target.dialling = False
+
+    # --- hooks for the connection manager ---------------------------------------------------------
+
+    def on_peer_connected(self, peer: Peer) -> None:
+        """Handshake done. The connection manager marks the address good in addrman here."""
+
+    def on_peer_disconnected(self, peer: Peer) -> None:
+        """A peer is gone (any reason, any stage)."""
+
+    def on_addr(self, peer: Peer, addrs: list[NetAddr]) -> None:
+        """Addresses received (addr/addrv2, already size-checked). Default: ignored."""
+
+    def on_getaddr(self, peer: Peer) -> None:
+        """Default: answer inbound peers once with the listening addresses of our outbound peers."""
+        if not peer.inbound:
+            return  # Core ignores getaddr from outbound peers
+        now = int(time.time())
+        addrs = [NetAddr(p.ip, p.port, p.services, now) for p in self.outbound_peers() if p.verack_received]
+        peer.send(msg_addr(addrs[:1000]))
+
+    # --- misbehaviour and bans (banman.py will replace this section) ----------------------------
+
+    def punish(self, peer: Peer, action: Action, reason: str) -> None:
+        peer.disconnect(f"misbehaviour: {reason}")
+        if action is Action.BAN:
+            self.ban(peer.ip, reason)
+        elif action is Action.DISCOURAGE:
+            self.discouraged.add(peer.ip)
+
+    def is_banned(self, ip: str) -> bool:
+        entry = self.bans.get(ip)
+        if entry is None:
+            return False
+        if entry[0] <= time.time():
+            del self.bans[ip]
+            return False
+        return True
+
+    def ban(self, ip: str, reason: str, duration: float | None = None) -> None:
+        """Ban `ip` for `duration` seconds (default timers.bantime) and drop its connections."""
+        self.bans[ip] = (time.time() + (self.timers.bantime if duration is None else duration), reason)
+        self.stats.bans += 1
+        for p in list(self.peers.values()):
+            if p.ip == ip:
+                p.disconnect(f"banned: {reason}")
+
+    def list_bans(self) -> list[dict[str, Any]]:
+        for ip in list(self.bans):
+            self.is_banned(ip)  # expire
+        return ([{"address": ip, "until": exp, "reason": why, "kind": "ban"} for ip, (exp, why) in self.bans.items()]
+                + [{"address": ip, "until": None, "reason": "misbehaviour", "kind": "discourage"}
+                   for ip in sorted(self.discouraged)])
+
+    def clear_bans(self) -> None:
+        self.bans.clear()
+        self.discouraged.clear()
+
+    # --- injection (harness and control API) ------------------------------------------------------
+
+    def submit_tx(self, tx: Tx) -> bool:
+        return self.relay.accept_tx(tx, None)
+
+    def inject_tx(self) -> Tx:
+        tx = make_tx()
+        self.submit_tx(tx)
+        return tx
+
+    def submit_block(self, block: Block) -> bool:
+        """Raises chain.BlockInvalid for a block that fails the checks."""
+        return self.relay.accept_block(block, None)
+
+    def mine_block(self, include_mempool: bool = True) -> Block:
+        tip = self.chain.tip
+        txs = list(self.mempool.txs.values())[:MAX_BLOCK_TXS] if include_mempool else []
+        block = make_block(tip.hash, self.chain.height + 1, tip.header.time, txs)
+        self.submit_block(block)
+        return block
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.name, "address": self.address, "height": self.chain.height,
+            "tip": hash_to_hex(self.chain.tip.hash), "mempool": len(self.mempool),
+            "relay_policy": self.config.relay_policy, "user_agent": self.config.user_agent,
+            "peers": [p.info() for p in self.peers.values()],
+        }

@@ -1,0 +1,329 @@
+"""Authoritative DNS server for the seed zone, over UDP and TCP, wire format by dnslib.
+
+Answers follow sipa/bitcoin-seeder dns.cpp: A/AAAA for the apex and whitelisted `x<hex>` flag names,
+as many records as fit a 512-byte UDP reply (computed per answer, not a fixed count), NS in the
+authority section when there are answers and SOA when there are none, AA set, RA clear. Which
+addresses go in is the active answer mode's choice (modes.py). Names outside the zone are REFUSED,
+unknown names inside it NXDOMAIN. A packet with a parsable header but a bad body gets FORMERR; one
+without (or a response, which must never be answered, to avoid loops) is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import re
+import struct
+import time
+from dataclasses import dataclass
+
+from dnslib import AAAA, NS, OPCODE, QTYPE, RCODE, RR, SOA, A, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+from .config import SeederConfig
+from .metrics import SeederCounters
+from .modes import AnswerContext, AnswerQuery, Mode
+
+log = logging.getLogger("harness_node.seeder.dns")
+
+DNS_HEADER_SIZE = 12
+# main.cpp filter_whitelist: the service-flag combinations a `x<hex>.` subdomain may ask for.
+WHITELISTED_FLAGS = frozenset({0x1, 0x5, 0x9, 0x49, 0x809, 0x849, 0xD, 0x400, 0x404, 0x408, 0x448, 0xC08,
+                               0xC48, 0x40C})
+# main.cpp GetIPList: 'x', no leading zero, at most 16 hex digits (a uint64).
+FLAG_LABEL = re.compile(rb"x([1-9a-f][0-9a-f]{0,15})")
+# dns.cpp write_record_soa(..., time(NULL), 604800, 86400, 2592000, 604800): refresh, retry, expire, minimum
+SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, SOA_MINIMUM = 604800, 86400, 2592000, 604800
+CLASS_IN, CLASS_ANY = 1, 255  # RFC 1035 (dnslib names ANY "*")
+TCP_MAX_MESSAGE = 65535
+TCP_IDLE_TIMEOUT = 10.0  # RFC 7766 §6.2.3 suggests timeouts of the order of seconds
+TCP_MAX_CLIENTS = 256  # bounds what a connection flood can hold open
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    data: bytes
+    delay: float = 0.0
+
+
+def _rr_sizes() -> dict[int, int]:
+    """Bytes one A / AAAA answer adds to a reply: its owner name compresses to a 2-byte pointer."""
+    q = DNSRecord.question("x.example.", "A").reply()
+    base = len(q.pack())
+    sizes = {}
+    for qtype, rdata in ((QTYPE.A, A("192.0.2.1")), (QTYPE.AAAA, AAAA("2001:db8::1"))):
+        r = DNSRecord.question("x.example.", "A").reply()
+        r.add_answer(RR(r.q.qname, qtype, rdata=rdata, ttl=1))
+        sizes[qtype] = len(r.pack()) - base
+    return sizes
+
+
+RR_SIZE = _rr_sizes()  # {A: 16, AAAA: 28}
+
+
+def pack_within(reply: DNSRecord, limit: int) -> tuple[DNSRecord, bytes]:
+    """Pack `reply`; if it exceeds `limit`, cut it to header + question with TC set (RFC 2181 §9)."""
+    data = bytes(reply.pack())
+    if len(data) > limit:
+        reply = DNSRecord(DNSHeader(id=reply.header.id, bitmap=reply.header.bitmap, tc=1), q=reply.q)
+        data = bytes(reply.pack())
+    return reply, data
+
+
+class Responder:
+    """Bytes in, bytes out: one DNS query to one reply. No sockets, so tests and the bench can drive it."""
+
+    def __init__(self, config: SeederConfig, mode: Mode, ctx: AnswerContext, counters: SeederCounters) -> None:
+        self.config = config
+        self.mode = mode  # swapped at runtime by the control API
+        self.ctx = ctx
+        self.counters = counters
+        self.zone = DNSLabel(config.zone)
+        self._zone_labels = tuple(lbl.lower() for lbl in self.zone.label)
+        self._ns = DNSLabel(config.ns_name)
+        ns_labels = tuple(lbl.lower() for lbl in self._ns.label)
+        n = len(self._zone_labels)
+        self._ns_relative = ns_labels[:-n] if ns_labels[-n:] == self._zone_labels else None
+        self._ns_ip = ipaddress.ip_address(config.dns_host)
+        self._authority_size = self._measure_authority()
+
+    # --- entry point ------------------------------------------------------------------------
+
+    def respond(self, data: bytes, transport: str, client: str = "") -> Reply | None:
+        if len(data) < DNS_HEADER_SIZE:
+            self.counters.dropped += 1
+            return None
+        header = DNSHeader.parse(DNSBuffer(data[:DNS_HEADER_SIZE]))
+        if header.qr:
+            self.counters.dropped += 1
+            return None
+        limit = self.config.udp_payload if transport == "udp" else TCP_MAX_MESSAGE
+        try:
+            query = DNSRecord.parse(data)
+        except Exception:  # noqa: BLE001 -- untrusted bytes: any parse failure is a format error
+            return self._error(header, RCODE.FORMERR, transport, client, "unparsable")
+        if len(data) > limit:
+            return self._error(header, RCODE.FORMERR, transport, client, "oversized")
+        if header.opcode != OPCODE.QUERY:
+            return self._error(header, RCODE.NOTIMP, transport, client, "opcode")
+        if len(query.questions) != 1:
+            return self._error(header, RCODE.FORMERR, transport, client, "qdcount")
+        try:
+            return self._answer(query, limit, transport, client)
+        except Exception:  # noqa: BLE001 -- one bad query must not stop the server
+            log.warning("cannot answer %r", data, exc_info=True)
+            return self._error(header, RCODE.SERVFAIL, transport, client, "internal")
+
+    # --- building answers -------------------------------------------------------------------
+
+    def _answer(self, query: DNSRecord, limit: int, transport: str, client: str) -> Reply:
+        q: DNSQuestion = query.q
+        reply = query.reply(ra=0, aa=1)
+        reply.header.tc = 0
+        reply.header.rcode = RCODE.NOERROR
+        qtype, qclass = q.qtype, q.qclass
+        labels = tuple(lbl.lower() for lbl in q.qname.label)
+        n = len(self._zone_labels)
+        if qclass not in (CLASS_IN, CLASS_ANY) or labels[-n:] != self._zone_labels:
+            reply.header.aa = 0
+            reply.header.rcode = RCODE.REFUSED
+            return self._finish(reply, limit, transport, client, source="zone")
+        relative = labels[:-n]
+        source, records, delay = "zone", 0, 0.0
+        if not relative:
+            if qtype in (QTYPE.NS, QTYPE.ANY):
+                reply.add_answer(self._ns_rr())
+            if qtype in (QTYPE.SOA, QTYPE.ANY):
+                reply.add_answer(self._soa_rr())
+            if qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY):
+                source, (records, delay) = "mode", self._add_seeds(reply, 0, qtype, limit)
+        elif len(relative) == 1 and (m := FLAG_LABEL.fullmatch(relative[0])):
+            flags = int(m.group(1), 16)
+            if flags in WHITELISTED_FLAGS and qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY):
+                source, (records, delay) = "mode", self._add_seeds(reply, flags, qtype, limit)
+            # a flag outside the whitelist, or another type: the name exists, with no data
+        elif relative == self._ns_relative:
+            want = QTYPE.A if self._ns_ip.version == 4 else QTYPE.AAAA
+            if qtype in (want, QTYPE.ANY):
+                rdata = A(str(self._ns_ip)) if want == QTYPE.A else AAAA(str(self._ns_ip))
+                reply.add_answer(RR(q.qname, want, rdata=rdata, ttl=self.config.ns_ttl))
+        else:
+            reply.header.rcode = RCODE.NXDOMAIN
+        if reply.header.rcode == RCODE.NOERROR and reply.rr:
+            if not any(rr.rtype == QTYPE.NS for rr in reply.rr):
+                reply.add_auth(self._ns_rr())
+        else:
+            reply.add_auth(self._soa_rr())  # negative answer (RFC 2308): SOA, never NS (no referral loop)
+        return self._finish(reply, limit, transport, client, source, records, delay)
+
+    def _add_seeds(self, reply: DNSRecord, flags: int, qtype: int, limit: int) -> tuple[int, float]:
+        """Ask the mode for addresses and add as many as fit `limit` next to the authority record.
+
+        Returns (records added, delay the mode asked for).
+        """
+        families = {QTYPE.A: (4,), QTYPE.AAAA: (6,)}.get(qtype, (4, 6))
+        budget = limit - len(reply.pack()) - self._authority_size
+        # For ANY, ask for as many as would fit if all were A; the loop below stops when full.
+        smallest = RR_SIZE[QTYPE.A] if 4 in families else RR_SIZE[QTYPE.AAAA]
+        ask = max(0, min(self.config.max_records, budget // smallest))
+        answer = self.mode.answer(AnswerQuery(families, flags, ask), self.ctx)
+        if answer.nxdomain:
+            reply.header.rcode = RCODE.NXDOMAIN
+            return 0, answer.delay
+        added = 0
+        for ip in answer.addresses[:ask]:
+            rtype = QTYPE.AAAA if ":" in ip else QTYPE.A
+            if RR_SIZE[rtype] > budget:
+                break
+            rdata = AAAA(ip) if rtype == QTYPE.AAAA else A(ip)
+            reply.add_answer(RR(reply.q.qname, rtype, rdata=rdata, ttl=self.config.ttl))
+            budget -= RR_SIZE[rtype]
+            added += 1
+        self.counters.records[self.mode.name] += added
+        return added, answer.delay
+
+    def _measure_authority(self) -> int:
+        """Room to keep for the authority record (NS with answers, SOA without): the larger one.
+
+        Every question we answer ends in the zone, so the record's owner name always compresses to
+        a pointer and its size does not depend on the question.
+        """
+        question = DNSRecord.question(str(self.zone))
+        base = len(question.reply().pack())
+        sizes = []
+        for rr in (self._ns_rr(), self._soa_rr()):
+            probe = question.reply()
+            probe.add_auth(rr)
+            sizes.append(len(probe.pack()) - base)
+        return max(sizes)
+
+    def _ns_rr(self) -> RR:
+        return RR(self.zone, QTYPE.NS, rdata=NS(self._ns), ttl=self.config.ns_ttl)
+
+    def _soa_rr(self) -> RR:
+        soa = SOA(self._ns, DNSLabel(self.config.mbox),
+                  (int(time.time()) & 0xFFFFFFFF, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, SOA_MINIMUM))
+        return RR(self.zone, QTYPE.SOA, rdata=soa, ttl=self.config.ns_ttl)
+
+    def _finish(self, reply: DNSRecord, limit: int, transport: str, client: str, source: str,
+                records: int = 0, delay: float = 0.0) -> Reply:
+        reply, data = pack_within(reply, limit)
+        self._account(reply, transport, client, source, records, delay)
+        return Reply(data, delay)
+
+    def _error(self, header: DNSHeader, rcode: int, transport: str, client: str, why: str) -> Reply:
+        out = DNSHeader(id=header.id, qr=1, opcode=header.opcode, rd=header.rd, rcode=rcode)
+        reply = DNSRecord(out)
+        self._account(reply, transport, client, "error:" + why, 0, 0.0)
+        return Reply(bytes(reply.pack()))
+
+    def _account(self, reply: DNSRecord, transport: str, client: str, source: str, records: int,
+                 delay: float) -> None:
+        qtype = QTYPE.get(reply.q.qtype, str(reply.q.qtype)) if reply.questions else "none"
+        if qtype not in _QTYPE_LABELS:
+            qtype = "other"  # keep the label set small and fixed
+        rcode = RCODE.get(reply.header.rcode, str(reply.header.rcode))
+        self.counters.queries[(qtype, rcode)] += 1
+        if log.isEnabledFor(logging.INFO):
+            log.info(json.dumps({
+                "event": "dns_answer", "mode": self.mode.name, "source": source, "transport": transport,
+                "client": client, "qname": str(reply.q.qname) if reply.questions else "",
+                "qtype": qtype, "rcode": rcode, "records": records, "tc": bool(reply.header.tc),
+                "delay": delay,
+                "addresses": [str(rr.rdata) for rr in reply.rr if rr.rtype in (QTYPE.A, QTYPE.AAAA)],
+            }, separators=(",", ":")))
+
+
+_QTYPE_LABELS = frozenset({"A", "AAAA", "NS", "SOA", "ANY", "TXT", "MX", "CNAME", "PTR", "SRV", "none"})
+
+
+# --- transports ------------------------------------------------------------------------------
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        reply = self.responder.respond(data, "udp", addr[0])
+        if reply is None or self.transport is None:
+            return
+        if reply.delay > 0:
+            asyncio.get_running_loop().call_later(reply.delay, self._send, reply.data, addr)
+        else:
+            self._send(reply.data, addr)
+
+    def _send(self, data: bytes, addr: tuple) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)  # ICMP unreachable from a client that went away
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+class DnsServer:
+    """Serves one Responder on UDP and TCP at the same ip:port (port 0 picks a free one)."""
+
+    def __init__(self, responder: Responder, host: str, port: int) -> None:
+        self.responder = responder
+        self.host = host
+        self.port = port
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.base_events.Server | None = None
+        self._clients: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self.responder),
+                                                           local_addr=(self.host, self.port))
+        self.port = self._udp.get_extra_info("sockname")[1]
+        try:
+            self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+        except OSError:
+            self._udp.close()
+            raise
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            for task in list(self._clients):
+                task.cancel()
+            await asyncio.gather(*self._clients, return_exceptions=True)
+            await self._tcp.wait_closed()
+            self._tcp = None
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._clients) >= TCP_MAX_CLIENTS or task is None:
+            writer.close()
+            return
+        self._clients.add(task)
+        client = (writer.get_extra_info("peername") or ("",))[0]
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
+                (length,) = struct.unpack(">H", head)
+                data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
+                reply = self.responder.respond(data, "tcp", client)
+                if reply is None:
+                    break
+                if reply.delay > 0:
+                    await asyncio.sleep(reply.delay)
+                writer.write(struct.pack(">H", len(reply.data)) + reply.data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            self._clients.discard(task)
+            writer.close()

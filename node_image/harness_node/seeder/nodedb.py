@@ -1,0 +1,220 @@
+"""The seeder's address database, modelled on sipa/bitcoin-seeder's CAddrDb (db.h, db.cpp).
+
+Nodes are new (never tried), tracked (tried, queued by last try), good (a subset of tracked) or
+banned. Unlike sipa, addresses outside the sandbox allowlist are stored (they count as known) but
+never queued for a connection (testbed adaptation 6). Pure bookkeeping: the crawler does the I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from .reliability import OLD_VERSION, GoodRule, NodeRecord
+
+Endpoint = tuple[str, int]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Guards memory against an addr flood; sipa has no cap, a testbed has at most thousands of hosts.
+MAX_KNOWN = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class DbStats:
+    known: int  # every stored endpoint, dialable or not
+    new: int  # dialable, never tried
+    tracked: int  # tried at least once
+    good: int
+    banned: int
+    undialable: int  # outside the allowlist: stored, never dialled
+    attempts: int  # probes started, ever
+
+
+class NodeDb:
+    def __init__(self, rule: GoodRule, retry_seconds: float, allow: Sequence[Network],
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.rule = rule
+        self.retry_seconds = retry_seconds
+        self.allow = list(allow)
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self.records: dict[Endpoint, NodeRecord] = {}
+        self.banned: dict[Endpoint, float] = {}  # endpoint -> unban time
+        self.good: set[Endpoint] = set()
+        self._new: deque[Endpoint] = deque()
+        self._tracked: deque[Endpoint] = deque()  # ordered by our_last_try, oldest first
+        self._in_flight: set[Endpoint] = set()
+        self.attempts = 0
+        self._undialable = 0  # never probed, so never banned or removed: a plain count suffices
+        self.generation = 0  # bumped whenever the good set changes (DNS answer caches watch it)
+
+    # --- adding ---------------------------------------------------------------------------
+
+    def is_dialable(self, ip: str) -> bool:
+        a = ipaddress.ip_address(ip)
+        return any(a in net for net in self.allow)
+
+    def add(self, ip: str, port: int, services: int = 0, seen: float = 0.0, force: bool = False) -> bool:
+        """Learn an endpoint (db.cpp Add_). Returns True if it was new. `force` is for configured seeds."""
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if port == 0 or addr.is_unspecified or addr.is_multicast:
+            return False
+        ep = (str(addr), port)
+        until = self.banned.get(ep)
+        if until is not None:
+            # A banned node comes back only when forced, or when re-announced after its ban ends.
+            if force or (until < self.clock() and seen > until):
+                del self.banned[ep]
+            else:
+                return False
+        rec = self.records.get(ep)
+        if rec is not None:
+            # Services stay as the node's own version message said; gossip only refreshes the time.
+            rec.last_seen = max(rec.last_seen, seen)
+            if force:
+                rec.ignore_till = 0.0
+            return False
+        if len(self.records) >= MAX_KNOWN:
+            return False
+        self.records[ep] = NodeRecord(ip=ep[0], port=port, services=services, last_seen=seen)
+        if self.is_dialable(ep[0]):
+            self._new.append(ep)
+        else:
+            self._undialable += 1
+        return True
+
+    def add_many(self, addrs: Iterable[tuple[str, int, int, float]]) -> int:
+        return sum(self.add(ip, port, services, seen) for ip, port, services, seen in addrs)
+
+    # --- choosing what to try -------------------------------------------------------------
+
+    def next_to_try(self) -> NodeRecord | None:
+        """Pick a node to probe and mark it in flight (db.cpp Get_), or None if nothing is due.
+
+        Like sipa, choose between new and tracked nodes in proportion to their numbers; tracked
+        nodes are due `retry_seconds` after their last try and skipped while ignored.
+        """
+        now = self.clock()
+        n_new, n_tracked = len(self._new), len(self._tracked)
+        if n_new + n_tracked == 0:
+            return None
+        order = ("new", "tracked") if self._rng.randrange(n_new + n_tracked) < n_new else ("tracked", "new")
+        for which in order:
+            ep = self._pop_new() if which == "new" else self._pop_due(now)
+            if ep is not None:
+                self._in_flight.add(ep)
+                self.attempts += 1
+                return self.records[ep]
+        return None
+
+    def _pop_new(self) -> Endpoint | None:
+        while self._new:
+            ep = self._new.popleft()
+            if ep in self.records:
+                return ep
+        return None
+
+    def _pop_due(self, now: float) -> Endpoint | None:
+        for _ in range(len(self._tracked)):
+            ep = self._tracked[0]
+            rec = self.records.get(ep)
+            if rec is None:
+                self._tracked.popleft()
+                continue
+            if now - rec.our_last_try < self.retry_seconds:
+                return None  # the queue is in last-try order: nothing behind it is due either
+            self._tracked.popleft()
+            if rec.ignore_till > now:
+                self._tracked.append(ep)
+                continue
+            return ep
+        return None
+
+    def seconds_until_due(self) -> float | None:
+        """When the oldest tracked node becomes due; None if nothing is queued at all."""
+        if self._new:
+            return 0.0
+        now = self.clock()
+        soonest: float | None = None
+        for ep in self._tracked:
+            rec = self.records.get(ep)
+            if rec is None:
+                continue
+            due = max(rec.our_last_try + self.retry_seconds, rec.ignore_till)
+            soonest = due if soonest is None else min(soonest, due)
+            if rec.ignore_till <= now:
+                break  # the queue is in last-try order: nodes behind this one are due later
+        return None if soonest is None else max(0.0, soonest - now)
+
+    def skip(self, ep: Endpoint) -> None:
+        """Put a node back without a verdict (db.cpp Skipped_), e.g. when a probe is cancelled."""
+        self._in_flight.discard(ep)
+        rec = self.records.get(ep)
+        if rec is None:
+            return
+        if rec.our_last_try == 0:
+            self._new.appendleft(ep)
+        else:
+            self._tracked.append(ep)
+
+    # --- results --------------------------------------------------------------------------
+
+    def record_success(self, ep: Endpoint, version: int, user_agent: str, height: int, services: int) -> None:
+        """A completed handshake (db.cpp Good_). Versions below 31900 are failures with a ban."""
+        self._in_flight.discard(ep)
+        rec = self.records.get(ep)
+        if rec is None:
+            return
+        rec.client_version, rec.user_agent, rec.height, rec.services = version, user_agent, height, services
+        if version and version < OLD_VERSION:
+            # sipa would only ban this node after a later failure; Core drops it at once (< 31800).
+            self._fail(rec, 0.0)
+            return
+        rec.record(True, self.clock(), self.retry_seconds, self.rule)
+        self.banned.pop(ep, None)
+        if rec.is_good(self.rule) and ep not in self.good:
+            self.good.add(ep)
+            self.generation += 1
+        self._tracked.append(ep)
+
+    def record_failure(self, ep: Endpoint, ban_seconds: float = 0.0) -> None:
+        """A failed probe (db.cpp Bad_): out of the good set at once, banned if the history says so."""
+        self._in_flight.discard(ep)
+        rec = self.records.get(ep)
+        if rec is not None:
+            self._fail(rec, ban_seconds)
+
+    def _fail(self, rec: NodeRecord, ban_seconds: float) -> None:
+        now = self.clock()
+        rec.record(False, now, self.retry_seconds, self.rule)
+        ep = rec.endpoint
+        ban = max(ban_seconds, rec.ban_seconds(self.rule))
+        if ep in self.good:
+            self.good.discard(ep)
+            self.generation += 1
+        if ban > 0:
+            self.banned[ep] = now + ban
+            del self.records[ep]
+        else:
+            self._tracked.append(ep)
+
+    # --- views ----------------------------------------------------------------------------
+
+    def good_records(self) -> list[NodeRecord]:
+        return [self.records[ep] for ep in self.good if ep in self.records]
+
+    def failed_records(self) -> list[NodeRecord]:
+        """Tracked nodes whose newest probe failed: hosts that are down (stale mode serves them)."""
+        return [r for r in self.records.values() if r.last_ok is False]
+
+    def stats(self) -> DbStats:
+        return DbStats(known=len(self.records), new=len(self._new), tracked=len(self._tracked),
+                       good=len(self.good), banned=len(self.banned), undialable=self._undialable,
+                       attempts=self.attempts)

@@ -1,0 +1,201 @@
+"""The seeder role: crawler + authoritative DNS server + control API, from one SeederConfig.
+
+A rogue seeder (one that takes over the honest seeder's address after the harness stops it) is the
+same service started with `crawl: false`, `static_nodes` and any mode.
+
+Entry points: `Seeder` (start/stop, for tests and embedding), `run_seeder(config)` (runs until
+cancelled) and `main_from_args(argv)` for `harness-node seeder --config FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .config import SeederConfig, SeederConfigError
+from .control import ControlServer
+from .crawler import Crawler
+from .dnsserver import DnsServer, Responder
+from .metrics import SeederCollector, SeederCounters, make_registry
+from .modes import AnswerContext, GoodCache, Mode, ServedNode, make_mode
+from .nodedb import NodeDb
+from .reliability import GoodRule
+
+log = logging.getLogger("harness_node.seeder")
+
+
+class DbNodeSource:
+    """Serves the crawler's good set, plus any static nodes from the config."""
+
+    def __init__(self, db: NodeDb, static: Sequence[ServedNode] = ()) -> None:
+        self.db = db
+        self.static = list(static)
+
+    @property
+    def generation(self) -> int:
+        return self.db.generation
+
+    def good_nodes(self) -> list[ServedNode]:
+        return [ServedNode(r.ip, r.services) for r in self.db.good_records()] + self.static
+
+    def failed_nodes(self) -> list[ServedNode]:
+        return [ServedNode(r.ip, r.services) for r in self.db.failed_records()]
+
+
+class Seeder:
+    def __init__(self, config: SeederConfig) -> None:
+        self.config = config
+        self.counters = SeederCounters()
+        rule = GoodRule(default_port=config.default_port, required_height=config.required_height,
+                        required_version=config.required_version, time_scale=config.time_scale)
+        self.db = NodeDb(rule, config.retry_seconds, config.allow_networks)
+        static = [ServedNode(ip, config.static_services) for ip, _ in config.static_endpoints]
+        self.source = DbNodeSource(self.db, static)
+        rng = random.Random()
+        ctx = AnswerContext(self.source, GoodCache(self.source, config.cache_max_age, rng), rng)
+        self.responder = Responder(config, make_mode(config.mode, config.mode_params), ctx, self.counters)
+        self.crawler = Crawler(config, self.db, self.counters) if config.crawl else None
+        self.dns = DnsServer(self.responder, config.dns_host, config.dns_port)
+        self.registry = make_registry(SeederCollector(self.counters, self.db.stats, lambda: self.responder.mode.name))
+        self.control = ControlServer(self, config.control_host, config.control_port, config.control_token)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self.dns.start()
+            await self.control.start()
+            if self.crawler is not None:
+                self.crawler.add_seeds(self.config.seed_endpoints)
+                await self.crawler.start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("seeder for %s serving DNS on %s:%d, control on %s:%d, mode %s, crawler %s",
+                 self.config.zone, self.config.dns_host, self.dns.port, self.config.control_host,
+                 self.control.port, self.mode.name, "on" if self.crawler else "off")
+
+    async def stop(self) -> None:
+        if self.crawler is not None:
+            await self.crawler.stop()
+        await self.control.stop()
+        await self.dns.stop()
+
+    async def __aenter__(self) -> "Seeder":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- control ----------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> Mode:
+        return self.responder.mode
+
+    def set_mode(self, name: str, params: dict[str, Any] | None = None) -> Mode:
+        """Switch the answer policy; raises ModeError (nothing changes) for a bad name or parameters."""
+        mode = make_mode(name, params)
+        self.responder.mode = mode
+        self.counters.mode_switches += 1
+        log.info("seeder mode -> %s %s", mode.name, mode.params())
+        return mode
+
+    def status(self) -> dict[str, Any]:
+        s = self.db.stats()
+        good = sorted(f"{r.ip}:{r.port}" for r in self.db.good_records())
+        good += [f"{ip}:{port}" for ip, port in self.config.static_endpoints]
+        return {
+            "zone": self.config.zone, "mode": self.mode.name, "params": self.mode.params(),
+            "crawler": self.crawler is not None, "good": good, "known": s.known, "new": s.new,
+            "tracked": s.tracked, "banned": s.banned, "undialable": s.undialable, "attempts": s.attempts,
+            "dns": f"{self.config.dns_host}:{self.dns.port}",
+        }
+
+
+class SeederThread:
+    """A Seeder on its own event loop in a daemon thread, for in-process use (tests, benchmarks,
+    a local backend). `call` runs a function on the seeder's loop, where its state lives."""
+
+    def __init__(self, config: SeederConfig) -> None:
+        self.seeder = Seeder(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="seeder", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> Seeder:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.seeder.start(), self._loop).result(timeout)
+        return self.seeder
+
+    def call(self, fn: Any, *args: Any, timeout: float = 10.0) -> Any:
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.seeder.stop(), self._loop).result(timeout)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            self._loop.close()
+
+    def __enter__(self) -> Seeder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def run_seeder(config: SeederConfig) -> None:
+    """Run a seeder until cancelled (or SIGTERM/SIGINT when run as the main program)."""
+    seeder = Seeder(config)
+    await seeder.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await seeder.stop()
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="harness-node seeder", description="Run the DNS seeder role.")
+    parser.add_argument("--config", required=True, help="seeder config file (YAML or JSON)")
+    parser.add_argument("--log-level", default="INFO", help="python logging level (default INFO)")
+    return parser
+
+
+def main_from_args(argv: Sequence[str]) -> int:
+    """`harness-node seeder --config FILE`: returns the process exit code (2 for a bad config)."""
+    args = build_parser().parse_args(list(argv))
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = SeederConfig.from_file(args.config)
+    except (SeederConfigError, ValueError) as e:
+        log.error("bad seeder config: %s", e)
+        return 2
+    return asyncio.run(_main(config))
+
+
+async def _main(config: SeederConfig) -> int:
+    task = asyncio.create_task(run_seeder(config))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        return 0
+    except OSError as e:
+        log.error("seeder failed: %s", e)
+        return 1
+    return 0

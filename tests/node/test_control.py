@@ -1,0 +1,153 @@
+"""The HTTP control API: one Application serving several nodes, auth, validation, metrics."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from harness_node.codec import hash_to_hex
+from harness_node.config import NodeConfig
+from harness_node.host import Host
+from harness_node.synthetic import make_tx
+
+from conftest import TestPeer, next_ip
+
+TOKEN = "s3cret"
+
+
+def call(addr: tuple[str, int], method: str, path: str, body: Any = None, token: str | None = TOKEN,
+         raw: bytes | None = None) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(f"http://{addr[0]}:{addr[1]}{path}", data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        text, status = e.read().decode(), e.code
+    return status, (json.loads(text) if text.startswith(("{", "[")) else text)
+
+
+@pytest.fixture
+def host(lt):
+    configs = [NodeConfig(name=f"c{i}", bind=next_ip(), port=0, control_port=0, control_token=TOKEN)
+               for i in range(2)]
+    h = Host(configs)
+    lt.run(h.start())
+    yield h
+    lt.run(h.stop())
+
+
+def test_one_application_routes_each_request_to_the_node_it_arrived_at(host):
+    for name, node in host.nodes.items():
+        status, body = call(node.control_address, "GET", "/status")
+        assert status == 200 and body["id"] == name and body["address"] == node.address
+        assert body["height"] == 0 and len(body["tip"]) == 64
+
+
+def test_status_lists_peers_with_their_details(lt, host):
+    a, b = host.nodes.values()
+    status, _ = call(b.control_address, "POST", "/peers", {"address": a.address})
+    assert status == 202
+    lt.wait(lambda: any(p.ready for p in a.peers.values()), what="b connected to a")
+    _, body = call(b.control_address, "GET", "/status")
+    (peer,) = body["peers"]
+    assert peer["address"] == a.address and peer["direction"] == "outbound"
+    assert peer["user_agent"].startswith("/harness-node:") and peer["services"] == 9
+    assert peer["misbehaviour_score"] == 0 and "connected_time" in peer and "ping_s" in peer
+    status, _ = call(b.control_address, "DELETE", f"/peers/{a.address}")
+    assert status == 200
+    lt.wait(lambda: not b.peers, what="peer removed")
+    assert call(b.control_address, "DELETE", f"/peers/{a.address}")[0] == 404
+
+
+def test_txs_and_blocks_can_be_injected_and_queried(lt, host):
+    node = next(iter(host.nodes.values()))
+    addr = node.control_address
+    status, body = call(addr, "POST", "/tx", {"synthetic": True})
+    assert status == 200 and body["accepted"]
+    txid = body["txid"]
+    raw_tx = make_tx()
+    status, body = call(addr, "POST", "/tx", {"raw": raw_tx.raw.hex()})
+    assert status == 200 and body["txid"] == hash_to_hex(raw_tx.txid)
+    _, pool = call(addr, "GET", "/mempool")
+    assert pool["size"] == 2 and txid in pool["txids"]
+    status, info = call(addr, "GET", f"/tx/{txid}")
+    assert status == 200 and info["from_peer"] is None and info["in_mempool"] and info["harness_id"]
+    status, blk = call(addr, "POST", "/block", {})
+    assert status == 200 and blk["height"] == 1
+    _, pool = call(addr, "GET", "/mempool")
+    assert pool["size"] == 0
+    assert call(addr, "GET", f"/tx/{txid}")[1]["in_mempool"] is False
+    assert call(addr, "GET", "/tx/" + "00" * 32)[0] == 404
+    raw_block = lt.eval(lambda: node.chain.tip.raw)
+    assert call(addr, "POST", "/block", {"raw": raw_block.hex()})[1]["accepted"] is False  # known
+
+
+def test_mutating_calls_need_the_token(host):
+    addr = next(iter(host.nodes.values())).control_address
+    for method, path in (("POST", "/tx"), ("POST", "/block"), ("POST", "/peers"), ("DELETE", "/bans"),
+                         ("DELETE", "/peers/127.0.0.1:1")):
+        assert call(addr, method, path, {}, token=None)[0] == 401
+        assert call(addr, method, path, {}, token="wrong")[0] == 401
+    assert call(addr, "GET", "/status", token=None)[0] == 200
+
+
+@pytest.mark.parametrize("path,body,raw", [
+    ("/tx", None, b"{not json"),
+    ("/tx", [1, 2], None),
+    ("/tx", {}, None),
+    ("/tx", {"raw": "zz"}, None),
+    ("/tx", {"raw": "0100"}, None),
+    ("/block", {"raw": "00" * 10}, None),
+    ("/block", {"bogus": 1}, None),
+    ("/peers", {"address": "not-an-ip:1"}, None),
+    ("/peers", {}, None),
+])
+def test_bad_input_is_a_400_with_a_message(host, path, body, raw):
+    addr = next(iter(host.nodes.values())).control_address
+    status, answer = call(addr, "POST", path, body, raw=raw)
+    assert status == 400 and answer["error"]
+
+
+def test_a_peer_outside_the_allowlist_is_refused(host):
+    node = next(iter(host.nodes.values()))
+    status, answer = call(node.control_address, "POST", "/peers", {"address": "10.1.2.3:18444"})
+    assert status == 403 and "allowlist" in answer["error"]
+    assert node.stats.sandbox_refused == 1
+
+
+def test_bans_are_listed_and_cleared(lt, host):
+    node = next(iter(host.nodes.values()))
+    lt.eval(lambda: node.ban("127.9.9.9", "test"))
+    _, bans = call(node.control_address, "GET", "/bans")
+    assert [(b["address"], b["reason"]) for b in bans] == [("127.9.9.9", "test")]
+    assert call(node.control_address, "DELETE", "/bans")[0] == 200
+    assert call(node.control_address, "GET", "/bans")[1] == []
+
+
+def test_metrics_are_prometheus_text_with_the_node_prefix(lt, host):
+    node = next(iter(host.nodes.values()))
+    peer = TestPeer(node)
+    try:
+        peer.handshake()
+        peer.send_raw(b"\0" * 24)  # wrong magic
+        peer.wait_closed()
+    finally:
+        peer.close()
+    status, text = call(node.control_address, "GET", "/metrics")
+    assert status == 200
+    from prometheus_client.parser import text_string_to_metric_families
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    n = node.name
+    assert samples[("harness_node_messages_total", (("command", "version"), ("direction", "in"), ("node", n)))] == 1
+    assert samples[("harness_node_protocol_errors_total", (("kind", "bad-magic"), ("node", n)))] == 1
+    assert ("harness_node_tx_propagation_delay_seconds_bucket", (("le", "+Inf"), ("node", n))) in samples
+    assert samples[("harness_node_peers", (("direction", "inbound"), ("node", n)))] == 0

@@ -1,0 +1,249 @@
+"""The seeder's crawler against fake peers on loopback, and its reliability bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import dns.asyncquery
+import dns.message
+import pytest
+
+from harness_node.codec import MAGIC_REGTEST, FrameDecoder, NetAddr, frame
+from harness_node.messages import NODE_NETWORK, NODE_WITNESS, decode, msg_addr, msg_verack, msg_version
+from harness_node.seeder import Seeder, SeederConfig
+from harness_node.seeder.reliability import GoodRule, NodeRecord
+
+PORT = 18444
+# Fake peers listen on the default port, so they get a /24 of their own, away from the per-process
+# 127.64-213.*.* ranges that the node tests use (tests/node/conftest.py).
+_B = random.randrange(256)
+NET = f"127.{random.randrange(220, 250)}.{_B}"
+OUTSIDE = f"127.250.{_B}.1"  # loopback, but outside the seeder's allowlist
+
+
+class FakePeer:
+    """Answers version/verack/getaddr like a node: its own version, then an addr with `gossip`."""
+
+    def __init__(self, ip: str, port: int = PORT, version: int = 70016, services: int = NODE_NETWORK | NODE_WITNESS,
+                 gossip: list[tuple[str, int]] | None = None) -> None:
+        self.ip, self.port, self.version, self.services = ip, port, version, services
+        self.gossip = gossip or []
+        self.connections = 0
+        self.user_agents: list[str] = []
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> "FakePeer":
+        self._server = await asyncio.start_server(self._serve, self.ip, self.port)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._writers):
+                w.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        dec = FrameDecoder(MAGIC_REGTEST)
+
+        def send(msg) -> None:
+            writer.write(frame(MAGIC_REGTEST, msg.command, msg.serialize()))
+
+        try:
+            while data := await reader.read(65536):
+                for header, payload, _ in dec.feed(data):
+                    msg = decode(header.command_name, payload)
+                    if isinstance(msg, msg_version):
+                        self.user_agents.append(msg.user_agent)
+                        send(msg_version(version=self.version, services=self.services, start_height=100,
+                                         user_agent="/fake-peer/", timestamp=int(time.time())))
+                        send(msg_verack())
+                    elif header.command_name == "getaddr":
+                        now = int(time.time())
+                        send(msg_addr([NetAddr(ip, port, NODE_NETWORK | NODE_WITNESS, now) for ip, port in self.gossip]))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+
+async def wait_until(predicate, timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+def seeder_config(**kw) -> SeederConfig:
+    base = dict(dns_host=f"{NET}.200", dns_port=0, control_port=0, default_port=PORT, seeds=[f"{NET}.1"],
+                time_scale=0.002, timeout=2.0, allowlist=[f"{NET}.0/24"], concurrency=4)
+    base.update(kw)
+    return SeederConfig(**base)
+
+
+def ring(n: int) -> list[FakePeer]:
+    """n peers; peer i gossips peers i+1 and i+2, so only a crawl from peer 0 finds them all."""
+    ips = [f"{NET}.{i + 1}" for i in range(n)]
+    return [FakePeer(ip, gossip=[(ips[(i + 1) % n], PORT), (ips[(i + 2) % n], PORT)]) for i, ip in enumerate(ips)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_crawler_discovers_every_peer_from_one_entry_address_and_serves_only_good_ones():
+    peers = ring(5)
+    old = FakePeer(f"{NET}.50", version=60000)  # handshakes, but too old to be "good"
+    peers[4].gossip.append((old.ip, PORT))
+    for p in peers + [old]:
+        await p.start()
+    seeder = Seeder(seeder_config())
+    try:
+        await seeder.start()
+        want = {(p.ip, PORT) for p in peers}
+        await wait_until(lambda: seeder.db.good == want and old.connections > 0, 20, "all five peers good")
+        assert all(ua == ["/harness-seeder:0.1/"] * len(ua) for ua in (p.user_agents for p in peers))
+        assert (old.ip, PORT) in seeder.db.records and (old.ip, PORT) not in seeder.db.good
+        q = dns.message.make_query("x9.seed.testnet.", "A")
+        served = set()
+        for _ in range(10):
+            r = await dns.asyncquery.udp(q, seeder.config.dns_host, port=seeder.dns.port, timeout=3)
+            served |= {rd.address for rrset in r.answer for rd in rrset}
+        assert served and served <= {p.ip for p in peers}
+    finally:
+        await seeder.stop()
+        for p in peers + [old]:
+            await p.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_a_stopped_peer_stops_being_good_within_one_retry_interval():
+    peers = ring(3)
+    for p in peers:
+        await p.start()
+    cfg = seeder_config(time_scale=0.002)  # retry interval 1000 s -> 2 s
+    seeder = Seeder(cfg)
+    try:
+        await seeder.start()
+        await wait_until(lambda: len(seeder.db.good) == 3, 20, "three good peers")
+        await peers[1].stop()
+        took = await wait_until(lambda: (peers[1].ip, PORT) not in seeder.db.good, 20, "the stopped peer to drop out")
+        assert took <= cfg.retry_seconds + cfg.timeout_seconds + 1.0
+        assert {(peers[0].ip, PORT), (peers[2].ip, PORT)} <= seeder.db.good
+        assert seeder.status()["good"] == sorted(f"{p.ip}:{PORT}" for p in (peers[0], peers[2]))
+        # the crawler keeps retrying it: back up, good again
+        await peers[1].start()
+        await wait_until(lambda: (peers[1].ip, PORT) in seeder.db.good, 20, "the restarted peer to be good again")
+    finally:
+        await seeder.stop()
+        for p in peers:
+            await p.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_an_address_outside_the_allowlist_is_stored_but_never_dialled():
+    peers = ring(3)
+    peers[0].gossip.append((OUTSIDE, PORT))
+    trap = FakePeer(OUTSIDE)  # a real listener there, so a dial would be seen, and stay on loopback
+    for p in peers + [trap]:
+        await p.start()
+    seeder = Seeder(seeder_config())
+    try:
+        await seeder.start()
+        await wait_until(lambda: len(seeder.db.good) == 3 and (OUTSIDE, PORT) in seeder.db.records, 20,
+                         "the crawl to finish")
+        # let every known node be retried at least once more, then check the dial log
+        tries = seeder.db.attempts
+        await wait_until(lambda: seeder.db.attempts >= tries + 6, 20, "two more crawl rounds")
+        dialled = {(ip, port) for _, ip, port in seeder.crawler.attempts}
+        assert dialled == {(p.ip, PORT) for p in peers}
+        assert trap.connections == 0
+        assert seeder.db.stats().undialable == 1 and seeder.db.stats().known == 4
+    finally:
+        await seeder.stop()
+        for p in peers + [trap]:
+            await p.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_a_peer_below_version_31900_is_banned():
+    ancient = FakePeer(f"{NET}.1", version=31800)
+    await ancient.start()
+    seeder = Seeder(seeder_config())
+    try:
+        await seeder.start()
+        await wait_until(lambda: (ancient.ip, PORT) in seeder.db.banned, 20, "the ban")
+        assert (ancient.ip, PORT) not in seeder.db.records
+        assert seeder.status()["banned"] == 1
+        # banned for a week, scaled
+        assert seeder.db.banned[(ancient.ip, PORT)] - time.time() > 0.9 * 7 * 86400 * 0.002
+    finally:
+        await seeder.stop()
+        await ancient.stop()
+
+
+# --- reliability rules (pure) ------------------------------------------------------------------
+
+RULE = GoodRule(default_port=PORT, time_scale=1.0)
+
+
+def probed(results: list[bool], gap: float = 1000.0, **kw) -> NodeRecord:
+    rec = NodeRecord("127.0.0.1", PORT, services=NODE_NETWORK, client_version=70016, **kw)
+    now = 1_000_000.0
+    for ok in results:
+        now += gap
+        rec.record(ok, now, 1000.0, RULE)
+    return rec
+
+
+def test_a_young_node_is_good_with_half_its_tries_successful():
+    assert probed([True]).is_good(RULE)
+    assert probed([True, False]).is_good(RULE)
+    assert not probed([False, True, False]).is_good(RULE)
+
+
+def test_an_old_node_needs_a_reliable_window_with_enough_samples():
+    assert probed([True] * 20).is_good(RULE)
+    assert not probed([True, False] * 10).is_good(RULE)  # 50 % beats no window threshold (> 0.55 at most 1 d)
+    flaky_then_fine = probed([False] * 10 + [True] * 20, gap=1000.0)
+    assert flaky_then_fine.stats["2h"].reliability > 0.85 and flaky_then_fine.is_good(RULE)
+
+
+def test_port_services_version_and_height_gate_goodness():
+    rec = probed([True])
+    assert rec.is_good(RULE)
+    rec.services = NODE_WITNESS
+    assert not rec.is_good(RULE)
+    rec.services, rec.client_version = NODE_NETWORK, 70000
+    assert not rec.is_good(RULE)
+    rec.client_version, rec.height = 70016, 5
+    assert not rec.is_good(GoodRule(default_port=PORT, required_height=10))
+    assert not rec.is_good(GoodRule(default_port=PORT + 1))
+
+
+def test_persistent_failure_earns_a_ban_scaled_by_time_scale():
+    dead = probed([False] * 40, gap=3600.0)
+    assert dead.ban_seconds(RULE) > 0
+    scaled = GoodRule(default_port=PORT, time_scale=0.01)
+    assert dead.ban_seconds(scaled) == pytest.approx(dead.ban_seconds(RULE) * 0.01)
+    assert probed([True] * 40, gap=3600.0).ban_seconds(RULE) == 0
+
+
+def test_decayed_uptime_windows_forget_at_their_own_speed():
+    rec = probed([True] * 30, gap=600.0)
+    before = {name: s.reliability for name, s in rec.stats.items()}
+    rec.record(False, rec.our_last_try + 4 * 3600, 1000.0, RULE)  # one failure after 4 h of silence
+    after = {name: s.reliability for name, s in rec.stats.items()}
+    assert after["2h"] < 0.05 * before["2h"]  # 4 h is two 2 h time constants: mostly forgotten
+    assert after["1d"] > 0.8 * before["1d"] and after["1m"] > 0.99 * before["1m"]
