@@ -174,8 +174,8 @@ def free_port(ip: str) -> int:
 
 
 def random_loopback_ip() -> str:
-    """An address in 127.200.0.0/13, away from the 127.0.x.x most tests use."""
-    return f"127.{random.randrange(200, 208)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+    """An address in 127.224.0.0/12, clear of the 127.64-213.x.x that tests/node/conftest.py uses."""
+    return f"127.{random.randrange(224, 240)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 
 # --- the process -------------------------------------------------------------------------------

@@ -119,12 +119,7 @@ def is_ours(record: ProcessRecord) -> bool:
     fields = _stat_fields(record.pid)
     if fields is not None and fields[0] != "Z":
         return record.start_time is None or int(fields[19]) == record.start_time
-    return bool(group_members(record.pgid))
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``."""
-    return live_groups({pgid}).get(pgid, [])
+    return bool(live_groups({record.pgid}))
 
 
 def live_groups(pgids: set[int]) -> dict[int, list[int]]:

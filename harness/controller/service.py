@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ class Controller:
             return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def results(request: web.Request) -> web.Response:
-            return web.json_response(self.results.to_dict(), dumps=lambda d: __import__("json").dumps(d, default=str))
+            return web.json_response(self.results.to_dict(), dumps=lambda d: json.dumps(d, default=str))
 
         app.add_routes([web.get("/metrics", metrics), web.get("/results", results)])
         runner = web.AppRunner(app, access_log=None, handle_signals=False)

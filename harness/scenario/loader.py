@@ -152,11 +152,14 @@ def validate_scenario(data: Any, source: SourceMap | None = None) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        translated = [_translate(error, data, source) for error in errors]
-        if source is None:
-            raise translated[0] from None
-        raise min(translated, key=lambda e: (e.line or 0, e.column or 0)) from None
+        # One message: the first problem in file order. A missing key ranks last, since an unknown
+        # key elsewhere is usually the same mistake (a typo of the missing key's name).
+        ranked = sorted(
+            ((error["type"] == "missing", position, _translate(error, data, source))
+             for position, error in enumerate(exc.errors(include_url=False))),
+            key=lambda item: (item[0], (item[2].line or 0, item[2].column or 0) if source else item[1]),
+        )
+        raise ranked[0][2] from None
 
 
 def _translate(error: dict[str, Any], data: Any, source: SourceMap | None) -> ScenarioError:
@@ -180,7 +183,9 @@ def _located(problem: str, where: Loc, path: Loc, source: SourceMap | None, *, k
     written, shown = source.resolve(where)
     if where != path:  # a missing key: locate its parent, name the key
         shown = (*shown, *path[len(where):])
-    line, column = source.position(written, key=key and written == where)
+    # A key's own line reads better than where its block value starts (often the next line).
+    on_key = (key and written == where) or source.kinds.get(written) in ("map", "seq")
+    line, column = source.position(written, key=on_key)
     return ScenarioError(problem, file=source.file, line=line, column=column, path=shown)
 
 

@@ -181,7 +181,7 @@ class Header:
         """The command, or None if it is not valid ASCII followed only by NULs (Core drops it)."""
         raw = self.command
         name, _, pad = raw.partition(b"\x00")
-        if pad.strip(b"\x00") or not name or not all(0x20 < c < 0x7F for c in name):
+        if pad.strip(b"\x00") or not name or not all(0x20 <= c <= 0x7E for c in name):
             return None
         return name.decode("ascii")
 

@@ -54,7 +54,6 @@ def _error(status: int, message: str) -> web.Response:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication for mutating calls, and one place that turns bad input into 400."""
     node = node_for(request)
-    request["node"] = node
     token = node.config.control_token
     if request.method in ("POST", "DELETE", "PUT") and token:
         given = request.headers.get("Authorization", "")
@@ -104,18 +103,18 @@ routes = web.RouteTableDef()
 
 @routes.get("/status")
 async def get_status(request: web.Request) -> web.Response:
-    return web.json_response(request["node"].status())
+    return web.json_response(node_for(request).status())
 
 
 @routes.get("/mempool")
 async def get_mempool(request: web.Request) -> web.Response:
-    pool = request["node"].mempool
+    pool = node_for(request).mempool
     return web.json_response({"size": len(pool), "txids": [hash_to_hex(t) for t in pool.txs]})
 
 
 @routes.get("/tx/{txid}")
 async def get_tx(request: web.Request) -> web.Response:
-    node: Node = request["node"]
+    node: Node = node_for(request)
     txid = _hash_param(request.match_info["txid"])
     rec = node.mempool.record(txid)
     if rec is None:
@@ -129,7 +128,7 @@ async def get_tx(request: web.Request) -> web.Response:
 
 @routes.post("/tx")
 async def post_tx(request: web.Request) -> web.Response:
-    node: Node = request["node"]
+    node: Node = node_for(request)
     body = await _json_body(request)
     if body.get("synthetic") is True:
         tx = node.inject_tx()
@@ -142,7 +141,7 @@ async def post_tx(request: web.Request) -> web.Response:
 
 @routes.post("/block")
 async def post_block(request: web.Request) -> web.Response:
-    node: Node = request["node"]
+    node: Node = node_for(request)
     body = await _json_body(request)
     unknown = set(body) - {"raw", "synthetic", "include_mempool"}
     if unknown:
@@ -167,7 +166,7 @@ async def post_block(request: web.Request) -> web.Response:
 
 @routes.post("/peers")
 async def post_peer(request: web.Request) -> web.Response:
-    node: Node = request["node"]
+    node: Node = node_for(request)
     body = await _json_body(request)
     address = body.get("address")
     if not isinstance(address, str):
@@ -185,7 +184,7 @@ async def post_peer(request: web.Request) -> web.Response:
 
 @routes.delete("/peers/{addr}")
 async def delete_peer(request: web.Request) -> web.Response:
-    node: Node = request["node"]
+    node: Node = node_for(request)
     try:
         ip, port = parse_endpoint(request.match_info["addr"])
     except ValueError as e:
@@ -197,18 +196,18 @@ async def delete_peer(request: web.Request) -> web.Response:
 
 @routes.get("/bans")
 async def get_bans(request: web.Request) -> web.Response:
-    return web.json_response(request["node"].list_bans())
+    return web.json_response(node_for(request).list_bans())
 
 
 @routes.delete("/bans")
 async def delete_bans(request: web.Request) -> web.Response:
-    request["node"].clear_bans()
+    node_for(request).clear_bans()
     return web.json_response({"status": "cleared"})
 
 
 @routes.get("/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
-    return web.Response(body=exposition(request["node"]), headers={"Content-Type": "text/plain; version=0.0.4"})
+    return web.Response(body=exposition(node_for(request)), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
 def make_app() -> web.Application:

@@ -396,11 +396,13 @@ def test_a_bad_checksum_is_returned_invalid_and_the_stream_stays_in_sync() -> No
     (b"twelve_chars", "twelve_chars"),
     (b"\x00" * 12, None),  # empty
     (b"ver\x00ack\x00\x00\x00\x00\x00", None),  # data after the NUL padding starts
-    (b"ver sion\x00\x00\x00\x00", None),  # space is not a printable command character
+    (b"ver sion\x00\x00\x00\x00", "ver sion"),  # Core allows ' '..'~' (IsCommandValid)
+    (b"tab\tx\x00\x00\x00\x00\x00\x00\x00", None),  # a control character
     (b"v\xe9rsion\x00\x00\x00\x00\x00", None),  # non-ASCII
     (b"ping\x00\x00\x00\x00\x00\x00\x00\x01", None),
 ])
 def test_header_command_name(raw: bytes, name: str | None) -> None:
+    assert len(raw) == 12
     assert Header(command=raw, length=0, checksum=b"\x00" * 4).command_name == name
     wire = MAGIC_REGTEST + raw + struct.pack("<I", 0) + sha256d(b"")[:4]
     ((header, payload, valid),) = FrameDecoder(MAGIC_REGTEST).feed(wire)

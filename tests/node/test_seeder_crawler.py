@@ -233,7 +233,7 @@ def test_port_services_version_and_height_gate_goodness():
 
 
 def test_persistent_failure_earns_a_ban_scaled_by_time_scale():
-    dead = probed([False] * 40, gap=3600.0)
+    dead = probed([False] * 100, gap=3600.0)  # 100 h of failures: the 1 d window is all failure
     assert dead.ban_seconds(RULE) > 0
     scaled = GoodRule(default_port=PORT, time_scale=0.01)
     assert dead.ban_seconds(scaled) == pytest.approx(dead.ban_seconds(RULE) * 0.01)
@@ -245,5 +245,5 @@ def test_decayed_uptime_windows_forget_at_their_own_speed():
     before = {name: s.reliability for name, s in rec.stats.items()}
     rec.record(False, rec.our_last_try + 4 * 3600, 1000.0, RULE)  # one failure after 4 h of silence
     after = {name: s.reliability for name, s in rec.stats.items()}
-    assert after["2h"] < 0.05 * before["2h"]  # 4 h is two 2 h time constants: mostly forgotten
+    assert after["2h"] < 0.15 * before["2h"]  # 4 h is two 2 h time constants: e^-2 of it is left
     assert after["1d"] > 0.8 * before["1d"] and after["1m"] > 0.99 * before["1m"]

@@ -47,10 +47,6 @@ ATTEMPT_LOG_SIZE = 100_000
 READ_CHUNK = 65536
 
 
-class SandboxViolation(RuntimeError):
-    """A dial outside the allowlist was about to happen: a bug, never a runtime condition."""
-
-
 @dataclass
 class ProbeResult:
     ok: bool
@@ -258,8 +254,7 @@ class Crawler:
             await asyncio.sleep(slot - now)
 
     async def _dial(self, ep: Endpoint, want_addrs: bool) -> ProbeResult:
-        if not self.db.is_dialable(ep[0]):
-            raise SandboxViolation(f"refusing to dial {ep[0]}:{ep[1]}: outside allowlist {self.config.allowlist}")
+        self.db.sandbox.check(ep[0])  # raises SandboxError; the db never queues such a node anyway
         self.attempts.append((time.time(), ep[0], ep[1]))
         return await probe(ep[0], ep[1], self.settings, want_addrs)
 

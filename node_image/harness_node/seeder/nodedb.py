@@ -11,13 +11,13 @@ import ipaddress
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ..sandbox import Sandbox
 from .reliability import OLD_VERSION, GoodRule, NodeRecord
 
 Endpoint = tuple[str, int]
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Guards memory against an addr flood; sipa has no cap, a testbed has at most thousands of hosts.
 MAX_KNOWN = 200_000
@@ -35,11 +35,11 @@ class DbStats:
 
 
 class NodeDb:
-    def __init__(self, rule: GoodRule, retry_seconds: float, allow: Sequence[Network],
+    def __init__(self, rule: GoodRule, retry_seconds: float, sandbox: Sandbox,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
         self.rule = rule
         self.retry_seconds = retry_seconds
-        self.allow = list(allow)
+        self.sandbox = sandbox
         self.clock = clock
         self._rng = rng or random.Random()
         self.records: dict[Endpoint, NodeRecord] = {}
@@ -55,8 +55,7 @@ class NodeDb:
     # --- adding ---------------------------------------------------------------------------
 
     def is_dialable(self, ip: str) -> bool:
-        a = ipaddress.ip_address(ip)
-        return any(a in net for net in self.allow)
+        return self.sandbox.allows(ip)
 
     def add(self, ip: str, port: int, services: int = 0, seen: float = 0.0, force: bool = False) -> bool:
         """Learn an endpoint (db.cpp Add_). Returns True if it was new. `force` is for configured seeds."""

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ..sandbox import Sandbox
 from .config import SeederConfig, SeederConfigError
 from .control import ControlServer
 from .crawler import Crawler
@@ -55,7 +56,7 @@ class Seeder:
         self.counters = SeederCounters()
         rule = GoodRule(default_port=config.default_port, required_height=config.required_height,
                         required_version=config.required_version, time_scale=config.time_scale)
-        self.db = NodeDb(rule, config.retry_seconds, config.allow_networks)
+        self.db = NodeDb(rule, config.retry_seconds, Sandbox(config.allowlist))
         static = [ServedNode(ip, config.static_services) for ip, _ in config.static_endpoints]
         self.source = DbNodeSource(self.db, static)
         rng = random.Random()
@@ -173,9 +174,19 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return parser
 
 
+def register(sub: Any) -> None:
+    """Add `seeder` to harness-node's subcommands (harness_node/cli.py SUBCOMMANDS protocol)."""
+    p = sub.add_parser("seeder", help="run the private DNS seeder (crawler + DNS server + control API)")
+    build_parser(p)
+    p.set_defaults(func=run_from_args)
+
+
 def main_from_args(argv: Sequence[str]) -> int:
     """`harness-node seeder --config FILE`: returns the process exit code (2 for a bad config)."""
-    args = build_parser().parse_args(list(argv))
+    return run_from_args(build_parser().parse_args(list(argv)))
+
+
+def run_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = SeederConfig.from_file(args.config)

@@ -1,0 +1,77 @@
+"""Local backend: time from deploy to every node answering, memory of the workers, teardown time.
+
+    python bench/bench_deploy.py                 # 50, 200 and 1,000 nodes
+    python bench/bench_deploy.py --nodes 50 200  # a subset
+
+One line of JSON per size: nodes, workers, deploy_to_ready_s, rss_mib (sum over every worker
+process), rss_per_node_kib, down_s, clean. No seeder, so the figure is the node hosts alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from harness import plan_view
+from harness.backends import local_workers as lw
+from harness.backends import make_backend
+from harness.rundir import RunDir
+
+SCENARIO = """\
+name: bench-{nodes}
+seed: 1
+duration: 60s
+network:
+  nodes: {nodes}
+  time_scale: 0.05
+seeder:
+  enabled: false
+"""
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def bench(nodes: int, root: Path) -> dict[str, object]:
+    scenario = root / f"bench-{nodes}.yaml"
+    scenario.write_text(SCENARIO.format(nodes=nodes))
+    plan = plan_view.load(scenario)
+    run = RunDir(root / f"run-{nodes}")
+    backend = make_backend("local", run)
+    started = time.monotonic()
+    state = backend.up(plan)
+    try:
+        backend.wait_ready()
+        ready = time.monotonic() - started
+        groups = lw.live_groups({p.pgid for p in state.processes})
+        rss = rss_kib([pid for pids in groups.values() for pid in pids])
+    finally:
+        summary = backend.down()
+    return {"nodes": nodes, "workers": len(state.processes), "deploy_to_ready_s": round(ready, 2),
+            "rss_mib": round(rss / 1024, 1), "rss_per_node_kib": round(rss / nodes), "down_s": round(summary.seconds, 2),
+            "clean": summary.clean}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[50, 200, 1000])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
+        for n in args.nodes:
+            print(json.dumps(bench(n, Path(tmp))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Benchmarks of the lightweight node (issue "The lightweight node").
+
+(a) RSS of one `harness-node run` process, idle with 8 peers            target <= 40 MB
+(b) N nodes (default 1,000) in one host process: memory per node and
+    time until every node has its 8 outbound connections                 target <= 30 s
+(c) time for an injected tx to reach all N nodes (flood, no delay)       target <= 2 s
+(d) P2P messages processed per second per core (host process)
+
+Run: python bench/bench_node.py [--nodes 1000] [--skip-rss]. Prints a table; takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+from harness_node.config import NodeConfig
+from harness_node.host import Host, new_event_loop
+
+OUTBOUND = 8
+PORT = 18444
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def ip(prefix: int, i: int) -> str:
+    return f"127.{prefix}.{i // 250}.{i % 250 + 1}"
+
+
+async def wait_for(pred, timeout: float, what: str, period: float = 0.05) -> float:
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{what} not reached in {timeout} s")
+        await asyncio.sleep(period)
+    return time.monotonic() - t0
+
+
+async def bench_single_rss() -> float:
+    """One node process; 8 peers from this process dial it (their inbound = its 8 peers)."""
+    node_ip = ip(61, 0)
+    proc = subprocess.Popen([sys.executable, "-m", "harness_node.cli", "run", "--name", "rss", "--bind", node_ip,
+                             "--port", str(PORT), "--control-port", "18445"])
+    try:
+        status_url = f"http://{node_ip}:18445/status"
+
+        def peers() -> int:
+            try:
+                with urllib.request.urlopen(status_url, timeout=1) as r:
+                    return sum(p["handshake_done"] for p in json.load(r)["peers"])
+            except OSError:
+                return -1
+
+        await wait_for(lambda: peers() >= 0, 20, "node up", 0.2)
+        configs = [NodeConfig(name=f"p{i}", bind=ip(61, i + 1), port=PORT, connect=[f"{node_ip}:{PORT}"])
+                   for i in range(OUTBOUND)]
+        async with Host(configs):
+            await wait_for(lambda: peers() == OUTBOUND, 20, "8 peers", 0.2)
+            await asyncio.sleep(2)  # idle: let the process settle after the handshakes
+            return rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def random_outbound(n: int, k: int, rng: random.Random) -> list[list[int]]:
+    linked: set[tuple[int, int]] = set()
+    out: list[list[int]] = []
+    for i in range(n):
+        picks: list[int] = []
+        while len(picks) < k:
+            j = rng.randrange(n)
+            pair = (min(i, j), max(i, j))
+            if j != i and pair not in linked:
+                linked.add(pair)
+                picks.append(j)
+        out.append(picks)
+    return out
+
+
+async def bench_host(n: int) -> dict[str, float]:
+    rng = random.Random(1)
+    graph = random_outbound(n, OUTBOUND, rng)
+    configs = [NodeConfig(name=f"n{i}", bind=ip(62 + i // 60000, i), port=PORT, seed=i,
+                          connect=[f"{ip(62, j)}:{PORT}" for j in graph[i]]) for i in range(n)]
+    rss0 = rss_mb()
+    host = Host(configs)
+    nodes = list(host.nodes.values())
+    t0 = time.monotonic()
+    await host.start()
+    t_listen = time.monotonic() - t0
+    connect_s = await wait_for(lambda: all(sum(p.verack_received for p in nd.outbound_peers()) == OUTBOUND
+                                           for nd in nodes), 300, "all outbound connected", 0.1) + 0.0
+    connect_s = time.monotonic() - t0
+    await asyncio.sleep(1)
+    per_node_kb = (rss_mb() - rss0) * 1024 / n
+    # (c) flood propagation of a synthetic tx to every node
+    reach = []
+    for k in range(3):
+        tx = nodes[k * 7 % n].inject_tx()
+        await wait_for(lambda: all(tx.txid in nd.mempool for nd in nodes), 30, "tx everywhere", 0.02)
+        recs = [nd.mempool.record(tx.txid) for nd in nodes]
+        reach.append((max(r.first_seen_ns for r in recs) - recs[0].origin_ns) / 1e9)
+    # (d) message throughput: a burst of txs, messages received / CPU seconds of this process
+    msgs0 = sum(nd.stats.messages_total for nd in nodes)
+    cpu0 = time.process_time()
+    txs = [nodes[rng.randrange(n)].inject_tx() for _ in range(10)]
+    await wait_for(lambda: all(t.txid in nd.mempool for t in txs for nd in nodes), 120, "burst everywhere", 0.05)
+    cpu = time.process_time() - cpu0
+    msgs = sum(nd.stats.messages_total for nd in nodes) - msgs0
+    await host.stop()
+    return {"nodes": n, "listen_s": t_listen, "connect_s": connect_s, "per_node_kb": per_node_kb,
+            "rss_total_mb": rss_mb(), "reach_s": statistics.median(reach), "reach_all": reach,
+            "msgs": msgs, "msgs_per_cpu_s": msgs / cpu}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--skip-rss", action="store_true")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    need = args.nodes * (2 * OUTBOUND + 1) + 100
+    if need > hard:
+        sys.exit(f"{args.nodes} nodes need about {need} file descriptors; the limit is {hard}")
+    loop = new_event_loop()
+    try:
+        rss = None if args.skip_rss else loop.run_until_complete(bench_single_rss())
+        h = loop.run_until_complete(bench_host(args.nodes))
+    finally:
+        loop.close()
+    rows = [
+        ("(a) RSS, one node process idle with 8 peers", "-" if rss is None else f"{rss:.1f} MB", "<= 40 MB"),
+        (f"(b) memory per node ({h['nodes']} in one process)", f"{h['per_node_kb']:.0f} kB", ""),
+        ("(b) host process RSS", f"{h['rss_total_mb']:.0f} MB", ""),
+        (f"(b) time until every node has {OUTBOUND} outbound", f"{h['connect_s']:.1f} s", "<= 30 s"),
+        (f"(c) injected tx reaches all {h['nodes']} (flood), median of 3",
+         f"{h['reach_s']:.2f} s  ({', '.join(f'{r:.2f}' for r in h['reach_all'])})", "<= 2 s"),
+        ("(d) messages processed per CPU second", f"{h['msgs_per_cpu_s']:,.0f} msg/s  ({h['msgs']:,} msgs)", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'benchmark'.ljust(width)}  {'result':<32}  target")
+    for name, value, target in rows:
+        print(f"{name.ljust(width)}  {value:<32}  {target}")
+    print(f"(python {sys.version.split()[0]}, loop {type(asyncio.new_event_loop()).__module__}, pid {os.getpid()})")
+
+
+if __name__ == "__main__":
+    main()

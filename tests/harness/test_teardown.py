@@ -1,0 +1,112 @@
+"""`harness run` leaves nothing behind: not when interrupted, not when killed, not when it ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import plan_view
+from harness.backends import local_workers as lw
+from harness.errors import ExitCode
+from harness.rundir import RunDir
+
+pytestmark = pytest.mark.timeout(120)
+
+SCENARIO = """\
+name: teardown
+seed: 5
+duration: {duration}
+network:
+  nodes: 8
+  time_scale: 0.05
+seeder:
+  enabled: false
+workload:
+  tx_rate: 1
+  start: 1s
+  stop: 2s
+expect:
+  - check: no_honest_banned
+"""
+
+
+def start_run(tmp_path: Path, duration: str = "60s") -> tuple[subprocess.Popen[bytes], RunDir, Path]:
+    scenario = tmp_path / "teardown.yaml"
+    scenario.write_text(SCENARIO.format(duration=duration))
+    run, out = RunDir(tmp_path / "run"), tmp_path / "report"
+    code = ("import sys; from harness.runner import run; "
+            f"sys.exit(run({str(scenario)!r}, out_dir={str(out)!r}, run_dir={str(run.path)!r}))")
+    return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE), run, out
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def workers_recorded(run: RunDir) -> bool:
+    try:
+        return any(p.kind == "worker" for p in run.load_state().processes)
+    except Exception:  # state.json not written yet
+        return False
+
+
+def phase(run: RunDir) -> str | None:
+    try:
+        return json.loads(run.results_file.read_text()).get("phase")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def assert_nothing_left(run: RunDir) -> None:
+    state = run.load_state()
+    pgids = {p.pgid for p in state.processes}
+    wait_until(lambda: not lw.live_groups(pgids), timeout=15, what="every recorded process group to exit")
+    plan = plan_view.PlanView.from_dict(run.read_json(run.plan_file))
+    assert [n.name for n in plan.nodes if lw.port_is_bound(n.address, n.port) or lw.port_is_bound(n.address, n.control_port)] == []
+
+
+def test_sigint_during_start_up_tears_down_and_exits_130(tmp_path: Path) -> None:
+    proc, run, _ = start_run(tmp_path)
+    wait_until(lambda: workers_recorded(run), what="the first worker to be spawned")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == ExitCode.INTERRUPTED
+    assert_nothing_left(run)
+    assert run.load_state().status == "stopped"
+
+
+def test_sigint_during_the_timeline_tears_down_and_exits_130(tmp_path: Path) -> None:
+    proc, run, _ = start_run(tmp_path)
+    wait_until(lambda: phase(run) == "timeline", what="the timeline to start")
+    wait_until(lambda: run.read_journal("item"), what="the first injected tx")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == ExitCode.INTERRUPTED
+    assert_nothing_left(run)
+
+
+def test_a_killed_run_takes_its_workers_with_it(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance for try/finally: the workers' parent-death signal is the safety net."""
+    proc, run, _ = start_run(tmp_path)
+    wait_until(lambda: phase(run) == "timeline", what="the timeline to start")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert_nothing_left(run)
+
+
+def test_a_complete_run_reports_passes_and_leaves_nothing(tmp_path: Path) -> None:
+    proc, run, out = start_run(tmp_path, duration="4s")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OK, stderr.decode()[-2000:]
+    assert_nothing_left(run)
+    assert len(run.read_journal("item")) == 1  # the one tx the workload injected at 1 s
+    assert any(out.iterdir())
