@@ -87,10 +87,14 @@ def read_compact_size(f: BytesIO) -> int:
     if n < 0xFD:
         return n
     if n == 0xFD:
-        return read_u16(f)
-    if n == 0xFE:
-        return read_u32(f)
-    return read_u64(f)
+        v, floor = read_u16(f), 0xFD
+    elif n == 0xFE:
+        v, floor = read_u32(f), 0x10000
+    else:
+        v, floor = read_u64(f), 0x1_0000_0000
+    if v < floor:  # serialize.h ReadCompactSize: "non-canonical ReadCompactSize()"
+        raise DecodeError(f"non-canonical CompactSize {v}")
+    return v
 
 
 def read_var_bytes(f: BytesIO, limit: int = MAX_PROTOCOL_MESSAGE_LENGTH) -> bytes:

@@ -87,6 +87,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self.linkem is not None:
+            self.linkem.cancel()
         if self.peer is not None:
             self.node.detach(self.peer, exc)
         if not self.closed.done():

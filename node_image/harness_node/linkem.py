@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Callable
 
 from .config import LinkModel
 
 
 class LinkEmulator:
-    __slots__ = ("model", "rng", "loop", "_last_due", "dropped", "delayed")
+    __slots__ = ("model", "rng", "loop", "_queue", "_timer", "_last_due", "dropped", "delayed")
 
     def __init__(self, model: LinkModel, rng: random.Random, loop: asyncio.AbstractEventLoop) -> None:
         self.model = model
         self.rng = rng
         self.loop = loop
+        self._queue: deque[tuple[float, bytes, Callable[[bytes], None]]] = deque()  # FIFO: keeps link order
+        self._timer: asyncio.TimerHandle | None = None
         self._last_due = 0.0
         self.dropped = 0
         self.delayed = 0
@@ -39,11 +42,31 @@ class LinkEmulator:
             self.dropped += 1
             return False
         delay = self.draw_delay()
-        if delay <= 0 and self._last_due <= self.loop.time():
+        if delay <= 0 and not self._queue:
             write(data)
             return True
+        # Never before the message ahead of it; one timer drains the FIFO (equal-time timers in
+        # asyncio's heap have no guaranteed order, so one timer per message could reorder).
         due = max(self.loop.time() + delay, self._last_due)
         self._last_due = due
         self.delayed += 1
-        self.loop.call_at(due, write, data)
+        self._queue.append((due, data, write))
+        if self._timer is None:
+            self._timer = self.loop.call_at(due, self._drain)
         return True
+
+    def _drain(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        queue = self._queue
+        while queue and queue[0][0] <= now:
+            _, data, write = queue.popleft()
+            write(data)
+        if queue:
+            self._timer = self.loop.call_at(queue[0][0], self._drain)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._queue.clear()

@@ -172,6 +172,7 @@ class TestPeer:
             self.send(msg_wtxidrelay())
         self.expect("verack")
         self.send(msg_verack())
+        self.ping_roundtrip()  # barrier: the node has processed our verack (we are "ready")
         return theirs
 
     def ping_roundtrip(self, timeout: float = 5.0) -> None:

@@ -156,8 +156,6 @@ def test_a_truncated_compact_size_is_a_decode_error(encoded: str) -> None:
         read_compact_size(BytesIO(bytes.fromhex(encoded)))
 
 
-@pytest.mark.xfail(strict=True, reason="codec bug: read_compact_size accepts non-canonical encodings, "
-                                       "Core's ReadCompactSize throws 'non-canonical ReadCompactSize()'")
 @pytest.mark.parametrize("encoded", ["fd0000", "fdfc00", "fe0000000000", "feffff0000", "ff0000000000000000",
                                      "ffffffffff00000000"])
 def test_a_non_canonical_compact_size_is_rejected_as_core_does(encoded: str) -> None:

@@ -51,6 +51,7 @@ def test_one_application_routes_each_request_to_the_node_it_arrived_at(host):
         assert body["height"] == 0 and len(body["tip"]) == 64
 
 
+@pytest.mark.slow
 def test_status_lists_peers_with_their_details(lt, host):
     a, b = host.nodes.values()
     status, _ = call(b.control_address, "POST", "/peers", {"address": a.address})
@@ -123,6 +124,15 @@ def test_a_peer_outside_the_allowlist_is_refused(host):
     assert node.stats.sandbox_refused == 1
 
 
+def test_open_connection_refuses_and_counts_a_dial_outside_the_allowlist(lt, host):
+    from harness_node.sandbox import SandboxError
+
+    node = next(iter(host.nodes.values()))
+    with pytest.raises(SandboxError, match="allowlist"):
+        lt.run(node.open_connection("192.0.2.1", 18444, kind="outbound-full-relay"))
+    assert node.stats.sandbox_refused == 1 and node.sandbox.refused == 1
+
+
 def test_bans_are_listed_and_cleared(lt, host):
     node = next(iter(host.nodes.values()))
     lt.eval(lambda: node.ban("127.9.9.9", "test"))
@@ -151,3 +161,54 @@ def test_metrics_are_prometheus_text_with_the_node_prefix(lt, host):
     assert samples[("harness_node_protocol_errors_total", (("kind", "bad-magic"), ("node", n)))] == 1
     assert ("harness_node_tx_propagation_delay_seconds_bucket", (("le", "+Inf"), ("node", n))) in samples
     assert samples[("harness_node_peers", (("direction", "inbound"), ("node", n)))] == 0
+
+
+# --- configuration and the console script ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("field,value", [
+    ("port", 70000), ("magic", "xyz"), ("relay_policy", "gossip"), ("connect", ["nowhere"]),
+    ("allowlist", ["not-a-net"]), ("misbehaviour_policy", "shame"), ("timers", {"no_such_timer": 1}),
+    ("time_scale", 0), ("link", {"loss": 1.5}), ("bind", "localhost"),
+])
+def test_a_bad_config_value_is_refused_naming_its_field(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0] if field != "link" else "link.loss"):
+        NodeConfig.from_dict({field: value})
+
+
+def test_config_round_trips_through_a_dict_and_refuses_unknown_fields():
+    cfg = NodeConfig(name="x", connect=["127.0.0.2:18444"], link={"delay_ms": 5, "jitter_ms": 1}, extra={"k": 1})
+    assert NodeConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown node config field"):
+        NodeConfig.from_dict({"nmae": "typo"})
+
+
+@pytest.mark.slow
+def test_harness_node_host_serves_nodes_and_exits_cleanly_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ips = [next_ip(), next_ip()]
+    cfg = {"defaults": {"port": 18444, "control_port": 18445},
+           "nodes": [{"name": "h0", "bind": ips[0]}, {"name": "h1", "bind": ips[1], "connect": [f"{ips[0]}:18444"]}]}
+    path = tmp_path / "host.json"
+    path.write_text(json.dumps(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "harness_node.cli", "host", "--config", str(path)],
+                            stderr=subprocess.PIPE)
+    try:
+        def connected() -> bool:
+            try:
+                return call((ips[1], 18445), "GET", "/status")[1]["peers"][0]["handshake_done"]
+            except (OSError, IndexError, KeyError):
+                return False
+        from conftest import wait_until
+        wait_until(connected, timeout=20, what="h1 connected to h0 in the host process")
+        assert call((ips[0], 18445), "GET", "/status")[1]["id"] == "h0"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0, proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness_node.messages import msg_ping, msg_pong, msg_sendaddrv2, msg_verack, msg_wtxidrelay
 
 from conftest import disconnect_reasons, peer_from
 
 
+@pytest.mark.slow
 def test_two_nodes_complete_the_handshake_and_record_each_other(lt, make_node):
     a = make_node()
     b = make_node(connect=[f"{a.config.bind}:{a.port}"], user_agent="/b:1/")

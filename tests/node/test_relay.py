@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
+
 from harness_node.messages import (
     MSG_BLOCK, MSG_TX, Block, BlockHeader, CInv, Tx, msg_block, msg_getdata, msg_getheaders, msg_headers, msg_inv, msg_tx,
 )
@@ -67,6 +69,7 @@ def test_a_tx_with_no_outputs_is_scored_10(lt, make_node, test_peers):
     assert peer_from(lt, node, peer.ip).score == 10
 
 
+@pytest.mark.slow
 def test_blocks_propagate_along_a_line_and_link_to_one_tip(lt, make_node):
     a = make_node()
     b = make_node(connect=[f"{a.config.bind}:{a.port}"])
@@ -139,3 +142,33 @@ def test_diffusion_delays_inbound_announcements_by_the_shared_poisson_timer(lt, 
         delays.append(time.monotonic() - t0)
     # exponential with mean 50 ms: the sample mean of 40 has a 16 % standard error
     assert 0.4 * mean < statistics.mean(delays) < 2.0 * mean, delays
+
+
+def test_link_emulation_delays_outgoing_messages_in_order(lt, make_node, test_peers):
+    node = make_node(link={"delay_ms": 40, "jitter_ms": 30, "distribution": "uniform"})
+    peer = test_peers(node)
+    peer.handshake()
+    t0 = time.monotonic()
+    peer.ping_roundtrip()
+    assert time.monotonic() - t0 >= 0.01  # every outgoing message waits delay +- jitter (>= 10 ms)
+    txs = [lt.eval(node.inject_tx) for _ in range(20)]
+    got = [peer.expect("inv").inv[0].hash for _ in txs]
+    assert got == [t.txid for t in txs]  # jittered delays never reorder one link
+
+
+def test_link_loss_drops_the_configured_fraction():
+    import asyncio
+    import random as _random
+
+    from harness_node.config import LinkModel
+    from harness_node.linkem import LinkEmulator
+
+    loop = asyncio.new_event_loop()
+    try:
+        em = LinkEmulator(LinkModel(loss=0.3), _random.Random(1), loop)
+        sent: list[bytes] = []
+        for i in range(2000):
+            em.send(bytes([i % 256]), sent.append)
+        assert 0.25 < em.dropped / 2000 < 0.35 and len(sent) == 2000 - em.dropped
+    finally:
+        loop.close()
