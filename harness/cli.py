@@ -1,24 +1,32 @@
-"""The `harness` command: a thin client of the library.
+"""The `harness` command: a thin client of the library (harness.runner).
 
 Commands are a few lines each; domain errors (HarnessError) are raised deep, caught once in
 `_boundary`, printed with rich to stderr, and turned into the exit code the error carries.
+Output: tables and live progress at a terminal; otherwise one plain line per command, or the
+JSON with --json (harness.render).
 """
 
 from __future__ import annotations
 
 import enum
+import json as jsonlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+import yaml
 
 from harness import render
-from harness.errors import BackendUnavailable, ExitCode, HarnessError, NotImplementedYet
+from harness.errors import BackendUnavailable, ExitCode, HarnessError
 from harness.plan_model import Plan
 from harness.planner import plan as make_plan
+from harness.rundir import DEFAULT_RUNS_ROOT, RunDir, RunDirError, default_run_dir
 from harness.scenario import load_scenario
+
+FOLLOW_INTERVAL_SECONDS = 1.0  # refresh period of `deploy --wait`'s live status
 
 app = typer.Typer(
     name="harness",
@@ -41,9 +49,16 @@ SeedOption = Annotated[Optional[int], typer.Option(
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 BackendOption = Annotated[Backend, typer.Option(
     "--backend", help="Where to run: local processes, docker or k8s.", envvar="HARNESS_BACKEND")]
-OutOption = Annotated[Path, typer.Option(
-    "--out", help="Run directory: plan, logs, metrics and reports.", envvar="HARNESS_OUT")]
-WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every node is up.")]
+RunDirOption = Annotated[Optional[Path], typer.Option(
+    "--run-dir", help="The run's directory (state, plan, logs, results). deploy/run: default runs/<scenario name>; "
+                      "other commands: default the most recently deployed run under ./runs.",
+    envvar="HARNESS_RUN_DIR", show_default=False)]
+OutOption = Annotated[Optional[Path], typer.Option(
+    "--out", help="Report directory (report.json, junit.xml, summary.md, PNGs). Default: <run dir>/report.",
+    envvar="HARNESS_OUT", show_default=False)]
+WaitOption = Annotated[bool, typer.Option(
+    "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
+                             "Ctrl-C stops following only: the network keeps running until `harness down`.")]
 
 
 @contextmanager
@@ -70,9 +85,77 @@ def _require_backend(backend: Backend) -> None:
                                  f"use --backend local")
 
 
-def _not_yet(command: str) -> NotImplementedYet:
-    return NotImplementedYet(f"'harness {command}' is not implemented yet; "
-                             f"'harness validate' and 'harness plan' work today")
+def _runner():  # type: ignore[no-untyped-def]
+    """harness.runner, imported when a command needs it: keeps `harness --help` and `validate` fast."""
+    from harness import runner
+
+    return runner
+
+
+def _latest_run_dir() -> Path | None:
+    """The most recently deployed run under ./runs (by its recorded creation time), or None."""
+    runs = []
+    for state_file in DEFAULT_RUNS_ROOT.glob("*/state.json"):
+        try:
+            runs.append((RunDir(state_file.parent).load_state().created_at, state_file.parent))
+        except RunDirError:
+            continue  # not a run directory of ours: skip rather than fail every command
+    return max(runs)[1] if runs else None
+
+
+def _resolve_run_dir(run_dir: Path | None) -> Path:
+    if run_dir is not None:
+        return run_dir
+    latest = _latest_run_dir()
+    if latest is None:
+        raise RunDirError(f"no run under ./{DEFAULT_RUNS_ROOT}; deploy one with `harness deploy FILE` "
+                          f"or pass --run-dir DIR")
+    render.stderr_console().print(f"using {latest} (the most recently deployed run)")
+    return latest
+
+
+def _parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """-p KEY=VALUE, the value read as a YAML scalar: 3 -> int, true -> bool, 10s -> "10s"."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise HarnessError(f"-p {pair!r}: expected KEY=VALUE, e.g. -p count=3")
+        if key in params:
+            raise HarnessError(f"-p {key}: given twice")
+        try:
+            params[key] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise HarnessError(f"-p {key}: cannot read {text!r} as a value: {getattr(e, 'problem', e)}") from None
+    return params
+
+
+def _rich(json: bool) -> bool:
+    return render.is_terminal() and not json
+
+
+def _outcome(run_dir: Path, out: Path, exit_code: int) -> dict[str, Any]:
+    """What `run` and `report` show, read back from the report.json just written (the one source
+    CI reads too)."""
+    from harness.report.writer import JUNIT_XML, PLOT_FILES, REPORT_JSON, SUMMARY_MD
+
+    document = RunDir(run_dir).read_json(out / REPORT_JSON)
+    return {
+        "verdict": document["verdict"], "exit_code": exit_code, "scenario": document["scenario"],
+        "run_dir": str(run_dir.absolute()), "report_dir": str(out.absolute()), "counts": document["counts"],
+        "checks": document["checks"],
+        "files": [str(out.absolute() / name) for name in (REPORT_JSON, JUNIT_XML, SUMMARY_MD, *PLOT_FILES.values())],
+    }
+
+
+def _show_outcome(outcome: dict[str, Any], json: bool) -> None:
+    if json:
+        render.echo_json(outcome)
+    elif render.is_terminal():
+        render.print_outcome(outcome)
+    else:
+        typer.echo(render.outcome_line(outcome))
 
 
 @app.command()
@@ -95,59 +178,144 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
 
 @app.command()
 def deploy(file: ScenarioFile, backend: BackendOption = Backend.local, seed: SeedOption = None,
-           out: OutOption = Path("runs"), wait: WaitOption = True) -> None:
-    """Start a scenario's network and leave it running (stop it with `harness down`)."""
+           run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False) -> None:
+    """Start a scenario's network and leave it running; stop it with `harness down`.
+
+    Returns once every node answers and the controller (which plays the timeline) serves its URL;
+    prints the run directory, the controller URL and the next commands.
+    """
     with _boundary():
         _require_backend(backend)
-        _plan_file(file, seed)
-        raise _not_yet("deploy")
+        path = run_dir or default_run_dir(_plan_file(file, seed).name)
+        with render.progress_display(_rich(json)) as on_event:
+            state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event)
+        info = {"scenario": state.scenario, "backend": state.backend, "run_dir": str(path.absolute()),
+                "controller_url": state.controller_url, "nodes": len(state.node_hosts), "status": state.status,
+                "workers": sum(1 for p in state.processes if p.kind == "worker"),
+                "processes": [{"name": p.name, "kind": p.kind, "pid": p.pid, "log": p.log} for p in state.processes]}
+        flag = f" --run-dir {path}" if run_dir else ""
+        if json:
+            render.echo_json(info)
+        elif render.is_terminal():
+            render.print_deployed(info, [f"harness status{flag}", f"harness inject inject_tx {next(iter(state.node_hosts))}{flag}",
+                                         f"harness report{flag}", f"harness down{flag}"])
+        else:
+            typer.echo(render.deployed_line(info))
+        if wait:
+            _follow(path)
+
+
+def _follow(path: Path) -> None:
+    """`deploy --wait`: show the status until Ctrl-C (which stops following, not the network) or
+    until the run stops (e.g. `harness down` from another shell)."""
+    runner = _runner()
+    try:
+        if render.is_terminal():
+            with render.live_status() as show:
+                while (status := runner.status(path))["running"]:
+                    show(status)
+                    time.sleep(FOLLOW_INTERVAL_SECONDS)  # the refresh period of the view
+                show(status)
+        else:
+            while runner.status(path)["running"]:
+                time.sleep(FOLLOW_INTERVAL_SECONDS)
+    except KeyboardInterrupt:
+        render.stderr_console().print(f"stopped following; the network keeps running: stop it with "
+                                      f"`harness down --run-dir {path}`")
 
 
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend.local, seed: SeedOption = None,
-        out: OutOption = Path("runs"), json: JsonOption = False) -> None:
-    """Deploy, play the timeline, check the expectations, tear down; exit 1 if a check fails."""
+        out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False) -> None:
+    """Deploy, play the timeline, check the expectations, write the report, tear down.
+
+    Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
+    tearing everything down).
+    """
     with _boundary():
         _require_backend(backend)
-        _plan_file(file, seed)
-        raise _not_yet("run")
+        path = run_dir or default_run_dir(_plan_file(file, seed).name)
+        out = out or path / "report"
+        with render.progress_display(_rich(json), "planning") as on_event:
+            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event)
+        if code == ExitCode.INTERRUPTED:
+            raise KeyboardInterrupt  # the runner has torn everything down; _boundary says so, exit 130
+        _show_outcome(_outcome(path, out, code), json)
+        raise typer.Exit(code)
 
 
 @app.command()
-def status(backend: BackendOption = Backend.local, out: OutOption = Path("runs"), json: JsonOption = False) -> None:
-    """Show the running network: nodes up, peers, bans."""
+def status(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
+    """Show a deployed network: nodes up/down, peers in/out, height, mempool, bans, propagation so far."""
     with _boundary():
-        _require_backend(backend)
-        raise _not_yet("status")
+        info = _runner().status(_resolve_run_dir(run_dir))
+        if json:
+            render.echo_json(info)
+        elif render.is_terminal():
+            render.print_status(info)
+        else:
+            typer.echo(render.status_line(info))
 
 
 @app.command()
 def inject(
-    action: Annotated[str, typer.Argument(help="Action name, e.g. stop_node, inject_tx (see harness.actions).")],
-    target: Annotated[str, typer.Argument(help="Node name or pattern, e.g. node-3 or node-[0-4].")],
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Action parameter KEY=VALUE.")] = None,
-    backend: BackendOption = Backend.local,
-    out: OutOption = Path("runs"),
+    action: Annotated[str, typer.Argument(help="Action, e.g. inject_tx, inject_block, stop_node, pause_node, "
+                                               "resume_node, restart_node, disconnect_peer, seeder_mode.",
+                                          show_default=False)],
+    target: Annotated[Optional[str], typer.Argument(help="Node name, e.g. node-3 (none for seeder_mode).",
+                                                    show_default=False)] = None,
+    param: Annotated[Optional[list[str]], typer.Option(
+        "--param", "-p", help="Action parameter KEY=VALUE, the value read as YAML: -p count=3, -p wipe_datadir=true.")] = None,
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
 ) -> None:
-    """Apply one timeline action to a running network, now."""
+    """Apply one timeline action to a running network, now (journaled like a timeline event)."""
     with _boundary():
-        _require_backend(backend)
-        raise _not_yet("inject")
+        runner = _runner()
+        params = runner.check_action(action, _parse_params(param))  # a bad action fails before any lookup
+        record = runner.inject(_resolve_run_dir(run_dir), action, target, params)
+        if json:
+            render.echo_json(record)
+        else:
+            result = ", ".join(f"{k} {jsonlib.dumps(v)}" for k, v in record["result"].items())
+            typer.echo(f"ok: {action}{' on ' + target if target else ''}" + (f" ({result})" if result else ""))
 
 
 @app.command()
-def report(out: OutOption = Path("runs"), json: JsonOption = False) -> None:
-    """Summarise a finished run: checks, propagation, bans; JUnit and JSON files for CI."""
+def report(run_dir: RunDirOption = None, out: OutOption = None, json: JsonOption = False) -> None:
+    """Write a run's report (report.json, junit.xml, summary.md, PNGs) and show the verdict.
+
+    Works on a finished run, or on a running one (observed now). Exit 0 if every check passed, 1 otherwise.
+    """
     with _boundary():
-        raise _not_yet("report")
+        path = _resolve_run_dir(run_dir)
+        out = out or path / "report"
+        with render.progress_display(_rich(json), "writing the report") as on_event:
+            rep, _ = _runner().report(path, out, on_event=on_event)
+        code = ExitCode.OK if rep.verdict.value == "pass" else ExitCode.CHECKS_FAILED
+        _show_outcome(_outcome(path, out, code), json)
+        raise typer.Exit(code)
 
 
 @app.command()
-def down(backend: BackendOption = Backend.local, out: OutOption = Path("runs")) -> None:
-    """Stop and remove everything a deploy started (idempotent)."""
+def down(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
+    """Stop everything a deploy started. Idempotent: exit 0 when nothing runs."""
     with _boundary():
-        _require_backend(backend)
-        raise _not_yet("down")
+        path = run_dir or _latest_run_dir()
+        if path is None:
+            summary: dict[str, Any] = {"already_down": True, "clean": True, "run_dir": None, "stopped": []}
+            line = f"nothing to stop: no runs under ./{DEFAULT_RUNS_ROOT}"
+        else:
+            if run_dir is None:
+                render.stderr_console().print(f"using {path} (the most recently deployed run)")
+            summary = _runner().down(path)
+            line = render.down_line(summary)
+        if json:
+            render.echo_json(summary)
+        else:
+            typer.echo(line)
+        if not summary["clean"]:
+            raise HarnessError(f"teardown of {path} left processes or ports behind (see above)") from None
 
 
 def main() -> None:

@@ -1,20 +1,42 @@
-"""Rendering for the CLI: errors, validation summaries and plans, with rich. Only the CLI calls this."""
+"""Rendering for the CLI: errors, validation summaries, plans, run status, check verdicts and
+progress, with rich. Only the CLI calls this.
+
+Two audiences: a person at a terminal gets tables, colours and live progress; anything else (CI,
+a pipe) gets one plain line per command (the `*_line` functions) and no escape codes.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import groupby
+from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from harness import progress
 from harness.errors import HarnessError
 from harness.plan_model import NodePlan, Plan
+from harness.progress import ProgressCallback
+from harness.report.junit import format_value
 from harness.scenario.durations import format_duration
 
 TIMELINE_ROWS = 40  # beyond this the table shows the head and a count; --json has everything
+NODE_ROWS = 40  # same for the nodes of `status` (unreachable ones first)
+EVENT_LINES = 20  # timeline events printed during `run`; the report has all of them
+VERDICT_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold yellow"}
+
+
+def is_terminal() -> bool:
+    """Rich output (tables, colours, progress) only for a person at a terminal."""
+    return sys.stdout.isatty()
 
 
 def stderr_console() -> Console:
@@ -96,3 +118,215 @@ def print_plan(plan: Plan, console: Console | None = None) -> None:
     for check in plan.checks:
         checks.add_row(check.check, json.dumps(check.params, sort_keys=True) if check.params else "", check.source)
     console.print(checks)
+
+
+def echo_json(data: Any) -> None:
+    """--json: the data and nothing else on stdout (never through rich: no markup, no wrapping)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else format_duration(round(value, 3))
+
+
+# --- progress (deploy, run, report) ---------------------------------------------------------------
+
+class ProgressDisplay:
+    """Renders harness.progress events as one live line (spinner, step, bar); each finished step
+    and each timeline event is printed above it, so the terminal keeps a log of what happened."""
+
+    def __init__(self, console: Console, first_step: str) -> None:
+        self.console = console
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
+                                 TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+                                 console=console, transient=True)
+        self.task = self.progress.add_task(first_step, total=None, count="")
+        self._done_text: str | None = None
+        self._events = 0
+        self._handlers: dict[str, Callable[..., None]] = {
+            progress.PLANNING: lambda scenario: self._step(f"planning {scenario}"),
+            progress.STARTING_NODES: lambda total: self._step(f"starting {total} nodes", total, count=f"0/{total}",
+                                                              done=f"{total} nodes started"),
+            progress.NODES_STARTED: lambda started, total: self.progress.update(self.task, completed=started,
+                                                                                count=f"{started}/{total}"),
+            progress.STARTING_CONTROLLER: lambda: self._step("starting the controller", done="controller started"),
+            progress.WAITING_FOR_NODES: lambda total: self._step(f"waiting for {total} nodes to answer"),
+            progress.NODES_READY: lambda ready, total: self._finished(f"{ready}/{total} nodes ready"),
+            progress.TIMELINE_STARTED: lambda duration: self._step(
+                "timeline", duration, count=f"0s/{_seconds(duration)}", done="timeline played"),
+            progress.TIMELINE_PROGRESS: lambda elapsed, duration: self.progress.update(
+                self.task, completed=elapsed, count=f"{elapsed:.0f}s/{_seconds(duration)}"),
+            progress.TIMELINE_EVENT: self._event,
+            progress.COLLECTING: lambda: self._step("collecting observations, evaluating checks"),
+            progress.REPORT_WRITTEN: lambda out_dir, files: self._finished(f"report written to {out_dir}"),
+            progress.TEARING_DOWN: lambda: self._step("tearing down"),
+            progress.TORN_DOWN: lambda **summary: self._finished(
+                f"torn down: {summary['terminated'] + summary['killed']} process groups stopped"),
+        }
+
+    def __call__(self, name: str, data: dict[str, Any]) -> None:
+        handler = self._handlers.get(name)
+        if handler is not None:
+            handler(**data)
+
+    def _step(self, description: str, total: float | None = None, count: str = "", done: str | None = None) -> None:
+        if self._done_text:
+            self._finished(self._done_text)
+        self._done_text = done
+        self.progress.reset(self.task, total=total, completed=0, description=description, count=count)
+
+    def _finished(self, text: str) -> None:
+        self._done_text = None
+        self.progress.console.print(Text.assemble(("✓ ", "green"), text))
+
+    def _event(self, at: float | None, action: str, target: str | None, ok: bool, error: str | None) -> None:
+        self._events += 1
+        if self._events > EVENT_LINES and ok:
+            if self._events == EVENT_LINES + 1:
+                self.progress.console.print("  … more timeline events (all of them are in the report)")
+            return
+        outcome = ("ok", "green") if ok else (f"error: {error}", "red")
+        self.progress.console.print(Text.assemble(f"  {_seconds(at):>7}  {action} {target or ''}  ", outcome))
+
+
+@contextmanager
+def progress_display(enabled: bool, first_step: str = "starting") -> Iterator[ProgressCallback | None]:
+    """The runner's ``on_event`` callback showing progress, or None when ``enabled`` is False."""
+    if not enabled:
+        yield None
+        return
+    display = ProgressDisplay(stdout_console(), first_step)
+    with display.progress:
+        yield display
+
+
+# --- deploy -----------------------------------------------------------------------------------------
+
+def deployed_line(info: dict[str, Any]) -> str:
+    return (f"deployed: {info['scenario']}, {_plural(info['nodes'], 'node')}, run dir {info['run_dir']}, "
+            f"controller {info['controller_url']}")
+
+
+def print_deployed(info: dict[str, Any], next_commands: list[str], console: Console | None = None) -> None:
+    console = console or stdout_console()
+    console.print(Text.assemble(("deployed ", "bold"), (info["scenario"], "bold cyan"),
+                                f": {_plural(info['nodes'], 'node')} in {_plural(info['workers'], 'worker process')}"
+                                f" ({info['backend']}), all answering"))
+    console.print(f"  run dir     {info['run_dir']}")
+    console.print(f"  controller  {info['controller_url']}  (GET /results, /metrics)")
+    console.print("next:")
+    for command in next_commands:
+        console.print(Text(f"  {command}", style="cyan"))
+
+
+# --- status ----------------------------------------------------------------------------------------
+
+def _node_state(name: str, node: dict[str, Any] | None, status: dict[str, Any]) -> str:
+    if name in status["stopped_nodes"]:
+        return "stopped"
+    if node is None:
+        return "-"
+    return "up" if node["reachable"] else "down"
+
+
+def status_line(status: dict[str, Any]) -> str:
+    s, prop, bans = status["summary"], status["propagation"], status["bans"]
+    items = ", ".join(f"{_plural(p['items'], kind)} (p90 {_seconds(p['p90'])})" for kind, p in prop.items() if p["items"])
+    return (f"{status['status']}: {status['scenario']}, {s['reachable']}/{s['nodes']} nodes up, "
+            f"{s['connected']} with peers, phase {status['controller']['phase'] or 'n/a'}"
+            + (f", {items}" if items else "") + f", {_plural(bans['total'], 'ban')}")
+
+
+def status_view(status: dict[str, Any]) -> Group:
+    """Everything `harness status` shows, as one renderable (printed once, or refreshed live)."""
+    style = {"running": "green", "stopped": "dim", "crashed": "bold red"}.get(status["status"], "yellow")
+    controller = status["controller"]
+    header = Text.assemble((status["scenario"], "bold cyan"), "  ", (status["status"], style),
+                           f"  {status['backend']}, run dir {status['run_dir']}\n",
+                           f"controller {controller['url'] or 'n/a'}, phase {controller['phase'] or 'n/a'}",
+                           (f", error: {controller['error']}", "red") if controller["error"] else "")
+    parts: list[Any] = [header]
+
+    nodes = Table(title=f"nodes ({status['summary']['reachable']}/{status['summary']['nodes']} up)", title_justify="left")
+    for column in ("node", "state", "out", "in", "height", "mempool"):
+        nodes.add_column(column, justify="left" if column in ("node", "state") else "right")
+    names = sorted(set(status["nodes"]) | set(status["stopped_nodes"]))
+    names.sort(key=lambda n: _node_state(n, status["nodes"].get(n), status) == "up")  # problems first
+    for name in names[:NODE_ROWS]:
+        node = status["nodes"].get(name) or {}
+        state = _node_state(name, status["nodes"].get(name), status)
+        nodes.add_row(name, Text(state, style="green" if state == "up" else "red"),
+                      *(str(node.get(key, "")) if node.get(key) is not None else "" for key in
+                        ("outbound", "inbound", "height", "mempool")))
+    if len(names) > NODE_ROWS:
+        nodes.add_row("…", f"{len(names) - NODE_ROWS} more (see --json)", "", "", "", "")
+    if names:
+        parts.append(nodes)
+
+    prop = Table(title="propagation so far (median over items)", title_justify="left")
+    for column in ("kind", "items", "p50", "p90", "p100", "never 90%"):
+        prop.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, p in status["propagation"].items():
+        prop.add_row(kind, str(p["items"]), _seconds(p["p50"]), _seconds(p["p90"]), _seconds(p["p100"]),
+                     str(p["never_reached_90"]))
+    if status["propagation"]:
+        parts.append(prop)
+
+    bans = status["bans"]
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(bans["by_reason"].items()))
+    parts.append(Text.assemble(f"bans: {bans['total']}" + (f" ({reasons})" if reasons else ""),
+                               (f", honest nodes banned: {bans['honest_banned']}", "bold red") if bans["honest_banned"]
+                               else ", no honest node banned"))
+    return Group(*parts)
+
+
+def print_status(status: dict[str, Any], console: Console | None = None) -> None:
+    (console or stdout_console()).print(status_view(status))
+
+
+@contextmanager
+def live_status(console: Console | None = None) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A status view refreshed in place: yields a function that shows a new status."""
+    with Live(console=console or stdout_console(), auto_refresh=False) as live:
+        yield lambda status: live.update(Group(status_view(status), Text("Ctrl-C stops following; "
+                                                                        "the network keeps running until `harness down`",
+                                                                        style="dim")), refresh=True)
+
+
+# --- checks: report and run ------------------------------------------------------------------------
+
+def outcome_line(outcome: dict[str, Any]) -> str:
+    checks = outcome["checks"]
+    bad = [c["name"] for c in checks if c["verdict"] != "pass"]
+    counts = (f"{len(bad)} of {len(checks)} checks did not pass ({', '.join(bad)})" if bad
+              else f"{len(checks)} of {len(checks)} checks passed")
+    return f"{outcome['verdict']}: {outcome['scenario']}, {counts}; report in {outcome['report_dir']}"
+
+
+def print_outcome(outcome: dict[str, Any], console: Console | None = None) -> None:
+    console = console or stdout_console()
+    table = Table(title=f"checks of {outcome['scenario']}", title_justify="left")
+    for column in ("check", "verdict", "value", "bound", "details"):
+        table.add_column(column)
+    for c in outcome["checks"]:
+        table.add_row(c["name"], Text(c["verdict"], style=VERDICT_STYLE.get(c["verdict"], "")),
+                      format_value(c["value"], c.get("unit", "")), format_value(c["bound"], c.get("unit", "")),
+                      c.get("details") or "")
+    console.print(table)
+    console.print(Text.assemble(("verdict: ", "bold"), (outcome["verdict"].upper(), VERDICT_STYLE.get(outcome["verdict"], "")),
+                                f"  report in {outcome['report_dir']} ("
+                                + ", ".join(f.rsplit("/", 1)[-1] for f in outcome["files"]) + ")"))
+
+
+# --- down ------------------------------------------------------------------------------------------
+
+def down_line(summary: dict[str, Any]) -> str:
+    where = summary.get("scenario") or summary["run_dir"]
+    if summary["already_down"] or not summary.get("stopped"):
+        return f"nothing running: {where} was already down ({summary['run_dir']})"
+    text = (f"stopped {where}: {', '.join(summary['stopped'])} in {summary['seconds']:.1f} s"
+            + (f" ({summary['killed']} needed SIGKILL)" if summary["killed"] else ""))
+    if not summary["clean"]:
+        text += (f"; LEFT BEHIND: processes {list(summary['leftover_processes'])}, "
+                 f"bound ports {list(summary['bound_ports'])}")
+    return text

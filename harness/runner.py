@@ -12,24 +12,37 @@ import contextlib
 import dataclasses
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness import plan_view
+from pydantic import ValidationError
+
+from harness import plan_view, progress
+from harness.actions import ACTIONS
 from harness.backends import Backend, make_backend
+from harness.backends import local_workers as lw
 from harness.backends.base import BackendError
 from harness.controller import timeline
 from harness.controller.client import ControlAPIError, ControlClient
-from harness.controller.collector import Collector
+from harness.controller.collector import Collector, Observations
 from harness.controller.service import Controller, Results, start_detached
 from harness.checks import evaluate
 from harness.errors import ExitCode
+from harness.figures.bans import bans_by_reason, honest_nodes_banned
+from harness.figures.propagation import item_propagation, kind_propagation
 from harness.plan_view import PlanView
-from harness.report.model import CheckResult, CheckVerdict, Report
+from harness.progress import ProgressCallback, RunWatcher, emit
+from harness.report.model import ITEM_KINDS, CheckResult, CheckVerdict, Report
 from harness.rundir import STOPPED, RunDir, RunState, default_run_dir
 
-DEFAULT_REPORTS_ROOT = Path("reports")
+REPORT_SUBDIR = "report"  # default report directory: <run dir>/report
+CONTROLLER_START_TIMEOUT_SECONDS = 20.0  # interpreter start + imports (~1 s here) with a wide margin
+CONTROLLER_POLL_SECONDS = 0.05
+# Actions `inject` accepts: the scenario's actions, plus the undo handlers a person needs to end a
+# stop_node or pause_node injected without a duration.
+INJECT_UNDO_ACTIONS = ("resume_node", "start_node")
 
 
 def _open(run_dir: str | Path) -> tuple[RunDir, RunState, PlanView, Backend]:
@@ -39,21 +52,45 @@ def _open(run_dir: str | Path) -> tuple[RunDir, RunState, PlanView, Backend]:
 
 
 def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Path | None = None,
-           wait: bool = False, seed: int | None = None) -> RunState:
+           wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None) -> RunState:
     """Start the network detached, with a detached controller running its timeline; returns once
-    the processes exist (``wait``: once every node answers). `down` stops it."""
+    the processes exist and the controller serves its URL (``wait``: once every node answers).
+    `down` stops it. ``on_event``: progress (harness.progress)."""
+    emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = plan_view.load(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.scenario))
     be = make_backend(backend, run)
-    be.up(plan, watch_parent=False)
-    try:
-        start_detached(run)
-        if wait:
-            be.wait_ready()
-    except BaseException:
-        be.down()
-        raise
+    with RunWatcher(run, on_event, len(plan.nodes), plan.duration, follow_timeline=False):
+        emit(on_event, progress.STARTING_NODES, total=len(plan.nodes))
+        be.up(plan, watch_parent=False)
+        try:
+            emit(on_event, progress.STARTING_CONTROLLER)
+            start_detached(run)
+            if wait:
+                emit(on_event, progress.WAITING_FOR_NODES, total=len(plan.nodes))
+                be.wait_ready()
+                emit(on_event, progress.NODES_READY, ready=len(plan.nodes), total=len(plan.nodes))
+            _wait_for_controller(run)
+        except BaseException:
+            be.down()
+            raise
     return run.load_state()
+
+
+def _wait_for_controller(run: RunDir, timeout: float = CONTROLLER_START_TIMEOUT_SECONDS) -> None:
+    """Until the detached controller has bound its port and recorded its URL in the state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = run.load_state()
+        if state.controller_url:
+            return
+        record = state.process("controller")
+        if not lw.is_ours(record):
+            raise BackendError(f"the controller (pid {record.pid}) exited during start-up; "
+                               f"last lines of {record.log}:\n{lw.log_tail(record.log)}")
+        if time.monotonic() > deadline:
+            raise BackendError(f"the controller did not serve its URL within {timeout:.0f} s; log: {record.log}")
+        time.sleep(CONTROLLER_POLL_SECONDS)
 
 
 def status(run_dir: str | Path) -> dict[str, Any]:
@@ -75,7 +112,8 @@ def status(run_dir: str | Path) -> dict[str, Any]:
                 peers = s.get("peers", [])
                 nodes[name] = {"reachable": True, "height": s.get("height"), "peers": len(peers),
                                "outbound": sum(1 for p in peers if p.get("direction") == "outbound"),
-                               "inbound": sum(1 for p in peers if p.get("direction") == "inbound")}
+                               "inbound": sum(1 for p in peers if p.get("direction") == "inbound"),
+                               "mempool": s.get("mempool")}
     results = run.read_json(run.results_file) if run.results_file.exists() else {}
     return {
         "run_dir": str(run.path), "scenario": state.scenario, "backend": state.backend, "plan_digest": state.plan_digest,
@@ -84,16 +122,36 @@ def status(run_dir: str | Path) -> dict[str, Any]:
         "summary": {"nodes": len(plan.nodes), "reachable": sum(1 for n in nodes.values() if n["reachable"]),
                     "connected": sum(1 for n in nodes.values() if n.get("peers"))},
         "controller": {"url": state.controller_url, "phase": results.get("phase"), "error": results.get("error")},
+        **_observed_so_far(results.get("observations")),
     }
 
 
+def _observed_so_far(observations: dict[str, Any] | None) -> dict[str, Any]:
+    """Propagation and bans from the controller's latest observation (results.json, the same data
+    as its GET /results; at most one collect interval old)."""
+    if not observations:
+        return {"observed_at": None, "propagation": {}, "bans": {"total": 0, "by_reason": {}, "honest_banned": 0}}
+    obs = Observations.from_dict(observations)
+    items = [item_propagation(i) for i in obs.items]
+    propagation = {}
+    for kind in ITEM_KINDS:
+        summary = kind_propagation(kind, items)
+        propagation[kind] = {"items": summary.items, "p50": summary.p50.median, "p90": summary.p90.median,
+                             "p100": summary.p100.median, "never_reached_90": summary.never_reached_90}
+    return {"observed_at": obs.ended_at, "propagation": propagation,
+            "bans": {"total": len(obs.bans), "by_reason": bans_by_reason(obs.bans),
+                     "honest_banned": len(honest_nodes_banned(obs.bans))}}
+
+
 def inject(run_dir: str | Path, action: str, target: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one timeline action now (e.g. inject_tx on node-3); journaled like a timeline event."""
+    """Run one timeline action now (e.g. inject_tx on node-3); journaled like a timeline event.
+    The action and its params are checked before anything is sent (TimelineError, exit 2)."""
+    params = check_action(action, params)
     run, state, plan, be = _open(run_dir)
     if not be.is_running():
         raise BackendError(f"nothing is running in {run.path}; deploy first")
     if target is not None and target not in be.node_endpoints():
-        raise BackendError(f"no node named {target!r} in this run")
+        raise timeline.TimelineError(f"no node named {target!r} in this run (nodes: {_names_span(plan.names())})")
 
     async def act() -> timeline.EventRecord:
         async with ControlClient(state.control_token) as client:
@@ -104,6 +162,41 @@ def inject(run_dir: str | Path, action: str, target: str | None = None, params: 
     if not record.ok:
         raise BackendError(f"{action} on {target}: {record.error}")
     return dataclasses.asdict(record)
+
+
+def injectable_actions() -> list[str]:
+    return sorted({*ACTIONS.names(), *INJECT_UNDO_ACTIONS})
+
+
+def check_action(action: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The params of ``action`` validated by its model (harness.actions); TimelineError naming
+    the problem and the choices otherwise."""
+    params = dict(params or {})
+    if action not in injectable_actions():
+        raise timeline.TimelineError(f"unknown action {action!r}; actions: {', '.join(injectable_actions())}")
+    if action not in ACTIONS:
+        if params:
+            raise timeline.TimelineError(f"{action} takes no parameters (got {', '.join(sorted(params))})")
+        return params
+    model = ACTIONS.get(action).params
+    try:
+        model.model_validate(params)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "params"
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(model.model_fields) or "none"
+                hint = "; inject runs an action once, now (end it with another inject)" if where == "duration" else ""
+                problems.append(f"unknown parameter {where!r} (parameters: {known}){hint}")
+            else:
+                problems.append(f"parameter {where}: {err['msg']}")
+        raise timeline.TimelineError(f"{action}: " + "; ".join(problems)) from None
+    return params
+
+
+def _names_span(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 4 else f"{names[0]}, {names[1]}, … {names[-1]}"
 
 
 def _collect_now(run: RunDir, state: RunState, plan: PlanView, be: Backend) -> Results:
@@ -132,9 +225,11 @@ def build_report(plan: PlanView, backend: str, results: Results) -> Report:
     )
 
 
-def report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Report, list[Path]]:
-    """Write the run's report (JSON, JUnit, plots) from the controller's results, or from the
-    running network if the controller has not finished. Returns the report and the files."""
+def report(run_dir: str | Path, out_dir: str | Path | None = None,
+           on_event: ProgressCallback | None = None) -> tuple[Report, list[Path]]:
+    """Write the run's report (JSON, JUnit, plots; default <run dir>/report) from the controller's
+    results, or from the running network if the controller has not finished. Returns the report
+    and the files."""
     from harness.report.writer import write_report
 
     run, state, plan, be = _open(run_dir)
@@ -142,10 +237,14 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Repo
     if results is None or results.phase != "done":
         if not be.is_running():
             raise BackendError(f"the run in {run.path} has no results and is not running: nothing to report")
+        emit(on_event, progress.COLLECTING)
         events = results.events if results else []
         results = dataclasses.replace(_collect_now(run, state, plan, be), events=events)
     rep = build_report(plan, state.backend, results)
-    return rep, write_report(Path(out_dir or DEFAULT_REPORTS_ROOT / plan.scenario), rep)
+    out = Path(out_dir or run.path / REPORT_SUBDIR)
+    files = write_report(out, rep)
+    emit(on_event, progress.REPORT_WRITTEN, out_dir=str(out), files=[str(f) for f in files])
+    return rep, files
 
 
 def down(run_dir: str | Path) -> dict[str, Any]:
@@ -171,23 +270,32 @@ def _sigint_deferred() -> Iterator[None]:
 
 
 def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path | None = None,
-        run_dir: str | Path | None = None, seed: int | None = None) -> int:
+        run_dir: str | Path | None = None, seed: int | None = None, on_event: ProgressCallback | None = None) -> int:
     """deploy -> timeline -> checks -> report -> down, in this process. Returns the exit code:
     0 all checks passed, 1 a check failed or errored, 130 interrupted. Teardown always runs, and
-    the node processes die with this one even if it is killed (local backend: PDEATHSIG)."""
+    the node processes die with this one even if it is killed (local backend: PDEATHSIG).
+    The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.progress."""
+    emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = plan_view.load(scenario_path, seed)  # a bad scenario fails here, before anything starts
     run_ = RunDir(run_dir or default_run_dir(plan.scenario))
     be = make_backend(backend, run_)
     try:
-        be.up(plan, watch_parent=True)
-        results = asyncio.run(Controller(run_, be).run_scenario(serve=True))
+        with RunWatcher(run_, on_event, len(plan.nodes), plan.duration):
+            emit(on_event, progress.STARTING_NODES, total=len(plan.nodes))
+            be.up(plan, watch_parent=True)
+            emit(on_event, progress.WAITING_FOR_NODES, total=len(plan.nodes))
+            results = asyncio.run(Controller(run_, be).run_scenario(serve=True))
         rep = build_report(plan, backend, results)
         from harness.report.writer import write_report
 
-        write_report(Path(out_dir or DEFAULT_REPORTS_ROOT / plan.scenario), rep)
+        out = Path(out_dir or run_.path / REPORT_SUBDIR)
+        files = write_report(out, rep)
+        emit(on_event, progress.REPORT_WRITTEN, out_dir=str(out), files=[str(f) for f in files])
         return ExitCode.OK if rep.verdict is CheckVerdict.PASS else ExitCode.CHECKS_FAILED
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
     finally:
         with _sigint_deferred():
-            be.down()
+            emit(on_event, progress.TEARING_DOWN)
+            summary = be.down()
+            emit(on_event, progress.TORN_DOWN, **summary.to_dict())

@@ -170,6 +170,9 @@ class BanMan:
     def is_discouraged(self, ip: str) -> bool:
         return _address(ip) in self._discouraged
 
+    def discouraged_addresses(self) -> builtins.list[str]:
+        return [str(a) for a in self._discouraged]
+
     @property
     def discouraged_count(self) -> int:
         return len(self._discouraged)

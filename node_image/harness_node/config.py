@@ -14,6 +14,7 @@ from typing import Any
 from . import USER_AGENT
 from .messages import NODE_NETWORK, NODE_WITNESS
 from .misbehaviour import Policy
+from .peerconfig import PeerConfig
 from .timing import CORE_TIMERS, Timers
 
 DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
@@ -88,11 +89,14 @@ class NodeConfig:
     misbehaviour_policy: str = Policy.BAN.value
     link: LinkModel = field(default_factory=LinkModel)
     seed: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # settings of later components
+    peering: PeerConfig = field(default_factory=PeerConfig)  # slots, seeds, countermeasures
+    extra: dict[str, Any] = field(default_factory=dict)  # labels the harness attaches (role, group)
 
     def __post_init__(self) -> None:
         if isinstance(self.link, dict):
             self.link = LinkModel(**self.link)
+        if isinstance(self.peering, dict):
+            self.peering = PeerConfig.from_dict(self.peering)
         if isinstance(self.misbehaviour_policy, Policy):
             self.misbehaviour_policy = self.misbehaviour_policy.value
         self.validate()

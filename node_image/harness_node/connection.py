@@ -42,6 +42,7 @@ class Connection(asyncio.Protocol):
         self.decoder = FrameDecoder(node.magic)
         self.linkem: LinkEmulator | None = None
         self.closing = False
+        self.frozen = False  # node paused: nothing read or sent, as if the process were stopped
         self.bytes_in = 0
         self.bytes_out = 0
         self.closed: asyncio.Future[None] = node.loop.create_future()
@@ -100,6 +101,16 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        if self.transport is not None and not self.closing and not self.frozen:
+            self.transport.resume_reading()
+
+    def pause(self) -> None:
+        self.frozen = True
+        if self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.frozen = False
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
 
@@ -109,7 +120,7 @@ class Connection(asyncio.Protocol):
         self.send_payload(msg.command, msg.serialize())
 
     def send_payload(self, command: str, payload: bytes) -> None:
-        if self.closing or self.transport is None:
+        if self.closing or self.transport is None or self.frozen:
             return
         data = frame(self.node.magic, command, payload)
         self.node.stats.count_message("out", command, len(data))

@@ -7,6 +7,7 @@ Mutating calls (POST, DELETE) need `Authorization: Bearer <token>` when the node
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -23,8 +24,10 @@ from .config import parse_endpoint
 from .messages import Block, Tx
 from .metrics import exposition
 from .node import Node
+from .synthetic import origin_of
 
 NODES = web.AppKey("nodes", dict)  # (ip, port) -> Node
+SERVER = web.AppKey("server", object)  # the ControlServer (for /shutdown)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -126,6 +129,51 @@ async def get_tx(request: web.Request) -> web.Response:
     })
 
 
+@routes.get("/block/{hash}")
+async def get_block(request: web.Request) -> web.Response:
+    node: Node = node_for(request)
+    h = _hash_param(request.match_info["hash"])
+    seen = node.block_seen.get(h)
+    if seen is None:
+        return _error(404, "block not seen")
+    block = node.chain.get(h)
+    origin = origin_of(block) if block is not None else None
+    first_seen_ns, from_peer = seen
+    return web.json_response({
+        "hash": hash_to_hex(h), "first_seen_ns": first_seen_ns, "from_peer": from_peer,
+        "height": node.chain.heights.get(h), "harness_id": origin[0].hex() if origin else None,
+        "origin_ns": origin[1] if origin else None,
+        "propagation_delay_s": max(0.0, (first_seen_ns - origin[1]) / 1e9) if origin else None,
+    })
+
+
+@routes.post("/pause")
+async def post_pause(request: web.Request) -> web.Response:
+    node_for(request).pause()
+    return web.json_response({"status": "paused"})
+
+
+@routes.post("/resume")
+async def post_resume(request: web.Request) -> web.Response:
+    node_for(request).resume()
+    return web.json_response({"status": "running"})
+
+
+@routes.post("/shutdown")
+async def post_shutdown(request: web.Request) -> web.Response:
+    """Stop this node (its tables and anchors are saved) and free its ports; the host keeps the others."""
+    node: Node = node_for(request)
+    server: ControlServer = request.app[SERVER]
+
+    async def stop() -> None:
+        await node.stop()
+        await server.remove(node)
+
+    # after the response has gone out: the request arrived on the site being removed
+    asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(stop()))
+    return web.json_response({"status": "stopping"}, status=202)
+
+
 @routes.post("/tx")
 async def post_tx(request: web.Request) -> web.Response:
     node: Node = node_for(request)
@@ -222,6 +270,7 @@ class ControlServer:
 
     def __init__(self) -> None:
         self.app = make_app()
+        self.app[SERVER] = self
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.sites: dict[str, tuple[web.SockSite, tuple[str, int]]] = {}
         self._started = False

@@ -1,10 +1,9 @@
 """The node: listener, peers, services (mempool, chain, relay, misbehaviour, bans) and hooks.
 
-Outbound connection policy is deliberately minimal here: the node dials its configured `connect`
-peers and peers added through the control API, and redials them when they drop. The connection
-manager (8 full-relay + 2 block-relay, feelers, anchors, DNS bootstrap, addr relay) will subclass
-or wrap the hooks `on_peer_connected`, `on_peer_disconnected`, `on_addr`, `on_getaddr` and call
-`open_connection()`.
+Manual peers (`connect`, control API) are kept here and redialled when they drop. Automatic peer
+management lives in its own modules, called through the hooks below: connman.py (8 full-relay + 2
+block-relay outbound, feelers, anchors, inbound eviction, bans), addrservice.py (addr gossip) and
+bootstrap.py (DNS seeds, fixed seeds, seed nodes).
 """
 
 from __future__ import annotations
@@ -17,12 +16,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from .addrservice import AddrService
+from .bootstrap import BootstrapState, run_bootstrap
 from .codec import NetAddr, hash_to_hex
 from .config import NodeConfig
 from .connection import Connection
+from .connman import ConnMan
 from .mempool import Mempool
 from .chain import Chain
-from .messages import Block, Tx, msg_addr
+from .messages import Block, Tx
 from .misbehaviour import Action, Misbehaviour
 from .peer import OUTBOUND_KINDS, Peer
 from .relay import Relay
@@ -55,8 +57,10 @@ class Node:
         self.relay = Relay(self)
         self.sandbox = Sandbox(config.allowlist)
         self.peers: dict[int, Peer] = {}
-        self.bans: dict[str, tuple[float, str]] = {}  # ip -> (expiry wall clock, reason); banman replaces
-        self.discouraged: set[str] = set()
+        self.connman = ConnMan(self, config.peering)
+        self.addrs = AddrService(self, self.connman)
+        self.bootstrap = BootstrapState()
+        self.paused = False
         self.manual: dict[tuple[str, int], ManualTarget] = {}
         self.block_seen: dict[bytes, tuple[int, str | None]] = {}  # hash -> (first seen ns, from)
         self.disconnects: deque[dict[str, Any]] = deque(maxlen=256)  # recent disconnects, for tests/status
@@ -65,6 +69,7 @@ class Node:
         self.server: asyncio.AbstractServer | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._dials: set[asyncio.Task[Any]] = set()
+        self._bootstrap_task: asyncio.Task[None] | None = None
         self.running = False
 
     @property
@@ -81,6 +86,7 @@ class Node:
         """Listen (unless `listen` is off); dialling starts with `start_dialling()` (host mode
         starts every listener first so that the first round of dials finds them up)."""
         self.loop = asyncio.get_running_loop()
+        self.connman.load()  # addrman tables, bans and anchors from the data dir
         self.running = True
         if self.config.listen:
             self.server = await self.loop.create_server(
@@ -92,11 +98,17 @@ class Node:
     def start_dialling(self) -> None:
         for ip, port in self.config.connect_endpoints:
             self.add_manual(ip, port)
+        self.connman.start()
+        self._bootstrap_task = self.loop.create_task(run_bootstrap(self, self.connman, self.bootstrap),
+                                                     name=f"{self.name}-bootstrap")
 
     async def stop(self) -> None:
         self.running = False
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self._bootstrap_task is not None:
+            self._bootstrap_task.cancel()
+        await self.connman.stop()  # saves addrman and anchors before the links go
         for t in self.manual.values():
             if t.retry is not None:
                 t.retry.cancel()
@@ -122,10 +134,12 @@ class Node:
         await asyncio.sleep(self.rng.uniform(0, period))  # spread a thousand nodes' ticks
         while True:
             now = self.loop.time()
-            for peer in list(self.peers.values()):
-                if not peer.conn.closing:
-                    peer.check_timeouts(now)
-            self.relay.tick(now)
+            if not self.paused:
+                for peer in list(self.peers.values()):
+                    if not peer.conn.closing:
+                        peer.check_timeouts(now)
+                self.relay.tick(now)
+                self.addrs.tick()
             await asyncio.sleep(period)
 
     # --- connections -----------------------------------------------------------------------------
@@ -133,11 +147,18 @@ class Node:
     def attach(self, conn: Connection, addr: tuple[str, int], local: tuple[str, int]) -> Peer | None:
         """A TCP connection is up: refuse banned inbound, else make its Peer (outbound sends version)."""
         direction = "inbound" if conn.inbound else "outbound"
-        if conn.inbound and self.is_banned(addr[0]):
-            self.stats.connections[(direction, "refused-banned")] += 1
-            conn.close("banned")
-            return None
+        prefer_evict = False
+        if conn.inbound:
+            admit, prefer_evict = self.connman.admit_inbound(addr[0])
+            if not admit:
+                outcome = "refused-banned" if self.is_banned(addr[0]) else "refused-full"
+                self.stats.connections[(direction, outcome)] += 1
+                conn.close(outcome)
+                return None
         peer = Peer(self, conn, addr if conn.inbound else (conn.target or addr), local, conn.inbound, conn.kind)
+        peer.prefer_evict = prefer_evict
+        if self.paused:
+            conn.pause()
         self.peers[peer.id] = peer
         self.stats.connections[(direction, "accepted")] += 1
         if not conn.inbound:
@@ -148,6 +169,7 @@ class Node:
         self.peers.pop(peer.id, None)
         self.misbehaviour.forget(peer.id)
         self.relay.peer_closed(peer)
+        self.addrs.peer_gone(peer)
         reason = peer.disconnect_reason or (f"connection lost: {exc}" if exc else "closed by peer")
         self.disconnects.append({"address": peer.address, "kind": peer.kind, "reason": reason,
                                  "handshake_done": peer.verack_received, "time": time.time()})
@@ -164,6 +186,7 @@ class Node:
         if target is not None:
             target.attempts = 0
         self.relay.peer_ready(peer)
+        self.addrs.peer_ready(peer)
         self.on_peer_connected(peer)
 
     def check_incoming_nonce(self, nonce: int) -> bool:
@@ -197,7 +220,7 @@ class Node:
         except DialRefused:
             self.stats.sandbox_refused += 1
             raise
-        if self.is_banned(ip) or ip in self.discouraged:
+        if self.is_banned(ip) or self.connman.banman.is_discouraged(ip):
             raise DialRefused("banned", ip)
         if self.connected_to(ip):
             raise DialRefused("already-connected", ip)
@@ -261,61 +284,63 @@ class Node:
             return
         target.dialling = False
 
-    # --- hooks for the connection manager ---------------------------------------------------------
+    # --- hooks (peer management) ------------------------------------------------------------------
+
+    def on_version(self, peer: Peer) -> None:
+        """A peer's version arrived: outbound addresses are marked good in addrman (Core)."""
+        self.connman.on_version(peer)
 
     def on_peer_connected(self, peer: Peer) -> None:
-        """Handshake done. The connection manager marks the address good in addrman here."""
+        """Handshake done (verack). Subclasses (attackers) may extend."""
 
     def on_peer_disconnected(self, peer: Peer) -> None:
         """A peer is gone (any reason, any stage)."""
 
     def on_addr(self, peer: Peer, addrs: list[NetAddr]) -> None:
-        """Addresses received (addr/addrv2, already size-checked). Default: ignored."""
+        self.addrs.on_addr(peer, addrs)
 
     def on_getaddr(self, peer: Peer) -> None:
-        """Default: answer inbound peers once with the listening addresses of our outbound peers."""
-        if not peer.inbound:
-            return  # Core ignores getaddr from outbound peers
-        now = int(time.time())
-        addrs = [NetAddr(p.ip, p.port, p.services, now) for p in self.outbound_peers() if p.verack_received]
-        peer.send(msg_addr(addrs[:1000]))
+        self.addrs.on_getaddr(peer)
 
-    # --- misbehaviour and bans (banman.py will replace this section) ----------------------------
+    # --- misbehaviour and bans (banman.py holds the list) -----------------------------------------
 
     def punish(self, peer: Peer, action: Action, reason: str) -> None:
-        peer.disconnect(f"misbehaviour: {reason}")
-        if action is Action.BAN:
-            self.ban(peer.ip, reason)
-        elif action is Action.DISCOURAGE:
-            self.discouraged.add(peer.ip)
+        if action in (Action.BAN, Action.DISCOURAGE):
+            self.stats.bans += 1
+        self.connman.punish(peer, action, reason)
 
     def is_banned(self, ip: str) -> bool:
-        entry = self.bans.get(ip)
-        if entry is None:
-            return False
-        if entry[0] <= time.time():
-            del self.bans[ip]
-            return False
-        return True
+        return self.connman.banman.is_banned(ip)
 
     def ban(self, ip: str, reason: str, duration: float | None = None) -> None:
-        """Ban `ip` for `duration` seconds (default timers.bantime) and drop its connections."""
-        self.bans[ip] = (time.time() + (self.timers.bantime if duration is None else duration), reason)
+        """Ban `ip` (or a CIDR subnet) for `duration` seconds (default timers.bantime); drop its links."""
+        self.connman.banman.ban(ip, reason, duration)
         self.stats.bans += 1
         for p in list(self.peers.values()):
-            if p.ip == ip:
+            if self.is_banned(p.ip):
                 p.disconnect(f"banned: {reason}")
 
     def list_bans(self) -> list[dict[str, Any]]:
-        for ip in list(self.bans):
-            self.is_banned(ip)  # expire
-        return ([{"address": ip, "until": exp, "reason": why, "kind": "ban"} for ip, (exp, why) in self.bans.items()]
+        banman = self.connman.banman
+        return ([{**b, "kind": "ban"} for b in banman.list()]
                 + [{"address": ip, "until": None, "reason": "misbehaviour", "kind": "discourage"}
-                   for ip in sorted(self.discouraged)])
+                   for ip in banman.discouraged_addresses()])
 
     def clear_bans(self) -> None:
-        self.bans.clear()
-        self.discouraged.clear()
+        self.connman.banman.clear()
+
+    # --- pause (a frozen process, as SIGSTOP would make it, but for one node of a host) ------------
+
+    def pause(self) -> None:
+        """Stop reading, sending timers and dialling; links stay open until peers time out."""
+        self.paused = True
+        for p in self.peers.values():
+            p.conn.pause()
+
+    def resume(self) -> None:
+        self.paused = False
+        for p in self.peers.values():
+            p.conn.resume()
 
     # --- injection (harness and control API) ------------------------------------------------------
 
@@ -343,5 +368,8 @@ class Node:
             "id": self.name, "address": self.address, "height": self.chain.height,
             "tip": hash_to_hex(self.chain.tip.hash), "mempool": len(self.mempool),
             "relay_policy": self.config.relay_policy, "user_agent": self.config.user_agent,
-            "peers": [p.info() for p in self.peers.values()],
+            "peers": [p.info() for p in self.peers.values()], "paused": self.paused,
+            "peering": self.connman.status(),
+            "bootstrap": {"queried": self.bootstrap.queried, "learned": self.bootstrap.learned,
+                          "fixed_seeds_used": self.bootstrap.fixed_seeds_used},
         }

@@ -38,7 +38,7 @@ SIZE_CAPS: dict[str, tuple[int, str]] = {
     "addrv2": (MAX_ADDR_TO_SEND, "addr-too-large"),
     "headers": (MAX_HEADERS_RESULTS, "headers-too-large"),
 }
-OUTBOUND_KINDS = ("manual", "outbound-full-relay", "block-relay", "feeler")
+OUTBOUND_KINDS = ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch")
 
 
 class Peer:
@@ -192,6 +192,7 @@ class Peer:
         self.relay = msg.relay
         if self.inbound:
             self.send_version()
+        self.node.on_version(self)
         if self.kind == "feeler":  # a feeler only tests that the address answers
             self.disconnect("feeler-done")
             return
