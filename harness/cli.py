@@ -20,6 +20,7 @@ import typer
 import yaml
 
 from harness import render
+from harness.backends.base import BackendError
 from harness.errors import BackendUnavailable, ExitCode, HarnessError
 from harness.plan_model import Plan
 from harness.planner import plan as make_plan
@@ -217,11 +218,15 @@ def _follow(path: Path) -> None:
                     time.sleep(FOLLOW_INTERVAL_SECONDS)  # the refresh period of the view
                 show(status)
         else:
-            while runner.status(path)["running"]:
+            while (status := runner.status(path))["running"]:
                 time.sleep(FOLLOW_INTERVAL_SECONDS)
     except KeyboardInterrupt:
         render.stderr_console().print(f"stopped following; the network keeps running: stop it with "
                                       f"`harness down --run-dir {path}`")
+        return
+    if status["status"] == "crashed":
+        raise BackendError(f"the network's processes exited; logs in {Path(status['run_dir']) / 'logs'}, "
+                           f"clean up with `harness down --run-dir {path}`")
 
 
 @app.command()
@@ -239,7 +244,8 @@ def run(file: ScenarioFile, backend: BackendOption = Backend.local, seed: SeedOp
         with render.progress_display(_rich(json), "planning") as on_event:
             code = _runner().run(file, backend.value, out, path, seed, on_event=on_event)
         if code == ExitCode.INTERRUPTED:
-            raise KeyboardInterrupt  # the runner has torn everything down; _boundary says so, exit 130
+            render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
+            raise typer.Exit(code)
         _show_outcome(_outcome(path, out, code), json)
         raise typer.Exit(code)
 
@@ -314,8 +320,11 @@ def down(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
             render.echo_json(summary)
         else:
             typer.echo(line)
-        if not summary["clean"]:
-            raise HarnessError(f"teardown of {path} left processes or ports behind (see above)") from None
+        if summary.get("leftover_processes"):  # ours, alive after SIGKILL: a real failure
+            raise BackendError(f"teardown of {path} left processes behind: {list(summary['leftover_processes'])}")
+        if summary.get("bound_ports"):  # maybe another run on the same loopback addresses: a warning only
+            render.stderr_console().print(f"warning: ports of this run are still bound (by another run on the same "
+                                          f"addresses?): {', '.join(summary['bound_ports'])}")
 
 
 def main() -> None:

@@ -167,10 +167,9 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
               "magic": scenario.network.magic, "time_scale": scenario.network.time_scale}
     honest = [endpoints[m.name].p2p for m in members if m.role == "honest"]
     if member.role == "honest":
-        config = {**common, "group": member.group, **group_settings(scenario.network, member.group),
-                  "netgroup_bits": scenario.network.netgroup_bits, "all_routable": scenario.network.all_routable,
-                  "allowlist": allowlist, "seeders": _seeders(scenario, endpoints),
-                  "fixed_seeds": _sample(rng_for(seed, "fixed_seeds"), honest, FIXED_SEEDS), "connect": []}
+        config = honest_node_config(scenario, member, endpoint, allowlist, _seeders(scenario, endpoints),
+                                    _sample(rng_for(seed, "fixed_seeds"), honest, FIXED_SEEDS),
+                                    node_seed(seed, member.name))
     elif member.role == "bitcoind":
         connect = _sample(rng_for(seed, "bitcoind", member.name), honest, BITCOIND_CONNECT)
         config = {**common, "connect": connect, "args": _bitcoind_args(endpoint, connect)}
@@ -191,11 +190,38 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
                     p2p_port=endpoint.p2p_port, control_port=endpoint.control_port, config=config)
 
 
-def _seeders(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[dict[str, Any]]:
+def honest_node_config(scenario: Scenario, member: Member, endpoint: Endpoint, allowlist: list[str],
+                       seeders: list[str], fixed_seeds: list[str], rng_seed: int) -> dict[str, Any]:
+    """An honest node's configuration, in the node's own vocabulary (harness_node.config.NodeConfig),
+    so every backend hands it to `harness-node` unchanged."""
+    network = scenario.network
+    g = group_settings(network, member.group)
+    latency = g["latency"]
+    return {
+        "name": member.name, "bind": endpoint.address, "port": endpoint.p2p_port,
+        "control_port": endpoint.control_port, "magic": network.magic, "time_scale": network.time_scale,
+        "seed": rng_seed, "relay_policy": g["relay_policy"], "misbehaviour_policy": g["misbehaviour_policy"],
+        "allowlist": allowlist, "connect": [],
+        # the scenario's bantime is Core time; timer overrides are wall seconds
+        "timers": {"bantime": g["bantime"] * network.time_scale},
+        "link": {"delay_ms": 1000.0 * latency["delay"], "jitter_ms": 1000.0 * latency["jitter"],
+                 "loss": latency["loss"]},
+        "peering": {
+            "outbound_full_relay": g["outbound_full_relay"], "block_relay": g["block_relay"],
+            "max_connections": g["max_connections"], "netgroup_bits": network.netgroup_bits,
+            "all_routable": network.all_routable, "seeders": seeders, "fixed_seeds": fixed_seeds,
+            "countermeasures": g["countermeasures"],
+        },
+        "extra": {"role": member.role, "group": member.group},
+    }
+
+
+def _seeders(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[str]:
+    """DNS seeds as the node takes them: "zone@ip:port"."""
     if not scenario.seeder.enabled:
         return []
     seeder = endpoints["seeder"]
-    return [{"zone": scenario.seeder.zone, "server": seeder.address, "port": seeder.p2p_port}]
+    return [f"{scenario.seeder.zone}@{seeder.address}:{seeder.p2p_port}"]
 
 
 def _bitcoind_args(endpoint: Endpoint, connect: list[str]) -> list[str]:

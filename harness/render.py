@@ -76,7 +76,7 @@ def _span(items: list[str]) -> str:
 def _settings(node: NodePlan) -> str:
     config = node.config
     if node.role == "honest":
-        off = [name for name, on in config["countermeasures"].items() if not on]
+        off = [name for name, on in config["peering"]["countermeasures"].items() if not on]
         return f"{config['relay_policy']}, {config['misbehaviour_policy']}" + (f", off: {', '.join(off)}" if off else "")
     if node.role == "attacker":
         return f"{config['kind']} → {_span(config['targets'])}"
@@ -142,13 +142,13 @@ class ProgressDisplay:
                                  console=console, transient=True)
         self.task = self.progress.add_task(first_step, total=None, count="")
         self._done_text: str | None = None
+        self._current = self._event_name = ""  # the events that began the step shown / are being handled
         self._events = 0
         self._handlers: dict[str, Callable[..., None]] = {
             progress.PLANNING: lambda scenario: self._step(f"planning {scenario}"),
             progress.STARTING_NODES: lambda total: self._step(f"starting {total} nodes", total, count=f"0/{total}",
                                                               done=f"{total} nodes started"),
-            progress.NODES_STARTED: lambda started, total: self.progress.update(self.task, completed=started,
-                                                                                count=f"{started}/{total}"),
+            progress.NODES_STARTED: self._nodes_started,
             progress.STARTING_CONTROLLER: lambda: self._step("starting the controller", done="controller started"),
             progress.WAITING_FOR_NODES: lambda total: self._step(f"waiting for {total} nodes to answer"),
             progress.NODES_READY: lambda ready, total: self._finished(f"{ready}/{total} nodes ready"),
@@ -161,23 +161,30 @@ class ProgressDisplay:
             progress.REPORT_WRITTEN: lambda out_dir, files: self._finished(f"report written to {out_dir}"),
             progress.TEARING_DOWN: lambda: self._step("tearing down"),
             progress.TORN_DOWN: lambda **summary: self._finished(
-                f"torn down: {summary['terminated'] + summary['killed']} process groups stopped"),
+                f"torn down: {_plural(summary['terminated'] + summary['killed'], 'process group')} stopped"),
         }
 
     def __call__(self, name: str, data: dict[str, Any]) -> None:
         handler = self._handlers.get(name)
         if handler is not None:
+            self._event_name = name
             handler(**data)
 
     def _step(self, description: str, total: float | None = None, count: str = "", done: str | None = None) -> None:
-        if self._done_text:
-            self._finished(self._done_text)
-        self._done_text = done
+        """A new step replaces the live line; the one it replaces is logged as done (if it says how)."""
+        self._finished(None)
+        self._current, self._done_text = self._event_name, done
         self.progress.reset(self.task, total=total, completed=0, description=description, count=count)
 
-    def _finished(self, text: str) -> None:
+    def _finished(self, text: str | None) -> None:
+        for line in (self._done_text, text):
+            if line:
+                self.progress.console.print(Text.assemble(("✓ ", "green"), line))
         self._done_text = None
-        self.progress.console.print(Text.assemble(("✓ ", "green"), text))
+
+    def _nodes_started(self, started: int, total: int) -> None:
+        if self._current == progress.STARTING_NODES:  # the watcher may report after the step has moved on
+            self.progress.update(self.task, completed=started, count=f"{started}/{total}")
 
     def _event(self, at: float | None, action: str, target: str | None, ok: bool, error: str | None) -> None:
         self._events += 1
@@ -321,12 +328,11 @@ def print_outcome(outcome: dict[str, Any], console: Console | None = None) -> No
 # --- down ------------------------------------------------------------------------------------------
 
 def down_line(summary: dict[str, Any]) -> str:
-    where = summary.get("scenario") or summary["run_dir"]
     if summary["already_down"] or not summary.get("stopped"):
-        return f"nothing running: {where} was already down ({summary['run_dir']})"
+        return f"nothing running in {summary['run_dir']} (already down)"
+    where = summary.get("scenario") or summary["run_dir"]
     text = (f"stopped {where}: {', '.join(summary['stopped'])} in {summary['seconds']:.1f} s"
             + (f" ({summary['killed']} needed SIGKILL)" if summary["killed"] else ""))
-    if not summary["clean"]:
-        text += (f"; LEFT BEHIND: processes {list(summary['leftover_processes'])}, "
-                 f"bound ports {list(summary['bound_ports'])}")
+    if summary["leftover_processes"]:
+        text += f"; still alive after SIGKILL: {list(summary['leftover_processes'])}"
     return text

@@ -190,7 +190,7 @@ def check_action(action: str, params: dict[str, Any] | None) -> dict[str, Any]:
                 hint = "; inject runs an action once, now (end it with another inject)" if where == "duration" else ""
                 problems.append(f"unknown parameter {where!r} (parameters: {known}){hint}")
             else:
-                problems.append(f"parameter {where}: {err['msg']}")
+                problems.append(f"parameter {where}: {err['msg'][:1].lower()}{err['msg'][1:]}, got {err.get('input')!r}")
         raise timeline.TimelineError(f"{action}: " + "; ".join(problems)) from None
     return params
 
@@ -251,9 +251,11 @@ def down(run_dir: str | Path) -> dict[str, Any]:
     """Stop everything of the run; idempotent (no run, or nothing running, is fine)."""
     run = RunDir(run_dir)
     if not run.exists():
-        return {"already_down": True, "clean": True, "run_dir": str(run.path)}
+        return {"already_down": True, "clean": True, "run_dir": str(run.path), "scenario": None, "stopped": []}
     state = run.load_state()
-    return {**make_backend(state.backend, run).down().to_dict(), "run_dir": str(run.path)}
+    be = make_backend(state.backend, run)
+    alive = [p["name"] for p in be.process_status() if p["alive"]]  # what this call is about to stop
+    return {**be.down().to_dict(), "run_dir": str(run.path), "scenario": state.scenario, "stopped": alive}
 
 
 @contextlib.contextmanager

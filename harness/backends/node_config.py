@@ -1,11 +1,8 @@
-"""Adapter: the planner's per-node config dict -> the dict `harness-node host` / `harness-node seeder`
-load (harness_node.config.NodeConfig, harness_node.seeder.config.SeederConfig).
+"""What every backend adds to the planner's configs before handing them to `harness-node`.
 
-The one place that knows both vocabularies. The planner writes scenario terms (``listen`` address,
-``latency`` in seconds, ``rng_seed``, ``bantime`` in Core time); the node wants its own field names.
-Settings the node has no field for yet go to NodeConfig.extra, where later node components read
-them, so nothing the scenario said is silently dropped. Every backend uses this (a container runs
-`harness-node run --config` with the same dict).
+The planner already writes an honest node's config in the node's own vocabulary
+(harness_node.config.NodeConfig); a backend only owns where data lives and the control token.
+The seeder's config is translated here, the one place that knows both vocabularies.
 """
 
 from __future__ import annotations
@@ -14,28 +11,9 @@ from typing import Any
 
 from harness.plan_view import NodeSpec, SeederSpec
 
-# planner key -> NodeConfig field, same meaning and unit
-_NODE_SAME = ("name", "port", "control_port", "magic", "time_scale", "connect", "relay_policy",
-              "misbehaviour_policy", "allowlist")
-
 
 def node_config(spec: NodeSpec, datadir: str, token: str) -> dict[str, Any]:
-    plan = dict(spec.config)
-    out: dict[str, Any] = {k: plan.pop(k) for k in _NODE_SAME if k in plan}
-    out["bind"] = plan.pop("listen", spec.address)
-    out["port"], out["control_port"] = spec.port, spec.control_port
-    if "rng_seed" in plan:
-        out["seed"] = plan.pop("rng_seed")
-    latency = plan.pop("latency", None)
-    if latency:
-        out["link"] = {"delay_ms": 1000.0 * latency.get("delay", 0.0), "jitter_ms": 1000.0 * latency.get("jitter", 0.0),
-                       "loss": latency.get("loss", 0.0)}
-    if "bantime" in plan:
-        # The scenario's bantime is Core time; NodeConfig.timers overrides are wall seconds.
-        out["timers"] = {"bantime": plan.pop("bantime") * out.get("time_scale", 1.0)}
-    out["datadir"], out["control_token"] = datadir, token
-    out["extra"] = plan  # role, group, outbound_full_relay, countermeasures, seeders, fixed_seeds, kind...
-    return out
+    return {**spec.config, "datadir": datadir, "control_token": token}
 
 
 # seeder mode -> {seeder's param name: scenario's SeederParams name}; modes not listed take none

@@ -53,7 +53,7 @@ def _magic(value: str) -> str:
 
 Slug = Annotated[str, AfterValidator(_slug)]
 Magic = Annotated[str, AfterValidator(_magic)]
-RelayPolicy = Literal["flood", "diffusion", "dandelion"]
+RelayPolicy = Literal["flood", "diffusion"]  # dandelion arrives with the Dandelion++ issue
 MisbehaviourPolicy = Literal["ban", "discourage", "disconnect"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 

@@ -152,8 +152,6 @@ def test_unavailable_backends_say_so_with_exit_code_2() -> None:
         backend_class("nope")
 
 
-@pytest.mark.skip(reason="needs POST /shutdown on the node control API (node_image/harness_node/control.py) "
-                         "to stop one node of a shared worker")
 def test_restart_node_comes_back_on_the_same_address(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     be = make_backend("local", run)

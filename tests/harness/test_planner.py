@@ -102,19 +102,30 @@ def test_percent_groups_share_the_total_exactly_and_carry_their_overrides():
     sizes = Counter(n.group for n in result.by_role("honest"))
     assert sizes == {"core": 10, "edge": 10, "rest": 10}  # 9.9 + 9.9 + 10.2 by largest remainder
     core, edge = result.node("node-0").config, result.node("node-10").config
-    assert (core["group"], core["misbehaviour_policy"]) == ("core", "discourage")
-    assert core["countermeasures"]["feelers"] is False and core["countermeasures"]["anchors"] is True
-    assert (edge["group"], edge["misbehaviour_policy"], edge["countermeasures"]["feelers"]) == ("edge", "ban", True)
+    assert (core["extra"]["group"], core["misbehaviour_policy"]) == ("core", "discourage")
+    assert core["peering"]["countermeasures"]["feelers"] is False
+    assert core["peering"]["countermeasures"]["anchors"] is True
+    assert (edge["extra"]["group"], edge["misbehaviour_policy"]) == ("edge", "ban")
+    assert edge["peering"]["countermeasures"]["feelers"] is True
 
 
 def test_node_configs_differ_in_rng_seed_and_point_at_the_seeder():
     result = random_plan()
     honest = result.by_role("honest")
-    assert len({n.config["rng_seed"] for n in honest}) == len(honest)
-    assert honest[0].config["seeders"] == [{"zone": "seed.testnet.", "server": "127.0.53.1", "port": 5353}]
+    assert len({n.config["seed"] for n in honest}) == len(honest)
+    assert honest[0].config["peering"]["seeders"] == ["seed.testnet.@127.0.53.1:5353"]
     bitcoind = result.node("bitcoind-0").config
     assert len(bitcoind["connect"]) == 8 and "-v2transport=0" in bitcoind["args"]
     assert all(f"-connect={peer}" in bitcoind["args"] for peer in bitcoind["connect"])
+
+
+def test_every_honest_config_is_one_the_node_accepts_unchanged():
+    from harness_node.config import NodeConfig
+
+    for node in random_plan().by_role("honest"):
+        cfg = NodeConfig.from_dict(node.config)
+        assert (cfg.bind, cfg.port, cfg.name) == (node.address, node.p2p_port, node.name)
+        assert cfg.peering.seeders and cfg.make_timers().bantime > 0
 
 
 def test_selector_modes_pick_the_stated_number_of_nodes():
