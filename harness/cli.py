@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, Optional
 
 import typer
@@ -86,8 +87,9 @@ def _require_backend(backend: Backend) -> None:
                                  f"use --backend local")
 
 
-def _runner():  # type: ignore[no-untyped-def]
-    """harness.runner, imported when a command needs it: keeps `harness --help` and `validate` fast."""
+def _runner() -> ModuleType:
+    """harness.runner, imported when a command needs it (aiohttp, the controller, ~0.7 s): keeps
+    `harness --help` and `validate` fast."""
     from harness import runner
 
     return runner
@@ -194,36 +196,40 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend.local, seed: See
                 "controller_url": state.controller_url, "nodes": len(state.node_hosts), "status": state.status,
                 "workers": sum(1 for p in state.processes if p.kind == "worker"),
                 "processes": [{"name": p.name, "kind": p.kind, "pid": p.pid, "log": p.log} for p in state.processes]}
-        flag = f" --run-dir {path}" if run_dir else ""
-        if json:
-            render.echo_json(info)
-        elif render.is_terminal():
-            render.print_deployed(info, [f"harness status{flag}", f"harness inject inject_tx {next(iter(state.node_hosts))}{flag}",
-                                         f"harness report{flag}", f"harness down{flag}"])
-        else:
-            typer.echo(render.deployed_line(info))
-        if wait:
-            _follow(path)
+        try:
+            _show_deployed(info, next(iter(state.node_hosts)), f" --run-dir {path}" if run_dir else "", json)
+            if wait:
+                _follow(path)
+        except KeyboardInterrupt:
+            if not wait:
+                raise
+            render.stderr_console().print(f"stopped following; the network keeps running: stop it with "
+                                          f"`harness down --run-dir {path}`")
+
+
+def _show_deployed(info: dict[str, Any], a_node: str, flag: str, json: bool) -> None:
+    if json:
+        render.echo_json(info)
+    elif render.is_terminal():
+        render.print_deployed(info, [f"harness status{flag}", f"harness inject inject_tx {a_node}{flag}",
+                                     f"harness report{flag}", f"harness down{flag}"])
+    else:
+        typer.echo(render.deployed_line(info))
 
 
 def _follow(path: Path) -> None:
-    """`deploy --wait`: show the status until Ctrl-C (which stops following, not the network) or
-    until the run stops (e.g. `harness down` from another shell)."""
+    """`deploy --wait`: show the status until the run stops (e.g. `harness down` from another
+    shell) or Ctrl-C (KeyboardInterrupt, which the caller turns into "stopped following")."""
     runner = _runner()
-    try:
-        if render.is_terminal():
-            with render.live_status() as show:
-                while (status := runner.status(path))["running"]:
-                    show(status)
-                    time.sleep(FOLLOW_INTERVAL_SECONDS)  # the refresh period of the view
-                show(status)
-        else:
+    if render.is_terminal():
+        with render.live_status() as show:
             while (status := runner.status(path))["running"]:
-                time.sleep(FOLLOW_INTERVAL_SECONDS)
-    except KeyboardInterrupt:
-        render.stderr_console().print(f"stopped following; the network keeps running: stop it with "
-                                      f"`harness down --run-dir {path}`")
-        return
+                show(status)
+                time.sleep(FOLLOW_INTERVAL_SECONDS)  # the refresh period of the view
+            show(status)
+    else:
+        while (status := runner.status(path))["running"]:
+            time.sleep(FOLLOW_INTERVAL_SECONDS)
     if status["status"] == "crashed":
         raise BackendError(f"the network's processes exited; logs in {Path(status['run_dir']) / 'logs'}, "
                            f"clean up with `harness down --run-dir {path}`")

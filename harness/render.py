@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -133,7 +134,8 @@ def _seconds(value: float | None) -> str:
 
 class ProgressDisplay:
     """Renders harness.progress events as one live line (spinner, step, bar); each finished step
-    and each timeline event is printed above it, so the terminal keeps a log of what happened."""
+    and each timeline event is printed above it, so the terminal keeps a log of what happened.
+    Thread-safe: it is the runner's ``on_event`` callback."""
 
     def __init__(self, console: Console, first_step: str) -> None:
         self.console = console
@@ -144,6 +146,7 @@ class ProgressDisplay:
         self._done_text: str | None = None
         self._current = self._event_name = ""  # the events that began the step shown / are being handled
         self._events = 0
+        self._lock = threading.Lock()
         self._handlers: dict[str, Callable[..., None]] = {
             progress.PLANNING: lambda scenario: self._step(f"planning {scenario}"),
             progress.STARTING_NODES: lambda total: self._step(f"starting {total} nodes", total, count=f"0/{total}",
@@ -167,8 +170,9 @@ class ProgressDisplay:
     def __call__(self, name: str, data: dict[str, Any]) -> None:
         handler = self._handlers.get(name)
         if handler is not None:
-            self._event_name = name
-            handler(**data)
+            with self._lock:  # events come from the runner's thread and from its run watcher's
+                self._event_name = name
+                handler(**data)
 
     def _step(self, description: str, total: float | None = None, count: str = "", done: str | None = None) -> None:
         """A new step replaces the live line; the one it replaces is logged as done (if it says how)."""
@@ -276,8 +280,7 @@ def status_view(status: dict[str, Any]) -> Group:
     for kind, p in status["propagation"].items():
         prop.add_row(kind, str(p["items"]), _seconds(p["p50"]), _seconds(p["p90"]), _seconds(p["p100"]),
                      str(p["never_reached_90"]))
-    if status["propagation"]:
-        parts.append(prop)
+    parts.append(prop if status["propagation"] else Text("propagation: nothing observed yet", style="dim"))
 
     bans = status["bans"]
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(bans["by_reason"].items()))

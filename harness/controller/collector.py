@@ -82,6 +82,9 @@ class Collector:
         self._bans: dict[tuple[str, str], BanEvent] = {}
         self._samples: dict[str, list[OutboundSample]] = {v: [] for v in self.victims}
         self._status: dict[str, dict[str, Any]] = {}
+        # earliest sighting per (kind, item) and node, kept across polls: a node that restarts
+        # forgets its mempool, not the fact that it had the item
+        self._first_seen: dict[tuple[str, str], dict[str, float]] = {}
         self._unreachable: list[str] = []
 
     def _role_of_ip(self, address: str) -> tuple[str | None, str | None]:
@@ -124,7 +127,11 @@ class Collector:
         observed = []
         for item in journal_items:
             seen = await self.client.gather(honest, lambda ep, i=item: self.client.item(ep, i["kind"], i["item_id"]))
-            first_seen = {n: (r["first_seen"] if isinstance(r, dict) else None) for n, r in seen.items()}
+            known = self._first_seen.setdefault((item["kind"], item["item_id"]), {})
+            for n, r in seen.items():
+                if isinstance(r, dict) and r.get("first_seen") is not None:
+                    known[n] = min(known.get(n, r["first_seen"]), r["first_seen"])
+            first_seen = {n: known.get(n) for n in seen}
             origin_honest = item["origin"] in {ep.name for ep in honest}
             observed.append(ItemObservation(
                 kind=item["kind"], item_id=item["item_id"], origin_time=item["origin_time"], origin_node=item["origin"],

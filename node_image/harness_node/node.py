@@ -103,6 +103,8 @@ class Node:
                                                      name=f"{self.name}-bootstrap")
 
     async def stop(self) -> None:
+        if not self.running:  # idempotent: a second stop must not overwrite the saved state
+            return
         self.running = False
         if self._tick_task is not None:
             self._tick_task.cancel()
