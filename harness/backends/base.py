@@ -23,6 +23,12 @@ class BackendError(HarnessError):
     exit_code = ExitCode.CHECKS_FAILED
 
 
+class AddressesInUse(BackendError):
+    """The planned addresses are taken (another run?): nothing was started."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where a node's (or the seeder's) P2P and control services answer, as seen from this host."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.backends import local_workers as lw
 from harness.backends.node_config import node_config, seeder_config
-from harness.backends.base import Backend, BackendError, DownSummary, Endpoint
+from harness.backends.base import AddressesInUse, Backend, BackendError, DownSummary, Endpoint
 from harness.controller.client import ControlAPIError, ControlClient, call_sync
 from harness.plan_view import NodeSpec, PlanView
 from harness.rundir import DEPLOYING, RUNNING, STOPPED, ProcessRecord, RunDir, RunState
@@ -83,6 +83,12 @@ class LocalBackend(Backend):
             raise BackendError(f"the local backend cannot run nodes of role(s) {unsupported} yet")
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
+        busy = self._bound_ports(plan)
+        if busy:
+            # another deployment (or anything else) holds the planned addresses: start nothing,
+            # rather than have nodes of two runs answer for each other
+            raise AddressesInUse(f"{len(busy)} planned address(es) already in use, e.g. {', '.join(busy[:3])}; "
+                                 f"is another run deployed? stop it with `harness down --run-dir DIR`")
         if self.run.path.exists():
             shutil.rmtree(self.run.path)  # a stopped earlier run: start from a clean directory
         self.run.create()
@@ -188,8 +194,8 @@ class LocalBackend(Backend):
                 return alive
             time.sleep(EXIT_POLL_SECONDS)
 
-    def _bound_ports(self) -> list[str]:
-        plan = self.plan
+    def _bound_ports(self, plan: PlanView | None = None) -> list[str]:
+        plan = plan or self.plan
         checks = [(n.address, p, False) for n in plan.nodes for p in (n.port, n.control_port)]
         if plan.seeder:
             s = plan.seeder

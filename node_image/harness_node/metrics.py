@@ -101,6 +101,47 @@ class NodeCollector:
         for (direction, outcome), count in sorted(s.connections.items()):
             conns.add_metric([n, direction, outcome], count)
         yield conns
+        yield from peering_metrics(node)
+
+
+SCORE_BUCKETS = (0.0, 1.0, 10.0, 20.0, 50.0, 99.0, 100.0)  # misbehaviour points; 100 = threshold
+OUTBOUND_KINDS = ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch")
+
+
+def peering_metrics(node: "Node") -> Iterator[Metric]:
+    """Peer management: slots by kind, addrman tables, bans, scores, evictions, addr gossip."""
+    n, cm = node.name, node.connman
+    out = GaugeMetricFamily(PREFIX + "outbound_peers", "Outbound connections by kind.", labels=["node", "kind"])
+    for kind in OUTBOUND_KINDS:
+        out.add_metric([n, kind], sum(1 for p in node.peers.values() if not p.inbound and p.kind == kind))
+    yield out
+    tables = GaugeMetricFamily(PREFIX + "addrman_addresses", "Addresses in addrman by table.", labels=["node", "table"])
+    new, tried = cm.addrman.counts()
+    tables.add_metric([n, "new"], new)
+    tables.add_metric([n, "tried"], tried)
+    yield tables
+    bans = CounterMetricFamily(PREFIX + "bans_by_reason", "Bans by misbehaviour reason.", labels=["node", "reason"])
+    for reason, count in sorted(cm.banman.bans_by_reason.items()):
+        bans.add_metric([n, reason], count)
+    yield bans
+    yield _single(CounterMetricFamily, "discouragements", "Addresses discouraged (0.20.1+ policies).", n,
+                  cm.banman.discouraged_total)
+    scores = Histogram(SCORE_BUCKETS)
+    for p in node.peers.values():
+        scores.observe(float(p.score))
+    fam = HistogramMetricFamily(PREFIX + "peer_misbehaviour_score", "Current misbehaviour scores of connected peers.",
+                                labels=["node"])
+    fam.add_metric([n], _buckets(scores), scores.sum)
+    yield fam
+    for name, key, doc in (
+            ("evictions", "evictions", "Inbound peers evicted to make room."),
+            ("feeler_connections", "feelers", "Feeler connections opened."),
+            ("sandbox_skipped_addresses", "sandbox_skipped", "Addresses never dialled: outside the allowlist."),
+            ("inbound_refused_full", "inbound_refused_full", "Inbound refused: slots full, nobody evictable.")):
+        yield _single(CounterMetricFamily, name, doc, n, cm.counters[key])
+    yield _single(CounterMetricFamily, "addr_received", "Addresses received in addr/addrv2.", n, node.addrs.received)
+    yield _single(CounterMetricFamily, "addr_rate_limited", "Addresses dropped by the addr token bucket.", n,
+                  node.addrs.rate_limited)
 
 
 def registry_for(node: "Node") -> CollectorRegistry:

@@ -96,24 +96,6 @@ def test_down_of_a_directory_with_no_run_is_fine(tmp_path: Path) -> None:
     assert runner.down(tmp_path / "never-deployed")["already_down"]
 
 
-def test_a_worker_that_cannot_bind_its_port_fails_start_up_with_its_log(tmp_path: Path) -> None:
-    plan = plan_view.load(scenario(tmp_path, nodes=2))
-    squatter = socket.socket()
-    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    squatter.bind((plan.nodes[1].address, plan.nodes[1].port))
-    squatter.listen()
-    run = RunDir(tmp_path / "run")
-    be = make_backend("local", run)
-    try:
-        be.up(plan)
-        with pytest.raises(BackendError, match="exited during start-up"):
-            be.wait_ready(timeout=30)
-    finally:
-        squatter.close()
-        be.down()
-    nothing_left(run)
-
-
 def test_deploy_refuses_a_run_directory_that_is_still_running(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     be = make_backend("local", run)
@@ -164,3 +146,23 @@ def test_restart_node_comes_back_on_the_same_address(tmp_path: Path) -> None:
     finally:
         be.down()
     nothing_left(run)
+
+
+def test_a_deploy_onto_addresses_in_use_starts_nothing_and_says_so(tmp_path: Path) -> None:
+    import socket
+
+    from harness.backends.base import AddressesInUse
+
+    plan = plan_view.load(scenario(tmp_path, nodes=3))
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((plan.nodes[1].address, plan.nodes[1].port))
+    squatter.listen()
+    run = RunDir(tmp_path / "run")
+    try:
+        with pytest.raises(AddressesInUse, match="already in use") as err:
+            make_backend("local", run).up(plan)
+        assert err.value.exit_code == 2
+        assert not run.exists()  # nothing started, not even a run directory
+    finally:
+        squatter.close()

@@ -26,6 +26,20 @@ def test_one_oversized_inv_scores_20_and_keeps_the_peer(lt, make_node, test_peer
     assert not lt.eval(lambda: node.is_banned(peer.ip))
 
 
+def test_a_ban_shows_in_the_metrics_by_reason(lt, make_node, test_peers):
+    from harness_node.metrics import exposition
+
+    node = make_node()
+    peer = test_peers(node)
+    peer.handshake()
+    for _ in range(5):
+        peer.send_raw(BIG_INV)
+    peer.wait_closed(timeout=10)
+    text = lt.eval(lambda: exposition(node)).decode()
+    assert f'harness_node_bans_by_reason_total{{node="{node.name}",reason="inv-too-large"}} 1.0' in text
+    assert f'harness_node_misbehaviour_events_total{{node="{node.name}",reason="inv-too-large"}} 5.0' in text
+
+
 def test_under_discourage_the_peer_is_dropped_at_100_but_not_banned_and_may_come_back(lt, make_node, test_peers):
     node = make_node(misbehaviour_policy="discourage")
     peer = test_peers(node)
@@ -199,3 +213,26 @@ def test_with_anchors_switched_off_the_file_is_not_used(lt, make_node, tmp_path)
                      peering={"countermeasures": {"anchors": False}})
     with pytest.raises(AssertionError, match="timed out"):
         lt.wait(lambda: node.outbound_peers(), timeout=1.0, what="any outbound connection")
+
+
+def test_feelers_test_new_addresses_and_hang_up_after_version(lt, make_node):
+    targets = _targets(make_node)
+    node = make_node(bind="127.182.1.1", timers={"connect_loop": 0.01, "feeler_mean": 0.05},
+                     peering={"outbound_full_relay": 1, "block_relay": 0})
+    lt.eval(lambda: node.connman.addrman.add([NetAddr(t.config.bind, t.port, 9, int(time.time())) for t in targets],
+                                             source_ip="127.99.0.1"))
+    lt.wait(lambda: node.connman.counters["feelers"] >= 2, what="feeler connections")
+    lt.wait(lambda: "feeler-done" in [d["reason"] for d in node.disconnects], what="a feeler to hang up")
+    # a feeler that answered moved its address to tried
+    lt.wait(lambda: node.connman.addrman.counts()[1] >= 2, what="feeler successes in tried")
+
+
+def test_with_feelers_switched_off_no_feeler_is_opened(lt, make_node):
+    targets = _targets(make_node)
+    node = make_node(bind="127.183.1.1", timers={"connect_loop": 0.01, "feeler_mean": 0.05},
+                     peering={"outbound_full_relay": 1, "block_relay": 0, "countermeasures": {"feelers": False}})
+    lt.eval(lambda: node.connman.addrman.add([NetAddr(t.config.bind, t.port, 9, int(time.time())) for t in targets],
+                                             source_ip="127.99.0.1"))
+    lt.wait(lambda: len(node.outbound_peers("outbound-full-relay")) == 1, what="the one full-relay peer")
+    with pytest.raises(AssertionError, match="timed out"):
+        lt.wait(lambda: node.connman.counters["feelers"] > 0, timeout=1.0, what="a feeler")

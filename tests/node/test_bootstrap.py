@@ -1,0 +1,93 @@
+"""Bootstrap as Core does it: DNS seeds (UDP, TCP fallback, 32 results, 3-7 days old), fixed seeds
+after a delay with an empty addrman, and one-shot -seednode address fetches."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+
+from dnslib import QTYPE, RR, A
+from dnslib.server import BaseResolver, DNSServer
+
+from harness_node.bootstrap import MAX_IPS_PER_SEED, SEED_AGE_MAX, SEED_AGE_MIN, SeedServer, query_seed, \
+    stamp_seed_results
+from harness_node.codec import NetAddr
+from harness_node.seeder.config import SeederConfig
+from harness_node.seeder.service import SeederThread
+
+from conftest import disconnect_reasons, next_ip
+
+
+def free_port(ip: str, kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def test_a_seed_answer_over_udp_is_read_and_capped_at_32():
+    ip = next_ip()
+    port = free_port(ip)
+    static = [f"127.77.{i}.1" for i in range(60)]
+    seeder = SeederThread(SeederConfig(dns_host=ip, dns_port=port, control_port=0, crawl=False,
+                                       static_nodes=static))
+    seeder.start()
+    try:
+        ips = asyncio.run(query_seed(SeedServer(ip, port)))
+    finally:
+        seeder.stop()
+    assert 0 < len(ips) <= MAX_IPS_PER_SEED and set(ips) <= set(static)
+
+
+class _Fixed(BaseResolver):
+    def __init__(self, ips: list[str]) -> None:
+        self.ips = ips
+
+    def resolve(self, request, handler):
+        reply = request.reply()
+        for ip in self.ips:
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(ip), ttl=60))
+        return reply
+
+
+def test_a_seed_that_answers_only_over_tcp_is_still_read():
+    ip = next_ip()
+    port = free_port(ip, socket.SOCK_STREAM)
+    answers = [f"127.78.{i}.1" for i in range(40)]  # more than Core takes
+    server = DNSServer(_Fixed(answers), port=port, address=ip, tcp=True)
+    server.start_thread()
+    try:
+        ips = asyncio.run(query_seed(SeedServer(ip, port), timeout=0.5))
+    finally:
+        server.stop()
+    assert ips == answers[:MAX_IPS_PER_SEED]
+
+
+def test_seed_results_are_stamped_three_to_seven_days_old_in_scaled_time():
+    now = 1_800_000_000.0
+    stamped = stamp_seed_results([f"127.79.{i}.1" for i in range(200)], 18444, now, random.Random(1), 0.01)
+    ages = [now - a.time for a in stamped]
+    assert min(ages) >= SEED_AGE_MIN * 0.01 - 1 and max(ages) <= SEED_AGE_MAX * 0.01 + 1
+    assert {a.port for a in stamped} == {18444}
+
+
+def test_fixed_seeds_are_used_after_the_delay_when_addrman_is_empty(lt, make_node):
+    target = make_node(bind="127.185.1.1")
+    node = make_node(bind="127.186.1.1", timers={"fixed_seed_delay": 0.2, "connect_loop": 0.02},
+                     peering={"fixed_seeds": [f"{target.config.bind}:{target.port}"]})
+    lt.wait(lambda: node.bootstrap.fixed_seeds_used, what="fixed seeds added")
+    lt.wait(lambda: any(p.ip == target.config.bind and p.verack_received for p in node.outbound_peers()),
+            what="a connection to the fixed seed")
+
+
+def test_a_seednode_is_asked_for_addresses_once_and_dropped(lt, make_node):
+    hub = make_node(bind="127.187.1.1")
+    known = [NetAddr(f"127.{40 + i}.3.1", 18444, 9, int(time.time()) - 600) for i in range(100)]
+    lt.eval(lambda: hub.connman.addrman.add(known, source_ip="127.99.0.1"))
+    node = make_node(bind="127.188.1.1", peering={"seednodes": [f"{hub.config.bind}:{hub.port}"]},
+                     timers={"connect_loop": 3600})  # keep automatic dialling out of the picture
+    lt.wait(lambda: node.connman.addrman.size() > 0, what="addresses from the seed node")
+    lt.wait(lambda: not node.peers, what="the addr-fetch connection to close")
+    assert "addr-fetch done" in disconnect_reasons(lt, node)
+    assert {a.ip for a in lt.eval(lambda: node.connman.addrman.get_addr(1000, 100))} <= {a.ip for a in known}
