@@ -1,4 +1,4 @@
-"""The node container image: build it from node_image/ with the Docker SDK (never pulls).
+"""The node container image: build it from node_image/ with the Docker SDK.
 
 One image serves every role (node, seeder, host); the docker backend and tests/node/test_image.py
 build it here so the build context, build argument and error handling live in one place.
@@ -7,8 +7,12 @@ build it here so the build context, build argument and error handling live in on
 from __future__ import annotations
 
 import pathlib
+from typing import TYPE_CHECKING
 
 from .errors import HarnessError
+
+if TYPE_CHECKING:
+    import docker
 
 # Where the default base (python:3.12-slim) cannot be pulled, ../shared/ci/docker-engine.sh --base
 # builds this one locally.
@@ -34,7 +38,7 @@ def node_image_context() -> pathlib.Path:
     return context
 
 
-def build_node_image(tag: str, base_image: str | None = None, client: object | None = None) -> str:
+def build_node_image(tag: str, base_image: str | None = None, client: docker.DockerClient | None = None) -> str:
     """Build node_image/ as `tag` and return the image id ("sha256:...").
 
     base_image: passed as the BASE_IMAGE build argument and must already be on the engine (it is
@@ -60,8 +64,8 @@ def build_node_image(tag: str, base_image: str | None = None, client: object | N
                                        pull=False, rm=True, forcerm=True)
     except docker.errors.BuildError as e:
         lines = [str(chunk.get("stream") or chunk.get("error") or "").rstrip() for chunk in e.build_log]
-        tail = "\n".join(line for line in lines if line)[-4000:].splitlines()[-_LOG_TAIL_LINES:]
-        raise ImageBuildError(f"building {tag} failed: {e.msg}\n" + "\n".join(tail)) from None
+        tail = "\n".join([line for line in lines if line][-_LOG_TAIL_LINES:])
+        raise ImageBuildError(f"building {tag} failed: {e.msg}\n{tail}") from None
     except docker.errors.APIError as e:
         raise ImageBuildError(f"building {tag} failed: {e.explanation or e}") from None
     return image.id

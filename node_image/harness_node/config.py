@@ -8,11 +8,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import pathlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import USER_AGENT
 from .messages import NODE_NETWORK, NODE_WITNESS
+from .dictconfig import from_mapping
 from .misbehaviour import Policy
 from .peerconfig import PeerConfig
 from .timing import CORE_TIMERS, Timers
@@ -168,16 +169,7 @@ class NodeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NodeConfig":
-        if not isinstance(data, dict):
-            raise ValueError(f"a node config must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown node config field(s) {sorted(unknown)}; known: {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as e:
-            raise ValueError(f"bad node config: {e}") from None
+        return from_mapping(cls, data, "node config")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

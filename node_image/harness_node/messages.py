@@ -20,7 +20,6 @@ from .codec import (
     read_i32,
     read_i64,
     read_u8,
-    read_u16,
     read_u32,
     read_u64,
     read_var_bytes,

@@ -13,7 +13,7 @@ import time
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
-from .codec import DecodeError, NetAddr, read_compact_size
+from .codec import MAGIC_BSV_REGTEST, DecodeError, NetAddr, read_compact_size
 from .messages import (
     BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MAX_INV_SZ, MESSAGEMAP, MIN_PEER_PROTO_VERSION,
     PROTOCOL_VERSION, SENDHEADERS_VERSION, WTXID_RELAY_VERSION, Message, decode, msg_ping, msg_pong,
@@ -39,6 +39,10 @@ SIZE_CAPS: dict[str, tuple[int, str]] = {
     "headers": (MAX_HEADERS_RESULTS, "headers-too-large"),
 }
 OUTBOUND_KINDS = ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch")
+# Networks without BIP339 (wtxidrelay) and BIP155 (sendaddrv2). Bitcoin SV reports version 70016
+# (its own meaning: protoconf) yet knows neither message, and scores every unknown message that
+# arrives before verack 1 point ("missing-verack"); so on its network we do not offer them.
+NO_FEATURE_NEGOTIATION_MAGICS = frozenset({MAGIC_BSV_REGTEST})
 
 
 class Peer:
@@ -196,7 +200,8 @@ class Peer:
         if self.kind == "feeler":  # a feeler only tests that the address answers
             self.disconnect("feeler-done")
             return
-        if min(msg.version, PROTOCOL_VERSION) >= WTXID_RELAY_VERSION:
+        if min(msg.version, PROTOCOL_VERSION) >= WTXID_RELAY_VERSION and \
+                self.node.magic not in NO_FEATURE_NEGOTIATION_MAGICS:
             self.send(msg_wtxidrelay())
             self.send(msg_sendaddrv2())
         self.send(msg_verack())

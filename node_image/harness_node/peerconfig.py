@@ -6,7 +6,9 @@ so eclipse experiments can compare a defended node with an undefended one.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+
+from .dictconfig import from_mapping
 from typing import Any
 
 MAX_OUTBOUND_FULL_RELAY = 8  # net.h MAX_OUTBOUND_FULL_RELAY_CONNECTIONS
@@ -30,14 +32,11 @@ class Countermeasures:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Countermeasures":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"peering.countermeasures: unknown switch(es) {sorted(unknown)}; known: {sorted(known)}")
+        switches = from_mapping(cls, data, "peering.countermeasures")
         for k, v in data.items():
             if not isinstance(v, bool):
                 raise ValueError(f"peering.countermeasures.{k} must be true or false, got {v!r}")
-        return cls(**data)
+        return switches
 
 
 @dataclass
@@ -75,11 +74,7 @@ class PeerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PeerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"peering: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return from_mapping(cls, data, "peering")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -149,8 +149,6 @@ def test_restart_node_comes_back_on_the_same_address(tmp_path: Path) -> None:
 
 
 def test_a_deploy_onto_addresses_in_use_starts_nothing_and_says_so(tmp_path: Path) -> None:
-    import socket
-
     from harness.backends.base import AddressesInUse
 
     plan = plan_view.load(scenario(tmp_path, nodes=3))

@@ -37,7 +37,7 @@ from harness_node.messages import (
     msg_verack,
     msg_version,
 )
-from tests.bitcoind import BitcoindProcess, bitcoind_factory, wait_until  # noqa: F401  (bitcoind_factory is a fixture)
+from tests.bitcoind import BitcoindProcess, wait_until
 
 pytestmark = [pytest.mark.bitcoind, pytest.mark.timeout(120)]
 

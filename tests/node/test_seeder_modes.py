@@ -211,7 +211,7 @@ def test_config_errors_name_the_setting(tmp_path):
     from harness_node.seeder import SeederConfigError
     from harness_node.seeder.service import main_from_args
 
-    with pytest.raises(SeederConfigError, match="unknown seeder setting"):
+    with pytest.raises(SeederConfigError, match="seeder config: unknown field"):
         SeederConfig.from_dict({"zone": "seed.testnet.", "zonee": 1})
     with pytest.raises(SeederConfigError, match="mode: unknown mode"):
         SeederConfig(mode="evil")

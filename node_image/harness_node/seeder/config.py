@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dictconfig import from_mapping
 from ..timing import Timers
 from .modes import ModeError, make_mode
 
@@ -182,14 +183,7 @@ class SeederConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SeederConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise SeederConfigError(f"unknown seeder setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as e:
-            raise SeederConfigError(str(e)) from None
+        return from_mapping(cls, data, "seeder config", SeederConfigError)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SeederConfig":
