@@ -34,7 +34,10 @@ def register_run(sub: Any) -> None:
     p.add_argument("--bind", help="P2P listen address")
     p.add_argument("--port", type=int, help="P2P port (default 18444)")
     p.add_argument("--magic", help="network magic, 8 hex digits (regtest fabfb5da)")
-    p.add_argument("--connect", action="append", default=None, metavar="IP:PORT", help="peer to keep (repeatable)")
+    p.add_argument("--connect", action="append", default=None, metavar="IP:PORT",
+                   help="connect only to this peer, no automatic peers (repeatable, like -connect)")
+    p.add_argument("--addnode", action="append", default=None, metavar="IP:PORT",
+                   help="keep this peer besides automatic ones (repeatable, like -addnode)")
     p.add_argument("--control-port", type=int)
     p.add_argument("--control-bind")
     p.add_argument("--relay-policy", choices=["flood", "diffusion"])
@@ -53,8 +56,9 @@ def run_config(args: argparse.Namespace) -> NodeConfig:
         value = getattr(args, flag)
         if value is not None:
             data[field_name] = value
-    if args.connect:
-        data["connect"] = list(data.get("connect", [])) + args.connect
+    for name in ("connect", "addnode"):
+        if getattr(args, name):
+            data[name] = list(data.get(name, [])) + getattr(args, name)
     return NodeConfig.from_dict(data)
 
 

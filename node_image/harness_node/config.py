@@ -78,7 +78,8 @@ class NodeConfig:
     control_port: int | None = None
     control_bind: str | None = None  # default: same address as `bind`
     control_token: str | None = None
-    connect: list[str] = field(default_factory=list)
+    connect: list[str] = field(default_factory=list)  # -connect: only these peers, no automatic ones
+    addnode: list[str] = field(default_factory=list)  # -addnode: kept connected, besides automatic peers
     relay_policy: str = "flood"
     user_agent: str = USER_AGENT
     services: int = NODE_NETWORK | NODE_WITNESS
@@ -119,11 +120,12 @@ class NodeConfig:
                 raise ValueError
         except (ValueError, TypeError):
             raise ValueError(f"magic must be 8 hex digits, got {self.magic!r}") from None
-        for i, c in enumerate(self.connect):
-            try:
-                parse_endpoint(c)
-            except ValueError as e:
-                raise ValueError(f"connect[{i}] {c!r} is not ip:port ({e})") from None
+        for name in ("connect", "addnode"):
+            for i, c in enumerate(getattr(self, name)):
+                try:
+                    parse_endpoint(c)
+                except ValueError as e:
+                    raise ValueError(f"{name}[{i}] {c!r} is not ip:port ({e})") from None
         if self.relay_policy not in RELAY_POLICIES:
             raise ValueError(f"relay_policy must be one of {RELAY_POLICIES}, got {self.relay_policy!r}")
         if not isinstance(self.services, int) or self.services < 0:
@@ -163,7 +165,8 @@ class NodeConfig:
 
     @property
     def connect_endpoints(self) -> list[tuple[str, int]]:
-        return [parse_endpoint(c) for c in self.connect]
+        """The manual peers: -connect and -addnode ones."""
+        return [parse_endpoint(c) for c in self.connect + self.addnode]
 
     # --- (de)serialisation ---------------------------------------------------------------------
 

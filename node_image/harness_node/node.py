@@ -98,6 +98,8 @@ class Node:
     def start_dialling(self) -> None:
         for ip, port in self.config.connect_endpoints:
             self.add_manual(ip, port)
+        if self.config.connect:
+            return  # Core's -connect: no automatic outbound connections and no DNS seeding
         self.connman.start()
         self._bootstrap_task = self.loop.create_task(run_bootstrap(self, self.connman, self.bootstrap),
                                                      name=f"{self.name}-bootstrap")

@@ -236,3 +236,18 @@ def test_with_feelers_switched_off_no_feeler_is_opened(lt, make_node):
     lt.wait(lambda: len(node.outbound_peers("outbound-full-relay")) == 1, what="the one full-relay peer")
     with pytest.raises(AssertionError, match="timed out"):
         lt.wait(lambda: node.connman.counters["feelers"] > 0, timeout=1.0, what="a feeler")
+
+
+def test_connect_means_only_those_peers_and_addnode_adds_to_automatic_ones(lt, make_node):
+    targets = _targets(make_node)
+    known = [NetAddr(t.config.bind, t.port, 9, int(time.time())) for t in targets]
+    only = make_node(bind="127.184.1.1", connect=[f"{targets[0].config.bind}:{targets[0].port}"],
+                     timers={"connect_loop": 0.01})
+    extra = make_node(bind="127.184.2.1", addnode=[f"{targets[0].config.bind}:{targets[0].port}"],
+                      timers={"connect_loop": 0.01})
+    for n in (only, extra):
+        lt.eval(lambda n=n: n.connman.addrman.add(known, source_ip="127.99.0.1"))
+    lt.wait(lambda: len([p for p in extra.outbound_peers() if p.verack_received]) >= 3,
+            what="addnode plus automatic peers")
+    assert lt.eval(lambda: [p.kind for p in only.outbound_peers()]) == ["manual"]
+    assert lt.eval(lambda: only.connman.counters["dials"]) == 0
