@@ -292,3 +292,21 @@ def test_ctrl_c_while_following_a_deploy_leaves_the_network_running(tmp_path: Pa
             proc.kill()
         runner.down(run_dir)
     assert_nothing_left(RunDir(run_dir))
+
+
+def test_a_deploy_interrupted_while_starting_exits_130_and_leaves_no_process(tmp_path: Path) -> None:
+    path = scenario(tmp_path)
+    run = RunDir(tmp_path / "runs" / "six")
+    proc = subprocess.Popen(harness("deploy", str(path)), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        # as soon as the first process exists, before the deploy has finished
+        wait_until(lambda: run.state_file.exists() and run.load_state().processes, what="the first process")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    assert_nothing_left(run)

@@ -251,3 +251,18 @@ def test_connect_means_only_those_peers_and_addnode_adds_to_automatic_ones(lt, m
             what="addnode plus automatic peers")
     assert lt.eval(lambda: [p.kind for p in only.outbound_peers()]) == ["manual"]
     assert lt.eval(lambda: only.connman.counters["dials"]) == 0
+
+
+def test_a_restarted_node_comes_back_with_its_address_tables(lt, make_node, tmp_path):
+    datadir = tmp_path / "tables"
+    node = make_node(bind="127.189.1.1", datadir=str(datadir), timers={"connect_loop": 3600})
+    known = [NetAddr(f"127.{60 + i}.5.1", 18444, 9, int(time.time()) - 600) for i in range(30)]
+    lt.eval(lambda: node.connman.addrman.add(known, source_ip="127.99.0.1"))
+    lt.eval(lambda: node.connman.addrman.good(known[0].ip, known[0].port))
+    before = lt.eval(lambda: (node.connman.addrman.counts(), sorted(node.connman.addrman.new_slots().items())))
+    again = _restart(lt, node)
+    try:
+        after = lt.eval(lambda: (again.connman.addrman.counts(), sorted(again.connman.addrman.new_slots().items())))
+        assert after == before and after[0][1] == 1  # same buckets, and the tried entry
+    finally:
+        lt.run(again.stop())
