@@ -117,7 +117,7 @@ class Collector:
                 key = (banning, host_of(entry["address"]))
                 if key not in self._bans:
                     name, role = self._role_of_ip(entry["address"])
-                    when = entry.get("banned_at") or entry.get("time") or now  # else: first poll that saw it
+                    when = entry.get("created") or now  # discouragements carry no time: first poll that saw it
                     self._bans[key] = BanEvent(when, banning, entry["address"], entry.get("reason") or entry.get("kind", "ban"),
                                                banned_is_attacker=role != HONEST, banned_node=name)
 

@@ -28,8 +28,10 @@ class AttackerBanTime:
 
 
 def host_of(address: str) -> str:
-    """The host part of "1.2.3.4", "1.2.3.4:8333", "[::1]:8333" or "::1" (lower-cased)."""
+    """The host part of "1.2.3.4", "1.2.3.4/32", "1.2.3.4:8333", "[::1]:8333" or "::1" (lower-cased)."""
     address = address.strip().lower()
+    if address.endswith(("/32", "/128")):  # a node lists a one-address ban as a subnet, like Core
+        address = address.rsplit("/", 1)[0]
     if address.startswith("["):
         return address[1 : address.index("]")] if "]" in address else address[1:]
     if address.count(":") == 1:  # IPv4 or a host name with a port; a bare IPv6 has several colons

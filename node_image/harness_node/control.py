@@ -247,6 +247,23 @@ async def get_bans(request: web.Request) -> web.Response:
     return web.json_response(node_for(request).list_bans())
 
 
+@routes.post("/bans")
+async def post_ban(request: web.Request) -> web.Response:
+    """Ban an address or subnet by hand, like Core's `setban add` (body: address, reason?, duration?)."""
+    node: Node = node_for(request)
+    body = await _json_body(request)
+    address, duration = body.get("address"), body.get("duration")
+    if not isinstance(address, str):
+        raise BadRequest("expected {\"address\": \"ip or cidr\", \"duration\": seconds?, \"reason\": text?}")
+    if duration is not None and (not isinstance(duration, (int, float)) or duration <= 0):
+        raise BadRequest("'duration' must be a positive number of seconds")
+    try:
+        node.ban(address, str(body.get("reason") or "manual"), duration)
+    except ValueError as e:
+        raise BadRequest(f"bad address {address!r}: {e}") from None
+    return web.json_response({"address": address, "status": "banned"})
+
+
 @routes.delete("/bans")
 async def delete_bans(request: web.Request) -> web.Response:
     node_for(request).clear_bans()

@@ -91,8 +91,20 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one: a node holds ~20 sockets (listener, 10
+    outbound, inbound), so the common soft limit of 1024 would stop a host at ~50 nodes."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def run_host(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node) -> None:
     """Blocking entry point: run the nodes until a signal arrives."""
+    raise_fd_limit()
     loop = new_event_loop()
     try:
         loop.run_until_complete(serve(configs, node_factory))

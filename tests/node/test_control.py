@@ -142,6 +142,15 @@ def test_bans_are_listed_and_cleared(lt, host):
     assert call(node.control_address, "GET", "/bans")[1] == []
 
 
+def test_a_ban_can_be_set_by_hand_like_setban(lt, host):
+    node = next(iter(host.nodes.values()))
+    status, _ = call(node.control_address, "POST", "/bans", {"address": "127.8.0.0/16", "duration": 60})
+    assert status == 200 and lt.eval(lambda: node.is_banned("127.8.3.4"))
+    assert call(node.control_address, "POST", "/bans", {"address": "not-an-ip"})[0] == 400
+    assert call(node.control_address, "POST", "/bans", {"address": "127.1.1.1", "duration": -1})[0] == 400
+    assert call(node.control_address, "POST", "/bans", {"address": "127.1.1.1"}, token=None)[0] == 401
+
+
 def test_metrics_are_prometheus_text_with_the_node_prefix(lt, host):
     node = next(iter(host.nodes.values()))
     peer = TestPeer(node)

@@ -94,11 +94,11 @@ class FreshNode(Node):
 
 @pytest.fixture
 def honest(lt: LoopThread) -> Iterator[list[Node]]:
-    """Thirty nodes in a ring with chords (manual connections), plus the automatic slots they fill
-    from what gossip teaches them. No seeder: nobody outside the network knows them yet."""
+    """Thirty nodes in a ring with chords (`addnode`), plus the automatic slots they fill from what
+    gossip teaches them. No seeder: nobody outside the network knows them yet."""
     nodes = [Node(NodeConfig(
         name=f"h{i}", bind=honest_ip(i), port=PORT, time_scale=TIME_SCALE, seed=i,
-        connect=[f"{honest_ip((i + 1) % N_NODES)}:{PORT}", f"{honest_ip((i + 7) % N_NODES)}:{PORT}"],
+        addnode=[f"{honest_ip((i + 1) % N_NODES)}:{PORT}", f"{honest_ip((i + 7) % N_NODES)}:{PORT}"],
         timers={"getaddr_cache": GETADDR_CACHE_SECONDS, "getaddr_cache_jitter": 0.0}))
         for i in range(N_NODES)]
     try:
