@@ -78,7 +78,7 @@ class Countermeasures(Strict):
 class Latency(Strict):
     delay: Duration = 0.0
     jitter: Duration = 0.0
-    loss: Fraction = 0.0
+    loss: float = Field(default=0.0, ge=0.0, lt=1.0)  # a link that drops everything is not a link
 
 
 class Group(Strict):
@@ -131,10 +131,16 @@ class Network(Strict):
             raise problem("total is only used with groups given as percent", "total")
         if self.groups is not None:
             self._check_groups(self.groups)
-        for where in [self, *(self.groups or [])]:
-            out = (where.outbound_full_relay or 0) + (where.block_relay or 0)
-            if where.max_connections is not None and out > where.max_connections:
-                raise problem(f"max_connections {where.max_connections} is below the {out} outbound connections")
+        for index, where in enumerate([self, *(self.groups or [])]):
+            # the node keeps one slot for a feeler besides the outbound ones (net.h MAX_FEELER_CONNECTIONS)
+            def value(name: str, where: Any = where) -> int:
+                own = getattr(where, name)
+                return own if own is not None else getattr(self, name)
+            need = value("outbound_full_relay") + value("block_relay") + 1
+            if value("max_connections") < need:
+                path = ("max_connections",) if index == 0 else ("groups", index - 1, "max_connections")
+                raise problem(f"max_connections {value('max_connections')} leaves no room for the "
+                              f"{need - 1} outbound connections and 1 feeler (at least {need})", *path)
         return self
 
     def _check_groups(self, groups: list[Group]) -> None:

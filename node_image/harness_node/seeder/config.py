@@ -116,8 +116,8 @@ class SeederConfig:
         for name in ("dns_port", "control_port", "default_port"):
             if not 0 <= getattr(self, name) < 65536:
                 raise SeederConfigError(f"{name} must be 0..65535, got {getattr(self, name)}")
-        if not 0 < self.ttl < 2**31 or not 0 < self.ns_ttl < 2**31:
-            raise SeederConfigError("ttl and ns_ttl must be positive 31-bit integers")
+        if not 0 <= self.ttl < 2**31 or not 0 <= self.ns_ttl < 2**31:  # TTL 0: answers not cached (RFC 1035)
+            raise SeederConfigError("ttl and ns_ttl must be 31-bit integers >= 0")
         if not 1 <= self.max_records <= 1000:
             raise SeederConfigError(f"max_records must be 1..1000, got {self.max_records}")
         if not 512 <= self.udp_payload <= 65535:
