@@ -3,8 +3,9 @@
     python bench/bench_deploy.py                 # 50, 200 and 1,000 nodes
     python bench/bench_deploy.py --nodes 50 200  # a subset
 
-One line of JSON per size: nodes, workers, deploy_to_ready_s, rss_mib (sum over every worker
-process), rss_per_node_kib, down_s, clean. No seeder, so the figure is the node hosts alone.
+One line of JSON per size: nodes, workers (+ seeder), deploy_to_ready_s (every node answers its
+control API), deploy_to_8_outbound_s (every honest node has bootstrapped from the DNS seeder and
+holds >= 8 outbound peers), rss_mib (sum over every process), rss_per_node_kib, down_s, clean.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import plan_view
+from harness import plan_view, runner
 from harness.backends import local_workers as lw
 from harness.backends import make_backend
 from harness.rundir import RunDir
@@ -27,9 +28,8 @@ duration: 60s
 network:
   nodes: {nodes}
   time_scale: 0.05
-seeder:
-  enabled: false
 """
+CONNECTED_OUTBOUND = 8  # full-relay slots (block-relay ones come on top)
 
 
 def rss_kib(pids: list[int]) -> int:
@@ -55,11 +55,21 @@ def bench(nodes: int, root: Path) -> dict[str, object]:
     try:
         backend.wait_ready()
         ready = time.monotonic() - started
+        connected = None
+        deadline = started + 300
+        while time.monotonic() < deadline:  # sampling until bootstrap (DNS seeder, gossip) is done
+            nodes_status = runner.status(run.path)["nodes"]
+            if all((s.get("outbound") or 0) >= CONNECTED_OUTBOUND for n, s in nodes_status.items()
+                   if plan.node(n).role == "honest"):
+                connected = time.monotonic() - started
+                break
+            time.sleep(1.0)
         groups = lw.live_groups({p.pgid for p in state.processes})
         rss = rss_kib([pid for pids in groups.values() for pid in pids])
     finally:
         summary = backend.down()
     return {"nodes": nodes, "workers": len(state.processes), "deploy_to_ready_s": round(ready, 2),
+            "deploy_to_8_outbound_s": round(connected, 1) if connected else None,
             "rss_mib": round(rss / 1024, 1), "rss_per_node_kib": round(rss / nodes), "down_s": round(summary.seconds, 2),
             "clean": summary.clean}
 

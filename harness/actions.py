@@ -20,8 +20,12 @@ from harness.scenario.selectors import Selector
 
 ACTIONS: Registry = Registry("action")
 
-SEEDER_MODES = ("honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow")
+SEEDER_MODES = ("honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow")  # the seeder process's own
 SeederMode = Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow"]
+# Scenario vocabulary only: a rogue seeder process takes over the seeder's address and ports
+# (crawler off, serving only attacker addresses) until the action ends; see controller/timeline.py.
+ROGUE_SEEDER = "rogue"
+SeederActionMode = Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow", "rogue"]
 NODE_ROLES = ("honest", "bitcoind")
 ANY_ROLE = ("honest", "attacker", "seeder", "bitcoind")
 
@@ -76,9 +80,12 @@ class InjectBlock(ActionParams):
 
 @ACTIONS.register("seeder_mode", roles=("seeder",), takes_duration=True,
                   default_target=Selector(role="seeder"),
-                  description="Switch the DNS seeder's answers to another mode; with a duration, switch back after it.")
+                  description="Switch the DNS seeder's answers to another mode; with a duration, switch back after it. "
+                              "`rogue`: stop the honest seeder and start a rogue one on its address and ports "
+                              "(no crawler, mode poison: only the attackers' addresses, or params.addresses); "
+                              "after the duration the honest seeder runs again.")
 class SeederModeChange(ActionParams):
-    mode: SeederMode
+    mode: SeederActionMode
     params: dict[str, Any] = Field(default_factory=dict)
 
 

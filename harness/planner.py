@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from harness.actions import takes_duration
 from harness.errors import ScenarioError
 from harness.plan_model import CheckPlan, Endpoint, Event, NodePlan, Plan
+from harness.scenario.attackers import runnable
 from harness.scenario.model import Network, Scenario
 from harness.scenario.selectors import Member, Selector, pick, rng_for
 
@@ -175,12 +176,16 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
         config = {**common, "connect": connect, "args": _bitcoind_args(endpoint, connect)}
     elif member.role == "attacker":
         attacker = next(a for a in scenario.attackers if a.label == member.group)
-        index = scenario.attackers.index(attacker)
-        targets = pick(attacker.targets, members, rng_for(seed, "attackers", index, "targets"))
-        config = {**common, "kind": attacker.kind, "group": member.group,
-                  "params": attacker.params.model_dump(mode="json"),
-                  "targets": [t.name for t in targets], "target_addresses": [endpoints[t.name].p2p for t in targets],
-                  "netgroup_bits": scenario.network.netgroup_bits}
+        if runnable(attacker.kind):  # passive: targets are for the attack issue's active behaviours
+            config = passive_attacker_config(scenario, member, endpoint, allowlist, attacker.kind,
+                                             node_seed(seed, member.name))
+        else:  # no implementation yet: the attack issue's vocabulary; `harness run` refuses these
+            index = scenario.attackers.index(attacker)
+            targets = pick(attacker.targets, members, rng_for(seed, "attackers", index, "targets"))
+            config = {**common, "kind": attacker.kind, "group": member.group,
+                      "params": attacker.params.model_dump(mode="json"),
+                      "targets": [t.name for t in targets], "target_addresses": [endpoints[t.name].p2p for t in targets],
+                      "netgroup_bits": scenario.network.netgroup_bits}
     else:  # seeder
         seeder = scenario.seeder
         config = {**common, "zone": seeder.zone, "ttl": seeder.ttl, "mode": seeder.mode,
@@ -194,11 +199,33 @@ def honest_node_config(scenario: Scenario, member: Member, endpoint: Endpoint, a
                        seeders: list[str], fixed_seeds: list[str], rng_seed: int) -> dict[str, Any]:
     """An honest node's configuration, in the node's own vocabulary (harness_node.config.NodeConfig),
     so every backend hands it to `harness-node` unchanged."""
+    return p2p_node_config(scenario, member.name, member.group, endpoint, allowlist, rng_seed,
+                           seeders=seeders, fixed_seeds=fixed_seeds,
+                           extra={"role": member.role, "group": member.group})
+
+
+def passive_attacker_config(scenario: Scenario, member: Member, endpoint: Endpoint, allowlist: list[str],
+                            kind: str, rng_seed: int) -> dict[str, Any]:
+    """A passive attacker (sybil, eclipse until the attack issue): our node software on the
+    attacker's address with the network's settings, listening and answering the protocol but never
+    dialling out: no outbound or block-relay slots, no feelers, no seeds, no -connect."""
+    config = p2p_node_config(scenario, member.name, None, endpoint, allowlist, rng_seed, seeders=[], fixed_seeds=[],
+                             extra={"role": "attacker", "kind": kind, "group": member.group})
+    peering = config["peering"]
+    peering.update(outbound_full_relay=0, block_relay=0)
+    peering["countermeasures"]["feelers"] = False
+    return config
+
+
+def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: Endpoint, allowlist: list[str],
+                    rng_seed: int, *, seeders: list[str], fixed_seeds: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """A node's configuration in the node's vocabulary, with the settings of honest group `group`
+    (None: the network's own settings)."""
     network = scenario.network
-    g = group_settings(network, member.group)
+    g = group_settings(network, group)
     latency = g["latency"]
     return {
-        "name": member.name, "bind": endpoint.address, "port": endpoint.p2p_port,
+        "name": name, "bind": endpoint.address, "port": endpoint.p2p_port,
         "control_port": endpoint.control_port, "magic": network.magic, "time_scale": network.time_scale,
         "seed": rng_seed, "relay_policy": g["relay_policy"], "misbehaviour_policy": g["misbehaviour_policy"],
         "allowlist": allowlist, "connect": [],
@@ -212,7 +239,7 @@ def honest_node_config(scenario: Scenario, member: Member, endpoint: Endpoint, a
             "all_routable": network.all_routable, "seeders": seeders, "fixed_seeds": fixed_seeds,
             "countermeasures": g["countermeasures"],
         },
-        "extra": {"role": member.role, "group": member.group},
+        "extra": extra,
     }
 
 

@@ -80,6 +80,8 @@ def _settings(node: NodePlan) -> str:
         off = [name for name, on in config["peering"]["countermeasures"].items() if not on]
         return f"{config['relay_policy']}, {config['misbehaviour_policy']}" + (f", off: {', '.join(off)}" if off else "")
     if node.role == "attacker":
+        if "extra" in config:  # a passive attacker, configured in the node's own vocabulary
+            return f"{config['extra']['kind']} (passive: never dials)"
         return f"{config['kind']} → {_span(config['targets'])}"
     if node.role == "seeder":
         return f"{config['mode']} DNS for {config['zone']} on port {node.p2p_port}"

@@ -36,6 +36,7 @@ from harness.plan_view import PlanView
 from harness.progress import ProgressCallback, RunWatcher, emit
 from harness.report.model import ITEM_KINDS, CheckResult, CheckVerdict, Report
 from harness.rundir import STOPPED, RunDir, RunState, default_run_dir
+from harness.scenario.attackers import refuse_unrunnable
 
 REPORT_SUBDIR = "report"  # default report directory: <run dir>/report
 CONTROLLER_START_TIMEOUT_SECONDS = 20.0  # interpreter start + imports (~1 s here) with a wide margin
@@ -57,7 +58,7 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
     the processes exist and the controller serves its URL (``wait``: once every node answers).
     `down` stops it. ``on_event``: progress (harness.progress)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
-    plan = plan_view.load(scenario_path, seed)
+    plan = runnable_plan(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.scenario))
     be = make_backend(backend, run)
     with RunWatcher(run, on_event, len(plan.nodes), plan.duration, follow_timeline=False):
@@ -75,6 +76,17 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
             be.down()
             raise
     return run.load_state()
+
+
+def runnable_plan(scenario_path: str | Path, seed: int | None = None) -> PlanView:
+    """The scenario's plan, or ScenarioError (exit 2) if it is invalid or has attackers of a kind
+    with no implementation yet (harness.scenario.attackers decides which): nothing has started."""
+    from harness.planner import plan as make_plan  # lazily, as plan_view.load: import cycle otherwise
+    from harness.scenario import load_scenario
+
+    scenario = load_scenario(Path(scenario_path))
+    refuse_unrunnable(scenario.attackers, file=str(scenario_path))
+    return plan_view.from_plan(make_plan(scenario, seed))
 
 
 def _wait_for_controller(run: RunDir, timeout: float = CONTROLLER_START_TIMEOUT_SECONDS) -> None:
@@ -278,7 +290,7 @@ def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path |
     the node processes die with this one even if it is killed (local backend: PDEATHSIG).
     The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.progress."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
-    plan = plan_view.load(scenario_path, seed)  # a bad scenario fails here, before anything starts
+    plan = runnable_plan(scenario_path, seed)  # a bad or not yet runnable scenario fails here, before anything starts
     run_ = RunDir(run_dir or default_run_dir(plan.scenario))
     be = make_backend(backend, run_)
     try:

@@ -8,6 +8,7 @@ APIs at the endpoints the backend reports, so it never needs to know which backe
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None: ...
+
+    def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
+        """Stop whichever seeder runs and start, on the same address and ports, a rogue seeder
+        serving only ``rogue_addresses`` (IPs; no crawler, mode poison), or the planned honest
+        seeder again when None. Returns once the new one answers; `down` stops whichever runs."""
+        raise BackendError(f"the {self.name} backend cannot replace the seeder yet")
 
     @abc.abstractmethod
     def process_status(self) -> list[dict[str, Any]]:

@@ -15,10 +15,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from harness.backends import local_workers as lw
-from harness.backends.node_config import node_config, seeder_config
+from harness.backends.node_config import node_config, rogue_seeder_config, seeder_config
 from harness.backends.base import AddressesInUse, Backend, BackendError, DownSummary, Endpoint
 from harness.controller.client import ControlAPIError, ControlClient, call_sync
 from harness.plan_view import NodeSpec, PlanView
@@ -148,8 +149,9 @@ class LocalBackend(Backend):
                 await asyncio.sleep(READY_POLL_SECONDS)
 
     def _raise_if_crashed(self, state: RunState) -> None:
+        seeder = _current_seeder(state)
         for record in state.processes:
-            if record.name in state.node_hosts.values() or record.kind == "seeder":
+            if record.name in state.node_hosts.values() or record is seeder:
                 proc = self._children.get(record.pid)
                 dead = proc.poll() is not None if proc else not lw.is_ours(record)
                 if dead:
@@ -244,24 +246,53 @@ class LocalBackend(Backend):
             return
         host = state.process(state.node_hosts[name])
         if host.nodes == [name]:
-            lw.signal_group(host.pgid, signal.SIGTERM)
-            if self._wait_groups_gone({host.pgid}, TERM_GRACE_SECONDS):
-                lw.signal_group(host.pgid, signal.SIGKILL)
-                self._wait_groups_gone({host.pgid}, KILL_GRACE_SECONDS)
+            self._stop_process(host)
         else:
             try:
                 self._call(name, ControlClient.shutdown)
             except ControlAPIError:
                 pass  # a node that shuts down may drop the connection before answering
-        deadline = time.monotonic() + TERM_GRACE_SECONDS
-        while any(lw.port_is_bound(node.address, p) for p in (node.port, node.control_port)):
-            if time.monotonic() > deadline:
-                raise BackendError(f"{name} still holds {node.address}:{node.port} {TERM_GRACE_SECONDS:.0f} s after stop")
-            time.sleep(EXIT_POLL_SECONDS)
+        _wait_ports_free(name, [(node.address, p, False) for p in (node.port, node.control_port)])
         with self.run.locked():
             state = self._state()
             state.stopped_nodes.append(name)
             self.run.save_state(state)
+
+    def _stop_process(self, record: ProcessRecord) -> None:
+        """SIGTERM the process group (a clean shutdown saves its state), SIGKILL after the grace."""
+        if not lw.is_ours(record):
+            return
+        lw.signal_group(record.pgid, signal.SIGTERM)
+        if self._wait_groups_gone({record.pgid}, TERM_GRACE_SECONDS):
+            lw.signal_group(record.pgid, signal.SIGKILL)
+            self._wait_groups_gone({record.pgid}, KILL_GRACE_SECONDS)
+
+    def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
+        """Stop whichever seeder runs (honest or rogue) and start the rogue one serving only
+        ``rogue_addresses``, or the planned honest one (None), on the same address and ports. The
+        new process is recorded like any other (`seeder-rogue-<n>` / `seeder-<n>`), so `down` stops
+        it; the state's last seeder record is the one running."""
+        spec = self.plan.seeder
+        if spec is None:
+            raise BackendError("this run has no DNS seeder to replace")
+        # Under the lock throughout: a `down` from another shell waits, so it cannot miss the new one.
+        with self.run.locked():
+            state = self._state()
+            if state.status == STOPPED:
+                raise BackendError(f"the run in {self.run.path} is stopped; not starting a seeder")
+            current = _current_seeder(state)
+            if current is not None:
+                self._stop_process(current)
+            _wait_ports_free(spec.name, [(spec.address, spec.port, True), (spec.address, spec.port, False),
+                                         (spec.address, spec.control_port, False)])
+            n = sum(1 for r in state.processes if r.kind == "seeder") + 1
+            name = f"seeder-rogue-{n}" if rogue_addresses is not None else f"seeder-{n}"
+            config = self.run.workers_dir / f"{name}.json"
+            token = state.control_token or ""
+            self.run.write_json(config, seeder_config(spec, token) if rogue_addresses is None
+                                else rogue_seeder_config(spec, token, list(rogue_addresses)))
+            self._spawn(state, name, "seeder", lw.seeder_command(config), [], config)
+        asyncio.run(self._poll_ready(self._state(), [self.seeder_endpoint()], ready_timeout(1)))
 
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
         """Stop the node (if running) and start it again in a process of its own, same address and
@@ -278,3 +309,17 @@ class LocalBackend(Backend):
             state.stopped_nodes.remove(name)
             self._spawn(state, pname, "worker", lw.node_host_command(config), [name], config)
         self.wait_ready(names=[name])
+
+
+def _current_seeder(state: RunState) -> ProcessRecord | None:
+    """The seeder process running now: the last one started (replace_seeder appends)."""
+    return next((r for r in reversed(state.processes) if r.kind == "seeder"), None)
+
+
+def _wait_ports_free(name: str, checks: list[tuple[str, int, bool]]) -> None:
+    """Until nothing is bound to any (ip, port, udp) of ``checks``: the next process can bind them."""
+    deadline = time.monotonic() + TERM_GRACE_SECONDS
+    while busy := [f"{ip}:{port}{'/udp' if udp else ''}" for ip, port, udp in checks if lw.port_is_bound(ip, port, udp)]:
+        if time.monotonic() > deadline:
+            raise BackendError(f"{name} still holds {busy[0]} {TERM_GRACE_SECONDS:.0f} s after stop")
+        time.sleep(EXIT_POLL_SECONDS)

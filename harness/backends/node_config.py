@@ -38,3 +38,16 @@ def seeder_config(spec: SeederSpec, token: str) -> dict[str, Any]:
                mode_params=seeder_mode_params(plan.get("mode", "honest"), dict(plan.get("params") or {}),
                                               list(plan.get("attackers") or [])))
     return out
+
+
+def rogue_seeder_config(spec: SeederSpec, token: str, addresses: list[str]) -> dict[str, Any]:
+    """A rogue seeder taking over the honest one's address and ports (issue "Private DNS seeder",
+    part 3): no crawler, the attackers' ``addresses`` (IPs) as its only nodes, answering in mode
+    poison, so every answer names only them."""
+    if not addresses:
+        raise ValueError("a rogue seeder needs at least one address to serve: the run has no attacker nodes "
+                         "and the action gives no params.addresses")
+    out = seeder_config(spec, token)
+    out.update(crawl=False, seeds=[], static_nodes=list(addresses), mode="poison",
+               mode_params={"addresses": list(addresses)})
+    return out

@@ -8,6 +8,7 @@ own IP on every backend), so an address outside the plan counts as not honest.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -124,9 +125,13 @@ class Collector:
     async def items(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = ()) -> list[ItemObservation]:
         """First sighting of every injected item at every running honest node."""
         honest = self._running(self.plan.names(HONEST), stopped)
+        journal_items = list(journal_items)
+        # Every item at once (the client caps concurrency): item by item, a node that is restarting
+        # would cost its retry back-off once per item and stall the 2 s samples for tens of seconds.
+        answers = await asyncio.gather(*(self.client.gather(honest, lambda ep, i=item: self.client.item(ep, i["kind"], i["item_id"]))
+                                         for item in journal_items))
         observed = []
-        for item in journal_items:
-            seen = await self.client.gather(honest, lambda ep, i=item: self.client.item(ep, i["kind"], i["item_id"]))
+        for item, seen in zip(journal_items, answers):
             known = self._first_seen.setdefault((item["kind"], item["item_id"]), {})
             for n, r in seen.items():
                 if isinstance(r, dict) and r.get("first_seen") is not None:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.actions import ROGUE_SEEDER
 from harness.backends.base import Backend, BackendError, Endpoint
 from harness.backends.node_config import seeder_mode_params
 from harness.controller.client import ControlClient
@@ -142,18 +143,42 @@ def _seeder(ctx: TimelineContext) -> Endpoint:
 
 @handler("seeder_mode")
 async def _seeder_mode(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """A seeder mode on the running seeder, or `rogue`: a rogue seeder process replaces it on the
+    same address and ports. Any other mode while the rogue runs brings the honest seeder back first."""
     ep = _seeder(ctx)
-    previous = (await ctx.client.seeder_status(ep)).get("mode")
+    before = await ctx.client.seeder_status(ep)
+    previous = {"previous": before.get("mode"), "previous_params": before.get("params") or {}}
     attackers = [n.endpoint for n in ctx.plan.nodes if n.role == "attacker"]
-    mode_params = seeder_mode_params(params["mode"], dict(params.get("params") or {}), attackers)
+    extra = dict(params.get("params") or {})
+    if params["mode"] == ROGUE_SEEDER:
+        addresses = seeder_mode_params("poison", extra, attackers)["addresses"]
+        if _is_rogue(before):
+            previous = {}  # already rogue: its undo must not bring the honest seeder back early
+        await asyncio.to_thread(ctx.backend.replace_seeder, addresses)
+        return {"mode": ROGUE_SEEDER, "addresses": addresses, **previous}
+    if _is_rogue(before):
+        await asyncio.to_thread(ctx.backend.replace_seeder, None)
+    mode_params = seeder_mode_params(params["mode"], extra, attackers)
     await ctx.client.request(ep, "POST", "/mode", {"mode": params["mode"], "params": mode_params})
-    return {"mode": params["mode"], "previous": previous}
+    return {"mode": params["mode"], **previous}
 
 
-@handler("seeder_mode_restore")  # the undo of seeder_mode: back to the mode it replaced
+def _is_rogue(seeder_status: dict[str, Any]) -> bool:
+    # The planned seeder always crawls; only a rogue one (backend.replace_seeder) runs without.
+    return seeder_status.get("crawler") is False
+
+
+@handler("seeder_mode_restore")  # the undo of seeder_mode: back to the seeder and mode it replaced
 async def _seeder_mode_restore(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    ep = _seeder(ctx)
+    if "previous" not in params:
+        return {"skipped": "the action found a rogue seeder running already: it is not ours to end"}
     mode = params.get("previous") or "honest"
-    await ctx.client.seeder_mode(_seeder(ctx), mode)
+    if _is_rogue(await ctx.client.seeder_status(ep)):
+        await asyncio.to_thread(ctx.backend.replace_seeder, None)
+        if (await ctx.client.seeder_status(ep)).get("mode") == mode:
+            return {"mode": mode, "seeder": "honest again"}
+    await ctx.client.request(ep, "POST", "/mode", {"mode": mode, "params": params.get("previous_params") or {}})
     return {"mode": mode}
 
 

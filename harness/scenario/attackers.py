@@ -1,16 +1,27 @@
 """Attacker kinds a scenario may deploy. The attack issue fills in their params models; until then
 each kind takes a free-form `params` mapping (passed to the attacker untouched).
 
+Whether a kind can run today is decided here and nowhere else: the `runnable` flag of its entry.
+Runnable kinds (sybil, eclipse) run as *passive* attacker nodes: our own node software on the
+attacker's planned addresses, listening and answering the protocol, never dialling out. The others
+validate and plan (the schema has their place) but `harness run`/`deploy` refuse them before
+anything starts (`refuse_unrunnable`).
+
 Adding a kind is one local change: a params class with `@ATTACKER_KINDS.register(...)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
+from harness.errors import ScenarioError
 from harness.scenario.registry import Registry
 
 ATTACKER_KINDS: Registry = Registry("attacker kind")
+ATTACKS_ISSUE = "the attacks issue"  # where the active behaviours are specified
 
 
 class AttackerParams(BaseModel):
@@ -18,26 +29,59 @@ class AttackerParams(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-@ATTACKER_KINDS.register("spam", description="Floods its targets with invalid or oversized messages.")
+@ATTACKER_KINDS.register("spam", runnable=False,
+                         description="Floods its targets with invalid or oversized messages. "
+                                     "Not implemented yet (arrives with the attacks issue).")
 class SpamParams(AttackerParams):
     pass
 
 
-@ATTACKER_KINDS.register("eclipse", description="Heilman-style: fills tried/new tables and inbound slots.")
+@ATTACKER_KINDS.register("eclipse", runnable=True,
+                         description="Today: a passive sybil population (answers, never dials) on the attacker's "
+                                     "/16s; active eclipse behaviour (Heilman-style: filling tried/new tables and "
+                                     "inbound slots) arrives with the attack issue.")
 class EclipseParams(AttackerParams):
     pass
 
 
-@ATTACKER_KINDS.register("sybil", description="Many identities that join honestly and then misbehave.")
+@ATTACKER_KINDS.register("sybil", runnable=True,
+                         description="Passive sybil population: many identities that answer, never dial; "
+                                     "misbehaviour arrives with the attack issue.")
 class SybilParams(AttackerParams):
     pass
 
 
-@ATTACKER_KINDS.register("spy", description="A supernode connecting to everyone to guess tx origins (first-spy).")
+@ATTACKER_KINDS.register("spy", runnable=False,
+                         description="A supernode connecting to everyone to guess tx origins (first-spy). "
+                                     "Not implemented yet (arrives with the attacks issue).")
 class SpyParams(AttackerParams):
     pass
 
 
-@ATTACKER_KINDS.register("malicious_seeder", description="A rogue DNS seeder answering with attacker addresses.")
+@ATTACKER_KINDS.register("malicious_seeder", runnable=False,
+                         description="A rogue DNS seeder answering with attacker addresses. Not implemented as an "
+                                     "attacker yet; the timeline's `seeder_mode: rogue` takes over the seeder's "
+                                     "address today.")
 class MaliciousSeederParams(AttackerParams):
     pass
+
+
+def runnable(kind: str) -> bool:
+    """Can attackers of this kind run today (as passive nodes)?"""
+    return bool(ATTACKER_KINDS.get(kind).meta.get("runnable", False))
+
+
+def runnable_kinds() -> list[str]:
+    return [entry.name for entry in ATTACKER_KINDS if entry.meta.get("runnable", False)]
+
+
+def refuse_unrunnable(attackers: Sequence[Any], file: str | None = None) -> None:
+    """ScenarioError (exit 2) naming the first attacker whose kind has no implementation yet.
+
+    `attackers`: the scenario's attacker entries (anything with `.kind`), in file order.
+    """
+    for index, attacker in enumerate(attackers):
+        if not runnable(attacker.kind):
+            kinds = " and ".join(runnable_kinds())
+            raise ScenarioError(f"kind {attacker.kind} is not implemented yet — arrives with {ATTACKS_ISSUE}; "
+                                f"{kinds} attackers run today as passive nodes", file=file, path=("attackers", index))

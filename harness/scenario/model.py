@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from harness.actions import ACTIONS, default_target, roles_of, takes_duration
+from harness.actions import ACTIONS, ROGUE_SEEDER, default_target, roles_of, takes_duration
 from harness.errors import format_path
 from harness.scenario.attackers import ATTACKER_KINDS
 from harness.scenario.checks import Check, parse_check
@@ -301,6 +301,7 @@ class Scenario(Strict):
             raise problem(f"bitcoind nodes speak regtest (magic {REGTEST_MAGIC}); "
                           f"drop network.magic or set network.bitcoind to 0", "network", "magic")
         self._check_times()
+        self._check_rogue_seeder()
         members = self.members()
         for path, selector in iter_selectors(self):
             try:
@@ -347,6 +348,13 @@ class Scenario(Strict):
             raise problem(f"{work.tx_rate:g}/s for {format_duration(stop - work.start)} is "
                           f"{work.tx_rate * (stop - work.start):.0f} transactions; at most {MAX_WORKLOAD_EVENTS}",
                           "workload", "tx_rate")
+
+    def _check_rogue_seeder(self) -> None:
+        for index, fault in enumerate(self.faults):
+            if fault.action == "seeder_mode" and fault.params.mode == ROGUE_SEEDER \
+                    and not self.attackers and not fault.params.params.get("addresses"):
+                raise problem("a rogue seeder serves the attackers' addresses, but the scenario has no attackers; "
+                              "add attackers or give params.addresses", "faults", index, "params", "mode")
 
     def _role_bound_selectors(self) -> Iterator[tuple[tuple, Selector, tuple[str, ...], str]]:
         for index, fault in enumerate(self.faults):

@@ -13,12 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import dns.asyncquery
-import dns.exception
-import dns.flags
-import dns.message
-import dns.rdatatype
-
 from .codec import NetAddr
 from .messages import NODE_NETWORK, NODE_WITNESS
 
@@ -33,6 +27,7 @@ SEED_AGE_MAX = 7 * 86400
 DNS_TIMEOUT = 5.0  # seconds per query; a slow (malicious) seeder must not stall the node forever
 SEED_SERVICES = NODE_NETWORK | NODE_WITNESS  # Core assumes the default services for seed results
 FLAGS_SUBDOMAIN = "x9"  # NODE_NETWORK|NODE_WITNESS, the subdomain Core asks for
+EMPTY_SEED_RETRIES = 10  # testbed: rounds of asking again while every seed answered nothing
 
 
 @dataclass(frozen=True)
@@ -55,6 +50,13 @@ class SeedServer:
 
 async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT) -> list[str]:
     """A records for `x9.<zone>` from the seed: UDP, then TCP when truncated or unanswered."""
+    # imported here: dnspython costs a node ~10 MB of RSS, and most nodes never ask a seed twice
+    import dns.asyncquery
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.rdatatype
+
     qname = f"{FLAGS_SUBDOMAIN}.{seed.zone}"
     query = dns.message.make_query(qname, dns.rdatatype.A)
     try:
@@ -105,15 +107,21 @@ async def run_bootstrap(node: Any, connman: Any, state: BootstrapState) -> None:
             if await _wait_for_peers(node, delay):
                 seeds = []
         per_round = len(seeds) if addrman.size() == 0 else SEEDS_PER_ROUND
-        for i, seed in enumerate(seeds):
-            if _full_outbound(node) >= ENOUGH_OUTBOUND:
+        for attempt in range(EMPTY_SEED_RETRIES + 1):
+            for i, seed in enumerate(seeds):
+                if _full_outbound(node) >= ENOUGH_OUTBOUND:
+                    break
+                if i and i % per_round == 0 and await _wait_for_peers(node, t.dns_seed_delay):
+                    break
+                state.queried.append(f"{seed.ip}:{seed.port}")
+                ips = await query_seed(seed)
+                addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
+                state.learned += addrman.add(addrs, source_ip=seed.ip)
+            # Core falls back to an ADDR_FETCH connection to a seed that gave nothing; our seeder
+            # speaks only DNS, so the node asks again after the seed delay (a freshly started
+            # testnet's seeder has not crawled anyone yet)
+            if state.learned or await _wait_for_peers(node, t.dns_seed_delay):
                 break
-            if i and i % per_round == 0 and await _wait_for_peers(node, t.dns_seed_delay):
-                break
-            state.queried.append(f"{seed.ip}:{seed.port}")
-            ips = await query_seed(seed)
-            addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
-            state.learned += addrman.add(addrs, source_ip=seed.ip)
     if cfg.fixed_seeds:
         await asyncio.sleep(t.fixed_seed_delay)
         if addrman.size() == 0:

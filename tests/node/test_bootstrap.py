@@ -91,3 +91,22 @@ def test_a_seednode_is_asked_for_addresses_once_and_dropped(lt, make_node):
     lt.wait(lambda: not node.peers, what="the addr-fetch connection to close")
     assert "addr-fetch done" in disconnect_reasons(lt, node)
     assert {a.ip for a in lt.eval(lambda: node.connman.addrman.get_addr(1000, 100))} <= {a.ip for a in known}
+
+
+def test_a_seed_that_answered_nothing_is_asked_again(lt, make_node):
+    ip = next_ip()
+    port = free_port(ip)
+    target = make_node(bind="127.190.1.1", port=0)
+    resolver = _Fixed([])  # a seeder that has not crawled anyone yet
+    server = DNSServer(resolver, port=port, address=ip)
+    server.start_thread()
+    try:
+        node = make_node(bind="127.191.1.1", port=target.port, timers={"dns_seed_delay": 0.2, "connect_loop": 0.02},
+                         peering={"seeders": [f"seed.testnet.@{ip}:{port}"]})
+        lt.wait(lambda: len(node.bootstrap.queried) >= 1, what="the first query")
+        assert lt.eval(lambda: node.bootstrap.learned) == 0
+        resolver.ips = [target.config.bind]  # the seeder has crawled by now
+        lt.wait(lambda: node.bootstrap.learned == 1, timeout=10, what="the seed to be asked again")
+        lt.wait(lambda: any(p.ip == target.config.bind for p in node.outbound_peers()), what="a connection")
+    finally:
+        server.stop()

@@ -191,9 +191,13 @@ def full_outbound(node: Node) -> int:
     return sum(1 for p in node.outbound_peers("outbound-full-relay") if p.verack_received)
 
 
-def wait_full(lt: LoopThread, node: Node, slots: int = 8) -> list[tuple[str, str, str | None]]:
+def wait_full(lt: LoopThread, node: FreshNode, slots: int = 8) -> list[tuple[str, str, str | None]]:
     """Wait until `node` has `slots` full-relay outbound peers; return its outbound log."""
-    lt.wait(lambda: full_outbound(node) >= slots, timeout=15, what=f"{node.name} to fill {slots} full-relay slots")
+    try:
+        lt.wait(lambda: full_outbound(node) >= slots, timeout=15, what=f"{node.name} to fill {slots} full-relay slots")
+    except AssertionError as e:
+        state = lt.eval(lambda: (list(node.outbound_log), list(node.disconnects), node.connman.status()))
+        raise AssertionError(f"{e}; outbound log, disconnects, connman: {state}") from None
     return lt.eval(lambda: list(node.outbound_log))
 
 

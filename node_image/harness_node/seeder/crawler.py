@@ -45,6 +45,7 @@ BOGUS_TIME_FLOOR = 100_000_000  # bitcoin.cpp: nTime <= 1e8 is bogus too
 BAD_HEADER_BAN = 100_000.0  # bitcoin.cpp: an invalid message header sets ban = 100000 s
 ATTEMPT_LOG_SIZE = 100_000
 READ_CHUNK = 65536
+RECANCEL_INTERVAL = 0.1  # stop(): how long to wait before cancelling a worker that ignored a cancel
 
 
 @dataclass
@@ -211,9 +212,17 @@ class Crawler:
                          for i in range(self.config.concurrency)]
 
     async def stop(self) -> None:
-        for t in self._workers:
-            t.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        # Before Python 3.12, asyncio.wait_for swallows a cancellation that arrives in the loop turn
+        # in which the awaited future completes (CPython gh-86296): a worker woken by _notify() just
+        # as stop() cancels it carries on crawling. So cancel again until every worker is gone.
+        pending = set(self._workers)
+        while pending:
+            for t in pending:
+                t.cancel()
+            done, pending = await asyncio.wait(pending, timeout=RECANCEL_INTERVAL)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    log.error("crawler worker failed", exc_info=t.exception())
         self._workers = []
 
     async def _worker(self) -> None:
