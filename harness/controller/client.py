@@ -69,7 +69,9 @@ class ControlClient:
         self._session = aiohttp.ClientSession(
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(limit=self.concurrency),
+            # No keep-alive: a kept connection to a node that was restarted still reaches the worker
+            # that hosted it before, which answers 404 "no node serves this address" for ever after.
+            connector=aiohttp.TCPConnector(limit=self.concurrency, force_close=True),
         )
         return self
 

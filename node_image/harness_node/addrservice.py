@@ -75,6 +75,8 @@ class AddrService:
             addrman.add(own, source_ip=peer.ip)  # a self-announcement gets no time penalty
         if others:
             addrman.add(others, source_ip=peer.ip, time_penalty=addrman.windows.time_penalty)
+        if own or others:
+            self.connman.wake()
         if verdict.forward:
             candidates = [pid for pid, s in self.states.items() if pid != peer.id and s.relay_enabled]
             for a in verdict.forward:

@@ -117,6 +117,7 @@ async def run_bootstrap(node: Any, connman: Any, state: BootstrapState) -> None:
                 ips = await query_seed(seed)
                 addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
                 state.learned += addrman.add(addrs, source_ip=seed.ip)
+                connman.wake()
             # Core falls back to an ADDR_FETCH connection to a seed that gave nothing; our seeder
             # speaks only DNS, so the node asks again after the seed delay (a freshly started
             # testnet's seeder has not crawled anyone yet)
@@ -129,6 +130,7 @@ async def run_bootstrap(node: Any, connman: Any, state: BootstrapState) -> None:
             addrman.add([NetAddr(ip, port, SEED_SERVICES, int(time.time())) for ip, port in fixed],
                         source_ip="0.0.0.0")
             state.fixed_seeds_used = True
+            connman.wake()
 
 
 def _endpoint(spec: str, default_port: int) -> tuple[str, int]:

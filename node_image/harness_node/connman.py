@@ -37,6 +37,7 @@ RECENT_TRY_UNTIL = 30
 SERVICES_UNTIL = 40  # net.cpp: skip peers without NETWORK|WITNESS (until try 40)
 DUMP_PEERS_INTERVAL = 900.0  # net.cpp DUMP_PEERS_INTERVAL 15 min (scaled; at least 1 s)
 AUTOMATIC_KINDS = ("outbound-full-relay", "block-relay", "feeler")
+IDLE_BACKOFF_MAX = 5  # idle rounds wait up to 2^5 = 32 loop periods (16 s at Core's 500 ms)
 ADDRMAN_FILE = "peers.json"
 ANCHORS_FILE = "anchors.json"
 BANLIST_FILE = "banlist.json"
@@ -72,6 +73,7 @@ class ConnMan:
         self.counters: dict[str, int] = {"feelers": 0, "sandbox_skipped": 0, "evictions": 0,
                                          "inbound_refused_full": 0, "dials": 0, "dial_failures": 0}
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self._dials: set[asyncio.Task[Any]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -123,15 +125,33 @@ class ConnMan:
     async def _loop(self) -> None:
         period = self.node.timers.connect_loop
         await asyncio.sleep(self.node.rng.uniform(0, period))
+        idle_rounds = 0
         while True:
             try:
-                self.step()
+                dialled = self.step()
             except Exception:  # a bug in one round must not stop the node from connecting
                 log.exception("%s: connection manager round failed", self.node.name)
-            await asyncio.sleep(period)
+                dialled = False
+            # Core polls every 500 ms; a thousand nodes in one process cannot afford that while
+            # nothing changes, so idle rounds back off (x2 up to 32x) until a peer leaves or new
+            # addresses arrive (wake())
+            idle_rounds = 0 if dialled else min(idle_rounds + 1, IDLE_BACKOFF_MAX)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), period * (1 << idle_rounds if idle_rounds else 1))
+            except asyncio.TimeoutError:
+                pass
+
+    def wake(self) -> None:
+        """Something changed (a peer left, addresses arrived): look for a dial now."""
+        self._wake.set()
 
     def _count(self, kind: str) -> int:
-        return len(self.node.outbound_peers(kind)) + sum(1 for k in self.pending.values() if k == kind)
+        """Peers of `kind` plus dials of `kind` still in flight (a dial whose link is already up
+        counts once)."""
+        peers = self.node.outbound_peers(kind)
+        up = {(p.ip, p.port) for p in peers}
+        return len(peers) + sum(1 for ep, k in self.pending.items() if k == kind and ep not in up)
 
     def next_kind(self, now: float) -> str | None:
         """Which slot to fill now, in Core's priority order (anchors are block-relay)."""
@@ -146,8 +166,8 @@ class ConnMan:
             return "feeler"
         return None
 
-    def step(self) -> None:
-        """One round of ThreadOpenConnections: at most one new dial."""
+    def step(self) -> bool:
+        """One round of ThreadOpenConnections: at most one new dial; True if it dialled."""
         now = time.time()
         if self.cm.test_before_evict:
             self.addrman.resolve_collisions()
@@ -155,18 +175,19 @@ class ConnMan:
             self.next_dump = now + self.dump_interval
             self.save()
         if not self.node.running:
-            return
+            return False
         kind = self.next_kind(now)
         if kind is None:
-            return
+            return False
         if kind == "anchor":
             ip, port = self.anchors.pop(0)
             if self._dialable(ip, port):
                 self._dial(ip, port, "block-relay")
-            return
+            return True
         target = self.select_target(kind, now)
         if target is not None:
             self._dial(target[0], target[1], kind)
+        return target is not None
 
     def outbound_groups(self) -> set[bytes]:
         """Netgroups of manual, full-relay and block-relay outbound peers (feelers don't count)."""
@@ -224,6 +245,7 @@ class ConnMan:
             self.counters["dial_failures"] += 1
         finally:
             self.pending.pop((ip, port), None)
+            self.wake()  # a failed dial frees its slot
 
     # --- hooks from the node ---------------------------------------------------------------------
 

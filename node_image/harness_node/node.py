@@ -174,6 +174,8 @@ class Node:
         self.misbehaviour.forget(peer.id)
         self.relay.peer_closed(peer)
         self.addrs.peer_gone(peer)
+        if not peer.inbound:
+            self.connman.wake()  # an outbound slot is free
         reason = peer.disconnect_reason or (f"connection lost: {exc}" if exc else "closed by peer")
         self.disconnects.append({"address": peer.address, "kind": peer.kind, "reason": reason,
                                  "handshake_done": peer.verack_received, "time": time.time()})

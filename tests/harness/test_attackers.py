@@ -213,6 +213,25 @@ def test_sybils_accept_honest_peers_and_never_dial(six_and_six: RunDir) -> None:
     assert len(final) == 6 and any(p["direction"] == "inbound" for s in final.values() for p in s["peers"])
 
 
+def test_the_collector_keeps_sampling_a_victim_across_its_restart(six_and_six: RunDir) -> None:
+    """One client for the whole run, as the controller has: a restarted victim must stay visible
+    (a kept-alive connection would still reach the worker that hosted it before)."""
+    be = make_backend("local", six_and_six)
+    view = plan_view.PlanView.from_dict(six_and_six.read_json(six_and_six.plan_file))
+
+    async def sample_restart_sample() -> tuple[list[int], list[str]]:
+        async with ControlClient(six_and_six.load_state().control_token) as client:
+            collector = Collector(view, client, be.node_endpoints(), time.time())
+            await collector.poll()
+            await asyncio.to_thread(be.restart_node, "node-0", False)
+            await collector.poll()
+            obs = await collector.observe([], poll=False)
+        return [len(v.samples) for v in obs.victims if v.victim == "node-0"], obs.unreachable
+
+    samples, unreachable = asyncio.run(sample_restart_sample())
+    assert samples == [2] and unreachable == []
+
+
 def seed_answer() -> list[str]:
     """The A records a node bootstrapping now would get: x9.<zone> at the planned seeder address."""
     query = dns.message.make_query("x9.seed.testnet.", dns.rdatatype.A)

@@ -10,6 +10,7 @@ netgroup rules act as on a real network: honest nodes on 127.100-129.X.1, fresh 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -27,14 +28,14 @@ from harness_node.config import NodeConfig
 from harness_node.node import Node
 from harness_node.peer import Peer
 from harness_node.seeder.config import SeederConfig
-from harness_node.seeder.service import SeederThread
+from harness_node.seeder.service import Seeder, SeederThread
 
 from conftest import LoopThread, next_ip, wait_until
 
 pytestmark = pytest.mark.slow
 
 N_NODES = 30
-N_ATTACKERS = 8  # one /16 each, so a poisoned node can fill all 8 full-relay slots with them
+N_ATTACKERS = 8  # one /16 each, so a poisoned node can fill its 8 full-relay slots with them
 PORT = 28555  # not test_network50's 28444: the two may run side by side
 TIME_SCALE = 0.05  # nodes: 500 ms connect loop -> 25 ms, 30 s addr flush -> 1.5 s
 # Core caches its getaddr reply for 21-27 h; a long-running network has refreshed it many times
@@ -44,12 +45,13 @@ GETADDR_CACHE_SECONDS = 1.0
 # thin is asked again at its next probe. Membership of the good set does not depend on the scale:
 # a node that turned good stays good until a probe fails (db.cpp Good_/Bad_).
 SEEDER_TIME_SCALE = 2e-5
-PROBE_TIMEOUT = 1.5  # handshake + getaddr wait per probe (sipa: 30 s connect timeout)
+PROBE_TIMEOUT = 2.5  # handshake + getaddr wait per probe (sipa: 30 s); generous for a loaded CI box
 CRAWL_RETRY = 3.0  # test 1: a second getaddr round for nodes the first round missed
 DROP_RETRY = 1.0  # test 2: every node re-probed about once a second
-NO_RETRY = 600.0  # tests 3-5: one probe per node is enough, the test ends long before a retry
+ANSWER_RETRY = 2.0  # tests 3-5: a probe that failed on a loaded machine is soon tried again
 SETTLED_ADDRMAN = 10  # a getaddr reply is 23 % of the table: >= 2 addresses per reply
 SEED_ZONE = "seed.testnet."
+AUTOMATIC_KINDS = ("outbound-full-relay", "block-relay")
 _X = 20 + os.getpid() % 200
 _fresh_octets = itertools.count(140)
 
@@ -176,8 +178,8 @@ def probe_counts(seeder: SeederThread) -> dict[str, int]:
 
 
 def seeded_with_all_honest(run_seeder: Callable[..., SeederThread], **settings: Any) -> SeederThread:
-    seeder = run_seeder(seeds=[f"{ip}:{PORT}" for ip in sorted(HONEST)], retry_interval=NO_RETRY, **settings)
-    wait_until(lambda: good_ips(seeder) == HONEST, timeout=15, what="the seeder to find all 30 honest nodes good")
+    seeder = run_seeder(seeds=[f"{ip}:{PORT}" for ip in sorted(HONEST)], retry_interval=ANSWER_RETRY, **settings)
+    wait_until(lambda: good_ips(seeder) == HONEST, timeout=20, what="the seeder to find all 30 honest nodes good")
     return seeder
 
 
@@ -187,14 +189,15 @@ def dns_answer(seeder: SeederThread) -> list[str]:
     return [r.address for rrset in reply.answer for r in rrset]
 
 
-def full_outbound(node: Node) -> int:
-    return sum(1 for p in node.outbound_peers("outbound-full-relay") if p.verack_received)
+def automatic_outbound(node: Node) -> int:
+    """Handshaken full-relay and block-relay outbound peers (not feelers, which leave at once)."""
+    return sum(1 for p in node.outbound_peers() if p.kind in AUTOMATIC_KINDS and p.verack_received)
 
 
-def wait_full(lt: LoopThread, node: FreshNode, slots: int = 8) -> list[tuple[str, str, str | None]]:
-    """Wait until `node` has `slots` full-relay outbound peers; return its outbound log."""
+def wait_outbound(lt: LoopThread, node: FreshNode, n: int = 8) -> list[tuple[str, str, str | None]]:
+    """Wait until `node` has `n` automatic outbound peers; return its outbound log."""
     try:
-        lt.wait(lambda: full_outbound(node) >= slots, timeout=15, what=f"{node.name} to fill {slots} full-relay slots")
+        lt.wait(lambda: automatic_outbound(node) >= n, timeout=15, what=f"{node.name} to open {n} outbound links")
     except AssertionError as e:
         state = lt.eval(lambda: (list(node.outbound_log), list(node.disconnects), node.connman.status()))
         raise AssertionError(f"{e}; outbound log, disconnects, connman: {state}") from None
@@ -283,19 +286,20 @@ def test_a_stopped_node_leaves_the_good_set_within_one_retry_and_the_others_stay
 # --- 3. bootstrapping from the seeder ----------------------------------------------------------
 
 
-def test_nodes_that_know_only_the_seeder_take_their_first_peers_from_its_answer(lt, honest, run_seeder, fresh):
-    seeder = seeded_with_all_honest(run_seeder)
+def test_nodes_that_know_only_the_seeder_take_their_first_peers_from_its_answer(
+        lt, honest, attackers, run_seeder, fresh):
+    seeder = seeded_with_all_honest(run_seeder, mode="honest")  # attackers listen, nobody names them
     seeder_ip = seeder.seeder.config.dns_host
     newcomers = [fresh(seeder) for _ in range(4)]
     for node in newcomers:
-        log = wait_full(lt, node)
+        log = wait_outbound(lt, node)
         assert lt.eval(lambda: node.bootstrap.queried) == [f"{seeder_ip}:{seeder.seeder.dns.port}"]
         assert lt.eval(lambda: node.bootstrap.learned) > 0
         kind, first_ip, source = log[0]
         assert kind == "outbound-full-relay"
         assert first_ip in HONEST and source == seeder_ip, log  # nothing else was known to dial
         network = HONEST | {n.config.bind for n in newcomers}  # newcomers may learn of each other
-        assert all(ip in network for _, ip, _ in log), log
+        assert all(ip in network for _, ip, _ in log), log  # honest peers only
         # most of the early peers are straight from the answer; the rest came in by gossip from them
         assert sum(src == seeder_ip for _, _, src in log[:8]) >= 4, log
 
@@ -306,20 +310,14 @@ def test_nodes_that_know_only_the_seeder_take_their_first_peers_from_its_answer(
 def test_a_poisoned_seeder_gives_a_fresh_node_only_attacker_peers(lt, honest, attackers, run_seeder, fresh):
     seeder = seeded_with_all_honest(run_seeder, mode="poison", mode_params={"addresses": ATTACKERS})
     victim = fresh(seeder)
-    log = wait_full(lt, victim)
+    answer = seed_answer_in_addrman(lt, victim, seeder)
+    # all eight came in the answer; one may lose its new-table slot to another (p ~ 1 %)
+    assert answer <= set(ATTACKERS) and len(answer) >= N_ATTACKERS - 1, answer
+    log = wait_outbound(lt, victim, len(answer))  # one per netgroup: a link to each attacker it knows
     assert [ip for _, ip, _ in log if ip not in ATTACKERS] == [], log
-    assert len({ip for _, ip, _ in log}) == N_ATTACKERS  # one per netgroup: every attacker, no one else
-    assert seed_answer_in_addrman(lt, victim, seeder) == set(ATTACKERS)
+    assert {ip for _, ip, _ in log} == answer
+    assert lt.eval(lambda: victim.connman.addrman.size()) == len(answer)  # not one honest address reached it
     assert lt.eval(lambda: {p.ip for p in victim.peers.values()}) <= set(ATTACKERS)
-
-
-def test_an_honest_seeder_gives_a_fresh_node_only_honest_peers(lt, honest, attackers, run_seeder, fresh):
-    seeder = seeded_with_all_honest(run_seeder, mode="honest")
-    node = fresh(seeder)
-    log = wait_full(lt, node)
-    assert not any(ip in ATTACKERS for _, ip, _ in log), log
-    answer = seed_answer_in_addrman(lt, node, seeder)
-    assert answer and answer <= HONEST
 
 
 def test_a_mixed_seeder_gives_fresh_nodes_attacker_and_honest_peers(lt, honest, attackers, run_seeder, fresh):
@@ -330,7 +328,7 @@ def test_a_mixed_seeder_gives_fresh_nodes_attacker_and_honest_peers(lt, honest, 
         answer = seed_answer_in_addrman(lt, node, seeder)
         share = len(answer & set(ATTACKERS)) / len(answer)
         assert 0.4 <= share <= 0.6, answer  # half of every answer is the attackers'
-        log = wait_full(lt, node)
+        log = wait_outbound(lt, node)
         n_att = sum(ip in ATTACKERS for _, ip, _ in log)
         assert n_att < len(log), log  # never eclipsed: some honest peer among the first
         seen_attackers += n_att
@@ -345,14 +343,57 @@ def test_switching_the_mode_over_the_control_api_changes_what_the_next_fresh_nod
         lt, honest, attackers, run_seeder, fresh):
     seeder = seeded_with_all_honest(run_seeder, mode="honest")
     before = fresh(seeder)
-    assert not any(ip in ATTACKERS for _, ip, _ in wait_full(lt, before))
+    assert not any(ip in ATTACKERS for _, ip, _ in wait_outbound(lt, before))
 
     assert post_mode(seeder, {"mode": "poison", "addresses": ATTACKERS}) == \
         {"mode": "poison", "params": {"addresses": ATTACKERS}}
     assert get_status(seeder)["mode"] == "poison"
     poisoned = fresh(seeder)
-    assert all(ip in ATTACKERS for _, ip, _ in wait_full(lt, poisoned))
+    answer = seed_answer_in_addrman(lt, poisoned, seeder)
+    assert answer <= set(ATTACKERS)
+    assert all(ip in ATTACKERS for _, ip, _ in wait_outbound(lt, poisoned, len(answer)))
 
     assert post_mode(seeder, {"mode": "honest"})["mode"] == "honest"
     after = fresh(seeder)
-    assert not any(ip in ATTACKERS for _, ip, _ in wait_full(lt, after))
+    assert not any(ip in ATTACKERS for _, ip, _ in wait_outbound(lt, after))
+
+
+# --- bugs these tests turned up (the lead may move them next to their modules' tests) ----------
+
+
+def test_crawler_stop_ends_workers_woken_in_the_same_loop_turn():
+    """Seeder.stop() hung for 10 s after test 2 about one run in three: crawler workers idle in
+    wait_for(event.wait(), t) that a finished probe's _notify() woke in the turn stop() cancelled
+    them swallowed the cancel (Python < 3.12) and kept crawling. Fixed in Crawler.stop()."""
+
+    async def scenario() -> None:
+        seeder = Seeder(SeederConfig(dns_host="127.0.0.1", dns_port=0, control_port=0, retry_interval=60.0))
+        seeder.db.add("127.9.9.9", PORT, services=9, seen=1.0)
+        rec = seeder.db.next_to_try()
+        seeder.db.record_success(rec.endpoint, 70016, "/x/", 0, 9)  # tracked, next due in 60 s
+        await seeder.crawler.start()
+        await asyncio.sleep(0.05)  # every worker idles with a 60 s timeout
+        seeder.crawler._notify()  # woken, as by a finished probe ...
+        await asyncio.wait_for(seeder.crawler.stop(), 2.0)  # ... and cancelled in the same turn
+
+    asyncio.run(scenario())
+
+
+def test_a_dial_whose_connection_is_up_counts_once_toward_its_slot(lt, make_node):
+    """Seen in the poison test: a node with exactly 8 reachable netgroups sometimes ends with 7
+    full-relay peers and 1 block-relay, as next_kind() saw 8 full-relay links while one was both
+    a peer and still in `pending`."""
+    target = make_node()
+    node = make_node(peering={"outbound_full_relay": 2})
+    lt.run(node.open_connection(target.config.bind, target.port, "outbound-full-relay"))
+    lt.wait(lambda: len(node.outbound_peers("outbound-full-relay")) == 1, what="the link to be up")
+    endpoint = (target.config.bind, target.port)
+
+    def kind_while_the_dial_task_has_not_resumed() -> str | None:
+        node.connman.pending[endpoint] = "outbound-full-relay"  # the state before its finally: runs
+        try:
+            return node.connman.next_kind(time.time())
+        finally:
+            del node.connman.pending[endpoint]
+
+    assert lt.eval(kind_while_the_dial_task_has_not_resumed) == "outbound-full-relay"
