@@ -4,8 +4,8 @@
     python bench/bench_deploy.py --nodes 50 200  # a subset
 
 One line of JSON per size: nodes, workers (+ seeder), deploy_to_ready_s (every node answers its
-control API), deploy_to_8_outbound_s (every honest node has bootstrapped from the DNS seeder and
-holds >= 8 outbound peers), rss_mib (sum over every process), rss_per_node_kib, down_s, clean.
+control API), deploy_to_95pct_with_8_outbound_s (95 % of honest nodes have bootstrapped from the
+DNS seeder and hold >= 8 outbound peers), rss_mib (sum over every process), rss_per_node_kib, down_s, clean.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ network:
   time_scale: 0.05
 """
 CONNECTED_OUTBOUND = 8  # full-relay slots (block-relay ones come on top)
+CONNECTED_SHARE = 0.95
 
 
 def rss_kib(pids: list[int]) -> int:
@@ -59,8 +60,11 @@ def bench(nodes: int, root: Path) -> dict[str, object]:
         deadline = started + 300
         while time.monotonic() < deadline:  # sampling until bootstrap (DNS seeder, gossip) is done
             nodes_status = runner.status(run.path)["nodes"]
-            if all((s.get("outbound") or 0) >= CONNECTED_OUTBOUND for n, s in nodes_status.items()
-                   if plan.node(n).role == "honest"):
+            honest = [s for n, s in nodes_status.items() if plan.node(n).role == "honest"]
+            full = sum(1 for s in honest if (s.get("outbound") or 0) >= CONNECTED_OUTBOUND)
+            # not all: in a small testnet a few nodes become hubs, inbound-connected to most others,
+            # and Core never dials an address it already has a link with
+            if full >= CONNECTED_SHARE * len(honest):
                 connected = time.monotonic() - started
                 break
             time.sleep(1.0)
@@ -69,7 +73,7 @@ def bench(nodes: int, root: Path) -> dict[str, object]:
     finally:
         summary = backend.down()
     return {"nodes": nodes, "workers": len(state.processes), "deploy_to_ready_s": round(ready, 2),
-            "deploy_to_8_outbound_s": round(connected, 1) if connected else None,
+            "deploy_to_95pct_with_8_outbound_s": round(connected, 1) if connected else None,
             "rss_mib": round(rss / 1024, 1), "rss_per_node_kib": round(rss / nodes), "down_s": round(summary.seconds, 2),
             "clean": summary.clean}
 

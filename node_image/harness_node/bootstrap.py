@@ -121,7 +121,9 @@ async def run_bootstrap(node: Any, connman: Any, state: BootstrapState) -> None:
             # Core falls back to an ADDR_FETCH connection to a seed that gave nothing; our seeder
             # speaks only DNS, so the node asks again after the seed delay (a freshly started
             # testnet's seeder has not crawled anyone yet)
-            if state.learned or await _wait_for_peers(node, t.dns_seed_delay):
+            # (doubling the wait each round, with jitter: a thousand nodes must not hammer one seeder)
+            wait = t.dns_seed_delay * (2 ** attempt) * node.rng.uniform(1.0, 1.5)
+            if state.learned or await _wait_for_peers(node, wait):
                 break
     if cfg.fixed_seeds:
         await asyncio.sleep(t.fixed_seed_delay)
