@@ -27,7 +27,9 @@ SeederMode = Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", 
 ROGUE_SEEDER = "rogue"
 SeederActionMode = Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow", "rogue"]
 NODE_ROLES = ("honest", "bitcoind")
-ANY_ROLE = ("honest", "attacker", "seeder", "bitcoind")
+# Lifecycle actions act on node processes; the seeder is switched with seeder_mode (a rogue one
+# replaces it) rather than stopped or paused.
+LIFECYCLE_ROLES = ("honest", "attacker", "bitcoind")
 
 
 class ActionParams(BaseModel):
@@ -35,7 +37,7 @@ class ActionParams(BaseModel):
 
 
 def roles_of(action: str) -> tuple[str, ...]:
-    return ACTIONS.get(action).meta.get("roles", ANY_ROLE)
+    return ACTIONS.get(action).meta.get("roles", LIFECYCLE_ROLES)
 
 
 def takes_duration(action: str) -> bool:
@@ -46,20 +48,21 @@ def default_target(action: str) -> Selector | None:
     return ACTIONS.get(action).meta.get("default_target")
 
 
-@ACTIONS.register("stop_node", roles=ANY_ROLE, takes_duration=True,
-                  description="Stop the node's process (SIGTERM); with a duration, start it again after it.")
+@ACTIONS.register("stop_node", roles=LIFECYCLE_ROLES, takes_duration=True,
+                  description="Stop the node (it saves its tables and frees its ports); with a duration, "
+                              "start it again after it.")
 class StopNode(ActionParams):
     pass
 
 
-@ACTIONS.register("pause_node", roles=ANY_ROLE, takes_duration=True,
-                  description="Freeze the node (SIGSTOP): sockets stay open, nothing is answered; "
-                              "resumed (SIGCONT) after the duration, or at the end of the run.")
+@ACTIONS.register("pause_node", roles=LIFECYCLE_ROLES, takes_duration=True,
+                  description="Freeze the node as a stopped process would be: sockets stay open, nothing is "
+                              "read or sent; resumed after the duration, or at the end of the run.")
 class PauseNode(ActionParams):
     pass
 
 
-@ACTIONS.register("restart_node", roles=ANY_ROLE,
+@ACTIONS.register("restart_node", roles=LIFECYCLE_ROLES,
                   description="Stop the node and start it again at once, keeping or wiping its data directory "
                               "(peers.dat, banlist, anchors).")
 class RestartNode(ActionParams):
