@@ -91,48 +91,56 @@ class BootstrapState:
 
 
 async def run_bootstrap(node: Any, connman: Any, state: BootstrapState) -> None:
-    """Core's ThreadDNSAddressSeed plus -seednode and fixed seeds, against the scenario's seeds."""
-    cfg = connman.cfg
-    t = node.timers
-    addrman = connman.addrman
-    for spec in cfg.seednodes:  # -seednode: one-shot connections that only fetch addresses
+    """Core's ThreadDNSAddressSeed plus -seednode and fixed seeds, against the scenario's seeds.
+    The fixed-seed fallback runs beside the DNS rounds, as in Core (it does not wait for them)."""
+    for spec in connman.cfg.seednodes:  # -seednode: one-shot connections that only fetch addresses
         ip, port = _endpoint(spec, node.config.port)
         node.loop.create_task(_addr_fetch(node, ip, port))
-    seeds = [SeedServer.parse(s, cfg.seed_zone) for s in cfg.seeders]
+    await asyncio.gather(_dns_seeds(node, connman, state), _fixed_seeds(node, connman, state))
+
+
+async def _dns_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
+    t, addrman = node.timers, connman.addrman
+    seeds = [SeedServer.parse(s, connman.cfg.seed_zone) for s in connman.cfg.seeders]
     node.rng.shuffle(seeds)
-    if seeds:
-        if addrman.size() > 0:
-            # With known addresses, give them a chance first (11 s, or 5 min with >= 1000).
-            delay = t.dns_seed_delay_many if addrman.size() >= MANY_ADDRESSES else t.dns_seed_delay
-            if await _wait_for_peers(node, delay):
-                seeds = []
-        per_round = len(seeds) if addrman.size() == 0 else SEEDS_PER_ROUND
-        for attempt in range(EMPTY_SEED_RETRIES + 1):
-            for i, seed in enumerate(seeds):
-                if _full_outbound(node) >= ENOUGH_OUTBOUND:
-                    break
-                if i and i % per_round == 0 and await _wait_for_peers(node, t.dns_seed_delay):
-                    break
-                state.queried.append(f"{seed.ip}:{seed.port}")
-                ips = await query_seed(seed)
-                addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
-                state.learned += addrman.add(addrs, source_ip=seed.ip)
-                connman.wake()
-            # Core falls back to an ADDR_FETCH connection to a seed that gave nothing; our seeder
-            # speaks only DNS, so the node asks again after the seed delay (a freshly started
-            # testnet's seeder has not crawled anyone yet)
-            # (doubling the wait each round, with jitter: a thousand nodes must not hammer one seeder)
-            wait = t.dns_seed_delay * (2 ** attempt) * node.rng.uniform(1.0, 1.5)
-            if state.learned or await _wait_for_peers(node, wait):
-                break
-    if cfg.fixed_seeds:
-        await asyncio.sleep(t.fixed_seed_delay)
-        if addrman.size() == 0:
-            fixed = [_endpoint(s, node.config.port) for s in cfg.fixed_seeds]
-            addrman.add([NetAddr(ip, port, SEED_SERVICES, int(time.time())) for ip, port in fixed],
-                        source_ip="0.0.0.0")
-            state.fixed_seeds_used = True
+    if not seeds:
+        return
+    if addrman.size() > 0:
+        # With known addresses, give them a chance first (11 s, or 5 min with >= 1000).
+        delay = t.dns_seed_delay_many if addrman.size() >= MANY_ADDRESSES else t.dns_seed_delay
+        if await _wait_for_peers(node, delay):
+            return
+    per_round = len(seeds) if addrman.size() == 0 else SEEDS_PER_ROUND
+    for attempt in range(EMPTY_SEED_RETRIES + 1):
+        for i, seed in enumerate(seeds):
+            if _full_outbound(node) >= ENOUGH_OUTBOUND:
+                return
+            if i and i % per_round == 0 and await _wait_for_peers(node, t.dns_seed_delay):
+                return
+            state.queried.append(f"{seed.ip}:{seed.port}")
+            ips = await query_seed(seed)
+            addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
+            state.learned += addrman.add(addrs, source_ip=seed.ip)
             connman.wake()
+        # Core falls back to an ADDR_FETCH connection to a seed that gave nothing; our seeder
+        # speaks only DNS, so the node asks again (a freshly started testnet's seeder has not
+        # crawled anyone yet), doubling the wait with jitter so a thousand nodes do not hammer it
+        wait = t.dns_seed_delay * (2 ** attempt) * node.rng.uniform(1.0, 1.5)
+        if state.learned or await _wait_for_peers(node, wait):
+            return
+
+
+async def _fixed_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
+    """Hard-coded seeds after 60 s when addrman is still empty (net.cpp)."""
+    if not connman.cfg.fixed_seeds:
+        return
+    await asyncio.sleep(node.timers.fixed_seed_delay)
+    if connman.addrman.size() == 0:
+        fixed = [_endpoint(s, node.config.port) for s in connman.cfg.fixed_seeds]
+        connman.addrman.add([NetAddr(ip, port, SEED_SERVICES, int(time.time())) for ip, port in fixed],
+                            source_ip="0.0.0.0")
+        state.fixed_seeds_used = True
+        connman.wake()
 
 
 def _endpoint(spec: str, default_port: int) -> tuple[str, int]:
