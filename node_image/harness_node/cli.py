@@ -17,7 +17,7 @@ from .config import NodeConfig, load_file, load_host_configs
 SUBCOMMANDS: dict[str, str] = {
     "run": "harness_node.cli:register_run",
     "host": "harness_node.cli:register_host",
-    "seeder": "harness_node.seeder.service:register",
+    "seeder": "harness_node.seeder.cli:register",
 }
 
 # --flag -> NodeConfig field, for `run` overrides of the config file

@@ -144,7 +144,8 @@ class ConnMan:
 
     def wake(self) -> None:
         """Something changed (a peer left, addresses arrived): look for a dial now."""
-        self._wake.set()
+        if self.node.running:  # not while a stopped node's dial tasks unwind
+            self._wake.set()
 
     def _count(self, kind: str) -> int:
         """Peers of `kind` plus dials of `kind` still in flight (a dial whose link is already up

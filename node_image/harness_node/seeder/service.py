@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..sandbox import Sandbox
+from .cli import build_parser
 from .config import SeederConfig, SeederConfigError
 from .control import ControlServer
 from .crawler import Crawler
@@ -165,20 +166,6 @@ async def run_seeder(config: SeederConfig) -> None:
         await asyncio.Event().wait()
     finally:
         await seeder.stop()
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="harness-node seeder", description="Run the DNS seeder role.")
-    parser.add_argument("--config", required=True, help="seeder config file (YAML or JSON)")
-    parser.add_argument("--log-level", default="INFO", help="python logging level (default INFO)")
-    return parser
-
-
-def register(sub: Any) -> None:
-    """Add `seeder` to harness-node's subcommands (harness_node/cli.py SUBCOMMANDS protocol)."""
-    p = sub.add_parser("seeder", help="run the private DNS seeder (crawler + DNS server + control API)")
-    build_parser(p)
-    p.set_defaults(func=run_from_args)
 
 
 def main_from_args(argv: Sequence[str]) -> int:
