@@ -111,28 +111,27 @@ async def _resume_node(ctx: TimelineContext, target: str | None, params: dict[st
     return {}
 
 
+async def _inject(ctx: TimelineContext, target: str | None, count: int, kind: str,
+                  make: Callable[[Any], Awaitable[str]]) -> list[str]:
+    """`count` synthetic items at `target`, each recorded with its send time for the figures."""
+    ep = ctx.endpoint(target)
+    ids = []
+    for _ in range(count):
+        sent = time.time()
+        item = await make(ep)
+        ctx.record_item(kind, item, target, sent)
+        ids.append(item)
+    return ids
+
+
 @handler("inject_tx")
 async def _inject_tx(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    ep = ctx.endpoint(target)
-    txids = []
-    for _ in range(int(params.get("count", 1))):
-        sent = time.time()
-        txid = await ctx.client.inject_tx(ep)
-        ctx.record_item("tx", txid, target, sent)
-        txids.append(txid)
-    return {"txids": txids}
+    return {"txids": await _inject(ctx, target, int(params.get("count", 1)), "tx", ctx.client.inject_tx)}
 
 
 @handler("inject_block")
 async def _inject_block(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    ep = ctx.endpoint(target)
-    hashes = []
-    for _ in range(int(params.get("count", 1))):
-        sent = time.time()
-        block = await ctx.client.mine_block(ep)
-        ctx.record_item("block", block, target, sent)
-        hashes.append(block)
-    return {"hashes": hashes}
+    return {"hashes": await _inject(ctx, target, int(params.get("count", 1)), "block", ctx.client.mine_block)}
 
 
 def _seeder(ctx: TimelineContext) -> Endpoint:

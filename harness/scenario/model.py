@@ -36,6 +36,18 @@ def problem(text: str, *path: str | int) -> PydanticCustomError:
     return PydanticCustomError("harness", "{problem}", {"problem": text, "path": path})
 
 
+def registered(registry: Any, name: str) -> str:
+    """`name` if the registry (actions, checks, attacker kinds) knows it, else a did-you-mean error."""
+    if name not in registry:
+        raise problem(registry.unknown(name))
+    return name
+
+
+def registered_params(registry: Any, name: str | None, value: Any) -> Any:
+    """`value` validated by the params model of the registered `name` (left alone if `name` failed)."""
+    return value if name is None else registry.get(name).params.model_validate(value)
+
+
 _SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -217,16 +229,12 @@ class Attacker(Strict):
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
-        if value not in ATTACKER_KINDS:
-            raise problem(ATTACKER_KINDS.unknown(value))
-        return value
+        return registered(ATTACKER_KINDS, value)
 
     @field_validator("params")
     @classmethod
     def _params(cls, value: Any, info: ValidationInfo) -> Any:
-        if "kind" not in info.data:
-            return value
-        return ATTACKER_KINDS.get(info.data["kind"]).params.model_validate(value)
+        return registered_params(ATTACKER_KINDS, info.data.get("kind"), value)
 
     @property
     def label(self) -> str:
@@ -253,16 +261,12 @@ class Fault(Strict):
     @field_validator("action")
     @classmethod
     def _action(cls, value: str) -> str:
-        if value not in ACTIONS:
-            raise problem(ACTIONS.unknown(value))
-        return value
+        return registered(ACTIONS, value)
 
     @field_validator("params")
     @classmethod
     def _params(cls, value: Any, info: ValidationInfo) -> Any:
-        if "action" not in info.data:
-            return value
-        return ACTIONS.get(info.data["action"]).params.model_validate(value)
+        return registered_params(ACTIONS, info.data.get("action"), value)
 
     @model_validator(mode="after")
     def _shape(self) -> Fault:

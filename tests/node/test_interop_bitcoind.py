@@ -22,7 +22,7 @@ from harness_node.node import Node
 from harness_node.peer import Peer
 from harness_node.peerconfig import PeerConfig
 from tests.bitcoind import BitcoindProcess
-from tests.node.conftest import LoopThread
+from tests.node.conftest import LoopThread, wait_until
 
 pytestmark = [pytest.mark.bitcoind, pytest.mark.timeout(120)]
 
@@ -60,14 +60,7 @@ def chain_tip(lt: LoopThread, node: Node) -> tuple[int, str]:
 
 
 def wait_for(predicate: Any, what: str, timeout: float = STEP_TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+    return wait_until(predicate, timeout, what)
 
 
 def pings_answered(entry: dict[str, Any]) -> int:
