@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json as jsonlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -152,13 +152,18 @@ def _outcome(run_dir: Path, out: Path, exit_code: int) -> dict[str, Any]:
     }
 
 
-def _show_outcome(outcome: dict[str, Any], json: bool) -> None:
+def _show(info: dict[str, Any], json: bool, pretty: Callable[[], None], line: Callable[[dict[str, Any]], str]) -> None:
+    """One result three ways: JSON on request, a rich view on a terminal, else one plain line."""
     if json:
-        render.echo_json(outcome)
+        render.echo_json(info)
     elif render.is_terminal():
-        render.print_outcome(outcome)
+        pretty()
     else:
-        typer.echo(render.outcome_line(outcome))
+        typer.echo(line(info))
+
+
+def _show_outcome(outcome: dict[str, Any], json: bool) -> None:
+    _show(outcome, json, lambda: render.print_outcome(outcome), render.outcome_line)
 
 
 @app.command()
@@ -208,13 +213,9 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend.local, seed: See
 
 
 def _show_deployed(info: dict[str, Any], a_node: str, flag: str, json: bool) -> None:
-    if json:
-        render.echo_json(info)
-    elif render.is_terminal():
-        render.print_deployed(info, [f"harness status{flag}", f"harness inject inject_tx {a_node}{flag}",
-                                     f"harness report{flag}", f"harness down{flag}"])
-    else:
-        typer.echo(render.deployed_line(info))
+    next_steps = [f"harness status{flag}", f"harness inject inject_tx {a_node}{flag}",
+                  f"harness report{flag}", f"harness down{flag}"]
+    _show(info, json, lambda: render.print_deployed(info, next_steps), render.deployed_line)
 
 
 def _follow(path: Path) -> None:
@@ -261,12 +262,7 @@ def status(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     """Show a deployed network: nodes up/down, peers in/out, height, mempool, bans, propagation so far."""
     with _boundary():
         info = _runner().status(_resolve_run_dir(run_dir))
-        if json:
-            render.echo_json(info)
-        elif render.is_terminal():
-            render.print_status(info)
-        else:
-            typer.echo(render.status_line(info))
+        _show(info, json, lambda: render.print_status(info), render.status_line)
 
 
 @app.command()
