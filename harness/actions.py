@@ -10,13 +10,15 @@ Adding an action is one local change: a params class with `@ACTIONS.register(...
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from harness.scenario.durations import Duration
 from harness.scenario.registry import Registry
 from harness.scenario.selectors import Selector
+from harness_node.seeder.modes import MAX_SLOW_DELAY
 
 ACTIONS: Registry = Registry("action")
 
@@ -32,8 +34,37 @@ NODE_ROLES = ("honest", "bitcoind")
 LIFECYCLE_ROLES = ("honest", "attacker", "bitcoind")
 
 
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class ActionParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _problem(text: str) -> PydanticCustomError:
+    return PydanticCustomError("harness", "{problem}", {"problem": text})
+
+
+class SeederParams(ActionParams):
+    """What a seeder mode serves: the scenario's `seeder.params` and a `seeder_mode` action's `params`.
+    Checked here, at validation, with the seeder process's own bounds, so a typo never reaches a run."""
+
+    attacker_fraction: Fraction = 0.5  # mixed: share of answers that are attacker addresses
+    delay: Duration = Field(default=5.0, le=MAX_SLOW_DELAY)  # slow: how long each answer is held back
+    addresses: list[str] | None = None  # poison/mixed/stale/rogue: what to serve (default: the attackers')
+
+    @field_validator("addresses")
+    @classmethod
+    def _ips(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or ():
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise _problem(f"not an IP address: {address!r} (the seeder serves A/AAAA records, "
+                               f"e.g. 127.3.0.1)") from None
+        if value is not None and not value:
+            raise _problem("an empty list: give at least one IP address, or leave it out to serve the attackers'")
+        return value
 
 
 def roles_of(action: str) -> tuple[str, ...]:
@@ -89,7 +120,7 @@ class InjectBlock(ActionParams):
                               "after the duration the honest seeder runs again.")
 class SeederModeChange(ActionParams):
     mode: SeederActionMode
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: SeederParams = Field(default_factory=SeederParams)
 
 
 @ACTIONS.register("disconnect_peer", roles=NODE_ROLES,
@@ -107,15 +138,13 @@ class DisconnectPeer(ActionParams):
         try:
             ipaddress.ip_address(host or value)
         except ValueError:
-            raise PydanticCustomError("harness", "{problem}", {
-                "problem": f"not an IP address or IP:port: {value!r} (e.g. 127.1.0.1 or 127.1.0.1:18444)"}) from None
+            raise _problem(f"not an IP address or IP:port: {value!r} (e.g. 127.1.0.1 or 127.1.0.1:18444)") from None
         if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise PydanticCustomError("harness", "{problem}", {"problem": f"bad port in {value!r}: 1..65535"})
+            raise _problem(f"bad port in {value!r}: 1..65535")
         return value
 
     @model_validator(mode="after")
     def _one_of(self) -> "DisconnectPeer":
         if (self.peer is None) == (self.address is None):
-            raise PydanticCustomError("harness", "{problem}", {
-                "problem": "give exactly one of: peer (a selector) or address (IP or IP:port)"})
+            raise _problem("give exactly one of: peer (a selector) or address (IP or IP:port)")
         return self

@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from harness.actions import ACTIONS, ROGUE_SEEDER, default_target, roles_of, takes_duration
+from harness.actions import ACTIONS, ROGUE_SEEDER, SeederParams, default_target, roles_of, takes_duration
 from harness.errors import format_path
 from harness.scenario.attackers import ATTACKER_KINDS
 from harness.scenario.checks import Check, parse_check
@@ -67,7 +67,6 @@ Slug = Annotated[str, AfterValidator(_slug)]
 Magic = Annotated[str, AfterValidator(_magic)]
 RelayPolicy = Literal["flood", "diffusion"]  # dandelion arrives with the Dandelion++ issue
 MisbehaviourPolicy = Literal["ban", "discourage", "disconnect"]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class Strict(BaseModel):
@@ -194,12 +193,6 @@ def group_counts(network: Network) -> dict[str | None, int]:
         for name, _ in by_remainder[: target - sum(counts[n] for n, _ in shares)]:
             counts[name] += 1
     return counts
-
-
-class SeederParams(Strict):
-    attacker_fraction: Fraction = 0.5  # mixed: share of answers that are attacker addresses
-    delay: Duration = 5.0  # slow: how long each answer is held back
-    addresses: list[str] | None = None  # poison/mixed: what to serve (default: the attackers' addresses)
 
 
 class Seeder(Strict):
@@ -356,7 +349,7 @@ class Scenario(Strict):
     def _check_rogue_seeder(self) -> None:
         for index, fault in enumerate(self.faults):
             if fault.action == "seeder_mode" and fault.params.mode == ROGUE_SEEDER \
-                    and not self.attackers and not fault.params.params.get("addresses"):
+                    and not self.attackers and not fault.params.params.addresses:
                 raise problem("a rogue seeder serves the attackers' addresses, but the scenario has no attackers; "
                               "add attackers or give params.addresses", "faults", index, "params", "mode")
 
