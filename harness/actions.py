@@ -13,9 +13,9 @@ import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from harness.scenario.durations import Duration
+from harness.scenario.problem import problem
 from harness.scenario.registry import Registry
 from harness.scenario.selectors import Selector
 from harness_node.seeder.modes import MAX_SLOW_DELAY
@@ -41,10 +41,6 @@ class ActionParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _problem(text: str) -> PydanticCustomError:
-    return PydanticCustomError("harness", "{problem}", {"problem": text})
-
-
 class SeederParams(ActionParams):
     """What a seeder mode serves: the scenario's `seeder.params` and a `seeder_mode` action's `params`.
     Checked here, at validation, with the seeder process's own bounds, so a typo never reaches a run."""
@@ -60,10 +56,10 @@ class SeederParams(ActionParams):
             try:
                 ipaddress.ip_address(address)
             except ValueError:
-                raise _problem(f"not an IP address: {address!r} (the seeder serves A/AAAA records, "
-                               f"e.g. 127.3.0.1)") from None
+                raise problem(f"not an IP address: {address!r} (the seeder serves A/AAAA records, "
+                              f"e.g. 127.3.0.1)") from None
         if value is not None and not value:
-            raise _problem("an empty list: give at least one IP address, or leave it out to serve the attackers'")
+            raise problem("an empty list: give at least one IP address, or leave it out to serve the attackers'")
         return value
 
 
@@ -138,13 +134,13 @@ class DisconnectPeer(ActionParams):
         try:
             ipaddress.ip_address(host or value)
         except ValueError:
-            raise _problem(f"not an IP address or IP:port: {value!r} (e.g. 127.1.0.1 or 127.1.0.1:18444)") from None
+            raise problem(f"not an IP address or IP:port: {value!r} (e.g. 127.1.0.1 or 127.1.0.1:18444)") from None
         if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise _problem(f"bad port in {value!r}: 1..65535")
+            raise problem(f"bad port in {value!r}: 1..65535")
         return value
 
     @model_validator(mode="after")
     def _one_of(self) -> "DisconnectPeer":
         if (self.peer is None) == (self.address is None):
-            raise _problem("give exactly one of: peer (a selector) or address (IP or IP:port)")
+            raise problem("give exactly one of: peer (a selector) or address (IP or IP:port)")
         return self

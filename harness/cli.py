@@ -152,18 +152,19 @@ def _outcome(run_dir: Path, out: Path, exit_code: int) -> dict[str, Any]:
     }
 
 
-def _show(info: dict[str, Any], json: bool, pretty: Callable[[], None], line: Callable[[dict[str, Any]], str]) -> None:
+def _show(info: dict[str, Any], json: bool, pretty: Callable[[dict[str, Any]], None],
+          line: Callable[[dict[str, Any]], str]) -> None:
     """One result three ways: JSON on request, a rich view on a terminal, else one plain line."""
     if json:
         render.echo_json(info)
     elif render.is_terminal():
-        pretty()
+        pretty(info)
     else:
         typer.echo(line(info))
 
 
 def _show_outcome(outcome: dict[str, Any], json: bool) -> None:
-    _show(outcome, json, lambda: render.print_outcome(outcome), render.outcome_line)
+    _show(outcome, json, render.print_outcome, render.outcome_line)
 
 
 @app.command()
@@ -215,7 +216,7 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend.local, seed: See
 def _show_deployed(info: dict[str, Any], a_node: str, flag: str, json: bool) -> None:
     next_steps = [f"harness status{flag}", f"harness inject inject_tx {a_node}{flag}",
                   f"harness report{flag}", f"harness down{flag}"]
-    _show(info, json, lambda: render.print_deployed(info, next_steps), render.deployed_line)
+    _show(info, json, lambda i: render.print_deployed(i, next_steps), render.deployed_line)
 
 
 def _follow(path: Path) -> None:
@@ -262,7 +263,7 @@ def status(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     """Show a deployed network: nodes up/down, peers in/out, height, mempool, bans, propagation so far."""
     with _boundary():
         info = _runner().status(_resolve_run_dir(run_dir))
-        _show(info, json, lambda: render.print_status(info), render.status_line)
+        _show(info, json, render.print_status, render.status_line)
 
 
 @app.command()

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
 
 from harness.scenario.durations import Duration
+from harness.scenario.problem import problem
 from harness.scenario.registry import Registry
 from harness.scenario.selectors import Selector
 
@@ -66,13 +66,11 @@ class AllConnected(Check):
 def parse_check(data: Any) -> Check:
     """Validate one `expect:` item with the model its `check` names (a pydantic validator)."""
     if not isinstance(data, dict):
-        raise PydanticCustomError("harness", "{problem}", {
-            "problem": f"a check is a mapping like {{check: tx_propagation, quantile: 90, below: 5s}} "
-                       f"(checks: {', '.join(CHECKS.names())})"})
+        raise problem(f"a check is a mapping like {{check: tx_propagation, quantile: 90, below: 5s}} "
+                      f"(checks: {', '.join(CHECKS.names())})")
     if "check" not in data:
-        raise PydanticCustomError("harness", "{problem}", {
-            "problem": f"missing required key 'check' (one of: {', '.join(CHECKS.names())})"})
+        raise problem(f"missing required key 'check' (one of: {', '.join(CHECKS.names())})")
     name = data["check"]
     if not isinstance(name, str) or name not in CHECKS:
-        raise PydanticCustomError("harness", "{problem}", {"problem": CHECKS.unknown(name), "path": ("check",)})
+        raise problem(CHECKS.unknown(name), "check")
     return CHECKS.get(name).params.model_validate(data)

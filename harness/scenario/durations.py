@@ -11,7 +11,8 @@ import re
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
-from pydantic_core import PydanticCustomError
+
+from harness.scenario.problem import problem
 
 UNITS: dict[str, float] = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
@@ -70,7 +71,7 @@ def _validate(value: Any) -> float:
     try:
         return parse_duration(value)
     except DurationError as exc:
-        raise PydanticCustomError("harness", "{problem}", {"problem": str(exc)}) from None
+        raise problem(str(exc)) from None
 
 
 # A pydantic field type: accepts what parse_duration accepts, holds and serialises float seconds.

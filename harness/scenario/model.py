@@ -2,9 +2,9 @@
 
 Everything that can be checked without running anything is checked here (types, ranges, group
 arithmetic, fault times, every selector against the scenario's node names), so a Scenario that
-exists is one the planner can plan. Cross-field problems are raised as
-`PydanticCustomError("harness", ..., {"problem": ..., "path": (...)})`; `path` points inside the
-model being validated, and the loader turns it into file:line:col.
+exists is one the planner can plan. Cross-field problems are raised with
+`problem(text, *path)` (harness/scenario/problem.py); `path` points inside the model being
+validated, and the loader turns it into file:line:col.
 """
 
 from __future__ import annotations
@@ -18,22 +18,18 @@ from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SerializeAsAny, ValidationInfo,
     field_validator, model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from harness.actions import ACTIONS, ROGUE_SEEDER, SeederParams, default_target, roles_of, takes_duration
 from harness.errors import format_path
 from harness.scenario.attackers import ATTACKER_KINDS
 from harness.scenario.checks import Check, parse_check
 from harness.scenario.durations import Duration, format_duration
+from harness.scenario.problem import problem
 from harness.scenario.selectors import Member, Selector, SelectorError, match
 
 REGTEST_MAGIC = "fabfb5da"  # reference §1.1: regtest fa bf b5 da, port 18444
 MAX_WORKLOAD_EVENTS = 100_000  # keeps a plan a few MB at most
 RESERVED_NAMES = ("node", "bitcoind", "seeder", "controller")  # prefixes of generated node names
-
-
-def problem(text: str, *path: str | int) -> PydanticCustomError:
-    return PydanticCustomError("harness", "{problem}", {"problem": text, "path": path})
 
 
 def registered(registry: Any, name: str) -> str:

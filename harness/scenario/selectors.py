@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
-from pydantic_core import PydanticCustomError
 
+from harness.scenario.problem import problem
 from harness.scenario.registry import did_you_mean
 
 Role = Literal["honest", "attacker", "seeder", "bitcoind"]
@@ -47,10 +47,6 @@ class SelectorError(ValueError):
         self.subpath = subpath
 
 
-def _fail(problem: str, *subpath: str | int) -> PydanticCustomError:
-    return PydanticCustomError("harness", "{problem}", {"problem": problem, "path": subpath})
-
-
 class Selector(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -74,17 +70,17 @@ class Selector(BaseModel):
     @model_validator(mode="after")
     def _complete(self) -> "Selector":
         if self.nodes is None and self.role is None and self.group is None:
-            raise _fail("a selector needs at least one of: nodes, role, group")
+            raise problem("a selector needs at least one of: nodes, role, group")
         if self.nodes is not None and not self.nodes:
-            raise _fail("the list of nodes is empty", "nodes")
+            raise problem("the list of nodes is empty", "nodes")
         if self.mode in _VALUE_MODES and self.value is None:
-            raise _fail(f"mode {self.mode!r} needs a value", "value")
+            raise problem(f"mode {self.mode!r} needs a value", "value")
         if self.mode not in _VALUE_MODES and self.value is not None:
-            raise _fail(f"mode {self.mode!r} takes no value (value is for {', '.join(_VALUE_MODES)})", "value")
+            raise problem(f"mode {self.mode!r} takes no value (value is for {', '.join(_VALUE_MODES)})", "value")
         if self.mode == "fixed" and (self.value != int(self.value) or self.value < 1):
-            raise _fail(f"fixed needs a whole number of nodes >= 1 (got {self.value:g})", "value")
+            raise problem(f"fixed needs a whole number of nodes >= 1 (got {self.value:g})", "value")
         if self.mode in ("percent", "random-max-percent") and not 0 < self.value <= 100:
-            raise _fail(f"a percentage must be > 0 and <= 100 (got {self.value:g})", "value")
+            raise problem(f"a percentage must be > 0 and <= 100 (got {self.value:g})", "value")
         return self
 
 
