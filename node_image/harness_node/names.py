@@ -1,0 +1,25 @@
+"""The node's vocabularies, in one place: the node validates its config against these tuples and the
+harness (scenario schema, planner, actions) imports them, so a name is never spelled twice.
+
+A leaf module: it imports nothing from the package, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+# How a node relays transactions (relay/): flood = announce to every peer at once; diffusion =
+# Core's Poisson-timer trickle (inbound mean 5 s shared, outbound 2 s per peer).
+RELAY_POLICIES: tuple[str, ...] = ("flood", "diffusion")
+
+# What a node does when a peer's misbehaviour score reaches 100 (peering/misbehaviour.py):
+# "ban" as Core <= 0.20.0 (banlist for bantime), "discourage" as 0.20.1-27.x (disconnect,
+# discourage the address), "disconnect" as 28.0+ (any misbehaviour disconnects and discourages).
+MISBEHAVIOUR_POLICIES: tuple[str, ...] = ("ban", "discourage", "disconnect")
+
+# Countermeasure switches (peering config): each of Core's defences can be turned off alone.
+COUNTERMEASURES: tuple[str, ...] = (
+    "feelers", "anchors", "test_before_evict", "netgroup_diversity", "tried_table",
+    "getaddr_cache", "addr_rate_limit", "inbound_netgroup_eviction",
+)
+
+# The DNS seeder's answer modes (seeder/modes.py).
+SEEDER_MODES: tuple[str, ...] = ("honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow")
