@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import plan_view, runner
-from harness.backends import local_workers as lw
-from harness.backends import make_backend
-from harness.rundir import RunDir
+from harness.plan import view as plan_view
+from harness.run import runner
+from harness.backends.local import processes as lw
+from harness.backends.registry import make_backend
+from harness.run.rundir import RunDir
 
 SCENARIO = """\
 name: bench-{nodes}

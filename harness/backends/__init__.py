@@ -1,35 +1,3 @@
-"""Backend registry: name -> Backend class. The CLI's --backend choices come from here."""
-
-from __future__ import annotations
-
-from harness.backends.base import Backend, DownSummary, Endpoint
-from harness.errors import BackendUnavailable
-from harness.rundir import RunDir
-
-__all__ = ["Backend", "DownSummary", "Endpoint", "BACKENDS", "UNAVAILABLE", "backend_class", "make_backend"]
-
-
-def _local() -> type[Backend]:
-    from harness.backends.local import LocalBackend  # imported lazily: keeps `harness --help` fast
-
-    return LocalBackend
-
-
-BACKENDS = {"local": _local}
-# Named on purpose so that `--backend docker` says why, instead of "unknown backend".
-UNAVAILABLE = {
-    "docker": "the docker backend is not built yet; use --backend local",
-    "k8s": "the k8s backend is not built yet; use --backend local",
-}
-
-
-def backend_class(name: str) -> type[Backend]:
-    if name in BACKENDS:
-        return BACKENDS[name]()
-    if name in UNAVAILABLE:
-        raise BackendUnavailable(UNAVAILABLE[name])
-    raise BackendUnavailable(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
-
-
-def make_backend(name: str, run: RunDir, **options: object) -> Backend:
-    return backend_class(name)(run, **options)
+"""Backends: where a plan's members run. base.py is the contract every backend implements,
+registry.py maps names to backends (the CLI's --backend choices), client.py talks to a node's
+control API, node_config.py completes the planned configs; local/ is the local-process backend."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ExitCode, HarnessError
-from harness.plan_view import PlanView
-from harness.rundir import RunDir, RunState
+from harness.plan.view import PlanView
+from harness.run.rundir import RunDir, RunState
 
 
 class BackendError(HarnessError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.plan_view import NodeSpec, SeederSpec
+from harness.plan.view import NodeSpec, SeederSpec
 
 
 def node_config(spec: NodeSpec, datadir: str, token: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from harness.errors import HarnessError
-from harness.rundir import RunDir
+from harness.run.rundir import RunDir
 
 
 async def _main(run: RunDir, port: int) -> None:

@@ -1,5 +1,5 @@
 """Polls the nodes' control APIs and turns what they say into the report's observations
-(harness.report.model): first sightings of injected items, bans, victims' outbound peers over
+(harness.analysis.model): first sightings of injected items, bans, victims' outbound peers over
 time, and the final peer graph.
 
 Peers and bans name addresses; the plan maps an IP back to a harness node name (every node has its
@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+
 from typing import Any
 
 from harness.backends.base import Endpoint
-from harness.controller.client import ControlAPIError, ControlClient
-from harness.figures.bans import host_of
-from harness.plan_view import ATTACKER, HONEST, PlanView
-from harness.report.model import (
+from harness.backends.client import ControlAPIError, ControlClient
+from harness.analysis.figures.bans import host_of
+from harness.plan.view import ATTACKER, HONEST, PlanView
+from harness.analysis.model import (
     AttackerStart,
+    Observations,
     BanEvent,
     ItemObservation,
     OutboundSample,
@@ -31,37 +32,6 @@ from harness.report.model import (
 # Short-lived outbound connections that hold no outbound slot (net.h ConnectionType::FEELER);
 # counting them would make an eclipse look broken every few minutes.
 NOT_SLOT_KINDS = frozenset({"feeler"})
-
-
-@dataclass
-class Observations:
-    """Everything the report and the checks need, in the report model's types."""
-
-    started_at: float
-    ended_at: float
-    items: list[ItemObservation] = field(default_factory=list)
-    bans: list[BanEvent] = field(default_factory=list)
-    attackers: list[AttackerStart] = field(default_factory=list)
-    victims: list[VictimSeries] = field(default_factory=list)
-    graph: PeerGraph = field(default_factory=PeerGraph)
-    outbound_at_end: dict[str, int] = field(default_factory=dict)  # honest node -> outbound peers
-    unreachable: list[str] = field(default_factory=list)  # nodes that did not answer the last poll
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Observations":
-        return cls(
-            started_at=d["started_at"], ended_at=d["ended_at"],
-            items=[ItemObservation(**i) for i in d.get("items", [])],
-            bans=[BanEvent(**b) for b in d.get("bans", [])],
-            attackers=[AttackerStart(a["name"], a["start_time"], tuple(a.get("addresses", ()))) for a in d.get("attackers", [])],
-            victims=[VictimSeries(v["victim"], [OutboundSample(**s) for s in v["samples"]]) for v in d.get("victims", [])],
-            graph=PeerGraph([PeerEdge(**e) for e in d.get("graph", {}).get("edges", [])], dict(d.get("graph", {}).get("roles", {}))),
-            outbound_at_end=dict(d.get("outbound_at_end", {})),
-            unreachable=list(d.get("unreachable", [])),
-        )
 
 
 def victims_of(plan: PlanView) -> list[str]:

@@ -20,18 +20,20 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from harness.backends import Backend, make_backend
-from harness.backends import local_workers as lw
-from harness.checks import evaluate
+from harness.backends.base import Backend
+from harness.backends.registry import make_backend
+from harness.backends.local import processes as lw
+from harness.analysis.checks import evaluate
 from harness.controller import timeline
-from harness.controller.client import ControlClient
-from harness.controller.collector import Collector, Observations
-from harness.figures.bans import bans_by_reason, honest_nodes_banned
-from harness.figures.eclipse import attacker_share, is_eclipsed
-from harness.figures.propagation import item_propagation, kind_propagation
-from harness.plan_view import PlanView
-from harness.report.model import ITEM_KINDS, CheckResult, CheckVerdict
-from harness.rundir import RunDir
+from harness.backends.client import ControlClient
+from harness.analysis.model import Observations
+from harness.controller.collector import Collector
+from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
+from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
+from harness.analysis.figures.propagation import item_propagation, kind_propagation
+from harness.plan.view import PlanView
+from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict
+from harness.run.rundir import RunDir
 
 COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
 ITEM_QUERIES_PER_POLL = 5_000  # above this (items x honest nodes), propagation is measured at the end only

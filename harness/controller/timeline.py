@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.actions import ROGUE_SEEDER
+from harness.scenario.actions import ROGUE_SEEDER
 from harness.backends.base import Backend, BackendError, Endpoint
 from harness.backends.node_config import seeder_mode_params
-from harness.controller.client import ControlClient
+from harness.backends.client import ControlClient
 from harness.errors import ExitCode, HarnessError
-from harness.plan_view import Event, PlanView
-from harness.rundir import RunDir
+from harness.plan.view import Event, PlanView
+from harness.run.rundir import RunDir
 
 
 class TimelineError(HarnessError):

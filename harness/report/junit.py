@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.report.model import CheckResult, CheckVerdict, Report
+from harness.analysis.model import CheckResult, CheckVerdict, Report
 
 # Characters XML 1.0 forbids even escaped (C0 controls except tab/newline/CR, surrogates, U+FFFE/F).
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

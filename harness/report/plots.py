@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
-from harness.figures.eclipse import VictimEclipse
-from harness.figures.propagation import item_propagation, kind_propagation, propagation_curve
-from harness.report.model import ITEM_KINDS, ItemObservation, PeerGraph
+from harness.analysis.figures.eclipse import VictimEclipse
+from harness.analysis.figures.propagation import item_propagation, kind_propagation, propagation_curve
+from harness.analysis.model import ITEM_KINDS, ItemObservation, PeerGraph
 
 FIGSIZE = (10.0, 6.0)  # inches
 DPI = 110

@@ -10,10 +10,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
-from harness.figures import ReportFigures
-from harness.figures.propagation import QuantileSummary
+from harness.analysis.figures import ReportFigures
+from harness.analysis.figures.propagation import QuantileSummary
 from harness.report.junit import format_value
-from harness.report.model import CheckVerdict, Report
+from harness.analysis.model import CheckVerdict, Report
 
 _VERDICT_MARK = {CheckVerdict.PASS: "✅ PASS", CheckVerdict.FAIL: "❌ FAIL", CheckVerdict.ERROR: "⚠️ ERROR"}
 _KIND_TITLE = {"tx": "Transactions", "block": "Blocks"}

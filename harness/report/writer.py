@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.figures import ReportFigures, compute_figures
+from harness.analysis.figures import ReportFigures, compute_figures
 from harness.report import plots
 from harness.report.junit import write_junit
-from harness.report.model import CheckVerdict, Report
+from harness.analysis.model import CheckVerdict, Report
 from harness.report.summary import render_summary
 
 REPORT_FORMAT_VERSION = 1  # bump when report.json changes incompatibly

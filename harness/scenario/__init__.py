@@ -1,6 +1,6 @@
 """Scenario files: the schema (model), reading them with located errors (loader), durations and selectors.
 
-Names are imported lazily (PEP 562) so that `harness.actions`, which the model imports, can itself
+Names are imported lazily (PEP 562) so that `harness.scenario.actions`, which the model imports, can itself
 import `harness.scenario.registry` and `.selectors` without a cycle through the loader.
 """
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.actions import ACTIONS
+from harness.scenario.actions import ACTIONS
 from harness.errors import ScenarioError, format_path
 from harness.scenario.attackers import ATTACKER_KINDS
 from harness.scenario.checks import CHECKS, Check

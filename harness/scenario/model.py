@@ -19,7 +19,7 @@ from pydantic import (
     field_validator, model_validator,
 )
 
-from harness.actions import ACTIONS, ROGUE_SEEDER, SeederParams, default_target, roles_of, takes_duration
+from harness.scenario.actions import ACTIONS, ROGUE_SEEDER, SeederParams, default_target, roles_of, takes_duration
 from harness.errors import format_path
 from harness.scenario.attackers import ATTACKER_KINDS
 from harness.scenario.checks import Check, parse_check

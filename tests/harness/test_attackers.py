@@ -15,19 +15,20 @@ import dns.rdatatype
 import pytest
 from typer.testing import CliRunner
 
-from harness import plan_view, runner
-from harness.backends import local_workers as lw
-from harness.backends import make_backend
-from harness.cli import app
+from harness.plan import view as plan_view
+from harness.run import runner
+from harness.backends.local import processes as lw
+from harness.backends.registry import make_backend
+from harness.cli.app import app
 from harness.controller import timeline
-from harness.controller.client import ControlClient, call_sync
+from harness.backends.client import ControlClient, call_sync
 from harness.controller.collector import Collector
 from harness.errors import ExitCode, ScenarioError
-from harness.figures.eclipse import attacker_share
-from harness.plan_model import Endpoint
-from harness.planner import CONTROL_PORT, DNS_PORT, LoopbackAllocator, plan
-from harness.plan_view import Event
-from harness.rundir import RunDir
+from harness.analysis.figures.eclipse import attacker_share
+from harness.plan.model import Endpoint
+from harness.plan.planner import CONTROL_PORT, DNS_PORT, LoopbackAllocator, plan
+from harness.plan.view import Event
+from harness.run.rundir import RunDir
 from harness.scenario import parse_scenario
 from harness_node.config import NodeConfig
 from tests.harness.test_teardown import assert_nothing_left, wait_until

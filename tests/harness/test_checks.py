@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from harness.checks import CHECKS, evaluate
-from harness.controller.collector import Observations
-from harness.plan_view import Expectation, NodeSpec, PlanView
-from harness.report.model import (
+from harness.analysis.checks import CHECKS, evaluate
+from harness.analysis.model import Observations
+from harness.plan.view import Expectation, NodeSpec, PlanView
+from harness.analysis.model import (
     AttackerStart,
     BanEvent,
     CheckVerdict,

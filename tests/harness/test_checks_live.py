@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import plan_view, runner
-from harness.rundir import RunDir
+from harness.plan import view as plan_view
+from harness.run import runner
+from harness.run.rundir import RunDir
 from tests.harness.test_teardown import assert_nothing_left
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,11 +16,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from harness import progress, render, runner
-from harness.backends import local_workers as lw
-from harness.cli import app
+from harness.cli import render
+from harness.run import progress, runner
+from harness.backends.local import processes as lw
+from harness.cli.app import app
 from harness.errors import ExitCode
-from harness.rundir import RunDir, RunState
+from harness.run.rundir import RunDir, RunState
 from tests.harness.test_teardown import assert_nothing_left, phase, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -65,7 +66,7 @@ def scenario(tmp_path: Path, duration: str = "60s", extra: str = "") -> Path:
 def harness(*args: str) -> list[str]:
     """The `harness` console script of this interpreter (no reliance on PATH)."""
     script = Path(sys.executable).parent / "harness"
-    return [str(script), *args] if script.exists() else [sys.executable, "-c", "from harness.cli import main; main()", *args]
+    return [str(script), *args] if script.exists() else [sys.executable, "-c", "from harness.cli.app import main; main()", *args]
 
 
 @pytest.fixture
@@ -118,7 +119,7 @@ def test_a_bad_action_parameter_exits_2_naming_it(param: str, problem: str, in_t
 
 
 def test_parameters_are_read_as_yaml_scalars() -> None:
-    from harness.cli import _parse_params
+    from harness.cli.app import _parse_params
 
     assert _parse_params(["count=3", "wipe_datadir=true", "mode=poison", "after=10s", "share=0.5"]) == {
         "count": 3, "wipe_datadir": True, "mode": "poison", "after": "10s", "share": 0.5}

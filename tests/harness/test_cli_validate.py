@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.planner import plan
+from harness.cli.app import app
+from harness.plan.planner import plan
 from harness.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,17 +6,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.figures import compute_figures
-from harness.figures.bans import bans_by_reason, bans_over_time, honest_nodes_banned, host_of, time_to_ban
-from harness.figures.eclipse import victim_eclipse
-from harness.figures.propagation import (
+from harness.analysis.figures import compute_figures
+from harness.analysis.figures.bans import bans_by_reason, bans_over_time, honest_nodes_banned, host_of, time_to_ban
+from harness.analysis.figures.eclipse import victim_eclipse
+from harness.analysis.figures.propagation import (
     item_propagation,
     kind_propagation,
     nodes_needed,
     propagation_curve,
     time_to_reach,
 )
-from harness.report.model import (
+from harness.analysis.model import (
     AttackerStart,
     BanEvent,
     ItemObservation,

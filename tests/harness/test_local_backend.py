@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import plan_view, runner
-from harness.backends import backend_class, make_backend
-from harness.backends import local_workers as lw
+from harness.plan import view as plan_view
+from harness.run import runner
+from harness.backends.registry import backend_class, make_backend
+from harness.backends.local import processes as lw
 from harness.backends.base import BackendError
-from harness.controller.client import ControlClient
+from harness.backends.client import ControlClient
 from harness.errors import BackendUnavailable
-from harness.rundir import RunDir
+from harness.run.rundir import RunDir
 
 pytestmark = pytest.mark.timeout(120)
 

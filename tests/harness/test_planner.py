@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.plan_model import Plan
-from harness.planner import plan
+from harness.plan.model import Plan
+from harness.plan.planner import plan
 from harness.scenario import load_scenario, parse_scenario
 from harness.scenario.selectors import Member, Selector, match, pattern_matcher, pick, rng_for
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from harness.report import (
+from harness.analysis.model import (
     AttackerStart,
     BanEvent,
     CheckResult,
@@ -21,8 +21,8 @@ from harness.report import (
     Report,
     ReportInputError,
     VictimSeries,
-    write_report,
 )
+from harness.report import write_report
 
 T0 = 1_700_000_000.0
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

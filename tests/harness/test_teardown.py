@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import plan_view
-from harness.backends import local_workers as lw
+from harness.plan import view as plan_view
+from harness.backends.local import processes as lw
 from harness.errors import ExitCode
-from harness.rundir import RunDir
+from harness.run.rundir import RunDir
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,7 +41,7 @@ def start_run(tmp_path: Path, duration: str = "60s") -> tuple[subprocess.Popen[b
     scenario = tmp_path / "teardown.yaml"
     scenario.write_text(SCENARIO.format(duration=duration))
     run, out = RunDir(tmp_path / "run"), tmp_path / "report"
-    code = ("import sys; from harness.runner import run; "
+    code = ("import sys; from harness.run.runner import run; "
             f"sys.exit(run({str(scenario)!r}, out_dir={str(out)!r}, run_dir={str(run.path)!r}))")
     return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE), run, out
 

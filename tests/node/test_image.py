@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from conftest import wait_until
-from harness.images import LOCAL_BASE_IMAGE, ImageBuildError, build_node_image
+from harness.backends.images import LOCAL_BASE_IMAGE, ImageBuildError, build_node_image
 
 docker = pytest.importorskip("docker")
 requests = pytest.importorskip("requests")  # the SDK's transport; its errors mean "no engine"

@@ -4,7 +4,7 @@ knows the planner's field names.
 A PlanView is plain JSON-able data, saved in the run directory (plan.json) so that status, inject,
 report, down and the controller process work from another shell without re-planning.
 
-Reads harness.plan_model.Plan: nodes (NodePlan: name, role, group, address, p2p_port,
+Reads harness.plan.model.Plan: nodes (NodePlan: name, role, group, address, p2p_port,
 control_port, config), the seeder as the node of role "seeder" (p2p_port = its DNS port), the
 timeline (Event: at, action, nodes, params, phase once/begin/end) and the checks (CheckPlan).
 """
@@ -127,7 +127,7 @@ NOT_NODES = ("seeder", "controller")
 
 
 def from_plan(plan: Any) -> PlanView:
-    """Read harness.plan_model.Plan (or its JSON dict)."""
+    """Read harness.plan.model.Plan (or its JSON dict)."""
     d = _as_dict(plan)
     raw_nodes = [_as_dict(n) for n in d["nodes"]]
     nodes = tuple(
@@ -155,8 +155,8 @@ def from_plan(plan: Any) -> PlanView:
 
 def load(scenario_path: str | Path, seed: int | None = None) -> PlanView:
     """Load and validate a scenario file, plan it, and view the plan."""
-    from harness.scenario import load_scenario  # first: harness.planner alone hits an import cycle
-    from harness.planner import plan as make_plan
+    from harness.scenario import load_scenario  # first: harness.plan.planner alone hits an import cycle
+    from harness.plan.planner import plan as make_plan
 
     scenario = load_scenario(Path(scenario_path))
     return from_plan(make_plan(scenario, seed))

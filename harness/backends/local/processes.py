@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.plan_view import NodeSpec
-from harness.rundir import ProcessRecord
+from harness.plan.view import NodeSpec
+from harness.run.rundir import ProcessRecord
 
 # A worker is one asyncio process; one per core keeps every core busy without context-switch
 # churn. Below this many nodes per worker a second process costs more (interpreter ~40 MB) than

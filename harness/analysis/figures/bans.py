@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.report.model import AttackerStart, BanEvent
+from harness.analysis.model import AttackerStart, BanEvent
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 from rich.text import Text
 
-from harness import progress
+from harness.run import progress
 from harness.errors import HarnessError
-from harness.plan_model import NodePlan, Plan
-from harness.progress import ProgressCallback
+from harness.plan.model import NodePlan, Plan
+from harness.run.progress import ProgressCallback
 from harness.report.junit import format_value
 from harness.scenario.durations import format_duration
 
@@ -135,7 +135,7 @@ def _seconds(value: float | None) -> str:
 # --- progress (deploy, run, report) ---------------------------------------------------------------
 
 class ProgressDisplay:
-    """Renders harness.progress events as one live line (spinner, step, bar); each finished step
+    """Renders harness.run.progress events as one live line (spinner, step, bar); each finished step
     and each timeline event is printed above it, so the terminal keeps a log of what happened.
     Thread-safe: it is the runner's ``on_event`` callback."""
 

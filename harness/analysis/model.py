@@ -1,6 +1,6 @@
 """The inputs of a run report: raw observations collected from nodes, check results, and the Report.
 
-These are plain, immutable dataclasses with no I/O, so that the figures (``harness.figures``) and the
+These are plain, immutable dataclasses with no I/O, so that the figures (``harness.analysis.figures``) and the
 writers (``harness.report``) can be built and tested without a running network. The controller
 fills them in from what the nodes report; every constructor validates its fields and raises
 ``ReportInputError`` naming the bad one.
@@ -13,7 +13,8 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -241,3 +242,34 @@ class Report:
 
     def count(self, verdict: CheckVerdict) -> int:
         return sum(1 for c in self.checks if c.verdict is verdict)
+
+
+@dataclass
+class Observations:
+    """Everything the report and the checks need, in the report model's types."""
+
+    started_at: float
+    ended_at: float
+    items: list[ItemObservation] = field(default_factory=list)
+    bans: list[BanEvent] = field(default_factory=list)
+    attackers: list[AttackerStart] = field(default_factory=list)
+    victims: list[VictimSeries] = field(default_factory=list)
+    graph: PeerGraph = field(default_factory=PeerGraph)
+    outbound_at_end: dict[str, int] = field(default_factory=dict)  # honest node -> outbound peers
+    unreachable: list[str] = field(default_factory=list)  # nodes that did not answer the last poll
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Observations":
+        return cls(
+            started_at=d["started_at"], ended_at=d["ended_at"],
+            items=[ItemObservation(**i) for i in d.get("items", [])],
+            bans=[BanEvent(**b) for b in d.get("bans", [])],
+            attackers=[AttackerStart(a["name"], a["start_time"], tuple(a.get("addresses", ()))) for a in d.get("attackers", [])],
+            victims=[VictimSeries(v["victim"], [OutboundSample(**s) for s in v["samples"]]) for v in d.get("victims", [])],
+            graph=PeerGraph([PeerEdge(**e) for e in d.get("graph", {}).get("edges", [])], dict(d.get("graph", {}).get("roles", {}))),
+            outbound_at_end=dict(d.get("outbound_at_end", {})),
+            unreachable=list(d.get("unreachable", [])),
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.report.model import OutboundSample, VictimSeries
+from harness.analysis.model import OutboundSample, VictimSeries
 
 
 @dataclass(frozen=True)

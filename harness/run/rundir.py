@@ -5,7 +5,7 @@ One directory per run (default ``./runs/<scenario-name>``) holds:
 - ``state.json``   the RunState below: backend, plan digest, processes (pid, process group, start
                    time), control token, controller endpoint. Written atomically, mode 0600 (it holds
                    the control token).
-- ``plan.json``    the PlanView the run was deployed from (harness.plan_view), so status, inject,
+- ``plan.json``    the PlanView the run was deployed from (harness.plan.view), so status, inject,
                    report and the controller process never re-plan.
 - ``workers/``     one node-host config file per worker process.
 - ``logs/``        one log file per process.

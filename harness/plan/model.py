@@ -42,7 +42,7 @@ class NodePlan(Frozen):
 
 class Event(Frozen):
     at: float  # seconds from the start of the run
-    action: str  # a name from harness.actions.ACTIONS
+    action: str  # a name from harness.scenario.actions.ACTIONS
     nodes: list[str]
     params: dict[str, Any]
     phase: Literal["once", "begin", "end"] = "once"  # begin/end: an action with a duration

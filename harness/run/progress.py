@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness.rundir import RunDir
+from harness.run.rundir import RunDir
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 

@@ -2,7 +2,7 @@
 
 One function per check, in CHECKS keyed by the names of harness/scenario/checks.py; adding a check
 = one ``@check("name")`` function here plus its params model there. Figures come from
-harness.figures (the same numbers the report plots). A check that cannot be evaluated (no item
+harness.analysis.figures (the same numbers the report plots). A check that cannot be evaluated (no item
 injected, no victim) is an ``error``, never a silent pass.
 
 Params arrive as the scenario wrote them, durations in seconds; selectors (``attackers``,
@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.controller.collector import Observations
-from harness.figures.bans import honest_nodes_banned, time_to_ban
-from harness.figures.eclipse import attacker_share
-from harness.figures.propagation import time_to_reach
-from harness.plan_view import Expectation, PlanView
-from harness.report.model import CheckResult, CheckVerdict
+from harness.analysis.model import Observations
+from harness.analysis.figures.bans import honest_nodes_banned, time_to_ban
+from harness.analysis.figures.eclipse import attacker_share
+from harness.analysis.figures.propagation import time_to_reach
+from harness.plan.view import Expectation, PlanView
+from harness.analysis.model import CheckResult, CheckVerdict
 
 CheckFn = Callable[[Mapping[str, Any], Observations, PlanView], CheckResult]
 CHECKS: dict[str, CheckFn] = {}

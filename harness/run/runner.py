@@ -1,6 +1,6 @@
 """The library behind `harness deploy / status / inject / report / down / run`.
 
-Every function takes a run directory (harness.rundir) and works from any shell: the state needed
+Every function takes a run directory (harness.run.rundir) and works from any shell: the state needed
 to find the processes, the plan and the control token are all in it. Nothing here prints or
 exits; errors are HarnessError subclasses, and `run` returns the process exit code, decided here.
 """
@@ -19,23 +19,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness import plan_view, progress
-from harness.actions import ACTIONS
-from harness.backends import Backend, make_backend
-from harness.backends import local_workers as lw
+from harness.plan import view as plan_view
+from harness.run import progress
+from harness.scenario.actions import ACTIONS
+from harness.backends.base import Backend
+from harness.backends.registry import make_backend
+from harness.backends.local import processes as lw
 from harness.backends.base import BackendError
 from harness.controller import timeline
-from harness.controller.client import ControlAPIError, ControlClient
-from harness.controller.collector import Collector, Observations
+from harness.backends.client import ControlAPIError, ControlClient
+from harness.analysis.model import Observations
+from harness.controller.collector import Collector
 from harness.controller.service import Controller, Results, start_detached
-from harness.checks import evaluate
+from harness.analysis.checks import evaluate
 from harness.errors import ExitCode
-from harness.figures.bans import bans_by_reason, honest_nodes_banned
-from harness.figures.propagation import item_propagation, kind_propagation
-from harness.plan_view import PlanView
-from harness.progress import ProgressCallback, RunWatcher, emit
-from harness.report.model import ITEM_KINDS, CheckResult, CheckVerdict, Report
-from harness.rundir import STOPPED, RunDir, RunState, default_run_dir
+from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
+from harness.analysis.figures.propagation import item_propagation, kind_propagation
+from harness.plan.view import PlanView
+from harness.run.progress import ProgressCallback, RunWatcher, emit
+from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict, Report
+from harness.run.rundir import STOPPED, RunDir, RunState, default_run_dir
 from harness.scenario.attackers import refuse_unrunnable
 
 REPORT_SUBDIR = "report"  # default report directory: <run dir>/report
@@ -56,7 +59,7 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
            wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None) -> RunState:
     """Start the network detached, with a detached controller running its timeline; returns once
     the processes exist and the controller serves its URL (``wait``: once every node answers).
-    `down` stops it. ``on_event``: progress (harness.progress)."""
+    `down` stops it. ``on_event``: progress (harness.run.progress)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.scenario))
@@ -81,7 +84,7 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
 def runnable_plan(scenario_path: str | Path, seed: int | None = None) -> PlanView:
     """The scenario's plan, or ScenarioError (exit 2) if it is invalid or has attackers of a kind
     with no implementation yet (harness.scenario.attackers decides which): nothing has started."""
-    from harness.planner import plan as make_plan  # lazily, as plan_view.load: import cycle otherwise
+    from harness.plan.planner import plan as make_plan  # lazily, as plan_view.load: import cycle otherwise
     from harness.scenario import load_scenario
 
     scenario = load_scenario(Path(scenario_path))
@@ -181,7 +184,7 @@ def injectable_actions() -> list[str]:
 
 
 def check_action(action: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """The params of ``action`` validated by its model (harness.actions); TimelineError naming
+    """The params of ``action`` validated by its model (harness.scenario.actions); TimelineError naming
     the problem and the choices otherwise."""
     params = dict(params or {})
     if action not in injectable_actions():
@@ -288,7 +291,7 @@ def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path |
     """deploy -> timeline -> checks -> report -> down, in this process. Returns the exit code:
     0 all checks passed, 1 a check failed or errored, 130 interrupted. Teardown always runs, and
     the node processes die with this one even if it is killed (local backend: PDEATHSIG).
-    The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.progress."""
+    The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.run.progress."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)  # a bad or not yet runnable scenario fails here, before anything starts
     run_ = RunDir(run_dir or default_run_dir(plan.scenario))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.figures.bans import AttackerBanTime, bans_by_reason, bans_over_time, honest_nodes_banned, time_to_ban
-from harness.figures.eclipse import VictimEclipse, eclipse_figures
-from harness.figures.propagation import ItemPropagation, KindPropagation, item_propagation, kind_propagation
-from harness.report.model import ITEM_KINDS, BanEvent, Report
+from harness.analysis.figures.bans import AttackerBanTime, bans_by_reason, bans_over_time, honest_nodes_banned, time_to_ban
+from harness.analysis.figures.eclipse import VictimEclipse, eclipse_figures
+from harness.analysis.figures.propagation import ItemPropagation, KindPropagation, item_propagation, kind_propagation
+from harness.analysis.model import ITEM_KINDS, BanEvent, Report
 
 
 @dataclass(frozen=True)

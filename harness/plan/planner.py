@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from harness.actions import takes_duration
+from harness.scenario.actions import takes_duration
 from harness.errors import ScenarioError
-from harness.plan_model import CheckPlan, Endpoint, Event, NodePlan, Plan
+from harness.plan.model import CheckPlan, Endpoint, Event, NodePlan, Plan
 from harness.scenario.attackers import runnable
 from harness.scenario.model import Network, Scenario
 from harness.scenario.selectors import Member, Selector, pick, rng_for

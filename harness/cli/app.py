@@ -1,4 +1,4 @@
-"""The `harness` command: a thin client of the library (harness.runner).
+"""The `harness` command: a thin client of the library (harness.run.runner).
 
 Commands are a few lines each; domain errors (HarnessError) are raised deep, caught once in
 `_boundary`, printed with rich to stderr, and turned into the exit code the error carries.
@@ -20,12 +20,12 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 
-from harness import render
+from harness.cli import render
 from harness.backends.base import BackendError
 from harness.errors import BackendUnavailable, ExitCode, HarnessError
-from harness.plan_model import Plan
-from harness.planner import plan as make_plan
-from harness.rundir import DEFAULT_RUNS_ROOT, RunDir, RunDirError, default_run_dir
+from harness.plan.model import Plan
+from harness.plan.planner import plan as make_plan
+from harness.run.rundir import DEFAULT_RUNS_ROOT, RunDir, RunDirError, default_run_dir
 from harness.scenario import load_scenario
 
 FOLLOW_INTERVAL_SECONDS = 1.0  # refresh period of `deploy --wait`'s live status
@@ -88,9 +88,9 @@ def _require_backend(backend: Backend) -> None:
 
 
 def _runner() -> ModuleType:
-    """harness.runner, imported when a command needs it (aiohttp, the controller, ~0.7 s): keeps
+    """harness.run.runner, imported when a command needs it (aiohttp, the controller, ~0.7 s): keeps
     `harness --help` and `validate` fast."""
-    from harness import runner
+    from harness.run import runner
 
     return runner
 
@@ -331,5 +331,5 @@ def down(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
 
 
 def main() -> None:
-    """Console-script entry point (`harness = "harness.cli:main"`)."""
+    """Console-script entry point (`harness = "harness.cli.app:main"`)."""
     app()

@@ -24,7 +24,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.report.model import ITEM_KINDS, ItemObservation
+from harness.analysis.model import ITEM_KINDS, ItemObservation
 
 QUANTILES_PERCENT = (50, 90, 100)
 

@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.backends import local_workers as lw
+from harness.backends.local import processes as lw
 from harness.backends.node_config import node_config, rogue_seeder_config, seeder_config
 from harness.backends.base import AddressesInUse, Backend, BackendError, DownSummary, Endpoint
-from harness.controller.client import ControlAPIError, ControlClient, call_sync
-from harness.plan_view import NodeSpec, PlanView
-from harness.rundir import DEPLOYING, RUNNING, STOPPED, ProcessRecord, RunDir, RunState
+from harness.backends.client import ControlAPIError, ControlClient, call_sync
+from harness.plan.view import NodeSpec, PlanView
+from harness.run.rundir import DEPLOYING, RUNNING, STOPPED, ProcessRecord, RunDir, RunState
 
 READY_TIMEOUT_BASE_SECONDS = 30.0  # interpreter start + imports of the first worker
 READY_TIMEOUT_PER_NODE_SECONDS = 0.05  # 1,000 nodes: +50 s

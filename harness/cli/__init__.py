@@ -1,0 +1,1 @@
+"""The `harness` command (app.py) and how it shows results (render.py)."""
