@@ -31,6 +31,19 @@ class BackendUnavailable(HarnessError):
     """A backend that exists in the CLI's vocabulary but cannot run here (yet)."""
 
 
+class BackendError(HarnessError):
+    """The network could not be started, reached or changed (a crash, a timeout, a port in use).
+    Exit code 1 like failed checks: ExitCode has no separate "run failed" code yet."""
+
+    exit_code = ExitCode.CHECKS_FAILED
+
+
+class AddressesInUse(BackendError):
+    """The planned addresses are taken (another run?): nothing was started."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
 def format_path(path: Sequence[str | int]) -> str:
     """('network', 'groups', 1, 'count') -> 'network.groups[1].count'."""
     text = ""

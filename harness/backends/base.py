@@ -1,99 +1,268 @@
-"""The small interface every backend (local processes, Docker, Kubernetes) implements.
+"""The contract every backend (local processes, Docker, Kubernetes) implements.
 
-A backend is bound to one run directory. It turns a PlanView into running nodes and takes them
-down again; everything above it (controller, runner, CLI) talks to nodes through their control
-APIs at the endpoints the backend reports, so it never needs to know which backend runs them.
+A backend is bound to one run store (the run directory). It places a plan's members (nodes, the
+DNS seeder, the controller) somewhere, reports where each answers, acts on members, and removes
+everything of the run again. Everything above it (controller, runner, CLI) talks to nodes through
+their control APIs at the endpoints the backend reports, so nothing above knows how or where they
+run. Nothing here names a process: what a backend needs to find its members again (pids, container
+ids, pod names) lives in its own opaque record, ``RunState.backend_state``.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
+import secrets
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
-from harness.errors import ExitCode, HarnessError
-from harness.plan.view import PlanView
-from harness.run.rundir import RunDir, RunState
+from harness.backends.client import ControlAPIError, ControlClient
+from harness.backends.endpoint import Endpoint
+from harness.errors import AddressesInUse, BackendError
+from harness.plan.model import Plan
+
+__all__ = ["AddressesInUse", "Backend", "BackendError", "DownSummary", "Endpoint", "MemberStatus", "RunState",
+           "RunStore", "labels_for", "new_run_id"]
+
+# Lifecycle of a run as recorded in the run state.
+DEPLOYING, RUNNING, STOPPED = "deploying", "running", "stopped"
+
+READY_TIMEOUT_BASE_SECONDS = 30.0  # interpreter or container start + imports of the first member
+READY_TIMEOUT_PER_NODE_SECONDS = 0.05  # 1,000 nodes: +50 s
+READY_POLL_SECONDS = 0.2
+READY_PROBE_TIMEOUT_SECONDS = 2.0
+
+LABEL_PREFIX = "harness.io"
 
 
-class BackendError(HarnessError):
-    """The network could not be started, reached or changed (a crash, a timeout, a port in use).
-    Exit code 1 like failed checks: errors.ExitCode has no separate "run failed" code yet."""
-
-    exit_code = ExitCode.CHECKS_FAILED
+def ready_timeout(nodes: int) -> float:
+    return READY_TIMEOUT_BASE_SECONDS + READY_TIMEOUT_PER_NODE_SECONDS * nodes
 
 
-class AddressesInUse(BackendError):
-    """The planned addresses are taken (another run?): nothing was started."""
+def new_run_id() -> str:
+    """Short and random: names every container, pod and label of one run, so two runs (even of the
+    same scenario) never select each other's members."""
+    return secrets.token_hex(4)
 
-    exit_code = ExitCode.INVALID_INPUT
+
+def labels_for(run_id: str, member: str, role: str, scenario: str = "") -> dict[str, str]:
+    """The labels a backend stamps on everything it creates for ``member`` of run ``run_id``
+    (Docker labels, Kubernetes metadata.labels), so that `down` selects by run and nothing else.
+    Pure: the same arguments always give the same labels; values are valid Kubernetes label values
+    for the names the planner makes."""
+    labels = {
+        f"{LABEL_PREFIX}/run": run_id,
+        f"{LABEL_PREFIX}/member": member,
+        f"{LABEL_PREFIX}/role": role,
+        "app.kubernetes.io/name": "harness-node" if role in ("honest", "attacker", "seeder") else f"harness-{role}",
+        "app.kubernetes.io/instance": f"harness-{run_id}",
+        "app.kubernetes.io/component": role,
+        "app.kubernetes.io/managed-by": "harness",
+    }
+    if scenario:
+        labels[f"{LABEL_PREFIX}/scenario"] = scenario[:63]
+    return labels
+
+
+@dataclass
+class RunState:
+    """What every shell needs to find a run again. Backend-neutral: what a backend needs to find
+    its members (pids, container ids, ...) is in ``backend_state``, which only that backend reads."""
+
+    scenario: str
+    backend: str
+    plan_digest: str
+    run_id: str = field(default_factory=new_run_id)
+    status: str = DEPLOYING
+    created_at: float = field(default_factory=time.time)
+    ready_at: float | None = None
+    stopped_at: float | None = None
+    control_token: str | None = None
+    controller_url: str | None = None
+    # member name -> {"p2p": "host:port", "control_url": "http://..."}: reported by the backend
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started_nodes: list[str] = field(default_factory=list)  # nodes whose member has been started
+    stopped_nodes: list[str] = field(default_factory=list)
+    backend_state: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunState":
+        return cls(**data)
+
+
+class RunStore(Protocol):
+    """What a backend and the controller need from the run directory (harness.run.rundir.RunDir
+    implements it): where files go, the state, the plan, and a lock around read-modify-write."""
+
+    path: Path
+
+    @property
+    def plan_file(self) -> Path: ...
+    @property
+    def results_file(self) -> Path: ...
+    @property
+    def workers_dir(self) -> Path: ...
+    @property
+    def logs_dir(self) -> Path: ...
+    def datadir(self, node: str) -> Path: ...
+    def create(self) -> None: ...
+    def exists(self) -> bool: ...
+    def load_state(self) -> RunState: ...
+    def save_state(self, state: RunState) -> None: ...
+    def locked(self) -> contextlib.AbstractContextManager[None]: ...
+    def write_json(self, path: Path, data: Any, mode: int = 0o644) -> None: ...
+    def read_json(self, path: Path) -> Any: ...
+    def append_journal(self, entry: dict[str, Any]) -> None: ...
+    def read_journal(self, type_: str | None = None) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
-class Endpoint:
-    """Where a node's (or the seeder's) P2P and control services answer, as seen from this host."""
+class MemberStatus:
+    """One thing the backend runs (a process, a container, a pod) as the status view shows it."""
 
     name: str
-    address: str
-    port: int
-    control_url: str
+    kind: str  # worker | seeder | controller | node (a restarted node alone) ...
+    nodes: int  # planned nodes it hosts
+    alive: bool
+    log: str = ""  # where `logs(name)` reads from, for people
 
-    @property
-    def p2p(self) -> str:
-        return f"{self.address}:{self.port}"
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
 class DownSummary:
-    """What teardown did. ``leftover_processes``/``bound_ports`` empty means nothing is left behind."""
+    """What teardown removed, by kind (``{"process": 5}`` locally; containers, networks, volumes on
+    Docker), and what is left: ``left`` (kind -> ids still there) and ``bound_ports``. ``clean``
+    means nothing of the run is left."""
 
     already_down: bool
-    terminated: int  # process groups that exited on SIGTERM
-    killed: int  # process groups that needed SIGKILL
     seconds: float
-    leftover_processes: tuple[int, ...] = ()
+    removed: dict[str, int] = field(default_factory=dict)
+    forced: dict[str, int] = field(default_factory=dict)  # of those, how many needed force (SIGKILL, rm -f)
+    left: dict[str, list[str]] = field(default_factory=dict)
     bound_ports: tuple[str, ...] = ()
 
     @property
     def clean(self) -> bool:
-        return not self.leftover_processes and not self.bound_ports
+        return not any(self.left.values()) and not self.bound_ports
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "clean": self.clean}
+        return {**asdict(self), "clean": self.clean}
 
 
 class Backend(abc.ABC):
     name: str = ""
 
-    def __init__(self, run: RunDir) -> None:
+    def __init__(self, run: RunStore) -> None:
         self.run = run
+        self._plan: Plan | None = None
+
+    @property
+    def plan(self) -> Plan:
+        """The plan this run was deployed from (never re-planned)."""
+        if self._plan is None:
+            self._plan = Plan.from_json(self.run.plan_file.read_text())
+        return self._plan
+
+    def state(self) -> RunState:
+        return self.run.load_state()
+
+    # --- placing the plan -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def up(self, plan: Plan) -> RunState:
+        """Start every node and the seeder (not the controller: `start_controller`). Returns once
+        they exist, not once ready. Writes the plan and the state before starting anything, so that
+        `down` from any shell finds what started."""
 
     @abc.abstractmethod
-    def up(self, plan: PlanView, *, watch_parent: bool = False) -> RunState:
-        """Start every node (and the seeder). Returns once the processes exist, not once ready.
+    def start_controller(self, argv: Sequence[str]) -> None:
+        """Place the controller: ``argv`` is its command after the Python interpreter
+        (``-m harness.run.detached --run-dir DIR``). A process here, a container or pod elsewhere;
+        `down` removes it with everything else. The controller records its URL in the state."""
 
-        ``watch_parent``: the nodes die with this process (the `run` command); otherwise they are
-        detached and live until `down` (the `deploy` command).
-        """
+    def transport_for(self, plan: Plan) -> dict[str, dict[str, Any]]:
+        """Per planned node, the config fields mapping planned (protocol) addresses to where they
+        are reachable: ``endpoints`` {planned_ip: "host:port"} to dial and ``inbound_hosts``
+        {transport_ip: [planned_ip, ...]} to attribute an inbound connection. Empty means identity:
+        every node is reachable at its planned address (the local backend)."""
+        return {}
 
-    @abc.abstractmethod
-    def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until every node's control API answers; raise HarnessError on timeout or a crash."""
+    def wait_ready(self, timeout: float | None = None, names: Sequence[str] | None = None) -> None:
+        """Block until every running node and the seeder (or only the nodes ``names``) answer
+        GET /status; raise BackendError on timeout or when a member dies meanwhile."""
+        state = self.state()
+        endpoints = self.node_endpoints()
+        if names is None:
+            targets = [ep for n, ep in endpoints.items() if n not in state.stopped_nodes]
+            seeder = self.seeder_endpoint()
+            targets += [seeder] if seeder else []
+        else:
+            targets = [endpoints[n] for n in names]
+        asyncio.run(self._poll_ready(state, targets, timeout if timeout is not None else ready_timeout(len(targets))))
+        if state.status == DEPLOYING:
+            with self.run.locked():
+                state = self.state()
+                state.status, state.ready_at = RUNNING, time.time()
+                self.run.save_state(state)
+
+    async def _poll_ready(self, state: RunState, targets: list[Endpoint], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {ep.name: ep for ep in targets}
+        async with ControlClient(state.control_token, timeout=READY_PROBE_TIMEOUT_SECONDS, retries=0) as client:
+            while True:
+                self.raise_if_crashed()
+                results = await client.gather(pending.values(), lambda ep: client.request(ep, "GET", "/status", retries=0))
+                pending = {n: pending[n] for n, r in results.items() if isinstance(r, ControlAPIError)}
+                if not pending:
+                    return
+                if time.monotonic() > deadline:
+                    first = next(iter(pending))
+                    raise BackendError(
+                        f"{len(pending)} of {len(targets)} nodes not ready after {timeout:.0f} s "
+                        f"(first: {first}: {results[first].reason}); see `harness status` and the members' logs"
+                    )
+                await asyncio.sleep(READY_POLL_SECONDS)
+
+    def raise_if_crashed(self) -> None:
+        """Raise BackendError (with the log tail) if a member that should run has exited."""
 
     @abc.abstractmethod
     def down(self) -> DownSummary:
-        """Stop everything of this run. Idempotent: nothing running is fine."""
+        """Remove everything of this run (nodes, seeder, controller). Idempotent."""
 
+    # --- what runs where ------------------------------------------------------------------------
     @abc.abstractmethod
     def is_running(self) -> bool: ...
 
     @abc.abstractmethod
-    def node_endpoints(self) -> dict[str, Endpoint]: ...
+    def members(self) -> list[MemberStatus]:
+        """Every member the run has started, alive or not, as the backend sees it."""
 
     @abc.abstractmethod
-    def seeder_endpoint(self) -> Endpoint | None: ...
+    def logs(self, member: str) -> str:
+        """The log of ``member`` (a name from `members`)."""
 
+    def node_endpoints(self) -> dict[str, Endpoint]:
+        """Every planned node's endpoints, as recorded by `up` (``RunState.endpoints``)."""
+        recorded = self.state().endpoints
+        return {n.name: _endpoint(n.name, recorded[n.name]) for n in self.plan.peers() if n.name in recorded}
+
+    def seeder_endpoint(self) -> Endpoint | None:
+        seeder = self.plan.seeder
+        if seeder is None:
+            return None
+        recorded = self.state().endpoints.get(seeder.name)
+        return _endpoint(seeder.name, recorded) if recorded else None
+
+    # --- acting on members ----------------------------------------------------------------------
     @abc.abstractmethod
     def stop_node(self, name: str) -> None: ...
 
@@ -109,9 +278,10 @@ class Backend(abc.ABC):
     def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
         """Stop whichever seeder runs and start, on the same address and ports, a rogue seeder
         serving only ``rogue_addresses`` (IPs; no crawler, mode poison), or the planned honest
-        seeder again when None. Returns once the new one answers; `down` stops whichever runs."""
+        seeder again when None. Returns once the new one answers; `down` removes whichever runs."""
         raise BackendError(f"the {self.name} backend cannot replace the seeder yet")
 
-    @abc.abstractmethod
-    def process_status(self) -> list[dict[str, Any]]:
-        """One dict per backend process/container: name, kind, pid (or id), alive."""
+
+def _endpoint(name: str, record: dict[str, Any]) -> Endpoint:
+    address, _, port = str(record["p2p"]).rpartition(":")
+    return Endpoint(name, address, int(port), str(record["control_url"]))

@@ -5,7 +5,6 @@ Assumed node API (node_image/harness_node/control.py), on http://<bind>:<control
 
     GET    /status          {id, address, height, tip, peers: [{address, direction, user_agent,
                               services, connected_time (or conntime), score}]}
-    GET    /mempool         {txids: [...]} (or a bare list)
     GET    /tx/{txid}       {first_seen_ns, from_peer, origin_ns, propagation_delay_s}; 404 if unseen
     GET    /block/{hash}    same as /tx for blocks; 404 if never seen       (assumed, not in brief)
     POST   /tx              {"synthetic": true} -> {txid}
@@ -13,10 +12,8 @@ Assumed node API (node_image/harness_node/control.py), on http://<bind>:<control
     POST   /peers           {"address": "ip:port"}
     DELETE /peers/{ip:port}
     GET    /bans            [{address, reason, until, kind: ban|discourage}]
-    DELETE /bans
     POST   /pause, /resume  node-level pause (stop reading/sending, keep sockets) (assumed)
     POST   /shutdown        stop this node inside its host process, free its ports (assumed)
-    GET    /metrics         Prometheus text
 Seeder: GET /status, POST /mode {"mode": ...}.
 
 Connection failures (request never sent) are retried for every method; timeouts and 5xx only for
@@ -31,7 +28,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from harness.backends.base import BackendError, Endpoint
+from harness.backends.endpoint import Endpoint
+from harness.errors import BackendError
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 RETRIES = 3
@@ -125,10 +123,6 @@ class ControlClient:
     async def status(self, ep: Endpoint, retries: int | None = None) -> dict[str, Any]:
         return await self.request(ep, "GET", "/status", retries=retries)
 
-    async def mempool(self, ep: Endpoint) -> list[str]:
-        data = await self.request(ep, "GET", "/mempool")
-        return list(data.get("txids", []) if isinstance(data, dict) else data)
-
     async def item(self, ep: Endpoint, kind: str, item_id: str) -> dict[str, Any] | None:
         """{first_seen (epoch s), from_peer, delay (s)} of a tx or block at this node, None if unseen."""
         rec = await self.request(ep, "GET", ("/tx/" if kind == "tx" else "/block/") + item_id, allow_404=True)
@@ -154,9 +148,6 @@ class ControlClient:
         data = await self.request(ep, "GET", "/bans")
         return list(data.get("bans", []) if isinstance(data, dict) else data)
 
-    async def clear_bans(self, ep: Endpoint) -> None:
-        await self.request(ep, "DELETE", "/bans")
-
     async def pause(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/pause", {})
 
@@ -165,9 +156,6 @@ class ControlClient:
 
     async def shutdown(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/shutdown", {}, retries=0)
-
-    async def metrics(self, ep: Endpoint) -> str:
-        return await self.request(ep, "GET", "/metrics", text=True)
 
     # --- seeder API -----------------------------------------------------------------------------
     async def seeder_status(self, ep: Endpoint) -> dict[str, Any]:

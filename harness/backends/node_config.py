@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.plan.view import NodeSpec, SeederSpec
+from harness.plan.model import NodePlan
 
 
-def node_config(spec: NodeSpec, datadir: str, token: str) -> dict[str, Any]:
-    return {**spec.config, "datadir": datadir, "control_token": token}
+def node_config(spec: NodePlan, datadir: str, token: str, transport: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``transport``: the backend's `endpoints`/`inbound_hosts` for this node (Backend.transport_for);
+    none means the node is reachable at its planned address, the node's default."""
+    return {**spec.config, **(transport or {}), "datadir": datadir, "control_token": token}
 
 
 # seeder mode -> {seeder's param name: scenario's SeederParams name}; modes not listed take none
@@ -30,17 +32,17 @@ def seeder_mode_params(mode: str, params: dict[str, Any], attackers: list[str]) 
     return out
 
 
-def seeder_config(spec: SeederSpec, token: str) -> dict[str, Any]:
+def seeder_config(spec: NodePlan, token: str) -> dict[str, Any]:
     plan = dict(spec.config)
     out: dict[str, Any] = {k: plan[k] for k in ("zone", "ttl", "mode", "magic", "time_scale") if k in plan}
-    out.update(dns_host=spec.address, dns_port=spec.port, control_host=spec.address, control_port=spec.control_port,
+    out.update(dns_host=spec.address, dns_port=spec.p2p_port, control_host=spec.address, control_port=spec.control_port,
                control_token=token, seeds=list(plan.get("honest") or []),
                mode_params=seeder_mode_params(plan.get("mode", "honest"), dict(plan.get("params") or {}),
                                               list(plan.get("attackers") or [])))
     return out
 
 
-def rogue_seeder_config(spec: SeederSpec, token: str, addresses: list[str]) -> dict[str, Any]:
+def rogue_seeder_config(spec: NodePlan, token: str, addresses: list[str]) -> dict[str, Any]:
     """A rogue seeder taking over the honest one's address and ports (issue "Private DNS seeder",
     part 3): no crawler, the attackers' ``addresses`` (IPs) as its only nodes, answering in mode
     poison, so every answer names only them."""

@@ -1,8 +1,12 @@
-"""A Plan: everything a backend needs to run a scenario, resolved and concrete, with no randomness left.
+"""The plan: everything a backend and the controller need to run a scenario, resolved and concrete,
+with no randomness left. The one plan model: the planner makes it, `plan.json` in the run directory
+holds it, backends, the controller and the checks read it.
 
-Every node's name, role, group, address, ports and full configuration; the timeline as absolute
-times and node names; the checks with their selectors resolved. `to_json()` is canonical (sorted
-keys), so the same scenario and seed give the same bytes and the same `digest`.
+Every member's name, role, group, planned (protocol) address, ports and full configuration; the
+timeline as absolute times and node names; the checks with their selectors resolved. `to_json()`
+is canonical (sorted keys), so the same scenario and seed give the same bytes and the same `digest`.
+Planned addresses are the protocol's addresses wherever a node runs: a backend maps them to
+reachable endpoints (Backend.transport_for), it never changes them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 Role = Literal["honest", "attacker", "seeder", "bitcoind", "controller"]
+HONEST, ATTACKER, SEEDER, CONTROLLER = "honest", "attacker", "seeder", "controller"
+NOT_PEERS = (SEEDER, CONTROLLER)  # members that are not P2P nodes
 
 
 class Frozen(BaseModel):
@@ -39,6 +45,11 @@ class NodePlan(Frozen):
     control_port: int
     config: dict[str, Any]  # what the node process is started with (see planner.node_config)
 
+    @property
+    def endpoint(self) -> str:
+        """The planned P2P address, as peers name this node."""
+        return f"{self.address}:{self.p2p_port}"
+
 
 class Event(Frozen):
     at: float  # seconds from the start of the run
@@ -59,7 +70,7 @@ class Plan(Frozen):
     name: str
     seed: int
     duration: float
-    allocator: str  # which address strategy assigned the endpoints ("loopback", ...)
+    allocator: str  # which address layout assigned the planned addresses ("loopback", ...)
     nodes: list[NodePlan]
     timeline: list[Event]
     checks: list[CheckPlan]
@@ -86,3 +97,19 @@ class Plan(Frozen):
 
     def by_role(self, role: str) -> list[NodePlan]:
         return [node for node in self.nodes if node.role == role]
+
+    def peers(self) -> list[NodePlan]:
+        """The P2P nodes (honest, attackers, bitcoind): every member but the seeder and the controller."""
+        return [node for node in self.nodes if node.role not in NOT_PEERS]
+
+    def names(self, role: str | None = None) -> list[str]:
+        """Names of the P2P nodes, or of those of ``role``."""
+        return [node.name for node in self.peers() if role is None or node.role == role]
+
+    @property
+    def seeder(self) -> NodePlan | None:
+        return next((node for node in self.nodes if node.role == SEEDER), None)
+
+    def by_address(self) -> dict[str, NodePlan]:
+        """Planned IP -> P2P node: maps a peer address a node reports back to the member's name."""
+        return {node.address: node for node in self.peers()}

@@ -4,9 +4,11 @@ Every random choice (selector modes, workload sources, fixed seeds, bitcoind's p
 seeds) draws from its own RNG derived from the seed and a label (`selectors.rng_for`), so the same
 scenario and seed always give the same plan, and adding one fault does not reshuffle the others.
 
-Addresses come from an `AddressAllocator`; `LoopbackAllocator` (the local backend's) gives every
-node its own 127.a.b.c, spread over many /16 netgroups so netgroup defences behave as on the real
-network. Docker and Kubernetes backends pass their own allocator.
+Planned addresses are protocol addresses: what addrman, netgroups, addr messages, bans and reports
+see, wherever a node runs. They come from an `AddressAllocator`; `LoopbackAllocator` gives every
+node its own 127.a.b.c, spread over as many /16 netgroups as the scenario asks, so netgroup defences
+behave as on the real network. A backend maps planned addresses to reachable endpoints
+(`Backend.transport_for`); it never re-addresses the plan.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import ipaddress
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -29,7 +32,6 @@ from harness.scenario.selectors import Member, Selector, pick, rng_for
 P2P_PORT = 18444  # regtest's default port (reference §1.1)
 CONTROL_PORT = 18445  # each node's HTTP control API and /metrics
 DNS_PORT = 5353  # the seeder's DNS port (unprivileged; 53 needs root)
-CONTROLLER_PORT = 18400
 FIXED_SEEDS = 8  # like Core's fixed seeds: a few addresses to fall back on when DNS fails
 BITCOIND_CONNECT = 8  # -connect peers per bitcoind (its 8 full-relay slots)
 
@@ -43,7 +45,7 @@ class AddressAllocator(Protocol):
 
     def assign(self, scenario: Scenario, members: Sequence[Member]) -> dict[str, Endpoint]: ...
 
-    def controller(self) -> Endpoint: ...
+    def controller(self) -> str: ...
 
     def allowlist(self, endpoints: dict[str, Endpoint], members: Sequence[Member]) -> list[str]: ...
 
@@ -86,8 +88,8 @@ class LoopbackAllocator:
             endpoints["seeder"] = Endpoint(address="127.0.53.1", p2p_port=DNS_PORT, control_port=CONTROL_PORT)
         return endpoints
 
-    def controller(self) -> Endpoint:
-        return Endpoint(address="127.0.0.1", p2p_port=0, control_port=CONTROLLER_PORT)
+    def controller(self) -> str:
+        return "127.0.0.1"
 
     def allowlist(self, endpoints: dict[str, Endpoint], members: Sequence[Member]) -> list[str]:
         # Whole /16s are handed out per netgroup, so the assigned networks are those /16s.
@@ -113,9 +115,9 @@ def plan(scenario: Scenario, seed: int | None = None, allocator: AddressAllocato
         raise ScenarioError(str(exc), path=("attackers",)) from None
     allowlist = allocator.allowlist(endpoints, members)
     nodes = [_node_plan(scenario, seed, m, members, endpoints, allowlist) for m in members]
-    controller = allocator.controller()
-    nodes.append(NodePlan(name="controller", role="controller", group=None, address=controller.address,
-                          p2p_port=controller.p2p_port, control_port=controller.control_port, config={}))
+    # The controller's port is the backend's choice (a free one locally); it records its URL in the run state.
+    nodes.append(NodePlan(name="controller", role="controller", group=None, address=allocator.controller(),
+                          p2p_port=0, control_port=0, config={}))
     return Plan(
         name=scenario.name,
         seed=seed,
@@ -186,9 +188,9 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
                       "params": attacker.params.model_dump(mode="json"),
                       "targets": [t.name for t in targets], "target_addresses": [endpoints[t.name].p2p for t in targets],
                       "netgroup_bits": scenario.network.netgroup_bits}
-    else:  # seeder
+    else:  # seeder: only what backends.node_config.seeder_config translates (its address and ports are the NodePlan's)
         seeder = scenario.seeder
-        config = {**common, "zone": seeder.zone, "ttl": seeder.ttl, "mode": seeder.mode,
+        config = {"magic": scenario.network.magic, "time_scale": scenario.network.time_scale, "zone": seeder.zone, "ttl": seeder.ttl, "mode": seeder.mode,
                   "params": seeder.params.model_dump(mode="json"), "honest": honest,
                   "attackers": [endpoints[m.name].p2p for m in members if m.role == "attacker"]}
     return NodePlan(name=member.name, role=member.role, group=member.group, address=endpoint.address,
@@ -324,3 +326,11 @@ def _resolve(model: BaseModel, members: list[Member], seed: int, labels: tuple) 
 
 def _t(seconds: float) -> float:
     return round(seconds, 6)  # microseconds: keeps 10 + 1/3 s readable and the JSON stable
+
+
+def plan_file(path: str | Path, seed: int | None = None) -> Plan:
+    """Load and validate a scenario file and plan it: the full validation (planning resolves every
+    selector). ScenarioError (exit 2) names the file, the field and what is allowed."""
+    from harness.scenario import load_scenario
+
+    return plan(load_scenario(Path(path)), seed)

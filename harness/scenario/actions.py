@@ -18,16 +18,17 @@ from harness.scenario.durations import Duration
 from harness.scenario.problem import problem
 from harness.scenario.registry import Registry
 from harness.scenario.selectors import Selector
+from harness_node.names import SEEDER_MODES
 from harness_node.seeder.modes import MAX_SLOW_DELAY
 
 ACTIONS: Registry = Registry("action")
 
-SEEDER_MODES = ("honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow")  # the seeder process's own
-SeederMode = Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow"]
+# The seeder process's own modes (harness_node.names), subscripted with the tuple: one spelling.
+SeederMode = Literal[SEEDER_MODES]  # type: ignore[valid-type]
 # Scenario vocabulary only: a rogue seeder process takes over the seeder's address and ports
 # (crawler off, serving only attacker addresses) until the action ends; see controller/timeline.py.
 ROGUE_SEEDER = "rogue"
-SeederActionMode = Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow", "rogue"]
+SeederActionMode = Literal[(*SEEDER_MODES, ROGUE_SEEDER)]  # type: ignore[valid-type]
 NODE_ROLES = ("honest", "bitcoind")
 # Lifecycle actions act on node processes; the seeder is switched with seeder_mode (a rogue one
 # replaces it) rather than stopped or paused.

@@ -16,16 +16,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, SerializeAsAny, ValidationInfo,
-    field_validator, model_validator,
+    create_model, field_validator, model_validator,
 )
 
-from harness.scenario.actions import ACTIONS, ROGUE_SEEDER, SeederParams, default_target, roles_of, takes_duration
+from harness.scenario.actions import ACTIONS, ROGUE_SEEDER, SeederMode, SeederParams, default_target, roles_of, takes_duration
 from harness.errors import format_path
 from harness.scenario.attackers import ATTACKER_KINDS
 from harness.scenario.checks import Check, parse_check
 from harness.scenario.durations import Duration, format_duration
 from harness.scenario.problem import problem
 from harness.scenario.selectors import Member, Selector, SelectorError, match
+from harness_node.names import COUNTERMEASURES, MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 
 REGTEST_MAGIC = "fabfb5da"  # reference §1.1: regtest fa bf b5 da, port 18444
 MAX_WORKLOAD_EVENTS = 100_000  # keeps a plan a few MB at most
@@ -61,25 +62,21 @@ def _magic(value: str) -> str:
 
 Slug = Annotated[str, AfterValidator(_slug)]
 Magic = Annotated[str, AfterValidator(_magic)]
-RelayPolicy = Literal["flood", "diffusion"]  # dandelion arrives with the Dandelion++ issue
-MisbehaviourPolicy = Literal["ban", "discourage", "disconnect"]
+# The node's own vocabularies (harness_node.names), so a name is spelled once.
+RelayPolicy = Literal[RELAY_POLICIES]  # type: ignore[valid-type]
+MisbehaviourPolicy = Literal[MISBEHAVIOUR_POLICIES]  # type: ignore[valid-type]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class Countermeasures(Strict):
-    """Defences a node can switch off, to compare a scenario with and without them (reference §7)."""
-
-    feelers: bool = True
-    anchors: bool = True
-    test_before_evict: bool = True
-    netgroup_diversity: bool = True
-    tried_table: bool = True
-    getaddr_cache: bool = True
-    addr_rate_limit: bool = True
-    inbound_netgroup_eviction: bool = True
+# Defences a node can switch off, to compare a scenario with and without them (reference §7): one
+# boolean per name the node knows, every one on by default.
+Countermeasures = create_model(  # type: ignore[call-overload]
+    "Countermeasures", __base__=Strict, __doc__="Defences a node can switch off (each on by default).",
+    **{name: (bool, True) for name in COUNTERMEASURES},
+)
 
 
 class Latency(Strict):
@@ -193,7 +190,7 @@ def group_counts(network: Network) -> dict[str | None, int]:
 
 class Seeder(Strict):
     enabled: bool = True
-    mode: Literal["honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow"] = "honest"
+    mode: SeederMode = "honest"
     params: SeederParams = SeederParams()
     zone: str = "seed.testnet."
     ttl: int = Field(default=3600, ge=0)  # bitcoin-seeder's A/AAAA TTL (reference §6)
