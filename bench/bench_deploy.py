@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.plan import view as plan_view
+from harness.plan.planner import plan_file
 from harness.run import runner
 from harness.backends.local import processes as lw
 from harness.backends.registry import make_backend
@@ -49,7 +49,7 @@ def rss_kib(pids: list[int]) -> int:
 def bench(nodes: int, root: Path, time_scale: float) -> dict[str, object]:
     scenario = root / f"bench-{nodes}.yaml"
     scenario.write_text(SCENARIO.format(nodes=nodes, time_scale=time_scale))
-    plan = plan_view.load(scenario)
+    plan = plan_file(scenario)
     run = RunDir(root / f"run-{nodes}")
     backend = make_backend("local", run)
     started = time.monotonic()
@@ -69,11 +69,11 @@ def bench(nodes: int, root: Path, time_scale: float) -> dict[str, object]:
                 connected = time.monotonic() - started
                 break
             time.sleep(3.0)  # each sample asks every node: keep the probe light
-        groups = lw.live_groups({p.pgid for p in state.processes})
+        groups = lw.live_groups({p.pgid for p in lw.records(state)})
         rss = rss_kib([pid for pids in groups.values() for pid in pids])
     finally:
         summary = backend.down()
-    return {"nodes": nodes, "workers": len(state.processes), "deploy_to_ready_s": round(ready, 2),
+    return {"nodes": nodes, "workers": len(lw.records(state)), "deploy_to_ready_s": round(ready, 2),
             "deploy_to_95pct_with_8_outbound_s": round(connected, 1) if connected else None,
             "rss_mib": round(rss / 1024, 1), "rss_per_node_kib": round(rss / nodes), "down_s": round(summary.seconds, 2),
             "clean": summary.clean}

@@ -18,10 +18,10 @@ from harness.analysis.model import Observations
 from harness.analysis.figures.bans import honest_nodes_banned, time_to_ban
 from harness.analysis.figures.eclipse import attacker_share
 from harness.analysis.figures.propagation import time_to_reach
-from harness.plan.view import Expectation, PlanView
+from harness.plan.model import CheckPlan, Plan
 from harness.analysis.model import CheckResult, CheckVerdict
 
-CheckFn = Callable[[Mapping[str, Any], Observations, PlanView], CheckResult]
+CheckFn = Callable[[Mapping[str, Any], Observations, Plan], CheckResult]
 CHECKS: dict[str, CheckFn] = {}
 
 
@@ -38,7 +38,7 @@ def check(name: str, description: str) -> Callable[[CheckFn], CheckFn]:
     return register
 
 
-def select(plan: PlanView, selector: Any, default_role: str | None = None) -> list[str]:
+def select(plan: Plan, selector: Any, default_role: str | None = None) -> list[str]:
     """Node names from a resolved list, a single name, or a {nodes, role, group} mapping (mode all)."""
     if selector is None:
         return plan.names(default_role) if default_role else []
@@ -50,7 +50,7 @@ def select(plan: PlanView, selector: Any, default_role: str | None = None) -> li
 
     names = selector.get("nodes")
     matchers = [pattern_matcher(p) for p in names] if names else None
-    return [n.name for n in plan.nodes
+    return [n.name for n in plan.peers()
             if (matchers is None or any(m(n.name) for m in matchers))
             and selector.get("role") in (None, n.role) and selector.get("group") in (None, n.group)]
 
@@ -77,17 +77,17 @@ def _propagation(name: str, kind: str, params: Mapping[str, Any], obs: Observati
 
 
 @check("tx_propagation", "Time for a transaction to reach the quantile of honest nodes.")
-def _tx_propagation(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+def _tx_propagation(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     return _propagation("tx_propagation", "tx", params, obs)
 
 
 @check("block_propagation", "Time for a block to reach the quantile of honest nodes.")
-def _block_propagation(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+def _block_propagation(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     return _propagation("block_propagation", "block", params, obs)
 
 
 @check("spam_banned", "Every attacker peer is banned (or discouraged) by an honest node in time.")
-def _spam_banned(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+def _spam_banned(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     within = float(params["within"])
     wanted = set(select(plan, params.get("attackers"), default_role="attacker"))
     attackers = [a for a in obs.attackers if a.name in wanted]
@@ -103,14 +103,14 @@ def _spam_banned(params: Mapping[str, Any], obs: Observations, plan: PlanView) -
 
 
 @check("no_honest_banned", "No honest node bans or discourages another honest node.")
-def _no_honest_banned(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+def _no_honest_banned(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     wrong = honest_nodes_banned(obs.bans)
     details = "; ".join(f"{b.banning_node} banned {b.banned_node or b.banned_address} ({b.reason})" for b in wrong[:5])
     return _result("no_honest_banned", len(wrong), "== 0", not wrong, "bans", details)
 
 
 @check("not_eclipsed", "The victims' outbound peers are never mostly attackers.")
-def _not_eclipsed(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+def _not_eclipsed(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     bound = float(params.get("max_attacker_share", 0.5))
     wanted = set(select(plan, params.get("victim")))
     series = [v for v in obs.victims if v.victim in wanted and v.samples]
@@ -122,7 +122,7 @@ def _not_eclipsed(params: Mapping[str, Any], obs: Observations, plan: PlanView) 
 
 
 @check("all_connected", "Every honest node ends with at least min_outbound outbound peers.")
-def _all_connected(params: Mapping[str, Any], obs: Observations, plan: PlanView) -> CheckResult:
+def _all_connected(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     need = int(params.get("min_outbound", 1))
     honest = plan.names("honest")
     counts = {n: obs.outbound_at_end.get(n, 0) for n in honest}
@@ -133,7 +133,7 @@ def _all_connected(params: Mapping[str, Any], obs: Observations, plan: PlanView)
     return _result("all_connected", min(counts.values(), default=0), f">= {need}", not short, "outbound peers", details)
 
 
-def evaluate(expect: Sequence[Expectation], obs: Observations, plan: PlanView) -> list[CheckResult]:
+def evaluate(expect: Sequence[CheckPlan], obs: Observations, plan: Plan) -> list[CheckResult]:
     """Every expectation -> one CheckResult (pass, fail, or error with the reason)."""
     results = []
     for i, x in enumerate(expect):

@@ -160,6 +160,7 @@ class DownSummary:
 
 class Backend(abc.ABC):
     name: str = ""
+    OPTIONS: frozenset[str] = frozenset()  # keyword options of __init__ that make_backend passes on
 
     def __init__(self, run: RunStore) -> None:
         self.run = run

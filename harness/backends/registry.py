@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from harness.backends.base import Backend
+from typing import Any
+
+from harness.backends.base import Backend, RunStore
 from harness.errors import BackendUnavailable
-from harness.run.rundir import RunDir
-
-
 
 
 def _local() -> type[Backend]:
@@ -23,6 +22,11 @@ UNAVAILABLE = {
 }
 
 
+def names() -> list[str]:
+    """Every backend name the CLI accepts: the built ones first, then those that say "not yet"."""
+    return [*BACKENDS, *UNAVAILABLE]
+
+
 def backend_class(name: str) -> type[Backend]:
     if name in BACKENDS:
         return BACKENDS[name]()
@@ -31,5 +35,8 @@ def backend_class(name: str) -> type[Backend]:
     raise BackendUnavailable(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
 
 
-def make_backend(name: str, run: RunDir, **options: object) -> Backend:
-    return backend_class(name)(run, **options)
+def make_backend(name: str, run: RunStore, **options: Any) -> Backend:
+    """The backend ``name`` bound to ``run``. ``options`` are hints a backend may take (its
+    ``OPTIONS``, e.g. the local backend's ``watch_parent``); a backend ignores the others."""
+    cls = backend_class(name)
+    return cls(run, **{k: v for k, v in options.items() if k in cls.OPTIONS})

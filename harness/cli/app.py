@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json as jsonlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,13 +21,13 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 
-from harness.cli import render
+from harness.backends import registry
 from harness.backends.base import BackendError
+from harness.cli import render
 from harness.errors import BackendUnavailable, ExitCode, HarnessError
 from harness.plan.model import Plan
-from harness.plan.planner import plan as make_plan
+from harness.plan.planner import plan_file
 from harness.run.rundir import DEFAULT_RUNS_ROOT, RunDir, RunDirError, default_run_dir
-from harness.scenario import load_scenario
 
 FOLLOW_INTERVAL_SECONDS = 1.0  # refresh period of `deploy --wait`'s live status
 
@@ -39,10 +40,8 @@ app = typer.Typer(
 )
 
 
-class Backend(str, enum.Enum):
-    local = "local"
-    docker = "docker"
-    k8s = "k8s"
+# The --backend choices: every name the registry knows (one that is not built yet says so, exit 2).
+Backend = enum.Enum("Backend", {name: name for name in registry.names()}, type=str)  # type: ignore[misc]
 
 
 ScenarioFile = Annotated[Path, typer.Argument(help="Scenario file (YAML).", show_default=False)]
@@ -50,7 +49,7 @@ SeedOption = Annotated[Optional[int], typer.Option(
     "--seed", help="Override the scenario's seed (same file + seed = same plan).", envvar="HARNESS_SEED")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 BackendOption = Annotated[Backend, typer.Option(
-    "--backend", help="Where to run: local processes, docker or k8s.", envvar="HARNESS_BACKEND")]
+    "--backend", help=f"Where to run: {', '.join(registry.names())}.", envvar="HARNESS_BACKEND")]
 RunDirOption = Annotated[Optional[Path], typer.Option(
     "--run-dir", help="The run's directory (state, plan, logs, results). deploy/run: default runs/<scenario name>; "
                       "other commands: default the most recently deployed run under ./runs.",
@@ -78,11 +77,12 @@ def _boundary() -> Iterator[None]:
 
 def _plan_file(file: Path, seed: int | None = None) -> Plan:
     """Load, validate and plan: planning resolves every selector, so this is the full validation."""
-    return make_plan(load_scenario(file), seed=seed)
+    return plan_file(file, seed)
 
 
 def _require_backend(backend: Backend) -> None:
-    if backend is not Backend.local:
+    """Exit 2 before anything is planned or started if the backend is one the registry lists as not built."""
+    if backend.value not in registry.BACKENDS:
         raise BackendUnavailable(f"the {backend.value} backend is not available yet (arrives in a later release); "
                                  f"use --backend local")
 
@@ -186,7 +186,7 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
 
 
 @app.command()
-def deploy(file: ScenarioFile, backend: BackendOption = Backend.local, seed: SeedOption = None,
+def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
            run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
@@ -198,12 +198,13 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend.local, seed: See
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         with render.progress_display(_rich(json)) as on_event:
             state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event)
-        info = {"scenario": state.scenario, "backend": state.backend, "run_dir": str(path.absolute()),
-                "controller_url": state.controller_url, "nodes": len(state.node_hosts), "status": state.status,
-                "workers": sum(1 for p in state.processes if p.kind == "worker"),
-                "processes": [{"name": p.name, "kind": p.kind, "pid": p.pid, "log": p.log} for p in state.processes]}
+        members = _runner().members(path)
+        info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
+                "run_dir": str(path.absolute()), "controller_url": state.controller_url,
+                "nodes": len(state.started_nodes), "status": state.status,
+                "members": dict(Counter(m["kind"] for m in members)), "member_list": members}
         try:
-            _show_deployed(info, next(iter(state.node_hosts)), f" --run-dir {path}" if run_dir else "", json)
+            _show_deployed(info, state.started_nodes[0], f" --run-dir {path}" if run_dir else "", json)
             if wait:
                 _follow(path)
         except KeyboardInterrupt:
@@ -238,7 +239,7 @@ def _follow(path: Path) -> None:
 
 
 @app.command()
-def run(file: ScenarioFile, backend: BackendOption = Backend.local, seed: SeedOption = None,
+def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
         out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
@@ -312,7 +313,7 @@ def down(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     with _boundary():
         path = run_dir or _latest_run_dir()
         if path is None:
-            summary: dict[str, Any] = {"already_down": True, "clean": True, "run_dir": None, "stopped": []}
+            summary: dict[str, Any] = {"already_down": True, "clean": True, "run_dir": None, "stopped": [], "left": {}}
             line = f"nothing to stop: no runs under ./{DEFAULT_RUNS_ROOT}"
         else:
             if run_dir is None:
@@ -323,8 +324,9 @@ def down(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
             render.echo_json(summary)
         else:
             typer.echo(line)
-        if summary.get("leftover_processes"):  # ours, alive after SIGKILL: a real failure
-            raise BackendError(f"teardown of {path} left processes behind: {list(summary['leftover_processes'])}")
+        left = {kind: ids for kind, ids in summary["left"].items() if ids}
+        if left:  # ours, still there after force: a real failure
+            raise BackendError(f"teardown of {path} left members behind: {left}")
         if summary.get("bound_ports"):  # maybe another run on the same loopback addresses: a warning only
             render.stderr_console().print(f"warning: ports of this run are still bound (by another run on the same "
                                           f"addresses?): {', '.join(summary['bound_ports'])}")

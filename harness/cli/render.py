@@ -55,7 +55,7 @@ def print_error(error: HarnessError, console: Console | None = None) -> None:
 
 
 def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+    return f"{count} {word}{'' if count == 1 else 'es' if word.endswith('s') else 's'}"
 
 
 def summary(plan: Plan) -> str:
@@ -166,7 +166,7 @@ class ProgressDisplay:
             progress.REPORT_WRITTEN: lambda out_dir, files: self._finished(f"report written to {out_dir}"),
             progress.TEARING_DOWN: lambda: self._step("tearing down"),
             progress.TORN_DOWN: lambda **summary: self._finished(
-                f"torn down: {_plural(summary['terminated'] + summary['killed'], 'process group')} stopped"),
+                f"torn down: {_removed(summary['removed'])} removed"),
         }
 
     def __call__(self, name: str, data: dict[str, Any]) -> None:
@@ -223,7 +223,7 @@ def deployed_line(info: dict[str, Any]) -> str:
 def print_deployed(info: dict[str, Any], next_commands: list[str], console: Console | None = None) -> None:
     console = console or stdout_console()
     console.print(Text.assemble(("deployed ", "bold"), (info["scenario"], "bold cyan"),
-                                f": {_plural(info['nodes'], 'node')} in {_plural(info['workers'], 'worker process')}"
+                                f": {_plural(info['nodes'], 'node')} in {_removed(info['members'])}"
                                 f" ({info['backend']}), all answering"))
     console.print(f"  run dir     {info['run_dir']}")
     console.print(f"  controller  {info['controller_url']}  (GET /results, /metrics)")
@@ -259,6 +259,10 @@ def status_view(status: dict[str, Any]) -> Group:
                            f"controller {controller['url'] or 'n/a'}, phase {controller['phase'] or 'n/a'}",
                            (f", error: {controller['error']}", "red") if controller["error"] else "")
     parts: list[Any] = [header]
+    if status["members"]:
+        parts.append(Text.assemble("members: ", *(
+            Text(f"{m['name']} {'up' if m['alive'] else 'gone'}" + (", " if i < len(status["members"]) - 1 else ""),
+                 style="" if m["alive"] else "red") for i, m in enumerate(status["members"][:NODE_ROWS]))))
 
     nodes = Table(title=f"nodes ({status['summary']['reachable']}/{status['summary']['nodes']} up)", title_justify="left")
     for column in ("node", "state", "out", "in", "height", "mempool"):
@@ -336,8 +340,15 @@ def down_line(summary: dict[str, Any]) -> str:
     if summary["already_down"] or not summary.get("stopped"):
         return f"nothing running in {summary['run_dir']} (already down)"
     where = summary.get("scenario") or summary["run_dir"]
+    forced = sum(summary["forced"].values())
     text = (f"stopped {where}: {', '.join(summary['stopped'])} in {summary['seconds']:.1f} s"
-            + (f" ({summary['killed']} needed SIGKILL)" if summary["killed"] else ""))
-    if summary["leftover_processes"]:
-        text += f"; still alive after SIGKILL: {list(summary['leftover_processes'])}"
+            + (f" ({forced} needed force)" if forced else ""))
+    left = {kind: ids for kind, ids in summary["left"].items() if ids}
+    if left:
+        text += "; still there after force: " + "; ".join(f"{kind} {', '.join(ids)}" for kind, ids in left.items())
     return text
+
+
+def _removed(by_kind: dict[str, int]) -> str:
+    """{"process": 3} -> "3 processes"; {"container": 2, "network": 1} -> "2 containers, 1 network"."""
+    return ", ".join(_plural(n, kind) for kind, n in by_kind.items()) or "nothing"

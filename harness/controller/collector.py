@@ -17,7 +17,7 @@ from typing import Any
 from harness.backends.base import Endpoint
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.analysis.figures.bans import host_of
-from harness.plan.view import ATTACKER, HONEST, PlanView
+from harness.plan.model import ATTACKER, HONEST, Plan
 from harness.analysis.model import (
     AttackerStart,
     Observations,
@@ -34,10 +34,10 @@ from harness.analysis.model import (
 NOT_SLOT_KINDS = frozenset({"feeler"})
 
 
-def victims_of(plan: PlanView) -> list[str]:
+def victims_of(plan: Plan) -> list[str]:
     """The victims the plan's not_eclipsed checks name; with attackers but no such check, every
     honest node (so the eclipse figure still exists)."""
-    named = [v for x in plan.expect if x.check == "not_eclipsed" for v in (x.params.get("victim") or [])]
+    named = [v for x in plan.checks if x.check == "not_eclipsed" for v in (x.params.get("victim") or [])]
     if named or not plan.names(ATTACKER):
         return sorted(set(named))
     return plan.names(HONEST)
@@ -46,9 +46,9 @@ def victims_of(plan: PlanView) -> list[str]:
 class Collector:
     """Keeps the history a single snapshot cannot give (ban times, victims' samples) across polls."""
 
-    def __init__(self, plan: PlanView, client: ControlClient, endpoints: Mapping[str, Endpoint], started_at: float) -> None:
+    def __init__(self, plan: Plan, client: ControlClient, endpoints: Mapping[str, Endpoint], started_at: float) -> None:
         self.plan, self.client, self.endpoints, self.started_at = plan, client, dict(endpoints), started_at
-        self.by_ip = {n.address: n for n in plan.nodes}
+        self.by_ip = {n.address: n for n in plan.peers()}
         self.victims = victims_of(plan)
         self._bans: dict[tuple[str, str], BanEvent] = {}
         self._samples: dict[str, list[OutboundSample]] = {v: [] for v in self.victims}
@@ -121,7 +121,7 @@ class Collector:
                 other, _ = self._role_of_ip(peer["address"])
                 if other is not None and peer.get("direction") in ("outbound", "inbound"):
                     edges.append(PeerEdge(name, other, peer["direction"]))
-        return PeerGraph(edges, {n.name: n.role for n in self.plan.nodes})
+        return PeerGraph(edges, {n.name: n.role for n in self.plan.peers()})
 
     def outbound_counts(self) -> dict[str, int]:
         return {n: sum(1 for p in s.get("peers", []) if p.get("direction") == "outbound" and p.get("kind") not in NOT_SLOT_KINDS)
@@ -135,7 +135,7 @@ class Collector:
         return Observations(
             started_at=self.started_at, ended_at=max(time.time(), self.started_at), items=items,
             bans=sorted(self._bans.values(), key=lambda b: b.time),
-            attackers=[AttackerStart(n.name, self.started_at, (n.address,)) for n in self.plan.nodes if n.role == ATTACKER],
+            attackers=[AttackerStart(n.name, self.started_at, (n.address,)) for n in self.plan.peers() if n.role == ATTACKER],
             victims=[VictimSeries(v, list(s)) for v, s in self._samples.items()],
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
         )

@@ -1,8 +1,9 @@
 """The controller: waits for the network, runs the timeline, polls the nodes, evaluates the checks,
 and serves its own Prometheus metrics and GET /results on 127.0.0.1.
 
-Runs in-process for `harness run`, or as a detached process (`python -m harness.controller
---run-dir DIR`) started by `harness deploy`, so that dashboards keep filling with no CLI alive.
+Runs in-process for `harness run`, or placed by the backend for `harness deploy` (locally a
+detached `python -m harness.run.detached --run-dir DIR`), so that dashboards keep filling with no
+CLI alive.
 Either way it writes results.json in the run directory, which `harness report` reads.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +20,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from harness.backends.base import Backend
+from harness.backends.base import Backend, RunStore
 from harness.backends.registry import make_backend
-from harness.backends.local import processes as lw
 from harness.analysis.checks import evaluate
 from harness.controller import timeline
 from harness.backends.client import ControlClient
@@ -31,9 +30,7 @@ from harness.controller.collector import Collector
 from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
 from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
 from harness.analysis.figures.propagation import item_propagation, kind_propagation
-from harness.plan.view import PlanView
 from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict
-from harness.run.rundir import RunDir
 
 COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
 ITEM_QUERIES_PER_POLL = 5_000  # above this (items x honest nodes), propagation is measured at the end only
@@ -120,11 +117,11 @@ def _count(pairs: Any) -> dict[Any, int]:
 
 
 class Controller:
-    def __init__(self, run: RunDir, backend: Backend | None = None) -> None:
+    def __init__(self, run: RunStore, backend: Backend | None = None) -> None:
         self.run = run
         self.state = run.load_state()
-        self.plan = PlanView.from_dict(run.read_json(run.plan_file))
         self.backend = backend or make_backend(self.state.backend, run)
+        self.plan = self.backend.plan
         self.metrics = Metrics()
         self.results = Results(phase="waiting")
 
@@ -192,21 +189,10 @@ class Controller:
                     poller.cancel()
                 self._publish(phase="finishing", events=list(ctx.records))
                 obs = await collector.observe(self.run.read_journal("item"), self._stopped())
-                self._publish(phase="done", observations=obs, checks=evaluate(self.plan.expect, obs, self.plan))
+                self._publish(phase="done", observations=obs, checks=evaluate(self.plan.checks, obs, self.plan))
                 if linger:
                     await asyncio.Event().wait()  # until cancelled by SIGTERM (harness down)
             return self.results
         finally:
             if runner is not None:
                 await runner.cleanup()
-
-
-def start_detached(run: RunDir) -> None:
-    """Start `python -m harness.controller --run-dir DIR` in its own session, recorded in the state
-    so that `down` stops it with everything else."""
-    command = [sys.executable, "-m", "harness.controller", "--run-dir", str(run.path)]
-    with run.locked():
-        state = run.load_state()
-        _, record = lw.spawn("controller", "controller", command, run.logs_dir / "controller.log", watch_parent=False)
-        state.processes.append(record)
-        run.save_state(state)

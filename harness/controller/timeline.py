@@ -1,4 +1,4 @@
-"""Executes a plan's timeline: each action (harness/actions.py) is one small async handler here.
+"""Executes a plan's timeline: each action (harness/scenario/actions.py) is one small async handler here.
 
 Adding an action = one ``@handler("name")`` function. A handler acts on one target node (or the
 seeder) and returns a small JSON-able dict for the journal. Actions that take a duration
@@ -17,12 +17,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.scenario.actions import ROGUE_SEEDER
-from harness.backends.base import Backend, BackendError, Endpoint
+from harness.backends.base import Backend, BackendError, Endpoint, RunStore
 from harness.backends.node_config import seeder_mode_params
 from harness.backends.client import ControlClient
 from harness.errors import ExitCode, HarnessError
-from harness.plan.view import Event, PlanView
-from harness.run.rundir import RunDir
+from harness.plan.model import Event, Plan
 
 
 class TimelineError(HarnessError):
@@ -46,10 +45,10 @@ class EventRecord:
 
 @dataclass
 class TimelineContext:
-    plan: PlanView
+    plan: Plan
     backend: Backend
     client: ControlClient
-    run: RunDir
+    run: RunStore
     endpoints: dict[str, Endpoint]
     seeder: Endpoint | None
     records: list[EventRecord] = field(default_factory=list)
@@ -147,7 +146,7 @@ async def _seeder_mode(ctx: TimelineContext, target: str | None, params: dict[st
     ep = _seeder(ctx)
     before = await ctx.client.seeder_status(ep)
     previous = {"previous": before.get("mode"), "previous_params": before.get("params") or {}}
-    attackers = [n.endpoint for n in ctx.plan.nodes if n.role == "attacker"]
+    attackers = [n.endpoint for n in ctx.plan.peers() if n.role == "attacker"]
     extra = dict(params.get("params") or {})
     if params["mode"] == ROGUE_SEEDER:
         addresses = seeder_mode_params("poison", extra, attackers)["addresses"]
@@ -249,7 +248,7 @@ async def execute(ctx: TimelineContext, timeline: Sequence[Event], start: float 
         delay = start + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)  # scheduling: the next event's time
-        await asyncio.gather(*(one(e, t) for e in timeline if e.at == at for t in (e.targets or (None,))))
+        await asyncio.gather(*(one(e, t) for e in timeline if e.at == at for t in (e.nodes or (None,))))
     for (action, target), result in list(begun.items()):
         if action == "pause_node":
             await run_action(ctx, time.monotonic() - start, UNDO[action], target, result)

@@ -65,7 +65,7 @@ class RunWatcher:
     """While in its ``with`` block, polls a run directory from a thread and emits what changed.
 
     It only reads files the backend and the controller write anyway, so it needs no hook in
-    either: node start-up from ``state.node_hosts``, and (``follow_timeline``) the controller's
+    either: node start-up from ``state.started_nodes``, and (``follow_timeline``) the controller's
     phase from results.json and each executed action from the journal. With no callback it does
     nothing at all.
     """
@@ -107,7 +107,7 @@ class RunWatcher:
         state = self._read(self.run.state_file)
         if state is None or (self._since is not None and state.get("created_at", 0) < self._since - 1):
             return  # not written yet, or left from an earlier run that `up` is about to remove
-        started = len(state.get("node_hosts", {}))
+        started = len(state.get("started_nodes", []))
         if started != self._started:
             self._started = started
             self._emit(NODES_STARTED, started=started, total=self.total_nodes)

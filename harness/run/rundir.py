@@ -2,10 +2,10 @@
 
 One directory per run (default ``./runs/<scenario-name>``) holds:
 
-- ``state.json``   the RunState below: backend, plan digest, processes (pid, process group, start
-                   time), control token, controller endpoint. Written atomically, mode 0600 (it holds
-                   the control token).
-- ``plan.json``    the PlanView the run was deployed from (harness.plan.view), so status, inject,
+- ``state.json``   the RunState (harness.backends.base): backend, run id, plan digest, status,
+                   control token, endpoints, and the backend's own record. Written atomically,
+                   mode 0600 (it holds the control token).
+- ``plan.json``    the Plan the run was deployed from (harness.plan.model), so status, inject,
                    report and the controller process never re-plan.
 - ``workers/``     one node-host config file per worker process.
 - ``logs/``        one log file per process.
@@ -21,14 +21,13 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
+from harness.backends.base import DEPLOYING, RUNNING, STOPPED, RunState
 from harness.errors import ExitCode, HarnessError
+from harness_node.atomicfile import write_json_atomic
 
 STATE_FILE = "state.json"
 PLAN_FILE = "plan.json"
@@ -36,8 +35,7 @@ RESULTS_FILE = "results.json"
 JOURNAL_FILE = "journal.jsonl"
 DEFAULT_RUNS_ROOT = Path("runs")
 
-# Lifecycle of a run as recorded in state.json.
-DEPLOYING, RUNNING, STOPPED = "deploying", "running", "stopped"
+__all__ = ["DEPLOYING", "RUNNING", "STOPPED", "RunDir", "RunDirError", "RunState", "default_run_dir"]
 
 
 class RunDirError(HarnessError):
@@ -46,73 +44,8 @@ class RunDirError(HarnessError):
     exit_code = ExitCode.INVALID_INPUT
 
 
-@dataclass
-class ProcessRecord:
-    """One OS process the backend started, in its own process group (pgid == pid).
-
-    ``start_time`` is the kernel's start time of the process (clock ticks since boot, Linux
-    /proc/<pid>/stat field 22), so that teardown never signals a pid the OS has since reused.
-    """
-
-    name: str  # worker-0, seeder, controller, node-<name> (a restarted node)
-    kind: str  # worker | seeder | controller
-    pid: int
-    pgid: int
-    start_time: int | None
-    command: list[str]
-    log: str
-    nodes: list[str] = field(default_factory=list)  # node names it hosts (workers)
-    config: str | None = None
-
-
-@dataclass
-class RunState:
-    scenario: str
-    backend: str
-    plan_digest: str
-    status: str = DEPLOYING
-    created_at: float = field(default_factory=time.time)
-    ready_at: float | None = None
-    stopped_at: float | None = None
-    control_token: str | None = None
-    processes: list[ProcessRecord] = field(default_factory=list)
-    # node name -> the process record name hosting it now (changes when a node is restarted)
-    node_hosts: dict[str, str] = field(default_factory=dict)
-    stopped_nodes: list[str] = field(default_factory=list)
-    controller_url: str | None = None
-    attached: bool = False  # processes die with the CLI that started them (`harness run`)
-
-    def process(self, name: str) -> ProcessRecord:
-        for p in self.processes:
-            if p.name == name:
-                return p
-        raise KeyError(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunState":
-        data = dict(data)
-        data["processes"] = [ProcessRecord(**p) for p in data.get("processes", [])]
-        return cls(**data)
-
-
 def default_run_dir(scenario_name: str) -> Path:
     return DEFAULT_RUNS_ROOT / scenario_name
-
-
-def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write via a temp file + rename, so a reader in another shell never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunDir:
@@ -176,10 +109,10 @@ class RunDir:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def save_state(self, state: RunState) -> None:
-        _write_atomic(self.state_file, json.dumps(state.to_dict(), indent=2), mode=0o600)
+        write_json_atomic(self.state_file, state.to_dict(), mode=0o600, indent=2)
 
-    def write_json(self, path: Path, data: Any) -> None:
-        _write_atomic(path, json.dumps(data, indent=2, default=str))
+    def write_json(self, path: Path, data: Any, mode: int = 0o644) -> None:
+        write_json_atomic(path, data, mode=mode, indent=2)
 
     def read_json(self, path: Path) -> Any:
         try:

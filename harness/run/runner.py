@@ -19,29 +19,26 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.plan import view as plan_view
-from harness.run import progress
-from harness.scenario.actions import ACTIONS
-from harness.backends.base import Backend
-from harness.backends.registry import make_backend
-from harness.backends.local import processes as lw
-from harness.backends.base import BackendError
-from harness.controller import timeline
-from harness.backends.client import ControlAPIError, ControlClient
-from harness.analysis.model import Observations
-from harness.controller.collector import Collector
-from harness.controller.service import Controller, Results, start_detached
 from harness.analysis.checks import evaluate
-from harness.errors import ExitCode
 from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
 from harness.analysis.figures.propagation import item_propagation, kind_propagation
-from harness.plan.view import PlanView
+from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict, Observations, Report
+from harness.backends.base import Backend, BackendError
+from harness.backends.client import ControlAPIError, ControlClient
+from harness.backends.registry import make_backend
+from harness.controller import timeline
+from harness.controller.collector import Collector
+from harness.controller.service import Controller, Results
+from harness.errors import ExitCode
+from harness.plan.model import Plan
+from harness.run import detached, progress
 from harness.run.progress import ProgressCallback, RunWatcher, emit
-from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict, Report
 from harness.run.rundir import STOPPED, RunDir, RunState, default_run_dir
+from harness.scenario.actions import ACTIONS
 from harness.scenario.attackers import refuse_unrunnable
 
 REPORT_SUBDIR = "report"  # default report directory: <run dir>/report
+LOG_TAIL_LINES = 15
 CONTROLLER_START_TIMEOUT_SECONDS = 20.0  # interpreter start + imports (~1 s here) with a wide margin
 CONTROLLER_POLL_SECONDS = 0.05
 # Actions `inject` accepts: the scenario's actions, plus the undo handlers a person needs to end a
@@ -49,10 +46,11 @@ CONTROLLER_POLL_SECONDS = 0.05
 INJECT_UNDO_ACTIONS = ("resume_node", "start_node")
 
 
-def _open(run_dir: str | Path) -> tuple[RunDir, RunState, PlanView, Backend]:
+def _open(run_dir: str | Path) -> tuple[RunDir, RunState, Plan, Backend]:
     run = RunDir(run_dir)
     state = run.load_state()
-    return run, state, PlanView.from_dict(run.read_json(run.plan_file)), make_backend(state.backend, run)
+    be = make_backend(state.backend, run)
+    return run, state, be.plan, be
 
 
 def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Path | None = None,
@@ -62,49 +60,48 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
     `down` stops it. ``on_event``: progress (harness.run.progress)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)
-    run = RunDir(run_dir or default_run_dir(plan.scenario))
+    run = RunDir(run_dir or default_run_dir(plan.name))
     be = make_backend(backend, run)
-    with RunWatcher(run, on_event, len(plan.nodes), plan.duration, follow_timeline=False):
-        emit(on_event, progress.STARTING_NODES, total=len(plan.nodes))
-        be.up(plan, watch_parent=False)
+    total = len(plan.peers())
+    with RunWatcher(run, on_event, total, plan.duration, follow_timeline=False):
+        emit(on_event, progress.STARTING_NODES, total=total)
+        be.up(plan)
         try:
             emit(on_event, progress.STARTING_CONTROLLER)
-            start_detached(run)
+            be.start_controller(detached.argv(run))
             if wait:
-                emit(on_event, progress.WAITING_FOR_NODES, total=len(plan.nodes))
+                emit(on_event, progress.WAITING_FOR_NODES, total=total)
                 be.wait_ready()
-                emit(on_event, progress.NODES_READY, ready=len(plan.nodes), total=len(plan.nodes))
-            _wait_for_controller(run)
+                emit(on_event, progress.NODES_READY, ready=total, total=total)
+            _wait_for_controller(run, be)
         except BaseException:
             be.down()
             raise
     return run.load_state()
 
 
-def runnable_plan(scenario_path: str | Path, seed: int | None = None) -> PlanView:
+def runnable_plan(scenario_path: str | Path, seed: int | None = None) -> Plan:
     """The scenario's plan, or ScenarioError (exit 2) if it is invalid or has attackers of a kind
     with no implementation yet (harness.scenario.attackers decides which): nothing has started."""
-    from harness.plan.planner import plan as make_plan  # lazily, as plan_view.load: import cycle otherwise
+    from harness.plan.planner import plan as make_plan
     from harness.scenario import load_scenario
 
     scenario = load_scenario(Path(scenario_path))
     refuse_unrunnable(scenario.attackers, file=str(scenario_path))
-    return plan_view.from_plan(make_plan(scenario, seed))
+    return make_plan(scenario, seed)
 
 
-def _wait_for_controller(run: RunDir, timeout: float = CONTROLLER_START_TIMEOUT_SECONDS) -> None:
-    """Until the detached controller has bound its port and recorded its URL in the state."""
+def _wait_for_controller(run: RunDir, be: Backend, timeout: float = CONTROLLER_START_TIMEOUT_SECONDS) -> None:
+    """Until the placed controller has bound its port and recorded its URL in the state."""
     deadline = time.monotonic() + timeout
     while True:
-        state = run.load_state()
-        if state.controller_url:
+        if run.load_state().controller_url:
             return
-        record = state.process("controller")
-        if not lw.is_ours(record):
-            raise BackendError(f"the controller (pid {record.pid}) exited during start-up; "
-                               f"last lines of {record.log}:\n{lw.log_tail(record.log)}")
+        if not any(m.alive for m in be.members() if m.kind == "controller"):
+            tail = "\n".join(be.logs("controller").splitlines()[-LOG_TAIL_LINES:])
+            raise BackendError(f"the controller exited during start-up; last lines of its log:\n{tail}")
         if time.monotonic() > deadline:
-            raise BackendError(f"the controller did not serve its URL within {timeout:.0f} s; log: {record.log}")
+            raise BackendError(f"the controller did not serve its URL within {timeout:.0f} s; see `harness status`")
         time.sleep(CONTROLLER_POLL_SECONDS)
 
 
@@ -133,12 +130,18 @@ def status(run_dir: str | Path) -> dict[str, Any]:
     return {
         "run_dir": str(run.path), "scenario": state.scenario, "backend": state.backend, "plan_digest": state.plan_digest,
         "status": state.status if running or state.status == STOPPED else "crashed", "running": running,
-        "processes": be.process_status(), "nodes": nodes, "stopped_nodes": list(state.stopped_nodes),
-        "summary": {"nodes": len(plan.nodes), "reachable": sum(1 for n in nodes.values() if n["reachable"]),
+        "run_id": state.run_id, "members": [m.to_dict() for m in be.members()], "nodes": nodes,
+        "stopped_nodes": list(state.stopped_nodes),
+        "summary": {"nodes": len(plan.peers()), "reachable": sum(1 for n in nodes.values() if n["reachable"]),
                     "connected": sum(1 for n in nodes.values() if n.get("peers"))},
         "controller": {"url": state.controller_url, "phase": results.get("phase"), "error": results.get("error")},
         **_observed_so_far(results.get("observations")),
     }
+
+
+def members(run_dir: str | Path) -> list[dict[str, Any]]:
+    """What the run's backend runs (processes, containers, pods), alive or not."""
+    return [m.to_dict() for m in _open(run_dir)[3].members()]
 
 
 def _observed_so_far(observations: dict[str, Any] | None) -> dict[str, Any]:
@@ -214,19 +217,19 @@ def _names_span(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 4 else f"{names[0]}, {names[1]}, … {names[-1]}"
 
 
-def _collect_now(run: RunDir, state: RunState, plan: PlanView, be: Backend) -> Results:
+def _collect_now(run: RunDir, state: RunState, plan: Plan, be: Backend) -> Results:
     """Observe a running network now (no controller results yet): items, bans, graph, checks."""
 
     async def observe() -> Results:
         async with ControlClient(state.control_token) as client:
             started = state.ready_at or state.created_at
             obs = await Collector(plan, client, be.node_endpoints(), started).observe(run.read_journal("item"), state.stopped_nodes)
-        return Results(phase="done", started_at=started, observations=obs, checks=evaluate(plan.expect, obs, plan))
+        return Results(phase="done", started_at=started, observations=obs, checks=evaluate(plan.checks, obs, plan))
 
     return asyncio.run(observe())
 
 
-def build_report(plan: PlanView, backend: str, results: Results) -> Report:
+def build_report(plan: Plan, backend: str, results: Results) -> Report:
     obs = results.observations
     checks = list(results.checks)
     failed = [e for e in results.events if not e.ok]
@@ -234,7 +237,7 @@ def build_report(plan: PlanView, backend: str, results: Results) -> Report:
         checks.append(CheckResult("timeline", "Every timeline action was executed.", len(failed), "== 0", CheckVerdict.ERROR,
                                   "actions", "; ".join(f"{e.action} {e.target}: {e.error}" for e in failed[:5])))
     return Report(
-        scenario=plan.scenario, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.nodes),
+        scenario=plan.name, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.peers()),
         started_at=obs.started_at, ended_at=obs.ended_at, checks=checks, items=obs.items, bans=obs.bans,
         attackers=obs.attackers, victims=obs.victims, graph=obs.graph,
     )
@@ -266,10 +269,10 @@ def down(run_dir: str | Path) -> dict[str, Any]:
     """Stop everything of the run; idempotent (no run, or nothing running, is fine)."""
     run = RunDir(run_dir)
     if not run.exists():
-        return {"already_down": True, "clean": True, "run_dir": str(run.path), "scenario": None, "stopped": []}
+        return {"already_down": True, "clean": True, "run_dir": str(run.path), "scenario": None, "stopped": [], "left": {}}
     state = run.load_state()
     be = make_backend(state.backend, run)
-    alive = [p["name"] for p in be.process_status() if p["alive"]]  # what this call is about to stop
+    alive = [m.name for m in be.members() if m.alive]  # what this call is about to stop
     return {**be.down().to_dict(), "run_dir": str(run.path), "scenario": state.scenario, "stopped": alive}
 
 
@@ -294,13 +297,14 @@ def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path |
     The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.run.progress."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)  # a bad or not yet runnable scenario fails here, before anything starts
-    run_ = RunDir(run_dir or default_run_dir(plan.scenario))
-    be = make_backend(backend, run_)
+    run_ = RunDir(run_dir or default_run_dir(plan.name))
+    be = make_backend(backend, run_, watch_parent=True)  # where the backend can: members die with this process
+    total = len(plan.peers())
     try:
-        with RunWatcher(run_, on_event, len(plan.nodes), plan.duration):
-            emit(on_event, progress.STARTING_NODES, total=len(plan.nodes))
-            be.up(plan, watch_parent=True)
-            emit(on_event, progress.WAITING_FOR_NODES, total=len(plan.nodes))
+        with RunWatcher(run_, on_event, total, plan.duration):
+            emit(on_event, progress.STARTING_NODES, total=total)
+            be.up(plan)
+            emit(on_event, progress.WAITING_FOR_NODES, total=total)
             results = asyncio.run(Controller(run_, be).run_scenario(serve=True))
         rep = build_report(plan, backend, results)
         from harness.report.writer import write_report

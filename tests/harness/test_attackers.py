@@ -15,7 +15,7 @@ import dns.rdatatype
 import pytest
 from typer.testing import CliRunner
 
-from harness.plan import view as plan_view
+from harness.plan.model import Plan
 from harness.run import runner
 from harness.backends.local import processes as lw
 from harness.backends.registry import make_backend
@@ -27,7 +27,7 @@ from harness.errors import ExitCode, ScenarioError
 from harness.analysis.figures.eclipse import attacker_share
 from harness.plan.model import Endpoint
 from harness.plan.planner import CONTROL_PORT, DNS_PORT, LoopbackAllocator, plan
-from harness.plan.view import Event
+from harness.plan.model import Event
 from harness.run.rundir import RunDir
 from harness.scenario import parse_scenario
 from harness_node.config import NodeConfig
@@ -150,8 +150,8 @@ faults:
 def six_and_six(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunDir]:
     """Deployed without a controller (no timeline): the tests act through runner.inject."""
     run = RunDir(tmp_path_factory.mktemp("six-and-six") / "run")
-    view = plan_view.from_plan(plan(parse_scenario(SIX_AND_SIX), allocator=AsideAllocator()))
-    assert [n.address for n in view.nodes] == HONEST + SYBILS
+    view = plan(parse_scenario(SIX_AND_SIX), allocator=AsideAllocator())
+    assert [n.address for n in view.peers()] == HONEST + SYBILS
     be = make_backend("local", run)
     try:
         be.up(view)
@@ -175,7 +175,7 @@ def statuses(run: RunDir) -> dict[str, dict]:
 def attacker_shares(run: RunDir) -> dict[str, float]:
     """Each honest victim's attacker share of outbound peers, as the controller's collector sees it."""
     be = make_backend("local", run)
-    view = plan_view.PlanView.from_dict(run.read_json(run.plan_file))
+    view = Plan.from_json(run.plan_file.read_text())
 
     async def observe() -> dict[str, float]:
         async with ControlClient(run.load_state().control_token) as client:
@@ -218,7 +218,7 @@ def test_the_collector_keeps_sampling_a_victim_across_its_restart(six_and_six: R
     """One client for the whole run, as the controller has: a restarted victim must stay visible
     (a kept-alive connection would still reach the worker that hosted it before)."""
     be = make_backend("local", six_and_six)
-    view = plan_view.PlanView.from_dict(six_and_six.read_json(six_and_six.plan_file))
+    view = Plan.from_json(six_and_six.plan_file.read_text())
 
     async def sample_restart_sample() -> tuple[list[int], list[str]]:
         async with ControlClient(six_and_six.load_state().control_token) as client:
@@ -247,7 +247,7 @@ def seeder_status(run: RunDir) -> dict:
 
 def test_a_rogue_seeder_takes_over_the_seeders_address_and_serves_only_attackers(six_and_six: RunDir) -> None:
     assert set(seed_answer()) & set(HONEST)  # the planned seeder serves honest nodes too
-    honest_seeder = six_and_six.load_state().process("seeder")
+    honest_seeder = lw.record(six_and_six.load_state(), "seeder")
 
     record = runner.inject(six_and_six.path, "seeder_mode", params={"mode": "rogue"})
     assert record["ok"] and record["result"]["mode"] == "rogue" and record["result"]["previous"] == "poison"
@@ -258,18 +258,18 @@ def test_a_rogue_seeder_takes_over_the_seeders_address_and_serves_only_attackers
     status = seeder_status(six_and_six)
     assert status["crawler"] is False and status["mode"] == "poison"
     state = six_and_six.load_state()
-    assert [p.name for p in state.processes if p.kind == "seeder"] == ["seeder", "seeder-rogue-2"]
-    assert honest_seeder.pid not in {p["pid"] for p in make_backend("local", six_and_six).process_status() if p["alive"]}
+    assert [p.name for p in lw.records(state) if p.kind == "seeder"] == ["seeder", "seeder-rogue-2"]
+    assert honest_seeder.pid not in {lw.record(state, m.name).pid for m in make_backend("local", six_and_six).members() if m.alive}
 
     back = runner.inject(six_and_six.path, "seeder_mode", params={"mode": "honest"})  # any other mode: honest again
     assert back["ok"], back
     assert seeder_status(six_and_six)["crawler"] is True
-    assert [p.name for p in six_and_six.load_state().processes if p.kind == "seeder"][-1] == "seeder-3"
+    assert [p.name for p in lw.records(six_and_six.load_state()) if p.kind == "seeder"][-1] == "seeder-3"
 
 
     # the timeline's begin/end pair: the rogue seeder for one second, then the honest one again
-    rogue_for_a_second = [Event(0.0, "seeder_mode", ("seeder",), {"mode": "rogue"}, "begin"),
-                          Event(1.0, "seeder_mode", ("seeder",), {"mode": "rogue"}, "end")]
+    rogue_for_a_second = [Event(at=0.0, action="seeder_mode", nodes=["seeder"], params={"mode": "rogue"}, phase="begin", source="test"),
+                          Event(at=1.0, action="seeder_mode", nodes=["seeder"], params={"mode": "rogue"}, phase="end", source="test")]
     records = play(six_and_six, rogue_for_a_second)
     assert [(r.action, r.ok, r.result.get("mode")) for r in records] == [
         ("seeder_mode", True, "rogue"), ("seeder_mode_restore", True, "honest")], records
@@ -281,7 +281,7 @@ def test_a_rogue_seeder_takes_over_the_seeders_address_and_serves_only_attackers
 def play(run: RunDir, events: list[Event]) -> list[timeline.EventRecord]:
     """Execute a timeline against the deployed run, as the controller does."""
     be = make_backend("local", run)
-    view = plan_view.PlanView.from_dict(run.read_json(run.plan_file))
+    view = Plan.from_json(run.plan_file.read_text())
 
     async def execute() -> list[timeline.EventRecord]:
         async with ControlClient(run.load_state().control_token) as client:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.analysis.checks import CHECKS, evaluate
 from harness.analysis.model import Observations
-from harness.plan.view import Expectation, NodeSpec, PlanView
+from harness.plan.model import CheckPlan, NodePlan, Plan
 from harness.analysis.model import (
     AttackerStart,
     BanEvent,
@@ -19,10 +19,19 @@ T0 = 1_700_000_000.0
 HONEST = [f"node-{i}" for i in range(10)]
 
 
-def plan(*expect: Expectation) -> PlanView:
-    nodes = [NodeSpec(n, "honest", "", f"127.1.0.{i + 1}", 18444, 18445, {}) for i, n in enumerate(HONEST)]
-    nodes += [NodeSpec(f"spam-{i}", "attacker", "spam", f"127.100.0.{i + 1}", 18444, 18445, {}) for i in range(2)]
-    return PlanView("t", 1, "d", 60.0, tuple(nodes), expect=tuple(expect))
+def node(name: str, role: str, group: str, address: str) -> NodePlan:
+    return NodePlan(name=name, role=role, group=group, address=address, p2p_port=18444, control_port=18445, config={})
+
+
+def check_plan(check: str, params: dict) -> CheckPlan:
+    return CheckPlan(check=check, params=params, source="expect[0]")
+
+
+def plan(*expect: CheckPlan) -> Plan:
+    nodes = [node(n, "honest", "", f"127.1.0.{i + 1}") for i, n in enumerate(HONEST)]
+    nodes += [node(f"spam-{i}", "attacker", "spam", f"127.100.0.{i + 1}") for i in range(2)]
+    return Plan(name="t", seed=1, duration=60.0, allocator="loopback", nodes=nodes, timeline=[], checks=list(expect),
+                allowlist=[], scenario={})
 
 
 def tx(item_id: str, delays: list[float | None], kind: str = "tx") -> ItemObservation:
@@ -35,7 +44,7 @@ def obs(**fields) -> Observations:
     return Observations(started_at=T0, ended_at=T0 + 60, **fields)
 
 
-def verdicts(expect: list[Expectation], o: Observations) -> list[tuple[str, CheckVerdict]]:
+def verdicts(expect: list[CheckPlan], o: Observations) -> list[tuple[str, CheckVerdict]]:
     return [(r.name, r.verdict) for r in evaluate(expect, o, plan(*expect))]
 
 
@@ -46,22 +55,22 @@ def test_every_scenario_check_has_an_evaluator() -> None:
 def test_tx_propagation_is_the_slowest_item_to_reach_the_quantile() -> None:
     fast = tx("aa", [0, 1, 1, 1, 1, 1, 1, 1, 1, 9])  # 9th arrival at 1 s
     slow = tx("bb", [0, 1, 2, 2, 2, 2, 2, 2, 4, 9])  # 9th arrival at 4 s
-    x = Expectation("tx_propagation", {"quantile": 90, "below": 5.0})
+    x = check_plan("tx_propagation", {"quantile": 90, "below": 5.0})
     [result] = evaluate([x], obs(items=[fast, slow]), plan(x))
     assert (result.verdict, result.value, result.bound) == (CheckVerdict.PASS, 4.0, "<= 5")
-    tight = Expectation("tx_propagation", {"quantile": 90, "below": 3.0})
+    tight = check_plan("tx_propagation", {"quantile": 90, "below": 3.0})
     assert verdicts([tight], obs(items=[fast, slow])) == [("tx_propagation", CheckVerdict.FAIL)]
 
 
 def test_an_item_that_never_reaches_the_quantile_fails_with_no_value() -> None:
     stalled = tx("cc", [0, 1, 1, 1, 1, None, None, None, None, None])
-    x = Expectation("tx_propagation", {"quantile": 90, "below": 60.0})
+    x = check_plan("tx_propagation", {"quantile": 90, "below": 60.0})
     [result] = evaluate([x], obs(items=[stalled]), plan(x))
     assert result.verdict is CheckVerdict.FAIL and result.value is None and "never reached 90%" in result.details
 
 
 def test_propagation_with_nothing_injected_is_an_error_not_a_pass() -> None:
-    x = Expectation("block_propagation", {"quantile": 50, "below": 1.0})
+    x = check_plan("block_propagation", {"quantile": 50, "below": 1.0})
     [result] = evaluate([x], obs(items=[tx("aa", [0] * 10)]), plan(x))  # a tx, but no block
     assert result.verdict is CheckVerdict.ERROR and "no block was injected" in result.details
 
@@ -70,7 +79,7 @@ def test_spam_banned_needs_every_attacker_banned_within_the_bound() -> None:
     attackers = [AttackerStart("spam-0", T0, ("127.100.0.1",)), AttackerStart("spam-1", T0, ("127.100.0.2",))]
     ban0 = BanEvent(T0 + 3, "node-1", "127.100.0.1:40000", "inv-too-large", True, "spam-0")
     ban1 = BanEvent(T0 + 8, "node-2", "127.100.0.2", "inv-too-large", True, "spam-1")
-    x = Expectation("spam_banned", {"within": 10.0, "attackers": ["spam-0", "spam-1"]})
+    x = check_plan("spam_banned", {"within": 10.0, "attackers": ["spam-0", "spam-1"]})
     [ok] = evaluate([x], obs(attackers=attackers, bans=[ban0, ban1]), plan(x))
     assert (ok.verdict, ok.value) == (CheckVerdict.PASS, 8.0)
     [late] = evaluate([x], obs(attackers=attackers, bans=[ban0]), plan(x))
@@ -80,12 +89,12 @@ def test_spam_banned_needs_every_attacker_banned_within_the_bound() -> None:
 def test_spam_banned_selector_mapping_is_resolved_against_the_plan() -> None:
     attackers = [AttackerStart("spam-0", T0, ("127.100.0.1",)), AttackerStart("spam-1", T0, ("127.100.0.2",))]
     bans = [BanEvent(T0 + 1, "node-1", "127.100.0.1", "r", True, "spam-0")]
-    x = Expectation("spam_banned", {"within": 5.0, "attackers": {"nodes": ["spam-[0-0]"]}})
+    x = check_plan("spam_banned", {"within": 5.0, "attackers": {"nodes": ["spam-[0-0]"]}})
     assert verdicts([x], obs(attackers=attackers, bans=bans)) == [("spam_banned", CheckVerdict.PASS)]
 
 
 def test_no_honest_banned_counts_false_positives() -> None:
-    x = Expectation("no_honest_banned", {})
+    x = check_plan("no_honest_banned", {})
     good = BanEvent(T0 + 1, "node-1", "127.100.0.1", "r", True, "spam-0")
     wrong = BanEvent(T0 + 2, "node-1", "127.1.0.3", "headers-too-large", False, "node-2")
     assert verdicts([x], obs(bans=[good])) == [("no_honest_banned", CheckVerdict.PASS)]
@@ -94,7 +103,7 @@ def test_no_honest_banned_counts_false_positives() -> None:
 
 
 def test_not_eclipsed_fails_when_attackers_hold_more_than_the_share() -> None:
-    x = Expectation("not_eclipsed", {"victim": ["node-1"], "max_attacker_share": 0.5})
+    x = check_plan("not_eclipsed", {"victim": ["node-1"], "max_attacker_share": 0.5})
     calm = VictimSeries("node-1", [OutboundSample(T0 + 1, 8, 2), OutboundSample(T0 + 2, 8, 4)])
     taken = VictimSeries("node-1", [OutboundSample(T0 + 1, 8, 2), OutboundSample(T0 + 2, 8, 6)])
     assert verdicts([x], obs(victims=[calm])) == [("not_eclipsed", CheckVerdict.PASS)]
@@ -104,7 +113,7 @@ def test_not_eclipsed_fails_when_attackers_hold_more_than_the_share() -> None:
 
 
 def test_all_connected_needs_min_outbound_at_every_honest_node() -> None:
-    x = Expectation("all_connected", {"min_outbound": 2})
+    x = check_plan("all_connected", {"min_outbound": 2})
     counts = {n: 8 for n in HONEST}
     assert verdicts([x], obs(outbound_at_end=counts)) == [("all_connected", CheckVerdict.PASS)]
     [result] = evaluate([x], obs(outbound_at_end={**counts, "node-4": 1}, unreachable=["node-7"]), plan(x))
@@ -114,8 +123,8 @@ def test_all_connected_needs_min_outbound_at_every_honest_node() -> None:
 
 def test_repeated_checks_get_unique_names_and_unknown_checks_are_errors() -> None:
     items = [tx("aa", [0] * 10)]
-    expect = [Expectation("tx_propagation", {"quantile": 50, "below": 1.0}),
-              Expectation("tx_propagation", {"quantile": 100, "below": 1.0}),
-              Expectation("made_up", {})]
+    expect = [check_plan("tx_propagation", {"quantile": 50, "below": 1.0}),
+              check_plan("tx_propagation", {"quantile": 100, "below": 1.0}),
+              check_plan("made_up", {})]
     assert verdicts(expect, obs(items=items)) == [
         ("tx_propagation", CheckVerdict.PASS), ("tx_propagation#2", CheckVerdict.PASS), ("made_up", CheckVerdict.ERROR)]

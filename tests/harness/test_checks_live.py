@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plan import view as plan_view
+from harness.plan.planner import plan_file
 from harness.run import runner
 from harness.run.rundir import RunDir
 from tests.harness.test_teardown import assert_nothing_left
@@ -41,7 +41,7 @@ def test_no_honest_banned_fails_and_names_the_node_when_one_honest_node_bans_ano
     path = tmp_path / "honest-ban.yaml"
     path.write_text(SCENARIO)
     run_dir = tmp_path / "run"
-    plan = plan_view.load(path)
+    plan = plan_file(path)
     try:
         state = runner.deploy(path, run_dir=run_dir, wait=True)
         banning, banned = plan.node("node-0"), plan.node("node-1")

@@ -158,7 +158,7 @@ def test_the_watcher_reports_node_start_up_phases_and_executed_actions(tmp_path:
     watcher.tick()
     assert events == []  # nothing written yet
     state = RunState(scenario="six", backend="local", plan_digest="d")
-    state.node_hosts = {f"node-{i}": "worker-0" for i in range(4)}
+    state.started_nodes = [f"node-{i}" for i in range(4)]
     run.save_state(state)
     watcher.tick()
     assert events.pop() == (progress.NODES_STARTED, {"started": 4, "total": 6})
@@ -262,7 +262,7 @@ def test_a_run_interrupted_by_sigint_exits_130_and_leaves_no_process(tmp_path: P
                             stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: phase(run) == "timeline", what="the timeline to start")
-        pids = {p.pid for p in run.load_state().processes}
+        pids = {p.pid for p in lw.records(run.load_state())}
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
@@ -271,7 +271,7 @@ def test_a_run_interrupted_by_sigint_exits_130_and_leaves_no_process(tmp_path: P
     assert proc.returncode == ExitCode.INTERRUPTED, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert stdout == ""
-    assert pids and not any(lw.is_ours(p) for p in run.load_state().processes)
+    assert pids and not any(lw.is_ours(p) for p in lw.records(run.load_state()))
     assert_nothing_left(run)
 
 
@@ -302,7 +302,7 @@ def test_a_deploy_interrupted_while_starting_exits_130_and_leaves_no_process(tmp
                             stderr=subprocess.PIPE, text=True)
     try:
         # as soon as the first process exists, before the deploy has finished
-        wait_until(lambda: run.state_file.exists() and run.load_state().processes, what="the first process")
+        wait_until(lambda: run.state_file.exists() and lw.records(run.load_state()), what="the first process")
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
     finally:

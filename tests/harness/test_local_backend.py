@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.plan import view as plan_view
+from harness.plan.model import Plan
+from harness.plan.planner import plan_file
 from harness.run import runner
 from harness.backends.registry import backend_class, make_backend
 from harness.backends.local import processes as lw
@@ -49,9 +50,9 @@ def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> Non
 def nothing_left(run: RunDir) -> None:
     """No process of the run's recorded groups alive, no node port still bound."""
     state = run.load_state()
-    assert lw.live_groups({p.pgid for p in state.processes}) == {}
-    plan = plan_view.PlanView.from_dict(run.read_json(run.plan_file))
-    bound = [(n.address, p) for n in plan.nodes for p in (n.port, n.control_port) if lw.port_is_bound(n.address, p)]
+    assert lw.live_groups({p.pgid for p in lw.records(state)}) == {}
+    plan = Plan.from_json(run.plan_file.read_text())
+    bound = [(n.address, p) for n in plan.peers() for p in (n.p2p_port, n.control_port) if lw.port_is_bound(n.address, p)]
     assert bound == []
 
 
@@ -70,7 +71,7 @@ def connect_ring(run: RunDir) -> None:
 def test_eight_nodes_come_up_connect_and_down_leaves_no_process_and_no_port(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     be = make_backend("local", run)
-    be.up(plan_view.load(scenario(tmp_path)))
+    be.up(plan_file(scenario(tmp_path)))
     try:
         be.wait_ready(timeout=30)
         assert runner.status(run.path)["summary"]["reachable"] == 8
@@ -83,10 +84,10 @@ def test_eight_nodes_come_up_connect_and_down_leaves_no_process_and_no_port(tmp_
         wait_until(ring_connected, what="every node to have an outbound and an inbound peer")
         status = runner.status(run.path)
         assert status["running"] and status["status"] == "running"
-        assert all(p["alive"] for p in status["processes"])
+        assert all(p["alive"] for p in status["members"])
     finally:
         summary = be.down()
-    assert summary.clean and not summary.already_down and summary.terminated >= 1
+    assert summary.clean and not summary.already_down and summary.removed["process"] >= 1
     nothing_left(run)
     assert not be.is_running()
     again = runner.down(run.path)
@@ -100,7 +101,7 @@ def test_down_of_a_directory_with_no_run_is_fine(tmp_path: Path) -> None:
 def test_deploy_refuses_a_run_directory_that_is_still_running(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     be = make_backend("local", run)
-    plan = plan_view.load(scenario(tmp_path, nodes=2))
+    plan = plan_file(scenario(tmp_path, nodes=2))
     be.up(plan)
     try:
         with pytest.raises(BackendError, match="already deployed"):
@@ -114,7 +115,7 @@ def test_deploy_runs_a_detached_controller_that_down_stops_too(tmp_path: Path) -
     state = runner.deploy(scenario(tmp_path, nodes=4, duration="60s"), run_dir=run_dir, wait=True)
     run = RunDir(run_dir)
     try:
-        assert {p.kind for p in state.processes} == {"worker", "controller"}
+        assert {m["kind"] for m in runner.members(run_dir)} == {"worker", "controller"}
         wait_until(lambda: (run.read_json(run.results_file) if run.results_file.exists() else {}).get("phase") == "timeline",
                    what="the controller to start the timeline")
         status = runner.status(run_dir)
@@ -122,7 +123,7 @@ def test_deploy_runs_a_detached_controller_that_down_stops_too(tmp_path: Path) -
         assert status["summary"]["reachable"] == 4
     finally:
         summary = runner.down(run_dir)
-    assert summary["clean"] and summary["terminated"] == 2
+    assert summary["clean"] and summary["removed"]["process"] == 2
     nothing_left(run)
 
 
@@ -138,12 +139,12 @@ def test_unavailable_backends_say_so_with_exit_code_2() -> None:
 def test_restart_node_comes_back_on_the_same_address(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     be = make_backend("local", run)
-    be.up(plan_view.load(scenario(tmp_path, nodes=3)))
+    be.up(plan_file(scenario(tmp_path, nodes=3)))
     try:
         be.wait_ready(timeout=30)
         be.restart_node("node-1", wipe_datadir=True)
         assert runner.status(run.path)["nodes"]["node-1"]["reachable"]
-        assert "node-node-1-1" in {p["name"] for p in be.process_status()}
+        assert "node-node-1-1" in {m.name for m in be.members()}
     finally:
         be.down()
     nothing_left(run)
@@ -152,10 +153,10 @@ def test_restart_node_comes_back_on_the_same_address(tmp_path: Path) -> None:
 def test_a_deploy_onto_addresses_in_use_starts_nothing_and_says_so(tmp_path: Path) -> None:
     from harness.backends.base import AddressesInUse
 
-    plan = plan_view.load(scenario(tmp_path, nodes=3))
+    plan = plan_file(scenario(tmp_path, nodes=3))
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    squatter.bind((plan.nodes[1].address, plan.nodes[1].port))
+    squatter.bind((plan.peers()[1].address, plan.peers()[1].p2p_port))
     squatter.listen()
     run = RunDir(tmp_path / "run")
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plan import view as plan_view
+from harness.plan.model import Plan
 from harness.backends.local import processes as lw
 from harness.errors import ExitCode
 from harness.run.rundir import RunDir
@@ -56,7 +56,7 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> Non
 
 def workers_recorded(run: RunDir) -> bool:
     try:
-        return any(p.kind == "worker" for p in run.load_state().processes)
+        return any(p.kind == "worker" for p in lw.records(run.load_state()))
     except Exception:  # state.json not written yet
         return False
 
@@ -70,10 +70,10 @@ def phase(run: RunDir) -> str | None:
 
 def assert_nothing_left(run: RunDir) -> None:
     state = run.load_state()
-    pgids = {p.pgid for p in state.processes}
+    pgids = {p.pgid for p in lw.records(state)}
     wait_until(lambda: not lw.live_groups(pgids), timeout=15, what="every recorded process group to exit")
-    plan = plan_view.PlanView.from_dict(run.read_json(run.plan_file))
-    assert [n.name for n in plan.nodes if lw.port_is_bound(n.address, n.port) or lw.port_is_bound(n.address, n.control_port)] == []
+    plan = Plan.from_json(run.plan_file.read_text())
+    assert [n.name for n in plan.peers() if lw.port_is_bound(n.address, n.p2p_port) or lw.port_is_bound(n.address, n.control_port)] == []
 
 
 def test_sigint_during_start_up_tears_down_and_exits_130(tmp_path: Path) -> None:

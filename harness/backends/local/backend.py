@@ -1,9 +1,10 @@
 """The local backend: every node on its own loopback address (127.a.b.c), many nodes per worker
 process (`harness-node host`), one worker per core, plus the DNS seeder process.
 
-No cluster, no root: 127.0.0.0/8 is all loopback on Linux. Each process is started in its own
-session, recorded in the run directory (pid, process group, kernel start time) before anything
-else happens, so `down` from any shell finds and stops exactly what this run started.
+No cluster, no root: 127.0.0.0/8 is all loopback on Linux, so every planned (protocol) address is
+also where the node answers: `transport_for` is the identity. Each process is started in its own
+session, recorded in the run's backend record (pid, process group, kernel start time) before
+anything else happens, so `down` from any shell finds and stops exactly what this run started.
 """
 
 from __future__ import annotations
@@ -13,73 +14,72 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from harness.backends.local import processes as lw
-from harness.backends.node_config import node_config, rogue_seeder_config, seeder_config
-from harness.backends.base import AddressesInUse, Backend, BackendError, DownSummary, Endpoint
+from harness.backends.base import (
+    STOPPED, AddressesInUse, Backend, BackendError, DownSummary, MemberStatus, RunState, RunStore, ready_timeout,
+)
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
-from harness.plan.view import NodeSpec, PlanView
-from harness.run.rundir import DEPLOYING, RUNNING, STOPPED, ProcessRecord, RunDir, RunState
+from harness.backends.endpoint import endpoint_record
+from harness.backends.local import processes as lw
+from harness.backends.local.processes import ProcessRecord
+from harness.backends.node_config import node_config, rogue_seeder_config, seeder_config
+from harness.plan.model import NodePlan, Plan
 
-READY_TIMEOUT_BASE_SECONDS = 30.0  # interpreter start + imports of the first worker
-READY_TIMEOUT_PER_NODE_SECONDS = 0.05  # 1,000 nodes: +50 s
-READY_POLL_SECONDS = 0.2
-READY_PROBE_TIMEOUT_SECONDS = 2.0
 TERM_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL: a host flushes every node's datadir on SIGTERM
 KILL_GRACE_SECONDS = 5.0
 EXIT_POLL_SECONDS = 0.05
 
 
-def ready_timeout(nodes: int) -> float:
-    return READY_TIMEOUT_BASE_SECONDS + READY_TIMEOUT_PER_NODE_SECONDS * nodes
-
-
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, run: RunDir, *, cores: int | None = None, nodes_per_worker: int = lw.MIN_NODES_PER_WORKER) -> None:
+    # Options `make_backend` passes on; others (meant for other backends) are not for this one.
+    OPTIONS = frozenset({"watch_parent", "cores", "nodes_per_worker"})
+
+    def __init__(self, run: RunStore, *, watch_parent: bool = False, cores: int | None = None,
+                 nodes_per_worker: int = lw.MIN_NODES_PER_WORKER) -> None:
+        """``watch_parent``: the processes `up` starts die with this one (PR_SET_PDEATHSIG; the `run`
+        command); otherwise they are detached and live until `down` (the `deploy` command)."""
         super().__init__(run)
-        self.cores, self.nodes_per_worker = cores, nodes_per_worker
+        self.watch_parent, self.cores, self.nodes_per_worker = watch_parent, cores, nodes_per_worker
         # Popen handles of what this process started: reaped during teardown, and killed even if
         # an interrupt landed between Popen() and the state file recording it.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._plan: PlanView | None = None
 
     # --- helpers --------------------------------------------------------------------------------
-    @property
-    def plan(self) -> PlanView:
-        if self._plan is None:
-            self._plan = PlanView.from_dict(self.run.read_json(self.run.plan_file))
-        return self._plan
-
     def _state(self) -> RunState:
         return self.run.load_state()
 
-    def _node_config(self, node: NodeSpec, token: str) -> dict[str, Any]:
+    def _node_config(self, node: NodePlan, token: str) -> dict[str, Any]:
         datadir = self.run.datadir(node.name)
         datadir.mkdir(parents=True, exist_ok=True)
         return node_config(node, str(datadir), token)
 
     def _spawn(self, state: RunState, name: str, kind: str, command: list[str], nodes: list[str], config: Any) -> None:
-        proc, record = lw.spawn(
+        proc, rec = lw.spawn(
             name, kind, command, self.run.logs_dir / f"{name}.log",
             # PDEATHSIG fires when the *thread* that forked exits, so only the main thread may ask.
-            watch_parent=state.attached and threading.current_thread() is threading.main_thread(),
+            watch_parent=bool(state.backend_state.get("attached")) and threading.current_thread() is threading.main_thread(),
             nodes=nodes, config=config,
         )
         self._children[proc.pid] = proc
-        state.processes.append(record)
-        for n in nodes:
-            state.node_hosts[n] = name
+        lw.add_record(state, rec)
         self.run.save_state(state)
 
+    @staticmethod
+    def _endpoints(plan: Plan) -> dict[str, dict[str, Any]]:
+        """Locally every member answers at its planned address."""
+        members = [*plan.peers(), *([plan.seeder] if plan.seeder else [])]
+        return {n.name: endpoint_record(n.address, n.p2p_port, f"http://{n.address}:{n.control_port}") for n in members}
+
     # --- lifecycle ------------------------------------------------------------------------------
-    def up(self, plan: PlanView, *, watch_parent: bool = False) -> RunState:
-        unsupported = sorted({n.role for n in plan.nodes} - {"honest", "attacker"})
+    def up(self, plan: Plan) -> RunState:
+        unsupported = sorted({n.role for n in plan.peers()} - {"honest", "attacker"})
         if unsupported:
             raise BackendError(f"the local backend cannot run nodes of role(s) {unsupported} yet")
         if self.run.exists() and self.is_running():
@@ -93,65 +93,41 @@ class LocalBackend(Backend):
         if self.run.path.exists():
             shutil.rmtree(self.run.path)  # a stopped earlier run: start from a clean directory
         self.run.create()
-        self.run.write_json(self.run.plan_file, plan.to_dict())
+        self.run.plan_file.write_text(plan.to_json())
         self._plan = plan
-        state = RunState(scenario=plan.scenario, backend=self.name, plan_digest=plan.digest,
-                         control_token=secrets.token_hex(16), attached=watch_parent)
+        state = RunState(scenario=plan.name, backend=self.name, plan_digest=plan.digest,
+                         control_token=secrets.token_hex(16), endpoints=self._endpoints(plan),
+                         backend_state={"processes": [], "node_hosts": {}, "attached": self.watch_parent})
         self.run.save_state(state)  # before the first spawn: `down` must always find what started
         try:
-            groups = lw.partition(plan.nodes, lw.worker_count(len(plan.nodes), self.cores, self.nodes_per_worker))
+            peers = plan.peers()
+            groups = lw.partition(peers, lw.worker_count(len(peers), self.cores, self.nodes_per_worker))
             for k, group in enumerate(groups):
                 config = self.run.workers_dir / f"worker-{k}.json"
                 lw.write_host_config(config, [self._node_config(n, state.control_token) for n in group])
                 self._spawn(state, f"worker-{k}", "worker", lw.node_host_command(config), [n.name for n in group], config)
             if plan.seeder:
                 config = self.run.workers_dir / "seeder.json"
-                self.run.write_json(config, seeder_config(plan.seeder, state.control_token))
+                self.run.write_json(config, seeder_config(plan.seeder, state.control_token), mode=0o600)
                 self._spawn(state, "seeder", "seeder", lw.seeder_command(config), [], config)
         except BaseException:
             self.down()
             raise
         return state
 
-    def wait_ready(self, timeout: float | None = None, names: list[str] | None = None) -> None:
-        """Every running node (or just ``names``) and the seeder answer GET /status."""
+    def start_controller(self, argv: Sequence[str]) -> None:
+        """The controller as a process of this interpreter, in its own session, recorded like every
+        other process so that `down` stops it too."""
+        with self.run.locked():
+            state = self._state()
+            self._spawn(state, "controller", "controller", [sys.executable, *argv], [], None)
+
+    def raise_if_crashed(self) -> None:
         state = self._state()
-        endpoints = self.node_endpoints()
-        if names is None:
-            targets = [ep for n, ep in endpoints.items() if n not in state.stopped_nodes]
-            seeder = self.seeder_endpoint()
-            targets += [seeder] if seeder else []
-        else:
-            targets = [endpoints[n] for n in names]
-        asyncio.run(self._poll_ready(state, targets, timeout if timeout is not None else ready_timeout(len(targets))))
-        if state.status == DEPLOYING:
-            with self.run.locked():
-                state = self._state()
-                state.status, state.ready_at = RUNNING, time.time()
-                self.run.save_state(state)
-
-    async def _poll_ready(self, state: RunState, targets: list[Endpoint], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        pending = {ep.name: ep for ep in targets}
-        async with ControlClient(state.control_token, timeout=READY_PROBE_TIMEOUT_SECONDS, retries=0) as client:
-            while True:
-                self._raise_if_crashed(state)
-                results = await client.gather(pending.values(), lambda ep: client.request(ep, "GET", "/status", retries=0))
-                pending = {n: pending[n] for n, r in results.items() if isinstance(r, ControlAPIError)}
-                if not pending:
-                    return
-                if time.monotonic() > deadline:
-                    first = next(iter(pending))
-                    raise BackendError(
-                        f"{len(pending)} of {len(targets)} nodes not ready after {timeout:.0f} s "
-                        f"(first: {first}: {results[first].reason}); logs in {self.run.logs_dir}"
-                    )
-                await asyncio.sleep(READY_POLL_SECONDS)
-
-    def _raise_if_crashed(self, state: RunState) -> None:
         seeder = _current_seeder(state)
-        for record in state.processes:
-            if record.name in state.node_hosts.values() or record is seeder:
+        hosts = set(state.backend_state.get("node_hosts", {}).values())
+        for record in lw.records(state):
+            if record.name in hosts or record == seeder:
                 proc = self._children.get(record.pid)
                 dead = proc.poll() is not None if proc else not lw.is_ours(record)
                 if dead:
@@ -161,10 +137,10 @@ class LocalBackend(Backend):
     def down(self) -> DownSummary:
         started = time.monotonic()
         if not self.run.exists():
-            return DownSummary(already_down=True, terminated=0, killed=0, seconds=0.0)
+            return DownSummary(already_down=True, seconds=0.0)
         with self.run.locked():
             state = self._state()
-            records = list(state.processes)
+            records = lw.records(state)
             known = {r.pid for r in records}
             records += [ProcessRecord(f"pid-{pid}", "unrecorded", pid, pid, lw.process_start_time(pid), [], "")
                         for pid in self._children if pid not in known]
@@ -180,9 +156,9 @@ class LocalBackend(Backend):
             state.status, state.stopped_at = STOPPED, state.stopped_at if already else time.time()
             self.run.save_state(state)
         return DownSummary(
-            already_down=already, terminated=len(ours) - len(left), killed=len(left) - len(leftover),
-            seconds=time.monotonic() - started,
-            leftover_processes=tuple(pid for pids in leftover.values() for pid in pids), bound_ports=tuple(bound),
+            already_down=already, seconds=time.monotonic() - started,
+            removed={"process": len(ours) - len(leftover)}, forced={"process": len(left) - len(leftover)},
+            left={"process": [str(pid) for pids in leftover.values() for pid in pids]}, bound_ports=tuple(bound),
         )
 
     def _wait_groups_gone(self, pgids: set[int], timeout: float) -> dict[int, list[int]]:
@@ -196,35 +172,33 @@ class LocalBackend(Backend):
                 return alive
             time.sleep(EXIT_POLL_SECONDS)
 
-    def _bound_ports(self, plan: PlanView | None = None) -> list[str]:
+    def _bound_ports(self, plan: Plan | None = None) -> list[str]:
         plan = plan or self.plan
-        checks = [(n.address, p, False) for n in plan.nodes for p in (n.port, n.control_port)]
+        checks = [(n.address, p, False) for n in plan.peers() for p in (n.p2p_port, n.control_port)]
         if plan.seeder:
             s = plan.seeder
-            checks += [(s.address, s.port, True), (s.address, s.control_port, False)]
+            checks += [(s.address, s.p2p_port, True), (s.address, s.control_port, False)]
         return [f"{ip}:{port}{'/udp' if udp else ''}" for ip, port, udp in checks if lw.port_is_bound(ip, port, udp)]
 
     def is_running(self) -> bool:
         if not self.run.exists():
             return False
         state = self._state()
-        return state.status != STOPPED and any(lw.is_ours(r) for r in state.processes)
+        return state.status != STOPPED and any(lw.is_ours(r) for r in lw.records(state))
 
-    def process_status(self) -> list[dict[str, Any]]:
-        state = self._state()
-        return [{"name": r.name, "kind": r.kind, "pid": r.pid, "nodes": len(r.nodes), "alive": lw.is_ours(r), "log": r.log}
-                for r in state.processes]
+    def members(self) -> list[MemberStatus]:
+        return [MemberStatus(r.name, r.kind, len(r.nodes), lw.is_ours(r), r.log) for r in lw.records(self._state())]
 
-    # --- endpoints ------------------------------------------------------------------------------
-    def node_endpoints(self) -> dict[str, Endpoint]:
-        return {n.name: Endpoint(n.name, n.address, n.port, f"http://{n.address}:{n.control_port}")
-                for n in self.plan.nodes}
-
-    def seeder_endpoint(self) -> Endpoint | None:
-        s = self.plan.seeder
-        if s is None:
-            return None
-        return Endpoint(s.name, s.address, s.port, f"http://{s.address}:{s.control_port}")
+    def logs(self, member: str) -> str:
+        try:
+            path = lw.record(self._state(), member).log
+        except KeyError:
+            raise BackendError(f"no member named {member!r} in this run") from None
+        try:
+            with open(path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     # --- faults on one node ---------------------------------------------------------------------
     def _call(self, name: str, fn: Any) -> None:
@@ -244,7 +218,7 @@ class LocalBackend(Backend):
         state = self._state()
         if name in state.stopped_nodes:
             return
-        host = state.process(state.node_hosts[name])
+        host = lw.host_of(state, name)
         if host.nodes == [name]:
             self._stop_process(host)
         else:
@@ -252,7 +226,7 @@ class LocalBackend(Backend):
                 self._call(name, ControlClient.shutdown)
             except ControlAPIError:
                 pass  # a node that shuts down may drop the connection before answering
-        _wait_ports_free(name, [(node.address, p, False) for p in (node.port, node.control_port)])
+        _wait_ports_free(name, [(node.address, p, False) for p in (node.p2p_port, node.control_port)])
         with self.run.locked():
             state = self._state()
             state.stopped_nodes.append(name)
@@ -283,16 +257,18 @@ class LocalBackend(Backend):
             current = _current_seeder(state)
             if current is not None:
                 self._stop_process(current)
-            _wait_ports_free(spec.name, [(spec.address, spec.port, True), (spec.address, spec.port, False),
+            _wait_ports_free(spec.name, [(spec.address, spec.p2p_port, True), (spec.address, spec.p2p_port, False),
                                          (spec.address, spec.control_port, False)])
-            n = sum(1 for r in state.processes if r.kind == "seeder") + 1
+            n = sum(1 for r in lw.records(state) if r.kind == "seeder") + 1
             name = f"seeder-rogue-{n}" if rogue_addresses is not None else f"seeder-{n}"
             config = self.run.workers_dir / f"{name}.json"
             token = state.control_token or ""
             self.run.write_json(config, seeder_config(spec, token) if rogue_addresses is None
-                                else rogue_seeder_config(spec, token, list(rogue_addresses)))
+                                else rogue_seeder_config(spec, token, list(rogue_addresses)), mode=0o600)
             self._spawn(state, name, "seeder", lw.seeder_command(config), [], config)
-        asyncio.run(self._poll_ready(self._state(), [self.seeder_endpoint()], ready_timeout(1)))
+        seeder = self.seeder_endpoint()
+        assert seeder is not None  # the plan has a seeder, so up recorded its endpoint
+        asyncio.run(self._poll_ready(self._state(), [seeder], ready_timeout(1)))
 
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
         """Stop the node (if running) and start it again in a process of its own, same address and
@@ -302,7 +278,7 @@ class LocalBackend(Backend):
             shutil.rmtree(self.run.datadir(name), ignore_errors=True)
         with self.run.locked():
             state = self._state()
-            restarts = sum(1 for r in state.processes if r.nodes == [name] and r.kind == "worker")
+            restarts = sum(1 for r in lw.records(state) if r.nodes == [name] and r.kind == "worker")
             pname = f"node-{name}-{restarts + 1}"
             config = self.run.workers_dir / f"{pname}.json"
             lw.write_host_config(config, [self._node_config(self.plan.node(name), state.control_token)])
@@ -313,7 +289,7 @@ class LocalBackend(Backend):
 
 def _current_seeder(state: RunState) -> ProcessRecord | None:
     """The seeder process running now: the last one started (replace_seeder appends)."""
-    return next((r for r in reversed(state.processes) if r.kind == "seeder"), None)
+    return next((r for r in reversed(lw.records(state)) if r.kind == "seeder"), None)
 
 
 def _wait_ports_free(name: str, checks: list[tuple[str, int, bool]]) -> None:

@@ -8,7 +8,6 @@ Linux is assumed where noted (/proc, prctl); elsewhere the checks degrade to kil
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 import os
 import signal
@@ -16,11 +15,13 @@ import socket
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.plan.view import NodeSpec
-from harness.run.rundir import ProcessRecord
+from harness.backends.base import RunState
+from harness.plan.model import NodePlan
+from harness_node.atomicfile import write_json_atomic
 
 # A worker is one asyncio process; one per core keeps every core busy without context-switch
 # churn. Below this many nodes per worker a second process costs more (interpreter ~40 MB) than
@@ -29,12 +30,59 @@ MIN_NODES_PER_WORKER = 50
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+@dataclass
+class ProcessRecord:
+    """One OS process the local backend started, in its own process group (pgid == pid).
+
+    ``start_time`` is the kernel's start time of the process (clock ticks since boot, Linux
+    /proc/<pid>/stat field 22), so that teardown never signals a pid the OS has since reused.
+    """
+
+    name: str  # worker-0, seeder, controller, node-<name>-<n> (a restarted node)
+    kind: str  # worker | seeder | controller
+    pid: int
+    pgid: int
+    start_time: int | None
+    command: list[str]
+    log: str
+    nodes: list[str] = field(default_factory=list)  # node names it hosts (workers)
+    config: str | None = None
+
+
+# The local backend's record in RunState.backend_state (no other code reads it):
+#   {"processes": [ProcessRecord as dict, ...], "node_hosts": {node: process name}, "attached": bool}
+
+def records(state: RunState) -> list[ProcessRecord]:
+    return [ProcessRecord(**p) for p in state.backend_state.get("processes", [])]
+
+
+def record(state: RunState, name: str) -> ProcessRecord:
+    for r in records(state):
+        if r.name == name:
+            return r
+    raise KeyError(name)
+
+
+def host_of(state: RunState, node: str) -> ProcessRecord:
+    """The process hosting ``node`` now (a restart moves it to a process of its own)."""
+    return record(state, state.backend_state["node_hosts"][node])
+
+
+def add_record(state: RunState, rec: ProcessRecord) -> None:
+    state.backend_state.setdefault("processes", []).append(asdict(rec))
+    hosts = state.backend_state.setdefault("node_hosts", {})
+    for node in rec.nodes:
+        hosts[node] = rec.name
+        if node not in state.started_nodes:
+            state.started_nodes.append(node)
+
+
 def worker_count(nodes: int, cores: int | None = None, per_worker: int = MIN_NODES_PER_WORKER) -> int:
     cores = cores or os.cpu_count() or 1
     return max(1, min(cores, math.ceil(nodes / per_worker)))
 
 
-def partition(nodes: Sequence[NodeSpec], workers: int) -> list[list[NodeSpec]]:
+def partition(nodes: Sequence[NodePlan], workers: int) -> list[list[NodePlan]]:
     """Round-robin, so that every worker gets a share of each role and group (attackers spread)."""
     return [list(nodes[k::workers]) for k in range(workers) if nodes[k::workers]]
 
@@ -58,7 +106,7 @@ def _harness_node() -> list[str]:
 def write_host_config(path: Path, node_configs: list[dict[str, Any]]) -> None:
     """The node host's config file: {"nodes": [node config dict, ...]} (harness_node.config
     .load_host_configs)."""
-    path.write_text(json.dumps({"nodes": node_configs}, indent=1))
+    write_json_atomic(path, {"nodes": node_configs}, mode=0o600, indent=1)  # holds the control token
 
 
 def _die_with_parent(parent_pid: int) -> None:
