@@ -333,5 +333,5 @@ def down(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
 
 
 def main() -> None:
-    """Console-script entry point (`harness = "harness.cli.app:main"`)."""
+    """Console-script entry point (`harness = "harness.cli:main"`, through the package)."""
     app()
