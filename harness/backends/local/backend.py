@@ -58,7 +58,7 @@ class LocalBackend(Backend):
     def _node_config(self, node: NodePlan, token: str) -> dict[str, Any]:
         datadir = self.run.datadir(node.name)
         datadir.mkdir(parents=True, exist_ok=True)
-        return node_config(node, str(datadir), token)
+        return node_config(node, str(datadir), token, self.transport_for(self.plan).get(node.name))
 
     def _spawn(self, state: RunState, name: str, kind: str, command: list[str], nodes: list[str], config: Any) -> None:
         proc, rec = lw.spawn(
