@@ -112,7 +112,7 @@ def test_deploy_refuses_a_run_directory_that_is_still_running(tmp_path: Path) ->
 
 def test_deploy_runs_a_detached_controller_that_down_stops_too(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    state = runner.deploy(scenario(tmp_path, nodes=4, duration="60s"), run_dir=run_dir, wait=True)
+    runner.deploy(scenario(tmp_path, nodes=4, duration="60s"), run_dir=run_dir, wait=True)
     run = RunDir(run_dir)
     try:
         assert {m["kind"] for m in runner.members(run_dir)} == {"worker", "controller"}
