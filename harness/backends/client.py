@@ -87,7 +87,6 @@ class ControlClient:
         *,
         retries: int | None = None,
         allow_404: bool = False,
-        text: bool = False,
     ) -> Any:
         if self._session is None:
             raise RuntimeError("ControlClient used outside `async with`")
@@ -108,8 +107,6 @@ class ControlClient:
                         continue
                     if resp.status >= 400:
                         raise ControlAPIError(ep.name, call, f"HTTP {resp.status}: {(await resp.text())[:200]}", resp.status)
-                    if text:
-                        return await resp.text()
                     return await resp.json(content_type=None) if resp.content_length != 0 else None
             except aiohttp.ClientConnectorError as e:
                 last = f"cannot connect to {ep.control_url} ({e.os_error or e})"
