@@ -22,7 +22,7 @@ from harness.analysis.model import (
     ReportInputError,
     VictimSeries,
 )
-from harness.report import write_report
+from harness.report.writer import write_report
 
 T0 = 1_700_000_000.0
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
