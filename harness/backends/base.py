@@ -170,7 +170,7 @@ class Backend(abc.ABC):
     def plan(self) -> Plan:
         """The plan this run was deployed from (never re-planned)."""
         if self._plan is None:
-            self._plan = Plan.from_json(self.run.plan_file.read_text())
+            self._plan = Plan.model_validate(self.run.read_json(self.run.plan_file))  # RunDirError if missing
         return self._plan
 
     def state(self) -> RunState:
