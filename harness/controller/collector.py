@@ -1,9 +1,10 @@
-"""Polls the nodes' control APIs and turns what they say into the report's observations
+"""Polls the nodes' control APIs and turns what they say into the observations
 (harness.analysis.model): first sightings of injected items, bans, victims' outbound peers over
 time, and the final peer graph.
 
-Peers and bans name addresses; the plan maps an IP back to a harness node name (every node has its
-own IP on every backend), so an address outside the plan counts as not honest.
+Peers and bans name planned (protocol) addresses: a node attributes every connection to a planned
+address whatever carries it (Backend.transport_for), so the plan maps an IP back to a node name and
+no transport address ever reaches here; an address outside the plan counts as not honest.
 """
 
 from __future__ import annotations
