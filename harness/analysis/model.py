@@ -1,4 +1,5 @@
-"""The inputs of a run report: raw observations collected from nodes, check results, and the Report.
+"""The observation model: raw observations collected from nodes (gathered in ``Observations``),
+check results, and the ``Report`` that holds them.
 
 These are plain, immutable dataclasses with no I/O, so that the figures (``harness.analysis.figures``) and the
 writers (``harness.report``) can be built and tested without a running network. The controller
@@ -246,7 +247,7 @@ class Report:
 
 @dataclass
 class Observations:
-    """Everything the report and the checks need, in the report model's types."""
+    """Everything the report and the checks need, in this module's types."""
 
     started_at: float
     ended_at: float
