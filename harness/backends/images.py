@@ -9,13 +9,13 @@ from __future__ import annotations
 import pathlib
 from typing import TYPE_CHECKING
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     import docker
 
-# Where the default base (python:3.12-slim) cannot be pulled, ../shared/ci/docker-engine.sh --base
-# builds this one locally.
+# Where the default base (python:3.12-slim) cannot be pulled, a base of this name built locally
+# (by the CI set-up) is used instead: `--build-arg BASE_IMAGE=harness-base:bookworm`.
 LOCAL_BASE_IMAGE = "harness-base:bookworm"
 _LOG_TAIL_LINES = 20  # of the build log, quoted in an ImageBuildError
 
