@@ -293,6 +293,8 @@ def _sentence(error: dict[str, Any], ctx: dict[str, Any], loc: Loc, data: Any) -
         keys = _allowed_keys(loc, data)
         return f"must be a mapping (key: value lines) with keys from: {', '.join(keys)} (got {got})" if keys \
             else f"must be a mapping (key: value lines) (got {got})"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} item(s) (got {ctx.get('actual_length')})"
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         limit = next(iter(ctx.values()), "?")
@@ -305,7 +307,6 @@ def _sentence(error: dict[str, Any], ctx: dict[str, Any], loc: Loc, data: Any) -
         "string_type": "must be text", "list_type": "must be a list (lines starting with '- ')",
         "string_too_short": "must not be empty",
         "too_short": f"must have at least {ctx.get('min_length')} item(s)",
-        "too_long": f"must have at most {ctx.get('max_length')} item(s)",
         "string_too_long": f"must be at most {ctx.get('max_length')} characters",
         "string_pattern_mismatch": f"must match the pattern {ctx.get('pattern')}",
     }
