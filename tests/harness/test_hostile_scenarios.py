@@ -63,8 +63,14 @@ def ten_megabytes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def cases(ten_megabytes: Path) -> list[Path]:
-    return [*HOSTILE, ten_megabytes]
+@pytest.fixture(scope="module")
+def dense_megabyte(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Just under the size cap and as dense as YAML gets (`1,` per value): the value budget must stop it."""
+    path = tmp_path_factory.mktemp("dense") / "dense-megabyte.yaml"
+    head = "# expect: more than 20000 values\nname: dense\nduration: 30s\nnetwork: {nodes: 3}\ndescription: ["
+    path.write_text(head + "1," * ((1024 * 1024 - len(head) - 4) // 2) + "1]\n")
+    assert 1024 * 1024 - 8 < path.stat().st_size <= 1024 * 1024
+    return path
 
 
 def test_the_hostile_corpus_covers_the_issue():
@@ -76,9 +82,11 @@ def test_the_hostile_corpus_covers_the_issue():
     assert (Path(__file__).parent / "hostile" / "alias-bomb.yaml").stat().st_size <= 320  # "a 300-byte alias bomb"
 
 
-@pytest.mark.parametrize("name", [p.name for p in HOSTILE] + ["ten-megabytes.yaml"])
-def test_validate_ends_with_one_located_error_within_the_bound(name: str, ten_megabytes: Path, tmp_path: Path):
-    path = ten_megabytes if name == "ten-megabytes.yaml" else Path(__file__).parent / "hostile" / name
+@pytest.mark.parametrize("name", [p.name for p in HOSTILE] + ["ten-megabytes.yaml", "dense-megabyte.yaml"])
+def test_validate_ends_with_one_located_error_within_the_bound(name: str, ten_megabytes: Path, dense_megabyte: Path,
+                                                               tmp_path: Path):
+    generated = {"ten-megabytes.yaml": ten_megabytes, "dense-megabyte.yaml": dense_megabyte}
+    path = generated.get(name, Path(__file__).parent / "hostile" / name)
     result, seconds = harness("validate", str(path), cwd=tmp_path)
     assert_one_located_error(result, path, expected(path))
     print(f"{name}: harness validate took {seconds:.2f} s")
