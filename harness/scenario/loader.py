@@ -125,6 +125,14 @@ class _BoundedLoader(yaml.SafeLoader):
         return ScenarioError(problem, file=self.file, line=mark.line + 1 if mark else None,
                              column=mark.column + 1 if mark else None)
 
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Merge keys (`<<: [*a, *a, ...]`) copy pairs; PyYAML releases that keep duplicate merged keys
+        # grow a nest of merges ninefold per level before _convert counts anything: check each level.
+        super().flatten_mapping(node)
+        if len(node.value) > MAX_VALUES:
+            raise self.fail(f"more than {MAX_VALUES} values once merge keys (<<) are expanded; "
+                            f"a scenario is much smaller", node.start_mark)
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
