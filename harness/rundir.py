@@ -169,12 +169,15 @@ class RunDir:
         """Is this directory the harness' own (its marker, or a state file and nothing foreign)?"""
         if (self.path / MARKER_FILE).is_file():
             return True
-        entries = {entry.name for entry in self.path.iterdir()}
+        try:
+            entries = {entry.name for entry in self.path.iterdir()}
+        except OSError:  # unreadable: not provably ours
+            return False
         if not all(name in RUN_ENTRIES or name.startswith(f".{STATE_FILE}.") for name in entries):
             return False
         try:
             self.load_state()
-        except RunDirError:
+        except (RunDirError, OSError):
             return False
         return True
 
@@ -186,16 +189,23 @@ class RunDir:
             return
         if not self.path.is_dir():
             raise RunDirError(f"run directory {self.path} is not a directory")
-        if any(self.path.iterdir()) and not self.holds_run():
+        try:
+            empty = not any(self.path.iterdir())
+        except OSError as e:
+            raise RunDirError(f"cannot read run directory {self.path}: {e.strerror or e}") from None
+        if not empty and not self.holds_run():
             raise RunDirError(f"run directory {self.path} is not empty and is not a harness run (no {MARKER_FILE}); "
                               f"refusing to delete it: give a new or empty directory with --run-dir")
 
     def reset(self) -> None:
         """Start a fresh run here: delete an earlier run's directory, never anything else (refuse_foreign)."""
         self.refuse_foreign()
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        self.create()
+        try:
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            self.create()
+        except OSError as e:
+            raise RunDirError(f"cannot prepare run directory {self.path}: {e.strerror or e}") from None
 
     # --- state ----------------------------------------------------------------------------------
     def exists(self) -> bool:
