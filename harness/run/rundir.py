@@ -2,6 +2,8 @@
 
 One directory per run (default ``./runs/<scenario-name>``) holds:
 
+- ``.harness-run`` a marker, written first: the directory is the harness' own, so a new run may
+                   delete it (`--run-dir` never deletes a directory without it, see RunDir.reset).
 - ``state.json``   the RunState (harness.backends.base): backend, run id, plan digest, status,
                    control token, endpoints, and the backend's own record. Written atomically,
                    mode 0600 (it holds the control token).
@@ -21,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
@@ -29,11 +32,17 @@ from harness.backends.base import DEPLOYING, RUNNING, STOPPED, RunState
 from harness.errors import ExitCode, HarnessError
 from harness_node.atomicfile import write_json_atomic
 
+MARKER_FILE = ".harness-run"
 STATE_FILE = "state.json"
 PLAN_FILE = "plan.json"
 RESULTS_FILE = "results.json"
 JOURNAL_FILE = "journal.jsonl"
 DEFAULT_RUNS_ROOT = Path("runs")
+# What a run directory may hold: a directory from before the marker existed is recognised as a run
+# only if its state.json reads as a RunState and it holds nothing else (the report and the
+# temp files of _write_atomic included).
+RUN_ENTRIES = frozenset({MARKER_FILE, STATE_FILE, PLAN_FILE, RESULTS_FILE, JOURNAL_FILE, ".lock",
+                         "workers", "logs", "data", "report"})
 
 __all__ = ["DEPLOYING", "RUNNING", "STOPPED", "RunDir", "RunDirError", "RunState", "default_run_dir"]
 
@@ -82,12 +91,59 @@ class RunDir:
         return self.path / "data" / node
 
     def create(self) -> None:
-        for d in (self.path, self.workers_dir, self.logs_dir, self.path / "data"):
+        self.path.mkdir(parents=True, exist_ok=True)
+        marker = self.path / MARKER_FILE
+        if not marker.exists():
+            marker.write_text("This directory holds a harness run; `harness run/deploy` may replace it.\n")
+        for d in (self.workers_dir, self.logs_dir, self.path / "data"):
             d.mkdir(parents=True, exist_ok=True)
+
+    def holds_run(self) -> bool:
+        """Is this directory the harness' own (its marker, or a state file and nothing foreign)?"""
+        if (self.path / MARKER_FILE).is_file():
+            return True
+        try:
+            entries = {entry.name for entry in self.path.iterdir()}
+        except OSError:  # unreadable: not provably ours
+            return False
+        if not all(name in RUN_ENTRIES or name.startswith(f".{STATE_FILE}.") for name in entries):
+            return False
+        try:
+            self.load_state()
+        except (RunDirError, OSError):
+            return False
+        return True
+
+    def refuse_foreign(self) -> None:
+        """RunDirError unless the directory is missing, empty, or holds a harness run: what may be replaced."""
+        if self.path.is_symlink():
+            raise RunDirError(f"run directory {self.path} is a symbolic link; give the directory itself")
+        if not self.path.exists():
+            return
+        if not self.path.is_dir():
+            raise RunDirError(f"run directory {self.path} is not a directory")
+        try:
+            empty = not any(self.path.iterdir())
+        except OSError as e:
+            raise RunDirError(f"cannot read run directory {self.path}: {e.strerror or e}") from None
+        if not empty and not self.holds_run():
+            raise RunDirError(f"run directory {self.path} is not empty and is not a harness run (no {MARKER_FILE}); "
+                              f"refusing to delete it: give a new or empty directory with --run-dir")
+
+    def reset(self) -> None:
+        """Start a fresh run here: delete an earlier run's directory, never anything else (refuse_foreign)."""
+        self.refuse_foreign()
+        try:
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            self.create()
+        except OSError as e:
+            raise RunDirError(f"cannot prepare run directory {self.path}: {e.strerror or e}") from None
 
     # --- state ----------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.state_file.is_file()
+        """A run's state is here (in a directory the harness owns: `down` never writes into another)."""
+        return self.state_file.is_file() and self.holds_run()
 
     def load_state(self) -> RunState:
         try:

@@ -36,6 +36,9 @@ LIFECYCLE_ROLES = ("honest", "attacker", "bitcoind")
 
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+# Transactions or blocks one inject action asks for: the node creates them on its event loop in one
+# control request, so a typo (count: 1000000000000) must be an error, not a node that never answers.
+MAX_INJECT_COUNT = 1_000
 
 
 class ActionParams(BaseModel):
@@ -100,13 +103,13 @@ class RestartNode(ActionParams):
 @ACTIONS.register("inject_tx", roles=NODE_ROLES,
                   description="Ask the node to create and announce new transactions, as if from its wallet.")
 class InjectTx(ActionParams):
-    count: int = Field(default=1, ge=1)
+    count: int = Field(default=1, ge=1, le=MAX_INJECT_COUNT)
 
 
 @ACTIONS.register("inject_block", roles=NODE_ROLES,
                   description="Ask the node to mine new blocks on its tip and announce them.")
 class InjectBlock(ActionParams):
-    count: int = Field(default=1, ge=1)
+    count: int = Field(default=1, ge=1, le=MAX_INJECT_COUNT)
 
 
 @ACTIONS.register("seeder_mode", roles=("seeder",), takes_duration=True,

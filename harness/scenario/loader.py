@@ -27,6 +27,14 @@ from harness.scenario.registry import did_you_mean
 
 Loc = tuple[str | int, ...]
 
+# Bounds on what reading a file may cost, so a hostile file ends in one error within a second or
+# two instead of a traceback or gigabytes (issue 9). Real scenarios are a few kB, nest < 10 levels
+# and use a handful of anchors; each bound is far above that and far below what hurts.
+MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: read no further (a 10 MB file is refused unread)
+MAX_DEPTH = 64  # nesting levels; PyYAML's composer recurses once per level (a RecursionError at ~1000)
+MAX_ALIASES = 100  # `*name` uses; anchors reuse a few blocks, a "billion laughs" bomb needs many
+MAX_VALUES = 20_000  # values composed, and after expanding aliases: ~0.5 s of pure-Python YAML; 1,000 faults are ~5,000
+
 
 @dataclass
 class SourceMap:
@@ -72,15 +80,24 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; ScenarioError (one, located) if anything is wrong."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ScenarioError("cannot read the scenario: no such file", file=file) from None
     except IsADirectoryError:
         raise ScenarioError("cannot read the scenario: it is a directory, not a file", file=file) from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"cannot read the scenario: not UTF-8 text (byte {exc.start})", file=file) from None
     except OSError as exc:
         raise ScenarioError(f"cannot read the scenario: {exc.strerror or exc}", file=file) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError(f"the file is larger than {MAX_FILE_BYTES // 1024 // 1024} MiB ({MAX_FILE_BYTES} bytes), "
+                            f"the most a scenario may be", file=file)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ScenarioError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                            f"save the file as UTF-8", file=file, line=line, column=column) from None
     return parse_scenario(text, file)
 
 
@@ -89,13 +106,70 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
     return validate_scenario(data, source)
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the bounds above enforced while composing, event by event.
+
+    Composing stops at the first bound crossed, so scanning stops there too: the cost of a hostile
+    file is bounded by MAX_VALUES nodes, not by what its aliases expand to.
+    """
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file = file
+        self.depth = 0
+        self.aliases = 0
+        self.values = 0  # composed here; _convert counts again while expanding aliases
+        self.open_anchors: list[str] = []  # anchors whose node is being composed (an alias to one recurses)
+
+    def fail(self, problem: str, mark: yaml.Mark | None) -> ScenarioError:
+        return ScenarioError(problem, file=self.file, line=mark.line + 1 if mark else None,
+                             column=mark.column + 1 if mark else None)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Merge keys (`<<: [*a, *a, ...]`) copy pairs; PyYAML releases that keep duplicate merged keys
+        # grow a nest of merges ninefold per level before _convert counts anything: check each level.
+        super().flatten_mapping(node)
+        if len(node.value) > MAX_VALUES:
+            raise self.fail(f"more than {MAX_VALUES} values once merge keys (<<) are expanded; "
+                            f"a scenario is much smaller", node.start_mark)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self.aliases += 1
+            if event.anchor in self.open_anchors:
+                raise self.fail(f"the alias *{event.anchor} refers to itself (its anchor &{event.anchor} "
+                                f"contains it); a scenario cannot be infinite", event.start_mark)
+            if self.aliases > MAX_ALIASES:
+                raise self.fail(f"more than {MAX_ALIASES} aliases (*name); write the values out, "
+                                f"or reuse fewer blocks", event.start_mark)
+            return super().compose_node(parent, index)
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self.fail(f"more than {MAX_VALUES} values; a scenario is much smaller", event.start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise self.fail(f"nested deeper than {MAX_DEPTH} levels; a scenario nests fewer than 10", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        self.depth += 1
+        if anchor is not None:
+            self.open_anchors.append(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+            if anchor is not None:
+                self.open_anchors.pop()
+
+
 def read_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     source = SourceMap(file)
-    loader = yaml.SafeLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text, file)  # the reader checks every character here
         node = loader.get_single_node()
         if node is None:
             raise ScenarioError("the file is empty; a scenario needs at least name, duration and network", file=file)
+        loader.values = 0
         data = _convert(node, (), source, loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -104,14 +178,27 @@ def read_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
             what += "; check the indentation here and on the line above"
         raise ScenarioError(f"YAML syntax error: {what}", file=file,
                             line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None) from None
-    except yaml.YAMLError as exc:  # reader errors (control characters) carry no mark
-        raise ScenarioError(f"YAML error: {exc}", file=file) from None
+    except yaml.reader.ReaderError as exc:  # a control character: located by its offset in the text
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ScenarioError(f"control character U+{exc.character:04X} is not allowed in a YAML file "
+                            f"(only tab, line breaks and printable characters)",
+                            file=file, line=line, column=column) from None
+    except yaml.YAMLError as exc:  # anything else PyYAML raises, on one line
+        raise ScenarioError(f"YAML error: {' '.join(str(exc).split())}", file=file) from None
+    except RecursionError:  # not reachable within MAX_DEPTH; kept so no path ends in a traceback
+        raise ScenarioError(f"nested too deeply (at most {MAX_DEPTH} levels)", file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, source
 
 
-def _convert(node: yaml.Node, loc: Loc, source: SourceMap, loader: yaml.SafeLoader) -> Any:
+def _convert(node: yaml.Node, loc: Loc, source: SourceMap, loader: _BoundedLoader) -> Any:
+    loader.values += 1  # aliases are expanded here: bound what they expand to
+    if loader.values > MAX_VALUES:
+        raise loader.fail(f"more than {MAX_VALUES} values once aliases (*name) are expanded; "
+                          f"a scenario is much smaller", node.start_mark)
     source.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         source.kinds[loc] = "map"
@@ -119,8 +206,8 @@ def _convert(node: yaml.Node, loc: Loc, source: SourceMap, loader: yaml.SafeLoad
         loader.flatten_mapping(node)
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
             line, column = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            key = _scalar(key_node, loader) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 raise ScenarioError("a key must be a plain word", file=source.file, line=line, column=column,
                                     path=loc)
@@ -136,7 +223,18 @@ def _convert(node: yaml.Node, loc: Loc, source: SourceMap, loader: yaml.SafeLoad
         source.kinds[loc] = "seq"
         return [_convert(item, (*loc, index), source, loader) for index, item in enumerate(node.value)]
     source.kinds[loc] = "scalar"
-    return loader.construct_object(node, deep=True)
+    return _scalar(node, loader)
+
+
+def _scalar(node: yaml.Node, loader: _BoundedLoader) -> Any:
+    """The scalar's value; a value PyYAML recognises but cannot build is a located error, not a traceback."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:
+        kind = node.tag.rsplit(":", 1)[-1]
+        reason = "more digits than any field allows" if kind == "int" else " ".join(str(exc).split())
+        raise loader.fail(f"cannot read this value as {'a whole number' if kind == 'int' else 'a ' + kind}: "
+                          f"{reason}", node.start_mark) from None
 
 
 # ---------------------------------------------------------------- validating
@@ -203,6 +301,8 @@ def _sentence(error: dict[str, Any], ctx: dict[str, Any], loc: Loc, data: Any) -
         keys = _allowed_keys(loc, data)
         return f"must be a mapping (key: value lines) with keys from: {', '.join(keys)} (got {got})" if keys \
             else f"must be a mapping (key: value lines) (got {got})"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} item(s) (got {ctx.get('actual_length')})"
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         limit = next(iter(ctx.values()), "?")
@@ -215,7 +315,6 @@ def _sentence(error: dict[str, Any], ctx: dict[str, Any], loc: Loc, data: Any) -
         "string_type": "must be text", "list_type": "must be a list (lines starting with '- ')",
         "string_too_short": "must not be empty",
         "too_short": f"must have at least {ctx.get('min_length')} item(s)",
-        "too_long": f"must have at most {ctx.get('max_length')} item(s)",
         "string_too_long": f"must be at most {ctx.get('max_length')} characters",
         "string_pattern_mismatch": f"must match the pattern {ctx.get('pattern')}",
     }

@@ -29,7 +29,25 @@ from harness.scenario.selectors import Member, Selector, SelectorError, match
 from harness_node.names import COUNTERMEASURES, MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 
 REGTEST_MAGIC = "fabfb5da"  # reference §1.1: regtest fa bf b5 da, port 18444
-MAX_WORKLOAD_EVENTS = 100_000  # keeps a plan a few MB at most
+MAX_WORKLOAD_EVENTS = 100_000  # transactions + blocks the workload plans: keeps a plan a few MB at most
+
+# Upper bounds of every count, rate and duration, so that a typo or a hostile file (nodes:
+# 1000000000000) is an error naming the bound, not a planner that runs out of memory (issue 9).
+# Nodes: each node binds its own 127.a.b.c and holds ~20 descriptors and ~150 kB; a worker holds
+# ~900 nodes, and 1,000 nodes already saturate two cores (docs/benchmarks.md). 10,000 is ten times
+# the largest network measured, and a plan of a few MB.
+MAX_NODES = 10_000  # every P2P node of the scenario: honest + bitcoind + attackers
+MAX_CONNECTIONS = 4_096  # per node: each takes a descriptor; Core's default is 125
+MAX_GROUPS = 100  # named groups of honest nodes
+MAX_ATTACKERS = 100  # attacker entries (each may hold up to MAX_NODES nodes via count)
+MAX_FAULTS = 1_000  # timeline entries written in the file (the workload adds up to MAX_WORKLOAD_EVENTS)
+MAX_CHECKS = 100  # expect entries
+MAX_DURATION = 7 * 86_400.0  # a run, in wall seconds: a week; longer Core times are written with time_scale
+MAX_CORE_TIME = 10 * 365 * 86_400.0  # Core-time settings (bantime): ten years, longer than any ban Core sets
+MAX_LATENCY = 60.0  # one link's delay or jitter: a minute is far beyond any real link (a satellite hop is 0.6 s)
+MAX_TX_RATE = 1_000.0  # workload transactions per second: one per ms, the timeline's resolution
+MIN_TIME_SCALE, MAX_TIME_SCALE = 0.001, 100.0  # below 0.001 Core's 100 ms timers spin; above 100 a 2 s timer is minutes
+MAX_TTL = 2**31 - 1  # DNS TTL is a signed 32-bit field (RFC 2181 §8)
 RESERVED_NAMES = ("node", "bitcoind", "seeder", "controller")  # prefixes of generated node names
 
 
@@ -60,6 +78,15 @@ def _magic(value: str) -> str:
     return value.lower()
 
 
+def _at_most(limit: float) -> AfterValidator:
+    """A duration's upper bound, said in duration words (7d, not 604800.0)."""
+    def check(value: float | None) -> float | None:
+        if value is not None and value > limit:
+            raise problem(f"must be at most {format_duration(limit)} (got {format_duration(value)})")
+        return value
+    return AfterValidator(check)
+
+
 Slug = Annotated[str, AfterValidator(_slug)]
 Magic = Annotated[str, AfterValidator(_magic)]
 # The node's own vocabularies (harness_node.names), so a name is spelled once.
@@ -80,23 +107,23 @@ Countermeasures = create_model(  # type: ignore[call-overload]
 
 
 class Latency(Strict):
-    delay: Duration = 0.0
-    jitter: Duration = 0.0
-    loss: float = Field(default=0.0, ge=0.0, lt=1.0)  # a link that drops everything is not a link
+    delay: Annotated[Duration, _at_most(MAX_LATENCY)] = 0.0
+    jitter: Annotated[Duration, _at_most(MAX_LATENCY)] = 0.0
+    loss: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)  # a link that drops everything is not a link
 
 
 class Group(Strict):
     """A share of the honest nodes with its own settings (the rest come from `network`)."""
 
     name: Slug
-    count: int | None = Field(default=None, ge=0)
-    percent: float | None = Field(default=None, ge=0.0, le=100.0)
+    count: int | None = Field(default=None, ge=0, le=MAX_NODES)
+    percent: float | None = Field(default=None, ge=0.0, le=100.0, allow_inf_nan=False)
     relay_policy: RelayPolicy | None = None
     misbehaviour_policy: MisbehaviourPolicy | None = None
-    outbound_full_relay: int | None = Field(default=None, ge=0)
-    block_relay: int | None = Field(default=None, ge=0)
-    max_connections: int | None = Field(default=None, ge=1)
-    bantime: Duration | None = None
+    outbound_full_relay: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS)
+    block_relay: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS)
+    max_connections: int | None = Field(default=None, ge=1, le=MAX_CONNECTIONS)
+    bantime: Annotated[Duration, _at_most(MAX_CORE_TIME)] | None = None
     countermeasures: Countermeasures | None = None  # only the switches written here override
     latency: Latency | None = None
 
@@ -108,22 +135,22 @@ class Group(Strict):
 
 
 class Network(Strict):
-    nodes: int | None = Field(default=None, ge=1)
-    groups: list[Group] | None = Field(default=None, min_length=1)
-    total: int | None = Field(default=None, ge=1)
+    nodes: int | None = Field(default=None, ge=1, le=MAX_NODES)
+    groups: list[Group] | None = Field(default=None, min_length=1, max_length=MAX_GROUPS)
+    total: int | None = Field(default=None, ge=1, le=MAX_NODES)
     relay_policy: RelayPolicy = "diffusion"
-    outbound_full_relay: int = Field(default=8, ge=0)  # net.h MAX_OUTBOUND_FULL_RELAY_CONNECTIONS
-    block_relay: int = Field(default=2, ge=0)  # net.h MAX_BLOCK_RELAY_ONLY_CONNECTIONS
-    max_connections: int = Field(default=125, ge=1)  # net.h DEFAULT_MAX_PEER_CONNECTIONS
+    outbound_full_relay: int = Field(default=8, ge=0, le=MAX_CONNECTIONS)  # net.h MAX_OUTBOUND_FULL_RELAY_CONNECTIONS
+    block_relay: int = Field(default=2, ge=0, le=MAX_CONNECTIONS)  # net.h MAX_BLOCK_RELAY_ONLY_CONNECTIONS
+    max_connections: int = Field(default=125, ge=1, le=MAX_CONNECTIONS)  # net.h DEFAULT_MAX_PEER_CONNECTIONS
     misbehaviour_policy: MisbehaviourPolicy = "ban"
-    bantime: Duration = 86400.0  # banman.h DEFAULT_MISBEHAVING_BANTIME, Core time (scaled by time_scale)
+    bantime: Annotated[Duration, _at_most(MAX_CORE_TIME)] = 86400.0  # banman.h DEFAULT_MISBEHAVING_BANTIME, Core time (scaled by time_scale)
     countermeasures: Countermeasures = Countermeasures()
     netgroup_bits: Literal[8, 16, 24, 32] = 16
     all_routable: bool = True
-    time_scale: float = Field(default=1.0, gt=0.0)
+    time_scale: float = Field(default=1.0, ge=MIN_TIME_SCALE, le=MAX_TIME_SCALE, allow_inf_nan=False)
     latency: Latency = Latency()
     magic: Magic = REGTEST_MAGIC
-    bitcoind: int = Field(default=0, ge=0)
+    bitcoind: int = Field(default=0, ge=0, le=MAX_NODES)
 
     @model_validator(mode="after")
     def _shape(self) -> Network:
@@ -193,7 +220,7 @@ class Seeder(Strict):
     mode: SeederMode = "honest"
     params: SeederParams = SeederParams()
     zone: str = "seed.testnet."
-    ttl: int = Field(default=3600, ge=0)  # bitcoin-seeder's A/AAAA TTL (reference §6)
+    ttl: int = Field(default=3600, ge=0, le=MAX_TTL)  # bitcoin-seeder's A/AAAA TTL (reference §6)
 
     @field_validator("zone")
     @classmethod
@@ -207,8 +234,8 @@ class Seeder(Strict):
 class Attacker(Strict):
     kind: str
     name: Slug | None = None  # default: the kind; node names are <name>-0, <name>-1, ...
-    count: int = Field(default=1, ge=1)
-    netgroups: int = Field(default=1, ge=1)  # how many /16 groups the attacker's addresses span
+    count: int = Field(default=1, ge=1, le=MAX_NODES)
+    netgroups: int = Field(default=1, ge=1, le=MAX_NODES)  # how many /16 groups the attacker's addresses span
     targets: Selector = Selector(role="honest")
     params: Any = Field(default_factory=dict, validate_default=True)
 
@@ -230,7 +257,7 @@ class Attacker(Strict):
 class Workload(Strict):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
-    tx_rate: float = Field(default=0.0, ge=0.0)  # transactions per second, over [start, stop)
+    tx_rate: float = Field(default=0.0, ge=0.0, le=MAX_TX_RATE, allow_inf_nan=False)  # per second, over [start, stop)
     block_interval: Duration | None = None
     sources: Selector = Field(default=Selector(role="honest"), alias="from")
     start: Duration = 0.0
@@ -269,13 +296,14 @@ class Scenario(Strict):
     name: Slug
     description: str = ""
     seed: int = 0
-    duration: Duration
+    duration: Annotated[Duration, _at_most(MAX_DURATION)]
     network: Network
     seeder: Seeder = Seeder()
-    attackers: list[Attacker] = Field(default_factory=list)
+    attackers: list[Attacker] = Field(default_factory=list, max_length=MAX_ATTACKERS)
     workload: Workload = Workload()
-    faults: list[Fault] = Field(default_factory=list)
-    expect: list[SerializeAsAny[Annotated[Check, PlainValidator(parse_check)]]] = Field(default_factory=list)
+    faults: list[Fault] = Field(default_factory=list, max_length=MAX_FAULTS)
+    expect: list[SerializeAsAny[Annotated[Check, PlainValidator(parse_check)]]] = Field(default_factory=list,
+                                                                                       max_length=MAX_CHECKS)
 
     @field_validator("duration")
     @classmethod
@@ -286,6 +314,7 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        self._check_size()  # first: members() below builds one entry per node
         self._check_names()
         if self.network.bitcoind and self.network.magic != REGTEST_MAGIC:
             raise problem(f"bitcoind nodes speak regtest (magic {REGTEST_MAGIC}); "
@@ -304,6 +333,15 @@ class Scenario(Strict):
                     raise problem(f"{action} acts on {' or '.join(roles)} nodes, but this selects "
                                   f"{member.role} node {member.name!r}", *path)
         return self
+
+    def _check_size(self) -> None:
+        honest = sum(group_counts(self.network).values())
+        attackers = sum(attacker.count for attacker in self.attackers)
+        total = honest + self.network.bitcoind + attackers
+        if total > MAX_NODES:
+            raise problem(f"the scenario has {total} nodes in all ({honest} honest, {self.network.bitcoind} bitcoind, "
+                          f"{attackers} attackers); at most {MAX_NODES} (what one machine's backend holds)",
+                          *(("attackers",) if attackers else ("network",)))
 
     def _check_names(self) -> None:
         taken = {g.name: ("network", "groups", i, "name") for i, g in enumerate(self.network.groups or [])}
@@ -338,6 +376,10 @@ class Scenario(Strict):
             raise problem(f"{work.tx_rate:g}/s for {format_duration(stop - work.start)} is "
                           f"{work.tx_rate * (stop - work.start):.0f} transactions; at most {MAX_WORKLOAD_EVENTS}",
                           "workload", "tx_rate")
+        if work.block_interval and (stop - work.start) / work.block_interval > MAX_WORKLOAD_EVENTS:
+            raise problem(f"one block every {format_duration(work.block_interval)} for {format_duration(stop - work.start)} "
+                          f"is {(stop - work.start) / work.block_interval:.0f} blocks; at most {MAX_WORKLOAD_EVENTS}",
+                          "workload", "block_interval")
 
     def _check_rogue_seeder(self) -> None:
         for index, fault in enumerate(self.faults):

@@ -20,14 +20,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import docker  # a dependency of the harness: installed with it, so never a reason to skip
 import pytest
+import requests  # the SDK's transport; its errors mean "no engine"
 import yaml
 
 from conftest import wait_until
 from harness.backends.images import LOCAL_BASE_IMAGE, ImageBuildError, build_node_image
-
-docker = pytest.importorskip("docker")
-requests = pytest.importorskip("requests")  # the SDK's transport; its errors mean "no engine"
+from tests.real import missing
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
@@ -51,13 +51,12 @@ def engine() -> Iterator[Any]:
         client = docker.from_env()
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        pytest.skip(f"no Docker engine answers ({e}); start one with ../shared/ci/docker-engine.sh --base")
+        missing("docker", f"no Docker engine answers ({e})")
     try:
         client.images.get(BASE_IMAGE)
     except docker.errors.ImageNotFound:
         client.close()
-        pytest.skip(f"base image {BASE_IMAGE} is missing (never pulled); build it with "
-                    "../shared/ci/docker-engine.sh --base")
+        missing("docker", f"base image {BASE_IMAGE} is missing (never built or pulled)")
     try:
         yield client
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import urllib.parse
@@ -15,9 +14,7 @@ from harness_node.control import ControlServer
 from harness_node.metrics import exposition
 
 from conftest import wait_until
-
-PROMETHEUS = shutil.which("prometheus")
-PROMTOOL = shutil.which("promtool")
+from tests.real import require
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
@@ -26,17 +23,17 @@ def free_port(ip: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
 def test_promtool_accepts_the_exposition(lt, make_node):
+    promtool = require("promtool")
     node = make_node()
     text = lt.eval(lambda: exposition(node))
-    out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=30)
+    out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=30)
     # promtool exits 0 when only lint hints are printed; non-zero means invalid exposition
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
 
 
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (apt-get install prometheus)")
 def test_a_real_prometheus_scrapes_peers_and_propagation(lt, make_node, tmp_path):
+    prometheus = require("prometheus")
     a = make_node()
     b = make_node(connect=[f"{a.config.bind}:{a.port}"])
     lt.wait(lambda: any(p.verack_received for p in b.peers.values()), what="b connected to a")
@@ -50,7 +47,7 @@ def test_a_real_prometheus_scrapes_peers_and_propagation(lt, make_node, tmp_path
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [{"job_name": "nodes", "static_configs": [{"targets": [f"{ip}:{port}"]}]}],
     }))
-    proc = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
+    proc = subprocess.Popen([prometheus, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
                              f"--web.listen-address=127.0.0.1:{web_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import shutil
 import socket
 import subprocess
 
@@ -21,6 +20,7 @@ from harness_node.messages import NODE_NETWORK, NODE_NETWORK_LIMITED, NODE_WITNE
 from harness_node.seeder import SeederConfig
 from harness_node.seeder.dnsserver import WHITELISTED_FLAGS, pack_within
 from harness_node.seeder.service import SeederThread
+from tests.real import require
 
 DNS_IP = f"127.53.{random.randrange(1, 250)}.1"
 ZONE = "seed.testnet."
@@ -166,10 +166,10 @@ def test_oversized_udp_reply_is_truncated_with_tc():
     assert len(dns.message.from_wire(whole).answer[0]) == 60
 
 
-@pytest.mark.skipif(shutil.which("dig") is None, reason="dig (dnsutils) not installed")
 def test_dig_gets_a_valid_answer_over_udp_and_tcp(seeder):
+    dig = require("dig")
     for extra in ([], ["+tcp"]):
-        out = subprocess.run(["dig", "-p", str(seeder.dns.port), f"@{DNS_IP}", "x9." + ZONE, "A", "+short", "+tries=1",
+        out = subprocess.run([dig, "-p", str(seeder.dns.port), f"@{DNS_IP}", "x9." + ZONE, "A", "+short", "+tries=1",
                               "+time=3", *extra], capture_output=True, text=True, timeout=10, check=True).stdout
         ips = out.split()
         assert ips and set(ips) <= GOOD

@@ -82,6 +82,7 @@ class LocalBackend(Backend):
         unsupported = sorted({n.role for n in plan.peers()} - {"honest", "attacker"})
         if unsupported:
             raise BackendError(f"the local backend cannot run nodes of role(s) {unsupported} yet")
+        self.run.refuse_foreign()  # before anything reads or writes it: a foreign directory is left alone
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
         busy = self._bound_ports(plan)
@@ -90,9 +91,7 @@ class LocalBackend(Backend):
             # rather than have nodes of two runs answer for each other
             raise AddressesInUse(f"{len(busy)} planned address(es) already in use, e.g. {', '.join(busy[:3])}; "
                                  f"is another run deployed? stop it with `harness down --run-dir DIR`")
-        if self.run.path.exists():
-            shutil.rmtree(self.run.path)  # a stopped earlier run: start from a clean directory
-        self.run.create()
+        self.run.reset()  # a stopped earlier run: start from a clean directory
         self.run.plan_file.write_text(plan.to_json())
         self._plan = plan
         state = RunState(scenario=plan.name, backend=self.name, plan_digest=plan.digest,
