@@ -3,7 +3,7 @@
 Commands are a few lines each; domain errors (HarnessError) are raised deep, caught once in
 `_boundary`, printed with rich to stderr, and turned into the exit code the error carries.
 Output: tables and live progress at a terminal; otherwise one plain line per command, or the
-JSON with --json (harness.render).
+JSON with --json (harness.cli.render).
 """
 
 from __future__ import annotations

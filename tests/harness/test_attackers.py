@@ -273,7 +273,9 @@ def test_a_rogue_seeder_takes_over_the_seeders_address_and_serves_only_attackers
     records = play(six_and_six, rogue_for_a_second)
     assert [(r.action, r.ok, r.result.get("mode")) for r in records] == [
         ("seeder_mode", True, "rogue"), ("seeder_mode_restore", True, "honest")], records
-    assert seeder_status(six_and_six)["crawler"] is True and set(seed_answer()) & set(HONEST)
+    assert seeder_status(six_and_six)["crawler"] is True
+    # the restored seeder starts from its seeds and crawls: it answers honest nodes once they are verified
+    wait_until(lambda: set(seed_answer()) & set(HONEST), timeout=30, what="the restored seeder answering honest nodes")
 
     runner.inject(six_and_six.path, "seeder_mode", params={"mode": "rogue"})  # leave a rogue one for `down`
 

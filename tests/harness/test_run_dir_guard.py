@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.rundir import MARKER_FILE, STATE_FILE, RunDir, RunDirError, RunState
+from harness.run.rundir import MARKER_FILE, STATE_FILE, RunDir, RunDirError, RunState
 
 HARNESS = Path(sys.executable).with_name("harness")  # the installed console script: the real CLI
 SCENARIO = "name: guard\nduration: 5s\nnetwork: {nodes: 2}\nseeder: {enabled: false}\n"
