@@ -32,6 +32,7 @@ class Metric:
     labels: tuple[Label, ...]
     help: str
     planned_in: int | None = None  # the issue that adds it; None: exported today
+    replaced_by: str | None = None  # exported today against the naming rules; the planned metric replacing it
 
     @property
     def component(self) -> str:
@@ -85,8 +86,9 @@ DROP_CAUSE = Label("cause", ("loss", "partition"), "fixed")
 WORKER = Label("worker", None, "one per worker process of the run (a few)")
 
 
-def _m(name: str, type_: str, unit: str, labels: tuple[Label, ...], help_: str, planned_in: int | None = None) -> Metric:
-    return Metric(name, type_, unit, labels, help_, planned_in)
+def _m(name: str, type_: str, unit: str, labels: tuple[Label, ...], help_: str, planned_in: int | None = None,
+       replaced_by: str | None = None) -> Metric:
+    return Metric(name, type_, unit, labels, help_, planned_in, replaced_by)
 
 
 # --- exported today -------------------------------------------------------------------------------
@@ -149,16 +151,20 @@ SEEDER_METRICS = (
 CONTROLLER_METRICS = (
     _m("harness_controller_phase", "gauge", "boolean", (PHASE,), "1 for the controller's current phase."),
     _m("harness_controller_timeline_actions", "gauge", "actions", (ACTION, ACTION_OUTCOME),
-       "Timeline actions executed, by kind and outcome (set when the timeline ends)."),
+       "Timeline actions executed, by kind and outcome (set when the timeline ends).",
+       replaced_by="harness_controller_timeline_actions_total"),
     _m("harness_controller_nodes_unreachable", "gauge", "nodes", (), "Nodes whose control API did not answer the last poll."),
     _m("harness_controller_items_injected", "gauge", "items", (ITEM_KIND,), "Transactions and blocks injected so far."),
     _m("harness_controller_propagation_seconds", "gauge", "seconds", (ITEM_KIND, QUANTILE),
-       "Median over items of the time to reach 50/90/100 % of the honest nodes."),
-    _m("harness_controller_bans", "gauge", "bans", (REASON,), "Bans by honest nodes, by reason."),
+       "Median over items of the time to reach 50/90/100 % of the honest nodes.",
+       replaced_by="harness_controller_last_item_coverage_seconds"),
+    _m("harness_controller_bans", "gauge", "bans", (REASON,), "Bans by honest nodes, by reason.",
+       replaced_by="harness_controller_bans_total"),
     _m("harness_controller_honest_banned", "gauge", "bans", (), "Bans of honest nodes by honest nodes."),
     _m("harness_controller_victims_eclipsed", "gauge", "nodes", (), "Victims whose outbound peers are all attackers."),
     _m("harness_controller_attacker_share_max", "gauge", "ratio", (),
-       "Highest attacker share of a victim's outbound peers (0..1)."),
+       "Highest attacker share of a victim's outbound peers (0..1).",
+       replaced_by="harness_controller_victim_outbound_attacker_ratio"),
     _m("harness_controller_check_passed", "gauge", "verdict", (CHECK,), "Each check's verdict: 1 pass, 0 fail, -1 error."),
 )
 

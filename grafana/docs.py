@@ -49,11 +49,15 @@ def _dashboards(m: Metric) -> str:
     return ", ".join(titles) or "—"
 
 
+def _meaning(m: Metric) -> str:
+    return m.help + (f" *Against the naming rules; replaced by `{m.replaced_by}`.*" if m.replaced_by else "")
+
+
 def _table(metrics: list[Metric], planned: bool) -> list[str]:
     head = "| Metric | Type | Unit | Labels | Meaning | Dashboards |" + (" Issue |" if planned else "")
     rows = [head, "|" + "---|" * (7 if planned else 6)]
     for m in metrics:
-        row = f"| `{m.name}` | {m.type} | {m.unit} | {_labels(m.labels)} | {m.help} | {_dashboards(m)} |"
+        row = f"| `{m.name}` | {m.type} | {m.unit} | {_labels(m.labels)} | {_meaning(m)} | {_dashboards(m)} |"
         rows.append(row + (f" #{m.planned_in} |" if planned else ""))
     return rows
 
@@ -79,9 +83,10 @@ def render() -> str:
     out += ["## Planned", "",
             "Added by the issues named; the panels that chart them are listed as pending in",
             "`tests/observability/test_dashboards_live.py`, which also checks that each is still absent from",
-            "live `/metrics` (so the list is corrected the day one arrives). The controller's gauges above that",
-            "count things (`harness_controller_bans`, `harness_controller_timeline_actions`) predate the naming",
-            "rules and are replaced by the counters below.", ""]
+            "live `/metrics` (so the list is corrected the day one arrives). Four of the controller's gauges",
+            "above predate the naming rules (gauges that count, a ratio without `_ratio`, a `quantile` label",
+            "that promtool's lint reserves for summaries); each names its replacement below. A replacement",
+            "counter takes over the gauge's family name, so the gauge goes when the counter comes.", ""]
     for comp in COMPONENTS:
         metrics = [m for m in ALL if m.component == comp and m.planned]
         if metrics:
