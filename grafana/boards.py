@@ -134,9 +134,10 @@ SPAM_BANS = Board("harness-spam-bans", "Harness: spam and bans",
          "polled them from the nodes' ban lists.", Q("harness_controller_bans", "{{reason}}")),
     stat("Honest nodes banned", "short", "Must stay 0: an honest node banned by another honest node is a false "
          "positive of the misbehaviour rules.", Q("harness_controller_honest_banned", "honest banned")),
-    ts("Banned addresses and discouragements", "short", "Addresses on ban lists now, and discouragements so far "
+    ts("Banned addresses, bans and discouragements", "short", "Addresses on ban lists now, and discouragements so far "
        "(0.20.1+ policies). The ban list should grow by the number of spammers and then stay flat.",
-       Q("sum(harness_node_banned_addresses)", "banned now"), Q("sum(harness_node_discouragements_total)", "discouraged")),
+       Q("sum(harness_node_banned_addresses)", "banned now"), Q("sum(harness_node_bans_total)", "bans so far"),
+       Q("sum(harness_node_discouragements_total)", "discouraged")),
     heatmap("Misbehaviour scores of connected peers", "short",
             "How many connected peers sit at each score (100 = the threshold). Spammers climb the buckets and "
             "vanish at 100; honest peers stay at 0.", "sum by (le) (harness_node_peer_misbehaviour_score_bucket)"),
