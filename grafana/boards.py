@@ -255,8 +255,8 @@ CHAOS = Board("harness-chaos", "Harness: chaos",
     ts("Bandwidth: time waiting for the token bucket", "percentunit", "Share of time messages wait for upload / "
        "download capacity; slow nodes under big blocks sit near 100 %.",
        Q(_rate("harness_node_bandwidth_wait_seconds_total", "direction"), "{{direction}}")),
-    ts("Clock skew", "s", "Configured clock offsets of skewed nodes.",
-       Q("harness_node_clock_skew_seconds != 0", "{{node}}")),
+    ts("Clock skew", "s", "The 20 largest configured clock offsets (absolute); a skewed node sees ban expiries and addr times move.",
+       Q("topk(20, abs(harness_node_clock_skew_seconds))", "{{node}}")),
     ts("Event-loop lag, p99", "s", "How late timers fire in the workers and the controller. Propagation figures "
        "are only trustworthy while this stays below 10 % of the smallest configured delay.",
        Q(_quantile(0.99, "harness_node_event_loop_lag_seconds", "worker"), "{{worker}}"),

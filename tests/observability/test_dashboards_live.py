@@ -197,6 +197,9 @@ def test_pending_metrics_are_really_absent(live: LiveNetwork) -> None:
         assert not clash, f"{m.name} (planned in #{m.planned_in}) is exported now: {clash}"
         names = "|".join(m.series_names())
         assert not live.prometheus.query(f'count({{__name__=~"{names}"}})'), f"{m.name} has series in Prometheus"
+    for q in verify.queries():  # the pending queries are valid PromQL already (an error raises) and empty
+        if _pending_metrics(q):
+            assert verify.series(live.prometheus.url, q) == [], f"{q.dashboard} / {q.panel}: {q.expr}"
 
 
 def _families(text: str) -> dict[str, object]:
