@@ -202,6 +202,15 @@ def test_pending_metrics_are_really_absent(live: LiveNetwork) -> None:
             assert verify.series(live.prometheus.url, q) == [], f"{q.dashboard} / {q.panel}: {q.expr}"
 
 
+def test_verify_command_names_exactly_the_pending_queries(live: LiveNetwork) -> None:
+    out = subprocess.run([sys.executable, "-m", "grafana.verify", live.prometheus.url], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    empty = [line for line in out.stdout.splitlines() if line.startswith("no series: ")]
+    pending = [q for q in verify.queries() if _pending_metrics(q)]
+    assert out.returncode == 1 and len(empty) == len(pending), out.stdout + out.stderr
+    assert f"{len(verify.queries()) - len(pending)} of {len(verify.queries())} queries return series" in out.stdout
+
+
 def _families(text: str) -> dict[str, object]:
     return {fam.name: fam for fam in text_string_to_metric_families(text)}
 
