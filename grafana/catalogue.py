@@ -1,0 +1,247 @@
+"""The metrics catalogue: every metric the node, the seeder and the controller export today, and the
+ones the next issues add (`planned_in` = the issue number), with type, unit, labels and meaning.
+
+One source: docs/metrics.md is rendered from it (`python -m grafana.generate`), the dashboards look up
+units here, and the tests compare it with live `/metrics` and with the panels' queries. Names follow
+Prometheus practice: one prefix per component (`harness_node_`, `harness_seeder_`, `harness_controller_`,
+`harness_attacker_`), base units (seconds, bytes, ratios 0..1), `_total` on counters, bounded labels.
+Counters are listed under their sample name (with `_total`), histograms under their base name (the
+series are `_bucket`, `_sum`, `_count`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMPONENTS = ("node", "seeder", "controller", "attacker")
+TYPES = ("counter", "gauge", "histogram")
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    values: tuple[str, ...] | None  # the complete value set when small and fixed; None: see `bound`
+    bound: str  # what bounds the value set (prose for the docs)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    type: str
+    unit: str
+    labels: tuple[Label, ...]
+    help: str
+    planned_in: int | None = None  # the issue that adds it; None: exported today
+    replaced_by: str | None = None  # exported today against the naming rules; the planned metric replacing it
+
+    @property
+    def component(self) -> str:
+        return self.name.split("_")[1]
+
+    @property
+    def planned(self) -> bool:
+        return self.planned_in is not None
+
+    @property
+    def family(self) -> str:
+        """The family name a Prometheus text parser reports (counters without `_total`)."""
+        return self.name.removesuffix("_total") if self.type == "counter" else self.name
+
+    def series_names(self) -> tuple[str, ...]:
+        """The sample names this metric appears under in a query or a scrape."""
+        if self.type == "histogram":
+            return tuple(self.name + s for s in ("_bucket", "_sum", "_count"))
+        return (self.name,)
+
+
+# --- labels ---------------------------------------------------------------------------------------
+NODE = Label("node", None, "one per node of the plan (the node's name): grows with the network, never with traffic")
+DIRECTION_IO = Label("direction", ("in", "out"), "fixed")
+DIRECTION_PEER = Label("direction", ("inbound", "outbound"), "fixed")
+COMMAND = Label("command", None, "the P2P commands the node knows (about 40) plus `other` for anything else")
+ERROR_KIND = Label("kind", ("bad-magic", "oversized-message", "bad-checksum", "bad-command", "unknown-command",
+                            "malformed-message"), "fixed")
+REASON = Label("reason", None, "a key of the node's misbehaviour table (about 40)")
+CONN_OUTCOME = Label("outcome", ("accepted", "refused-banned", "refused-full", "failed"), "fixed")
+OUTBOUND_KIND = Label("kind", ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch"), "fixed")
+TABLE = Label("table", ("new", "tried"), "fixed")
+QTYPE = Label("qtype", None, "DNS query type names (A, AAAA, NS, SOA, ANY, ...: the types dnslib names)")
+RCODE = Label("rcode", None, "DNS response code names (NOERROR, NXDOMAIN, REFUSED, ...)")
+SEEDER_MODE = Label("mode", ("honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow"), "fixed")
+PROBE_RESULT = Label("result", ("ok", "failed"), "fixed")
+SEEDER_STATE = Label("state", ("known", "new", "tracked", "good", "banned", "undialable"), "fixed")
+PHASE = Label("phase", ("waiting", "timeline", "finishing", "done", "error"), "fixed")
+ACTION = Label("action", None, "the timeline action kinds registered in harness/actions.py (about 15)")
+ACTION_OUTCOME = Label("outcome", ("ok", "error"), "fixed")
+ITEM_KIND = Label("kind", ("tx", "block"), "fixed")
+QUANTILE = Label("quantile", ("p50", "p90", "p100"), "fixed")
+COVERAGE = Label("coverage", ("0.5", "0.9", "1"), "fixed: the share of honest nodes reached")
+CHECK = Label("check", None, "the checks of the scenario's `expect` list (a handful)")
+RELAY_POLICY = Label("relay_policy", ("flood", "diffusion", "dandelion"), "fixed")
+VICTIM = Label("victim", None, "one per victim node named by the scenario's attackers (at most the network size)")
+ATTACKER = Label("attacker", None, "one per attacker entry of the scenario (its `name`), not per attacker node")
+BEHAVIOUR = Label("behaviour", None, "the spam behaviours of issue 10 (about 25)")
+ESTIMATOR = Label("estimator", ("first-spy", "timing"), "fixed")
+DROP_CAUSE = Label("cause", ("loss", "partition"), "fixed")
+WORKER = Label("worker", None, "one per worker process of the run (a few)")
+
+
+def _m(name: str, type_: str, unit: str, labels: tuple[Label, ...], help_: str, planned_in: int | None = None,
+       replaced_by: str | None = None) -> Metric:
+    return Metric(name, type_, unit, labels, help_, planned_in, replaced_by)
+
+
+# --- exported today -------------------------------------------------------------------------------
+NODE_METRICS = (
+    _m("harness_node_peers", "gauge", "peers", (NODE, DIRECTION_PEER), "Connected peers by direction."),
+    _m("harness_node_messages_total", "counter", "messages", (NODE, DIRECTION_IO, COMMAND),
+       "P2P messages by command and direction."),
+    _m("harness_node_message_bytes_total", "counter", "bytes", (NODE, DIRECTION_IO, COMMAND),
+       "P2P bytes (with the 24-byte header) by command and direction."),
+    _m("harness_node_mempool_transactions", "gauge", "transactions", (NODE,), "Transactions in the mempool."),
+    _m("harness_node_chain_height", "gauge", "blocks", (NODE,), "Height of the best chain."),
+    _m("harness_node_transactions_received_total", "counter", "transactions", (NODE,),
+       "New transactions accepted (from peers or injected)."),
+    _m("harness_node_blocks_received_total", "counter", "blocks", (NODE,), "New blocks stored."),
+    _m("harness_node_tx_propagation_delay_seconds", "histogram", "seconds", (NODE,),
+       "Origin to this node's first sight of each synthetic transaction."),
+    _m("harness_node_block_propagation_delay_seconds", "histogram", "seconds", (NODE,),
+       "Origin to this node's first sight of each synthetic block."),
+    _m("harness_node_inv_queue_wait_seconds", "histogram", "seconds", (NODE, DIRECTION_PEER),
+       "Time a transaction waited in a peer's announcement queue (diffusion's Poisson timers), by the peer's direction."),
+    _m("harness_node_protocol_errors_total", "counter", "errors", (NODE, ERROR_KIND), "Protocol (framing and parsing) errors by kind."),
+    _m("harness_node_misbehaviour_events_total", "counter", "events", (NODE, REASON),
+       "Misbehaviour events by reason (each scored by the node's misbehaviour table)."),
+    _m("harness_node_bans_total", "counter", "bans", (NODE,), "Addresses banned."),
+    _m("harness_node_banned_addresses", "gauge", "addresses", (NODE,), "Addresses currently banned or discouraged."),
+    _m("harness_node_sandbox_refused_dials_total", "counter", "dials", (NODE,), "Dials refused by the sandbox allowlist."),
+    _m("harness_node_connections_total", "counter", "connections", (NODE, DIRECTION_PEER, CONN_OUTCOME),
+       "Connection attempts by direction and outcome."),
+    _m("harness_node_outbound_peers", "gauge", "peers", (NODE, OUTBOUND_KIND), "Outbound connections by kind."),
+    _m("harness_node_addrman_addresses", "gauge", "addresses", (NODE, TABLE), "Addresses in the address manager by table."),
+    _m("harness_node_bans_by_reason_total", "counter", "bans", (NODE, REASON), "Bans by the misbehaviour reason that caused them."),
+    _m("harness_node_discouragements_total", "counter", "addresses", (NODE,), "Addresses discouraged (0.20.1+ policies)."),
+    _m("harness_node_peer_misbehaviour_score", "histogram", "points", (NODE,),
+       "Current misbehaviour scores of the connected peers (100 = the threshold)."),
+    _m("harness_node_evictions_total", "counter", "peers", (NODE,), "Inbound peers evicted to make room."),
+    _m("harness_node_feeler_connections_total", "counter", "connections", (NODE,), "Feeler connections opened."),
+    _m("harness_node_sandbox_skipped_addresses_total", "counter", "addresses", (NODE,),
+       "Addresses never dialled because they are outside the sandbox allowlist."),
+    _m("harness_node_inbound_refused_full_total", "counter", "connections", (NODE,),
+       "Inbound connections refused: slots full and nobody evictable."),
+    _m("harness_node_addr_received_total", "counter", "addresses", (NODE,), "Addresses received in addr/addrv2."),
+    _m("harness_node_addr_rate_limited_total", "counter", "addresses", (NODE,), "Addresses dropped by the addr token bucket."),
+)
+
+SEEDER_METRICS = (
+    _m("harness_seeder_queries_total", "counter", "queries", (QTYPE, RCODE), "DNS queries answered, by query type and response code."),
+    _m("harness_seeder_records_served_total", "counter", "records", (SEEDER_MODE,),
+       "A/AAAA records served, by the answer mode that chose them."),
+    _m("harness_seeder_packets_dropped_total", "counter", "packets", (), "DNS packets dropped without an answer (no parsable header)."),
+    _m("harness_seeder_mode_switches_total", "counter", "switches", (), "Runtime answer mode changes."),
+    _m("harness_seeder_crawl_probes_total", "counter", "probes", (PROBE_RESULT,), "Crawler connection attempts, by result."),
+    _m("harness_seeder_nodes", "gauge", "nodes", (SEEDER_STATE,), "Nodes in the seeder's database, by state."),
+    _m("harness_seeder_mode", "gauge", "boolean", (SEEDER_MODE,), "The active answer mode (1 for the current one)."),
+)
+
+# Today's controller exports gauges set from its results; some count things (bans, actions) and
+# predate the naming rules: the planned counters and histograms below replace them (issue 13).
+# `quantile` on harness_controller_propagation_seconds fails promtool's lint (the label is reserved
+# for summaries): harness_controller_last_item_coverage_seconds{coverage} replaces it.
+CONTROLLER_METRICS = (
+    _m("harness_controller_phase", "gauge", "boolean", (PHASE,), "1 for the controller's current phase."),
+    _m("harness_controller_timeline_actions", "gauge", "actions", (ACTION, ACTION_OUTCOME),
+       "Timeline actions executed, by kind and outcome (set when the timeline ends).",
+       replaced_by="harness_controller_timeline_actions_total"),
+    _m("harness_controller_nodes_unreachable", "gauge", "nodes", (), "Nodes whose control API did not answer the last poll."),
+    _m("harness_controller_items_injected", "gauge", "items", (ITEM_KIND,), "Transactions and blocks injected so far."),
+    _m("harness_controller_propagation_seconds", "gauge", "seconds", (ITEM_KIND, QUANTILE),
+       "Median over items of the time to reach 50/90/100 % of the honest nodes.",
+       replaced_by="harness_controller_last_item_coverage_seconds"),
+    _m("harness_controller_bans", "gauge", "bans", (REASON,), "Bans by honest nodes, by reason.",
+       replaced_by="harness_controller_bans_total"),
+    _m("harness_controller_honest_banned", "gauge", "bans", (), "Bans of honest nodes by honest nodes."),
+    _m("harness_controller_victims_eclipsed", "gauge", "nodes", (), "Victims whose outbound peers are all attackers."),
+    _m("harness_controller_attacker_share_max", "gauge", "ratio", (),
+       "Highest attacker share of a victim's outbound peers (0..1).",
+       replaced_by="harness_controller_victim_outbound_attacker_ratio"),
+    _m("harness_controller_check_passed", "gauge", "verdict", (CHECK,), "Each check's verdict: 1 pass, 0 fail, -1 error."),
+)
+
+# --- planned --------------------------------------------------------------------------------------
+PLANNED_METRICS = (
+    # issue 13: the controller's derived figures, live
+    _m("harness_controller_timeline_actions_total", "counter", "actions", (ACTION, ACTION_OUTCOME),
+       "Timeline actions executed, by kind and outcome, counted when each runs: the source of every "
+       "dashboard's fault annotations.", 13),
+    _m("harness_controller_item_coverage_seconds", "histogram", "seconds", (ITEM_KIND, COVERAGE, RELAY_POLICY),
+       "For each probe item, the time from injection until the share `coverage` of the honest nodes (of the "
+       "injecting node's relay policy) had it.", 13),
+    _m("harness_controller_last_item_coverage_seconds", "gauge", "seconds", (ITEM_KIND, COVERAGE),
+       "The same times for the latest probe item that reached the coverage.", 13),
+    _m("harness_controller_coverage_ratio", "gauge", "ratio", (ITEM_KIND,),
+       "Share of the honest nodes that have the latest probe item, at the last poll.", 13),
+    _m("harness_controller_bans_total", "counter", "bans", (REASON,), "Bans by honest nodes, by reason.", 13),
+    _m("harness_controller_time_to_ban_seconds", "histogram", "seconds", (REASON,),
+       "From an attacker's first misbehaviour to its ban (or disconnect and discouragement), by reason.", 13),
+    _m("harness_controller_victim_outbound_attacker_ratio", "gauge", "ratio", (VICTIM,),
+       "Each victim's share of outbound peers that are attackers (1 = eclipsed).", 13),
+    _m("harness_controller_victim_addrman_attacker_ratio", "gauge", "ratio", (VICTIM, TABLE),
+       "Each victim's share of address-table entries that are attacker addresses, by table.", 13),
+    _m("harness_controller_heal_seconds", "histogram", "seconds", (),
+       "From the seeder turning honest to each poisoned victim's first honest outbound peer.", 13),
+    _m("harness_controller_victims_healed", "gauge", "nodes", (), "Poisoned victims that have an honest outbound peer again.", 13),
+    _m("harness_controller_event_loop_lag_seconds", "histogram", "seconds", (),
+       "How late the controller's event loop ran a timer (its measurements are that uncertain).", 13),
+    # issue 10: attackers that act
+    _m("harness_attacker_messages_sent_total", "counter", "messages", (ATTACKER, BEHAVIOUR),
+       "Hostile messages sent by attacker nodes, by behaviour.", 10),
+    _m("harness_attacker_connections", "gauge", "connections", (ATTACKER, DIRECTION_PEER),
+       "Open connections of attacker nodes.", 10),
+    _m("harness_attacker_disconnections_total", "counter", "connections", (ATTACKER,),
+       "Attacker connections closed by their victims (bans, discouragement, eviction).", 10),
+    _m("harness_attacker_addresses_sent_total", "counter", "addresses", (ATTACKER,),
+       "Addresses (own and trash) pushed to victims in addr messages.", 10),
+    _m("harness_attacker_censored_transactions_total", "counter", "transactions", (ATTACKER,),
+       "Victims' transactions accepted and never relayed.", 10),
+    _m("harness_attacker_block_delay_seconds", "histogram", "seconds", (ATTACKER,),
+       "How long attackers held back a block they had announced.", 10),
+    _m("harness_node_processing_seconds_total", "counter", "seconds", (NODE, COMMAND),
+       "Time the node spent handling received messages, by command (the CPU each peer costs it).", 10),
+    # issue 11: surveillance
+    _m("harness_attacker_spy_announcements_total", "counter", "announcements", (ATTACKER,),
+       "Transaction announcements the spy recorded.", 11),
+    _m("harness_controller_spy_precision_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
+       "Share of the spy's source guesses that are right.", 11),
+    _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
+       "Share of transactions whose true source the spy named.", 11),
+    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
+       "Transactions relayed in the stem phase.", 11),
+    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE,),
+       "Stem transactions this node fluffed (by coin flip or embargo timer).", 11),
+    # issue 12: chaos
+    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
+       "Messages the link emulation dropped, by cause.", 12),
+    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition.", 12),
+    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
+       "Time messages waited for the node's upload/download token bucket.", 12),
+    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset.", 12),
+    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
+       "How late the worker process's event loop ran a timer (per worker, not per node).", 12),
+    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now.", 12),
+    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now.", 12),
+)
+
+TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS
+ALL: tuple[Metric, ...] = TODAY + PLANNED_METRICS
+BY_NAME: dict[str, Metric] = {m.name: m for m in ALL}
+
+
+def metric(name: str) -> Metric:
+    """Look a metric up by name (KeyError names it: a dashboard may only chart catalogued metrics)."""
+    return BY_NAME[name]
+
+
+def by_series_name() -> dict[str, Metric]:
+    """Every sample name a query may use (histograms' _bucket/_sum/_count) -> its metric."""
+    return {s: m for m in ALL for s in m.series_names()}

@@ -1,0 +1,280 @@
+"""Every dashboard query proven against a real Prometheus scraping a real network, and the catalogue
+proven against the real `/metrics` of nodes, seeder and controller.
+
+The network is `scenarios/quickstart.yaml` on the local backend (`harness deploy`, real processes on
+loopback), plus one hostile raw peer that gets itself banned (so bans, misbehaviour and protocol
+errors exist before the spam attackers of issue 10). A real Prometheus (Debian's) discovers the
+targets from files, as a monitored deployment will.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from grafana import verify
+from grafana.catalogue import PLANNED_METRICS, TODAY, Metric
+from grafana.spec import metrics_in
+from tests.observability.hostile_peer import misbehave_until_banned
+from tests.observability.prometheus_server import PrometheusServer, prometheus, require  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = str(Path(sys.executable).parent / "harness")
+SCENARIO = ROOT / "scenarios" / "quickstart.yaml"
+
+# Panels (dashboard uid, panel title) that chart metrics no component exports yet, with the issue
+# that adds them. test_pending_panels_are_exactly_those_over_planned_metrics keeps this list honest:
+# a panel leaves it the day its metrics arrive (its queries must then return series).
+PENDING: dict[tuple[str, str], int] = {
+    **{(uid, "annotation: Timeline actions"): 13 for uid in (
+        "harness-overview", "harness-propagation", "harness-spam-bans", "harness-eclipse",
+        "harness-bootstrap", "harness-privacy", "harness-chaos")},
+    ("harness-propagation", "Coverage of the latest probe item"): 13,
+    ("harness-propagation", "Latest probe item: time to 50 / 90 / 100 %"): 13,
+    ("harness-propagation", "Policy comparison: median time to coverage by relay policy"): 13,
+    ("harness-spam-bans", "Time to ban by reason, p50 / p90"): 13,
+    ("harness-spam-bans", "Victim CPU: message handling time by command"): 10,
+    ("harness-spam-bans", "Attack messages sent by behaviour"): 10,
+    ("harness-eclipse", "Attacker share of each victim's outbound peers"): 13,
+    ("harness-eclipse", "Attacker share of each victim's address tables"): 13,
+    ("harness-eclipse", "Attacker connections and addresses pushed"): 10,
+    ("harness-bootstrap", "Victims healed and heal time"): 13,
+    ("harness-bootstrap", "Censored transactions and delayed blocks"): 10,
+    ("harness-privacy", "Spy precision by estimator and relay policy"): 11,
+    ("harness-privacy", "Spy recall by estimator and relay policy"): 11,
+    ("harness-privacy", "Announcements the spy recorded"): 11,
+    ("harness-privacy", "Dandelion stem and fluff"): 11,
+    ("harness-chaos", "Timeline actions by kind"): 13,
+    ("harness-chaos", "Nodes unreachable and down"): 12,
+    ("harness-chaos", "Messages dropped by the link emulation"): 12,
+    ("harness-chaos", "Partitions"): 12,
+    ("harness-chaos", "Bandwidth: time waiting for the token bucket"): 12,
+    ("harness-chaos", "Clock skew"): 12,
+    ("harness-chaos", "Event-loop lag, p99"): 12,
+}
+
+
+@dataclass
+class LiveNetwork:
+    run_dir: Path
+    node_targets: dict[str, str]  # node name -> host:port of its control API
+    seeder_target: str
+    controller_target: str
+    prometheus: PrometheusServer
+
+    def scrape(self, target: str) -> str:
+        with urllib.request.urlopen(f"http://{target}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    def targets(self) -> list[str]:
+        return [*self.node_targets.values(), self.seeder_target, self.controller_target]
+
+
+def _harness(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HARNESS, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _deploy(run_dir: Path) -> None:
+    """`harness deploy`; other engineers' runs share this machine's loopback addresses, so an
+    AddressesInUse refusal (exit 2, nothing started) is waited out, never ignored."""
+    deadline = time.monotonic() + 300
+    while True:
+        out = _harness("deploy", str(SCENARIO), "--run-dir", str(run_dir))
+        if out.returncode == 0:
+            return
+        if "already in use" not in out.stderr + out.stdout or time.monotonic() > deadline:
+            raise AssertionError(f"harness deploy failed ({out.returncode}): {out.stdout}{out.stderr}")
+        time.sleep(5)
+
+
+def _wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.5)
+    return value
+
+
+def _controller_done(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/results", timeout=5) as r:
+            phase = json.load(r)["phase"]
+    except OSError:
+        return False
+    assert phase != "error", "the controller failed: see logs/controller.log in the run directory"
+    return phase == "done"
+
+
+@pytest.fixture(scope="module")
+def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNetwork]:  # noqa: F811
+    run_dir = tmp_path_factory.mktemp("observability") / "quickstart"
+    _deploy(run_dir)
+    try:
+        plan = json.loads((run_dir / "plan.json").read_text())
+        state = json.loads((run_dir / "state.json").read_text())
+        nodes = {n["name"]: f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "honest"}
+        seeder = f"{plan['seeder']['address']}:{plan['seeder']['control_port']}"
+        controller = state["controller_url"].removeprefix("http://")
+        network = LiveNetwork(run_dir, nodes, seeder, controller, prometheus)
+        prometheus.set_targets("harness-node", list(nodes.values()))
+        prometheus.set_targets("harness-seeder", [seeder])
+        prometheus.set_targets("harness-controller", [controller])
+        victim = next(n for n in plan["nodes"] if n["role"] == "honest")
+        # Outside every planned range (honest 127.1-99, attackers 127.100-239, bitcoind 127.240).
+        misbehave_until_banned((victim["address"], victim["port"]), f"127.250.{os.getpid() % 250}.1")
+        _wait(lambda: _controller_done(state["controller_url"]), plan["duration"] + 120, "the controller to finish")
+        # A restarted node is a new process on the same address; see test_a_restarted_node_is_scraped_again.
+        restarted = {f"{a}:" for a in (n["address"] for n in plan["nodes"] if n["name"] in _restarted(run_dir))}
+        expected = {f"http://{t}/metrics" for t in network.targets() if not t.startswith(tuple(restarted))}
+
+        def all_up() -> bool:
+            return expected <= {t["scrapeUrl"] for t in prometheus.active_targets() if t["health"] == "up"}
+        try:
+            _wait(all_up, 60, f"prometheus to scrape all {len(expected)} targets")
+        except AssertionError as e:
+            health = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in prometheus.active_targets()]
+            raise AssertionError(f"{e}: {health}") from None
+        time.sleep(3)  # a few scrapes after `done`, so the final figures are in the database
+        yield network
+    finally:
+        down = _harness("down", "--run-dir", str(run_dir))
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+def _restarted(run_dir: Path) -> set[str]:
+    """Nodes the timeline restarted: each runs alone in a process named node-<name>-<n>."""
+    state = json.loads((run_dir / "state.json").read_text())
+    return {n for p in state["processes"] if p["name"].startswith("node-") for n in p.get("nodes", [])}
+
+
+def _pending_metrics(q: verify.PanelQuery) -> set[Metric]:
+    return {m for m in metrics_in(q.expr) if m.planned}
+
+
+def test_every_panel_query_over_exported_metrics_returns_series(live: LiveNetwork) -> None:
+    queries = verify.queries()
+    assert len(queries) > 50, "the generated dashboards are missing"
+    current = [q for q in queries if not _pending_metrics(q)]
+    empty = verify.evaluate(live.prometheus.url, current)
+    assert not empty, "queries over exported metrics that return no series:\n" + "\n".join(
+        f"  {q.dashboard} / {q.panel}: {q.expr}" for q in empty)
+
+
+def test_pending_panels_are_exactly_those_over_planned_metrics(live: LiveNetwork) -> None:
+    over_planned: dict[tuple[str, str], set[int]] = {}
+    for q in verify.queries():
+        if pending := _pending_metrics(q):
+            over_planned.setdefault((q.dashboard, q.panel), set()).update(m.planned_in for m in pending)  # type: ignore[misc]
+    assert set(over_planned) == set(PENDING), (
+        f"not listed: {sorted(set(over_planned) - set(PENDING))}; listed but charting only exported metrics: "
+        f"{sorted(set(PENDING) - set(over_planned))}")
+    for panel, issue in PENDING.items():
+        assert issue in over_planned[panel], f"{panel}: its planned metrics come from issues {over_planned[panel]}"
+
+
+def test_pending_metrics_are_really_absent(live: LiveNetwork) -> None:
+    """If a component starts exporting a planned metric, this fails: move it to the catalogue's
+    exported section and its panels out of PENDING (their queries are then proven above)."""
+    # By sample name, not family: a planned counter may take over a gauge's family name
+    # (harness_controller_bans -> harness_controller_bans_total) when it replaces it.
+    exported = {(s.name, fam.type) for t in live.targets() for fam in text_string_to_metric_families(live.scrape(t))
+                for s in fam.samples}
+    for m in PLANNED_METRICS:
+        clash = {(name, type_) for name, type_ in exported if name in m.series_names()}
+        assert not clash, f"{m.name} (planned in #{m.planned_in}) is exported now: {clash}"
+        names = "|".join(m.series_names())
+        assert not live.prometheus.query(f'count({{__name__=~"{names}"}})'), f"{m.name} has series in Prometheus"
+    for q in verify.queries():  # the pending queries are valid PromQL already (an error raises) and empty
+        if _pending_metrics(q):
+            assert verify.series(live.prometheus.url, q) == [], f"{q.dashboard} / {q.panel}: {q.expr}"
+
+
+def test_verify_command_names_exactly_the_pending_queries(live: LiveNetwork) -> None:
+    out = subprocess.run([sys.executable, "-m", "grafana.verify", live.prometheus.url], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    empty = [line for line in out.stdout.splitlines() if line.startswith("no series: ")]
+    pending = [q for q in verify.queries() if _pending_metrics(q)]
+    assert out.returncode == 1 and len(empty) == len(pending), out.stdout + out.stderr
+    assert f"{len(verify.queries()) - len(pending)} of {len(verify.queries())} queries return series" in out.stdout
+
+
+def _families(text: str) -> dict[str, object]:
+    return {fam.name: fam for fam in text_string_to_metric_families(text)}
+
+
+@pytest.mark.parametrize("component", ["node", "seeder", "controller"])
+def test_live_metrics_and_catalogue_agree(live: LiveNetwork, component: str) -> None:
+    targets = {"node": list(live.node_targets.values()), "seeder": [live.seeder_target],
+               "controller": [live.controller_target]}[component]
+    catalogued = {m.family: m for m in TODAY if m.component == component}
+    for target in targets:
+        families = _families(live.scrape(target))
+        ours = {name: fam for name, fam in families.items() if name.startswith("harness_")}
+        assert set(ours) - set(catalogued) == set(), f"{target}: exported but not catalogued"
+        assert set(catalogued) - set(ours) == set(), f"{target}: catalogued but not exported"
+        for name, fam in ours.items():
+            m = catalogued[name]
+            assert fam.type == m.type, f"{name}: exported as {fam.type}, catalogued as {m.type}"  # type: ignore[attr-defined]
+            names = {lab.name for lab in m.labels}
+            for sample in fam.samples:  # type: ignore[attr-defined]
+                allowed = names | {"le"} if sample.name.endswith("_bucket") else names
+                assert set(sample.labels) == allowed, f"{sample.name}: labels {sorted(sample.labels)}"
+                for lab in m.labels:
+                    value = sample.labels[lab.name]
+                    if lab.values is not None:
+                        assert value in lab.values, f"{sample.name}: {lab.name}={value!r} not in {lab.values}"
+                    if lab.name == "node":
+                        assert value in live.node_targets, f"{sample.name}: node={value!r} is not a planned node"
+
+
+CONTROLLER_LINT = pytest.mark.xfail(strict=True, reason=(
+    "promtool's lint: harness_controller_propagation_seconds has a `quantile` label, which Prometheus "
+    "reserves for summaries (harness/controller/service.py, not this branch's files). The catalogue's "
+    "planned harness_controller_last_item_coverage_seconds{coverage} replaces it; strict: passes once fixed."))
+
+
+@pytest.mark.parametrize("component", ["node", "seeder", pytest.param("controller", marks=CONTROLLER_LINT)])
+def test_promtool_accepts_the_live_exposition(live: LiveNetwork, component: str) -> None:
+    promtool = require("promtool")
+    target = {"node": next(iter(live.node_targets.values())), "seeder": live.seeder_target,
+              "controller": live.controller_target}[component]
+    out = subprocess.run([promtool, "check", "metrics"], input=live.scrape(target), capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, f"{target}: {out.stdout}{out.stderr}"
+
+
+def test_the_hostile_peer_was_banned_by_the_rules(live: LiveNetwork) -> None:
+    """The bans the spam panels show come from the node's own rules, not from the test."""
+    bans = live.prometheus.query('sum by (reason) (harness_node_bans_by_reason_total)')
+    assert {b["metric"]["reason"]: float(b["value"][1]) for b in bans} == {"addr-too-large": 1.0}
+    errors = live.prometheus.query('sum by (kind) (harness_node_protocol_errors_total)')
+    assert {e["metric"]["kind"] for e in errors} == {"bad-checksum"}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug in harness_node.control (not this branch's files): after restart_node the old worker's control "
+    "server keeps Prometheus's kept-alive connection and answers 404 on it for ever, because "
+    "ControlServer.remove stops the node's listener but not its open connections; the new process is "
+    "never scraped. Fix: close the node's connections on remove (or answer unknown nodes with "
+    "Connection: close). strict: this test fails once it is fixed, so the marker is removed."))
+def test_a_restarted_node_is_scraped_again(live: LiveNetwork) -> None:
+    restarted = _restarted(live.run_dir)
+    assert restarted, "quickstart restarts node-3: the scenario changed"
+    for name in restarted:
+        url = f"http://{live.node_targets[name]}/metrics"
+        health = {t["scrapeUrl"]: (t["health"], t["lastError"]) for t in live.prometheus.active_targets()}
+        assert health[url][0] == "up", f"{name} ({url}): {health[url]}"
+
