@@ -77,7 +77,8 @@ def test_groups_are_packed_into_stateful_pods_with_their_own_config_files() -> N
     assert [(n["port"], n["control_port"]) for n in first] == [(18444, 18445), (18446, 18447), (18448, 18449), (18450, 18451)]
     assert [n["extra"]["address"] for n in first] == ["10.1.0.1", "10.2.0.1", "10.3.0.1", "10.4.0.1"]
     container = sts["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["host", "--config", "/etc/harness-node/pods/$(POD_NAME).json"]
+    assert container["args"] == ["host", "--config", "/etc/harness-node/pods/$(POD_NAME).json",
+                                 "--token-file", "/var/run/harness/token"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
         "p2p-0": 18444, "ctl-0": 18445, "p2p-1": 18446, "ctl-1": 18447,
         "p2p-2": 18448, "ctl-2": 18449, "p2p-3": 18450, "ctl-3": 18451}
@@ -101,7 +102,8 @@ def test_node_and_seeder_configs_are_accepted_by_the_node_software() -> None:
     assert {(p["port"], p["protocol"], p["targetPort"]) for p in svc["spec"]["ports"] if p["port"] == 53} == {
         (53, "UDP", "dns-udp"), (53, "TCP", "dns-tcp")}
     deploy = named(objects, "Deployment", "qs-seeder")
-    assert deploy["spec"]["template"]["spec"]["containers"][0]["args"] == ["seeder", "--config", "/etc/harness-node/seeder.json"]
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "seeder", "--config", "/etc/harness-node/seeder.json", "--token-file", "/var/run/harness/token"]
 
 
 def test_configs_are_chunked_under_the_configmap_limit() -> None:
