@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -274,3 +275,39 @@ def test_a_1000_node_testnet_renders_within_the_configmap_limit() -> None:
         assert sum(len(k) + len(v.encode()) for k, v in cm["data"].items()) <= 900_000, cm["metadata"]["name"]
     assert sum(len(f["nodes"]) for f in pod_files(objects, "qs-honest").values()) == 1000
 
+
+
+def test_a_changed_config_rolls_the_pods_and_an_unchanged_one_does_not() -> None:
+    def digest(values: dict[str, Any]) -> str:
+        sts = named(render(values), "StatefulSet", "qs-honest")
+        return sts["spec"]["template"]["metadata"]["annotations"]["harness.io/config-digest"]
+
+    changed = make_values(nodes=4)
+    changed["groups"][0]["members"][3]["config"]["time_scale"] = 0.1
+    assert digest(make_values(nodes=4)) == digest(make_values(nodes=4))
+    assert digest(changed) != digest(make_values(nodes=4))
+
+
+def test_packed_pods_are_ready_when_their_last_node_answers() -> None:
+    sts = named(render(make_values(nodes=6, nodes_per_pod=3)), "StatefulSet", "qs-honest")
+    probe = sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    assert probe["httpGet"] == {"path": "/status", "port": "ctl-2"}
+
+
+def test_the_longest_names_allowed_are_valid_kubernetes_names() -> None:
+    """kubernetes-validate does not check names; the API server does: Services are DNS-1035 labels,
+    StatefulSets leave room for the controller's "-<hash>" pod label, the rest are DNS subdomains."""
+    values = make_values(nodes=3, nodes_per_pod=2, attackers=1)
+    values["groups"][0]["name"] = "g" * 20
+    label = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    subdomain = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    for obj in render(values, release="r" * 31):
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "Service":
+            assert label.match(name) and len(name) <= 63, name
+        elif obj["kind"] == "StatefulSet":
+            assert label.match(name) and len(name) <= 52, name
+        else:
+            assert subdomain.match(name) and len(name) <= 253, name
+        for value in obj["metadata"]["labels"].values():
+            assert len(value) <= 63, (name, value)

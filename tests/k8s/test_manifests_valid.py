@@ -25,12 +25,16 @@ VALUE_SETS = {
     "existing-secret-no-policies-no-seeder": make_values(controlToken={"existingSecret": "my-token"},
                                                          networkPolicy={"enabled": False}, seeder={"enabled": False}),
     "no-controller": make_values(controller={"enabled": False}),
+    "longest-names": make_values(nodes=3, nodes_per_pod=2, attackers=1) | {"groups": [
+        {**make_values(nodes=3, nodes_per_pod=2)["groups"][0], "name": "g" * 20}]},
 }
+LONGEST_RELEASE = "r" * 31  # the chart's limit (StatefulSet names)
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    return {name: render(values) for name, values in VALUE_SETS.items()}
+    return {name: render(values, release=LONGEST_RELEASE if name == "longest-names" else "qs")
+            for name, values in VALUE_SETS.items()}
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.chart import make_values, render_error
+from tests.k8s.chart import CHART, make_values, need, render_error
 
 pytestmark = pytest.mark.k8s_render
 
@@ -84,3 +84,20 @@ def test_slots_of_a_group_share_their_ports() -> None:
 def test_no_token_at_all() -> None:
     message = render_error(make_values(controlToken={"value": "", "existingSecret": ""}))
     assert "controlToken" in message
+
+
+def test_release_name_too_long_for_statefulset_names() -> None:
+    helm = need("helm_python")
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.render(make_values(nodes=1), name="r" * 31, namespace="ns", is_install=True)  # the longest allowed
+        with pytest.raises(helm.HelmError) as info:
+            chart.render(make_values(nodes=1), name="r" * 32, namespace="ns", is_install=True)
+    assert "release name" in str(info.value) and "at most 31" in str(info.value)
+
+
+def test_release_name_must_start_with_a_letter() -> None:
+    helm = need("helm_python")
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmError) as info:
+            chart.render(make_values(nodes=1), name="1run", namespace="ns", is_install=True)
+    assert "release name" in str(info.value) and "letter" in str(info.value)

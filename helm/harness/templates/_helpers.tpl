@@ -3,7 +3,16 @@ Names. One release is one testnet; every object name starts with the release nam
 testnets can share a namespace without colliding (a namespace per run is still the default).
 */}}
 {{- define "harness.fullname" -}}
-{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- if not (regexMatch "^[a-z]" .Release.Name) -}}
+{{- fail (printf "release name %q: must start with a letter (it prefixes Service names, which are DNS-1035 labels)" .Release.Name) -}}
+{{- end -}}
+{{- /* The StatefulSet controller labels pods with "<sts>-<10-char hash>", a label value of at most
+63 characters: release (≤ 31) + "-" + group (≤ 20, values.schema.json) fits 52. Refused, not
+truncated: two truncated names could collide. */ -}}
+{{- if gt (len .Release.Name) 31 -}}
+{{- fail (printf "release name %q: at most 31 characters (StatefulSet names are <release>-<group> and must fit 52)" .Release.Name) -}}
+{{- end -}}
+{{- .Release.Name -}}
 {{- end -}}
 
 {{/*
@@ -131,7 +140,9 @@ naming the field.
 {{- if gt (len $cur) 0 }}{{ $chunks = append $chunks $cur }}{{ end -}}
 {{- $slots := list -}}
 {{- if gt $count 0 }}{{ $slots = slice $members 0 (int (min $n $count)) }}{{ end -}}
-{{- $out = append $out (dict "name" $g.name "role" $entry.role "kind" ($g.kind | default "") "sts" $sts "replicas" $replicas "resources" ($g.resources | default $ctx.Values.resources.node) "pods" $pods "chunks" $chunks "slots" $slots) -}}
+{{- $digest := "" -}}
+{{- range $pod := $pods }}{{ $digest = sha256sum (print $digest $pod.config) }}{{ end -}}
+{{- $out = append $out (dict "digest" $digest "name" $g.name "role" $entry.role "kind" ($g.kind | default "") "sts" $sts "replicas" $replicas "resources" ($g.resources | default $ctx.Values.resources.node) "pods" $pods "chunks" $chunks "slots" $slots) -}}
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}
