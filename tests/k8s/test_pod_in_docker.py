@@ -25,7 +25,7 @@ from tests.k8s.chart import TOKEN, by_kind, make_values, named, render
 
 pytestmark = [pytest.mark.k8s_render, pytest.mark.docker, pytest.mark.timeout(300)]
 
-TAG = "harness-node:test"
+TAG = "harness-node:test-k8s-pod"  # its own tag: test_image.py builds harness-node:test, maybe from another tree
 NODE_UID = 10001  # node_image/Dockerfile USER
 
 
