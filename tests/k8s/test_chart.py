@@ -311,3 +311,15 @@ def test_the_longest_names_allowed_are_valid_kubernetes_names() -> None:
             assert subdomain.match(name) and len(name) <= 253, name
         for value in obj["metadata"]["labels"].values():
             assert len(value) <= 63, (name, value)
+
+
+def test_top_level_nodes_per_pod_applies_to_groups_that_do_not_say() -> None:
+    values = make_values(nodes=9, attackers=2, nodesPerPod=3)
+    del values["groups"][0]["nodesPerPod"], values["attackers"][0]["nodesPerPod"]
+    for m in values["groups"][0]["members"]:  # slot k of each pod: ports 18444+2k / 18445+2k
+        slot = int(m["name"].split("-")[1]) % 3
+        m["port"], m["controlPort"] = 18444 + 2 * slot, 18445 + 2 * slot
+    values["attackers"][0]["members"][1].update(port=18446, controlPort=18447)
+    objects = render(values)
+    assert named(objects, "StatefulSet", "qs-honest")["spec"]["replicas"] == 3
+    assert named(objects, "StatefulSet", "qs-eclipse")["spec"]["replicas"] == 1
