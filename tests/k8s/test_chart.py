@@ -323,3 +323,27 @@ def test_top_level_nodes_per_pod_applies_to_groups_that_do_not_say() -> None:
     objects = render(values)
     assert named(objects, "StatefulSet", "qs-honest")["spec"]["replicas"] == 3
     assert named(objects, "StatefulSet", "qs-eclipse")["spec"]["replicas"] == 1
+
+
+def test_values_yaml_shows_every_field_the_schema_knows() -> None:
+    """values.yaml is the documentation of the data model: each schema property has a default
+    there (lists of groups and attackers show their shape in comments), and nothing else."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref")
+        return schema["definitions"][ref.rsplit("/", 1)[1]] if ref else node
+
+    def walk(node: dict[str, Any], value: Any, where: str) -> list[str]:
+        node = resolve(node)
+        if node.get("type") != "object" or "properties" not in node or not isinstance(value, dict):
+            return []
+        missing = [f"{where}.{k}" for k in node["properties"] if k not in value and k != "global"]
+        for k, sub in node["properties"].items():
+            if k in value and value[k]:
+                missing += walk(sub, value[k], f"{where}.{k}")
+        return missing
+
+    # seeder.resources / controller.resources default to {} (then resources.<role> applies).
+    assert walk(schema, defaults, "values") == []
