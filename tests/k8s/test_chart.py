@@ -345,5 +345,4 @@ def test_values_yaml_shows_every_field_the_schema_knows() -> None:
                 missing += walk(sub, value[k], f"{where}.{k}")
         return missing
 
-    # seeder.resources / controller.resources default to {} (then resources.<role> applies).
     assert walk(schema, defaults, "values") == []
