@@ -36,9 +36,11 @@ def pod_files(objects: list[dict[str, Any]], sts: str) -> dict[str, dict[str, An
     return files
 
 
-def test_lint_is_clean() -> None:
+@pytest.mark.parametrize("kube_version", ["1.29.0", "1.31.0", "1.33.0"])
+def test_lint_is_clean(kube_version: str) -> None:
     helm = need("helm_python")
-    result = helm.lint(str(CHART), make_values(attackers=2, monitoring=FULL_MONITORING), strict=True)
+    result = helm.lint(str(CHART), make_values(attackers=2, monitoring=FULL_MONITORING), strict=True,
+                       kube_version=kube_version)
     assert result["errors"] == []
     # Severity 1 is INFO ("icon is recommended"); nothing at warning level or above.
     assert [m for m in result["messages"] if m["severity"] > 1] == []
