@@ -8,11 +8,13 @@ argparse subparsers object and adds its parser with `set_defaults(func=...)`. Ad
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 from typing import Any
 
 from .config import NodeConfig, load_file, load_host_configs
+from .tokenfile import read_token_file
 
 SUBCOMMANDS: dict[str, str] = {
     "run": "harness_node.cli:register_run",
@@ -72,13 +74,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 def register_host(sub: Any) -> None:
     p = sub.add_parser("host", help="run many nodes in one process (local backend)")
     p.add_argument("--config", required=True, help="YAML/JSON file: a list of node configs, or {defaults, nodes}")
+    p.add_argument("--token-file", help="file holding the control API bearer token of every node (e.g. a mounted "
+                                        "Secret); overrides control_token in the config")
     p.set_defaults(func=cmd_host)
+
+
+def host_configs(args: argparse.Namespace) -> list[NodeConfig]:
+    configs = load_host_configs(args.config)
+    if args.token_file:
+        token = read_token_file(args.token_file)
+        configs = [dataclasses.replace(c, control_token=token) for c in configs]
+    return configs
 
 
 def cmd_host(args: argparse.Namespace) -> int:
     from .host import run_host
 
-    run_host(load_host_configs(args.config))
+    run_host(host_configs(args))
     return 0
 
 

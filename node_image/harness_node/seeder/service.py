@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..sandbox import Sandbox
+from ..tokenfile import read_token_file
 from .cli import build_parser
 from .config import SeederConfig, SeederConfigError
 from .control import ControlServer
@@ -177,6 +178,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = SeederConfig.from_file(args.config)
+        if getattr(args, "token_file", None):
+            config.control_token = read_token_file(args.token_file)
     except (SeederConfigError, ValueError) as e:
         log.error("bad seeder config: %s", e)
         return 2

@@ -1,0 +1,177 @@
+"""The chart's pods, run for real: the node image, started as the rendered StatefulSet and seeder
+Deployment describe their containers (args with $(POD_NAME) expanded as the kubelet does, user
+10001, read-only root filesystem, no capabilities, the config chunks and the token mounted
+read-only, emptyDirs as tmpfs), on a Docker engine, since no cluster runs here. This checks what
+rendering alone cannot: that the node software accepts the configs, finds its own file by its
+stable name, serves every packed node's control API, and requires the Secret's token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.k8s.chart import TOKEN, by_kind, make_values, named, render
+
+pytestmark = [pytest.mark.k8s_render, pytest.mark.docker, pytest.mark.timeout(300)]
+
+TAG = "harness-node:test-k8s-pod"  # its own tag: test_image.py builds harness-node:test, maybe from another tree
+NODE_UID = 10001  # node_image/Dockerfile USER
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    docker = pytest.importorskip("docker")
+    from harness.images import LOCAL_BASE_IMAGE, build_node_image
+
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(LOCAL_BASE_IMAGE)
+    except Exception as e:  # noqa: BLE001  (any engine or image problem means: cannot run here)
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"a Docker engine with {LOCAL_BASE_IMAGE} is required with CI=true: {e}")
+        pytest.skip(f"no Docker engine with {LOCAL_BASE_IMAGE}: {e}")
+    build_node_image(TAG, LOCAL_BASE_IMAGE, client=client)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def expand(args: list[str], env: dict[str, str]) -> list[str]:
+    """The kubelet's $(VAR) expansion of container args."""
+    return [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in args]
+
+
+def write_volumes(tmp_path: Path, objects: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, Path]:
+    """Each ConfigMap/projected/Secret volume of a pod spec as a directory, as the kubelet lays it out."""
+    dirs: dict[str, Path] = {}
+    for vol in spec["volumes"]:
+        sources: list[dict[str, Any]] = []
+        if "configMap" in vol:
+            sources = [{"configMap": vol["configMap"]}]
+        elif "projected" in vol:
+            sources = vol["projected"]["sources"]
+        elif "secret" in vol:
+            d = tmp_path / vol["name"]
+            d.mkdir()
+            f = d / "token"
+            f.write_text(TOKEN)
+            os.chown(f, 0, NODE_UID)  # fsGroup
+            f.chmod(vol["secret"]["defaultMode"])
+            dirs[vol["name"]] = d
+            continue
+        else:
+            continue
+        d = tmp_path / vol["name"]
+        d.mkdir()
+        for src in sources:
+            for key, text in named(objects, "ConfigMap", src["configMap"]["name"])["data"].items():
+                (d / key).write_text(text)
+                (d / key).chmod(0o644)
+        dirs[vol["name"]] = d
+    return dirs
+
+
+def run_pod(engine: Any, run_id: str, objects: list[dict[str, Any]], workload: dict[str, Any], pod: str,
+            tmp_path: Path) -> Any:
+    spec = workload["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {"POD_NAME": pod}
+    dirs = write_volumes(tmp_path, objects, spec)
+    volumes, tmpfs = {}, {}
+    for m in container["volumeMounts"]:
+        if m["name"] in dirs:
+            volumes[str(dirs[m["name"]])] = {"bind": m["mountPath"], "mode": "ro"}
+        else:  # emptyDir
+            tmpfs[m["mountPath"]] = f"uid={NODE_UID},gid={NODE_UID}"
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
+    ports = {f"{p['containerPort']}/{p['protocol'].lower()}": ("127.0.0.1", None) for p in container["ports"]}
+    return engine.containers.run(
+        TAG, expand(container["args"], env), detach=True, name=f"harness-test-{run_id}-{pod}",
+        labels={"harness.test": "test_pod_in_docker", "harness.test.run": run_id},
+        user=f"{spec['securityContext']['runAsUser']}:{spec['securityContext']['runAsGroup']}",
+        group_add=[str(spec["securityContext"]["fsGroup"])], read_only=True, cap_drop=["ALL"],
+        security_opt=["no-new-privileges"], volumes=volumes, tmpfs=tmpfs, ports=ports, environment=env)
+
+
+def host_port(container: Any, port: int) -> int:
+    container.reload()
+    return int(container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"])
+
+
+def request(url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
+                                 method="GET" if body is None else "POST")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def wait_status(container: Any, url: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, body = request(url)
+            if status == 200:
+                return body
+        except OSError:
+            pass
+        container.reload()
+        if container.status == "exited" or time.monotonic() > deadline:
+            raise AssertionError(f"{url} never answered; logs:\n{container.logs(tail=30).decode(errors='replace')}")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def run_id(engine: Any) -> Iterator[str]:
+    rid = uuid.uuid4().hex[:12]
+    try:
+        yield rid
+    finally:
+        for c in engine.containers.list(all=True, filters={"label": f"harness.test.run={rid}"}):
+            print(f"--- {c.name} ---\n{c.logs(tail=40).decode(errors='replace')}")
+            c.remove(force=True)
+
+
+def test_a_packed_pod_runs_its_own_nodes_with_the_secret_token(engine: Any, run_id: str, tmp_path: Path) -> None:
+    # configMapMaxBytes small enough that the group's configs span several chunks.
+    objects = render(make_values(nodes=16, nodes_per_pod=2, configMapMaxBytes=4096))
+    sts = named(objects, "StatefulSet", "qs-honest")
+    assert len([cm for cm in by_kind(objects, "ConfigMap") if cm["metadata"]["name"].startswith("qs-honest-config-")]) > 1
+    container = run_pod(engine, run_id, objects, sts, "qs-honest-7", tmp_path)  # in the last chunk
+    seen = {}
+    for slot, name in enumerate(["node-14", "node-15"]):
+        port = host_port(container, 18445 + 2 * slot)
+        body = wait_status(container, f"http://127.0.0.1:{port}/status")
+        seen[name] = body["id"]
+        assert request(f"http://127.0.0.1:{port}/tx", {"synthetic": True})[0] == 401
+        assert request(f"http://127.0.0.1:{port}/tx", {"synthetic": True}, token=TOKEN)[0] == 200
+    assert seen == {"node-14": "node-14", "node-15": "node-15"}
+
+
+def test_the_seeder_pod_runs_with_the_secret_token(engine: Any, run_id: str, tmp_path: Path) -> None:
+    values = make_values(nodes=2)
+    values["seeder"]["config"] = {"zone": "seed.testnet.", "crawl": False}
+    objects = render(values)
+    container = run_pod(engine, run_id, objects, named(objects, "Deployment", "qs-seeder"), "qs-seeder-0", tmp_path)
+    port = host_port(container, 8053)
+    wait_status(container, f"http://127.0.0.1:{port}/status")
+    assert request(f"http://127.0.0.1:{port}/mode", {"mode": "honest"})[0] == 401
+    assert request(f"http://127.0.0.1:{port}/mode", {"mode": "honest"}, token=TOKEN)[0] == 200
