@@ -185,6 +185,28 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
             render.print_plan(resolved)
 
 
+@app.command("render")
+def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out", help="Directory for values.yaml and manifests.yaml.")],
+                   backend: BackendOption = Backend("k8s"), seed: SeedOption = None,
+                   nodes_per_pod: Annotated[int, typer.Option("--nodes-per-pod", help="Nodes packed in one pod.")] = 1,
+                   image: Annotated[Optional[str], typer.Option("--image", help="Node and controller image.")] = None,
+                   json: JsonOption = False) -> None:
+    """Write the Kubernetes values and manifests of a scenario's release to --out, without a cluster."""
+    with _boundary():
+        if backend.value != "k8s":
+            raise BackendUnavailable(f"--backend {backend.value}: only k8s renders manifests")
+        from harness.backends.k8s.output import render_release as write
+        from harness.backends.k8s.values import ValuesOptions
+
+        resolved = _plan_file(file, seed)
+        options = ValuesOptions(nodes_per_pod=nodes_per_pod, **({"image": image, "controller_image": image} if image else {}))
+        done = write(resolved, out, options)
+        info = {"out": str(done.out), "release": done.release, "namespace": done.namespace, "objects": done.objects,
+                "files": list(done.files)}
+        typer.echo(jsonlib.dumps(info) if json else f"rendered {done.objects} objects of release {done.release} "
+                                                    f"(namespace {done.namespace}) into {done.out}")
+
+
 @app.command()
 def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
            run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False) -> None:

@@ -1,0 +1,241 @@
+"""The Kubernetes backend: one Helm release of helm/harness per run, in a namespace of its own.
+
+up: plan.json and state.json first (so `down` always finds the run), then the namespace, then the
+release (Helm's engine from Python). Readiness: the pods' Ready condition (the chart's probe asks
+the last slot's /status), followed by WATCH. Faults: pod deletion, Chaos Mesh objects when its
+CRDs are served and the node is alone in its pod, the node's own control API otherwise. down: the
+Chaos Mesh objects, then the release, then the namespace (teardown order: an object Chaos Mesh
+still acts on must go before the pods it selects; the namespace last catches anything left).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from harness.backends.base import (DEPLOYING, RUNNING, STOPPED, Backend, DownSummary, MemberStatus, RunState,
+                                   RunStore, labels_for, ready_timeout)
+from harness.backends.client import ControlClient, call_sync
+from harness.backends.k8s import faults
+from harness.backends.k8s.chart import Release
+from harness.backends.k8s.cluster import Cluster, api_client
+from harness.backends.k8s.layout import Placement, namespace_for, pod_layout, release_name
+from harness.backends.k8s.values import CONTROLLER_PORT, ValuesOptions, chart_values
+from harness.errors import BackendError
+from harness.plan.model import Plan
+
+
+class K8sBackend(Backend):
+    name = "k8s"
+    OPTIONS = frozenset({"kube_context", "kubeconfig", "nodes_per_pod", "image"})
+
+    def __init__(self, run: RunStore, kube_context: str | None = None, kubeconfig: str | None = None,
+                 nodes_per_pod: int = 1, image: str | None = None, cluster: Cluster | None = None,
+                 release: Release | None = None) -> None:
+        super().__init__(run)
+        self.kube_context, self.kubeconfig = kube_context, kubeconfig
+        self.options = ValuesOptions(nodes_per_pod=nodes_per_pod, **({"image": image, "controller_image": image} if image else {}))
+        self._cluster, self._release = cluster, release  # injected by tests; else made from the run state
+
+    # --- where things are -----------------------------------------------------------------------
+    def _record(self) -> dict[str, Any]:
+        return self.state().backend_state
+
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            rec, state = self._record(), self.state()
+            self._cluster = Cluster(rec["namespace"], state.run_id, api_client(rec.get("kube_context"), rec.get("kubeconfig")),
+                                    labels_for(state.run_id, "namespace", "config", state.scenario))
+        return self._cluster
+
+    def release(self) -> Release:
+        if self._release is None:
+            rec = self._record()
+            self._release = Release(rec["release"], rec["namespace"], rec.get("kube_context"), rec.get("kubeconfig"))
+        return self._release
+
+    def layout(self) -> dict[str, Placement]:
+        rec = self._record()
+        return pod_layout(self.plan, rec["release"], rec["namespace"], rec["nodes_per_pod"])
+
+    def transport_for(self, plan: Plan) -> dict[str, dict[str, Any]]:
+        """Nodes are reachable at stable pod DNS names; layout.py ships the table (one per release)."""
+        from harness.backends.k8s.layout import node_transport
+
+        rec = self._record()
+        return node_transport(plan, pod_layout(plan, rec["release"], rec["namespace"], rec["nodes_per_pod"]),
+                              self.options.seeder_service_ip)
+
+    # --- placing the plan -----------------------------------------------------------------------
+    def up(self, plan: Plan) -> RunState:
+        self.run.refuse_foreign()  # type: ignore[attr-defined]
+        if self.run.exists() and self.is_running():
+            raise BackendError(f"a run is already deployed from {self.run.path}; run `harness down --run-dir {self.run.path}` first")
+        self.run.reset()  # type: ignore[attr-defined]
+        self.run.plan_file.write_text(plan.to_json())
+        self._plan = plan
+        state = RunState(scenario=plan.name, backend=self.name, plan_digest=plan.digest, control_token=secrets.token_hex(16))
+        release, namespace = release_name(state.run_id), namespace_for(state.run_id)
+        layout = pod_layout(plan, release, namespace, self.options.nodes_per_pod)
+        state.endpoints = {name: {"p2p": p.p2p, "control_url": p.control_url} for name, p in layout.items()}
+        if plan.seeder:
+            host = f"{release}-seeder.{namespace}.svc"
+            state.endpoints[plan.seeder.name] = {"p2p": f"{self.options.seeder_service_ip}:53",
+                                                 "control_url": f"http://{host}:8053"}
+        state.backend_state = {"release": release, "namespace": namespace, "kube_context": self.kube_context,
+                               "kubeconfig": self.kubeconfig, "nodes_per_pod": self.options.nodes_per_pod,
+                               "chaos": [], "pods": sorted({p.pod for p in layout.values()})}
+        state.started_nodes = list(layout)
+        self.run.save_state(state)  # before anything is created: `down` must always find the run
+        try:
+            self.cluster().create_namespace()
+            self.release().install(chart_values(plan, state.run_id, self.options, token=state.control_token))
+        except BaseException:
+            self.down()
+            raise
+        return state
+
+    def start_controller(self, argv: Sequence[str]) -> None:
+        """The controller is part of the release (a Deployment running in the cluster, with the
+        plan in its ConfigMaps and the token from the Secret): record where it answers."""
+        rec = self._record()
+        with self.run.locked():
+            state = self.state()
+            state.controller_url = f"http://{rec['release']}-controller.{rec['namespace']}.svc:{CONTROLLER_PORT}"
+            self.run.save_state(state)
+
+    def wait_ready(self, timeout: float | None = None, names: Sequence[str] | None = None) -> None:
+        """Every pod of the run (nodes, seeder, controller) Ready, by WATCH on the run's pods."""
+        rec = self._record()
+        expected = len(rec["pods"]) + (1 if self.plan.seeder else 0) + 1  # + the controller
+        self.cluster().wait_pods_ready(expected, timeout if timeout is not None else ready_timeout(len(self.plan.peers())))
+        with self.run.locked():
+            state = self.state()
+            if state.status == DEPLOYING:
+                state.status, state.ready_at = RUNNING, time.time()
+                self.run.save_state(state)
+
+    # --- what runs where ------------------------------------------------------------------------
+    def members(self) -> list[MemberStatus]:
+        per_pod: dict[str, int] = {}
+        for place in self.layout().values():
+            per_pod[place.pod] = per_pod.get(place.pod, 0) + 1
+        out = []
+        for pod in self.cluster().pods():
+            name = pod["metadata"]["name"]
+            role = pod["metadata"].get("labels", {}).get("harness.io/role", "")
+            kind = {"honest": "worker", "attacker": "worker"}.get(role, role)
+            from harness.backends.k8s.cluster import pod_ready
+
+            out.append(MemberStatus(name, kind, per_pod.get(name, 0), pod_ready(pod), f"pod/{name}"))
+        return out
+
+    def logs(self, member: str) -> str:
+        return self.cluster().logs(member)
+
+    def is_running(self) -> bool:
+        try:
+            state = self.state()
+        except Exception:
+            return False
+        return state.status != STOPPED and bool(state.backend_state.get("release"))
+
+    # --- acting on members ----------------------------------------------------------------------
+    def _alone(self, name: str) -> Placement | None:
+        """The node's placement when it is the only node of its pod (pod-level faults act on it alone)."""
+        layout = self.layout()
+        place = layout[name]
+        return place if sum(1 for p in layout.values() if p.pod == place.pod) == 1 else None
+
+    def _call(self, name: str, fn: Any) -> None:
+        ep = self.node_endpoints()[name]
+        call_sync(self.state().control_token, lambda c: fn(c, ep))
+
+    def pause_node(self, name: str) -> None:
+        place = self._alone(name)
+        if place is not None and self.cluster().chaos_mesh_installed():
+            rec, state = self._record(), self.state()
+            obj = faults.pod_pause(state.run_id, rec["namespace"], labels_for(state.run_id, name, "chaos", state.scenario), [place.pod])
+            self.cluster().create_chaos(obj)
+            self._remember_chaos(obj)
+        else:
+            self._call(name, ControlClient.pause)
+
+    def resume_node(self, name: str) -> None:
+        place = self._alone(name)
+        state = self.state()
+        name_ = faults.chaos_name(state.run_id, "pause", [place.pod]) if place else None
+        recorded = [c for c in state.backend_state.get("chaos", []) if c["name"] == name_]
+        if recorded:
+            self.cluster().delete_chaos("PodChaos", name_)  # type: ignore[arg-type]
+            self._forget_chaos(name_)  # type: ignore[arg-type]
+        else:
+            self._call(name, ControlClient.resume)
+
+    def stop_node(self, name: str) -> None:
+        """Asked through its control API (a packed pod keeps its other nodes running)."""
+        if name in self.state().stopped_nodes:
+            return
+        self._call(name, ControlClient.shutdown)
+        with self.run.locked():
+            state = self.state()
+            state.stopped_nodes.append(name)
+            self.run.save_state(state)
+
+    def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
+        """A node alone in its pod: the pod is deleted and its StatefulSet recreates it under the
+        same name, with the same config (its data directory is an emptyDir: a deleted pod is a
+        wiped node, so ``wipe_datadir: false`` is refused there rather than silently wiping)."""
+        place = self._alone(name)
+        if place is None:
+            raise BackendError(f"restart_node {name}: the node shares pod {self.layout()[name].pod} with others; "
+                               f"restarting one node of a packed pod is not supported (use --nodes-per-pod 1)")
+        if not wipe_datadir:
+            raise BackendError(f"restart_node {name} without wiping: a pod's data directory does not survive its "
+                               f"deletion on the k8s backend; use params.wipe_datadir: true")
+        self.cluster().delete_pod(place.pod)
+        with self.run.locked():
+            state = self.state()
+            if name in state.stopped_nodes:
+                state.stopped_nodes.remove(name)
+            self.run.save_state(state)
+
+    def _remember_chaos(self, obj: dict[str, Any]) -> None:
+        with self.run.locked():
+            state = self.state()
+            state.backend_state.setdefault("chaos", []).append({"kind": obj["kind"], "name": obj["metadata"]["name"]})
+            self.run.save_state(state)
+
+    def _forget_chaos(self, name: str) -> None:
+        with self.run.locked():
+            state = self.state()
+            state.backend_state["chaos"] = [c for c in state.backend_state.get("chaos", []) if c["name"] != name]
+            self.run.save_state(state)
+
+    # --- teardown -------------------------------------------------------------------------------
+    def down(self) -> DownSummary:
+        """Chaos objects, then the release, then the namespace. Idempotent."""
+        started = time.monotonic()
+        try:
+            state = self.state()
+        except Exception:
+            return DownSummary(already_down=True, seconds=0.0)
+        rec = state.backend_state
+        if state.status == STOPPED or not rec.get("release"):
+            return DownSummary(already_down=True, seconds=0.0)
+        removed: dict[str, int] = {}
+        for chaos in rec.get("chaos", []):
+            self.cluster().delete_chaos(chaos["kind"], chaos["name"])
+            removed[chaos["kind"]] = removed.get(chaos["kind"], 0) + 1
+        if self.release().uninstall():
+            removed["release"] = 1
+        if self.cluster().delete_namespace():
+            removed["namespace"] = 1
+        with self.run.locked():
+            state = self.state()
+            state.status, state.stopped_at = STOPPED, time.time()
+            state.backend_state["chaos"] = []
+            self.run.save_state(state)
+        return DownSummary(already_down=False, seconds=time.monotonic() - started, removed=removed)

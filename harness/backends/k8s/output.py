@@ -1,0 +1,49 @@
+"""`harness render SCENARIO --backend k8s --out DIR`: the values and the manifests of a plan's
+release, without a cluster (for review, diffing and GitOps).
+
+DIR/values.yaml (the chart's values), DIR/manifests.yaml (every object, in template order) and
+DIR/README.txt (how to install them). The run id is the plan digest's first 8 hex digits, so the
+same scenario and seed always render the same bytes. No token is rendered: the values name a
+Secret `<release>-token` with key `token` that the installer creates.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+
+import yaml
+
+from harness.backends.k8s.chart import objects, render
+from harness.backends.k8s.layout import namespace_for, release_name
+from harness.backends.k8s.values import ValuesOptions, chart_values
+from harness.plan.model import Plan
+
+
+@dataclass(frozen=True)
+class Rendered:
+    out: pathlib.Path
+    release: str
+    namespace: str
+    objects: int
+    files: tuple[str, ...]
+
+
+def render_run_id(plan: Plan) -> str:
+    return plan.digest[:8]
+
+
+def render_release(plan: Plan, out: pathlib.Path, options: ValuesOptions | None = None) -> Rendered:
+    run_id = render_run_id(plan)
+    release, namespace = release_name(run_id), namespace_for(run_id)
+    values = chart_values(plan, run_id, options)
+    docs = objects(render(values, release, namespace))  # ChartError before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False, width=120))
+    (out / "manifests.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False, width=120))
+    (out / "README.txt").write_text(
+        f"Release {release} of helm/harness for plan {plan.name} ({plan.digest[:16]}).\n"
+        f"kubectl create namespace {namespace}\n"
+        f"kubectl -n {namespace} create secret generic {release}-token --from-literal=token=$(openssl rand -hex 16)\n"
+        f"kubectl -n {namespace} apply -f manifests.yaml      # or: helm install {release} helm/harness -n {namespace} -f values.yaml\n")
+    return Rendered(out, release, namespace, len(docs), ("values.yaml", "manifests.yaml", "README.txt"))

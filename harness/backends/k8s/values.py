@@ -1,0 +1,105 @@
+"""The plan -> the harness chart's values (helm/harness/values.yaml documents the data model).
+
+Pure: the same plan and options always give the same values, so `harness render` output can be
+diffed and committed (GitOps). One release per testnet: honest nodes are grouped by their planned
+group (one StatefulSet each), attackers by their attacker label, the seeder and the controller are
+one Deployment each. Nodes keep their planned protocol address (``address``); where they are
+reachable (pod DNS names) is layout.py's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.backends.k8s.layout import (ValuesError, dns_label, groups_of, namespace_for, node_transport, pod_layout,
+                                         release_name, transport_table)
+from harness.plan.model import ATTACKER, NodePlan, Plan
+
+SEEDER_DNS_PORT = 5353
+SEEDER_CONTROL_PORT = 8053
+CONTROLLER_PORT = 9100
+# kind's and minikube's default service CIDR is 10.96.0.0/12 (kube-dns takes 10.96.0.10): the
+# seeder's Service gets a fixed address there so node configs can name it before anything runs.
+DEFAULT_SEEDER_SERVICE_IP = "10.96.0.53"
+DEFAULT_IMAGE = "harness-node:latest"
+# Keys of a node's config the chart owns (where it listens and keeps data) or that never go into a
+# ConfigMap (the token: it comes from the Secret's file).
+CHART_OWNED = ("name", "bind", "port", "control_bind", "control_port", "datadir", "control_token")
+SEEDER_CHART_OWNED = ("dns_host", "dns_port", "control_host", "control_port", "control_token")
+
+
+@dataclass(frozen=True)
+class ValuesOptions:
+    """What the k8s backend and `harness render` let a user choose beyond the plan."""
+
+    nodes_per_pod: int = 1
+    image: str = DEFAULT_IMAGE
+    controller_image: str = DEFAULT_IMAGE  # the image with harness + harness_node (harness image build)
+    seeder_service_ip: str = DEFAULT_SEEDER_SERVICE_IP
+    monitoring: dict[str, Any] = field(default_factory=dict)  # merged into values["monitoring"]
+
+    def __post_init__(self) -> None:
+        if self.nodes_per_pod < 1:
+            raise ValuesError(f"--nodes-per-pod: {self.nodes_per_pod} is not allowed; at least 1")
+
+
+def split_image(image: str) -> dict[str, str]:
+    repository, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:  # "registry:5000/img" has no tag
+        return {"repository": image, "tag": "latest", "pullPolicy": "IfNotPresent"}
+    return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+
+
+def chart_values(plan: Plan, run_id: str, options: ValuesOptions | None = None, token: str | None = None) -> dict[str, Any]:
+    """The chart's values for ``plan`` as run ``run_id``. ``token``: put in the chart's own Secret
+    (`harness render` leaves it out: the values then name an existing Secret `<release>-token`
+    the installer creates); never in a ConfigMap."""
+    options = options or ValuesOptions()
+    release, namespace = release_name(run_id), namespace_for(run_id)
+    layout = pod_layout(plan, release, namespace, options.nodes_per_pod)
+    transport = node_transport(plan, layout, options.seeder_service_ip)
+    image = split_image(options.image)
+    values: dict[str, Any] = {
+        "run": run_id,
+        "image": image,
+        "nodesPerPod": options.nodes_per_pod,
+        "groups": [],
+        "attackers": [],
+        # Rendered without a token, the release expects a Secret <release>-token made by whoever installs it.
+        "transport": transport_table(plan, layout),
+        "controlToken": {"value": token} if token else {"existingSecret": f"{release}-token"},
+    }
+    for name, role, kind, members in groups_of(plan):
+        group: dict[str, Any] = {"name": name, "members": [_member(n, layout, transport) for n in members]}
+        if role == ATTACKER:
+            group["kind"] = dns_label(kind or "attacker")
+            values["attackers"].append(group)
+        else:
+            values["groups"].append(group)
+    values["seeder"] = _seeder(plan, options)
+    values["controller"] = {"enabled": True, "image": split_image(options.controller_image),
+                            "port": CONTROLLER_PORT, "plan": plan.to_json(indent=None)}
+    if options.monitoring:
+        values["monitoring"] = options.monitoring
+    return values
+
+
+def _member(node: NodePlan, layout: dict[str, Any], transport: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    place = layout[node.name]
+    config = {k: v for k, v in node.config.items() if k not in CHART_OWNED}
+    config.update(transport[node.name])
+    return {"name": node.name, "address": node.address, "port": place.port, "controlPort": place.control_port,
+            "config": config}
+
+
+def _seeder(plan: Plan, options: ValuesOptions) -> dict[str, Any]:
+    spec = plan.seeder
+    if spec is None:
+        return {"enabled": False}
+    from harness.backends.node_config import seeder_config  # the one translation of the seeder's vocabulary
+
+    config = {k: v for k, v in seeder_config(spec, token="").items() if k not in SEEDER_CHART_OWNED}
+    return {"enabled": True, "address": spec.address, "serviceIP": options.seeder_service_ip,
+            "dnsPort": SEEDER_DNS_PORT, "controlPort": SEEDER_CONTROL_PORT, "config": config}
+
