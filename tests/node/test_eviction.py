@@ -13,7 +13,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness_node.eviction import EvictionCandidate, select_node_to_evict
+from harness_node.peering.eviction import EvictionCandidate, select_node_to_evict
 
 NOW = 10_000.0
 

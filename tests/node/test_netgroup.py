@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness_node.netgroup import NET_IPV4, NET_IPV6, NET_UNROUTABLE, NetGroups
+from harness_node.addr.netgroup import NET_IPV4, NET_IPV6, NET_UNROUTABLE, NetGroups
 
 CORE_UNROUTABLE = [
     "127.0.0.1",  # loopback

@@ -10,8 +10,8 @@ import dns.asyncquery
 import dns.message
 import pytest
 
-from harness_node.codec import MAGIC_REGTEST, FrameDecoder, NetAddr, frame
-from harness_node.messages import NODE_NETWORK, NODE_WITNESS, decode, msg_addr, msg_verack, msg_version
+from harness_node.wire.codec import MAGIC_REGTEST, FrameDecoder, NetAddr, frame
+from harness_node.wire.messages import NODE_NETWORK, NODE_WITNESS, decode, msg_addr, msg_verack, msg_version
 from harness_node.seeder import Seeder, SeederConfig
 from harness_node.seeder.reliability import GoodRule, NodeRecord
 

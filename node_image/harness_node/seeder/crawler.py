@@ -18,8 +18,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..codec import DecodeError, FrameDecoder, FramingError, NetAddr, frame
-from ..messages import (
+from ..wire.codec import DecodeError, FrameDecoder, FramingError, NetAddr, frame
+from ..wire.messages import (
     WTXID_RELAY_VERSION,
     msg_addr,
     msg_addrv2,
@@ -28,7 +28,7 @@ from ..messages import (
     msg_verack,
     msg_version,
 )
-from ..messages import decode as decode_message
+from ..wire.messages import decode as decode_message
 from .config import SeederConfig
 from .metrics import SeederCounters
 from .nodedb import Endpoint, NodeDb

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..messages import NODE_NETWORK
+from ..wire.messages import NODE_NETWORK
 
 DAY = 86400.0
 

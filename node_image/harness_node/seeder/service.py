@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..sandbox import Sandbox
+from ..net.sandbox import Sandbox
 from .cli import build_parser
 from .config import SeederConfig, SeederConfigError
 from .control import ControlServer

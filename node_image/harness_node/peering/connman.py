@@ -16,18 +16,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .addrman import AddrMan, AddrManCorruptError
+from ..addr.addrman import AddrMan, AddrManCorruptError
 from .banman import BanMan
 from .eviction import EvictionCandidate, select_node_to_evict
-from .messages import NODE_NETWORK, NODE_WITNESS
+from ..wire.messages import NODE_NETWORK, NODE_WITNESS
 from .misbehaviour import Action
-from .netgroup import NetGroups
+from ..addr.netgroup import NetGroups
 from .peerconfig import MAX_ANCHORS, PeerConfig
-from .sandbox import DialRefused
+from ..net.sandbox import DialRefused
 
 if TYPE_CHECKING:
-    from .node import Node
-    from .peer import Peer
+    from ..node import Node
+    from ..net.peer import Peer
 
 log = logging.getLogger(__name__)
 

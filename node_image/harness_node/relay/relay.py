@@ -15,16 +15,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .chain import BlockInvalid
-from .messages import (
+from ..chain.chain import BlockInvalid
+from ..wire.messages import (
     MAX_LOCATOR_SZ, MSG_BLOCK, MSG_TX, MSG_WITNESS_FLAG, MSG_WTX, Block, BlockHeader, CInv, Tx,
     msg_block, msg_getdata, msg_getheaders, msg_headers, msg_inv, msg_notfound, msg_tx,
 )
-from .synthetic import origin_of
+from ..wire.synthetic import origin_of
 
 if TYPE_CHECKING:
-    from .node import Node
-    from .peer import Peer
+    from ..node import Node
+    from ..net.peer import Peer
 
 INVENTORY_BROADCAST_PER_SECOND = 7  # net_processing.cpp
 INVENTORY_BROADCAST_TARGET = 35  # 7/s x 5 s inbound interval

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .messages import MAX_HEADERS_RESULTS, Block, BlockHeader, Tx, merkle_root
-from .synthetic import meets_target
+from ..wire.messages import MAX_HEADERS_RESULTS, Block, BlockHeader, Tx, merkle_root
+from ..wire.synthetic import meets_target
 
 # Regtest genesis (kernel/chainparams.cpp CRegTestParams): the 2009 Times coinbase, nonce 2.
 _GENESIS_COINBASE = bytes.fromhex(

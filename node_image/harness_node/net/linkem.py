@@ -12,7 +12,37 @@ import random
 from collections import deque
 from collections.abc import Callable
 
-from .config import LinkModel
+from dataclasses import dataclass
+
+DELAY_DISTRIBUTIONS = ("exponential", "uniform")
+
+
+@dataclass
+class LinkModel:
+    """Emulated latency/loss applied to every outgoing message of every link of a node.
+
+    delay_ms: mean one-way delay; jitter_ms: spread (uniform: delay +- jitter; exponential: the
+    delay is delay_ms + Exp(jitter_ms)); loss: fraction of messages dropped.
+    """
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss: float = 0.0
+    distribution: str = "uniform"
+
+    def validate(self, prefix: str = "link") -> None:
+        if self.delay_ms < 0:
+            raise ValueError(f"{prefix}.delay_ms must be >= 0, got {self.delay_ms}")
+        if self.jitter_ms < 0:
+            raise ValueError(f"{prefix}.jitter_ms must be >= 0, got {self.jitter_ms}")
+        if not 0.0 <= self.loss < 1.0:
+            raise ValueError(f"{prefix}.loss must be in [0, 1), got {self.loss}")
+        if self.distribution not in DELAY_DISTRIBUTIONS:
+            raise ValueError(f"{prefix}.distribution must be one of {DELAY_DISTRIBUTIONS}, got {self.distribution!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.delay_ms > 0 or self.jitter_ms > 0 or self.loss > 0
 
 
 class LinkEmulator:

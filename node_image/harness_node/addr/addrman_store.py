@@ -37,7 +37,7 @@ from .addrman import (
     AddrManCorruptError,
     _addr_key,
 )
-from .codec import NetAddr
+from ..wire.codec import NetAddr
 
 MAGIC = b"HARNESS-ADDRMAN"
 FORMAT_VERSION = 1

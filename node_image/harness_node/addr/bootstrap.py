@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .codec import NetAddr
-from .messages import NODE_NETWORK, NODE_WITNESS
+from ..wire.codec import NetAddr
+from ..wire.messages import NODE_NETWORK, NODE_WITNESS
 
 log = logging.getLogger(__name__)
 

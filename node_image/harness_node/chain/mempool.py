@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .messages import Tx
+from ..wire.messages import Tx
 
 MAX_MEMPOOL_TXS = 100_000  # testbed bound (Core bounds by bytes, -maxmempool 300 MB)
 MAX_SEEN_RECORDS = 200_000  # first-seen records outlive mempool entries (mined txs stay queryable)

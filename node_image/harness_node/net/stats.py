@@ -6,7 +6,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 
-from .messages import MESSAGEMAP
+from ..wire.messages import MESSAGEMAP
 
 # Commands get their own label; anything else is "other" so that the label set stays bounded.
 KNOWN_COMMANDS: frozenset[str] = frozenset(c.decode() for c in MESSAGEMAP) | {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .dictconfig import from_mapping
+from ..dictconfig import from_mapping
 from typing import Any
 
 MAX_OUTBOUND_FULL_RELAY = 8  # net.h MAX_OUTBOUND_FULL_RELAY_CONNECTIONS

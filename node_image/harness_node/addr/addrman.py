@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Callable
 
-from .codec import IPV4_MAPPED_PREFIX, NetAddr, var_bytes
+from ..wire.codec import IPV4_MAPPED_PREFIX, NetAddr, var_bytes
 from .netgroup import NetGroups
 
 __all__ = ["AddrMan", "AddrInfo", "AddrManCorruptError", "Windows"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from .codec import HEADER_SIZE, FrameDecoder, FramingError, frame
+from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame
 from .linkem import LinkEmulator
-from .messages import Message
+from ..wire.messages import Message
 
 if TYPE_CHECKING:
-    from .node import Node
+    from ..node import Node
     from .peer import Peer
 
 # Core stops reading a peer whose send buffer is full (net.cpp fPauseSend, -maxsendbuffer 1000 kB);

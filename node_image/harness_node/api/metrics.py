@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from .stats import Histogram
+from ..net.stats import Histogram
 
 if TYPE_CHECKING:
-    from .node import Node
+    from ..node import Node
 
 PREFIX = "harness_node_"
 

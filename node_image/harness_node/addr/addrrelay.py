@@ -12,8 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .codec import NetAddr
-from .messages import MAX_ADDR_TO_SEND
+from ..wire.codec import NetAddr
+from ..wire.messages import MAX_ADDR_TO_SEND
 
 MAX_ADDR_PROCESSING_TOKEN_BUCKET = 1000  # net_processing.cpp: bucket cap (and +1000 after our getaddr)
 ADDR_FORWARD_MAX = 10  # net_processing.cpp: only messages of <= 10 addrs are forwarded

@@ -9,13 +9,13 @@ import time
 from typing import TYPE_CHECKING
 
 from .addrrelay import AddrRelay, PeerAddrState
-from .codec import NetAddr
-from .messages import MAX_ADDR_TO_SEND, msg_addr, msg_getaddr
+from ..wire.codec import NetAddr
+from ..wire.messages import MAX_ADDR_TO_SEND, msg_addr, msg_getaddr
 
 if TYPE_CHECKING:
-    from .connman import ConnMan
-    from .node import Node
-    from .peer import Peer
+    from ..peering.connman import ConnMan
+    from ..node import Node
+    from ..net.peer import Peer
 
 GETADDR_KINDS = ("outbound-full-relay", "manual", "addr-fetch")  # Core: outbound, not block-relay-only
 

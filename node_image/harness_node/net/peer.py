@@ -13,17 +13,17 @@ import time
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
-from .codec import MAGIC_BSV_REGTEST, DecodeError, NetAddr, read_compact_size
-from .messages import (
+from ..wire.codec import MAGIC_BSV_REGTEST, DecodeError, NetAddr, read_compact_size
+from ..wire.messages import (
     BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MAX_INV_SZ, MESSAGEMAP, MIN_PEER_PROTO_VERSION,
     PROTOCOL_VERSION, SENDHEADERS_VERSION, WTXID_RELAY_VERSION, Message, decode, msg_ping, msg_pong,
     msg_sendaddrv2, msg_sendheaders, msg_verack, msg_version, msg_wtxidrelay,
 )
-from .misbehaviour import Action
+from ..peering.misbehaviour import Action
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .node import Node
+    from ..node import Node
 
 _peer_ids = itertools.count(1)
 
