@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..atomicfile import write_bytes_atomic
 from .addrman import (
     BUCKET_SIZE,
     NEW_BUCKET_COUNT,
@@ -72,23 +72,8 @@ def decode(data: bytes, where: str = "addrman data") -> dict[str, Any]:
     return state
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write via a temp file in the same directory + fsync + rename: a crash leaves old or new."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(am: AddrMan, path: str | os.PathLike[str]) -> None:
-    write_atomic(path, encode(snapshot(am)))
+    write_bytes_atomic(path, encode(snapshot(am)))
 
 
 def load(am: AddrMan, path: str | os.PathLike[str]) -> None:

@@ -5,31 +5,49 @@ this module owns the timers and sends the messages.
 
 from __future__ import annotations
 
+import random
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from .addrrelay import AddrRelay, PeerAddrState
+from ..net.peer import Peer
+from ..timing import Timers
 from ..wire.codec import NetAddr
 from ..wire.messages import MAX_ADDR_TO_SEND, msg_addr, msg_getaddr
-
-if TYPE_CHECKING:
-    from ..peering.connman import ConnMan
-    from ..node import Node
-    from ..net.peer import Peer
+from .addrman import AddrMan
+from .addrrelay import AddrRelay, PeerAddrState
+from .netgroup import NetGroups
 
 GETADDR_KINDS = ("outbound-full-relay", "manual", "addr-fetch")  # Core: outbound, not block-relay-only
 
 
+class AddrHost(Protocol):
+    """What the addr service reads from its owner (node.py builds it and is one)."""
+
+    rng: random.Random
+    timers: Timers
+    peers: Mapping[int, Peer]
+
+    def self_address(self) -> NetAddr: ...
+
+
 class AddrService:
-    def __init__(self, node: "Node", connman: "ConnMan") -> None:
+    def __init__(self, node: AddrHost, addrman: AddrMan, netgroups: NetGroups, *, time_scale: float,
+                 advertise: bool, rate_limit: bool, getaddr_cache: bool,
+                 wake: Callable[[], None], refused: Callable[[str], bool]) -> None:
+        """`advertise`: announce our own address (listening and self-advertisement on); `wake`:
+        tell the connection manager new addresses arrived; `refused(ip)`: banned or discouraged
+        (never handed out in a getaddr answer)."""
         self.node = node
-        self.connman = connman
-        cm = connman.cm
+        self.addrman = addrman
+        self.advertise = advertise
+        self.wake = wake
+        self.refused = refused
         t = node.timers
-        self.scale = node.config.time_scale
+        self.scale = time_scale
         self.relay = AddrRelay(node.rng.randbytes(32), node.rng, time.time, t.addr_token_rate,
-                               t.getaddr_cache, t.getaddr_cache_jitter, rate_limit=cm.addr_rate_limit,
-                               getaddr_cache=cm.getaddr_cache, is_routable=connman.netgroups.is_routable,
+                               t.getaddr_cache, t.getaddr_cache_jitter, rate_limit=rate_limit,
+                               getaddr_cache=getaddr_cache, is_routable=netgroups.is_routable,
                                time_scale=self.scale)
         self.states: dict[int, PeerAddrState] = {}
         self.next_send: dict[int, float] = {}
@@ -40,10 +58,7 @@ class AddrService:
     def _exp(self, mean: float) -> float:
         return self.node.rng.expovariate(1 / mean) if mean > 0 else 0.0
 
-    def self_address(self) -> NetAddr:
-        return NetAddr(self.node.config.bind, self.node.port, self.node.config.services, int(time.time()))
-
-    def peer_ready(self, peer: "Peer") -> None:
+    def peer_ready(self, peer: Peer) -> None:
         state = self.relay.new_peer(peer.inbound, block_relay_only=peer.kind == "block-relay")
         self.states[peer.id] = state
         now = time.time()
@@ -52,16 +67,16 @@ class AddrService:
             self.next_self_advertise = now + self._exp(self.node.timers.self_advertise_mean)
         if peer.inbound or peer.kind not in GETADDR_KINDS:
             return
-        if self.node.config.listen and self.connman.cfg.self_advertise and peer.kind != "addr-fetch":
-            peer.send(msg_addr([self.self_address()]))  # Core advertises itself to new outbound peers
+        if self.advertise and peer.kind != "addr-fetch":
+            peer.send(msg_addr([self.node.self_address()]))  # Core advertises itself to new outbound peers
         peer.send(msg_getaddr())
         self.relay.we_sent_getaddr(state)
 
-    def peer_gone(self, peer: "Peer") -> None:
+    def peer_gone(self, peer: Peer) -> None:
         self.states.pop(peer.id, None)
         self.next_send.pop(peer.id, None)
 
-    def on_addr(self, peer: "Peer", addrs: list[NetAddr]) -> None:
+    def on_addr(self, peer: Peer, addrs: list[NetAddr]) -> None:
         state = self.states.get(peer.id)
         if state is None:
             return
@@ -70,13 +85,13 @@ class AddrService:
         self.rate_limited += verdict.rate_limited
         own = [a for a in verdict.accepted if (a.ip, a.port) == (peer.ip, peer.port)]
         others = [a for a in verdict.accepted if (a.ip, a.port) != (peer.ip, peer.port)]
-        addrman = self.connman.addrman
+        addrman = self.addrman
         if own:
             addrman.add(own, source_ip=peer.ip)  # a self-announcement gets no time penalty
         if others:
             addrman.add(others, source_ip=peer.ip, time_penalty=addrman.windows.time_penalty)
         if own or others:
-            self.connman.wake()
+            self.wake()
         if verdict.forward:
             candidates = [pid for pid, s in self.states.items() if pid != peer.id and s.relay_enabled]
             for a in verdict.forward:
@@ -85,15 +100,12 @@ class AddrService:
         if peer.kind == "addr-fetch":
             peer.disconnect("addr-fetch done")
 
-    def on_getaddr(self, peer: "Peer") -> None:
+    def on_getaddr(self, peer: Peer) -> None:
         state = self.states.get(peer.id)
         if state is None:
             return
-        banman = self.connman.banman
-
         def fresh() -> list[NetAddr]:
-            return [a for a in self.connman.addrman.get_addr(MAX_ADDR_TO_SEND)
-                    if not banman.is_banned(a.ip) and not banman.is_discouraged(a.ip)]
+            return [a for a in self.addrman.get_addr(MAX_ADDR_TO_SEND) if not self.refused(a.ip)]
 
         reply = self.relay.answer_getaddr(state, fresh)
         if reply:
@@ -105,10 +117,9 @@ class AddrService:
         """Flush due per-peer queues; advertise ourselves every exp(24 h) (both scaled)."""
         now = time.time()
         t = self.node.timers
-        if self.next_self_advertise and now >= self.next_self_advertise and self.connman.cfg.self_advertise \
-                and self.node.config.listen:
+        if self.next_self_advertise and now >= self.next_self_advertise and self.advertise:
             self.next_self_advertise = now + self._exp(t.self_advertise_mean)
-            me = self.self_address()
+            me = self.node.self_address()
             for state in self.states.values():
                 state.known.pop((me.ip, me.port), None)  # Core clears the peer's filter for this
                 self.relay.queue(state, me)

@@ -1,6 +1,6 @@
 """One TCP connection: framing, checksum, per-command counters, link emulation, back-pressure.
 
-No payload logic here (that is peer.py). Rules from the reference §1.1: wrong magic or an oversized
+No payload logic here (that is peer.py). Rules from protocol.md §1.1: wrong magic or an oversized
 declared length breaks the stream -> close; a bad checksum or an invalid command is dropped silently
 (counted, no penalty); a message we cannot decode is the peer layer's business.
 """
@@ -8,15 +8,14 @@ declared length breaks the stream -> close; a bad checksum or an invalid command
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import random
+from typing import Protocol
 
 from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame
-from .linkem import LinkEmulator
 from ..wire.messages import Message
-
-if TYPE_CHECKING:
-    from ..node import Node
-    from .peer import Peer
+from .linkem import LinkEmulator, LinkModel
+from .peer import Peer
+from .stats import NodeStats
 
 # Core stops reading a peer whose send buffer is full (net.cpp fPauseSend, -maxsendbuffer 1000 kB);
 # asyncio's pause_writing/resume_writing give us the same signal. If the buffer still grows beyond
@@ -30,15 +29,28 @@ def framing_error_kind(e: FramingError) -> str:
     return "bad-magic" if "magic" in str(e) else "oversized-message"
 
 
+class ConnectionEvents(Protocol):
+    """What a Connection reports to, and reads from, its owner (the node)."""
+
+    loop: asyncio.AbstractEventLoop
+    magic: bytes
+    rng: random.Random
+    stats: NodeStats
+    link: LinkModel
+
+    def attach(self, conn: "Connection", addr: tuple[str, int], local: tuple[str, int]) -> Peer | None: ...
+    def detach(self, peer: Peer, exc: Exception | None) -> None: ...
+
+
 class Connection(asyncio.Protocol):
-    def __init__(self, node: "Node", inbound: bool, kind: str = "inbound",
+    def __init__(self, node: ConnectionEvents, inbound: bool, kind: str = "inbound",
                  target: tuple[str, int] | None = None) -> None:
         self.node = node
         self.inbound = inbound
         self.kind = kind
         self.target = target  # the endpoint we dialled (outbound)
         self.transport: asyncio.Transport | None = None
-        self.peer: "Peer | None" = None
+        self.peer: Peer | None = None
         self.decoder = FrameDecoder(node.magic)
         self.linkem: LinkEmulator | None = None
         self.closing = False
@@ -53,8 +65,8 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if self.node.config.link.active:
-            self.linkem = LinkEmulator(self.node.config.link, self.node.rng, self.node.loop)
+        if self.node.link.active:
+            self.linkem = LinkEmulator(self.node.link, self.node.rng, self.node.loop)
         peername = transport.get_extra_info("peername")
         sockname = transport.get_extra_info("sockname")
         if peername is None:  # closed before we got here

@@ -1,8 +1,10 @@
 """One peer: Bitcoin Core's handshake rules, keep-alive, protocol caps, and dispatch to `on_<command>`.
 
-Rules and values from the reference §1.4 and §3.2. Messages that belong to node services (inv, tx,
-blocks, addresses) are forwarded to the node's relay and hooks; this layer only decides whether a
-message may be processed at all and what the peer earns for it.
+Rules and values from protocol.md §1.4 and §3.2. Messages that belong to node services (inv, tx,
+blocks, addresses) go to the handler the owner registered for the command (``PeerEvents.handlers``,
+filled by node.py); this layer only decides whether a message may be processed at all and what the
+peer earns for it. A Peer knows its owner only through the ``PeerEvents`` protocol below, so this
+module never imports the node.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import itertools
 import random
 import time
 from io import BytesIO
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ..wire.codec import MAGIC_BSV_REGTEST, DecodeError, NetAddr, read_compact_size
 from ..wire.messages import (
@@ -19,11 +23,8 @@ from ..wire.messages import (
     PROTOCOL_VERSION, SENDHEADERS_VERSION, WTXID_RELAY_VERSION, Message, decode, msg_ping, msg_pong,
     msg_sendaddrv2, msg_sendheaders, msg_verack, msg_version, msg_wtxidrelay,
 )
-from ..peering.misbehaviour import Action
-
-if TYPE_CHECKING:
-    from .connection import Connection
-    from ..node import Node
+from ..timing import Timers
+from .stats import NodeStats
 
 _peer_ids = itertools.count(1)
 
@@ -45,8 +46,44 @@ OUTBOUND_KINDS = ("manual", "outbound-full-relay", "block-relay", "feeler", "add
 NO_FEATURE_NEGOTIATION_MAGICS = frozenset({MAGIC_BSV_REGTEST})
 
 
+@dataclass(frozen=True)
+class LocalVersion:
+    """What our `version` message says about us."""
+
+    services: int
+    user_agent: str
+    start_height: int
+    addr_from: NetAddr  # our protocol address when we dial (protocol.md §1.4; zero if not announced)
+
+
+class PeerLink(Protocol):
+    """What a Peer needs of its connection (net/connection.py's Connection)."""
+
+    closing: bool
+
+    def send(self, msg: Message) -> None: ...
+    def close(self, reason: str) -> None: ...
+
+
+class PeerEvents(Protocol):
+    """What a Peer reports to, and reads from, its owner (the node)."""
+
+    loop: Any  # asyncio.AbstractEventLoop
+    magic: bytes
+    stats: NodeStats
+    timers: Timers
+    handlers: Mapping[str, Callable[[Any, Any], None]]  # command -> handler(peer, decoded message)
+
+    def local_version(self, peer: "Peer") -> LocalVersion: ...
+    def check_incoming_nonce(self, nonce: int) -> bool: ...
+    def on_version(self, peer: "Peer", msg: msg_version) -> bool: ...
+    def peer_ready(self, peer: "Peer") -> None: ...
+    def on_misbehaving(self, peer: "Peer", reason: str, points: int | None) -> None: ...
+    def misbehaviour_score(self, peer_id: int) -> int: ...
+
+
 class Peer:
-    def __init__(self, node: "Node", conn: "Connection", addr: tuple[str, int], local: tuple[str, int],
+    def __init__(self, node: PeerEvents, conn: PeerLink, addr: tuple[str, int], local: tuple[str, int],
                  inbound: bool, kind: str) -> None:
         self.id = next(_peer_ids)
         self.node = node
@@ -80,11 +117,7 @@ class Peer:
         self.next_ping_at = now
         self.ping_time: float | None = None
         self.min_ping: float | None = None
-        # relay state (relay.py)
-        self.known_inv: set[bytes] = set()
-        self.inv_queue: list[tuple[bytes, float]] = []  # (txid, queued at loop time)
-        self.last_inv_sequence = 0
-        self.inv_timer: Any = None
+        # relay's per-peer state lives in relay/relay.py, keyed by this id
         self.last_tx_time = 0.0  # wall clock of the last novel tx / block (eviction protection)
         self.last_block_time = 0.0
         self.disconnect_reason: str | None = None
@@ -101,7 +134,7 @@ class Peer:
 
     @property
     def score(self) -> int:
-        return self.node.misbehaviour.score(self.id)
+        return self.node.misbehaviour_score(self.id)
 
     @property
     def exempt(self) -> bool:
@@ -130,23 +163,18 @@ class Peer:
         if self.version_sent:
             return
         self.version_sent = True
-        cfg = self.node.config
+        us = self.node.local_version(self)
         self.send(msg_version(
-            version=PROTOCOL_VERSION, services=cfg.services, timestamp=int(time.time()),
-            addr_recv=NetAddr(self.ip, self.port, self.services), addr_from=NetAddr(),  # Core sends zero
-            nonce=self.local_nonce, user_agent=cfg.user_agent,
-            start_height=max(self.node.chain.height, cfg.start_height),
+            version=PROTOCOL_VERSION, services=us.services, timestamp=int(time.time()),
+            addr_recv=NetAddr(self.ip, self.port, self.services), addr_from=us.addr_from,
+            nonce=self.local_nonce, user_agent=us.user_agent, start_height=us.start_height,
             relay=self.kind != "block-relay"))
 
     def disconnect(self, reason: str) -> None:
         self.conn.close(reason)
 
     def misbehaving(self, reason: str, points: int | None = None) -> None:
-        node = self.node
-        verdict = node.misbehaviour.record(self.id, reason, points, exempt=self.exempt)
-        node.stats.misbehaviour[reason] += 1
-        if verdict.action is not Action.NONE:
-            node.punish(self, verdict.action, reason)
+        self.node.on_misbehaving(self, reason, points)
 
     # --- receiving -------------------------------------------------------------------------------
 
@@ -169,12 +197,16 @@ class Peer:
                 return
             msg = decode(command, payload)
         except DecodeError:
-            # Core logs and drops the message; the peer stays (reference §3.2 "malformed-message").
+            # Core logs and drops the message; the peer stays (protocol.md §3.2 "malformed-message").
             self.node.stats.protocol_errors["malformed-message"] += 1
             return
         handler = getattr(self, "on_" + command, None)
         if handler is not None:
             handler(msg)
+            return
+        service = self.node.handlers.get(command)
+        if service is not None:
+            service(self, msg)
 
     # --- handshake -------------------------------------------------------------------------------
 
@@ -194,9 +226,10 @@ class Peer:
         self.user_agent = msg.user_agent
         self.start_height = msg.start_height
         self.relay = msg.relay
+        if not self.node.on_version(self, msg):
+            return  # the owner refused the peer (and closed it)
         if self.inbound:
             self.send_version()
-        self.node.on_version(self)
         if self.kind == "feeler":  # a feeler only tests that the address answers
             self.disconnect("feeler-done")
             return
@@ -262,36 +295,7 @@ class Peer:
         elif not self.ping_nonce and now >= self.next_ping_at:
             self.send_ping()
 
-    # --- node services ---------------------------------------------------------------------------
+    # --- per-peer state the node's services read --------------------------------------------------
 
     def on_sendheaders(self, msg: Message) -> None:
         self.prefers_headers = True
-
-    def on_addr(self, msg: Any) -> None:
-        self.node.on_addr(self, msg.addrs)
-
-    on_addrv2 = on_addr
-
-    def on_getaddr(self, msg: Message) -> None:
-        self.node.on_getaddr(self)
-
-    def on_inv(self, msg: Any) -> None:
-        self.node.relay.on_inv(self, msg.inv)
-
-    def on_getdata(self, msg: Any) -> None:
-        self.node.relay.on_getdata(self, msg.inv)
-
-    def on_notfound(self, msg: Any) -> None:
-        self.node.relay.on_notfound(self, msg.inv)
-
-    def on_tx(self, msg: Any) -> None:
-        self.node.relay.on_tx(self, msg.tx)
-
-    def on_block(self, msg: Any) -> None:
-        self.node.relay.on_block(self, msg.block)
-
-    def on_headers(self, msg: Any) -> None:
-        self.node.relay.on_headers(self, msg.headers)
-
-    def on_getheaders(self, msg: Any) -> None:
-        self.node.relay.on_getheaders(self, msg.locator, msg.hash_stop)

@@ -19,10 +19,11 @@ import builtins
 import ipaddress
 import json
 import os
-import tempfile
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ..atomicfile import write_json_atomic
 
 DISCOURAGED_CAPACITY = 50_000  # banman.h: m_discouraged{50000, 0.000001}
 BANLIST_VERSION = 1  # our file format; Core's banlist.json is {"banned_nets": [...]} version 1
@@ -211,20 +212,7 @@ class BanMan:
                 for net, e in self._bans.items()
             ],
         }
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=".banlist-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)  # atomic: a crash leaves the old list or the new one
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        write_json_atomic(self.path, doc, indent=1)  # a crash leaves the old list or the new one
 
     def _load(self) -> None:
         assert self.path is not None

@@ -1,6 +1,6 @@
 """Connection manager: automatic outbound slots, feelers, anchors, inbound admission and eviction.
 
-Bitcoin Core's ThreadOpenConnections and AttemptToEvictConnection (reference §2.1), driven by the
+Bitcoin Core's ThreadOpenConnections and AttemptToEvictConnection (protocol.md §2.1), driven by the
 node's addrman. Countermeasure switches (peerconfig.Countermeasures) turn single defences off.
 Addr gossip lives in addrservice.py; bootstrap from seeds in bootstrap.py.
 """
@@ -11,11 +11,13 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
+import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..atomicfile import write_json_atomic
 from ..addr.addrman import AddrMan, AddrManCorruptError
 from .banman import BanMan
 from .eviction import EvictionCandidate, select_node_to_evict
@@ -23,11 +25,9 @@ from ..wire.messages import NODE_NETWORK, NODE_WITNESS
 from .misbehaviour import Action
 from ..addr.netgroup import NetGroups
 from .peerconfig import MAX_ANCHORS, PeerConfig
-from ..net.sandbox import DialRefused
-
-if TYPE_CHECKING:
-    from ..node import Node
-    from ..net.peer import Peer
+from ..net.peer import Peer
+from ..net.sandbox import DialRefused, Sandbox
+from ..timing import Timers
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,37 @@ ANCHORS_FILE = "anchors.json"
 BANLIST_FILE = "banlist.json"
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+class HostConfig(Protocol):
+    """The node config fields the connection manager reads (config.NodeConfig has them)."""
+
+    name: str
+    bind: str
+    datadir: str | None
+    time_scale: float
+
+
+class ConnManHost(Protocol):
+    """What the connection manager reads from, and asks of, its owner (node.py builds it and is one)."""
+
+    config: HostConfig
+    name: str
+    loop: Any  # asyncio.AbstractEventLoop
+    rng: random.Random
+    timers: Timers
+    sandbox: Sandbox
+    running: bool
+    port: int
+    peers: Mapping[int, Peer]
+
+    def outbound_peers(self, kind: str | None = None) -> list[Peer]: ...
+    def inbound_peers(self) -> list[Peer]: ...
+    def connected_to(self, ip: str, port: int | None = None) -> bool: ...
+    async def open_connection(self, ip: str, port: int, kind: str = "manual",
+                              source_ip: str | None = None) -> Peer: ...
 
 
 class ConnMan:
-    def __init__(self, node: "Node", cfg: PeerConfig) -> None:
+    def __init__(self, node: ConnManHost, cfg: PeerConfig) -> None:
         self.node = node
         self.cfg = cfg
         self.cm = cfg.countermeasures
@@ -118,7 +141,7 @@ class ConnMan:
         self.addrman.save(self.datadir / ADDRMAN_FILE)
         if anchors and self.cm.anchors:
             peers = [p for p in self.node.outbound_peers("block-relay") if p.verack_received][:MAX_ANCHORS]
-            _atomic_json(self.datadir / ANCHORS_FILE, [{"ip": p.ip, "port": p.port} for p in peers])
+            write_json_atomic(self.datadir / ANCHORS_FILE, [{"ip": p.ip, "port": p.port} for p in peers])
 
     # --- the outbound loop -----------------------------------------------------------------------
 
@@ -250,7 +273,7 @@ class ConnMan:
 
     # --- hooks from the node ---------------------------------------------------------------------
 
-    def on_version(self, peer: "Peer") -> None:
+    def on_version(self, peer: Peer) -> None:
         """Core marks an outbound address good once its version arrives (feelers included)."""
         if not peer.inbound and peer.kind in AUTOMATIC_KINDS:
             self.addrman.good(peer.ip, peer.port)
@@ -280,7 +303,7 @@ class ConnMan:
         self.counters["evictions"] += 1
         return True, False
 
-    def _candidate(self, p: "Peer") -> EvictionCandidate:
+    def _candidate(self, p: Peer) -> EvictionCandidate:
         group = self.netgroups.group(p.ip)
         keyed = int.from_bytes(hashlib.blake2b(group, key=self._eviction_key, digest_size=8).digest(), "big")
         return EvictionCandidate(
@@ -294,7 +317,7 @@ class ConnMan:
 
     # --- punishment ------------------------------------------------------------------------------
 
-    def punish(self, peer: "Peer", action: Action, reason: str) -> None:
+    def punish(self, peer: Peer, action: Action, reason: str) -> None:
         if action is Action.BAN:
             self.banman.ban(peer.ip, reason)
         elif action is Action.DISCOURAGE:
