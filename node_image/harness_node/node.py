@@ -337,10 +337,10 @@ class Node:
 
     # --- hooks (peer management) ------------------------------------------------------------------
 
-    def on_version(self, peer: Peer, msg: msg_version) -> bool:
-        """A peer's version arrived. An inbound peer from a transport IP that packs several planned
-        addresses becomes the one its addr_from names (refused if that is not one of them, or is
-        banned); outbound addresses are marked good in addrman (Core). False: refused, closed."""
+    def on_peer_version(self, peer: Peer, msg: msg_version) -> bool:
+        """A peer's version arrived (PeerEvents). An inbound peer from a transport IP that packs
+        several planned addresses becomes the one its addr_from names (refused if that is not one
+        of them, or is banned); then the on_version hook. False: refused and closed."""
         hosted = self.config.inbound_hosts.get(peer.ip) if peer.inbound else None
         if hosted is not None and len(hosted) > 1:
             claimed = msg.addr_from.ip
@@ -353,8 +353,12 @@ class Node:
                 peer.disconnect("refused-banned")
                 return False
             peer.ip = claimed
-        self.connman.on_version(peer)
+        self.on_version(peer)
         return True
+
+    def on_version(self, peer: Peer) -> None:
+        """Hook: a peer's version was accepted. Outbound addresses are marked good in addrman (Core)."""
+        self.connman.on_version(peer)
 
     def on_misbehaving(self, peer: Peer, reason: str, points: int | None) -> None:
         verdict = self.misbehaviour.record(peer.id, reason, points, exempt=peer.exempt)

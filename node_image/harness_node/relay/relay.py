@@ -165,13 +165,13 @@ class Relay:
         self._inbound_timer = None
         pending = False
         for peer in list(self.node.peers.values()):
-            if peer.inbound and self._queued(peer) and peer.ready:
+            if peer.inbound and self.queued(peer) and peer.ready:
                 self._flush(peer)
-                pending = pending or self._queued(peer)
+                pending = pending or self.queued(peer)
         if pending:
-            self._arm(next(p for p in self.node.peers.values() if p.inbound and self._queued(p)))
+            self._arm(next(p for p in self.node.peers.values() if p.inbound and self.queued(p)))
 
-    def _queued(self, peer: Peer) -> bool:
+    def queued(self, peer: Peer) -> bool:
         st = self.peer_state.get(peer.id)
         return st is not None and bool(st.inv_queue)
 

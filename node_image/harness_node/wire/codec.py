@@ -214,10 +214,11 @@ class FrameDecoder:
     them silently as Core does; a FramingError means the stream is unusable (disconnect).
     """
 
-    __slots__ = ("magic", "_buf", "_header")
+    __slots__ = ("magic", "max_length", "_buf", "_header")
 
-    def __init__(self, magic: bytes) -> None:
+    def __init__(self, magic: bytes, max_length: int = MAX_PROTOCOL_MESSAGE_LENGTH) -> None:
         self.magic = magic
+        self.max_length = max_length  # a declared length above it is a FramingError (the buffer stays bounded)
         self._buf = bytearray()
         self._header: Header | None = None
 
@@ -229,6 +230,8 @@ class FrameDecoder:
                 if len(self._buf) < HEADER_SIZE:
                     return out
                 self._header = parse_header(self.magic, bytes(self._buf[:HEADER_SIZE]))
+                if self._header.length > self.max_length:
+                    raise FramingError(f"declared length {self._header.length} > {self.max_length}")
                 del self._buf[:HEADER_SIZE]
             h = self._header
             if len(self._buf) < h.length:
