@@ -1,4 +1,4 @@
-"""addrman behaves like Bitcoin Core's (reference §2.2): keyed bucketing that caps what one
+"""addrman behaves like Bitcoin Core's (protocol.md §2.2): keyed bucketing that caps what one
 netgroup can occupy, terrible entries making room, test-before-evict, the 50/50 tried/new draw,
 getaddr's 23 % / 1000 cap, and tables that survive a restart."""
 

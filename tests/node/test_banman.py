@@ -1,5 +1,5 @@
 """Bans expire, survive a restart and cover subnets; discouragement is in memory only
-(reference §3.1)."""
+(protocol.md §3.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bitcoin Core's handshake rules (reference §1.4), on real loopback sockets."""
+"""Bitcoin Core's handshake rules (protocol.md §1.4), on real loopback sockets."""
 
 from __future__ import annotations
 

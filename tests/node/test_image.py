@@ -1,8 +1,8 @@
 """The node image, for real: built with the Docker SDK from node_image/, run on a bridge network of
 the test's own, driven through its control API on a port published on 127.0.0.1 only.
 
-Skipped only when no Docker engine answers or the local base image is missing (CI prepares both with
-../shared/ci/docker-engine.sh --base). Nothing is pulled; every container and the network carry the
+Skipped only when no Docker engine answers or the local base image is missing (CI prepares both in
+.ci/run). Nothing is pulled; every container and the network carry the
 run's labels and are removed in `finally`, whatever happens.
 """
 
@@ -51,13 +51,13 @@ def engine() -> Iterator[Any]:
         client = docker.from_env()
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        pytest.skip(f"no Docker engine answers ({e}); start one with ../shared/ci/docker-engine.sh --base")
+        pytest.skip(f"no Docker engine answers ({e}); start one (CI: .ci/run does)")
     try:
         client.images.get(BASE_IMAGE)
     except docker.errors.ImageNotFound:
         client.close()
-        pytest.skip(f"base image {BASE_IMAGE} is missing (never pulled); build it with "
-                    "../shared/ci/docker-engine.sh --base")
+        pytest.skip(f"base image {BASE_IMAGE} is missing (never pulled); build it "
+                    "(CI: .ci/run does)")
     try:
         yield client
     finally:

@@ -1,4 +1,4 @@
-"""Misbehaviour scores and the action each era's policy takes (reference §3.1, §3.2)."""
+"""Misbehaviour scores and the action each era's policy takes (protocol.md §3.1, §3.2)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Netgroups: the testbed's configurable /8../32 IPv4 groups, and Core's rule that every local or
-unroutable address shares one group (reference §2.1, testbed adaptation 1)."""
+unroutable address shares one group (protocol.md §2.1, testbed adaptation 1)."""
 
 from __future__ import annotations
 

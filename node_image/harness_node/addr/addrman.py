@@ -1,6 +1,6 @@
 """Bitcoin Core's address manager: the new and tried tables an eclipse attacker tries to fill.
 
-Follows Core's addrman.cpp / addrman_impl.h (v23-25, reference §2.2): keyed SHA256d bucket
+Follows Core's addrman.cpp / addrman_impl.h (v23-25, protocol.md §2.2): keyed SHA256d bucket
 placement, refcounted new-table copies, terrible-entry overwriting, test-before-evict with a
 collision set, and Select's 50/50 tried/new draw with GetChance and the 1.2 chance factor.
 Pure: time comes from `clock`, randomness from `rng`; only `save`/`load` touch the disk.

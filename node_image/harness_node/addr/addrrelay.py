@@ -1,4 +1,4 @@
-"""Addr relay policy (reference §2.3): what to accept, forward, answer and advertise. No I/O.
+"""Addr relay policy (protocol.md §2.3): what to accept, forward, answer and advertise. No I/O.
 
 The node owns the timers and sockets; this module decides. Two countermeasure switches live here:
 `rate_limit` (Core 22.0's token bucket) and `getaddr_cache` (Core's 21 h cached getaddr reply).

@@ -1,4 +1,4 @@
-"""Bootstrap from DNS seeds, fixed seeds and one-shot seed nodes, as Bitcoin Core does (reference §2.4).
+"""Bootstrap from DNS seeds, fixed seeds and one-shot seed nodes, as Bitcoin Core does (protocol.md §2.4).
 
 The DNS query goes to the scenario's own seeder (an ip:port inside the sandbox), never to a system
 resolver: a testnet must not send traffic anywhere else.

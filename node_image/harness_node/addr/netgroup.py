@@ -5,7 +5,7 @@ Core (netgroup.cpp ``GetGroup``, netaddress.cpp ``IsRoutable``) groups IPv4 by /
 local or otherwise unroutable address into ONE group (net class NET_UNROUTABLE, no address bytes).
 A group is a byte string: the net class, then the prefix bytes.
 
-Testbed adaptation 1 (reference): our hosts live on loopback or private networks, which Core would
+Testbed adaptation 1 (protocol.md): our hosts live on loopback or private networks, which Core would
 lump into that single unroutable group. So the IPv4 prefix width is a parameter (8/16/24/32 bits)
 and, by default, every address counts as routable (as Warnet patches Core). With
 ``all_routable=False`` Core's rule applies unchanged.

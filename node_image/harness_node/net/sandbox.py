@@ -1,7 +1,7 @@
 """The dial allowlist: a testbed node never dials an address outside the scenario's networks.
 
 Addresses outside the allowlist may still be stored (addrman experiments count them); only dialling
-is refused (reference, testbed adaptation 6). Default: loopback only.
+is refused (protocol.md, testbed adaptation 6). Default: loopback only.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Ban list and discouragement, after Bitcoin Core's BanMan (``banman.h``/``banman.cpp``;
-reference §3.1).
+protocol.md §3.1).
 
 - **Bans** (≤0.20.0 misbehaviour, and manual ``setban`` in every era): an address or a CIDR subnet
   is refused inbound and never dialled until its expiry. Bans are persisted, so they survive a

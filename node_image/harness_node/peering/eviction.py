@@ -1,7 +1,7 @@
 """Inbound eviction: which inbound peer to drop when every inbound slot is taken.
 
 A pure port of Bitcoin Core's ``SelectNodeToEvict`` (``src/node/eviction.cpp``, master 2024–25;
-reference §2.1 "Inbound eviction"). The node builds one :class:`EvictionCandidate` per connection
+protocol.md §2.1 "Inbound eviction"). The node builds one :class:`EvictionCandidate` per connection
 and calls :func:`select_node_to_evict`; nothing here does I/O or keeps state.
 
 How it works: each protection step sorts the remaining candidates so that the most deserving sit

@@ -1,6 +1,6 @@
 """Misbehaviour: Bitcoin Core's numeric scores, and what a node does when a peer earns them.
 
-Scores live in per-connection memory and are never gossiped (reference §3.1). Three policies let a
+Scores live in per-connection memory and are never gossiped (protocol.md §3.1). Three policies let a
 scenario compare eras:
 
 - ``ban`` (≤0.20.0, our default): scores add up; at 100 the peer is disconnected and its address
@@ -31,7 +31,7 @@ class Action(str, enum.Enum):
     DISCOURAGE = "discourage"  # disconnect + discourage the address
 
 
-# reason -> points, values from Core 0.18 net_processing.cpp unless noted (reference §3.2).
+# reason -> points, values from Core 0.18 net_processing.cpp unless noted (protocol.md §3.2).
 SCORES: dict[str, int] = {
     "pre-version-message": 1,  # message before version
     "duplicate-version": 1,
@@ -70,7 +70,7 @@ SCORES: dict[str, int] = {
     # and does not score it (only the size rules above are scored). Counted as a protocol error.
     "malformed-message": 0,
     "dandelion-invalid": 100,  # testbed: stem tx that does not parse
-    # Disconnect-only rules (reference §3.2 last row): no points, the connection is dropped.
+    # Disconnect-only rules (protocol.md §3.2 last row): no points, the connection is dropped.
     "locator-too-large": 0,  # [0.18] getblocks/getheaders locator > MAX_LOCATOR_SZ (101)
     "mempool-without-bloom": 0,  # [0.18] `mempool` message when we do not offer NODE_BLOOM
 }
@@ -118,5 +118,5 @@ class Misbehaviour:
         return self.scores.get(peer_id, 0)
 
     def forget(self, peer_id: int) -> None:
-        """Scores vanish with the connection (reference §3.1)."""
+        """Scores vanish with the connection (protocol.md §3.1)."""
         self.scores.pop(peer_id, None)

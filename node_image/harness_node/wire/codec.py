@@ -1,6 +1,6 @@
 """Bitcoin v1 wire primitives: CompactSize, var_str, net_addr, hashes and message framing.
 
-Pure functions over bytes; no sockets. Facts from ../shared/reference/bitcoin-p2p.md §1.
+Pure functions over bytes; no sockets. Facts from docs/protocol.md §1.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ NODE_NETWORK_LIMITED = 1 << 10
 NODE_P2P_V2 = 1 << 11
 
 # Inventory types (protocol.h). MSG_DANDELION_TX is private to this testbed: BIP156's value 5
-# collides with MSG_WTX (reference, testbed adaptation 3).
+# collides with MSG_WTX (protocol.md, testbed adaptation 3).
 MSG_TX = 1
 MSG_BLOCK = 2
 MSG_FILTERED_BLOCK = 3
