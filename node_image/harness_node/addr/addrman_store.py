@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from ..atomicfile import write_bytes_atomic
-from .addrman import (
+from .tables import (
     BUCKET_SIZE,
     NEW_BUCKET_COUNT,
     NEW_BUCKETS_PER_ADDRESS,
     AddrInfo,
-    AddrMan,
     AddrManCorruptError,
+    AddrTables,
     _addr_key,
 )
 from ..wire.codec import NetAddr
@@ -72,11 +72,11 @@ def decode(data: bytes, where: str = "addrman data") -> dict[str, Any]:
     return state
 
 
-def save(am: AddrMan, path: str | os.PathLike[str]) -> None:
+def save(am: AddrTables, path: str | os.PathLike[str]) -> None:
     write_bytes_atomic(path, encode(snapshot(am)))
 
 
-def load(am: AddrMan, path: str | os.PathLike[str]) -> None:
+def load(am: AddrTables, path: str | os.PathLike[str]) -> None:
     """Replace `am`'s tables with the file's; on any error `am` is left as it was.
     FileNotFoundError passes through (a fresh node has no file)."""
     state = decode(Path(path).read_bytes(), where=str(path))
@@ -89,7 +89,7 @@ def load(am: AddrMan, path: str | os.PathLike[str]) -> None:
         raise
 
 
-def snapshot(am: AddrMan) -> dict[str, Any]:
+def snapshot(am: AddrTables) -> dict[str, Any]:
     """The plain, JSON-able state of `am`: key, grouping rule, entries and new-table slots."""
     index = {id(e): i for i, e in enumerate(am._random)}
     rows = [
@@ -101,12 +101,12 @@ def snapshot(am: AddrMan) -> dict[str, Any]:
     return {"key": am._key.hex(), "netgroups": am._netgroups.config, "entries": rows, "new": new}
 
 
-def restore(am: AddrMan, state: dict[str, Any], where: str = "addrman data") -> None:
+def restore(am: AddrTables, state: dict[str, Any], where: str = "addrman data") -> None:
     """Rebuild `am` from a structurally checked state. With an unchanged grouping rule every entry
     must land exactly where it was (else AddrManCorruptError); with a changed rule, entries are
     re-bucketed (new ones by their primary source) and collisions are dropped, as in Core."""
 
-    def corrupt(msg: str) -> AddrManCorruptError:
+    def corrupt(msg: str) -> AddrTablesCorruptError:
         return AddrManCorruptError(f"{where}: {msg}")
 
     am._set_key(bytes.fromhex(state["key"]))
@@ -159,7 +159,7 @@ def _entry(row: list[Any]) -> AddrInfo:
     return e
 
 
-def _register(am: AddrMan, e: AddrInfo) -> None:
+def _register(am: AddrTables, e: AddrInfo) -> None:
     e.random_pos = len(am._random)
     am._random.append(e)
     am._by_key[(e.addr.ip, e.addr.port)] = e
@@ -170,7 +170,7 @@ def _register(am: AddrMan, e: AddrInfo) -> None:
 
 
 def _check_structure(state: Any, where: str) -> None:
-    def bad(msg: str) -> AddrManCorruptError:
+    def bad(msg: str) -> AddrTablesCorruptError:
         return AddrManCorruptError(f"{where}: {msg}")
 
     if not isinstance(state, dict) or not {"key", "netgroups", "entries", "new"} <= state.keys():

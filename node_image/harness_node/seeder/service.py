@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..net.sandbox import Sandbox
-from .cli import build_parser
+from .args import build_parser
 from .config import SeederConfig, SeederConfigError
 from .control import ControlServer
 from .crawler import Crawler
