@@ -1,9 +1,14 @@
-"""The node: listener, peers, services (mempool, chain, relay, misbehaviour, bans) and hooks.
+"""The node, and the package's only composition root: it builds the services (chain, mempool,
+relay, misbehaviour, connection manager, addr service), registers which service handles each
+message command, and is what every lower layer reports to through its small Protocol
+(net.peer.PeerEvents, net.connection.ConnectionEvents, peering.connman.ConnManHost,
+relay.relay.RelayHost, addr.addrservice.AddrHost); none of them imports this module.
 
 Manual peers (`connect`, control API) are kept here and redialled when they drop. Automatic peer
-management lives in its own modules, called through the hooks below: connman.py (8 full-relay + 2
-block-relay outbound, feelers, anchors, inbound eviction, bans), addrservice.py (addr gossip) and
-bootstrap.py (DNS seeds, fixed seeds, seed nodes).
+management lives in peering/connman.py (8 full-relay + 2 block-relay outbound, feelers, anchors,
+inbound eviction, bans), addr/addrservice.py (addr gossip) and addr/bootstrap.py (DNS seeds, fixed
+seeds, seed nodes). Protocol (planned) vs transport addresses: NodeConfig.address, endpoints,
+inbound_hosts (docs/node.md).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .addr.bootstrap import BootstrapState, run_bootstrap
 from .wire.codec import NetAddr, hash_to_hex
 from .config import NodeConfig
 from .net.connection import Connection
+from .net.linkem import LinkModel
 from .peering.connman import ConnMan
 from .chain.mempool import Mempool
 from .chain.chain import Chain
@@ -103,7 +109,7 @@ class Node:
         return f"{self.config.protocol_address}:{self.port}"
 
     @property
-    def link(self) -> Any:
+    def link(self) -> LinkModel:
         return self.config.link
 
     def self_address(self) -> NetAddr:
