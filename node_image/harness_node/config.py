@@ -18,7 +18,7 @@ from .peering.misbehaviour import Policy
 from .peering.peerconfig import PeerConfig
 from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 from .timing import CORE_TIMERS, Timers
-from .net.linkem import DELAY_DISTRIBUTIONS, LinkModel  # noqa: F401  (re-exported: config.LinkModel)
+from .net.linkem import LinkModel
 
 DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
 

@@ -82,7 +82,7 @@ class ClientPeer:
         self.verack_received = False
         # what arrived
         self.counts: Counter[str] = Counter()  # command -> messages received
-        self.errors: Counter[str] = Counter()  # bad-checksum, undecodable, unknown-command
+        self.errors: Counter[str] = Counter()  # bad-checksum, undecodable, unknown-command, bad-command
         self.last_message: dict[str, Message] = {}
         self._ping_nonce = 0
         self.last_pong_nonce = 0
@@ -273,7 +273,9 @@ class ClientPeer:
             self.on_bad_checksum(command or raw_command.rstrip(b"\x00").decode("ascii", "replace"), payload)
             return
         if command is None or command.encode() not in MESSAGEMAP:
-            self.errors["unknown-command"] += 1
+            self.errors["unknown-command" if command is not None else "bad-command"] += 1
+            if command is not None:
+                self.on_frame(command, payload, None)
             self.on_unknown_command(command or raw_command.rstrip(b"\x00").decode("ascii", "replace"), payload)
             return
         try:
@@ -282,6 +284,7 @@ class ClientPeer:
             self.errors["undecodable"] += 1
             self.on_undecodable(command, payload, e)
             return
+        self.on_frame(command, payload, msg)
         self.counts[command] += 1
         self.last_message[command] = msg
         self._builtin(command, msg)
@@ -319,6 +322,10 @@ class ClientPeer:
         handler = getattr(self, "on_" + command, None)
         if handler is not None:
             handler(msg)
+
+    def on_frame(self, command: str, payload: bytes, msg: Message | None) -> None:
+        """Every frame with a valid checksum and command, raw and decoded (None: a command our codec
+        does not know), before any other callback: a wire log or a spy's capture."""
 
     def on_close(self, reason: str) -> None:
         """The connection is gone (either side)."""
