@@ -12,13 +12,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import USER_AGENT
-from .wire.messages import NODE_NETWORK, NODE_WITNESS
 from .dictconfig import from_mapping
+from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
+from .net.linkem import LinkModel
 from .peering.misbehaviour import Policy
 from .peering.peerconfig import PeerConfig
-from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 from .timing import CORE_TIMERS, Timers
-from .net.linkem import LinkModel
+from .wire.messages import NODE_NETWORK, NODE_WITNESS
 
 DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
 

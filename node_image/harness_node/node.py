@@ -24,19 +24,19 @@ from typing import Any
 
 from .addr.addrservice import AddrService
 from .addr.bootstrap import BootstrapState, run_bootstrap
-from .wire.codec import NetAddr, hash_to_hex
+from .chain.chain import Chain
+from .chain.mempool import Mempool
 from .config import NodeConfig
 from .net.connection import Connection
 from .net.linkem import LinkModel
-from .peering.connman import ConnMan
-from .chain.mempool import Mempool
-from .chain.chain import Chain
-from .wire.messages import Block, Tx, msg_version
-from .peering.misbehaviour import Action, Misbehaviour
 from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
-from .relay.relay import Relay
 from .net.sandbox import DialRefused, Sandbox
 from .net.stats import NodeStats
+from .peering.connman import ConnMan
+from .peering.misbehaviour import Action, Misbehaviour
+from .relay.relay import Relay
+from .wire.codec import NetAddr, hash_to_hex
+from .wire.messages import Block, Tx, msg_version
 from .wire.synthetic import make_block, make_tx
 
 DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)

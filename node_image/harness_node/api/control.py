@@ -19,12 +19,12 @@ from typing import Any
 from aiohttp import web
 
 from ..chain.chain import BlockInvalid
-from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
 from ..config import parse_endpoint
-from ..wire.messages import Block, Tx
-from .metrics import exposition
 from ..node import Node
+from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
+from ..wire.messages import Block, Tx
 from ..wire.synthetic import origin_of
+from .metrics import exposition
 
 NODES = web.AppKey("nodes", dict)  # (ip, port) -> Node
 SERVER = web.AppKey("server", object)  # the ControlServer (for /shutdown)

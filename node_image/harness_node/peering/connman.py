@@ -17,17 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..atomicfile import write_json_atomic
 from ..addr.addrman import AddrMan, AddrManCorruptError
-from .banman import BanMan
-from .eviction import EvictionCandidate, select_node_to_evict
-from ..wire.messages import NODE_NETWORK, NODE_WITNESS
-from .misbehaviour import Action
 from ..addr.netgroup import NetGroups
-from .peerconfig import MAX_ANCHORS, PeerConfig
+from ..atomicfile import write_json_atomic
 from ..net.peer import Peer
 from ..net.sandbox import DialRefused, Sandbox
 from ..timing import Timers
+from ..wire.messages import NODE_NETWORK, NODE_WITNESS
+from .banman import BanMan
+from .eviction import EvictionCandidate, select_node_to_evict
+from .misbehaviour import Action
+from .peerconfig import MAX_ANCHORS, PeerConfig
 
 log = logging.getLogger(__name__)
 
