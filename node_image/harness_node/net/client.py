@@ -122,9 +122,11 @@ class ClientPeer:
     async def close(self, reason: str = "closed by us") -> None:
         self._mark_closed(reason)
         current = asyncio.current_task()
-        for t in self._tasks:
-            if t is not current:
-                t.cancel()
+        others = [t for t in self._tasks if t is not current and not t.done()]
+        for t in others:
+            t.cancel()
+        if others:  # let them unwind, so no task outlives the connection
+            await asyncio.wait(others, timeout=CLOSE_WAIT)
         if self.writer is not None:
             self.writer.close()
             with contextlib.suppress(OSError, asyncio.TimeoutError, asyncio.CancelledError):
