@@ -94,7 +94,7 @@ def read_layers(init: Path, base: Path) -> tuple[tuple[tuple[str, ...], ...] | N
         if any(isinstance(t, ast.Name) and t.id == "LAYERS" for t in targets) and node.value is not None:
             try:
                 value = ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError):  # a call, a name, an expression
                 value = None
             ok = isinstance(value, tuple) and all(
                 isinstance(layer, tuple) and layer and all(isinstance(n, str) for n in layer) for layer in value
