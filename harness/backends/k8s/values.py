@@ -89,6 +89,7 @@ def _member(node: NodePlan, layout: dict[str, Any], transport: dict[str, dict[st
     place = layout[node.name]
     config = {k: v for k, v in node.config.items() if k not in CHART_OWNED}
     config.update(transport[node.name])
+    config["address"] = node.address  # its protocol address, whatever IP the pod gets (NodeConfig.address)
     return {"name": node.name, "address": node.address, "port": place.port, "controlPort": place.control_port,
             "config": config}
 
