@@ -1,0 +1,157 @@
+"""The k8s backend against the kubernetes client, with no cluster: a small real HTTP server in the
+test stands in for the API server (no cluster can run here) and serves a recorded pod list and
+WATCH event stream, so the real client parses and follows them. Teardown order and the Chaos Mesh
+objects are checked structurally (Chaos Mesh's CRD schemas are not available offline here)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends.base import RunState
+from harness.backends.k8s import faults
+from harness.backends.k8s.backend import K8sBackend
+from harness.backends.k8s.cluster import Cluster
+from harness.errors import BackendError
+from harness.plan.planner import plan_file
+from harness.run.rundir import RunDir
+
+pytest.importorskip("kubernetes")
+HOST = "127.213.15.1"  # this file's own loopback address
+NS, RUN = "harness-0123abcd", "0123abcd"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pod(name: str, ready: bool, rv: int, waiting: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": "Running" if ready else "Pending",
+                              "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    if waiting:
+        status["containerStatuses"] = [{"name": "node", "ready": False, "restartCount": 3, "image": "x", "imageID": "",
+                                        "state": {"waiting": {"reason": waiting, "message": "back-off"}}}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "resourceVersion": str(rv),
+                                                            "labels": {"harness.io/run": RUN}}, "status": status}
+
+
+class FakeAPI(BaseHTTPRequestHandler):
+    """Serves GET pods (list) and GET pods?watch=true (the recorded events, one JSON per line)."""
+
+    listing: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    requests: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).requests.append(self.path)
+        assert urllib.parse.unquote(self.path).count(f"labelSelector=harness.io/run={RUN}") == 1, self.path
+        if "watch=true" in self.path:
+            body = "".join(json.dumps({"type": t, "object": o}) + "\n" for t, o in
+                           ((e["type"], e["object"]) for e in self.events)).encode()
+        else:
+            body = json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+                               "items": self.listing}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def api() -> Iterator[Any]:
+    from kubernetes import client
+
+    server = ThreadingHTTPServer((HOST, 0), FakeAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeAPI.requests = []
+    conf = client.Configuration()
+    conf.host = f"http://{HOST}:{server.server_address[1]}"
+    try:
+        yield client.ApiClient(conf)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_readiness_follows_the_watch_stream(api: Any) -> None:
+    FakeAPI.listing = [pod("a-0", True, 5), pod("a-1", False, 6)]
+    FakeAPI.events = [{"type": "MODIFIED", "object": pod("a-1", True, 11)},
+                      {"type": "ADDED", "object": pod("a-2", False, 12)},
+                      {"type": "MODIFIED", "object": pod("a-2", True, 13)}]
+    ready = Cluster(NS, RUN, api).wait_pods_ready(3, timeout=20)
+    assert ready == ["a-0", "a-1", "a-2"]
+    assert any("watch=true" in r and "resourceVersion=10" in r for r in FakeAPI.requests)  # watched from the list
+
+
+def test_a_crash_looping_pod_fails_fast_naming_it(api: Any) -> None:
+    FakeAPI.listing = [pod("a-0", True, 5)]
+    FakeAPI.events = [{"type": "MODIFIED", "object": pod("a-1", False, 11, waiting="CrashLoopBackOff")}]
+    with pytest.raises(BackendError, match="pod a-1 cannot start: node: CrashLoopBackOff"):
+        Cluster(NS, RUN, api).wait_pods_ready(2, timeout=20)
+
+
+def test_too_few_ready_pods_time_out(api: Any) -> None:
+    FakeAPI.listing, FakeAPI.events = [pod("a-0", False, 5)], []
+    with pytest.raises(BackendError, match="1 of 1 pods not ready"):
+        Cluster(NS, RUN, api).wait_pods_ready(1, timeout=1)
+
+
+class Recorder:
+    """Stands in for the cluster and the Helm release (no cluster here): records the calls in order."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        def record(*args: Any, **kw: Any) -> bool:
+            self.calls.append(f"{name}:{args[1] if name == 'delete_chaos' else ''}".rstrip(":"))
+            return True
+        return record
+
+
+def test_teardown_removes_chaos_objects_then_the_release_then_the_namespace(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.create()
+    plan = plan_file(ROOT / "scenarios" / "quickstart.yaml")
+    run.plan_file.write_text(plan.to_json())
+    calls: list[str] = []
+    backend = K8sBackend(run, cluster=Recorder(calls), release=Recorder(calls))  # type: ignore[arg-type]
+    state = RunState(scenario=plan.name, backend="k8s", plan_digest=plan.digest, run_id=RUN, status="running",
+                     backend_state={"release": f"harness-{RUN}", "namespace": NS, "nodes_per_pod": 1, "pods": [],
+                                    "chaos": [{"kind": "PodChaos", "name": "p1"}, {"kind": "NetworkChaos", "name": "n1"}]})
+    run.save_state(state)
+    summary = backend.down()
+    assert calls == ["delete_chaos:p1", "delete_chaos:n1", "uninstall", "delete_namespace"]
+    assert summary.removed == {"PodChaos": 1, "NetworkChaos": 1, "release": 1, "namespace": 1} and summary.clean
+    assert backend.down().already_down  # idempotent: a second down touches nothing
+    assert calls == ["delete_chaos:p1", "delete_chaos:n1", "uninstall", "delete_namespace"]
+
+
+def test_chaos_mesh_objects_select_only_the_run_pods() -> None:
+    labels = {"harness.io/run": RUN}
+    part = faults.network_chaos(RUN, NS, labels, "partition", ["p-0", "p-1"], other=["p-2"])
+    assert part["apiVersion"] == "chaos-mesh.org/v1alpha1" and part["kind"] == "NetworkChaos"
+    assert part["spec"]["selector"] == {"pods": {NS: ["p-0", "p-1"]}}
+    assert part["spec"]["target"] == {"mode": "all", "selector": {"pods": {NS: ["p-2"]}}}
+    assert part["spec"]["direction"] == "both" and part["metadata"]["labels"] == labels
+    delay = faults.network_chaos(RUN, NS, labels, "delay", ["p-0"], delay_ms=150, jitter_ms=10)
+    assert delay["spec"]["delay"] == {"latency": "150ms", "jitter": "10ms", "correlation": "0"}
+    loss = faults.network_chaos(RUN, NS, labels, "loss", ["p-0"], loss=0.25)
+    assert loss["spec"]["loss"] == {"loss": "25", "correlation": "0"}
+    pause = faults.pod_pause(RUN, NS, labels, ["p-0"])
+    assert pause["kind"] == "PodChaos" and pause["spec"]["action"] == "pod-failure"
+    # begin and end of one fault name the same object; names are DNS-1123 and <= 63 characters
+    assert pause["metadata"]["name"] == faults.chaos_name(RUN, "pause", ["p-0"])
+    assert all(len(o["metadata"]["name"]) <= 63 and o["metadata"]["name"].islower() for o in (part, delay, loss, pause))
+    with pytest.raises(ValueError, match="partition needs pods"):
+        faults.network_chaos(RUN, NS, labels, "partition", ["p-0"])
+    with pytest.raises(ValueError, match="not a fraction"):
+        faults.network_chaos(RUN, NS, labels, "loss", ["p-0"], loss=2)
