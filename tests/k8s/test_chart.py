@@ -215,7 +215,8 @@ def test_monitoring_scrapes_every_node_of_a_packed_pod() -> None:
         {"names": ["qs-honest.harness-qs.svc"], "type": "A", "port": 18449, "refresh_interval": "15s"}]
     grafana = named(objects, "Deployment", "qs-grafana")
     dash = {v["name"]: v for v in grafana["spec"]["template"]["spec"]["volumes"]}["dashboards"]
-    assert [s["configMap"]["name"] for s in dash["projected"]["sources"]] == ["qs-dashboard-harness-overview"]
+    shipped = sorted(p.stem for p in (CHART / "dashboards").glob("*.json"))
+    assert [s["configMap"]["name"] for s in dash["projected"]["sources"]] == [f"qs-dashboard-{n}" for n in shipped]
 
 
 def test_prometheus_config_is_accepted_by_promtool(tmp_path: Path) -> None:
