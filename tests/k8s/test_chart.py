@@ -141,8 +141,10 @@ def test_controller_plan_is_split_and_joined_in_order() -> None:
     assert joined == plan
     deploy = named(objects, "Deployment", "qs-controller")
     spec = deploy["spec"]["template"]["spec"]
-    assert spec["initContainers"][0]["command"] == ["sh", "-c", "cat /plan/plan.json.* > /run-dir/plan.json"]
-    assert spec["containers"][0]["args"][:2] == ["--run-dir", "/run-dir"]
+    assert spec["initContainers"][0]["command"][2].startswith("cat /plan/plan.json.* > /run-dir/plan.json")
+    assert spec["containers"][0]["command"] == ["python", "-m", "harness.run.detached"]
+    assert spec["containers"][0]["args"] == ["--run-dir", "/run-dir", "--port", "9100", "--host", "0.0.0.0",
+                                             "--token-file", "/var/run/harness/token"]
     assert spec["serviceAccountName"] == "qs-controller"
 
 

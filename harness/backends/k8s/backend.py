@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.backends.base import (DEPLOYING, RUNNING, STOPPED, Backend, DownSummary, MemberStatus, RunState,
-                                   RunStore, labels_for, ready_timeout)
+                                   RunStore, labels_for, new_run_id, ready_timeout)
 from harness.backends.client import ControlClient, call_sync
 from harness.backends.k8s import faults
 from harness.backends.k8s.chart import Release
 from harness.backends.k8s.cluster import Cluster, api_client
-from harness.backends.k8s.layout import Placement, namespace_for, pod_layout, release_name
-from harness.backends.k8s.values import CONTROLLER_PORT, ValuesOptions, chart_values
+from harness.backends.k8s.layout import Placement, pod_layout
+from harness.backends.k8s.values import ValuesOptions, chart_values, run_state
 from harness.errors import BackendError
 from harness.plan.model import Plan
 
@@ -76,40 +76,36 @@ class K8sBackend(Backend):
         self.run.reset()  # type: ignore[attr-defined]
         self.run.plan_file.write_text(plan.to_json())
         self._plan = plan
-        state = RunState(scenario=plan.name, backend=self.name, plan_digest=plan.digest, control_token=secrets.token_hex(16))
-        release, namespace = release_name(state.run_id), namespace_for(state.run_id)
-        layout = pod_layout(plan, release, namespace, self.options.nodes_per_pod)
-        state.endpoints = {name: {"p2p": p.p2p, "control_url": p.control_url} for name, p in layout.items()}
-        if plan.seeder:
-            host = f"{release}-seeder.{namespace}.svc"
-            state.endpoints[plan.seeder.name] = {"p2p": f"{self.options.seeder_service_ip}:53",
-                                                 "control_url": f"http://{host}:8053"}
-        state.backend_state = {"release": release, "namespace": namespace, "kube_context": self.kube_context,
-                               "kubeconfig": self.kubeconfig, "nodes_per_pod": self.options.nodes_per_pod,
-                               "chaos": [], "pods": sorted({p.pod for p in layout.values()})}
-        state.started_nodes = list(layout)
+        state = run_state(plan, new_run_id(), self.options, kube_context=self.kube_context, kubeconfig=self.kubeconfig,
+                          created_at=time.time())
+        state.control_token = secrets.token_hex(16)
+        state.controller_url = None  # set by start_controller: `harness run` plays the timeline itself
         self.run.save_state(state)  # before anything is created: `down` must always find the run
         try:
             self.cluster().create_namespace()
-            self.release().install(chart_values(plan, state.run_id, self.options, token=state.control_token))
+            self.release().install(chart_values(plan, state.run_id, self.options, token=state.control_token))  # no controller yet
         except BaseException:
             self.down()
             raise
         return state
 
     def start_controller(self, argv: Sequence[str]) -> None:
-        """The controller is part of the release (a Deployment running in the cluster, with the
-        plan in its ConfigMaps and the token from the Secret): record where it answers."""
-        rec = self._record()
+        """The controller runs in the cluster: the release is upgraded with the controller enabled
+        (a Deployment with the plan and this state in ConfigMaps and the token from the Secret's
+        file; `python -m harness.run.detached --host 0.0.0.0 --token-file ...`, the same entry
+        point as ``argv`` names locally). Records its Service URL."""
         with self.run.locked():
             state = self.state()
-            state.controller_url = f"http://{rec['release']}-controller.{rec['namespace']}.svc:{CONTROLLER_PORT}"
+            state.backend_state["controller"] = True
+            state.controller_url = run_state(self.plan, state.run_id, self.options).controller_url
             self.run.save_state(state)
+        self.release().install(chart_values(self.plan, state.run_id, self.options, token=state.control_token,
+                                            controller_state=state))
 
     def wait_ready(self, timeout: float | None = None, names: Sequence[str] | None = None) -> None:
         """Every pod of the run (nodes, seeder, controller) Ready, by WATCH on the run's pods."""
         rec = self._record()
-        expected = len(rec["pods"]) + (1 if self.plan.seeder else 0) + 1  # + the controller
+        expected = len(rec["pods"]) + (1 if self.plan.seeder else 0) + (1 if rec.get("controller") else 0)
         self.cluster().wait_pods_ready(expected, timeout if timeout is not None else ready_timeout(len(self.plan.peers())))
         with self.run.locked():
             state = self.state()

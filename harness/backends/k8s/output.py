@@ -16,7 +16,7 @@ import yaml
 
 from harness.backends.k8s.chart import render
 from harness.backends.k8s.layout import namespace_for, release_name
-from harness.backends.k8s.values import ValuesOptions, chart_values
+from harness.backends.k8s.values import ValuesOptions, chart_values, run_state
 from harness.plan.model import Plan
 
 
@@ -39,7 +39,8 @@ def render_run_id(plan: Plan) -> str:
 def render_release(plan: Plan, out: pathlib.Path, options: ValuesOptions | None = None) -> Rendered:
     run_id = render_run_id(plan)
     release, namespace = release_name(run_id), namespace_for(run_id)
-    values = chart_values(plan, run_id, options)
+    # the controller in the cluster too, with the run's state (no token; created_at 0: same bytes each time)
+    values = chart_values(plan, run_id, options, controller_state=run_state(plan, run_id, options))
     manifests = render(values, release, namespace)  # ChartError before anything is written
     # Helm's own text, as `helm template` prints it (re-dumping through PyYAML costs seconds at 1,000 nodes)
     text = "".join(f"---\n# Source: {name}\n{body.strip()}\n" for name, body in manifests.items() if body.strip())

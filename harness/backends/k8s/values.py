@@ -9,11 +9,13 @@ reachable (pod DNS names) is layout.py's business.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.backends.k8s.layout import (ValuesError, dns_label, groups_of, namespace_for, node_transport, pod_layout,
                                          release_name, transport_table)
+from harness.backends.base import RunState
 from harness.plan.model import ATTACKER, NodePlan, Plan
 
 SEEDER_DNS_PORT = 5353
@@ -51,10 +53,33 @@ def split_image(image: str) -> dict[str, str]:
     return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
 
 
-def chart_values(plan: Plan, run_id: str, options: ValuesOptions | None = None, token: str | None = None) -> dict[str, Any]:
+def run_state(plan: Plan, run_id: str, options: ValuesOptions | None = None, *, kube_context: str | None = None,
+              kubeconfig: str | None = None, created_at: float = 0.0) -> RunState:
+    """The run's state as the k8s backend records it, without a token: every node's and the
+    seeder's in-cluster endpoints, and the backend's record (release, namespace, packing, pods).
+    The same state goes to the in-cluster controller (chart value controller.state)."""
+    options = options or ValuesOptions()
+    release, namespace = release_name(run_id), namespace_for(run_id)
+    layout = pod_layout(plan, release, namespace, options.nodes_per_pod)
+    endpoints = {name: {"p2p": p.p2p, "control_url": p.control_url} for name, p in layout.items()}
+    if plan.seeder:
+        endpoints[plan.seeder.name] = {"p2p": f"{options.seeder_service_ip}:53",
+                                       "control_url": f"http://{release}-seeder.{namespace}.svc:{SEEDER_CONTROL_PORT}"}
+    return RunState(scenario=plan.name, backend="k8s", plan_digest=plan.digest, run_id=run_id, created_at=created_at,
+                    endpoints=endpoints, started_nodes=list(layout),
+                    controller_url=f"http://{release}-controller.{namespace}.svc:{CONTROLLER_PORT}",
+                    backend_state={"release": release, "namespace": namespace, "kube_context": kube_context,
+                                   "kubeconfig": kubeconfig, "nodes_per_pod": options.nodes_per_pod, "chaos": [],
+                                   "pods": sorted({p.pod for p in layout.values()}), "controller": False})
+
+
+def chart_values(plan: Plan, run_id: str, options: ValuesOptions | None = None, token: str | None = None,
+                 controller_state: RunState | None = None) -> dict[str, Any]:
     """The chart's values for ``plan`` as run ``run_id``. ``token``: put in the chart's own Secret
     (`harness render` leaves it out: the values then name an existing Secret `<release>-token`
-    the installer creates); never in a ConfigMap."""
+    the installer creates); never in a ConfigMap. ``controller_state``: run the controller in the
+    cluster with this state (its token stripped); None: no controller (`harness run` plays the
+    timeline itself)."""
     options = options or ValuesOptions()
     release, namespace = release_name(run_id), namespace_for(run_id)
     layout = pod_layout(plan, release, namespace, options.nodes_per_pod)
@@ -78,8 +103,11 @@ def chart_values(plan: Plan, run_id: str, options: ValuesOptions | None = None, 
         else:
             values["groups"].append(group)
     values["seeder"] = _seeder(plan, options)
-    values["controller"] = {"enabled": True, "image": split_image(options.controller_image),
+    values["controller"] = {"enabled": controller_state is not None, "image": split_image(options.controller_image),
                             "port": CONTROLLER_PORT, "plan": plan.to_json(indent=None)}
+    if controller_state is not None:
+        shipped = RunState.from_dict({**controller_state.to_dict(), "control_token": None})
+        values["controller"]["state"] = json.dumps(shipped.to_dict(), sort_keys=True)
     if options.monitoring:
         values["monitoring"] = options.monitoring
     return values
