@@ -10,6 +10,7 @@ still acts on must go before the pods it selects; the namespace last catches any
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import Sequence
@@ -22,7 +23,9 @@ from harness.backends.k8s import faults
 from harness.backends.k8s.chart import Release
 from harness.backends.k8s.cluster import Cluster, api_client
 from harness.backends.k8s.layout import Placement, pod_layout
-from harness.backends.k8s.values import ValuesOptions, chart_values, run_state
+from harness.backends.endpoint import Endpoint
+from harness.backends.k8s.reach import PodForwards, in_cluster
+from harness.backends.k8s.values import SEEDER_CONTROL_PORT, ValuesOptions, chart_values, run_state
 from harness.errors import BackendError
 from harness.plan.model import Plan
 
@@ -38,6 +41,7 @@ class K8sBackend(Backend):
         self.kube_context, self.kubeconfig = kube_context, kubeconfig
         self.options = ValuesOptions(nodes_per_pod=nodes_per_pod, **({"image": image, "controller_image": image} if image else {}))
         self._cluster, self._release = cluster, release  # injected by tests; else made from the run state
+        self._reach: PodForwards | None = None
 
     # --- where things are -----------------------------------------------------------------------
     def _record(self) -> dict[str, Any]:
@@ -59,6 +63,31 @@ class K8sBackend(Backend):
     def layout(self) -> dict[str, Placement]:
         rec = self._record()
         return pod_layout(self.plan, rec["release"], rec["namespace"], rec["nodes_per_pod"])
+
+    def _forwards(self) -> PodForwards:
+        if self._reach is None:
+            self._reach = PodForwards(self.cluster().api, self._record()["namespace"])
+        return self._reach
+
+    def node_endpoints(self) -> dict[str, Endpoint]:
+        """In the cluster: the pods' DNS names. Outside: each node's control port through a
+        local port-forward (reach.py); P2P addresses stay the pods' (only nodes dial them)."""
+        recorded = super().node_endpoints()
+        if in_cluster():
+            return recorded
+        layout = self.layout()
+        return {n: dataclasses.replace(ep, control_url=self._forwards().url(layout[n].pod, layout[n].control_port))
+                for n, ep in recorded.items()}
+
+    def seeder_endpoint(self) -> Endpoint | None:
+        recorded = super().seeder_endpoint()
+        if recorded is None or in_cluster():
+            return recorded
+        pods = [p["metadata"]["name"] for p in self.cluster().pods()
+                if p["metadata"].get("labels", {}).get("harness.io/member") == "seeder"]
+        if not pods:
+            raise BackendError("the seeder's pod is not there; see `harness status`")
+        return dataclasses.replace(recorded, control_url=self._forwards().url(pods[0], SEEDER_CONTROL_PORT))
 
     def transport_for(self, plan: Plan) -> dict[str, dict[str, Any]]:
         """Nodes are reachable at stable pod DNS names; layout.py ships the table (one per release)."""
@@ -229,6 +258,8 @@ class K8sBackend(Backend):
             removed["release"] = 1
         if self.cluster().delete_namespace():
             removed["namespace"] = 1
+        if self._reach is not None:
+            self._reach.close()
         with self.run.locked():
             state = self.state()
             state.status, state.stopped_at = STOPPED, time.time()
