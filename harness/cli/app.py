@@ -57,6 +57,12 @@ RunDirOption = Annotated[Optional[Path], typer.Option(
 OutOption = Annotated[Optional[Path], typer.Option(
     "--out", help="Report directory (report.json, junit.xml, summary.md, PNGs). Default: <run dir>/report.",
     envvar="HARNESS_OUT", show_default=False)]
+KubeContextOption = Annotated[Optional[str], typer.Option(
+    "--kube-context", help="k8s: the kubeconfig context of the cluster (default: the current one).",
+    envvar="HARNESS_KUBE_CONTEXT", show_default=False)]
+NodesPerPodOption = Annotated[int, typer.Option(
+    "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address).",
+    envvar="HARNESS_NODES_PER_POD")]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
                              "Ctrl-C stops following only: the network keeps running until `harness down`.")]
@@ -185,6 +191,11 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
             render.print_plan(resolved)
 
 
+def _backend_options(kube_context: str | None, nodes_per_pod: int) -> dict[str, Any]:
+    """Backend options given on the command line (a backend takes only its own OPTIONS and checks them)."""
+    return {"nodes_per_pod": nodes_per_pod, **({"kube_context": kube_context} if kube_context else {})}
+
+
 @app.command("render")
 def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out", help="Directory for values.yaml and manifests.yaml.")],
                    backend: BackendOption = Backend("k8s"), seed: SeedOption = None,
@@ -209,7 +220,8 @@ def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out"
 
 @app.command()
 def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
-           run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False) -> None:
+           run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False,
+           kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = 1) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
     Returns once every node answers and the controller (which plays the timeline) serves its URL;
@@ -219,7 +231,8 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
         _require_backend(backend)
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         with render.progress_display(_rich(json)) as on_event:
-            state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event)
+            state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
+                                     options=_backend_options(kube_context, nodes_per_pod))
         members = _runner().members(path)
         info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
                 "run_dir": str(path.absolute()), "controller_url": state.controller_url,
@@ -262,7 +275,8 @@ def _follow(path: Path) -> None:
 
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
-        out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False) -> None:
+        out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False,
+        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = 1) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
@@ -273,7 +287,8 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         out = out or path / "report"
         with render.progress_display(_rich(json), "planning") as on_event:
-            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event)
+            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event,
+                                 options=_backend_options(kube_context, nodes_per_pod))
         if code == ExitCode.INTERRUPTED:
             render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
             raise typer.Exit(code)

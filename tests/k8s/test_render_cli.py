@@ -44,3 +44,16 @@ def test_render_refuses_bad_input_with_exit_2_and_writes_nothing(tmp_path: Path)
     assert not (tmp_path / "x").exists()
     done = harness("render", "scenarios/quickstart.yaml", "--nodes-per-pod", "0", "--out", str(tmp_path / "y"))
     assert done.returncode == 2 and "--nodes-per-pod: 0" in done.stderr and not (tmp_path / "y").exists()
+
+
+def test_deploy_without_a_cluster_is_exit_2_and_creates_nothing(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    done = subprocess.run([str(Path(sys.executable).parent / "harness"), "deploy", "scenarios/quickstart.yaml",
+                           "--backend", "k8s", "--kube-context", "nowhere", "--run-dir", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "no Kubernetes cluster configured (context nowhere)" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()

@@ -21,12 +21,12 @@ from harness.backends.base import (DEPLOYING, RUNNING, STOPPED, Backend, DownSum
 from harness.backends.client import ControlClient, call_sync
 from harness.backends.k8s import faults
 from harness.backends.k8s.chart import Release
-from harness.backends.k8s.cluster import Cluster, api_client
+from harness.backends.k8s.cluster import Cluster, api_client, check_reachable
 from harness.backends.k8s.layout import Placement, pod_layout
 from harness.backends.endpoint import Endpoint
 from harness.backends.k8s.reach import PodForwards, in_cluster
 from harness.backends.k8s.values import SEEDER_CONTROL_PORT, ValuesOptions, chart_values, run_state
-from harness.errors import BackendError
+from harness.errors import BackendError, HarnessError
 from harness.plan.model import Plan
 
 
@@ -99,6 +99,8 @@ class K8sBackend(Backend):
 
     # --- placing the plan -----------------------------------------------------------------------
     def up(self, plan: Plan) -> RunState:
+        if self._cluster is None:  # before anything is written or created: a missing cluster is exit 2
+            check_reachable(api_client(self.kube_context, self.kubeconfig), f"context {self.kube_context or '(current)'}")
         self.run.refuse_foreign()  # type: ignore[attr-defined]
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed from {self.run.path}; run `harness down --run-dir {self.run.path}` first")
@@ -114,7 +116,10 @@ class K8sBackend(Backend):
             self.cluster().create_namespace()
             self.release().install(chart_values(plan, state.run_id, self.options, token=state.control_token))  # no controller yet
         except BaseException:
-            self.down()
+            try:
+                self.down()
+            except HarnessError:
+                pass  # the first error is the one to report; `harness down` can be run again
             raise
         return state
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import BackendError
+from harness.errors import BackendError, ExitCode
 
 RUN_LABEL = "harness.io/run"
 CHAOS_GROUP, CHAOS_VERSION = "chaos-mesh.org", "v1alpha1"
@@ -31,7 +31,24 @@ def api_client(kube_context: str | None = None, kubeconfig: str | None = None) -
     try:
         return config.new_client_from_config(config_file=kubeconfig, context=kube_context)
     except (config.ConfigException, FileNotFoundError, TypeError) as e:
-        raise BackendError(f"no Kubernetes cluster configured (context {kube_context or 'current'}): {e}") from None
+        raise ClusterUnreachable(f"no Kubernetes cluster configured (context {kube_context or 'current'}): {e}") from None
+
+
+class ClusterUnreachable(BackendError):
+    """No cluster answers at the configured context: nothing was created (exit 2, like bad input)."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+def check_reachable(api: Any, where: str) -> None:
+    """Ask the API server its version: the cheapest call every cluster answers."""
+    from kubernetes import client
+
+    try:
+        client.VersionApi(api).get_code(_request_timeout=10)
+    except Exception as e:  # noqa: BLE001 - urllib3, TLS and API errors alike mean "not reachable"
+        raise ClusterUnreachable(f"no Kubernetes cluster answers at {where}: {e.__class__.__name__}: "
+                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None
 
 
 def pod_ready(pod: dict[str, Any]) -> bool:
