@@ -111,13 +111,15 @@ class Recorder:
         self.calls = calls
 
     def __getattr__(self, name: str) -> Any:
-        def record(*args: Any, **kw: Any) -> bool:
-            self.calls.append(f"{name}:{args[1] if name == 'delete_chaos' else ''}".rstrip(":"))
-            return True
+        def record(*args: Any, **kw: Any) -> Any:
+            self.calls.append(f"{name}:{args[1] if name == 'delete_chaos' else args[0] if name == 'logs' else ''}".rstrip(":"))
+            if name == "pods":
+                return [{"metadata": {"name": "harness-0123abcd-honest-0"}}]
+            return f"log of {args[0]}" if name == "logs" else True
         return record
 
 
-def test_teardown_removes_chaos_objects_then_the_release_then_the_namespace(tmp_path: Path) -> None:
+def test_teardown_saves_logs_then_removes_chaos_objects_then_the_release_then_the_namespace(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     run.create()
     plan = plan_file(ROOT / "scenarios" / "quickstart.yaml")
@@ -129,10 +131,13 @@ def test_teardown_removes_chaos_objects_then_the_release_then_the_namespace(tmp_
                                     "chaos": [{"kind": "PodChaos", "name": "p1"}, {"kind": "NetworkChaos", "name": "n1"}]})
     run.save_state(state)
     summary = backend.down()
-    assert calls == ["delete_chaos:p1", "delete_chaos:n1", "uninstall", "delete_namespace"]
+    assert calls == ["pods", "logs:harness-0123abcd-honest-0", "delete_chaos:p1", "delete_chaos:n1", "uninstall",
+                     "delete_namespace"]  # logs saved while the pods exist; chaos objects before the pods they select
+    assert (run.logs_dir / "harness-0123abcd-honest-0.log").read_text() == "log of harness-0123abcd-honest-0"
     assert summary.removed == {"PodChaos": 1, "NetworkChaos": 1, "release": 1, "namespace": 1} and summary.clean
+    before = list(calls)
     assert backend.down().already_down  # idempotent: a second down touches nothing
-    assert calls == ["delete_chaos:p1", "delete_chaos:n1", "uninstall", "delete_namespace"]
+    assert calls == before
 
 
 def test_chaos_mesh_objects_select_only_the_run_pods() -> None:
@@ -155,3 +160,35 @@ def test_chaos_mesh_objects_select_only_the_run_pods() -> None:
         faults.network_chaos(RUN, NS, labels, "partition", ["p-0"])
     with pytest.raises(ValueError, match="not a fraction"):
         faults.network_chaos(RUN, NS, labels, "loss", ["p-0"], loss=2)
+
+
+def test_up_records_the_run_before_creating_anything_and_the_controller_joins_by_upgrade(tmp_path: Path) -> None:
+    """Stand-ins record what the backend asks of the cluster and of Helm (no cluster here)."""
+    run = RunDir(tmp_path / "run")
+    plan = plan_file(ROOT / "scenarios" / "quickstart.yaml")
+    calls: list[tuple[str, Any]] = []
+
+    class Cluster_:
+        def create_namespace(self) -> bool:
+            calls.append(("namespace", run.load_state().run_id))  # the state is on disk already
+            return True
+
+    class Release_:
+        def install(self, values: dict[str, Any]) -> dict[str, Any]:
+            calls.append(("install", values))
+            return {}
+
+    backend = K8sBackend(run, nodes_per_pod=2, cluster=Cluster_(), release=Release_())  # type: ignore[arg-type]
+    state = backend.up(plan)
+    assert [c[0] for c in calls] == ["namespace", "install"] and calls[0][1] == state.run_id
+    first = calls[1][1]
+    assert first["controller"]["enabled"] is False  # `harness run` plays the timeline itself
+    assert first["controlToken"] == {"value": state.control_token} and first["nodesPerPod"] == 2
+    assert state.endpoints["node-0"]["control_url"] == f"http://harness-{state.run_id}-honest-0.harness-{state.run_id}-honest.harness-{state.run_id}.svc:18445"
+    assert state.endpoints["node-1"]["p2p"].endswith(".svc:18446")  # slot 1 of the same pod
+    backend.start_controller([])
+    second = calls[2][1]
+    shipped = json.loads(second["controller"]["state"])
+    assert second["controller"]["enabled"] is True and shipped["control_token"] is None
+    assert shipped["run_id"] == state.run_id and shipped["backend_state"]["controller"] is True
+    assert run.load_state().controller_url == f"http://harness-{state.run_id}-controller.harness-{state.run_id}.svc:9100"

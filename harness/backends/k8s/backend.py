@@ -245,6 +245,20 @@ class K8sBackend(Backend):
             self.run.save_state(state)
 
     # --- teardown -------------------------------------------------------------------------------
+    def _save_logs(self) -> None:
+        """Every pod's log into the run directory's logs/ before the pods go (reports and the kind
+        workflow's artifacts read them there). Best effort: a pod without a log yet is skipped."""
+        try:
+            pods = [p["metadata"]["name"] for p in self.cluster().pods()]
+        except HarnessError:
+            return
+        self.run.logs_dir.mkdir(parents=True, exist_ok=True)
+        for pod in pods:
+            try:
+                (self.run.logs_dir / f"{pod}.log").write_text(self.cluster().logs(pod))
+            except HarnessError:
+                continue
+
     def down(self) -> DownSummary:
         """Chaos objects, then the release, then the namespace. Idempotent."""
         started = time.monotonic()
@@ -256,6 +270,7 @@ class K8sBackend(Backend):
         if state.status == STOPPED or not rec.get("release"):
             return DownSummary(already_down=True, seconds=0.0)
         removed: dict[str, int] = {}
+        self._save_logs()
         for chaos in rec.get("chaos", []):
             self.cluster().delete_chaos(chaos["kind"], chaos["name"])
             removed[chaos["kind"]] = removed.get(chaos["kind"], 0) + 1
