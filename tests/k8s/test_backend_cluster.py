@@ -6,10 +6,8 @@ objects are checked structurally (Chaos Mesh's CRD schemas are not available off
 from __future__ import annotations
 
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from harness.backends.k8s.cluster import Cluster
 from harness.errors import BackendError
 from harness.plan.planner import plan_file
 from harness.run.rundir import RunDir
+from tests.k8s.httpstub import Quiet, serving
 
 pytest.importorskip("kubernetes")
 HOST = "127.213.15.1"  # this file's own loopback address
@@ -39,7 +38,7 @@ def pod(name: str, ready: bool, rv: int, waiting: str | None = None) -> dict[str
                                                             "labels": {"harness.io/run": RUN}}, "status": status}
 
 
-class FakeAPI(BaseHTTPRequestHandler):
+class FakeAPI(Quiet):
     """Serves GET pods (list) and GET pods?watch=true (the recorded events, one JSON per line)."""
 
     listing: list[dict[str, Any]] = []
@@ -55,30 +54,18 @@ class FakeAPI(BaseHTTPRequestHandler):
         else:
             body = json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
                                "items": self.listing}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(body)
 
 
 @pytest.fixture()
 def api() -> Iterator[Any]:
     from kubernetes import client
 
-    server = ThreadingHTTPServer((HOST, 0), FakeAPI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     FakeAPI.requests = []
-    conf = client.Configuration()
-    conf.host = f"http://{HOST}:{server.server_address[1]}"
-    try:
+    with serving(HOST, FakeAPI) as (host, port):
+        conf = client.Configuration()
+        conf.host = f"http://{host}:{port}"
         yield client.ApiClient(conf)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_readiness_follows_the_watch_stream(api: Any) -> None:

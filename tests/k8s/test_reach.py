@@ -6,41 +6,28 @@ socket) cannot run without a cluster, so that one call is left to the e2e test o
 from __future__ import annotations
 
 import socket
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from harness.backends.k8s.reach import Forwarder, in_cluster
+from tests.k8s.httpstub import Quiet, serving
 
 HOST = "127.213.15.2"  # this file's own loopback address (test_backend_cluster.py uses .1)
 
 
-class Status(BaseHTTPRequestHandler):
+class Status(Quiet):
     def do_GET(self) -> None:  # noqa: N802
         body = (b'{"name": "node-0", "path": "%s"}' % self.path.encode()) * 2000  # > one chunk
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(body)
 
 
 @pytest.fixture()
 def server() -> Iterator[tuple[str, int]]:
-    srv = ThreadingHTTPServer((HOST, 0), Status)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield srv.server_address[:2]
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with serving(HOST, Status) as address:
+        yield address
 
 
 def test_connections_are_carried_to_the_remote_both_ways(server: tuple[str, int]) -> None:
