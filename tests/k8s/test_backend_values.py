@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from harness_node.config import NodeConfig
+from harness_node.seeder.config import SeederConfig
 from harness.backends.k8s.layout import ValuesError, dns_label, namespace_for, pod_layout, release_name
 from harness.backends.k8s.values import ValuesOptions, chart_values
 from harness.plan.planner import plan_file
@@ -66,6 +67,9 @@ def test_every_scenario_renders_validates_and_carries_labels(rendered: tuple[str
                        ["data"]["transport.json"])
     assert table["endpoints"] == {plan.node(n).address: p.p2p for n, p in layout.items()}
     assert sum(len(v) for v in table["inbound_hosts"].values()) == len(plan.names())
+    seeder = SeederConfig.from_dict(json.loads(next(cm for cm in by_kind(objects, "ConfigMap")
+                                                    if cm["metadata"]["name"].endswith("-seeder"))["data"]["seeder.json"]))
+    assert not seeder.crawl and sorted(seeder.static_nodes) == sorted(seeder.seeds)  # no transport for the crawler
 
 
 @pytest.mark.parametrize("kube_version", VERSIONS)

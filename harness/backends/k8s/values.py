@@ -129,6 +129,9 @@ def _seeder(plan: Plan, options: ValuesOptions) -> dict[str, Any]:
     from harness.backends.node_config import seeder_config  # the one translation of the seeder's vocabulary
 
     config = {k: v for k, v in seeder_config(spec, token="").items() if k not in SEEDER_CHART_OWNED}
+    # The crawler dials planned addresses and has no transport table: on Kubernetes the seeder
+    # serves the planned nodes as known-good instead of crawling them (docs/kubernetes.md, Addresses).
+    config.update(crawl=False, static_nodes=list(config.get("seeds", [])))
     return {"enabled": True, "address": spec.address, "serviceIP": options.seeder_service_ip,
             "dnsPort": SEEDER_DNS_PORT, "controlPort": SEEDER_CONTROL_PORT, "config": config}
 
