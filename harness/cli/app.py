@@ -59,10 +59,10 @@ OutOption = Annotated[Optional[Path], typer.Option(
     envvar="HARNESS_OUT", show_default=False)]
 KubeContextOption = Annotated[Optional[str], typer.Option(
     "--kube-context", help="k8s: the kubeconfig context of the cluster (default: the current one).",
-    envvar="HARNESS_KUBE_CONTEXT", show_default=False)]
+    envvar="HARNESS_KUBE_CONTEXT", show_default=False, rich_help_panel="Kubernetes (--backend k8s)")]
 NodesPerPodOption = Annotated[int, typer.Option(
     "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address).",
-    envvar="HARNESS_NODES_PER_POD")]
+    envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
                              "Ctrl-C stops following only: the network keeps running until `harness down`.")]
