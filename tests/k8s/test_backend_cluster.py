@@ -179,3 +179,59 @@ def test_up_records_the_run_before_creating_anything_and_the_controller_joins_by
     assert second["controller"]["enabled"] is True and shipped["control_token"] is None
     assert shipped["run_id"] == state.run_id and shipped["backend_state"]["controller"] is True
     assert run.load_state().controller_url == f"http://harness-{state.run_id}-controller.harness-{state.run_id}.svc:9100"
+
+
+def test_restart_node_restarts_the_real_node_in_its_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """restart_node through the real control client against a real `harness-node host` process on
+    loopback, standing for a pod (in-cluster mode: the recorded control URL is used as is)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    ip, token = "127.213.17.1", "t0ken-0123456789abcdef"
+    datadir = tmp_path / "data" / "node-0"
+    config = tmp_path / "pod.json"
+    config.write_text(json.dumps({"nodes": [{"name": "node-0", "bind": ip, "port": 18444, "control_port": 18445,
+                                             "datadir": str(datadir), "control_token": token}]}))
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "harness-node"), "host", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def status() -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://{ip}:18445/status", timeout=2) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    try:
+        deadline = time.monotonic() + 30
+        while status() is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode() if proc.stderr else ""
+            time.sleep(0.1)  # the process's start-up, polled
+        run = RunDir(tmp_path / "run")
+        run.create()
+        plan = plan_file(ROOT / "scenarios" / "quickstart.yaml")
+        run.plan_file.write_text(plan.to_json())
+        run.save_state(RunState(scenario=plan.name, backend="k8s", plan_digest=plan.digest, run_id=RUN, status="running",
+                                control_token=token, endpoints={"node-0": {"p2p": f"{ip}:18444", "control_url": f"http://{ip}:18445"}},
+                                backend_state={"release": f"harness-{RUN}", "namespace": NS, "nodes_per_pod": 1, "pods": [], "chaos": []}))
+        backend = K8sBackend(run)
+        datadir.mkdir(parents=True, exist_ok=True)
+        (datadir / "marker").write_text("before")
+        backend.restart_node("node-0", wipe_datadir=True)
+        deadline = time.monotonic() + 30
+        while (datadir / "marker").exists() or status() is None:
+            assert time.monotonic() < deadline, "node-0 did not come back wiped"
+            time.sleep(0.1)
+        assert proc.poll() is None  # the host process (the pod) kept running
+        with run.locked():
+            state = run.load_state()
+            state.stopped_nodes = ["node-0"]
+            run.save_state(state)
+        with pytest.raises(BackendError, match="cannot be started again inside its pod"):
+            backend.restart_node("node-0")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

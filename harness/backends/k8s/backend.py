@@ -215,22 +215,14 @@ class K8sBackend(Backend):
             self.run.save_state(state)
 
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
-        """A node alone in its pod: the pod is deleted and its StatefulSet recreates it under the
-        same name, with the same config (its data directory is an emptyDir: a deleted pod is a
-        wiped node, so ``wipe_datadir: false`` is refused there rather than silently wiping)."""
-        place = self._alone(name)
-        if place is None:
-            raise BackendError(f"restart_node {name}: the node shares pod {self.layout()[name].pod} with others; "
-                               f"restarting one node of a packed pod is not supported (use --nodes-per-pod 1)")
-        if not wipe_datadir:
-            raise BackendError(f"restart_node {name} without wiping: a pod's data directory does not survive its "
-                               f"deletion on the k8s backend; use params.wipe_datadir: true")
-        self.cluster().delete_pod(place.pod)
-        with self.run.locked():
-            state = self.state()
-            if name in state.stopped_nodes:
-                state.stopped_nodes.remove(name)
-            self.run.save_state(state)
+        """The node restarts inside its pod (the node's POST /restart: same config and ports, its
+        data directory kept or wiped), so a packed pod's other nodes keep running. A node stopped
+        by `stop_node` has no control site left to ask: starting it again is refused."""
+        if name in self.state().stopped_nodes:
+            raise BackendError(f"start_node {name}: a node stopped on the k8s backend cannot be started again "
+                               f"inside its pod yet; use restart_node instead of stop_node with a duration")
+        ep = self.node_endpoints()[name]
+        call_sync(self.state().control_token, lambda c: c.restart(ep, wipe_datadir))
 
     def _remember_chaos(self, obj: dict[str, Any]) -> None:
         with self.run.locked():
