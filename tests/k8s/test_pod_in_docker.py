@@ -32,7 +32,7 @@ NODE_UID = 10001  # node_image/Dockerfile USER
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
     docker = pytest.importorskip("docker")
-    from harness.images import LOCAL_BASE_IMAGE, build_node_image
+    from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image
 
     try:
         client = docker.from_env()
