@@ -60,8 +60,9 @@ OutOption = Annotated[Optional[Path], typer.Option(
 KubeContextOption = Annotated[Optional[str], typer.Option(
     "--kube-context", help="k8s: the kubeconfig context of the cluster (default: the current one).",
     envvar="HARNESS_KUBE_CONTEXT", show_default=False, rich_help_panel="Kubernetes (--backend k8s)")]
-NodesPerPodOption = Annotated[int, typer.Option(
-    "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address).",
+NodesPerPodOption = Annotated[Optional[int], typer.Option(
+    "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address); "
+                            "default: the scenario's deploy.nodes_per_container, else 1.", show_default=False,
     envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
@@ -191,15 +192,16 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
             render.print_plan(resolved)
 
 
-def _backend_options(kube_context: str | None, nodes_per_pod: int) -> dict[str, Any]:
+def _backend_options(kube_context: str | None, nodes_per_pod: int | None) -> dict[str, Any]:
     """Backend options given on the command line (a backend takes only its own OPTIONS and checks them)."""
-    return {"nodes_per_pod": nodes_per_pod, **({"kube_context": kube_context} if kube_context else {})}
+    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 @app.command("render")
 def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out", help="Directory for values.yaml and manifests.yaml.")],
                    backend: BackendOption = Backend("k8s"), seed: SeedOption = None,
-                   nodes_per_pod: Annotated[int, typer.Option("--nodes-per-pod", help="Nodes packed in one pod.")] = 1,
+                   nodes_per_pod: NodesPerPodOption = None,
                    image: Annotated[Optional[str], typer.Option("--image", help="Node and controller image.")] = None,
                    json: JsonOption = False) -> None:
     """Write the Kubernetes values and manifests of a scenario's release to --out, without a cluster."""
@@ -210,7 +212,7 @@ def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out"
         from harness.backends.k8s.values import ValuesOptions
 
         resolved = _plan_file(file, seed)
-        options = ValuesOptions(nodes_per_pod=nodes_per_pod, **({"image": image, "controller_image": image} if image else {}))
+        options = ValuesOptions.given(nodes_per_pod, image)
         done = write(resolved, out, options)
         info = {"out": str(done.out), "release": done.release, "namespace": done.namespace, "objects": done.objects,
                 "files": list(done.files)}
@@ -221,7 +223,7 @@ def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out"
 @app.command()
 def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
            run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False,
-           kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = 1) -> None:
+           kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
     Returns once every node answers and the controller (which plays the timeline) serves its URL;
@@ -276,7 +278,7 @@ def _follow(path: Path) -> None:
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
         out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False,
-        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = 1) -> None:
+        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after

@@ -114,3 +114,13 @@ def test_names_are_dns_labels_within_the_charts_limits() -> None:
 def test_nodes_per_pod_below_one_is_refused() -> None:
     with pytest.raises(ValuesError, match="--nodes-per-pod: 0"):
         ValuesOptions(nodes_per_pod=0)
+
+
+def test_packing_defaults_to_the_scenarios_deploy_section() -> None:
+    """--nodes-per-pod wins; without it the scenario's deploy.nodes_per_container (the container
+    backends' one packing setting), without that 1."""
+    plan = plan_file(ROOT / "scenarios" / "quickstart.yaml")
+    packed = plan.model_copy(update={"scenario": {**plan.scenario, "deploy": {"nodes_per_container": 4}}})
+    assert chart_values(packed, RUN_ID)["nodesPerPod"] == 4
+    assert chart_values(packed, RUN_ID, ValuesOptions(nodes_per_pod=3))["nodesPerPod"] == 3
+    assert chart_values(plan, RUN_ID)["nodesPerPod"] == 1

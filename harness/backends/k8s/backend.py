@@ -35,11 +35,11 @@ class K8sBackend(Backend):
     OPTIONS = frozenset({"kube_context", "kubeconfig", "nodes_per_pod", "image"})
 
     def __init__(self, run: RunStore, kube_context: str | None = None, kubeconfig: str | None = None,
-                 nodes_per_pod: int = 1, image: str | None = None, cluster: Cluster | None = None,
+                 nodes_per_pod: int | None = None, image: str | None = None, cluster: Cluster | None = None,
                  release: Release | None = None) -> None:
         super().__init__(run)
         self.kube_context, self.kubeconfig = kube_context, kubeconfig
-        self.options = ValuesOptions(nodes_per_pod=nodes_per_pod, **({"image": image, "controller_image": image} if image else {}))
+        self.options = ValuesOptions.given(nodes_per_pod, image)
         self._cluster, self._release = cluster, release  # injected by tests; else made from the run state
         self._reach: PodForwards | None = None
 

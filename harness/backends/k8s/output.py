@@ -38,6 +38,7 @@ def render_run_id(plan: Plan) -> str:
 
 def render_release(plan: Plan, out: pathlib.Path, options: ValuesOptions | None = None) -> Rendered:
     run_id = render_run_id(plan)
+    options = (options or ValuesOptions()).for_plan(plan)
     release, namespace = release_name(run_id), namespace_for(run_id)
     # the controller in the cluster too, with the run's state (no token; created_at 0: same bytes each time)
     values = chart_values(plan, run_id, options, controller_state=run_state(plan, run_id, options))

@@ -9,6 +9,7 @@ reachable (pod DNS names) is layout.py's business.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,15 +36,28 @@ SEEDER_CHART_OWNED = ("dns_host", "dns_port", "control_host", "control_port", "c
 class ValuesOptions:
     """What the k8s backend and `harness render` let a user choose beyond the plan."""
 
-    nodes_per_pod: int = 1
+    nodes_per_pod: int | None = None  # None: the scenario's deploy.nodes_per_container, else 1
     image: str = DEFAULT_IMAGE
     controller_image: str = DEFAULT_IMAGE  # the image with harness + harness_node (harness image build)
     seeder_service_ip: str = DEFAULT_SEEDER_SERVICE_IP
     monitoring: dict[str, Any] = field(default_factory=dict)  # merged into values["monitoring"]
 
     def __post_init__(self) -> None:
-        if self.nodes_per_pod < 1:
+        if self.nodes_per_pod is not None and self.nodes_per_pod < 1:
             raise ValuesError(f"--nodes-per-pod: {self.nodes_per_pod} is not allowed; at least 1")
+
+    @classmethod
+    def given(cls, nodes_per_pod: int | None = None, image: str | None = None) -> "ValuesOptions":
+        """From command-line options: one --image names the nodes' and the controller's image."""
+        return cls(nodes_per_pod=nodes_per_pod, **({"image": image, "controller_image": image} if image else {}))
+
+    def for_plan(self, plan: Plan) -> "ValuesOptions":
+        """With the packing decided: the option, else the scenario's `deploy.nodes_per_container`
+        (the container backends' one packing setting), else 1."""
+        if self.nodes_per_pod is not None:
+            return self
+        deploy = plan.scenario.get("deploy") or {}
+        return dataclasses.replace(self, nodes_per_pod=int(deploy.get("nodes_per_container") or 1))
 
 
 def split_image(image: str) -> dict[str, str]:
@@ -58,7 +72,7 @@ def run_state(plan: Plan, run_id: str, options: ValuesOptions | None = None, *, 
     """The run's state as the k8s backend records it, without a token: every node's and the
     seeder's in-cluster endpoints, and the backend's record (release, namespace, packing, pods).
     The same state goes to the in-cluster controller (chart value controller.state)."""
-    options = options or ValuesOptions()
+    options = (options or ValuesOptions()).for_plan(plan)
     release, namespace = release_name(run_id), namespace_for(run_id)
     layout = pod_layout(plan, release, namespace, options.nodes_per_pod)
     endpoints = {name: {"p2p": p.p2p, "control_url": p.control_url} for name, p in layout.items()}
@@ -80,7 +94,7 @@ def chart_values(plan: Plan, run_id: str, options: ValuesOptions | None = None, 
     the installer creates); never in a ConfigMap. ``controller_state``: run the controller in the
     cluster with this state (its token stripped); None: no controller (`harness run` plays the
     timeline itself)."""
-    options = options or ValuesOptions()
+    options = (options or ValuesOptions()).for_plan(plan)
     release, namespace = release_name(run_id), namespace_for(run_id)
     layout = pod_layout(plan, release, namespace, options.nodes_per_pod)
     transport = node_transport(plan, layout, options.seeder_service_ip)
