@@ -157,7 +157,8 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
 def _restarted(run_dir: Path) -> set[str]:
     """Nodes the timeline restarted: each runs alone in a process named node-<name>-<n>."""
     state = json.loads((run_dir / "state.json").read_text())
-    return {n for p in state["processes"] if p["name"].startswith("node-") for n in p.get("nodes", [])}
+    # the local backend's own record (RunState.backend_state) says which processes host a restarted node
+    return {n for p in state["backend_state"]["processes"] if p["name"].startswith("node-") for n in p.get("nodes", [])}
 
 
 def _pending_metrics(q: verify.PanelQuery) -> set[Metric]:
