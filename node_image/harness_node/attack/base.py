@@ -105,7 +105,8 @@ class AttackPeer(ClientPeer):
         return self.closed and not self.closed_by_us
 
     async def close(self, reason: str = "closed by us") -> None:
-        if not self.closed:
+        # The frame loop closes too when the victim hangs up (EOF, reset): that close is theirs.
+        if not self.closed and asyncio.current_task() not in self._tasks:
             self.closed_by_us = True
         await super().close(reason)
 
