@@ -91,6 +91,8 @@ class NodeCollector:
         for reason, count in sorted(s.misbehaviour.items()):
             misb.add_metric([n, reason], count)
         yield misb
+        yield _single(CounterMetricFamily, "receive_cpu_seconds", "CPU time spent framing and handling received "
+                      "data (the cost of a flood to this node).", n, s.receive_cpu_seconds)
         yield _single(CounterMetricFamily, "bans", "Addresses banned.", n, s.bans)
         yield _single(GaugeMetricFamily, "banned_addresses", "Addresses currently banned or discouraged.", n,
                       len(node.list_bans()))

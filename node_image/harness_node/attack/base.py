@@ -28,6 +28,7 @@ from .config import AttackConfig, AttackConfigError, AttackerSpec
 from .metrics import AttackerMetrics
 
 A = TypeVar("A", bound="type[Attacker]")
+RETRY_INTERVAL = 0.5  # s between dials of a target that is not listening yet
 
 
 @dataclass
@@ -152,18 +153,26 @@ class Attacker:
             kwargs.setdefault("addr_from", NetAddr(self.spec.address, self.spec.port))
         return AttackPeer(self, **kwargs)
 
-    async def dial(self, target: str, *, handshake: bool = True, timeout: float = 5.0, **kwargs: Any) -> AttackPeer:
+    async def dial(self, target: str, *, handshake: bool = True, timeout: float = 5.0, retry_for: float = 0.0,
+                   **kwargs: Any) -> AttackPeer:
         """Connect to planned `target` ("ip:port") from this identity's source address; with
-        `handshake`, complete version/verack. Raises OSError/TimeoutError/ConnectionError; a
-        connection the victim closes during the handshake counts as `refused`."""
+        `handshake`, complete version/verack. A refused or timed-out dial is retried every
+        RETRY_INTERVAL for `retry_for` seconds (targets still starting). Raises OSError/TimeoutError/
+        ConnectionError; a connection the victim closes during the handshake counts as `refused`."""
         peer = self.new_peer(**kwargs)
         peer.target = target
         host, port = self.config.dial_endpoint(target)
-        try:
-            await peer.connect(host, port, timeout=timeout, local_ip=self.spec.source_ip)
-        except (OSError, asyncio.TimeoutError):
-            self.metrics.connection("failed")
-            raise
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retry_for
+        while True:
+            try:
+                await peer.connect(host, port, timeout=timeout, local_ip=self.spec.source_ip)
+                break
+            except (OSError, asyncio.TimeoutError):
+                self.metrics.connection("failed")
+                if loop.time() + RETRY_INTERVAL > deadline:
+                    raise
+                await asyncio.sleep(RETRY_INTERVAL)
         self.metrics.connection("connected")
         self.peers.append(peer)
         self.metrics.set_open(self.open_count())

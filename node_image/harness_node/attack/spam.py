@@ -29,6 +29,7 @@ from .forge import SENDERS
 
 PROBE_DELAY = 0.5  # s after the victim closed before probing whether the address is refused
 PROBE_TIMEOUT = 3.0  # s to wait for the victim's version on the probe
+TARGET_WAIT = 30.0  # s to keep dialling a target that is not listening yet (the run is starting)
 
 
 @dataclass
@@ -122,14 +123,15 @@ class SpamAttacker(Attacker):
 
     async def _open(self, b: Behaviour, params: BehaviourParams, run: Run) -> list[AttackPeer]:
         if b.stage == READY:
-            links = await asyncio.gather(*(self.dial(run.target) for _ in range(params.connections)),
-                                         return_exceptions=True)
+            first = await self.dial(run.target, retry_for=TARGET_WAIT)
+            links = [first, *await asyncio.gather(*(self.dial(run.target) for _ in range(params.connections - 1)),
+                                                  return_exceptions=True)]
             peers = [p for p in links if isinstance(p, AttackPeer)]
             run.connections = len(peers)
             if not peers:
                 raise ConnectionError(f"no connection accepted: {links[0]}")
             return peers
-        peer = await self.dial(run.target, handshake=False, handshake_replies=False)
+        peer = await self.dial(run.target, handshake=False, handshake_replies=False, retry_for=TARGET_WAIT)
         run.connections = 1
         if b.stage == VERSION_ONLY:
             peer.send_version()

@@ -8,6 +8,7 @@ declared length breaks the stream -> close; a bad checksum or an invalid command
 from __future__ import annotations
 
 import asyncio
+import time
 import random
 from typing import Protocol
 
@@ -77,6 +78,13 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        started = time.thread_time()  # per-thread CPU clock: a host runs its nodes in one thread
+        try:
+            self._received(data)
+        finally:
+            self.owner.stats.receive_cpu_seconds += time.thread_time() - started
+
+    def _received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         try:
             frames = self.decoder.feed(data)

@@ -43,7 +43,8 @@ class Histogram:
 
 class NodeStats:
     __slots__ = ("msgs", "bytes", "protocol_errors", "misbehaviour", "bans", "txs_received",
-                 "blocks_received", "tx_delay", "block_delay", "inv_wait", "sandbox_refused", "connections")
+                 "blocks_received", "tx_delay", "block_delay", "inv_wait", "sandbox_refused", "connections",
+                 "receive_cpu_seconds")
 
     def __init__(self) -> None:
         # (direction "in"|"out", command label) -> count
@@ -60,6 +61,8 @@ class NodeStats:
         self.inv_wait = {"inbound": Histogram(), "outbound": Histogram()}
         self.sandbox_refused = 0
         self.connections: defaultdict[tuple[str, str], int] = defaultdict(int)  # (direction, outcome)
+        # CPU time (this thread's) spent framing and handling received bytes: what a flood costs a victim
+        self.receive_cpu_seconds = 0.0
 
     def count_message(self, direction: str, command: str, size: int) -> None:
         key = (direction, command_label(command))
