@@ -149,7 +149,7 @@ class NodeLoad:
     """What receiving cost an honest node over the run (its node metrics); ``attacked``: a spam target."""
 
     node: str
-    receive_cpu_seconds: float
+    processing_seconds: float
     bytes_in: int
     attacked: bool
 

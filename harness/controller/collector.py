@@ -124,7 +124,7 @@ class Collector:
 
     def load(self) -> list[NodeLoad]:
         attacked = {t for n in self._spam for t in self.plan.node(n).config.get("targets", [])}
-        return [NodeLoad(n, float(x.get("receive_cpu_seconds", 0.0)), int(x.get("bytes_in", 0)), n in attacked)
+        return [NodeLoad(n, float(x.get("processing_seconds", 0.0)), int(x.get("bytes_in", 0)), n in attacked)
                 for n, x in sorted(self._load.items())]
 
     async def items(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = ()) -> list[ItemObservation]:

@@ -30,7 +30,7 @@ from harness.controller.collector import Collector
 from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
 from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
 from harness.analysis.figures.propagation import item_propagation, kind_propagation
-from harness.analysis.figures.spam import load_overhead, spam_by_behaviour
+from harness.controller.spam_metrics import SpamMetrics
 from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict
 
 COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
@@ -82,22 +82,7 @@ class Metrics:
         self.eclipsed = Gauge("harness_controller_victims_eclipsed", "Victims whose outbound peers are all attackers", registry=r)
         self.share = Gauge("harness_controller_attacker_share_max", "Highest attacker share of a victim's outbound peers", registry=r)
         self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
-        spam = ["behaviour", "policy"]
-        self.spam_runs = Gauge("harness_controller_spam_runs", "Spam behaviour runs (one attacker identity against "
-                               "one target), by whether the target reacted as the misbehaviour table says",
-                               [*spam, "result"], registry=r)
-        self.spam_expected = Gauge("harness_controller_spam_expected_score", "Misbehaviour points the node's table "
-                                   "charges for the behaviour's messages", spam, registry=r)
-        self.spam_observed = Gauge("harness_controller_spam_observed_score", "Highest misbehaviour points a target "
-                                   "charged for the behaviour", spam, registry=r)
-        self.spam_react = Gauge("harness_controller_spam_time_to_react_seconds", "Slowest time from a behaviour's "
-                                "first message to the target's ban, discouragement or disconnection", spam, registry=r)
-        self.victim_cpu = Gauge("harness_controller_victim_receive_cpu_seconds", "Mean CPU seconds honest nodes spent "
-                                "on received data, spam targets (attacked=true) and the others", ["attacked"], registry=r)
-        self.victim_bytes = Gauge("harness_controller_victim_received_bytes", "Mean message bytes honest nodes "
-                                  "received, spam targets (attacked=true) and the others", ["attacked"], registry=r)
-        self.overhead = Gauge("harness_controller_victim_overhead_ratio", "Spam targets' mean over the other honest "
-                              "nodes' mean, for receive CPU and received bytes", ["resource"], registry=r)
+        self.spam = SpamMetrics(r)
 
     def publish(self, results: Results) -> None:
         for phase in PHASES:
@@ -122,30 +107,9 @@ class Metrics:
         last = [v.samples[-1] for v in obs.victims if v.samples]
         self.eclipsed.set(sum(1 for s in last if is_eclipsed(s)))
         self.share.set(max((attacker_share(s) for s in last), default=0.0))
-        self.publish_spam(obs)
+        self.spam.publish(obs)
         for c in results.checks:
             self.checks.labels(c.name).set({CheckVerdict.PASS: 1, CheckVerdict.FAIL: 0}.get(c.verdict, -1))
-
-
-    def publish_spam(self, obs: Observations) -> None:
-        for b in spam_by_behaviour(obs.spam):
-            self.spam_runs.labels(b.behaviour, b.policy, "as_expected").set(b.as_expected)
-            self.spam_runs.labels(b.behaviour, b.policy, "unexpected").set(b.runs - b.as_expected)
-            self.spam_expected.labels(b.behaviour, b.policy).set(b.expected_score)
-            self.spam_observed.labels(b.behaviour, b.policy).set(max(b.observed_scores, default=0))
-            if b.max_seconds_to_react is not None:
-                self.spam_react.labels(b.behaviour, b.policy).set(b.max_seconds_to_react)
-        if not obs.load:
-            return
-        load = load_overhead(obs.load)
-        for attacked, cpu, received in (("true", load.attacked_cpu_seconds, load.attacked_bytes_in),
-                                        ("false", load.baseline_cpu_seconds, load.baseline_bytes_in)):
-            if cpu is not None and received is not None:
-                self.victim_cpu.labels(attacked).set(cpu)
-                self.victim_bytes.labels(attacked).set(received)
-        for resource, ratio in (("cpu", load.cpu_ratio), ("bytes", load.bytes_ratio)):
-            if ratio is not None:
-                self.overhead.labels(resource).set(ratio)
 
 
 def _count(pairs: Any) -> dict[Any, int]:

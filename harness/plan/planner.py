@@ -226,7 +226,7 @@ def attack_identity(member: Member, endpoint: Endpoint, kind: str, params: dict[
                     targets: list[tuple[str, str]]) -> dict[str, Any]:
     """One identity of an attacker process, in its vocabulary (harness_node.attack.config
     .AttackerSpec): its planned address and control port, its targets' planned addresses and names."""
-    return {"name": member.name, "kind": kind, "address": endpoint.address, "port": endpoint.p2p_port,
+    return {"name": member.name, "group": member.group, "kind": kind, "address": endpoint.address, "port": endpoint.p2p_port,
             "control_port": endpoint.control_port, "targets": [address for _, address in targets],
             "target_names": [name for name, _ in targets], "params": params}
 

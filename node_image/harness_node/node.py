@@ -456,7 +456,7 @@ class Node:
             "relay_policy": self.config.relay_policy, "user_agent": self.config.user_agent,
             "peers": [p.info() for p in self.peers.values()], "paused": self.paused,
             "peering": self.connman.status(),
-            "load": {"receive_cpu_seconds": self.stats.receive_cpu_seconds,
+            "load": {"processing_seconds": self.stats.processing_seconds,
                      "bytes_in": sum(b for (d, _), b in self.stats.bytes.items() if d == "in")},
             "bootstrap": {"queried": self.bootstrap.queried, "learned": self.bootstrap.learned,
                           "fixed_seeds_used": self.bootstrap.fixed_seeds_used},

@@ -103,8 +103,8 @@ def test_identities_dial_from_their_own_addresses_and_report(lt: Any, make_node:
         assert st["peers"] == [{"address": target, "direction": "outbound", "kind": "attack", "handshake": True}]
         status, body = _get(f"http://{ip}:{port}/metrics")
         text = body.decode()
-        assert 'harness_attacker_messages_sent_total{attacker="atk-0",command="ping",kind="test-ping"} 6.0' in text
-        assert 'harness_attacker_connections_total{attacker="atk-0",kind="test-ping",outcome="connected"} 1.0' in text
+        assert 'harness_attacker_messages_sent_total{attacker="atk-0",behaviour="test-ping",command="ping",kind="test-ping"} 6.0' in text
+        assert 'harness_attacker_connection_attempts_total{attacker="atk-0",kind="test-ping",outcome="connected"} 1.0' in text
         assert "atk-1" not in text  # each identity's /metrics shows its own series only
         assert _get(f"http://{ip}:{port}/stop", method="POST")[0] == 401
         assert _get(f"http://{ip}:{port}/stop", token="secret", method="POST")[0] == 200
@@ -127,6 +127,6 @@ def test_a_failing_attack_is_reported_not_fatal(lt: Any) -> None:
         lt.run(asyncio.wait_for(runtime.wait_finished(), 10))
         attacker = runtime.attackers["atk"]
         assert attacker.error is not None and "Connection" in attacker.error or "Errno" in attacker.error
-        assert attacker.metrics.connections.labels("atk", "test-ping", "failed")._value.get() == 1
+        assert attacker.metrics.attempts.labels("atk", "test-ping", "failed")._value.get() == 1
     finally:
         lt.run(runtime.stop())

@@ -102,8 +102,8 @@ def load_overhead(loads: Sequence[NodeLoad]) -> LoadOverhead:
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 3) if a is not None and b else None
 
-    cpu_a = mean([x.receive_cpu_seconds for x in loads if x.attacked])
-    cpu_b = mean([x.receive_cpu_seconds for x in loads if not x.attacked])
+    cpu_a = mean([x.processing_seconds for x in loads if x.attacked])
+    cpu_b = mean([x.processing_seconds for x in loads if not x.attacked])
     by_a = mean([float(x.bytes_in) for x in loads if x.attacked])
     by_b = mean([float(x.bytes_in) for x in loads if not x.attacked])
     return LoadOverhead(cpu_a, cpu_b, ratio(cpu_a, cpu_b), by_a, by_b, ratio(by_a, by_b))

@@ -91,8 +91,11 @@ class NodeCollector:
         for reason, count in sorted(s.misbehaviour.items()):
             misb.add_metric([n, reason], count)
         yield misb
-        yield _single(CounterMetricFamily, "receive_cpu_seconds", "CPU time spent framing and handling received "
-                      "data (the cost of a flood to this node).", n, s.receive_cpu_seconds)
+        processing = CounterMetricFamily(PREFIX + "processing_seconds", "CPU time spent handling received messages, "
+                                         "by command (what each peer's traffic costs the node).", labels=["node", "command"])
+        for command, seconds in sorted(s.processing.items()):
+            processing.add_metric([n, command], seconds)
+        yield processing
         yield _single(CounterMetricFamily, "bans", "Addresses banned.", n, s.bans)
         yield _single(GaugeMetricFamily, "banned_addresses", "Addresses currently banned or discouraged.", n,
                       len(node.list_bans()))

@@ -80,26 +80,27 @@ class AttackPeer(ClientPeer):
         super().__init__(owner.config.magic_bytes, **kwargs)
         self.owner = owner
         self.target = ""
+        self.behaviour = owner.behaviour  # the metrics' behaviour label, fixed when the link opens
         self.closed_by_us = False
 
     def send(self, msg: Message) -> None:
         before = self.bytes_out
         super().send(msg)
         if self.bytes_out > before:
-            self.owner.metrics.sent(msg.command, self.bytes_out - before)
+            self.owner.metrics.sent(self.behaviour, msg.command, self.bytes_out - before)
 
     def send_forged(self, data: bytes) -> None:
         """Bytes that are not one well-formed frame (garbage, truncated, bad checksum...)."""
         before = self.bytes_out
         self.send_raw(data)
         if self.bytes_out > before:
-            self.owner.metrics.sent("raw", self.bytes_out - before)
+            self.owner.metrics.sent(self.behaviour, "raw", self.bytes_out - before)
 
     def send_frame(self, command: str | bytes, payload: bytes, **kwargs: Any) -> None:
         before = self.bytes_out
         super().send_frame(command, payload, **kwargs)
         if self.bytes_out > before:
-            self.owner.metrics.sent("raw", self.bytes_out - before)
+            self.owner.metrics.sent(self.behaviour, "raw", self.bytes_out - before)
 
     @property
     def closed_by_victim(self) -> bool:
@@ -123,7 +124,8 @@ class Attacker:
     def __init__(self, spec: AttackerSpec, params: Any, config: AttackConfig) -> None:
         self.spec, self.params, self.config = spec, params, config
         self.name = spec.name
-        self.metrics = AttackerMetrics(spec.name, self.kind)
+        self.metrics = AttackerMetrics(spec.group or spec.name, self.kind)
+        self.behaviour = self.kind  # the metrics' behaviour label for new links; kinds with a catalogue set it
         self.peers: list[AttackPeer] = []
         self.started_at: float | None = None
         self.finished_at: float | None = None

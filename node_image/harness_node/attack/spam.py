@@ -105,6 +105,7 @@ class SpamAttacker(Attacker):
             if delay > 0:
                 await asyncio.sleep(delay)
             b = BEHAVIOURS[params.behaviour]
+            self.behaviour = b.name  # the metrics' label for what the links send from now on
             runs = [Run(b.name, t, self.target_name(t)) for t in self.spec.targets]
             self.runs += runs
             await asyncio.gather(*(self._one(b, params, r) for r in runs))
