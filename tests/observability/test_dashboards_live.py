@@ -141,7 +141,8 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
         plan = json.loads((run_dir / "plan.json").read_text())
         state = json.loads((run_dir / "state.json").read_text())
         nodes = {n["name"]: f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "honest"}
-        seeder = f"{plan['seeder']['address']}:{plan['seeder']['control_port']}"
+        seeder_plan = next(n for n in plan["nodes"] if n["role"] == "seeder")
+        seeder = f"{seeder_plan['address']}:{seeder_plan['control_port']}"
         controller = state["controller_url"].removeprefix("http://")
         attackers = {n["name"]: f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "attacker"}
         network = LiveNetwork(run_dir, nodes, seeder, controller, prometheus, attackers)
@@ -174,7 +175,7 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
 def _restarted(run_dir: Path) -> set[str]:
     """Nodes the timeline restarted: each runs alone in a process named node-<name>-<n>."""
     state = json.loads((run_dir / "state.json").read_text())
-    return {n for p in state["processes"] if p["name"].startswith("node-") for n in p.get("nodes", [])}
+    return {n for p in state["backend_state"]["processes"] if p["name"].startswith("node-") for n in p.get("nodes", [])}
 
 
 def _pending_metrics(q: verify.PanelQuery) -> set[Metric]:
