@@ -152,7 +152,7 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
         prometheus.set_targets("harness-controller", [controller])
         victim = next(n for n in plan["nodes"] if n["role"] == "honest")
         # Outside every planned range (honest 127.1-99, attackers 127.100-239, bitcoind 127.240).
-        misbehave_until_banned((victim["address"], victim["port"]), f"127.250.{os.getpid() % 250}.1")
+        misbehave_until_banned((victim["address"], victim["p2p_port"]), f"127.250.{os.getpid() % 250}.1")
         _wait(lambda: _controller_done(state["controller_url"]), plan["duration"] + 120, "the controller to finish")
         # A restarted node is a new process on the same address; see test_a_restarted_node_is_scraped_again.
         restarted = {f"{a}:" for a in (n["address"] for n in plan["nodes"] if n["name"] in _restarted(run_dir))}
