@@ -152,3 +152,25 @@ def test_each_behaviour_gets_the_tables_score_and_outcome(spam_run: Any, name: s
             assert run.sent == want.messages
     if name == "connection-flood":
         assert run.connections == 20
+
+
+def _catalogue_table() -> str:
+    def cell(e: Any) -> str:
+        if e.reason is None:
+            return e.outcome
+        return f"{e.outcome} after {e.after} ({e.score} pts)" if e.after else f"{e.outcome} ({e.score} pts)"
+
+    rows = ["| Behaviour | Sends | Stage | Table rule (points) | `ban` | `discourage` | `disconnect` | Where written |",
+            "|---|---|---|---|---|---|---|---|"]
+    for b in CATALOGUE:
+        rule = f"`{b.reason}` ({b.points}{', every 10th' if b.every == 10 else ''})" if b.reason else "—"
+        rows.append(f"| `{b.name}` | {b.what} | {b.stage} | {rule} | "
+                    + " | ".join(cell(expect(b, p)) for p in ("ban", "discourage", "disconnect")) + f" | {b.rule} |")
+    return "\n".join(rows)
+
+
+def test_the_catalogue_table_in_the_docs_is_current() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "attackers.md").read_text()
+    assert _catalogue_table() in docs, "regenerate the table in docs/attackers.md from tests/node/test_spam.py"

@@ -8,7 +8,7 @@ without a valid frame), and the fixed sets below."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
 PREFIX = "harness_attacker_"
 CONNECTION_OUTCOMES = ("connected", "failed")  # TCP up / refused or timed out
@@ -17,6 +17,9 @@ OBSERVED_EVENTS = ("disconnected", "refused")  # the victim closed the link afte
 
 class AttackerMetrics:
     def __init__(self, attacker: str, kind: str) -> None:
+        # No `_created` series: they are not in the catalogue and double every counter (process-wide
+        # switch; an attacker process exports nothing else).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         self.attacker, self.kind = attacker, kind
         r = self.registry
