@@ -130,3 +130,17 @@ def test_a_failing_attack_is_reported_not_fatal(lt: Any) -> None:
         assert attacker.metrics.attempts.labels("atk", "test-ping", "failed")._value.get() == 1
     finally:
         lt.run(runtime.stop())
+
+
+def test_the_cli_refuses_a_bad_config_with_one_message_and_exit_2(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("harness-node")
+    bad = tmp_path / "attack.json"
+    bad.write_text(json.dumps({"attackers": [{"name": "s", "kind": "spam", "address": "127.0.0.1",
+                                              "params": {"behaviours": [{"behaviour": "teleport"}]}}]}))
+    out = subprocess.run([str(script), "attack", "--config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "spam params.behaviours[0]" in out.stderr and "unknown spam behaviour 'teleport'" in out.stderr, out.stderr
