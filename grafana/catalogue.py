@@ -141,7 +141,8 @@ NODE_METRICS = (
     _m("harness_node_addr_received_total", "counter", "addresses", (NODE,), "Addresses received in addr/addrv2."),
     _m("harness_node_addr_rate_limited_total", "counter", "addresses", (NODE,), "Addresses dropped by the addr token bucket."),
     _m("harness_node_processing_seconds_total", "counter", "seconds", (NODE, COMMAND),
-       "CPU time the node spent handling received messages, by command (what each peer's traffic costs it)."),
+       "Time the node spent handling received messages, by command: the handlers run synchronously on the "
+       "host's one thread, so this is CPU time (plus any time the OS took the CPU away)."),
 )
 
 SEEDER_METRICS = (

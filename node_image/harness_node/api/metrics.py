@@ -91,8 +91,9 @@ class NodeCollector:
         for reason, count in sorted(s.misbehaviour.items()):
             misb.add_metric([n, reason], count)
         yield misb
-        processing = CounterMetricFamily(PREFIX + "processing_seconds", "CPU time spent handling received messages, "
-                                         "by command (what each peer's traffic costs the node).", labels=["node", "command"])
+        processing = CounterMetricFamily(PREFIX + "processing_seconds", "Time spent handling received messages "
+                                         "(synchronous, on the host's one thread: CPU time), by command.",
+                                         labels=["node", "command"])
         for command, seconds in sorted(s.processing.items()):
             processing.add_metric([n, command], seconds)
         yield processing

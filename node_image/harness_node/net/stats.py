@@ -61,7 +61,7 @@ class NodeStats:
         self.inv_wait = {"inbound": Histogram(), "outbound": Histogram()}
         self.sandbox_refused = 0
         self.connections: defaultdict[tuple[str, str], int] = defaultdict(int)  # (direction, outcome)
-        # command label -> CPU seconds spent handling received messages: what a flood costs a victim
+        # command label -> seconds spent handling received messages (synchronous: CPU time): what a flood costs a victim
         self.processing: defaultdict[str, float] = defaultdict(float)
 
     def count_message(self, direction: str, command: str, size: int) -> None:
