@@ -14,7 +14,11 @@ def bearer_ok(headers: Mapping[str, str], token: str | None) -> bool:
     if not token:
         return True
     given = headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    try:
+        given_bytes = given.encode()
+    except UnicodeEncodeError:  # undecodable bytes (aiohttp keeps them as surrogates): not our token
+        return False
+    return hmac.compare_digest(given_bytes, f"Bearer {token}".encode())
 
 
 def require_token_off_loopback(bind: str, token: str | None, what: str) -> None:
