@@ -14,10 +14,15 @@ def _local() -> type[Backend]:
     return LocalBackend
 
 
-BACKENDS = {"local": _local}
+def _docker() -> type[Backend]:
+    from harness.backends.docker.backend import DockerBackend
+
+    return DockerBackend
+
+
+BACKENDS = {"local": _local, "docker": _docker}
 # Named on purpose so that `--backend docker` says why, instead of "unknown backend".
 UNAVAILABLE = {
-    "docker": "the docker backend is not built yet; use --backend local",
     "k8s": "the k8s backend is not built yet; use --backend local",
 }
 
