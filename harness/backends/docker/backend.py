@@ -28,7 +28,9 @@ from harness.backends.base import (
 )
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.docker import engine
-from harness.backends.docker.layout import Layout, container_node_config, layout, subnet_candidates, transport
+from harness.backends.docker.layout import (
+    Layout, container_node_config, endpoints_table, layout, subnet_candidates, transport,
+)
 from harness.backends.endpoint import endpoint_record
 from harness.backends.local import processes as lw
 from harness.backends.node_config import node_config, seeder_config
@@ -135,8 +137,7 @@ class DockerBackend(Backend):
         if c.kind == "seeder":
             assert plan.seeder is not None
             config = seeder_config(plan.seeder, token)
-            config.update(dns_host=c.ip, control_host=c.ip, endpoints=transport(plan, lay).get(
-                plan.peers()[0].name, {}).get("endpoints", {}) if plan.peers() else {})
+            config.update(dns_host=c.ip, control_host=c.ip, endpoints=endpoints_table(plan, lay))
             files, command = {"seeder.json": config}, ["seeder", "--config", SEEDER_CONFIG]
             role = "seeder"
         else:
