@@ -35,6 +35,7 @@ from harness.backends.endpoint import endpoint_record
 from harness.backends.local import processes as lw
 from harness.backends.node_config import node_config, seeder_config
 from harness.plan.model import Plan
+from harness.scenario.deploy import Deploy
 
 DEFAULT_IMAGE = "harness-node:latest"
 ENV_IMAGE = "HARNESS_IMAGE"
@@ -46,16 +47,14 @@ PAUSED = "paused"
 
 class DockerBackend(Backend):
     name = "docker"
-    OPTIONS = frozenset({"image", "nodes_per_container", "limits"})
+    OPTIONS = frozenset({"image", "nodes_per_container"})
 
-    def __init__(self, run: RunStore, *, image: str | None = None, nodes_per_container: int = 1,
-                 limits: dict[str, Any] | None = None) -> None:
+    def __init__(self, run: RunStore, *, image: str | None = None, nodes_per_container: int | None = None) -> None:
         """``image``: the node image (default $HARNESS_IMAGE or harness-node:latest; never pulled).
-        ``limits``: docker resource limits per container (mem_limit, nano_cpus, pids_limit)."""
+        ``nodes_per_container``: overrides the scenario's deploy.nodes_per_container (benchmarks)."""
         super().__init__(run)
         self.image = image or os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE
         self.nodes_per_container = nodes_per_container
-        self.limits = dict(limits or {})
         self._client: Any = None
 
     # --- helpers --------------------------------------------------------------------------------
@@ -97,19 +96,23 @@ class DockerBackend(Backend):
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound or an API error: the message says which image
             raise BackendError(f"image {self.image} is not on the Docker engine; build it with `harness image build "
                                f"--tag {self.image}`") from None
+        deploy = Deploy.model_validate(plan.scenario.get("deploy") or {})
+        per_container = self.nodes_per_container or deploy.nodes_per_container
         self.run.reset()
         self.run.plan_file.write_text(plan.to_json())
         self._plan = plan
         state = RunState(scenario=plan.name, backend=self.name, plan_digest=plan.digest,
                          control_token=secrets.token_hex(16),
-                         backend_state={"image": self.image, "nodes_per_container": self.nodes_per_container,
+                         backend_state={"image": self.image, "nodes_per_container": per_container,
+                                        "limits": {"node": deploy.resources.node.docker_limits(),
+                                                   "seeder": deploy.resources.seeder.docker_limits()},
                                         "network": "", "layout": None, "paused": [], "disconnected": []})
         self.run.save_state(state)  # the run id is recorded before anything carries its label
         try:
             net_name = f"harness-{state.run_id}"
             _, subnet = engine.create_network(client, net_name, subnet_candidates(state.run_id),
                                               labels_for(state.run_id, "network", "network", plan.name))
-            lay = layout(plan, subnet, self.nodes_per_container)
+            lay = layout(plan, subnet, per_container)
             state.backend_state.update(network=net_name, layout=lay.to_dict())
             state.endpoints = self._endpoints(plan, lay)
             self.run.save_state(state)
@@ -148,7 +151,8 @@ class DockerBackend(Backend):
             role = plan.node(c.nodes[0]).role if len(c.nodes) == 1 else "node-pack"
         return {"image": state.backend_state["image"], "name": self._container_name(state.run_id, c.member),
                 "command": command, "labels": labels_for(state.run_id, c.member, role, plan.name),
-                "network": state.backend_state["network"], "ip": c.ip, "files": files, "limits": self.limits}
+                "network": state.backend_state["network"], "ip": c.ip, "files": files,
+                "limits": state.backend_state["limits"]["seeder" if c.kind == "seeder" else "node"]}
 
     def start_controller(self, argv: Sequence[str]) -> None:
         """The controller as a process on this host, recorded in the state so `down` stops it."""
