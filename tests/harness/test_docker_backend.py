@@ -86,7 +86,7 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+            raise AssertionError(f"not within {timeout:.0f} s: {what() if callable(what) else what}")
         time.sleep(0.5)
 
 
@@ -111,7 +111,7 @@ def _tx_everywhere(token: str, source: Endpoint, eps: list[Endpoint], timeout: f
         lacking[:] = sorted(n for n, r in results.items() if isinstance(r, ControlAPIError) or r is None)
         return not lacking
 
-    _wait(lambda: _run(seen()), timeout, f"tx {txid} at every one of {len(eps)} nodes (lacking: {lacking})")
+    _wait(lambda: _run(seen()), timeout, lambda: f"tx {txid} at every one of {len(eps)} nodes (lacking: {lacking})")
     return txid
 
 

@@ -27,7 +27,7 @@ from harness.backends.base import (
     STOPPED, Backend, BackendError, DownSummary, MemberStatus, RunState, RunStore, labels_for,
 )
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
-from harness.backends.docker import engine
+from harness.backends.docker import engine, monitor
 from harness.backends.docker.layout import (
     Layout, container_node_config, endpoints_table, layout, subnet_candidates, transport,
 )
@@ -330,5 +330,24 @@ class DockerBackend(Backend):
             net.connect(self._container(c.member), ipv4_address=c.ip)
             self._mark("disconnected", name, False)
 
-    def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
-        raise BackendError("the docker backend cannot replace the seeder yet")
+    def start_monitoring(self, prometheus_image: str = monitor.PROMETHEUS_IMAGE,
+                         grafana_image: str | None = monitor.GRAFANA_IMAGE) -> dict[str, str]:
+        """Prometheus scraping every node, the seeder and the controller, and Grafana (monitor.py)."""
+        state = self.state()
+        subnet = self._layout(state).subnet
+        static = monitor.targets(self.plan, state.endpoints, state.controller_url)
+        engine.run_aux(self.client, name=self._container_name(state.run_id, "prometheus"),
+                       labels=labels_for(state.run_id, "prometheus", "monitoring", self.plan.name),
+                       files={"prometheus.yml": monitor.prometheus_config(state.run_id, static)},
+                       directory="/etc/prometheus", **monitor.prometheus_spec(prometheus_image, subnet))
+        if grafana_image:
+            engine.run_aux(self.client, name=self._container_name(state.run_id, "grafana"),
+                           labels=labels_for(state.run_id, "grafana", "monitoring", self.plan.name),
+                           network=state.backend_state["network"], ip=monitor.grafana_ip(subnet),
+                           **monitor.grafana_spec(grafana_image, subnet))
+        urls = monitor.urls(subnet, bool(grafana_image))
+        with self.run.locked():
+            state = self.state()
+            state.backend_state["monitoring"] = urls
+            self.run.save_state(state)
+        return urls

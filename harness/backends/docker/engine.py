@@ -6,6 +6,7 @@ carries a run's label. The one module that talks to the Docker SDK.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import tarfile
 import time
@@ -69,7 +70,8 @@ def create_network(client: Any, name: str, subnets: list[str], labels: dict[str,
 
     last = ""
     for subnet in subnets:
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        gateway = str(ipaddress.ip_network(subnet).network_address + 1)  # monitor.gateway relies on it
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet, gateway=gateway)])
         try:
             return client.networks.create(name, driver="bridge", ipam=ipam, labels=labels, check_duplicate=True), subnet
         except docker.errors.APIError as e:
@@ -105,6 +107,37 @@ def create_container(client: Any, *, image: str, name: str, command: list[str], 
     cid = created["Id"]
     api.put_archive(cid, CONFIG_DIR, config_archive(files))
     return cid
+
+
+def run_aux(client: Any, *, name: str, labels: dict[str, str], files: dict[str, str] | None = None,
+            directory: str = "", network: str = "", ip: str = "", **kwargs: Any) -> Any:
+    """Create and start a helper container (monitoring): ``files`` (name -> text, mode 0644) copied
+    into ``directory`` first; on ``network`` at ``ip`` if given. Pulls the image if missing."""
+    import docker
+
+    image = kwargs.pop("image")
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        try:
+            client.images.pull(image)
+        except docker.errors.APIError as e:
+            raise BackendError(f"image {image} is not on the engine and cannot be pulled ({e.explanation or e}); "
+                               f"build one with `harness image build --prometheus` or name another") from None
+    if network:
+        kwargs.update(network=network, networking_config={network: client.api.create_endpoint_config(ipv4_address=ip or None)})
+    container = client.containers.create(image, name=name, labels=labels, detach=True, **kwargs)
+    if files:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for fname, text in files.items():
+                raw = text.encode()
+                info = tarfile.TarInfo(fname)
+                info.size, info.mode, info.mtime = len(raw), 0o644, int(time.time())
+                tar.addfile(info, io.BytesIO(raw))
+        container.put_archive(directory, buf.getvalue())
+    container.start()
+    return container
 
 
 def start(client: Any, cid: str) -> None:
