@@ -25,11 +25,11 @@ import yaml
 from harness.backends.base import Endpoint
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.backends.docker import engine
-from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image
+from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image, build_prometheus_image
 from harness.backends.registry import make_backend
 from harness.run import runner
 from harness.run.rundir import RunDir
-from tests.real import missing
+from tests.real import docker_engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "docker-30.yaml"
 BASE_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", LOCAL_BASE_IMAGE)
 TAG = "harness-node:test-docker-backend"
+PROMETHEUS_TAG = "harness-prometheus:test-docker-backend"  # built from the base and Debian's package
+SCRAPE_TIMEOUT = 60.0
 FORM_TIMEOUT = 60.0  # every node has an outbound peer (seeder delay 0.55 s at time_scale 0.05)
 RELAY_TIMEOUT = 30.0
 # After a heal the partitioned node's TCP connections resume only when a retransmission gets
@@ -47,16 +49,9 @@ HEAL_RELAY_TIMEOUT = 120.0
 
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        missing("docker", f"no Docker engine answers ({e})")
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        missing("docker", f"base image {BASE_IMAGE} is missing")
+    client = docker_engine(BASE_IMAGE)
     build_node_image(TAG, BASE_IMAGE, client=client)
+    build_prometheus_image(PROMETHEUS_TAG, BASE_IMAGE, client=client)
     os.environ["HARNESS_IMAGE"] = TAG
     yield TAG
     client.close()
@@ -124,6 +119,16 @@ def _labelled(run_id: str) -> dict[str, list[Any]]:
         client.close()
 
 
+def _scraped(prometheus: str, count: int) -> bool:
+    """Prometheus reports ``count`` active targets, every one healthy (up), each a distinct member."""
+    try:
+        active = requests.get(f"{prometheus}/api/v1/targets", timeout=3).json()["data"]["activeTargets"]
+    except (requests.RequestException, ValueError, KeyError):
+        return False
+    members = {t["labels"]["member"] for t in active}
+    return len(active) == count and len(members) == count and all(t["health"] == "up" for t in active)
+
+
 def _can_dial(container: Any, ip: str, port: int) -> bool:
     """From inside ``container`` (docker exec: needs no network), can a TCP connection reach ip:port?"""
     code = (f"import socket,sys\ntry:\n socket.create_connection(('{ip}',{port}),timeout=3).close()\n"
@@ -134,12 +139,14 @@ def _can_dial(container: Any, ip: str, port: int) -> bool:
 @pytest.mark.parametrize("per_container", [1, 10], ids=["container-per-node", "packed-10"])
 def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
     run_dir = tmp_path / "run"
-    state = runner.deploy(_scenario(tmp_path, per_container), "docker", run_dir, wait=True)
+    # Grafana's image cannot be pulled here (no registry): its spec is tested in test_docker_parts.py
+    state = runner.deploy(_scenario(tmp_path, per_container), "docker", run_dir, wait=True,
+                          monitor={"prometheus_image": PROMETHEUS_TAG, "grafana_image": None})
     run_id, token = state.run_id, state.control_token or ""
     be = make_backend("docker", RunDir(run_dir))
     try:
         labelled = _labelled(run_id)
-        expected = 31 if per_container == 1 else 4  # nodes (packed: 3 containers of 10) + seeder
+        expected = (31 if per_container == 1 else 4) + 1  # nodes (packed: 3 containers of 10) + seeder + Prometheus
         assert len(labelled["container"]) == expected and len(labelled["network"]) == 1
         assert all(c.labels["harness.io/run"] == run_id for c in labelled["container"])
         eps = be.node_endpoints()
@@ -155,6 +162,10 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
         peers = _run(_statuses(token, [eps["node-0"]]))["node-0"]["peers"]
         assert peers and all(p["address"].rsplit(":", 1)[0] in planned for p in peers), peers
 
+        # the run's Prometheus scrapes every node, the seeder and the controller
+        prometheus = state.backend_state["monitoring"]["prometheus"]
+        _wait(lambda: _scraped(prometheus, 32), SCRAPE_TIMEOUT, "Prometheus has 32 healthy targets")
+
         # a transaction reaches every node
         _tx_everywhere(token, eps["node-0"], list(eps.values()))
 
@@ -168,7 +179,7 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
     finally:
         summary = be.down()
     assert summary.clean, summary
-    assert summary.removed["container"] == (31 if per_container == 1 else 4) and summary.removed["network"] == 1
+    assert summary.removed["container"] == (32 if per_container == 1 else 5) and summary.removed["network"] == 1
     assert not any(_labelled(run_id).values())
     assert be.down().already_down  # idempotent
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.backends.base import (
-    STOPPED, Backend, BackendError, DownSummary, MemberStatus, RunState, RunStore, labels_for,
+    STOPPED, Backend, BackendError, DownSummary, MemberStatus, RunState, RunStore, labels_for, ready_timeout,
 )
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.docker import engine, monitor
@@ -43,6 +43,8 @@ DATADIR = "/var/lib/harness-node"
 HOST_CONFIG = f"{engine.CONFIG_DIR}/nodes.json"
 SEEDER_CONFIG = f"{engine.CONFIG_DIR}/seeder.json"
 PAUSED = "paused"
+CONTROLLER_GRACE_SECONDS = 10.0
+READY_SECONDS_PER_CONTAINER = 1.0
 
 
 class DockerBackend(Backend):
@@ -78,6 +80,15 @@ class DockerBackend(Backend):
             return self.client.containers.get(self._container_name(state.run_id, member))
         except docker.errors.NotFound:
             raise BackendError(f"no container for member {member!r} of run {state.run_id}") from None
+
+    def wait_ready(self, timeout: float | None = None, names: Sequence[str] | None = None) -> None:
+        """As the base class, with a budget per container: the engine starts containers a few at a
+        time, each an interpreter importing the node (about a second apiece on 2 busy cores)."""
+        if timeout is None:
+            state = self.state()
+            containers = len(self._layout(state).containers) if state.backend_state.get("layout") else 1
+            timeout = ready_timeout(len(self.plan.peers())) + READY_SECONDS_PER_CONTAINER * containers
+        super().wait_ready(timeout, names)
 
     def transport_for(self, plan: Plan) -> dict[str, dict[str, Any]]:
         return transport(plan, self._layout())
@@ -187,14 +198,14 @@ class DockerBackend(Backend):
             state = self.state()
             removed, forced, left = engine.remove_run(self.client, state.run_id)
             ctl = self._controller(state)
-            stopped_ctl = 0
+            stopped_ctl = forced_ctl = 0
             if ctl and lw.is_ours(ctl):
-                lw.signal_group(ctl.pgid, signal.SIGTERM)
                 stopped_ctl = 1
+                forced_ctl = int(not _stop_group(ctl.pgid))
             already = not any(removed.values()) and not stopped_ctl and state.status == STOPPED
             state.status, state.stopped_at = STOPPED, state.stopped_at if already else time.time()
             self.run.save_state(state)
-        removed["process"] = stopped_ctl
+        removed["process"], forced["process"] = stopped_ctl, forced_ctl
         return DownSummary(already_down=already, seconds=time.monotonic() - started, removed=removed,
                            forced=forced, left=left)
 
@@ -351,3 +362,17 @@ class DockerBackend(Backend):
             state.backend_state["monitoring"] = urls
             self.run.save_state(state)
         return urls
+
+
+def _stop_group(pgid: int) -> bool:
+    """SIGTERM a process group (the controller), SIGKILL after the grace; True if it went on TERM."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        lw.signal_group(pgid, sig)
+        deadline = time.monotonic() + CONTROLLER_GRACE_SECONDS
+        while lw.live_groups({pgid}):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return sig == signal.SIGTERM
+    return False

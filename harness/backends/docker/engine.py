@@ -81,16 +81,20 @@ def create_network(client: Any, name: str, subnets: list[str], labels: dict[str,
     raise BackendError(f"no free subnet for network {name} after {len(subnets)} tries (last: {last})")
 
 
-def config_archive(files: dict[str, Any]) -> bytes:
-    """A tar of JSON files owned by the image's user, mode 0600 (they hold the control token)."""
+def archive(files: dict[str, bytes], mode: int, uid: int = 0) -> bytes:
+    """A tar of ``files`` (name -> content), each with ``mode`` and owner ``uid``, for put_archive."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            raw = json.dumps(data, indent=1).encode()
+        for name, raw in files.items():
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime, info.uid, info.gid = len(raw), 0o600, int(time.time()), NODE_UID, NODE_UID
+            info.size, info.mode, info.mtime, info.uid, info.gid = len(raw), mode, int(time.time()), uid, uid
             tar.addfile(info, io.BytesIO(raw))
     return buf.getvalue()
+
+
+def config_archive(files: dict[str, Any]) -> bytes:
+    """JSON files owned by the image's user, mode 0600 (they hold the control token)."""
+    return archive({name: json.dumps(data, indent=1).encode() for name, data in files.items()}, 0o600, NODE_UID)
 
 
 def create_container(client: Any, *, image: str, name: str, command: list[str], labels: dict[str, str],
@@ -128,14 +132,7 @@ def run_aux(client: Any, *, name: str, labels: dict[str, str], files: dict[str, 
         kwargs.update(network=network, networking_config={network: client.api.create_endpoint_config(ipv4_address=ip or None)})
     container = client.containers.create(image, name=name, labels=labels, detach=True, **kwargs)
     if files:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for fname, text in files.items():
-                raw = text.encode()
-                info = tarfile.TarInfo(fname)
-                info.size, info.mode, info.mtime = len(raw), 0o644, int(time.time())
-                tar.addfile(info, io.BytesIO(raw))
-        container.put_archive(directory, buf.getvalue())
+        container.put_archive(directory, archive({n: t.encode() for n, t in files.items()}, 0o644))
     container.start()
     return container
 
