@@ -24,6 +24,7 @@ INSTALL = {
     "prometheus": "apt-get install prometheus",
     "promtool": "apt-get install prometheus (promtool comes with it)",
     "dig": "apt-get install dnsutils",
+    "docker-compose": "apt-get install docker-compose",
 }
 ENV_REQUIRE = "HARNESS_REQUIRE_REAL"
 

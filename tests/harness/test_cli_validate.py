@@ -92,7 +92,7 @@ def test_plan_of_a_broken_file_fails_like_validate():
     assert result.exit_code == 2 and "network.magic" in result.stderr
 
 
-@pytest.mark.parametrize("backend", ["docker", "k8s"])
+@pytest.mark.parametrize("backend", ["k8s"])
 def test_container_backends_say_they_are_not_available_yet(backend: str):
     result = runner.invoke(app, ["deploy", str(ROOT / "scenarios" / "quickstart.yaml"), "--backend", backend])
     assert result.exit_code == 2
@@ -101,8 +101,8 @@ def test_container_backends_say_they_are_not_available_yet(backend: str):
 
 
 def test_the_backend_can_come_from_the_environment():
-    result = runner.invoke(app, ["run", str(ROOT / "scenarios" / "quickstart.yaml")], env={"HARNESS_BACKEND": "docker"})
-    assert result.exit_code == 2 and "docker backend is not available yet" in result.stderr
+    result = runner.invoke(app, ["run", str(ROOT / "scenarios" / "quickstart.yaml")], env={"HARNESS_BACKEND": "k8s"})
+    assert result.exit_code == 2 and "k8s backend is not available yet" in result.stderr
 
 
 def test_run_validates_the_scenario_before_anything_else():
