@@ -21,12 +21,14 @@ import docker
 import pytest
 import requests
 import yaml
+from typer.testing import CliRunner
 
 from harness.backends.base import Endpoint
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.backends.docker import engine
 from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image, build_prometheus_image
 from harness.backends.registry import make_backend
+from harness.cli.app import app
 from harness.run import runner
 from harness.run.rundir import RunDir
 from tests.real import docker_engine
@@ -175,12 +177,26 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
         assert members["controller"].alive and members["seeder"].alive
         assert be.logs("seeder").strip(), "the seeder container logged nothing"
 
+        # `harness logs MEMBER` reads a container's log through the backend; an unknown member is exit 2
+        result = CliRunner().invoke(app, ["logs", "seeder", "--run-dir", str(run_dir)])
+        assert result.exit_code == 0 and result.stdout.strip(), result.output
+        assert CliRunner().invoke(app, ["logs", "no-such-member", "--run-dir", str(run_dir)]).exit_code == 2
+
         if per_container == 1:
             _native_faults(be, token, eps)
+        else:
+            # what a crashed `up` may leave unrecorded is still found by its label; another run's is not touched
+            client = docker.from_env()
+            stray = client.containers.create(image, ["--help"], labels={"harness.io/run": run_id})
+            foreign = client.containers.create(image, ["--help"], labels={"harness.io/run": "not-" + run_id})
+            client.close()
     finally:
         summary = be.down()
+    if per_container != 1:
+        foreign.reload()  # still there: NotFound otherwise
+        foreign.remove(force=True)
     assert summary.clean, summary
-    assert summary.removed["container"] == (32 if per_container == 1 else 5) and summary.removed["network"] == 1
+    assert summary.removed["container"] == (32 if per_container == 1 else 6) and summary.removed["network"] == 1
     assert not any(_labelled(run_id).values())
     assert be.down().already_down  # idempotent
 
