@@ -41,6 +41,7 @@ BASE_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", LOCAL_BASE_IMAGE)
 TAG = "harness-node:test-docker-backend"
 PROMETHEUS_TAG = "harness-prometheus:test-docker-backend"  # built from the base and Debian's package
 SCRAPE_TIMEOUT = 60.0
+TIMELINE_TIMEOUT = 120.0  # the restart at 28 s of the scenario, plus the restarted node's readiness
 FORM_TIMEOUT = 60.0  # every node has an outbound peer (seeder delay 0.55 s at time_scale 0.05)
 RELAY_TIMEOUT = 30.0
 # After a heal the partitioned node's TCP connections resume only when a retransmission gets
@@ -183,6 +184,12 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
         assert CliRunner().invoke(app, ["logs", "no-such-member", "--run-dir", str(run_dir)]).exit_code == 2
 
         if per_container == 1:
+            # the scenario's own timeline restarts node-3 at 28 s (through this backend, from the
+            # controller): wait for it to have done so, so it does not race the checks below
+            journal = RunDir(run_dir)
+            done = _wait(lambda: [e for e in journal.read_journal("event") if e.get("action") == "restart_node"],
+                         TIMELINE_TIMEOUT, "the timeline's restart_node of node-3")
+            assert all(e["ok"] for e in done), done
             _native_faults(be, token, eps)
         else:
             # what a crashed `up` may leave unrecorded is still found by its label; another run's is not touched
