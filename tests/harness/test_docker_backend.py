@@ -41,6 +41,7 @@ BASE_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", LOCAL_BASE_IMAGE)
 TAG = "harness-node:test-docker-backend"
 PROMETHEUS_TAG = "harness-prometheus:test-docker-backend"  # built from the base and Debian's package
 SCRAPE_TIMEOUT = 60.0
+HEALTH_TIMEOUT = 90.0  # start period 20 s, interval 30 s (node_image/Dockerfile)
 TIMELINE_TIMEOUT = 120.0  # the restart at 28 s of the scenario, plus the restarted node's readiness
 FORM_TIMEOUT = 60.0  # every node has an outbound peer (seeder delay 0.55 s at time_scale 0.05)
 RELAY_TIMEOUT = 30.0
@@ -177,6 +178,11 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
         members = {m.name: m for m in be.members()}
         assert members["controller"].alive and members["seeder"].alive
         assert be.logs("seeder").strip(), "the seeder container logged nothing"
+
+        # the image's HEALTHCHECK (every 30 s) finds the seeder's control API answering
+        seeder = docker.from_env().containers.get(be._container_name(run_id, "seeder"))
+        _wait(lambda: seeder.reload() or seeder.attrs["State"]["Health"]["Status"] == "healthy", HEALTH_TIMEOUT,
+              "the seeder container is healthy")
 
         # `harness logs MEMBER` reads a container's log through the backend; an unknown member is exit 2
         result = CliRunner().invoke(app, ["logs", "seeder", "--run-dir", str(run_dir)])
