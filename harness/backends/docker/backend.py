@@ -197,12 +197,12 @@ class DockerBackend(Backend):
             return DownSummary(already_down=True, seconds=0.0)
         with self.run.locked():
             state = self.state()
-            removed, forced, left = engine.remove_run(self.client, state.run_id)
             ctl = self._controller(state)
             stopped_ctl = forced_ctl = 0
-            if ctl and lw.is_ours(ctl):
+            if ctl and lw.is_ours(ctl):  # first: its timeline must not start a container meanwhile
                 stopped_ctl = 1
                 forced_ctl = int(not _stop_group(ctl.pgid))
+            removed, forced, left = engine.remove_run(self.client, state.run_id)
             already = not any(removed.values()) and not stopped_ctl and state.status == STOPPED
             state.status, state.stopped_at = STOPPED, state.stopped_at if already else time.time()
             self.run.save_state(state)

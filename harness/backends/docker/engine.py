@@ -166,10 +166,7 @@ def remove_run(client: Any, run_id: str) -> tuple[dict[str, int], dict[str, int]
 
     forced = sum(parallel(rm_container, containers))
     for n in networks:
-        try:
-            n.remove()
-        except docker.errors.NotFound:
-            pass
+        _remove_network(n)
     for v in volumes:
         try:
             v.remove(force=True)
@@ -180,3 +177,30 @@ def remove_run(client: Any, run_id: str) -> tuple[dict[str, int], dict[str, int]
                "volume": len(volumes) - len(left_v)}
     left = {"container": [c.name for c in left_c], "network": [n.name for n in left_n], "volume": [v.name for v in left_v]}
     return removed, {"container": forced}, left
+
+
+NETWORK_RETRY_SECONDS = 10.0
+
+
+def _remove_network(network: Any) -> None:
+    """Remove ``network``; the engine may still hold an endpoint of a container removed a moment
+    ago ("has active endpoints"): disconnect what is left, with force, and try again."""
+    import docker
+
+    deadline = time.monotonic() + NETWORK_RETRY_SECONDS
+    while True:
+        try:
+            network.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            if time.monotonic() > deadline:
+                return  # reported in `left` by the caller
+            try:
+                network.reload()
+                for cid in (network.attrs.get("Containers") or {}):
+                    network.disconnect(cid, force=True)
+            except docker.errors.APIError:
+                pass
+            time.sleep(0.5)
