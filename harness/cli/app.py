@@ -61,8 +61,8 @@ OutOption = Annotated[Optional[Path], typer.Option(
     "--out", help="Report directory (report.json, junit.xml, summary.md, PNGs). Default: <run dir>/report.",
     envvar="HARNESS_OUT", show_default=False)]
 WaitOption = Annotated[bool, typer.Option(
-    "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
-                             "Ctrl-C stops following only: the network keeps running until `harness down`.")]
+    "--wait/--no-wait", help="Then follow the network in a live status table; Ctrl-C stops following "
+                             "only: the network keeps running until `harness down`.")]
 
 
 @contextmanager
@@ -191,9 +191,9 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
 MonitorOption = Annotated[bool, typer.Option(
     "--monitor", help="Also start Prometheus (scraping every member) and Grafana with the dashboards (docker backend).")]
 PrometheusImageOption = Annotated[str, typer.Option(
-    "--prometheus-image", help="Prometheus image for --monitor (`harness image build --prometheus` builds one).")]
+    "--prom-image", help="Prometheus image for --monitor (`harness image build --prometheus` builds one).")]
 GrafanaImageOption = Annotated[str, typer.Option(
-    "--grafana-image", help="Grafana image for --monitor; empty: no Grafana.")]
+    "--graf-image", help="Grafana image for --monitor; empty: none.")]
 
 
 @app.command()
