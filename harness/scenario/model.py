@@ -23,6 +23,7 @@ from harness.scenario.actions import ACTIONS, ROGUE_SEEDER, SeederMode, SeederPa
 from harness.errors import format_path
 from harness.scenario.attackers import ATTACKER_KINDS, identities_needed
 from harness.scenario.checks import Check, parse_check
+from harness.scenario.deploy import Deploy
 from harness.scenario.durations import Duration, format_duration
 from harness.scenario.problem import problem
 from harness.scenario.selectors import Member, Selector, SelectorError, match
@@ -304,6 +305,7 @@ class Scenario(Strict):
     faults: list[Fault] = Field(default_factory=list, max_length=MAX_FAULTS)
     expect: list[SerializeAsAny[Annotated[Check, PlainValidator(parse_check)]]] = Field(default_factory=list,
                                                                                        max_length=MAX_CHECKS)
+    deploy: Deploy = Deploy()  # container backends only: packing and resource limits (scenario/deploy.py)
 
     @field_validator("duration")
     @classmethod

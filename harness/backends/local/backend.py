@@ -30,6 +30,7 @@ from harness.backends.local.processes import ProcessRecord
 from harness.backends.node_config import (
     attack_process_config, is_attack_identity, node_config, rogue_seeder_config, seeder_config,
 )
+from harness.errors import UnknownMember
 from harness.plan.model import NodePlan, Plan
 
 TERM_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL: a host flushes every node's datadir on SIGTERM
@@ -201,7 +202,7 @@ class LocalBackend(Backend):
         try:
             path = lw.record(self._state(), member).log
         except KeyError:
-            raise BackendError(f"no member named {member!r} in this run") from None
+            raise UnknownMember(f"no member named {member!r} in this run; `harness status` lists them") from None
         try:
             with open(path, errors="replace") as f:
                 return f.read()
