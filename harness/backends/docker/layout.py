@@ -14,6 +14,8 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.backends.node_config import is_attack_identity
+from harness.errors import BackendUnavailable
 from harness.plan.model import NodePlan, Plan
 
 # Candidate subnets: /20s (4,094 addresses) inside 10.128.0.0/9, starting at one derived from the
@@ -81,6 +83,10 @@ def layout(plan: Plan, subnet: str, nodes_per_container: int = 1) -> Layout:
     give the same layout."""
     if nodes_per_container < 1:
         raise ValueError("nodes_per_container must be at least 1")
+    for node in plan.peers():
+        if is_attack_identity(node):  # a `harness-node attack` process: only the local backend places those so far
+            raise BackendUnavailable(f"plan node {node.name}: the docker backend cannot place active attackers "
+                                     f"(kind {node.config.get('kind')!r}) yet; run this scenario with --backend local")
     net = ipaddress.ip_network(subnet)
     peers = plan.peers()
     groups = [peers[i:i + nodes_per_container] for i in range(0, len(peers), nodes_per_container)]
