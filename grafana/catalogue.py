@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness_node.names import DANDELION_FLUFF_CAUSES
+
 COMPONENTS = ("node", "seeder", "controller", "attacker")
 TYPES = ("counter", "gauge", "histogram")
 
@@ -82,6 +84,7 @@ VICTIM = Label("victim", None, "one per victim node named by the scenario's atta
 ATTACKER = Label("attacker", None, "one per attacker entry of the scenario (its `name`), not per attacker node")
 BEHAVIOUR = Label("behaviour", None, "the spam behaviours of issue 10 (about 25)")
 ESTIMATOR = Label("estimator", ("first-spy", "timing"), "fixed")
+FLUFF_CAUSE = Label("cause", DANDELION_FLUFF_CAUSES, "fixed: harness_node.names.DANDELION_FLUFF_CAUSES")
 DROP_CAUSE = Label("cause", ("loss", "partition"), "fixed")
 WORKER = Label("worker", None, "one per worker process of the run (a few)")
 
@@ -131,6 +134,10 @@ NODE_METRICS = (
        "Inbound connections refused: slots full and nobody evictable."),
     _m("harness_node_addr_received_total", "counter", "addresses", (NODE,), "Addresses received in addr/addrv2."),
     _m("harness_node_addr_rate_limited_total", "counter", "addresses", (NODE,), "Addresses dropped by the addr token bucket."),
+    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
+       "Transactions this node relayed in the Dandelion++ stem phase (its own and others'); 0 under other policies."),
+    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE, FLUFF_CAUSE),
+       "Stem transactions this node fluffed: by its coin (q), its embargo timer, or for want of a stem relay."),
 )
 
 SEEDER_METRICS = (
@@ -215,10 +222,6 @@ PLANNED_METRICS = (
        "Share of the spy's source guesses that are right.", 11),
     _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
        "Share of transactions whose true source the spy named.", 11),
-    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
-       "Transactions relayed in the stem phase.", 11),
-    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE,),
-       "Stem transactions this node fluffed (by coin flip or embargo timer).", 11),
     # issue 12: chaos
     _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
        "Messages the link emulation dropped, by cause.", 12),
