@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-KIND_MODULES: tuple[str, ...] = ()
+KIND_MODULES: tuple[str, ...] = ("spy",)
 
 
 def load_kinds() -> None:
