@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from harness.analysis.figures.propagation import KindPropagation
+
 ESTIMATORS: tuple[str, ...] = ("first-spy", "timing")  # grafana/catalogue.py ESTIMATOR label
 TIMING_ANNOUNCERS = 20  # the early announcements carry the position; later ones are mostly noise
 
@@ -172,3 +174,34 @@ def evaluate(views: Mapping[str, View], truth: Mapping[str, str], honest: Sequen
         "timing": {item: timing_estimate(view, distances, honest) for item, view in views.items()},
     }
     return {name: score(name, guesses[name], truth, honest) for name in ESTIMATORS}
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """One relay policy's run against one spy: its scores and its transactions' propagation."""
+
+    relay_policy: str
+    seed: int
+    honest_nodes: int
+    spy_nodes: int
+    scores: Mapping[str, Score]
+    propagation: KindPropagation
+
+    @property
+    def spy_share(self) -> float:
+        """p: the spy's share of all nodes (Dandelion++'s parameter)."""
+        return self.spy_nodes / (self.spy_nodes + self.honest_nodes)
+
+
+def privacy_rows(runs: Sequence[PolicyRun]) -> list[dict[str, object]]:
+    """One row per run and estimator: the table of the privacy-latency trade-off."""
+    rows: list[dict[str, object]] = []
+    for run in runs:
+        prop = run.propagation
+        for name in ESTIMATORS:
+            s = run.scores[name]
+            rows.append({"relay_policy": run.relay_policy, "seed": run.seed, "estimator": name,
+                         "spy_share": run.spy_share, "precision": s.precision, "recall": s.recall,
+                         "precision_micro": s.precision_micro, "transactions": s.transactions,
+                         "p50": prop.p50.median, "p90": prop.p90.median, "p100": prop.p100.median})
+    return rows

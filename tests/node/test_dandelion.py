@@ -126,6 +126,22 @@ def test_embargo_timer_fluffs_a_stem_tx_a_relay_drops(lt, make_node, test_peers)
     lt.eval(sink.resume)
 
 
+def test_a_stem_that_comes_back_is_fluffed_at_once(lt, make_node):
+    # a ring a -> b -> c -> a of Dandelion nodes that never fluff by coin, embargo one minute away:
+    # the stem goes round and the node it returns to fluffs it (cause "loop"), long before any timer
+    ring = [make_node(relay_policy="dandelion", time_scale=TIME_SCALE, dandelion={"fluff_probability": 0.0},
+                      timers={"dandelion_embargo": 60.0}) for _ in range(3)]
+    for i, n in enumerate(ring):
+        nxt = ring[(i + 1) % 3]
+        lt.eval(lambda: n.add_manual(nxt.config.bind, nxt.port))
+    lt.wait(lambda: all(sum(p.ready for p in n.outbound_peers()) == 1 for n in ring), what="the ring up")
+    tx = lt.eval(ring[0].inject_tx)
+    lt.wait(lambda: all(tx.txid in n.mempool for n in ring), timeout=10, what="the looped tx everywhere")
+    assert lt.eval(lambda: ring[0].dandelion.fluffs["loop"]) == 1
+    assert lt.eval(lambda: sum(n.dandelion.fluffs["embargo"] + n.dandelion.fluffs["coin"] for n in ring)) == 0
+    assert lt.eval(lambda: [n.dandelion.stems for n in ring]) == [1, 1, 1]
+
+
 def tx_origin_ns(tx) -> int:
     from harness_node.wire.synthetic import origin_of
     return origin_of(tx)[1]

@@ -36,7 +36,8 @@ from .config import AttackConfigError
 from .metrics import PREFIX
 
 MAX_CONNECTIONS_PER_TARGET = 8  # a node's inbound slots are shared with honest peers; more is a flood
-MAX_VIEW_TRANSACTIONS = 100_000  # bounded memory: older transactions are forgotten first
+MAX_VIEW_TRANSACTIONS = 100_000
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between dials of a target that is not up (yet)  # bounded memory: older transactions are forgotten first
 
 
 @dataclass
@@ -137,21 +138,30 @@ class SpyAttacker(Attacker):
         if self.params.listen:
             self.server = await asyncio.start_server(self._accept, self.spec.source_ip, self.spec.port,
                                                      reuse_address=True)
-        dials = [self._dial_one(t) for t in self.spec.targets for _ in range(self.params.connections)]
-        await asyncio.gather(*dials)
+        dials = [asyncio.ensure_future(self._dial_one(t)) for t in self.spec.targets
+                 for _ in range(self.params.connections)]
         try:
             await asyncio.Event().wait()  # keep listening and recording until stopped
         finally:
+            for d in dials:
+                d.cancel()
             if self.server is not None:
                 self.server.close()
                 with contextlib.suppress(Exception):
                     await self.server.wait_closed()
 
     async def _dial_one(self, target: str) -> None:
-        try:
-            await self.dial(target)
-        except (OSError, asyncio.TimeoutError, ConnectionError, TimeoutError) as e:
-            self.note("dial-failed", target=target, error=str(e))
+        """Keep trying until the link is up: a supernode wants every reachable node, including
+        those that start after it (backoff 0.5 s doubling to 30 s, wall clock)."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await self.dial(target)
+                return
+            except (OSError, asyncio.TimeoutError, ConnectionError, TimeoutError) as e:
+                self.note("dial-failed", target=target, error=str(e))
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX, delay * 2)
 
     def detail(self) -> dict[str, Any]:
         return {"transactions": len(self.views), "announcements": sum(len(v) for v in self.views.values()),

@@ -10,7 +10,8 @@ probability q (BIP 156's per-hop coin); every node on the stem keeps it in a ste
 mempool (so it is never announced and never served by ``getdata``), with its own embargo timer
 (``dandelion_embargo`` + Exp(``dandelion_embargo_mean``)): if the transaction has not come back to
 it through normal relay when the timer fires, it fluffs it itself — the fail-safe against a relay
-that drops stem transactions. Fluffing hands the transaction to ``Relay.accept_tx``: into the
+that drops stem transactions. A stem that comes back to a node holding it (a cycle in the stem
+graph) is fluffed there at once. Fluffing hands the transaction to ``Relay.accept_tx``: into the
 mempool, then Core's diffusion.
 
 A relay that disconnects mid-epoch is replaced at once from the remaining candidates, and a node
@@ -144,8 +145,13 @@ class Dandelion:
         if tx.n_in == 0 or tx.n_out == 0:
             peer.misbehaving("dandelion-invalid")
             return
-        if self.node.mempool.known(tx.txid) or tx.txid in self.stempool:
-            return  # a loop in the stem, or already fluffed: our own timer (or relay) covers it
+        if self.node.mempool.known(tx.txid):
+            return  # already fluffed
+        if tx.txid in self.stempool:
+            # the stem came back to us: a cycle. Fluff now rather than stall every stem node until
+            # an embargo timer fires (Grin's "Dandelion cycle fix", Monero's loop detection)
+            self._fluff(tx, peer, "loop")
+            return
         if self.node.rng.random() < self.q:
             self._fluff(tx, peer, "coin")
         else:
@@ -161,7 +167,8 @@ class Dandelion:
             if node.timers.dandelion_embargo_mean > 0 else node.timers.dandelion_embargo
         embargo = node.loop.call_later(delay, self._embargo_fired, tx.txid)
         self.stempool[tx.txid] = StemEntry(tx, from_peer, embargo)
-        self.relay.mark_known(relay, tx.txid, tx.wtxid)  # it has it: never announce it back there
+        # the relay is NOT marked as knowing it: it holds it in its stem pool, not its mempool, and our
+        # fluff's announcement is how it learns the stem ended (then its embargo timer stands down)
         self.stems += 1
         relay.send(msg_dandeliontx(tx))
 
