@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ScenarioError
 from harness.scenario.registry import Registry
@@ -52,10 +52,17 @@ class SybilParams(AttackerParams):
 
 
 @ATTACKER_KINDS.register("spy", runnable=False,
-                         description="A supernode connecting to everyone to guess tx origins (first-spy). "
-                                     "Not implemented yet (arrives with the attacks issue).")
-class SpyParams(AttackerParams):
-    pass
+                         description="A supernode that connects to every target, relays nothing and times their "
+                                     "transaction announcements; listening identities that advertise Dandelion can "
+                                     "be chosen as stem relays (harness_node/attack/spy.py, harness/analysis/privacy.py). "
+                                     "Built on the attacker runtime; runnable once the local backend places "
+                                     "attacker processes.")
+class SpyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    connections: int = Field(default=1, ge=0, le=8)  # links to each target (harness_node.attack.spy)
+    listen: bool = True  # be dialled: a would-be Dandelion stem relay
+    advertise_dandelion: bool = True
 
 
 @ATTACKER_KINDS.register("malicious_seeder", runnable=False,

@@ -76,3 +76,32 @@ def test_a_spy_facing_flooding_on_a_ring_finds_every_source():
     scores = evaluate(views, truth, nodes, edges)
     assert scores["first-spy"].recall == 1.0 and scores["first-spy"].precision == 1.0
     assert scores["timing"].recall == 1.0
+
+
+def test_spy_scenario_plans_dandelion_groups_and_typed_spy_params():
+    from pathlib import Path
+
+    from harness.plan.planner import plan
+    from harness.scenario.loader import load_scenario
+
+    root = Path(__file__).resolve().parents[2]
+    scenario = load_scenario(root / "scenarios" / "spy.yaml")
+    planned = plan(scenario, seed=scenario.seed)
+    honest = [n for n in planned.nodes if n.role == "honest"]
+    by_policy: dict[str, int] = {}
+    for n in honest:
+        by_policy[n.config["relay_policy"]] = by_policy.get(n.config["relay_policy"], 0) + 1
+        assert n.config["dandelion"] == {"fluff_probability": 0.1, "stem_relays": 2}
+    assert by_policy == {"flood": 34, "diffusion": 34, "dandelion": 34}
+    assert scenario.attackers[0].params.connections == 1
+
+
+def test_spy_params_refuse_unknown_keys_and_out_of_range_values():
+    import pydantic
+
+    from harness.scenario.attackers import SpyParams
+
+    with pytest.raises(pydantic.ValidationError):
+        SpyParams.model_validate({"connections": 9})
+    with pytest.raises(pydantic.ValidationError):
+        SpyParams.model_validate({"conections": 1})
