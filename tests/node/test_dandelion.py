@@ -37,17 +37,22 @@ def wait_new_stem(lt, relays, before, what):
     return next(i for i, (a, b) in enumerate(zip(before, now)) if b > a), now
 
 
-def test_stem_paths_follow_the_epochs_relays(lt, make_node, test_peers):
-    # three Dandelion relay candidates that fluff whatever reaches them (q = 1), so each one's coin
-    # count is exactly the stem txs it received; the stem node never fluffs by coin (q = 0)
+def star(lt, make_node, seed, epoch):
+    """Three Dandelion relay candidates that fluff whatever reaches them (q = 1), so each one's coin
+    count is exactly the stem txs it received, and a stem node `a` dialling all three that never
+    fluffs by coin (q = 0) and picks two of them per `epoch` seconds."""
     relays = [make_node(relay_policy="dandelion", time_scale=TIME_SCALE, dandelion={"fluff_probability": 1.0})
               for _ in range(3)]
-    a = make_node(relay_policy="dandelion", time_scale=TIME_SCALE, seed=5,
+    a = make_node(relay_policy="dandelion", time_scale=TIME_SCALE, seed=seed,
                   dandelion={"fluff_probability": 0.0, "stem_relays": 2},
-                  timers={"dandelion_epoch": 2.0, "dandelion_embargo": 60.0},
+                  timers={"dandelion_epoch": epoch, "dandelion_embargo": 60.0},
                   connect=[r.address for r in relays])
     lt.wait(lambda: sum(p.ready for p in a.outbound_peers()) == 3, what="a's three outbound peers")
-    by_addr = {r.address: i for i, r in enumerate(relays)}
+    return relays, a
+
+
+def test_stem_paths_follow_the_epochs_relays(lt, make_node):
+    relays, a = star(lt, make_node, seed=5, epoch=2.0)
 
     # own transactions: always the epoch's one fixed relay, which is one of the epoch's two relays
     seen_epochs: dict[int, set[str]] = {}
@@ -59,7 +64,7 @@ def test_stem_paths_follow_the_epochs_relays(lt, make_node, test_peers):
         assert relays[got].address == own
         assert len(chosen) == 2 and own in [p.address for p in chosen]
         seen_epochs.setdefault(epoch, set()).add(own)
-        assert all(tx.txid not in r.dandelion.stempool for r in relays)
+        assert lt.eval(lambda: all(tx.txid not in r.dandelion.stempool and tx.txid in r.mempool for r in relays[got:got + 1]))
         lt.run(asyncio.sleep(0.3))  # spread the txs over several 2 s epochs
     assert len(seen_epochs) >= 2, f"the 2 s epoch never rolled over: {seen_epochs}"
     assert all(len(owns) == 1 for owns in seen_epochs.values()), f"more than one own relay in an epoch: {seen_epochs}"
@@ -68,13 +73,7 @@ def test_stem_paths_follow_the_epochs_relays(lt, make_node, test_peers):
 
 
 def test_each_sending_peer_maps_to_one_relay_of_the_epoch(lt, make_node, test_peers):
-    relays = [make_node(relay_policy="dandelion", time_scale=TIME_SCALE, dandelion={"fluff_probability": 1.0})
-              for _ in range(3)]
-    a = make_node(relay_policy="dandelion", time_scale=TIME_SCALE, seed=9,
-                  dandelion={"fluff_probability": 0.0, "stem_relays": 2},
-                  timers={"dandelion_epoch": 3600.0, "dandelion_embargo": 60.0},
-                  connect=[r.address for r in relays])
-    lt.wait(lambda: sum(p.ready for p in a.outbound_peers()) == 3, what="a's three outbound peers")
+    relays, a = star(lt, make_node, seed=9, epoch=3600.0)
     counts = stem_counts(lt, relays)
     used: dict[int, set[str]] = {}
     for j in range(4):
