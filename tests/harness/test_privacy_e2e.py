@@ -1,11 +1,12 @@
 """Issue 11 end to end: the same network and the same spy budget under flood, diffusion and
 dandelion (three runs in one test; privacy_experiment.py), on real loopback sockets with 100 honest
-nodes. The spy's first-spy precision must order flood >= diffusion >> dandelion, and under dandelion
-its recall must sit within ± 0.05 of its share of nodes (Fanti et al. 2018). The table and plot of
-the trade-off are written as the report would (harness/report/privacy.py).
+nodes. The spy's first-spy precision must order flood >= diffusion >> dandelion (">>": at least
+twice), and under dandelion its recall must sit within ± 0.05 of its share of nodes (Fanti et al.
+2018). The table and plot of the trade-off are written as the report would (harness/report/privacy.py).
 
-Seeds: PRIVACY_SEEDS (comma-separated, default "1"); each seed is three runs (about a minute each
-here). docs/results.md holds the numbers of several seeds.
+Seeds: PRIVACY_SEEDS (comma-separated, default "1"); each seed is three runs (2-5 minutes in all
+here, depending on the machine's load). PRIVACY_TABLE_OUT=FILE appends each seed's table to FILE.
+docs/results.md holds the numbers of several seeds.
 """
 
 from __future__ import annotations
