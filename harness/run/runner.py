@@ -239,7 +239,7 @@ def build_report(plan: Plan, backend: str, results: Results) -> Report:
     return Report(
         scenario=plan.name, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.peers()),
         started_at=obs.started_at, ended_at=obs.ended_at, checks=checks, items=obs.items, bans=obs.bans,
-        attackers=obs.attackers, victims=obs.victims, graph=obs.graph,
+        attackers=obs.attackers, victims=obs.victims, graph=obs.graph, spam=obs.spam, load=obs.load,
     )
 
 

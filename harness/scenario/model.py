@@ -21,7 +21,7 @@ from pydantic import (
 
 from harness.scenario.actions import ACTIONS, ROGUE_SEEDER, SeederMode, SeederParams, default_target, roles_of, takes_duration
 from harness.errors import format_path
-from harness.scenario.attackers import ATTACKER_KINDS
+from harness.scenario.attackers import ATTACKER_KINDS, identities_needed
 from harness.scenario.checks import Check, parse_check
 from harness.scenario.durations import Duration, format_duration
 from harness.scenario.problem import problem
@@ -362,6 +362,11 @@ class Scenario(Strict):
                 raise problem(f"the name {attacker.label!r} is already used at {format_path(taken[attacker.label])}; "
                               f"give each attacker a distinct name", *where)
             taken[attacker.label] = where
+            need = identities_needed(attacker.kind, attacker.params)
+            if attacker.count < need:
+                raise problem(f"count {attacker.count} is below the {need} identities this attacker's params need "
+                              f"(one per spam behaviour: a ban earned by one would hide the next)",
+                              "attackers", index, "count")
         for name, where in taken.items():
             if where[0] == "network" and name in RESERVED_NAMES[1:]:
                 raise problem(f"{name!r} is reserved (a role name); choose another group name", *where)

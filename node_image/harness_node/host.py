@@ -6,13 +6,11 @@ hundreds of nodes per worker process this way; `harness-node run` is the one-nod
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Callable, Iterable
 
 from .config import NodeConfig
 from .node import Node
-from .procutil import new_event_loop, raise_fd_limit
+from .procutil import new_event_loop, raise_fd_limit, stop_on_signals
 
 NodeFactory = Callable[[NodeConfig], Node]
 
@@ -65,22 +63,15 @@ class Host:
 async def serve(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node,
                 ready: Callable[[Host], None] | None = None) -> None:
     """Run nodes until SIGTERM/SIGINT, then close every listener and connection."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
-            loop.add_signal_handler(sig, stop.set)
-    host = Host(configs, node_factory)
-    await host.start()
-    try:
-        if ready is not None:
-            ready(host)
-        await stop.wait()
-    finally:
-        await host.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+    async with stop_on_signals() as stop:
+        host = Host(configs, node_factory)
+        await host.start()
+        try:
+            if ready is not None:
+                ready(host)
+            await stop.wait()
+        finally:
+            await host.stop()
 
 
 def run_host(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node) -> None:

@@ -40,6 +40,8 @@ from .wire.codec import NetAddr, hash_to_hex
 from .wire.messages import NODE_DANDELION, Block, Tx, msg_version
 from .wire.synthetic import make_block, make_tx
 
+MISBEHAVIOUR_LOG = 10_000  # entries kept (a flood of 1-point messages is 100 entries per ban)
+
 DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)
 MAX_CONNECT_BACKOFF_STEPS = 10  # net.cpp -connect loop: sleeps 500 ms x min(loop, 10) between rounds
 MAX_BLOCK_TXS = 1000  # testbed: a mined synthetic block takes at most this many mempool txs
@@ -95,6 +97,9 @@ class Node:
         self.manual: dict[tuple[str, int], ManualTarget] = {}
         self.block_seen: dict[bytes, tuple[int, str | None]] = {}  # hash -> (first seen ns, from)
         self.disconnects: deque[dict[str, Any]] = deque(maxlen=256)  # recent disconnects, for tests/status
+        # Every misbehaviour charged, by planned address: scores vanish with the connection (§3.1),
+        # so this log is how the harness compares observed points with the table's (GET /misbehaviour).
+        self.misbehaviour_log: deque[dict[str, Any]] = deque(maxlen=MISBEHAVIOUR_LOG)
         self.port = config.port
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self.server: asyncio.AbstractServer | None = None
@@ -382,6 +387,8 @@ class Node:
     def on_misbehaving(self, peer: Peer, reason: str, points: int | None) -> None:
         verdict = self.misbehaviour.record(peer.id, reason, points, exempt=peer.exempt)
         self.stats.misbehaviour[reason] += 1
+        self.misbehaviour_log.append({"time": time.time(), "address": peer.ip, "peer_id": peer.id, "reason": reason,
+                                      "points": verdict.points, "score": verdict.score, "action": verdict.action.value})
         if verdict.action is not Action.NONE:
             self.punish(peer, verdict.action, reason)
 
@@ -474,6 +481,8 @@ class Node:
             "dandelion": self.dandelion.status() if self.dandelion is not None else None, "user_agent": self.config.user_agent,
             "peers": [p.info() for p in self.peers.values()], "paused": self.paused,
             "peering": self.connman.status(),
+            "load": {"processing_seconds": self.stats.processing_seconds,
+                     "bytes_in": sum(b for (d, _), b in self.stats.bytes.items() if d == "in")},
             "bootstrap": {"queried": self.bootstrap.queried, "learned": self.bootstrap.learned,
                           "fixed_seeds_used": self.bootstrap.fixed_seeds_used},
         }

@@ -83,7 +83,7 @@ def test_plan_json_is_the_plan_and_repeats_byte_for_byte():
 def test_plan_table_names_roles_groups_and_timeline():
     result = runner.invoke(app, ["plan", str(ROOT / "scenarios" / "spam-ban.yaml")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for text in ("honest", "banning", "modern", "spammers", "restart_node", "spam_banned", "127.100.0.1"):
+    for text in ("honest", "banning", "modern", "spam-modern", "restart_node", "spam_banned", "127.100.0.1"):
         assert text in result.stdout
 
 

@@ -103,8 +103,8 @@ def test_identities_dial_from_their_own_addresses_and_report(lt: Any, make_node:
         assert st["peers"] == [{"address": target, "direction": "outbound", "kind": "attack", "handshake": True}]
         status, body = _get(f"http://{ip}:{port}/metrics")
         text = body.decode()
-        assert 'harness_attacker_messages_sent_total{attacker="atk-0",command="ping",kind="test-ping"} 6.0' in text
-        assert 'harness_attacker_connections_total{attacker="atk-0",kind="test-ping",outcome="connected"} 1.0' in text
+        assert 'harness_attacker_messages_sent_total{attacker="atk-0",behaviour="test-ping",command="ping",kind="test-ping"} 6.0' in text
+        assert 'harness_attacker_connection_attempts_total{attacker="atk-0",kind="test-ping",outcome="connected"} 1.0' in text
         assert "atk-1" not in text  # each identity's /metrics shows its own series only
         assert _get(f"http://{ip}:{port}/stop", method="POST")[0] == 401
         assert _get(f"http://{ip}:{port}/stop", token="secret", method="POST")[0] == 200
@@ -127,6 +127,20 @@ def test_a_failing_attack_is_reported_not_fatal(lt: Any) -> None:
         lt.run(asyncio.wait_for(runtime.wait_finished(), 10))
         attacker = runtime.attackers["atk"]
         assert attacker.error is not None and "Connection" in attacker.error or "Errno" in attacker.error
-        assert attacker.metrics.connections.labels("atk", "test-ping", "failed")._value.get() == 1
+        assert attacker.metrics.attempts.labels("atk", "test-ping", "failed")._value.get() == 1
     finally:
         lt.run(runtime.stop())
+
+
+def test_the_cli_refuses_a_bad_config_with_one_message_and_exit_2(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("harness-node")
+    bad = tmp_path / "attack.json"
+    bad.write_text(json.dumps({"attackers": [{"name": "s", "kind": "spam", "address": "127.0.0.1",
+                                              "params": {"behaviours": [{"behaviour": "teleport"}]}}]}))
+    out = subprocess.run([str(script), "attack", "--config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "spam params.behaviours[0]" in out.stderr and "unknown spam behaviour 'teleport'" in out.stderr, out.stderr

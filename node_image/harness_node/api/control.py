@@ -239,6 +239,13 @@ async def delete_peer(request: web.Request) -> web.Response:
     return web.json_response({"address": f"{ip}:{port}", "status": "disconnecting"})
 
 
+@routes.get("/misbehaviour")
+async def get_misbehaviour(request: web.Request) -> web.Response:
+    """Every misbehaviour charged (last 10,000): time, planned address, peer id, reason, points,
+    the score after it and the action taken."""
+    return web.json_response(list(node_for(request).misbehaviour_log))
+
+
 @routes.get("/bans")
 async def get_bans(request: web.Request) -> web.Response:
     return web.json_response(node_for(request).list_bans())

@@ -103,6 +103,12 @@ class NodeCollector:
         for reason, count in sorted(s.misbehaviour.items()):
             misb.add_metric([n, reason], count)
         yield misb
+        processing = CounterMetricFamily(PREFIX + "processing_seconds", "Time spent handling received messages "
+                                         "(synchronous, on the host's one thread: CPU time), by command.",
+                                         labels=["node", "command"])
+        for command, seconds in sorted(s.processing.items()):
+            processing.add_metric([n, command], seconds)
+        yield processing
         yield _single(CounterMetricFamily, "bans", "Addresses banned.", n, s.bans)
         yield _single(GaugeMetricFamily, "banned_addresses", "Addresses currently banned or discouraged.", n,
                       len(node.list_bans()))

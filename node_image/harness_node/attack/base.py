@@ -28,6 +28,7 @@ from .config import AttackConfig, AttackConfigError, AttackerSpec
 from .metrics import AttackerMetrics
 
 A = TypeVar("A", bound="type[Attacker]")
+RETRY_INTERVAL = 0.5  # s between dials of a target that is not listening yet
 
 
 @dataclass
@@ -79,33 +80,35 @@ class AttackPeer(ClientPeer):
         super().__init__(owner.config.magic_bytes, **kwargs)
         self.owner = owner
         self.target = ""
+        self.behaviour = owner.behaviour  # the metrics' behaviour label, fixed when the link opens
         self.closed_by_us = False
 
     def send(self, msg: Message) -> None:
         before = self.bytes_out
         super().send(msg)
         if self.bytes_out > before:
-            self.owner.metrics.sent(msg.command, self.bytes_out - before)
+            self.owner.metrics.sent(self.behaviour, msg.command, self.bytes_out - before)
 
     def send_forged(self, data: bytes) -> None:
         """Bytes that are not one well-formed frame (garbage, truncated, bad checksum...)."""
         before = self.bytes_out
         self.send_raw(data)
         if self.bytes_out > before:
-            self.owner.metrics.sent("raw", self.bytes_out - before)
+            self.owner.metrics.sent(self.behaviour, "raw", self.bytes_out - before)
 
     def send_frame(self, command: str | bytes, payload: bytes, **kwargs: Any) -> None:
         before = self.bytes_out
         super().send_frame(command, payload, **kwargs)
         if self.bytes_out > before:
-            self.owner.metrics.sent("raw", self.bytes_out - before)
+            self.owner.metrics.sent(self.behaviour, "raw", self.bytes_out - before)
 
     @property
     def closed_by_victim(self) -> bool:
         return self.closed and not self.closed_by_us
 
     async def close(self, reason: str = "closed by us") -> None:
-        if not self.closed:
+        # The frame loop closes too when the victim hangs up (EOF, reset): that close is theirs.
+        if not self.closed and asyncio.current_task() not in self._tasks:
             self.closed_by_us = True
         await super().close(reason)
 
@@ -121,7 +124,8 @@ class Attacker:
     def __init__(self, spec: AttackerSpec, params: Any, config: AttackConfig) -> None:
         self.spec, self.params, self.config = spec, params, config
         self.name = spec.name
-        self.metrics = AttackerMetrics(spec.name, self.kind)
+        self.metrics = AttackerMetrics(spec.group or spec.name, self.kind)
+        self.behaviour = self.kind  # the metrics' behaviour label for new links; kinds with a catalogue set it
         self.peers: list[AttackPeer] = []
         self.started_at: float | None = None
         self.finished_at: float | None = None
@@ -151,18 +155,26 @@ class Attacker:
             kwargs.setdefault("addr_from", NetAddr(self.spec.address, self.spec.port))
         return AttackPeer(self, **kwargs)
 
-    async def dial(self, target: str, *, handshake: bool = True, timeout: float = 5.0, **kwargs: Any) -> AttackPeer:
+    async def dial(self, target: str, *, handshake: bool = True, timeout: float = 5.0, retry_for: float = 0.0,
+                   **kwargs: Any) -> AttackPeer:
         """Connect to planned `target` ("ip:port") from this identity's source address; with
-        `handshake`, complete version/verack. Raises OSError/TimeoutError/ConnectionError; a
-        connection the victim closes during the handshake counts as `refused`."""
+        `handshake`, complete version/verack. A refused or timed-out dial is retried every
+        RETRY_INTERVAL for `retry_for` seconds (targets still starting). Raises OSError/TimeoutError/
+        ConnectionError; a connection the victim closes during the handshake counts as `refused`."""
         peer = self.new_peer(**kwargs)
         peer.target = target
         host, port = self.config.dial_endpoint(target)
-        try:
-            await peer.connect(host, port, timeout=timeout, local_ip=self.spec.source_ip)
-        except (OSError, asyncio.TimeoutError):
-            self.metrics.connection("failed")
-            raise
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retry_for
+        while True:
+            try:
+                await peer.connect(host, port, timeout=timeout, local_ip=self.spec.source_ip)
+                break
+            except (OSError, asyncio.TimeoutError):
+                self.metrics.connection("failed")
+                if loop.time() + RETRY_INTERVAL > deadline:
+                    raise
+                await asyncio.sleep(RETRY_INTERVAL)
         self.metrics.connection("connected")
         self.peers.append(peer)
         self.metrics.set_open(self.open_count())

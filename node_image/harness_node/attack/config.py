@@ -40,6 +40,7 @@ class AttackerSpec:
     targets: list[str] = field(default_factory=list)  # planned "ip:port" of the victims
     target_names: list[str] = field(default_factory=list)  # their node names, same order (for reports)
     params: dict[str, Any] = field(default_factory=dict)  # the kind's params, typed by registry.ATTACKS
+    group: str | None = None  # the scenario's attacker entry: the metrics' `attacker` label (default: name)
 
     @property
     def source_ip(self) -> str:

@@ -11,10 +11,10 @@ is refused at config time (AttackConfig.validate).
 
 from __future__ import annotations
 
-import socket
 import ipaddress
+import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,17 +22,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..controlauth import bearer_ok
 from .base import Attacker
 
-IDENTITIES = web.AppKey("identities", dict)  # (ip, port) -> Attacker
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Stoppable(Protocol):
+    """What the control API needs from the runtime (runtime.AttackRuntime)."""
+
     token: str | None
 
     async def stop_attacker(self, name: str) -> None: ...
 
 
-RUNTIME = web.AppKey("runtime", object)
+IDENTITIES = web.AppKey("identities", dict)  # (ip, port) -> Attacker
+RUNTIME = web.AppKey("runtime", object)  # the Stoppable
 
 
 def _identity(request: web.Request) -> Attacker:
@@ -46,7 +48,7 @@ def _identity(request: web.Request) -> Attacker:
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    runtime: Any = request.app[RUNTIME]
+    runtime: Stoppable = request.app[RUNTIME]  # type: ignore[assignment]
     if request.method in ("POST", "PUT", "DELETE") and not bearer_ok(request.headers, runtime.token):
         return web.json_response({"error": "missing or wrong bearer token"}, status=401)
     return await handler(request)
@@ -63,7 +65,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 async def post_stop(request: web.Request) -> web.Response:
     attacker = _identity(request)
-    runtime: Any = request.app[RUNTIME]
+    runtime: Stoppable = request.app[RUNTIME]  # type: ignore[assignment]
     await runtime.stop_attacker(attacker.name)
     return web.json_response({"stopped": attacker.name})
 

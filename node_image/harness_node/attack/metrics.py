@@ -1,11 +1,14 @@
 """Prometheus metrics of one attacker identity (`harness_attacker_*`), in its own registry so each
-identity's /metrics shows only its own series. Labels are bounded: `attacker` (one per identity),
-`kind` (the registry's kinds), `command` (the wire's commands, or "raw" for bytes we forge),
-`behaviour` (the kind's catalogue), `outcome`/`event` (fixed small sets below)."""
+identity's /metrics shows only its own series (Prometheus tells identities apart by `instance`).
+
+Labels are bounded: `attacker` is the attacker entry of the scenario (the identity's `group`), not
+the identity, so series do not grow with `count`; `kind` (the registry's kinds), `behaviour` (the
+kind's catalogue, or the kind itself), `command` (the wire's commands, or "raw" for bytes forged
+without a valid frame), and the fixed sets below."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
 PREFIX = "harness_attacker_"
 CONNECTION_OUTCOMES = ("connected", "failed")  # TCP up / refused or timed out
@@ -14,33 +17,37 @@ OBSERVED_EVENTS = ("disconnected", "refused")  # the victim closed the link afte
 
 class AttackerMetrics:
     def __init__(self, attacker: str, kind: str) -> None:
+        # No `_created` series: they are not in the catalogue and double every counter (process-wide
+        # switch; an attacker process exports nothing else).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         self.attacker, self.kind = attacker, kind
         r = self.registry
-        self.connections = Counter(PREFIX + "connections", "Connections the attacker opened, by outcome.",
-                                   ["attacker", "kind", "outcome"], registry=r)
-        self.open = Gauge(PREFIX + "open_connections", "Connections the attacker holds open now.",
-                          ["attacker", "kind"], registry=r)
-        self.messages = Counter(PREFIX + "messages_sent", "Messages the attacker sent, by command "
-                                "(raw: bytes forged without a valid frame).", ["attacker", "kind", "command"], registry=r)
-        self.bytes = Counter(PREFIX + "sent_bytes", "Bytes the attacker sent.", ["attacker", "kind"], registry=r)
-        self.behaviours = Counter(PREFIX + "behaviours_run", "Behaviours the attacker ran to the end, per target.",
-                                  ["attacker", "kind", "behaviour"], registry=r)
-        self.observed = Counter(PREFIX + "disconnects_observed", "Connections the victims closed: after their version "
+        who = ["attacker", "kind"]
+        self.attempts = Counter(PREFIX + "connection_attempts", "Connections the attacker tried to open, by outcome.",
+                                [*who, "outcome"], registry=r)
+        self.open = Gauge(PREFIX + "connections", "Connections the attacker holds open now.", [*who, "direction"],
+                          registry=r)
+        self.messages = Counter(PREFIX + "messages_sent", "Messages the attacker sent, by behaviour and command "
+                                "(raw: bytes forged without a valid frame).", [*who, "behaviour", "command"], registry=r)
+        self.bytes = Counter(PREFIX + "sent_bytes", "Bytes the attacker sent.", who, registry=r)
+        self.behaviours = Counter(PREFIX + "behaviours_run", "Behaviours the attacker ran to the end (against all "
+                                  "its targets).", [*who, "behaviour"], registry=r)
+        self.observed = Counter(PREFIX + "disconnections", "Connections the victims closed: after their version "
                                 "(disconnected) or before sending it (refused: a banned address, or a peer that "
-                                "never sent version).", ["attacker", "kind", "event"], registry=r)
+                                "never sent version).", [*who, "event"], registry=r)
         for outcome in CONNECTION_OUTCOMES:
-            self.connections.labels(attacker, kind, outcome)
+            self.attempts.labels(attacker, kind, outcome)
         for event in OBSERVED_EVENTS:
             self.observed.labels(attacker, kind, event)
-        self.open.labels(attacker, kind)
+        self.open.labels(attacker, kind, "outbound")
         self.bytes.labels(attacker, kind)
 
     def connection(self, outcome: str) -> None:
-        self.connections.labels(self.attacker, self.kind, outcome).inc()
+        self.attempts.labels(self.attacker, self.kind, outcome).inc()
 
-    def sent(self, command: str, size: int) -> None:
-        self.messages.labels(self.attacker, self.kind, command).inc()
+    def sent(self, behaviour: str, command: str, size: int) -> None:
+        self.messages.labels(self.attacker, self.kind, behaviour, command).inc()
         self.bytes.labels(self.attacker, self.kind).inc(size)
 
     def behaviour_done(self, behaviour: str) -> None:
@@ -50,4 +57,4 @@ class AttackerMetrics:
         self.observed.labels(self.attacker, self.kind, event).inc()
 
     def set_open(self, n: int) -> None:
-        self.open.labels(self.attacker, self.kind).set(n)
+        self.open.labels(self.attacker, self.kind, "outbound").set(n)

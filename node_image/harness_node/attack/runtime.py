@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Callable
 
-from ..procutil import new_event_loop, raise_fd_limit
+from ..procutil import new_event_loop, raise_fd_limit, stop_on_signals
 from .base import ATTACKS, Attacker
 from .config import AttackConfig
 from .control import ControlServer
@@ -59,19 +58,16 @@ class AttackRuntime:
 
 
 async def serve(config: AttackConfig, ready: Callable[[AttackRuntime], None] | None = None) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
-            loop.add_signal_handler(sig, stop.set)
-    runtime = AttackRuntime(config)
-    await runtime.start()
-    try:
-        if ready is not None:
-            ready(runtime)
-        await stop.wait()
-    finally:
-        await runtime.stop()
+    """Run the identities until SIGTERM/SIGINT, then close every link and control site."""
+    async with stop_on_signals() as stop:
+        runtime = AttackRuntime(config)
+        await runtime.start()
+        try:
+            if ready is not None:
+                ready(runtime)
+            await stop.wait()
+        finally:
+            await runtime.stop()
 
 
 def run_attackers(config: AttackConfig) -> None:
