@@ -252,7 +252,7 @@ PRIVACY = Board("harness-privacy", "Harness: privacy",
     ts("Dandelion stem and fluff", "short", "Stem relays and fluffs per second; fluffs ≈ q × stems when no stem "
        "relay drops transactions, more when embargo timers fire.",
        Q(_rate("harness_node_dandelion_stem_transactions_total"), "stem"),
-       Q(_rate("harness_node_dandelion_fluffs_total"), "fluff")),
+       Q(_rate("harness_node_dandelion_fluffs_total", "cause"), "fluff: {{cause}}")),
     PROPAGATION,
     INV_WAIT,
 ))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness_node.names import DANDELION_FLUFF_CAUSES
+
 COMPONENTS = ("node", "seeder", "controller", "attacker")
 TYPES = ("counter", "gauge", "histogram")
 
@@ -83,6 +85,7 @@ ATTACKER = Label("attacker", None, "one per attacker entry of the scenario (its 
 BEHAVIOUR = Label("behaviour", None, "the spam behaviours of harness_node.attack.behaviours (about 25), or an "
                   "attacker kind's name for kinds without a catalogue")
 ESTIMATOR = Label("estimator", ("first-spy", "timing"), "fixed")
+FLUFF_CAUSE = Label("cause", DANDELION_FLUFF_CAUSES, "fixed: harness_node.names.DANDELION_FLUFF_CAUSES")
 DROP_CAUSE = Label("cause", ("loss", "partition"), "fixed")
 WORKER = Label("worker", None, "one per worker process of the run (a few)")
 ATTACK_KIND = Label("kind", None, "the attacker kinds registered in harness_node.attack (a handful)")
@@ -140,6 +143,10 @@ NODE_METRICS = (
        "Inbound connections refused: slots full and nobody evictable."),
     _m("harness_node_addr_received_total", "counter", "addresses", (NODE,), "Addresses received in addr/addrv2."),
     _m("harness_node_addr_rate_limited_total", "counter", "addresses", (NODE,), "Addresses dropped by the addr token bucket."),
+    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
+       "Transactions this node relayed in the Dandelion++ stem phase (its own and others'); 0 under other policies."),
+    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE, FLUFF_CAUSE),
+       "Stem transactions this node fluffed: by its coin (q), its embargo timer, for want of a stem relay, or because the stem came back to it (a cycle)."),
     _m("harness_node_processing_seconds_total", "counter", "seconds", (NODE, COMMAND),
        "Time the node spent handling received messages, by command: the handlers run synchronously on the "
        "host's one thread, so this is CPU time (plus any time the OS took the CPU away)."),
@@ -250,10 +257,6 @@ PLANNED_METRICS = (
        "Share of the spy's source guesses that are right.", 11),
     _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
        "Share of transactions whose true source the spy named.", 11),
-    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
-       "Transactions relayed in the stem phase.", 11),
-    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE,),
-       "Stem transactions this node fluffed (by coin flip or embargo timer).", 11),
     # issue 12: chaos
     _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
        "Messages the link emulation dropped, by cause.", 12),

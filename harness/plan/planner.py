@@ -143,6 +143,7 @@ def group_settings(network: Network, group: str | None) -> dict[str, Any]:
     """The network's node settings with the group's overrides applied."""
     settings = {
         "relay_policy": network.relay_policy,
+        "dandelion": network.dandelion.model_dump(),
         "outbound_full_relay": network.outbound_full_relay,
         "block_relay": network.block_relay,
         "max_connections": network.max_connections,
@@ -246,7 +247,7 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
     return {
         "name": name, "bind": endpoint.address, "port": endpoint.p2p_port,
         "control_port": endpoint.control_port, "magic": network.magic, "time_scale": network.time_scale,
-        "seed": rng_seed, "relay_policy": g["relay_policy"], "misbehaviour_policy": g["misbehaviour_policy"],
+        "seed": rng_seed, "relay_policy": g["relay_policy"], "dandelion": g["dandelion"], "misbehaviour_policy": g["misbehaviour_policy"],
         "allowlist": allowlist, "connect": [],
         # the scenario's bantime is Core time; timer overrides are wall seconds
         "timers": {"bantime": g["bantime"] * network.time_scale},

@@ -113,6 +113,13 @@ class Latency(Strict):
     loss: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)  # a link that drops everything is not a link
 
 
+class Dandelion(Strict):
+    """Dandelion++ parameters (read by nodes under relay_policy: dandelion; docs/node.md#dandelion)."""
+
+    fluff_probability: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)  # q
+    stem_relays: Literal[1, 2] = 2  # outbound stem relays per epoch
+
+
 class Group(Strict):
     """A share of the honest nodes with its own settings (the rest come from `network`)."""
 
@@ -120,6 +127,7 @@ class Group(Strict):
     count: int | None = Field(default=None, ge=0, le=MAX_NODES)
     percent: float | None = Field(default=None, ge=0.0, le=100.0, allow_inf_nan=False)
     relay_policy: RelayPolicy | None = None
+    dandelion: Dandelion | None = None
     misbehaviour_policy: MisbehaviourPolicy | None = None
     outbound_full_relay: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS)
     block_relay: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS)
@@ -140,6 +148,7 @@ class Network(Strict):
     groups: list[Group] | None = Field(default=None, min_length=1, max_length=MAX_GROUPS)
     total: int | None = Field(default=None, ge=1, le=MAX_NODES)
     relay_policy: RelayPolicy = "diffusion"
+    dandelion: Dandelion = Dandelion()
     outbound_full_relay: int = Field(default=8, ge=0, le=MAX_CONNECTIONS)  # net.h MAX_OUTBOUND_FULL_RELAY_CONNECTIONS
     block_relay: int = Field(default=2, ge=0, le=MAX_CONNECTIONS)  # net.h MAX_BLOCK_RELAY_ONLY_CONNECTIONS
     max_connections: int = Field(default=125, ge=1, le=MAX_CONNECTIONS)  # net.h DEFAULT_MAX_PEER_CONNECTIONS

@@ -58,7 +58,6 @@ PENDING: dict[tuple[str, str], int] = {
     ("harness-privacy", "Spy precision by estimator and relay policy"): 11,
     ("harness-privacy", "Spy recall by estimator and relay policy"): 11,
     ("harness-privacy", "Announcements the spy recorded"): 11,
-    ("harness-privacy", "Dandelion stem and fluff"): 11,
     ("harness-chaos", "Timeline actions by kind"): 13,
     ("harness-chaos", "Nodes unreachable and down"): 12,
     ("harness-chaos", "Messages dropped by the link emulation"): 12,

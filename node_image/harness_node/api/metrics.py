@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from ..names import DANDELION_FLUFF_CAUSES
 from ..net.stats import Histogram
 
 if TYPE_CHECKING:
@@ -81,6 +82,17 @@ class NodeCollector:
         for direction, h in s.inv_wait.items():
             waits.add_metric([n, direction], _buckets(h), h.sum)
         yield waits
+
+        # Every node exports the Dandelion counters (zero under other policies) so that a panel summing
+        # them over a mixed network never loses series when the Dandelion nodes are few.
+        d = node.dandelion
+        yield _single(CounterMetricFamily, "dandelion_stem_transactions", "Transactions relayed in the stem phase.",
+                      n, d.stems if d is not None else 0)
+        fluffs = CounterMetricFamily(PREFIX + "dandelion_fluffs", "Stem transactions this node fluffed, by cause.",
+                                     labels=["node", "cause"])
+        for cause in DANDELION_FLUFF_CAUSES:
+            fluffs.add_metric([n, cause], d.fluffs[cause] if d is not None else 0)
+        yield fluffs
 
         errors = CounterMetricFamily(PREFIX + "protocol_errors", "Protocol errors by kind.", labels=["node", "kind"])
         for kind, count in sorted(s.protocol_errors.items()):
