@@ -255,10 +255,13 @@ class Node:
         return False
 
     def outbound_peers(self, kind: str | None = None) -> list[Peer]:
-        return [p for p in self.peers.values() if not p.inbound and (kind is None or p.kind == kind)]
+        """Open outbound peers: a closing one holds no slot (it may take CLOSE_GRACE to go)."""
+        return [p for p in self.peers.values()
+                if not p.inbound and not p.conn.closing and (kind is None or p.kind == kind)]
 
     def inbound_peers(self) -> list[Peer]:
-        return [p for p in self.peers.values() if p.inbound]
+        """Open inbound peers: what counts for admission and eviction (closing ones do not)."""
+        return [p for p in self.peers.values() if p.inbound and not p.conn.closing]
 
     async def open_connection(self, ip: str, port: int, kind: str = "manual",
                               source_ip: str | None = None) -> Peer:

@@ -111,8 +111,8 @@ class TestPeer(BlockingPeer):
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, node: Node, ip: str | None = None, magic: bytes = REGTEST_MAGIC) -> None:
-        super().__init__(node.config.bind, node.port, local_ip=ip or next_ip(), magic=magic)
+    def __init__(self, node: Node, ip: str | None = None, magic: bytes = REGTEST_MAGIC, **kw: Any) -> None:
+        super().__init__(node.config.bind, node.port, local_ip=ip or next_ip(), magic=magic, **kw)
 
 
 @pytest.fixture
