@@ -115,6 +115,8 @@ NODE_METRICS = (
     _m("harness_node_bans_total", "counter", "bans", (NODE,), "Addresses banned."),
     _m("harness_node_banned_addresses", "gauge", "addresses", (NODE,), "Addresses currently banned or discouraged."),
     _m("harness_node_sandbox_refused_dials_total", "counter", "dials", (NODE,), "Dials refused by the sandbox allowlist."),
+    _m("harness_node_housekeeping_errors_total", "counter", "errors", (NODE,),
+       "Rounds of the node's periodic task (timeouts, pings, relay retries) that raised; logged, the task goes on."),
     _m("harness_node_connections_total", "counter", "connections", (NODE, DIRECTION_PEER, CONN_OUTCOME),
        "Connection attempts by direction and outcome."),
     _m("harness_node_outbound_peers", "gauge", "peers", (NODE, OUTBOUND_KIND), "Outbound connections by kind."),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import random
 import time
 from collections import deque
@@ -38,6 +39,8 @@ from .relay.relay import Relay
 from .wire.codec import NetAddr, hash_to_hex
 from .wire.messages import Block, Tx, msg_version
 from .wire.synthetic import make_block, make_tx
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)
 MAX_CONNECT_BACKOFF_STEPS = 10  # net.cpp -connect loop: sleeps 500 ms x min(loop, 10) between rounds
@@ -181,14 +184,21 @@ class Node:
         period = self._tick_period()
         await asyncio.sleep(self.rng.uniform(0, period))  # spread a thousand nodes' ticks
         while True:
-            now = self.loop.time()
             if not self.paused:
-                for peer in list(self.peers.values()):
-                    if not peer.conn.closing:
-                        peer.check_timeouts(now)
-                self.relay.tick(now)
-                self.addrs.tick()
+                try:
+                    self.housekeeping_step(self.loop.time())
+                except Exception:  # one bug must not stop pings and timeouts for good
+                    self.stats.housekeeping_errors += 1
+                    log.exception("%s: housekeeping round failed", self.name)
             await asyncio.sleep(period)
+
+    def housekeeping_step(self, now: float) -> None:
+        """One round of the periodic task: peer timeouts and pings, relay retries, addr sending."""
+        for peer in list(self.peers.values()):
+            if not peer.conn.closing:
+                peer.check_timeouts(now)
+        self.relay.tick(now)
+        self.addrs.tick()
 
     # --- connections -----------------------------------------------------------------------------
 

@@ -43,7 +43,8 @@ class Histogram:
 
 class NodeStats:
     __slots__ = ("msgs", "bytes", "protocol_errors", "misbehaviour", "bans", "txs_received",
-                 "blocks_received", "tx_delay", "block_delay", "inv_wait", "sandbox_refused", "connections")
+                 "blocks_received", "tx_delay", "block_delay", "inv_wait", "sandbox_refused", "connections",
+                 "housekeeping_errors")
 
     def __init__(self) -> None:
         # (direction "in"|"out", command label) -> count
@@ -60,6 +61,7 @@ class NodeStats:
         self.inv_wait = {"inbound": Histogram(), "outbound": Histogram()}
         self.sandbox_refused = 0
         self.connections: defaultdict[tuple[str, str], int] = defaultdict(int)  # (direction, outcome)
+        self.housekeeping_errors = 0  # rounds of the periodic task that raised (logged, loop goes on)
 
     def count_message(self, direction: str, command: str, size: int) -> None:
         key = (direction, command_label(command))
