@@ -8,7 +8,6 @@ argparse subparsers object and adds its parser with `set_defaults(func=...)`. Ad
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import sys
 from typing import Any
@@ -80,11 +79,7 @@ def register_host(sub: Any) -> None:
 
 
 def host_configs(args: argparse.Namespace) -> list[NodeConfig]:
-    configs = load_host_configs(args.config)
-    if args.token_file:
-        token = read_token_file(args.token_file)
-        configs = [dataclasses.replace(c, control_token=token) for c in configs]
-    return configs
+    return load_host_configs(args.config, read_token_file(args.token_file) if args.token_file else None)
 
 
 def cmd_host(args: argparse.Namespace) -> int:

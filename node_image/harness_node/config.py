@@ -94,6 +94,12 @@ class NodeConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port!r}")
         if self.control_port is not None and (not isinstance(self.control_port, int) or not 0 <= self.control_port < 65536):
             raise ValueError(f"control_port must be in 0..65535 or null, got {self.control_port!r}")
+        if self.control_port is not None and not self.control_token and \
+                not ipaddress.ip_address(self.control_bind or self.bind).is_loopback:
+            # mutating calls are open without a token: only the local machine may reach them
+            raise ValueError(f"control_token is required when the control API binds to "
+                             f"{self.control_bind or self.bind} (not loopback); set control_token "
+                             f"(or --token-file) or bind control_bind to 127.0.0.1")
         try:
             if len(bytes.fromhex(self.magic)) != 4:
                 raise ValueError
@@ -210,8 +216,9 @@ def load_file(path: str | pathlib.Path) -> Any:
     return yaml.safe_load(text)
 
 
-def load_host_configs(path: str | pathlib.Path) -> list[NodeConfig]:
-    """A host file: a list of node configs, or {"defaults": {...}, "nodes": [...]}."""
+def load_host_configs(path: str | pathlib.Path, control_token: str | None = None) -> list[NodeConfig]:
+    """A host file: a list of node configs, or {"defaults": {...}, "nodes": [...]}. `control_token`
+    (from a token file) replaces every node's before validation, which requires one off loopback."""
     data = load_file(path)
     defaults: dict[str, Any] = {}
     if isinstance(data, dict):
@@ -219,4 +226,5 @@ def load_host_configs(path: str | pathlib.Path) -> list[NodeConfig]:
         data = data.get("nodes")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a list of node configs (or a mapping with 'nodes')")
-    return [NodeConfig.from_dict({**defaults, **item}) for item in data]
+    override = {"control_token": control_token} if control_token else {}
+    return [NodeConfig.from_dict({**defaults, **item, **override}) for item in data]

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import math
 import socket
 from io import BytesIO
 from collections.abc import Awaitable, Callable
@@ -60,7 +61,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = node.config.control_token
     if request.method in ("POST", "DELETE", "PUT") and token:
         given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        try:
+            given_bytes = given.encode()
+        except UnicodeEncodeError:  # undecodable bytes (aiohttp keeps them as surrogates): not our token
+            return _error(401, "missing or wrong bearer token")
+        if not hmac.compare_digest(given_bytes, f"Bearer {token}".encode()):
             return _error(401, "missing or wrong bearer token")
     try:
         return await handler(request)
@@ -255,8 +260,10 @@ async def post_ban(request: web.Request) -> web.Response:
     address, duration = body.get("address"), body.get("duration")
     if not isinstance(address, str):
         raise BadRequest("expected {\"address\": \"ip or cidr\", \"duration\": seconds?, \"reason\": text?}")
-    if duration is not None and (not isinstance(duration, (int, float)) or duration <= 0):
-        raise BadRequest("'duration' must be a positive number of seconds")
+    # JSON true is an int to Python, and json.loads accepts NaN and Infinity: refuse all three
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                 or not math.isfinite(duration) or duration <= 0):
+        raise BadRequest("'duration' must be a positive, finite number of seconds")
     try:
         node.ban(address, str(body.get("reason") or "manual"), duration)
     except ValueError as e:
