@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import USER_AGENT
+from .addr.bootstrap import parse_seed_endpoint
 from .dictconfig import from_mapping
 from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 from .net.linkem import LinkModel
@@ -25,19 +26,7 @@ DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
 
 def parse_endpoint(text: str, default_port: int = DEFAULT_P2P_PORT) -> tuple[str, int]:
     """"ip:port", "ip" or "[v6]:port" -> (ip, port); ValueError on anything else."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    ipaddress.ip_address(host)  # raises ValueError
-    port = int(port_text) if port_text else default_port
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range")
-    return host, port
+    return parse_seed_endpoint(text.strip() if isinstance(text, str) else text, default_port)
 
 
 @dataclass
