@@ -60,7 +60,7 @@ DIRECTION_IO = Label("direction", ("in", "out"), "fixed")
 DIRECTION_PEER = Label("direction", ("inbound", "outbound"), "fixed")
 COMMAND = Label("command", None, "the P2P commands the node knows (about 40) plus `other` for anything else")
 ERROR_KIND = Label("kind", ("bad-magic", "oversized-message", "bad-checksum", "bad-command", "unknown-command",
-                            "malformed-message"), "fixed")
+                            "malformed-message", "unattributed-inbound", "block-not-stored"), "fixed")
 REASON = Label("reason", None, "a key of the node's misbehaviour table (about 40)")
 CONN_OUTCOME = Label("outcome", ("accepted", "refused-banned", "refused-full", "failed"), "fixed")
 OUTBOUND_KIND = Label("kind", ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch"), "fixed")

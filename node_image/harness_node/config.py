@@ -13,6 +13,8 @@ from typing import Any
 
 from . import USER_AGENT
 from .addr.bootstrap import parse_seed_endpoint
+from .chain.chain import DEFAULT_MAX_ORPHAN_BLOCKS_MB, DEFAULT_MAX_STALE_BLOCKS_MB
+from .chain.mempool import DEFAULT_MAX_MEMPOOL_SIZE_MB
 from .dictconfig import from_mapping
 from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 from .net.linkem import LinkModel
@@ -53,6 +55,10 @@ class NodeConfig:
     timers: dict[str, float] = field(default_factory=dict)  # unscaled seconds, by timing.CORE_TIMERS name
     allowlist: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])
     misbehaviour_policy: str = Policy.BAN.value
+    # memory bounds in MB (10^6 bytes), per node (a host of many nodes multiplies them)
+    max_mempool_mb: float = DEFAULT_MAX_MEMPOOL_SIZE_MB  # Core's -maxmempool
+    max_orphan_blocks_mb: float = DEFAULT_MAX_ORPHAN_BLOCKS_MB  # blocks waiting for their parent
+    max_stale_blocks_mb: float = DEFAULT_MAX_STALE_BLOCKS_MB  # blocks stored off the best chain
     link: LinkModel = field(default_factory=LinkModel)
     seed: int | None = None
     peering: PeerConfig = field(default_factory=PeerConfig)  # slots, seeds, countermeasures
@@ -119,6 +125,10 @@ class NodeConfig:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ValueError(f"allowlist[{i}] {net!r} is not a CIDR network") from None
+        for fname in ("max_mempool_mb", "max_orphan_blocks_mb", "max_stale_blocks_mb"):
+            v = getattr(self, fname)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1_000_000:
+                raise ValueError(f"{fname} must be a number of megabytes > 0, got {v!r}")
         if self.misbehaviour_policy not in MISBEHAVIOUR_POLICIES:
             raise ValueError(f"misbehaviour_policy must be one of {MISBEHAVIOUR_POLICIES}, "
                              f"got {self.misbehaviour_policy!r}")

@@ -62,8 +62,8 @@ class Node:
         self.rng = random.Random(config.seed)
         self.stats = NodeStats()
         self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
-        self.mempool = Mempool()
-        self.chain = Chain()
+        self.mempool = Mempool(config.max_mempool_mb)
+        self.chain = Chain(max_orphan_mb=config.max_orphan_blocks_mb, max_stale_mb=config.max_stale_blocks_mb)
         self.relay = Relay(self, config.relay_policy)
         self.sandbox = Sandbox(config.allowlist)
         self.peers: dict[int, Peer] = {}
