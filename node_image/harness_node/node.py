@@ -462,6 +462,7 @@ class Node:
             "relay_policy": self.config.relay_policy, "user_agent": self.config.user_agent,
             "peers": [p.info() for p in self.peers.values()], "paused": self.paused,
             "peering": self.connman.status(),
-            "bootstrap": {"queried": self.bootstrap.queried, "learned": self.bootstrap.learned,
+            "bootstrap": {"queried": self.bootstrap.queried, "refused": self.bootstrap.refused,
+                          "learned": self.bootstrap.learned,
                           "fixed_seeds_used": self.bootstrap.fixed_seeds_used},
         }
