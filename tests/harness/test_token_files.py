@@ -8,39 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import registry
-from harness.plan.planner import LoopbackAllocator, plan
-from harness.run.rundir import RunDir
-from harness.scenario import parse_scenario
+from tests.harness.test_backend_contract import TWO_NODES, local_deploy
 
 pytestmark = pytest.mark.timeout(120)
 
 
-class AsideAllocator(LoopbackAllocator):
-    """/16s no other test uses."""
-
-    HONEST_GROUPS = range(211, 213)
-
-
-WITH_SEEDER = """\
-name: tokens
-seed: 5
-duration: 30s
-network:
-  nodes: 2
-  time_scale: 0.05
-seeder:
-  mode: honest
-"""
+# the contract test's two-node scenario, with a seeder (it writes seeder.json, which holds the token)
+WITH_SEEDER = TWO_NODES.replace("seeder:\n  enabled: false\n", "seeder:\n  mode: honest\n")
 
 
 def test_a_local_deploy_always_has_a_token_and_writes_it_only_to_0600_files(tmp_path: Path) -> None:
-    planned = plan(parse_scenario(WITH_SEEDER), allocator=AsideAllocator())
-    run = RunDir(tmp_path / "run")
-    backend = registry.make_backend("local", run)
-    backend.up(planned)
-    try:
-        backend.wait_ready(timeout=60)
+    assert WITH_SEEDER != TWO_NODES
+    with local_deploy(tmp_path, WITH_SEEDER, ready_within=60) as (_planned, run, _backend):
         token = run.load_state().control_token
         assert token and len(token) >= 32  # the harness generated one; none was configured
         holders = []
@@ -57,5 +36,3 @@ def test_a_local_deploy_always_has_a_token_and_writes_it_only_to_0600_files(tmp_
         wide = {str(p.relative_to(run.path)): oct(p.stat().st_mode & 0o777) for p in holders
                 if p.stat().st_mode & 0o077}
         assert wide == {}, f"token files readable by others: {wide}"
-    finally:
-        backend.down()

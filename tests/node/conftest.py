@@ -129,5 +129,18 @@ def test_peers() -> Any:
         p.close()
 
 
+def refused_by_cli(*args: str, says: str) -> str:
+    """Run `harness-node ARGS` expecting a bad-input refusal: exit 2, one line naming `says`, no
+    traceback. Returns stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "harness_node.cli", *args], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr
+
+
 def u32(n: int) -> bytes:
     return struct.pack("<I", n)

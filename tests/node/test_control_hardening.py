@@ -4,14 +4,13 @@ headers are client errors (4xx), never a 500."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 
 import pytest
 
 from harness_node.config import NodeConfig, load_host_configs
 from harness_node.seeder.config import SeederConfig, SeederConfigError
 
+from conftest import refused_by_cli
 from test_control import TOKEN, call, host  # noqa: F401  (host: the fixture)
 
 
@@ -25,10 +24,7 @@ def test_a_control_api_off_loopback_without_a_token_is_a_config_error(where):
 
 
 def test_the_node_cli_refuses_an_open_control_api_with_one_line_and_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "harness_node.cli", "run", "--bind", "0.0.0.0",
-                           "--control-port", "0"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert "control_token is required" in proc.stderr and "Traceback" not in proc.stderr
+    refused_by_cli("run", "--bind", "0.0.0.0", "--control-port", "0", says="control_token is required")
 
 
 def test_a_host_token_file_counts_before_the_check(tmp_path):
@@ -46,10 +42,7 @@ def test_the_seeder_refuses_an_open_control_api(tmp_path):
     SeederConfig(dns_host="0.0.0.0", control_token="t").require_token_off_loopback()
     config = tmp_path / "seeder.yaml"
     config.write_text("dns_host: 0.0.0.0\ndns_port: 0\ncontrol_port: 0\n")
-    proc = subprocess.run([sys.executable, "-m", "harness_node.cli", "seeder", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert "control_token is required" in proc.stderr and "Traceback" not in proc.stderr
+    refused_by_cli("seeder", "--config", str(config), says="control_token is required")
 
 
 @pytest.mark.parametrize("duration", ["true", "false", "NaN", "Infinity", "-Infinity", "1e400"])
