@@ -62,7 +62,7 @@ DIRECTION_IO = Label("direction", ("in", "out"), "fixed")
 DIRECTION_PEER = Label("direction", ("inbound", "outbound"), "fixed")
 COMMAND = Label("command", None, "the P2P commands the node knows (about 40) plus `other` for anything else")
 ERROR_KIND = Label("kind", ("bad-magic", "oversized-message", "bad-checksum", "bad-command", "unknown-command",
-                            "malformed-message"), "fixed")
+                            "malformed-message", "unattributed-inbound", "block-not-stored"), "fixed")
 REASON = Label("reason", None, "a key of the node's misbehaviour table (about 40)")
 CONN_OUTCOME = Label("outcome", ("accepted", "refused-banned", "refused-full", "failed"), "fixed")
 OUTBOUND_KIND = Label("kind", ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch"), "fixed")
@@ -127,6 +127,8 @@ NODE_METRICS = (
     _m("harness_node_bans_total", "counter", "bans", (NODE,), "Addresses banned."),
     _m("harness_node_banned_addresses", "gauge", "addresses", (NODE,), "Addresses currently banned or discouraged."),
     _m("harness_node_sandbox_refused_dials_total", "counter", "dials", (NODE,), "Dials refused by the sandbox allowlist."),
+    _m("harness_node_housekeeping_errors_total", "counter", "errors", (NODE,),
+       "Rounds of the node's periodic task (timeouts, pings, relay retries) that raised; logged, the task goes on."),
     _m("harness_node_connections_total", "counter", "connections", (NODE, DIRECTION_PEER, CONN_OUTCOME),
        "Connection attempts by direction and outcome."),
     _m("harness_node_outbound_peers", "gauge", "peers", (NODE, OUTBOUND_KIND), "Outbound connections by kind."),

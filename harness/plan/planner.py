@@ -171,7 +171,9 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
               "magic": scenario.network.magic, "time_scale": scenario.network.time_scale}
     honest = [endpoints[m.name].p2p for m in members if m.role == "honest"]
     if member.role == "honest":
-        config = honest_node_config(scenario, member, endpoint, allowlist, _seeders(scenario, endpoints),
+        # the node checks every DNS query against its allowlist: the planned seeder is in it
+        node_allowlist = allowlist + _seeder_networks(scenario, endpoints)
+        config = honest_node_config(scenario, member, endpoint, node_allowlist, _seeders(scenario, endpoints),
                                     _sample(rng_for(seed, "fixed_seeds"), honest, FIXED_SEEDS),
                                     node_seed(seed, member.name))
     elif member.role == "bitcoind":
@@ -269,6 +271,14 @@ def _seeders(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[str]:
         return []
     seeder = endpoints["seeder"]
     return [f"{scenario.seeder.zone}@{seeder.address}:{seeder.p2p_port}"]
+
+
+def _seeder_networks(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[str]:
+    """The seeder's own address as a /32 (/128): a node may query it, not dial the rest of its network."""
+    if not scenario.seeder.enabled:
+        return []
+    address = ipaddress.ip_address(endpoints["seeder"].address)
+    return [f"{address}/{address.max_prefixlen}"]
 
 
 def _bitcoind_args(endpoint: Endpoint, connect: list[str]) -> list[str]:

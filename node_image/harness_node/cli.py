@@ -84,10 +84,7 @@ def register_host(sub: Any) -> None:
 
 
 def host_configs(args: argparse.Namespace) -> list[NodeConfig]:
-    configs = load_host_configs(args.config)
-    if args.token_file:
-        token = read_token_file(args.token_file)
-        configs = [dataclasses.replace(c, control_token=token) for c in configs]
+    configs = load_host_configs(args.config, read_token_file(args.token_file) if args.token_file else None)
     return with_transport(configs, pathlib.Path(args.config).parent)
 
 

@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import USER_AGENT
+from .addr.bootstrap import parse_seed_endpoint
+from .chain.chain import DEFAULT_MAX_ORPHAN_BLOCKS_MB, DEFAULT_MAX_STALE_BLOCKS_MB
+from .chain.mempool import DEFAULT_MAX_MEMPOOL_SIZE_MB
 from .dictconfig import from_mapping
 from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 from .net.linkem import LinkModel
@@ -26,19 +29,7 @@ DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
 
 def parse_endpoint(text: str, default_port: int = DEFAULT_P2P_PORT) -> tuple[str, int]:
     """"ip:port", "ip" or "[v6]:port" -> (ip, port); ValueError on anything else."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    ipaddress.ip_address(host)  # raises ValueError
-    port = int(port_text) if port_text else default_port
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range")
-    return host, port
+    return parse_seed_endpoint(text.strip() if isinstance(text, str) else text, default_port)
 
 
 @dataclass
@@ -66,6 +57,10 @@ class NodeConfig:
     timers: dict[str, float] = field(default_factory=dict)  # unscaled seconds, by timing.CORE_TIMERS name
     allowlist: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])
     misbehaviour_policy: str = Policy.BAN.value
+    # memory bounds in MB (10^6 bytes), per node (a host of many nodes multiplies them)
+    max_mempool_mb: float = DEFAULT_MAX_MEMPOOL_SIZE_MB  # Core's -maxmempool
+    max_orphan_blocks_mb: float = DEFAULT_MAX_ORPHAN_BLOCKS_MB  # blocks waiting for their parent
+    max_stale_blocks_mb: float = DEFAULT_MAX_STALE_BLOCKS_MB  # blocks stored off the best chain
     link: LinkModel = field(default_factory=LinkModel)
     seed: int | None = None
     peering: PeerConfig = field(default_factory=PeerConfig)  # slots, seeds, countermeasures
@@ -98,6 +93,12 @@ class NodeConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port!r}")
         if self.control_port is not None and (not isinstance(self.control_port, int) or not 0 <= self.control_port < 65536):
             raise ValueError(f"control_port must be in 0..65535 or null, got {self.control_port!r}")
+        if self.control_port is not None and not self.control_token and \
+                not ipaddress.ip_address(self.control_bind or self.bind).is_loopback:
+            # mutating calls are open without a token: only the local machine may reach them
+            raise ValueError(f"control_token is required when the control API binds to "
+                             f"{self.control_bind or self.bind} (not loopback); set control_token "
+                             f"(or --token-file) or bind control_bind to 127.0.0.1")
         try:
             if len(bytes.fromhex(self.magic)) != 4:
                 raise ValueError
@@ -129,6 +130,10 @@ class NodeConfig:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ValueError(f"allowlist[{i}] {net!r} is not a CIDR network") from None
+        for fname in ("max_mempool_mb", "max_orphan_blocks_mb", "max_stale_blocks_mb"):
+            v = getattr(self, fname)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1_000_000:
+                raise ValueError(f"{fname} must be a number of megabytes > 0, got {v!r}")
         if self.misbehaviour_policy not in MISBEHAVIOUR_POLICIES:
             raise ValueError(f"misbehaviour_policy must be one of {MISBEHAVIOUR_POLICIES}, "
                              f"got {self.misbehaviour_policy!r}")
@@ -215,8 +220,9 @@ def load_file(path: str | pathlib.Path) -> Any:
     return yaml.safe_load(text)
 
 
-def load_host_configs(path: str | pathlib.Path) -> list[NodeConfig]:
-    """A host file: a list of node configs, or {"defaults": {...}, "nodes": [...]}."""
+def load_host_configs(path: str | pathlib.Path, control_token: str | None = None) -> list[NodeConfig]:
+    """A host file: a list of node configs, or {"defaults": {...}, "nodes": [...]}. `control_token`
+    (from a token file) replaces every node's before validation, which requires one off loopback."""
     data = load_file(path)
     defaults: dict[str, Any] = {}
     if isinstance(data, dict):
@@ -224,4 +230,5 @@ def load_host_configs(path: str | pathlib.Path) -> list[NodeConfig]:
         data = data.get("nodes")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a list of node configs (or a mapping with 'nodes')")
-    return [NodeConfig.from_dict({**defaults, **item}) for item in data]
+    override = {"control_token": control_token} if control_token else {}
+    return [NodeConfig.from_dict({**defaults, **item, **override}) for item in data]

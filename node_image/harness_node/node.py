@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import random
 import time
 from collections import deque
@@ -41,6 +42,7 @@ from .wire.messages import NODE_DANDELION, Block, Tx, msg_version
 from .wire.synthetic import make_block, make_tx
 
 MISBEHAVIOUR_LOG = 10_000  # entries kept (a flood of 1-point messages is 100 entries per ban)
+log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)
 MAX_CONNECT_BACKOFF_STEPS = 10  # net.cpp -connect loop: sleeps 500 ms x min(loop, 10) between rounds
@@ -62,8 +64,8 @@ class Node:
         self.rng = random.Random(config.seed)
         self.stats = NodeStats()
         self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
-        self.mempool = Mempool()
-        self.chain = Chain()
+        self.mempool = Mempool(config.max_mempool_mb)
+        self.chain = Chain(max_orphan_mb=config.max_orphan_blocks_mb, max_stale_mb=config.max_stale_blocks_mb)
         self.relay = Relay(self, config.relay_policy)
         # Dandelion++ stem phase in front of diffusion (relay/dandelion.py); None under other policies
         self.dandelion = Dandelion(self, self.relay, config.dandelion) if config.relay_policy == "dandelion" else None
@@ -199,14 +201,21 @@ class Node:
         period = self._tick_period()
         await asyncio.sleep(self.rng.uniform(0, period))  # spread a thousand nodes' ticks
         while True:
-            now = self.loop.time()
             if not self.paused:
-                for peer in list(self.peers.values()):
-                    if not peer.conn.closing:
-                        peer.check_timeouts(now)
-                self.relay.tick(now)
-                self.addrs.tick()
+                try:
+                    self.housekeeping_step(self.loop.time())
+                except Exception:  # one bug must not stop pings and timeouts for good
+                    self.stats.housekeeping_errors += 1
+                    log.exception("%s: housekeeping round failed", self.name)
             await asyncio.sleep(period)
+
+    def housekeeping_step(self, now: float) -> None:
+        """One round of the periodic task: peer timeouts and pings, relay retries, addr sending."""
+        for peer in list(self.peers.values()):
+            if not peer.conn.closing:
+                peer.check_timeouts(now)
+        self.relay.tick(now)
+        self.addrs.tick()
 
     # --- connections -----------------------------------------------------------------------------
 
@@ -273,10 +282,13 @@ class Node:
         return False
 
     def outbound_peers(self, kind: str | None = None) -> list[Peer]:
-        return [p for p in self.peers.values() if not p.inbound and (kind is None or p.kind == kind)]
+        """Open outbound peers: a closing one holds no slot (it may take CLOSE_GRACE to go)."""
+        return [p for p in self.peers.values()
+                if not p.inbound and not p.conn.closing and (kind is None or p.kind == kind)]
 
     def inbound_peers(self) -> list[Peer]:
-        return [p for p in self.peers.values() if p.inbound]
+        """Open inbound peers: what counts for admission and eviction (closing ones do not)."""
+        return [p for p in self.peers.values() if p.inbound and not p.conn.closing]
 
     async def open_connection(self, ip: str, port: int, kind: str = "manual",
                               source_ip: str | None = None) -> Peer:
@@ -483,6 +495,7 @@ class Node:
             "peering": self.connman.status(),
             "load": {"processing_seconds": self.stats.processing_seconds,
                      "bytes_in": sum(b for (d, _), b in self.stats.bytes.items() if d == "in")},
-            "bootstrap": {"queried": self.bootstrap.queried, "learned": self.bootstrap.learned,
+            "bootstrap": {"queried": self.bootstrap.queried, "refused": self.bootstrap.refused,
+                          "learned": self.bootstrap.learned,
                           "fixed_seeds_used": self.bootstrap.fixed_seeds_used},
         }

@@ -94,7 +94,9 @@ def test_the_allowlist_covers_every_peer_and_not_the_seeder_or_controller():
     for node in result.nodes:
         inside = any(ipaddress.ip_address(node.address) in net for net in networks)
         assert inside == (node.role in ("honest", "attacker", "bitcoind")), node.name
-    assert result.node("node-0").config["allowlist"] == result.allowlist
+    # a node's own allowlist adds the seeder's /32 only: it checks every DNS query against it
+    seeder = result.node("seeder")
+    assert result.node("node-0").config["allowlist"] == result.allowlist + [f"{seeder.address}/32"]
 
 
 def test_percent_groups_share_the_total_exactly_and_carry_their_overrides():

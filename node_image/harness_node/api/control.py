@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import shutil
 import socket
 from io import BytesIO
@@ -275,8 +276,10 @@ async def post_ban(request: web.Request) -> web.Response:
     address, duration = body.get("address"), body.get("duration")
     if not isinstance(address, str):
         raise BadRequest("expected {\"address\": \"ip or cidr\", \"duration\": seconds?, \"reason\": text?}")
-    if duration is not None and (not isinstance(duration, (int, float)) or duration <= 0):
-        raise BadRequest("'duration' must be a positive number of seconds")
+    # JSON true is an int to Python, and json.loads accepts NaN and Infinity: refuse all three
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                 or not math.isfinite(duration) or duration <= 0):
+        raise BadRequest("'duration' must be a positive, finite number of seconds")
     try:
         node.ban(address, str(body.get("reason") or "manual"), duration)
     except ValueError as e:

@@ -114,6 +114,9 @@ class NodeCollector:
                       len(node.list_bans()))
         yield _single(CounterMetricFamily, "sandbox_refused_dials", "Dials refused by the sandbox allowlist.", n,
                       s.sandbox_refused)
+        yield _single(CounterMetricFamily, "housekeeping_errors",
+                      "Rounds of the periodic task (timeouts, pings, relay retries) that raised.", n,
+                      s.housekeeping_errors)
         conns = CounterMetricFamily(PREFIX + "connections", "Connection attempts by direction and outcome.",
                                     labels=["node", "direction", "outcome"])
         for (direction, outcome), count in sorted(s.connections.items()):

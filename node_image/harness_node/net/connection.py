@@ -24,6 +24,11 @@ from .stats import NodeStats
 # that one stalled socket cannot exhaust the memory shared by a thousand nodes.
 MAX_SEND_BUFFER = 16 * 1024 * 1024
 WRITE_HIGH_WATER = 1024 * 1024  # net.h DEFAULT_MAXSENDBUFFER 1000 kB
+# An orderly close (transport.close()) waits until the send buffer drains, and a peer that stops
+# reading never lets it: its socket, its Peer and its buffered megabytes would stay for ever. Core
+# closes the socket at once (CloseSocketDisconnect drops what is unsent). We let a close flush for
+# this long (a final message to a peer that does read), then abort; a full buffer aborts at once.
+CLOSE_GRACE = 1.0  # seconds
 
 
 def framing_error_kind(e: FramingError) -> str:
@@ -59,6 +64,7 @@ class Connection(asyncio.Protocol):
         self.bytes_in = 0
         self.bytes_out = 0
         self.closed: asyncio.Future[None] = owner.loop.create_future()
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -108,6 +114,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
         if self.linkem is not None:
             self.linkem.cancel()
         if self.peer is not None:
@@ -158,14 +166,21 @@ class Connection(asyncio.Protocol):
         transport.write(data)
         self.bytes_out += len(data)
         if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
-            self.close("send-buffer-full")
+            self.close("send-buffer-full", abort=True)
 
-    def close(self, reason: str) -> None:
-        """Orderly close: the peer layer records `reason` before the socket goes."""
+    def close(self, reason: str, abort: bool = False) -> None:
+        """Close: the peer layer records `reason` before the socket goes. What is still unsent gets
+        CLOSE_GRACE seconds to flush (none with `abort`); then the transport is aborted."""
         if self.peer is not None and self.peer.disconnect_reason is None:
             self.peer.disconnect_reason = reason
+        transport = self.transport
+        if abort and transport is not None:
+            transport.abort()  # also after an earlier orderly close that is still flushing
         if self.closing:
             return
         self.closing = True
-        if self.transport is not None:
-            self.transport.close()
+        if transport is None or abort:
+            return
+        transport.close()
+        if transport.get_write_buffer_size() > 0:
+            self._abort_timer = self.owner.loop.call_later(CLOSE_GRACE, transport.abort)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..addr.bootstrap import SeedServer, parse_seed_endpoint
 from ..dictconfig import from_mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ MAX_FEELER = 1  # net.h MAX_FEELER_CONNECTIONS
 MAX_CONNECTIONS = 125  # net.h DEFAULT_MAX_PEER_CONNECTIONS
 MAX_ANCHORS = 2  # net.h MAX_BLOCK_RELAY_ONLY_ANCHORS (0.21)
 NETGROUP_BITS = (8, 16, 24, 32)
+SEEDER_FORMS = '"ip", "ip:port" or "zone@ip:port"'
+ENDPOINT_FORMS = '"ip" or "ip:port"'
 
 
 @dataclass
@@ -64,8 +67,25 @@ class PeerConfig:
             raise ValueError(f"peering.max_connections ({self.max_connections}) must be at least "
                              f"outbound_full_relay + block_relay + 1 feeler "
                              f"({self.outbound_full_relay + self.block_relay + MAX_FEELER})")
+        self._validate_seeds()
         if self.netgroup_bits not in NETGROUP_BITS:
             raise ValueError(f"peering.netgroup_bits must be one of {NETGROUP_BITS}, got {self.netgroup_bits!r}")
+
+    def _validate_seeds(self) -> None:
+        """A bad entry would otherwise kill the bootstrap task silently, minutes into a run."""
+        for name in ("seeders", "fixed_seeds", "seednodes"):
+            entries = getattr(self, name)
+            if not isinstance(entries, list):
+                raise ValueError(f"peering.{name} must be a list, got {type(entries).__name__}")
+            allowed = SEEDER_FORMS if name == "seeders" else ENDPOINT_FORMS
+            for i, spec in enumerate(entries):
+                try:
+                    if name == "seeders":
+                        SeedServer.parse(spec, self.seed_zone)
+                    else:
+                        parse_seed_endpoint(spec, 18444)
+                except ValueError as e:
+                    raise ValueError(f"peering.{name}[{i}] {spec!r}: {e}; expected {allowed}") from None
 
     @property
     def max_inbound(self) -> int:

@@ -40,12 +40,26 @@ def _serialize_tx(inputs: list[tuple[bytes, bytes, int]], outputs: list[tuple[in
     return b"".join(out)
 
 
-def make_tx(harness_id: bytes | None = None, origin_ns: int | None = None) -> Tx:
-    """A structurally valid tx spending a random (non-existent) outpoint; unique by construction."""
+def make_tx(harness_id: bytes | None = None, origin_ns: int | None = None, size: int | None = None) -> Tx:
+    """A structurally valid tx spending a random (non-existent) outpoint; unique by construction.
+    `size`: pad the scriptSig so that the serialized tx is exactly `size` bytes (at least 345), for
+    size-limit tests and load (a tx with no witness weighs 4 x its size)."""
     harness_id = harness_id if harness_id is not None else os.urandom(16)
     origin_ns = origin_ns if origin_ns is not None else time.time_ns()
     prevout = os.urandom(32) + struct.pack("<I", 0)
-    raw = _serialize_tx([(prevout, b"\x51", 0xFFFFFFFF)], [(0, marker_script(harness_id, origin_ns))])
+    outputs = [(0, marker_script(harness_id, origin_ns))]
+    script_sig = b"\x51"
+    if size is not None:
+        base = len(_serialize_tx([(prevout, b"", 0xFFFFFFFF)], outputs)) - 1  # minus the empty length byte
+        if size < base + 256:
+            raise ValueError(f"size must be at least {base + 256} bytes, got {size}")
+        # the scriptSig length prefix is 3 bytes (0xfd + u16) up to 65535, 5 (0xfe + u32) above
+        n = next((m for m in (size - base - 3, size - base - 5) if len(compact_size(m)) == size - base - m), None)
+        if n is None:  # the one size the prefix jump skips
+            raise ValueError(f"no tx of exactly {size} bytes; ask for one byte more")
+        script_sig = b"\x51" * n
+    raw = _serialize_tx([(prevout, script_sig, 0xFFFFFFFF)], outputs)
+    assert size is None or len(raw) == size, (len(raw), size)
     return Tx.from_bytes(raw)
 
 
