@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from .config import NodeConfig
 from .node import Node
+from .procutil import new_event_loop, raise_fd_limit
 
 NodeFactory = Callable[[NodeConfig], Node]
 
@@ -80,26 +81,6 @@ async def serve(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node,
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (optional, faster), else the stdlib loop."""
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def raise_fd_limit() -> int:
-    """Lift the soft open-files limit to the hard one: a node holds ~20 sockets (listener, 10
-    outbound, inbound), so the common soft limit of 1024 would stop a host at ~50 nodes."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def run_host(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node) -> None:
