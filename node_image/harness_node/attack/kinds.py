@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-KIND_MODULES: tuple[str, ...] = ()
+KIND_MODULES: tuple[str, ...] = ("eclipse",)
 
 
 def load_kinds() -> None:

@@ -302,7 +302,11 @@ class ConnMan:
         if discouraged:
             self.counters["inbound_refused_full"] += 1
             return False, False
-        victim_id = select_node_to_evict([self._candidate(p) for p in sorted(inbound, key=lambda p: p.id)],
+        # A peer already being disconnected is no candidate (Core skips fDisconnect nodes): else a
+        # burst of connections in one loop turn "evicts" the same closing peer again and again and
+        # every newcomer is admitted past the limit.
+        alive = [p for p in inbound if p.disconnect_reason is None]
+        victim_id = select_node_to_evict([self._candidate(p) for p in sorted(alive, key=lambda p: p.id)],
                                          protect_by_netgroup=self.cm.inbound_netgroup_eviction)
         if victim_id is None:
             self.counters["inbound_refused_full"] += 1
