@@ -99,9 +99,9 @@ def run_attack(lt: Any, tmp_path: Any, profile: str, seed: int) -> dict[str, Any
         return {"outbound": peers, "attackers": [ip for ip in peers if ip not in HONEST],
                 "tried_before": tried_before, "tables": tables}
     finally:
-        lt.run(runtime.stop())
+        lt.run(runtime.stop(), timeout=120)
         for n in nodes:
-            lt.run(n.stop())
+            lt.run(n.stop(), timeout=60)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -133,9 +133,8 @@ class EclipseAttacker(Attacker):
         finally:
             if self._server is not None:
                 self._server.close()
-            for p in list(self._listened):
-                with contextlib.suppress(Exception):
-                    await p.close("attacker stopping")
+            await asyncio.gather(*(p.close("attacker stopping") for p in list(self._listened)),
+                                 return_exceptions=True)
 
     async def _hold(self, target: str) -> None:
         """(a) and (b) against one victim, for as long as the attack runs. A first contact that
