@@ -313,6 +313,41 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
 
 
 @app.command()
+def sweep(
+    file: ScenarioFile,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="PATH=V1,V2,...: a dotted path into the scenario and the values to try, read as YAML "
+                      "(e.g. network.countermeasures=legacy,current). Repeat for a grid.", show_default=False)],
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per cell: the scenario's seed, +1, +2, ...")] = 3,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Where the runs and sweep.md / sweep.csv / sweep.png go. Default: runs/sweep-<scenario name>.",
+        show_default=False)] = None,
+    json: JsonOption = False,
+) -> None:
+    """Run a scenario over a grid of values and seeds, one run after the other on the local backend,
+    and compare each check's median and spread per cell.
+
+    Every cell is validated before the first run (exit 2 on a bad path or value, nothing started).
+    Exit 0 once the table is written (checks may fail: that is what is compared), 1 if a run could
+    not complete, 130 on Ctrl-C.
+    """
+    from harness.run import sweep as sweeping
+
+    with _boundary():
+        planned = sweeping.prepare(file, set_, seeds)
+        out = out or DEFAULT_RUNS_ROOT / f"sweep-{planned.name}"
+        code, files = sweeping.run_sweep(planned, out)
+        info = {"scenario": planned.name, "cells": len(planned.cells), "seeds": list(planned.seeds),
+                "out_dir": str(out), "files": [str(f) for f in files], "exit_code": int(code)}
+        if json:
+            render.echo_json(info)
+        else:
+            typer.echo(f"sweep of {planned.name}: {len(planned.cells)} cells x {len(planned.seeds)} seeds; "
+                       f"table in {out / 'sweep.md'}" if files else "sweep interrupted")
+        raise typer.Exit(code)
+
+
+@app.command()
 def status(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     """Show a deployed network: nodes up/down, peers in/out, height, mempool, bans, propagation so far."""
     with _boundary():

@@ -149,7 +149,7 @@ def group_settings(network: Network, group: str | None) -> dict[str, Any]:
         "max_connections": network.max_connections,
         "misbehaviour_policy": network.misbehaviour_policy,
         "bantime": network.bantime,
-        "countermeasures": network.countermeasures.model_dump(),
+        "countermeasures": network.countermeasures.switches(),
         "latency": network.latency.model_dump(),
     }
     spec = next((g for g in network.groups or [] if g.name == group), None)
@@ -159,7 +159,7 @@ def group_settings(network: Network, group: str | None) -> dict[str, Any]:
             if value is not None:
                 settings[key] = value.model_dump() if isinstance(value, BaseModel) else value
         if spec.countermeasures is not None:
-            settings["countermeasures"].update(spec.countermeasures.model_dump(include=spec.countermeasures.model_fields_set))
+            settings["countermeasures"] = spec.countermeasures.switches(settings["countermeasures"])
     return settings
 
 

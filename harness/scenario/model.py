@@ -27,7 +27,9 @@ from harness.scenario.deploy import Deploy
 from harness.scenario.durations import Duration, format_duration
 from harness.scenario.problem import problem
 from harness.scenario.selectors import Member, Selector, SelectorError, match
-from harness_node.names import COUNTERMEASURES, MISBEHAVIOUR_POLICIES, RELAY_POLICIES
+from harness_node.names import (
+    COUNTERMEASURE_PROFILES, COUNTERMEASURES, MISBEHAVIOUR_POLICIES, RELAY_POLICIES, countermeasure_switches,
+)
 
 REGTEST_MAGIC = "fabfb5da"  # reference §1.1: regtest fa bf b5 da, port 18444
 MAX_WORKLOAD_EVENTS = 100_000  # transactions + blocks the workload plans: keeps a plan a few MB at most
@@ -99,10 +101,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class _CountermeasureProfile(Strict):
+    """`countermeasures: legacy` (a profile name) or a mapping of switches, optionally with
+    `profile:` as the base the written switches override (harness_node.names.COUNTERMEASURE_PROFILES)."""
+
+    profile: Literal[tuple(COUNTERMEASURE_PROFILES)] | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_name(cls, data: Any) -> Any:
+        return {"profile": data} if isinstance(data, str) else data
+
+    def switches(self, base: dict[str, bool] | None = None) -> dict[str, bool]:
+        """Every switch: this entry's profile (else `base`, else today's defences), then the
+        switches written here on top."""
+        start = countermeasure_switches(self.profile) if self.profile else dict(base or countermeasure_switches("current"))
+        start.update({name: getattr(self, name) for name in self.model_fields_set if name != "profile"})
+        return start
+
+
 # Defences a node can switch off, to compare a scenario with and without them (reference §7): one
-# boolean per name the node knows, every one on by default.
+# boolean per name the node knows, every one on by default, or a named profile.
 Countermeasures = create_model(  # type: ignore[call-overload]
-    "Countermeasures", __base__=Strict, __doc__="Defences a node can switch off (each on by default).",
+    "Countermeasures", __base__=_CountermeasureProfile,
+    __doc__="Defences a node can switch off (each on by default), or a profile name.",
     **{name: (bool, True) for name in COUNTERMEASURES},
 )
 

@@ -389,12 +389,13 @@ class Node:
                 peer.disconnect("refused-banned")
                 return False
             peer.ip = claimed
-        self.on_version(peer)
+        self.on_version(peer, msg.addr_from.port if msg.addr_from.ip == peer.ip else 0)
         return True
 
-    def on_version(self, peer: Peer) -> None:
-        """Hook: a peer's version was accepted. Outbound addresses are marked good in addrman (Core)."""
-        self.connman.on_version(peer)
+    def on_version(self, peer: Peer, listen_port: int = 0) -> None:
+        """Hook: a peer's version was accepted. Outbound addresses are marked good in addrman (Core);
+        `listen_port`: the port an inbound peer's addr_from announces for its own address (0: none)."""
+        self.connman.on_version(peer, listen_port)
 
     def on_misbehaving(self, peer: Peer, reason: str, points: int | None) -> None:
         verdict = self.misbehaviour.record(peer.id, reason, points, exempt=peer.exempt)

@@ -182,3 +182,24 @@ def test_random_max_percent_never_exceeds_its_share_nor_selects_nothing():
     sizes = {len(pick(selector, members, rng_for(seed, "t"))) for seed in range(50)}
     assert sizes == {1, 2, 3}
     assert [m.name for m in match(Selector(nodes=["node-[2-3]", "node-7"]), members)] == ["node-2", "node-3", "node-7"]
+
+
+PROFILES = """
+name: profiles
+duration: 10s
+network:
+  countermeasures: legacy
+  groups:
+    - {name: legacy-feelers, count: 1, countermeasures: {feelers: true}}
+    - {name: today, count: 1, countermeasures: current}
+    - {name: today-no-anchors, count: 1, countermeasures: {profile: current, anchors: false}}
+"""
+
+
+def test_countermeasure_profiles_expand_to_switches_and_groups_override_them():
+    from harness_node.names import COUNTERMEASURE_PROFILES
+    configs = {n.group: n.config["peering"]["countermeasures"] for n in plan(parse_scenario(PROFILES, "p.yaml")).nodes if n.role == "honest"}
+    off = {group: {k for k, on in switches.items() if not on} for group, switches in configs.items()}
+    assert off["legacy-feelers"] == set(COUNTERMEASURE_PROFILES["legacy"]) - {"feelers"}
+    assert off["today"] == set()
+    assert off["today-no-anchors"] == {"anchors"}

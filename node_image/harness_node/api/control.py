@@ -108,6 +108,33 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(node_for(request).status())
 
 
+@routes.get("/addrman")
+async def get_addrman(request: web.Request) -> web.Response:
+    """Occupied new and tried slots, and with `?networks=CIDR,CIDR` how many of them hold an
+    address inside those networks (an attacker's share of the tables; selection draws slots, so
+    slots, not distinct addresses, are what an eclipse attacker has to win)."""
+    node = node_for(request)
+    try:
+        nets = [ipaddress.ip_network(n.strip(), strict=False)
+                for n in request.query.get("networks", "").split(",") if n.strip()]
+    except ValueError as e:
+        raise BadRequest(f"networks: {e}") from None
+    masks = [(n.version, int(n.netmask), int(n.network_address)) for n in nets]
+    inside: dict[str, bool] = {}  # an address sits in many new slots: parse it once
+
+    def matches(ip: str) -> bool:
+        if ip not in inside:
+            a = ipaddress.ip_address(ip)
+            inside[ip] = any(v == a.version and int(a) & m == base for v, m, base in masks)
+        return inside[ip]
+
+    out: dict[str, Any] = {}
+    for table, slots in (("new", node.connman.addrman.new_slots()), ("tried", node.connman.addrman.tried_slots())):
+        out[table] = {"slots": len(slots), "matching": sum(1 for ip, _ in slots.values() if matches(ip)) if masks else 0}
+    out["networks"] = [str(n) for n in nets]
+    return web.json_response(out)
+
+
 @routes.get("/mempool")
 async def get_mempool(request: web.Request) -> web.Response:
     pool = node_for(request).mempool

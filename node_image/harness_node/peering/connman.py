@@ -23,7 +23,7 @@ from ..atomicfile import write_json_atomic
 from ..net.peer import Peer
 from ..net.sandbox import DialRefused, Sandbox
 from ..timing import Timers
-from ..wire.messages import NODE_NETWORK, NODE_WITNESS
+from ..wire.messages import NODE_NETWORK, NODE_WITNESS, NetAddr
 from .banman import BanListError, BanMan
 from .eviction import EvictionCandidate, select_node_to_evict
 from .misbehaviour import Action
@@ -322,10 +322,18 @@ class ConnMan:
 
     # --- hooks from the node ---------------------------------------------------------------------
 
-    def on_version(self, peer: Peer) -> None:
-        """Core marks an outbound address good once its version arrives (feelers included)."""
+    def on_version(self, peer: Peer, listen_port: int = 0) -> None:
+        """Core marks an outbound address good once its version arrives (feelers included).
+        With `inbound_not_tried` off (0.9.3, before #8594) an inbound peer's address goes into
+        addrman and straight to tried as well: the hole Heilman et al. filled tried through. Its
+        port is the one its version's addr_from announces (the source port is ephemeral), else ours."""
         if not peer.inbound and peer.kind in AUTOMATIC_KINDS:
             self.addrman.good(peer.ip, peer.port)
+        elif peer.inbound and not self.cm.inbound_not_tried:
+            port = listen_port or self.node.port
+            self.addrman.add([NetAddr(ip=peer.ip, port=port, services=peer.services, time=int(time.time()))],
+                             peer.ip)
+            self.addrman.good(peer.ip, port)
         if peer.kind == "feeler":
             self.addrman.resolve_collisions()
 
@@ -343,7 +351,11 @@ class ConnMan:
         if discouraged:
             self.counters["inbound_refused_full"] += 1
             return False, False
-        victim_id = select_node_to_evict([self._candidate(p) for p in sorted(inbound, key=lambda p: p.id)],
+        # A peer already being disconnected is no candidate (Core skips fDisconnect nodes): else a
+        # burst of connections in one loop turn "evicts" the same closing peer again and again and
+        # every newcomer is admitted past the limit.
+        alive = [p for p in inbound if p.disconnect_reason is None]
+        victim_id = select_node_to_evict([self._candidate(p) for p in sorted(alive, key=lambda p: p.id)],
                                          protect_by_netgroup=self.cm.inbound_netgroup_eviction)
         if victim_id is None:
             self.counters["inbound_refused_full"] += 1
