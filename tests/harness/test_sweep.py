@@ -61,7 +61,7 @@ def test_median_and_spread_per_cell_and_check():
 
 @pytest.mark.parametrize("setting, message", [
     ("network.relay_policy=flood,trickle",
-     "network.relay_policy: must be one of: flood, diffusion (got 'trickle') (with --set network.relay_policy=trickle)"),
+     "network.relay_policy: must be one of: flood, diffusion, dandelion (got 'trickle') (with --set network.relay_policy=trickle)"),
     ("network.relay_polcy=flood", "network.relay_polcy: unknown key; did you mean 'relay_policy'?"),
     ("network.nodes.x=1", "--set network.nodes.x: cannot set 'x' under network.nodes"),
     ("network", "--set 'network': write PATH=V1,V2,..."),
