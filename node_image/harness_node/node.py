@@ -29,12 +29,15 @@ from .chain.mempool import Mempool
 from .config import NodeConfig
 from .net.connection import Connection
 from .net.linkem import LinkModel
+from .net.looplag import LoopLag, monitor_for
 from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
 from .net.sandbox import DialRefused, Sandbox
+from .net.shaping import Bandwidth, Shaper
 from .net.stats import NodeStats
 from .peering.connman import ConnMan
 from .peering.misbehaviour import Action, Misbehaviour
 from .relay.relay import Relay
+from .timing import Clock
 from .wire.codec import NetAddr, hash_to_hex
 from .wire.messages import Block, Tx, msg_version
 from .wire.synthetic import make_block, make_tx
@@ -57,6 +60,9 @@ class Node:
         self.timers = config.make_timers()
         self.magic = config.magic_bytes
         self.rng = random.Random(config.seed)
+        self.clock = Clock(config.clock_skew)  # wall clock as this node sees it (chaos: clock skew)
+        self.shaper = Shaper(config.link, config.regions, config.bandwidth)
+        self.lag: LoopLag | None = None  # the process's event-loop lag monitor, from start()
         self.stats = NodeStats()
         self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
         self.mempool = Mempool()
@@ -113,7 +119,7 @@ class Node:
         return self.config.link
 
     def self_address(self) -> NetAddr:
-        return NetAddr(self.config.protocol_address, self.port, self.config.services, int(time.time()))
+        return NetAddr(self.config.protocol_address, self.port, self.config.services, int(self.clock()))
 
     def local_version(self, peer: Peer) -> LocalVersion:
         cfg = self.config
@@ -130,6 +136,8 @@ class Node:
         """Listen (unless `listen` is off); dialling starts with `start_dialling()` (host mode
         starts every listener first so that the first round of dials finds them up)."""
         self.loop = asyncio.get_running_loop()
+        self.lag = monitor_for(self.loop)
+        self.lag.acquire()
         self.connman.load()  # addrman tables, bans and anchors from the data dir
         self.running = True
         if self.config.listen:
@@ -152,6 +160,8 @@ class Node:
         if not self.running:  # idempotent: a second stop must not overwrite the saved state
             return
         self.running = False
+        if self.lag is not None:
+            self.lag.release()
         if self._tick_task is not None:
             self._tick_task.cancel()
         if self._bootstrap_task is not None:
@@ -280,6 +290,8 @@ class Node:
             raise DialRefused("banned", ip)
         if self.connected_to(ip):
             raise DialRefused("already-connected", ip)
+        if ip in self.shaper.held:  # partitioned away: the SYN would never be answered
+            raise DialRefused("unreachable", ip)
         bind = source_ip or self.config.bind
         local = None if ipaddress.ip_address(bind).is_unspecified else (bind, 0)
         conn = Connection(self, inbound=False, kind=kind, target=(ip, port))
@@ -421,6 +433,37 @@ class Node:
         for p in self.peers.values():
             p.conn.resume()
 
+    # --- chaos faults (control API; docs/chaos.md) ------------------------------------------------
+
+    def set_unreachable(self, ips: list[str], unreachable: bool) -> int:
+        """Partition: messages to `ips` are held (as TCP holds them) until they are reachable again,
+        and they are not dialled; returns how many of our peers that affects."""
+        held = self.shaper.held
+        (held.update if unreachable else held.difference_update)(ips)
+        wanted = set(ips)
+        touched = [p for p in self.peers.values() if p.ip in wanted]
+        if not unreachable:
+            for p in touched:
+                p.conn.release()
+        return len(touched)
+
+    def heal(self) -> int:
+        """Every partition of this node ends."""
+        return self.set_unreachable(sorted(self.shaper.held), False)
+
+    def set_loss(self, ips: list[str], loss: float) -> None:
+        self.shaper.set_loss(ips, loss)
+
+    def set_bandwidth(self, up_kbit: float | None, down_kbit: float | None) -> None:
+        self.shaper.set_bandwidth(Bandwidth(up_kbit, down_kbit))
+
+    def set_clock_skew(self, seconds: float) -> None:
+        self.clock.skew = float(seconds)
+
+    def chaos_status(self) -> dict[str, Any]:
+        return {**self.shaper.status(), "clock_skew": self.clock.skew,
+                "loop_lag": self.lag.summary() if self.lag is not None else None}
+
     # --- injection (harness and control API) ------------------------------------------------------
 
     def submit_tx(self, tx: Tx) -> bool:
@@ -435,10 +478,11 @@ class Node:
         """Raises chain.BlockInvalid for a block that fails the checks."""
         return self.relay.accept_block(block, None)
 
-    def mine_block(self, include_mempool: bool = True) -> Block:
+    def mine_block(self, include_mempool: bool = True, size: int | None = None, fill: str = "txs") -> Block:
+        """A block on our tip with the mempool's txs, and filled up to `size` bytes if given."""
         tip = self.chain.tip
         txs = list(self.mempool.txs.values())[:MAX_BLOCK_TXS] if include_mempool else []
-        block = make_block(tip.hash, self.chain.height + 1, tip.header.time, txs)
+        block = make_block(tip.hash, self.chain.height + 1, tip.header.time, txs, size=size, fill=fill)
         self.submit_block(block)
         return block
 
@@ -449,6 +493,7 @@ class Node:
             "relay_policy": self.config.relay_policy, "user_agent": self.config.user_agent,
             "peers": [p.info() for p in self.peers.values()], "paused": self.paused,
             "peering": self.connman.status(),
+            "chaos": self.chaos_status(),
             "bootstrap": {"queried": self.bootstrap.queried, "learned": self.bootstrap.learned,
                           "fixed_seeds_used": self.bootstrap.fixed_seeds_used},
         }

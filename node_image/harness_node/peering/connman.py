@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,6 +59,7 @@ class ConnManHost(Protocol):
     name: str
     loop: Any  # asyncio.AbstractEventLoop
     rng: random.Random
+    clock: Callable[[], float]  # the node's wall clock (skewed by a chaos fault)
     timers: Timers
     sandbox: Sandbox
     running: bool
@@ -81,10 +82,11 @@ class ConnMan:
         self.datadir = Path(node.config.datadir) if node.config.datadir else None
         # addrman's bucket key: secret per node, stable across restarts (persisted with the tables)
         self.netgroups = NetGroups(cfg.netgroup_bits, cfg.all_routable)
-        self.addrman = AddrMan(node.rng.randbytes(32), self.netgroups, node.rng, time.time,
+        # addr times and ban expiries read the node's clock, which a chaos fault may skew
+        self.addrman = AddrMan(node.rng.randbytes(32), self.netgroups, node.rng, node.clock,
                                use_tried=self.cm.tried_table, test_before_evict=self.cm.test_before_evict,
                                time_scale=scale)
-        self.banman = BanMan(str(self.datadir / BANLIST_FILE) if self.datadir else None, time.time,
+        self.banman = BanMan(str(self.datadir / BANLIST_FILE) if self.datadir else None, node.clock,
                              node.timers.bantime)
         self._eviction_key = node.rng.randbytes(16)
         self.anchors: list[tuple[str, int]] = []
