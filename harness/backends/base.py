@@ -276,6 +276,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None: ...
 
+    def partition(self, groups: Sequence[Sequence[str]], one_way: bool = False) -> None:
+        """Cut the network between ``groups`` of node names with the backend's own means (Docker:
+        network disconnect; Kubernetes: a Chaos Mesh NetworkChaos); `heal` undoes it. Optional: the
+        timeline asks only for a partition with ``native: true`` and falls back to the node-level
+        one (docs/chaos.md), which every backend has, when this refuses."""
+        raise BackendError(f"the {self.name} backend has no native network partition")
+
+    def heal(self) -> None:
+        raise BackendError(f"the {self.name} backend has no native network partition")
+
     def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
         """Stop whichever seeder runs and start, on the same address and ports, a rogue seeder
         serving only ``rogue_addresses`` (IPs; no crawler, mode poison), or the planned honest
