@@ -79,6 +79,8 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
             "honest_banned": _jsonable(figures.honest_banned),
         },
         "eclipse": _jsonable(figures.eclipse),
+        "timing": {**_jsonable(figures.lag), "trusted": figures.lag.trusted,
+                   "block_curve": {str(k): v for k, v in figures.block_curve.items()}},
         "plots": dict(PLOT_FILES),
     }
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from harness.analysis.figures.bans import AttackerBanTime, bans_by_reason, bans_over_time, honest_nodes_banned, time_to_ban
 from harness.analysis.figures.eclipse import VictimEclipse, eclipse_figures
 from harness.analysis.figures.propagation import ItemPropagation, KindPropagation, item_propagation, kind_propagation
+from harness.analysis.figures.timing import LagVerdict, block_curve, lag_verdict
 from harness.analysis.model import ITEM_KINDS, BanEvent, Report
 
 
@@ -23,6 +24,8 @@ class ReportFigures:
     time_to_ban: list[AttackerBanTime]
     honest_banned: list[BanEvent]
     eclipse: list[VictimEclipse]
+    lag: LagVerdict  # the workers' event-loop lag against the emulated delays (timing.py)
+    block_curve: dict[int, float | None]  # percent of honest nodes -> median seconds over the blocks
 
 
 def compute_figures(report: Report) -> ReportFigures:
@@ -35,6 +38,8 @@ def compute_figures(report: Report) -> ReportFigures:
         time_to_ban=time_to_ban(report.bans, report.attackers),
         honest_banned=honest_nodes_banned(report.bans),
         eclipse=eclipse_figures(report.victims, report.started_at, report.ended_at),
+        lag=lag_verdict(report.loop_lag, report.items, report.smallest_delay),
+        block_curve=block_curve(report.items),
     )
 
 
