@@ -131,6 +131,15 @@ NODE_METRICS = (
        "Inbound connections refused: slots full and nobody evictable."),
     _m("harness_node_addr_received_total", "counter", "addresses", (NODE,), "Addresses received in addr/addrv2."),
     _m("harness_node_addr_rate_limited_total", "counter", "addresses", (NODE,), "Addresses dropped by the addr token bucket."),
+    # network chaos (docs/chaos.md)
+    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
+       "Messages the link emulation dropped, by cause."),
+    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition."),
+    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
+       "Time messages waited for the node's upload/download token bucket."),
+    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset."),
+    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
+       "How late the worker process's event loop ran a timer (per worker, not per node)."),
 )
 
 SEEDER_METRICS = (
@@ -166,6 +175,9 @@ CONTROLLER_METRICS = (
        "Highest attacker share of a victim's outbound peers (0..1).",
        replaced_by="harness_controller_victim_outbound_attacker_ratio"),
     _m("harness_controller_check_passed", "gauge", "verdict", (CHECK,), "Each check's verdict: 1 pass, 0 fail, -1 error."),
+    # network chaos (docs/chaos.md)
+    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now."),
+    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now."),
 )
 
 # --- planned --------------------------------------------------------------------------------------
@@ -219,17 +231,6 @@ PLANNED_METRICS = (
        "Transactions relayed in the stem phase.", 11),
     _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE,),
        "Stem transactions this node fluffed (by coin flip or embargo timer).", 11),
-    # issue 12: chaos
-    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
-       "Messages the link emulation dropped, by cause.", 12),
-    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition.", 12),
-    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
-       "Time messages waited for the node's upload/download token bucket.", 12),
-    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset.", 12),
-    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
-       "How late the worker process's event loop ran a timer (per worker, not per node).", 12),
-    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now.", 12),
-    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now.", 12),
 )
 
 TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS
