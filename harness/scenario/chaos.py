@@ -68,7 +68,7 @@ class Regions(_Strict):
                     raise problem(f"rtt_ms is not symmetric: {a}->{b} {ms} but {b}->{a} {self.rtt_ms[b][a]}", "rtt_ms")
         for i, share in enumerate(self.assign):
             if share.region not in names:
-                raise problem(f"assign[{i}].region {share.region!r} is not in rtt_ms (known: {sorted(names)})", "assign")
+                raise problem(f"{share.region!r} is not a region of rtt_ms (known: {sorted(names)})", "assign", i, "region")
         return self
 
 
