@@ -155,3 +155,38 @@ def test_loss_on_selected_links_only(lt, make_node):
     lt.wait(lambda: all(t.txid in nc.mempool for t in txs), 10, "every tx at C")
     got_b = lt.eval(lambda: sum(t.txid in nb.mempool for t in txs))
     assert got_b <= 3 and lt.eval(lambda: na.shaper.dropped["loss"]) >= 17
+
+
+def test_chaos_endpoints_need_the_token_and_refuse_bad_input(lt):
+    from harness_node.config import NodeConfig
+    from harness_node.host import Host
+    from test_control import TOKEN, call
+
+    h = Host([NodeConfig(name="c0", bind=next_ip(), port=0, control_port=0, control_token=TOKEN)])
+    lt.run(h.start())
+    try:
+        node = h.nodes["c0"]
+        addr = node.control_address
+        assert call(addr, "POST", "/chaos/clock", {"skew": 60}, token=None)[0] == 401
+        assert call(addr, "POST", "/chaos/unreachable", {"addresses": ["10.0.0.1:18444"]})[0] == 400
+        status, body = call(addr, "POST", "/chaos/loss", {"addresses": ["10.0.0.1"], "loss": 1.0})
+        assert status == 400 and "loss" in body["error"]
+        status, body = call(addr, "POST", "/chaos/bandwidth", {"up_kbit": 0})
+        assert status == 400 and "up_kbit" in body["error"]
+        assert call(addr, "POST", "/chaos/bandwidth", {"up": 5})[0] == 400
+        assert call(addr, "POST", "/block", {"size": 10_000_000})[0] == 400
+        assert call(addr, "POST", "/chaos/clock", {"skew": 60})[0] == 200
+        assert call(addr, "POST", "/chaos/unreachable", {"addresses": ["10.0.0.1"]})[0] == 200
+        assert call(addr, "POST", "/chaos/bandwidth", {"up_kbit": 500, "down_kbit": None})[0] == 200
+        status, chaos = call(addr, "GET", "/chaos")
+        assert chaos["clock_skew"] == 60 and chaos["unreachable"] == ["10.0.0.1"] and chaos["up_kbit"] == 500
+        assert chaos["loop_lag"]["probes"] >= 0
+        status, metrics = call(addr, "GET", "/metrics")
+        assert 'harness_node_clock_skew_seconds{node="c0"} 60.0' in metrics
+        assert "harness_node_event_loop_lag_seconds_bucket{" in metrics
+        assert call(addr, "DELETE", "/chaos/unreachable")[0] == 200
+        assert call(addr, "GET", "/chaos")[1]["unreachable"] == []
+        status, mined = call(addr, "POST", "/block", {"size": 200_000, "fill": "padding"})
+        assert status == 200 and 199_000 <= len(lt.eval(lambda: node.chain.get(bytes.fromhex(mined["hash"])[::-1]).raw)) <= 200_000
+    finally:
+        lt.run(h.stop())

@@ -297,6 +297,14 @@ def _number(body: dict[str, Any], field: str, nullable: bool = False) -> float |
     return float(value)
 
 
+def _checked(setter: Callable[..., None], *args: Any) -> None:
+    """Apply a chaos setting; the node's own bounds (ValueError) become a 400 naming them."""
+    try:
+        setter(*args)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+
+
 # Chaos faults (docs/chaos.md): the node-level network emulation every backend has.
 @routes.get("/chaos")
 async def get_chaos(request: web.Request) -> web.Response:
@@ -330,10 +338,7 @@ async def post_loss(request: web.Request) -> web.Response:
     node: Node = node_for(request)
     body = await _json_body(request)
     ips, loss = _ips(body), _number(body, "loss")
-    try:
-        node.set_loss(ips, loss)  # type: ignore[arg-type]
-    except ValueError as e:
-        raise BadRequest(str(e)) from None
+    _checked(node.set_loss, ips, loss)
     return web.json_response({"addresses": ips, "loss": loss})
 
 
@@ -346,10 +351,7 @@ async def post_bandwidth(request: web.Request) -> web.Response:
     if unknown:
         raise BadRequest(f"unknown field(s) {sorted(unknown)}; known: ['down_kbit', 'up_kbit']")
     up, down = _number(body, "up_kbit", True), _number(body, "down_kbit", True)
-    try:
-        node.set_bandwidth(up, down)
-    except ValueError as e:
-        raise BadRequest(str(e)) from None
+    _checked(node.set_bandwidth, up, down)
     return web.json_response({"up_kbit": up, "down_kbit": down})
 
 
