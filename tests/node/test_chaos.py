@@ -190,3 +190,23 @@ def test_chaos_endpoints_need_the_token_and_refuse_bad_input(lt):
         assert status == 200 and 199_000 <= len(lt.eval(lambda: node.chain.get(bytes.fromhex(mined["hash"])[::-1]).raw)) <= 200_000
     finally:
         lt.run(h.stop())
+
+
+def test_a_one_way_cut_holds_only_the_cut_side_s_messages(lt, make_node):
+    """partition one_way: the first group cannot reach the others; they still reach it. A request
+    from the cut side (getdata) is held, so it learns of a tx but gets it only after the heal."""
+    a, b = next_ip(), next_ip()
+    na = make_node(bind=a, port=18444)
+    nb = make_node(bind=b, port=18444, connect=[f"{a}:18444"])
+    _connected(lt, nb, 1)
+    lt.eval(lambda: na.set_unreachable([b], True))  # only A's side: A -> B is cut
+    invs_before = lt.eval(lambda: na.stats.msgs[("in", "inv")])
+    tx_b = lt.eval(nb.inject_tx)
+    lt.wait(lambda: na.stats.msgs[("in", "inv")] > invs_before, 5, "B's inv reaches A")
+    tx_a = lt.eval(na.inject_tx)
+    time.sleep(1.0)
+    assert lt.eval(lambda: tx_b.txid in na.mempool) is False  # A's getdata is held
+    assert lt.eval(lambda: tx_a.txid in nb.mempool) is False  # A's inv is held
+    assert lt.eval(lambda: next(iter(na.peers.values())).conn.linkem.held_bytes) > 0
+    lt.eval(na.heal)
+    lt.wait(lambda: tx_b.txid in na.mempool and tx_a.txid in nb.mempool, 10, "both txs after the heal")
