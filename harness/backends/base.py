@@ -278,13 +278,19 @@ class Backend(abc.ABC):
 
     def partition(self, groups: Sequence[Sequence[str]], one_way: bool = False) -> None:
         """Cut the network between ``groups`` of node names with the backend's own means (Docker:
-        network disconnect; Kubernetes: a Chaos Mesh NetworkChaos); `heal` undoes it. Optional: the
-        timeline asks only for a partition with ``native: true`` and falls back to the node-level
-        one (docs/chaos.md), which every backend has, when this refuses."""
+        network disconnect); `heal` undoes it. ``one_way``: only the first group is cut off from
+        the others (its messages to them are lost, theirs still arrive); a backend that cannot do
+        that refuses. Optional: the timeline asks only for a partition with ``native: true`` and falls back to
+        the node-level one (docs/chaos.md), which every backend has, when this refuses."""
         raise BackendError(f"the {self.name} backend has no native network partition")
 
     def heal(self) -> None:
         raise BackendError(f"the {self.name} backend has no native network partition")
+
+    def start_monitoring(self, prometheus_image: str, grafana_image: str | None) -> dict[str, str]:
+        """Start Prometheus (scraping every member) and, unless None, Grafana with the repository's
+        dashboards, as part of the run (`down` removes them); returns their URLs by name."""
+        raise BackendError(f"the {self.name} backend cannot start a monitoring stack")
 
     def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
         """Stop whichever seeder runs and start, on the same address and ports, a rogue seeder

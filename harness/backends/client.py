@@ -152,6 +152,11 @@ class ControlClient:
         data = await self.request(ep, "GET", "/bans")
         return list(data.get("bans", []) if isinstance(data, dict) else data)
 
+    async def misbehaviour(self, ep: Endpoint) -> list[dict[str, Any]]:
+        """Every misbehaviour the node charged: address, reason, points, score, action, time."""
+        data = await self.request(ep, "GET", "/misbehaviour")
+        return list(data) if isinstance(data, list) else []
+
     async def pause(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/pause", {})
 
@@ -160,6 +165,10 @@ class ControlClient:
 
     async def shutdown(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/shutdown", {}, retries=0)
+
+    async def restart(self, ep: Endpoint, wipe_datadir: bool = False) -> None:
+        """The node stops and starts again in its host (same config and control site)."""
+        await self.request(ep, "POST", "/restart", {"wipe_datadir": wipe_datadir}, retries=0)
 
     # --- seeder API -----------------------------------------------------------------------------
     async def seeder_status(self, ep: Endpoint) -> dict[str, Any]:

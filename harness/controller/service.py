@@ -30,6 +30,7 @@ from harness.controller.collector import Collector
 from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
 from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
 from harness.analysis.figures.propagation import item_propagation, kind_propagation
+from harness.controller.spam_metrics import SpamMetrics
 from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict
 
 COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
@@ -81,6 +82,7 @@ class Metrics:
         self.eclipsed = Gauge("harness_controller_victims_eclipsed", "Victims whose outbound peers are all attackers", registry=r)
         self.share = Gauge("harness_controller_attacker_share_max", "Highest attacker share of a victim's outbound peers", registry=r)
         self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
+        self.spam = SpamMetrics(r)
         self.partitions = Gauge("harness_controller_partitions_active", "Partitions in force now.", registry=r)
         self.nodes_down = Gauge("harness_controller_nodes_down",
                                 "Nodes stopped by the timeline (kill, pause, churn) now.", registry=r)
@@ -116,6 +118,7 @@ class Metrics:
         last = [v.samples[-1] for v in obs.victims if v.samples]
         self.eclipsed.set(sum(1 for s in last if is_eclipsed(s)))
         self.share.set(max((attacker_share(s) for s in last), default=0.0))
+        self.spam.publish(obs)
         for c in results.checks:
             self.checks.labels(c.name).set({CheckVerdict.PASS: 1, CheckVerdict.FAIL: 0}.get(c.verdict, -1))
 
@@ -143,7 +146,7 @@ class Controller:
         self.metrics.publish_faults(self.records, len(self._stopped()))
         self.run.write_json(self.run.results_file, self.results.to_dict())
 
-    async def _serve(self, port: int) -> web.AppRunner:
+    async def _serve(self, port: int, host: str = LOCALHOST) -> web.AppRunner:
         app = web.Application()
 
         async def metrics(request: web.Request) -> web.Response:
@@ -155,12 +158,13 @@ class Controller:
         app.add_routes([web.get("/metrics", metrics), web.get("/results", results)])
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, LOCALHOST, port)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         with self.run.locked():
             state = self.run.load_state()
-            state.controller_url = f"http://{LOCALHOST}:{bound}"
+            # on every interface (in a pod): the backend recorded how to reach it (its Service)
+            state.controller_url = state.controller_url if host in ("0.0.0.0", "::") else f"http://{host}:{bound}"
             self.run.save_state(state)
         return runner
 
@@ -176,10 +180,11 @@ class Controller:
             self._publish(observations=obs)
             await asyncio.sleep(COLLECT_INTERVAL_SECONDS)  # the sampling period, not a wait for a condition
 
-    async def run_scenario(self, *, serve: bool = True, port: int = 0, linger: bool = False) -> Results:
+    async def run_scenario(self, *, serve: bool = True, port: int = 0, linger: bool = False,
+                           host: str = LOCALHOST) -> Results:
         """Wait for readiness, run the timeline until the plan's duration, collect, check.
         ``linger``: keep serving metrics and results afterwards until cancelled (detached mode)."""
-        runner = await self._serve(port) if serve else None
+        runner = await self._serve(port, host) if serve else None
         try:
             async with ControlClient(self.state.control_token) as client:
                 try:

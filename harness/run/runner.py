@@ -55,14 +55,17 @@ def _open(run_dir: str | Path) -> tuple[RunDir, RunState, Plan, Backend]:
 
 
 def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Path | None = None,
-           wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None) -> RunState:
+           wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None,
+           options: dict[str, Any] | None = None, monitor: dict[str, Any] | None = None) -> RunState:
     """Start the network detached, with a detached controller running its timeline; returns once
     the processes exist and the controller serves its URL (``wait``: once every node answers).
-    `down` stops it. ``on_event``: progress (harness.run.progress)."""
+    `down` stops it. ``on_event``: progress (harness.run.progress). ``options``: the backend's own
+    (its OPTIONS, e.g. k8s's kube_context and nodes_per_pod); others are ignored. ``monitor``: start
+    the backend's monitoring stack too (Backend.start_monitoring's keyword arguments)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.name))
-    be = make_backend(backend, run)
+    be = make_backend(backend, run, **(options or {}))
     total = len(plan.peers())
     with RunWatcher(run, on_event, total, plan.duration, follow_timeline=False):
         emit(on_event, progress.STARTING_NODES, total=total)
@@ -75,10 +78,17 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
                 be.wait_ready()
                 emit(on_event, progress.NODES_READY, ready=total, total=total)
             _wait_for_controller(run, be)
+            if monitor is not None:
+                be.start_monitoring(**monitor)
         except BaseException:
             be.down()
             raise
     return run.load_state()
+
+
+def logs(run_dir: str | Path, member: str) -> str:
+    """The log of one member of a run (a name `harness status` lists), from its backend."""
+    return _open(run_dir)[3].logs(member)
 
 
 def runnable_plan(scenario_path: str | Path, seed: int | None = None) -> Plan:
@@ -240,7 +250,8 @@ def build_report(plan: Plan, backend: str, results: Results) -> Report:
     return Report(
         scenario=plan.name, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.peers()),
         started_at=obs.started_at, ended_at=obs.ended_at, checks=checks, items=obs.items, bans=obs.bans,
-        attackers=obs.attackers, victims=obs.victims, graph=obs.graph, loop_lag=obs.loop_lag,
+        attackers=obs.attackers, victims=obs.victims, graph=obs.graph, spam=obs.spam, load=obs.load,
+        loop_lag=obs.loop_lag,
         smallest_delay=smallest_delay([n.config for n in plan.peers() if n.role in ("honest", "attacker")]),
     )
 
@@ -292,7 +303,8 @@ def _sigint_deferred() -> Iterator[None]:
 
 
 def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path | None = None,
-        run_dir: str | Path | None = None, seed: int | None = None, on_event: ProgressCallback | None = None) -> int:
+        run_dir: str | Path | None = None, seed: int | None = None, on_event: ProgressCallback | None = None,
+        options: dict[str, Any] | None = None) -> int:
     """deploy -> timeline -> checks -> report -> down, in this process. Returns the exit code:
     0 all checks passed, 1 a check failed or errored, 130 interrupted. Teardown always runs, and
     the node processes die with this one even if it is killed (local backend: PDEATHSIG).
@@ -300,7 +312,8 @@ def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path |
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)  # a bad or not yet runnable scenario fails here, before anything starts
     run_ = RunDir(run_dir or default_run_dir(plan.name))
-    be = make_backend(backend, run_, watch_parent=True)  # where the backend can: members die with this process
+    # watch_parent where the backend can: members die with this process
+    be = make_backend(backend, run_, **{**(options or {}), "watch_parent": True})
     total = len(plan.peers())
     try:
         with RunWatcher(run_, on_event, total, plan.duration):

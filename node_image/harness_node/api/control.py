@@ -8,9 +8,9 @@ Mutating calls (POST, DELETE) need `Authorization: Bearer <token>` when the node
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
+import shutil
 import socket
 from io import BytesIO
 from collections.abc import Awaitable, Callable
@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..chain.chain import BlockInvalid
 from ..config import MAX_CLOCK_SKEW, parse_endpoint
+from ..controlauth import bearer_ok
 from ..node import Node
 from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
 from ..wire.messages import Block, Tx
@@ -27,7 +28,7 @@ from ..wire.synthetic import FILL_KINDS, MAX_SYNTHETIC_BLOCK, origin_of
 from .metrics import exposition
 
 NODES = web.AppKey("nodes", dict)  # (ip, port) -> Node
-SERVER = web.AppKey("server", object)  # the ControlServer (for /shutdown)
+SERVER = web.AppKey("server", object)  # the ControlServer (for /shutdown and /restart)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -57,11 +58,8 @@ def _error(status: int, message: str) -> web.Response:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication for mutating calls, and one place that turns bad input into 400."""
     node = node_for(request)
-    token = node.config.control_token
-    if request.method in ("POST", "DELETE", "PUT") and token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return _error(401, "missing or wrong bearer token")
+    if request.method in ("POST", "DELETE", "PUT") and not bearer_ok(request.headers, node.config.control_token):
+        return _error(401, "missing or wrong bearer token")
     try:
         return await handler(request)
     except (BadRequest, DecodeError) as e:
@@ -174,6 +172,21 @@ async def post_shutdown(request: web.Request) -> web.Response:
     return web.json_response({"status": "stopping"}, status=202)
 
 
+@routes.post("/restart")
+async def post_restart(request: web.Request) -> web.Response:
+    """Stop this node (its tables and anchors are saved) and start it again with the same config:
+    same addresses and ports, the same data directory unless {"wipe_datadir": true}. Its control
+    site stays up (this response leaves on it); the host's other nodes keep running. What a node
+    packed in a pod has for a restart, where the pod cannot be restarted for one node."""
+    node: Node = node_for(request)
+    wipe = (await _json_body(request)).get("wipe_datadir", False)
+    if not isinstance(wipe, bool):
+        raise BadRequest("'wipe_datadir' must be true or false")
+    server: ControlServer = request.app[SERVER]
+    asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(server.restart(node, wipe)))
+    return web.json_response({"status": "restarting", "wipe_datadir": wipe}, status=202)
+
+
 @routes.post("/tx")
 async def post_tx(request: web.Request) -> web.Response:
     node: Node = node_for(request)
@@ -246,6 +259,13 @@ async def delete_peer(request: web.Request) -> web.Response:
     if not node.remove_manual(ip, port):
         return _error(404, f"not connected to {ip}:{port}")
     return web.json_response({"address": f"{ip}:{port}", "status": "disconnecting"})
+
+
+@routes.get("/misbehaviour")
+async def get_misbehaviour(request: web.Request) -> web.Response:
+    """Every misbehaviour charged (last 10,000): time, planned address, peer id, reason, points,
+    the score after it and the action taken."""
+    return web.json_response(list(node_for(request).misbehaviour_log))
 
 
 @routes.get("/bans")
@@ -387,6 +407,7 @@ class ControlServer:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.sites: dict[str, tuple[web.SockSite, tuple[str, int]]] = {}
         self._started = False
+        self.on_replace: Callable[[Node], None] | None = None  # told of a node restarted in place
 
     async def start(self) -> None:
         if not self._started:
@@ -406,6 +427,23 @@ class ControlServer:
         self.sites[node.name] = (site, addr)
         node.control_address = addr  # type: ignore[attr-defined]
         return addr
+
+    async def restart(self, node: Node, wipe_datadir: bool) -> Node:
+        """A fresh node of the same config in place of ``node``, served on the same control site;
+        ``on_replace`` (the host's) learns of it."""
+        await node.stop()
+        if wipe_datadir and node.config.datadir:
+            shutil.rmtree(node.config.datadir, ignore_errors=True)
+        fresh = type(node)(node.config)
+        await fresh.start()
+        for addr, served in list(self.app[NODES].items()):
+            if served is node:
+                self.app[NODES][addr] = fresh
+                fresh.control_address = addr  # type: ignore[attr-defined]
+        if self.on_replace is not None:
+            self.on_replace(fresh)
+        fresh.start_dialling()
+        return fresh
 
     async def remove(self, node: Node) -> None:
         entry = self.sites.pop(node.name, None)
