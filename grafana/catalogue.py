@@ -152,6 +152,15 @@ NODE_METRICS = (
     _m("harness_node_processing_seconds_total", "counter", "seconds", (NODE, COMMAND),
        "Time the node spent handling received messages, by command: the handlers run synchronously on the "
        "host's one thread, so this is CPU time (plus any time the OS took the CPU away)."),
+    # network chaos (docs/chaos.md)
+    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
+       "Messages the link emulation dropped, by cause."),
+    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition."),
+    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
+       "Time messages waited for the node's upload/download token bucket."),
+    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset."),
+    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
+       "How late the worker process's event loop ran a timer (per worker, not per node)."),
 )
 
 SEEDER_METRICS = (
@@ -187,6 +196,9 @@ CONTROLLER_METRICS = (
        "Highest attacker share of a victim's outbound peers (0..1).",
        replaced_by="harness_controller_victim_outbound_attacker_ratio"),
     _m("harness_controller_check_passed", "gauge", "verdict", (CHECK,), "Each check's verdict: 1 pass, 0 fail, -1 error."),
+    # network chaos (docs/chaos.md)
+    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now."),
+    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now."),
     # spam (issue 10): each behaviour's runs against the node's misbehaviour table, and the victims' cost
     _m("harness_controller_spam_runs", "gauge", "runs", (BEHAVIOUR, POLICY, SPAM_RESULT),
        "Spam behaviour runs (one attacker identity against one target), by whether the target reacted with the "
@@ -259,17 +271,6 @@ PLANNED_METRICS = (
        "Share of the spy's source guesses that are right.", 11),
     _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
        "Share of transactions whose true source the spy named.", 11),
-    # issue 12: chaos
-    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
-       "Messages the link emulation dropped, by cause.", 12),
-    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition.", 12),
-    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
-       "Time messages waited for the node's upload/download token bucket.", 12),
-    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset.", 12),
-    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
-       "How late the worker process's event loop ran a timer (per worker, not per node).", 12),
-    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now.", 12),
-    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now.", 12),
 )
 
 TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS

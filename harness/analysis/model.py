@@ -242,6 +242,17 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class LagSample:
+    """One worker's event-loop lag as one poll saw it (quantiles over the worker's last minute)."""
+
+    time: float  # epoch seconds of the poll
+    worker: str
+    p50: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a run report shows. The figures are computed from the raw observations on writing."""
 
@@ -258,6 +269,8 @@ class Report:
     attackers: Sequence[AttackerStart] = ()
     victims: Sequence[VictimSeries] = ()
     graph: PeerGraph = field(default_factory=PeerGraph)
+    loop_lag: Sequence[LagSample] = ()
+    smallest_delay: float | None = None  # seconds: the smallest one-way delay the plan emulates
     spam: Sequence[SpamRun] = ()
     load: Sequence[NodeLoad] = ()
 
@@ -303,6 +316,7 @@ class Observations:
     graph: PeerGraph = field(default_factory=PeerGraph)
     outbound_at_end: dict[str, int] = field(default_factory=dict)  # honest node -> outbound peers
     unreachable: list[str] = field(default_factory=list)  # nodes that did not answer the last poll
+    loop_lag: list[LagSample] = field(default_factory=list)  # per poll and worker (docs/chaos.md)
     spam: list[SpamRun] = field(default_factory=list)
     load: list[NodeLoad] = field(default_factory=list)
 
@@ -320,6 +334,7 @@ class Observations:
             graph=PeerGraph([PeerEdge(**e) for e in d.get("graph", {}).get("edges", [])], dict(d.get("graph", {}).get("roles", {}))),
             outbound_at_end=dict(d.get("outbound_at_end", {})),
             unreachable=list(d.get("unreachable", [])),
+            loop_lag=[LagSample(**x) for x in d.get("loop_lag", [])],
             spam=[SpamRun(**r) for r in d.get("spam", [])],
             load=[NodeLoad(**x) for x in d.get("load", [])],
         )

@@ -132,8 +132,15 @@ class ControlClient:
     async def inject_tx(self, ep: Endpoint) -> str:
         return (await self.request(ep, "POST", "/tx", {"synthetic": True}))["txid"]
 
-    async def mine_block(self, ep: Endpoint) -> str:
-        return (await self.request(ep, "POST", "/block", {}))["hash"]
+    async def mine_block(self, ep: Endpoint, size: int | None = None, fill: str = "txs") -> str:
+        """A block on the node's tip; with `size`, filled to about that many bytes (docs/chaos.md)."""
+        body: dict[str, Any] = {} if size is None else {"size": size, "fill": fill}
+        return (await self.request(ep, "POST", "/block", body))["hash"]
+
+    async def chaos(self, ep: Endpoint, what: str, body: dict[str, Any] | None = None,
+                    method: str = "POST") -> dict[str, Any]:
+        """A node-level network fault: /chaos/<what> (unreachable, reachable, loss, bandwidth, clock)."""
+        return await self.request(ep, method, f"/chaos/{what}" if what else "/chaos", body)
 
     async def add_peer(self, ep: Endpoint, address: str) -> None:
         await self.request(ep, "POST", "/peers", {"address": address})

@@ -24,6 +24,7 @@ from harness.analysis.model import (
     Observations,
     BanEvent,
     ItemObservation,
+    LagSample,
     NodeLoad,
     OutboundSample,
     PeerEdge,
@@ -47,6 +48,16 @@ def victims_of(plan: Plan) -> list[str]:
     return plan.names(HONEST)
 
 
+def lag_samples(statuses: Iterable[Mapping[str, Any]], now: float) -> list[LagSample]:
+    """One sample per worker process (its nodes all report the same loop) from the nodes' /status."""
+    by_worker: dict[str, LagSample] = {}
+    for status in statuses:
+        lag = (status.get("chaos") or {}).get("loop_lag")
+        if lag and lag.get("worker") not in by_worker:
+            by_worker[lag["worker"]] = LagSample(now, lag["worker"], lag["p50_s"], lag["p99_s"], lag["max_s"])
+    return list(by_worker.values())
+
+
 class Collector:
     """Keeps the history a single snapshot cannot give (ban times, victims' samples) across polls."""
 
@@ -61,6 +72,7 @@ class Collector:
         # forgets its mempool, not the fact that it had the item
         self._first_seen: dict[tuple[str, str], dict[str, float]] = {}
         self._unreachable: list[str] = []
+        self._lag: list[LagSample] = []
         # spam: each node's misbehaviour log, merged across polls (a restarted node forgets its own),
         # each attacker identity's last status, each honest node's last load figures
         self._misbehaviour: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
@@ -83,6 +95,7 @@ class Collector:
         statuses = await self.client.gather(self._running(self.plan.names(), stopped), self.client.status)
         self._unreachable = sorted(n for n, s in statuses.items() if isinstance(s, ControlAPIError))
         self._status = {n: s for n, s in statuses.items() if not isinstance(s, ControlAPIError)}
+        self._lag += lag_samples(self._status.values(), now)
         for victim in self.victims:
             status = statuses.get(victim)
             if isinstance(status, dict):
@@ -173,5 +186,6 @@ class Collector:
             attackers=[AttackerStart(n.name, self.started_at, (n.address,)) for n in self.plan.peers() if n.role == ATTACKER],
             victims=[VictimSeries(v, list(s)) for v, s in self._samples.items()],
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
+            loop_lag=list(self._lag),
             spam=self.spam(), load=self.load(),
         )

@@ -83,6 +83,17 @@ class Metrics:
         self.share = Gauge("harness_controller_attacker_share_max", "Highest attacker share of a victim's outbound peers", registry=r)
         self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
         self.spam = SpamMetrics(r)
+        self.partitions = Gauge("harness_controller_partitions_active", "Partitions in force now.", registry=r)
+        self.nodes_down = Gauge("harness_controller_nodes_down",
+                                "Nodes stopped by the timeline (kill, pause, churn) now.", registry=r)
+
+    def publish_faults(self, records: list[timeline.EventRecord], stopped: int) -> None:
+        """Faults in force now: partitions begun and not healed (one per distinct cut), stopped nodes."""
+        def cuts(action: str) -> set[str]:
+            return {json.dumps(r.params.get("groups"), sort_keys=True) for r in records if r.action == action and r.ok}
+
+        self.partitions.set(len(cuts("partition") - cuts("heal")))
+        self.nodes_down.set(stopped)
 
     def publish(self, results: Results) -> None:
         for phase in PHASES:
@@ -127,10 +138,12 @@ class Controller:
         self.plan = self.backend.plan
         self.metrics = Metrics()
         self.results = Results(phase="waiting")
+        self.records: list[timeline.EventRecord] = []  # the running timeline's, for the fault gauges
 
     def _publish(self, **changes: Any) -> None:
         self.results = dataclasses.replace(self.results, **changes)
         self.metrics.publish(self.results)
+        self.metrics.publish_faults(self.records, len(self._stopped()))
         self.run.write_json(self.run.results_file, self.results.to_dict())
 
     async def _serve(self, port: int, host: str = LOCALHOST) -> web.AppRunner:
@@ -184,6 +197,7 @@ class Controller:
                 collector = Collector(self.plan, client, self.backend.node_endpoints(), start_wall)
                 ctx = timeline.TimelineContext(self.plan, self.backend, client, self.run, self.backend.node_endpoints(),
                                                self.backend.seeder_endpoint())
+                self.records = ctx.records
                 poller = asyncio.create_task(self._poll_forever(collector))
                 try:
                     await timeline.execute(ctx, self.plan.timeline, start)

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from harness.scenario.actions import takes_duration
 from harness.errors import ScenarioError
+from harness.plan.chaos import bandwidth_configs, churn_events, region_configs
 from harness.plan.model import CheckPlan, Endpoint, Event, NodePlan, Plan
 from harness.scenario.attackers import plan_params, runnable, runs_as
 from harness.scenario.model import Network, Scenario
@@ -115,6 +116,7 @@ def plan(scenario: Scenario, seed: int | None = None, allocator: AddressAllocato
         raise ScenarioError(str(exc), path=("attackers",)) from None
     allowlist = allocator.allowlist(endpoints, members)
     nodes = [_node_plan(scenario, seed, m, members, endpoints, allowlist) for m in members]
+    _place_in_network(scenario, seed, members, endpoints, nodes)
     # The controller's port is the backend's choice (a free one locally); it records its URL in the run state.
     nodes.append(NodePlan(name="controller", role="controller", group=None, address=allocator.controller(),
                           p2p_port=0, control_port=0, config={}))
@@ -132,6 +134,19 @@ def plan(scenario: Scenario, seed: int | None = None, allocator: AddressAllocato
 
 
 # ---------------------------------------------------------------- node configuration
+
+
+def _place_in_network(scenario: Scenario, seed: int, members: list[Member], endpoints: dict[str, Endpoint],
+                      nodes: list[NodePlan]) -> None:
+    """Regions and bandwidth caps (network.regions, network.bandwidth) into the P2P nodes' configs."""
+    addresses = {m.name: endpoints[m.name].address for m in members}
+    regions = region_configs(scenario.network.regions, members, addresses, seed)
+    bandwidth = bandwidth_configs(scenario.network.bandwidth, members, seed)
+    for node in nodes:
+        if node.name in regions:
+            node.config["regions"] = regions[node.name]
+        if node.name in bandwidth:
+            node.config["bandwidth"] = bandwidth[node.name]
 
 
 def node_seed(seed: int, name: str) -> int:
@@ -302,6 +317,9 @@ def timeline(scenario: Scenario, seed: int, members: list[Member]) -> list[Event
         nodes = [m.name for m in pick(fault.target, members, rng_for(seed, "faults", index))]
         params = _resolve(fault.params, members, seed, ("faults", index))
         source = f"faults[{index}]"
+        if fault.action == "churn":  # expanded here, so the seed fixes who leaves when
+            events += churn_events(index, fault.at, fault.duration or 0.0, nodes, params, seed)
+            continue
         if fault.duration is not None and takes_duration(fault.action):
             events.append(Event(at=fault.at, action=fault.action, nodes=nodes, params=params, phase="begin", source=source))
             events.append(Event(at=_t(fault.at + fault.duration), action=fault.action, nodes=nodes, params=params,
@@ -349,6 +367,9 @@ def _resolve(model: BaseModel, members: list[Member], seed: int, labels: tuple) 
         value = getattr(model, name)
         if isinstance(value, Selector):
             data[info.alias or name] = [m.name for m in pick(value, members, rng_for(seed, *labels, name))]
+        elif isinstance(value, list) and value and all(isinstance(v, Selector) for v in value):  # partition groups
+            data[info.alias or name] = [[m.name for m in pick(v, members, rng_for(seed, *labels, name, i))]
+                                        for i, v in enumerate(value)]
     return data
 
 

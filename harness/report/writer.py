@@ -79,6 +79,8 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
             "honest_banned": _jsonable(figures.honest_banned),
         },
         "eclipse": _jsonable(figures.eclipse),
+        "timing": {**_jsonable(figures.lag), "trusted": figures.lag.trusted,
+                   "block_curve": {str(k): v for k, v in figures.block_curve.items()}},
         "spam": {
             # each behaviour run: the misbehaviour table's score and outcome next to the node's
             "runs": [{**_jsonable(r), "seconds_to_react": r.seconds_to_react, "as_expected": r.as_expected}

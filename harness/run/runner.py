@@ -26,6 +26,7 @@ from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict, Observ
 from harness.backends.base import Backend, BackendError
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.backends.registry import make_backend
+from harness.analysis.figures.timing import smallest_delay
 from harness.controller import timeline
 from harness.controller.collector import Collector
 from harness.controller.service import Controller, Results
@@ -250,6 +251,8 @@ def build_report(plan: Plan, backend: str, results: Results) -> Report:
         scenario=plan.name, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.peers()),
         started_at=obs.started_at, ended_at=obs.ended_at, checks=checks, items=obs.items, bans=obs.bans,
         attackers=obs.attackers, victims=obs.victims, graph=obs.graph, spam=obs.spam, load=obs.load,
+        loop_lag=obs.loop_lag,
+        smallest_delay=smallest_delay([n.config for n in plan.peers() if n.role in ("honest", "attacker")]),
     )
 
 

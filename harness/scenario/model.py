@@ -22,6 +22,7 @@ from pydantic import (
 from harness.scenario.actions import ACTIONS, ROGUE_SEEDER, SeederMode, SeederParams, default_target, roles_of, takes_duration
 from harness.errors import format_path
 from harness.scenario.attackers import ATTACKER_KINDS, identities_needed
+from harness.scenario.chaos import Bandwidth, Regions
 from harness.scenario.checks import Check, parse_check
 from harness.scenario.deploy import Deploy
 from harness.scenario.durations import Duration, format_duration
@@ -181,6 +182,8 @@ class Network(Strict):
     all_routable: bool = True
     time_scale: float = Field(default=1.0, ge=MIN_TIME_SCALE, le=MAX_TIME_SCALE, allow_inf_nan=False)
     latency: Latency = Latency()
+    regions: Regions | None = None  # who is where and the RTTs between regions (docs/chaos.md)
+    bandwidth: Bandwidth | None = None  # upload/download caps by class of nodes
     magic: Magic = REGTEST_MAGIC
     bitcoind: int = Field(default=0, ge=0, le=MAX_NODES)
 
@@ -317,6 +320,8 @@ class Fault(Strict):
     def _shape(self) -> Fault:
         if self.duration is not None and not takes_duration(self.action):
             raise problem(f"{self.action} takes no duration (it is instantaneous)", "duration")
+        if self.duration is None and self.action == "churn":
+            raise problem("churn needs a duration: how long nodes keep leaving and coming back", "duration")
         if self.target is None:
             self.target = default_target(self.action)
             if self.target is None:

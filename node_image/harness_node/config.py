@@ -18,6 +18,7 @@ from .chain.mempool import DEFAULT_MAX_MEMPOOL_SIZE_MB
 from .dictconfig import from_mapping
 from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 from .net.linkem import LinkModel
+from .net.shaping import Bandwidth, Regions
 from .peering.misbehaviour import Policy
 from .peering.peerconfig import PeerConfig
 from .relay.dandelion import DandelionConfig
@@ -25,6 +26,7 @@ from .timing import CORE_TIMERS, Timers
 from .wire.messages import NODE_NETWORK, NODE_WITNESS
 
 DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
+MAX_CLOCK_SKEW = 30 * 86400.0  # a month: beyond it a skew is a typo, not a fault
 
 
 def parse_endpoint(text: str, default_port: int = DEFAULT_P2P_PORT) -> tuple[str, int]:
@@ -62,6 +64,10 @@ class NodeConfig:
     max_orphan_blocks_mb: float = DEFAULT_MAX_ORPHAN_BLOCKS_MB  # blocks waiting for their parent
     max_stale_blocks_mb: float = DEFAULT_MAX_STALE_BLOCKS_MB  # blocks stored off the best chain
     link: LinkModel = field(default_factory=LinkModel)
+    # Chaos (docs/chaos.md): where we and every planned peer are, our bandwidth caps, our clock's offset
+    regions: Regions = field(default_factory=Regions)
+    bandwidth: Bandwidth = field(default_factory=Bandwidth)
+    clock_skew: float = 0.0  # seconds added to the wall clock for version timestamps, addr times, bans
     seed: int | None = None
     peering: PeerConfig = field(default_factory=PeerConfig)  # slots, seeds, countermeasures
     extra: dict[str, Any] = field(default_factory=dict)  # labels the harness attaches (role, group)
@@ -73,6 +79,10 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if isinstance(self.link, dict):
             self.link = LinkModel(**self.link)
+        if isinstance(self.regions, dict):
+            self.regions = from_mapping(Regions, self.regions, "regions")
+        if isinstance(self.bandwidth, dict):
+            self.bandwidth = from_mapping(Bandwidth, self.bandwidth, "bandwidth")
         if isinstance(self.peering, dict):
             self.peering = PeerConfig.from_dict(self.peering)
         if isinstance(self.dandelion, dict):
@@ -139,6 +149,10 @@ class NodeConfig:
                              f"got {self.misbehaviour_policy!r}")
         self._validate_addresses()
         self.link.validate()
+        self.regions.validate()
+        self.bandwidth.validate()
+        if not isinstance(self.clock_skew, (int, float)) or abs(self.clock_skew) > MAX_CLOCK_SKEW:
+            raise ValueError(f"clock_skew must be a number of seconds within +-{MAX_CLOCK_SKEW:g}, got {self.clock_skew!r}")
         if not isinstance(self.extra, dict):
             raise ValueError("extra must be a mapping")
 

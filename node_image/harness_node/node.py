@@ -29,14 +29,18 @@ from .chain.chain import Chain
 from .chain.mempool import Mempool
 from .config import NodeConfig
 from .net.connection import Connection
+from .net.chaos import ChaosFaults
 from .net.linkem import LinkModel
+from .net.looplag import LoopLag, monitor_for
 from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
 from .net.sandbox import DialRefused, Sandbox
+from .net.shaping import Shaper
 from .net.stats import NodeStats
 from .peering.connman import ConnMan
 from .peering.misbehaviour import Action, Misbehaviour
 from .relay.dandelion import Dandelion
 from .relay.relay import Relay
+from .timing import Clock
 from .wire.codec import NetAddr, hash_to_hex
 from .wire.messages import NODE_DANDELION, Block, Tx, msg_version
 from .wire.synthetic import make_block, make_tx
@@ -56,12 +60,15 @@ class ManualTarget:
     retry: asyncio.TimerHandle | None = None
 
 
-class Node:
+class Node(ChaosFaults):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.timers = config.make_timers()
         self.magic = config.magic_bytes
         self.rng = random.Random(config.seed)
+        self.clock = Clock(config.clock_skew)  # wall clock as this node sees it (chaos: clock skew)
+        self.shaper = Shaper(config.link, config.regions, config.bandwidth)
+        self.lag: LoopLag | None = None  # the process's event-loop lag monitor, from start()
         self.stats = NodeStats()
         self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
         self.mempool = Mempool(config.max_mempool_mb)
@@ -92,7 +99,9 @@ class Node:
             "block": lambda p, m: relay.on_block(p, m.block),
             "headers": lambda p, m: relay.on_headers(p, m.headers),
             "getheaders": lambda p, m: relay.on_getheaders(p, m.locator, m.hash_stop),
-            "dandeliontx": self.on_dandeliontx,
+            # a stem tx: only Dandelion peers are sent one (we advertise NODE_DANDELION only under that
+            # policy); a node without the policy takes it as a plain tx, so it is never lost
+            "dandeliontx": lambda p, m: (self.dandelion.on_stem_tx if self.dandelion is not None else relay.on_tx)(p, m.tx),
         }
         self.bootstrap = BootstrapState()
         self.paused = False
@@ -129,7 +138,7 @@ class Node:
         return self.config.services | (NODE_DANDELION if self.dandelion is not None else 0)
 
     def self_address(self) -> NetAddr:
-        return NetAddr(self.config.protocol_address, self.port, self.services, int(time.time()))
+        return NetAddr(self.config.protocol_address, self.port, self.services, int(self.clock()))
 
     def local_version(self, peer: Peer) -> LocalVersion:
         cfg = self.config
@@ -146,6 +155,8 @@ class Node:
         """Listen (unless `listen` is off); dialling starts with `start_dialling()` (host mode
         starts every listener first so that the first round of dials finds them up)."""
         self.loop = asyncio.get_running_loop()
+        self.lag = monitor_for(self.loop)
+        self.lag.acquire()
         self.connman.load()  # addrman tables, bans and anchors from the data dir
         self.running = True
         if self.config.listen:
@@ -170,6 +181,8 @@ class Node:
         if not self.running:  # idempotent: a second stop must not overwrite the saved state
             return
         self.running = False
+        if self.lag is not None:
+            self.lag.release()
         if self._tick_task is not None:
             self._tick_task.cancel()
         if self._bootstrap_task is not None:
@@ -310,6 +323,8 @@ class Node:
             raise DialRefused("banned", ip)
         if self.connected_to(ip):
             raise DialRefused("already-connected", ip)
+        if ip in self.shaper.held:  # partitioned away: the SYN would never be answered
+            raise DialRefused("unreachable", ip)
         bind = source_ip or self.config.bind
         local = None if ipaddress.ip_address(bind).is_unspecified else (bind, 0)
         conn = Connection(self, inbound=False, kind=kind, target=(ip, port))
@@ -462,14 +477,6 @@ class Node:
             return self.dandelion.originate(tx)
         return self.relay.accept_tx(tx, None)
 
-    def on_dandeliontx(self, peer: Peer, msg: Any) -> None:
-        """A stem transaction. Only Dandelion peers are sent one (we advertise NODE_DANDELION only
-        under that policy); a node without the policy takes it as a plain tx, so it is never lost."""
-        if self.dandelion is not None:
-            self.dandelion.on_stem_tx(peer, msg.tx)
-        else:
-            self.relay.on_tx(peer, msg.tx)
-
     def inject_tx(self) -> Tx:
         tx = make_tx()
         self.submit_tx(tx)
@@ -479,10 +486,11 @@ class Node:
         """Raises chain.BlockInvalid for a block that fails the checks."""
         return self.relay.accept_block(block, None)
 
-    def mine_block(self, include_mempool: bool = True) -> Block:
+    def mine_block(self, include_mempool: bool = True, size: int | None = None, fill: str = "txs") -> Block:
+        """A block on our tip with the mempool's txs, and filled up to `size` bytes if given."""
         tip = self.chain.tip
         txs = list(self.mempool.txs.values())[:MAX_BLOCK_TXS] if include_mempool else []
-        block = make_block(tip.hash, self.chain.height + 1, tip.header.time, txs)
+        block = make_block(tip.hash, self.chain.height + 1, tip.header.time, txs, size=size, fill=fill)
         self.submit_block(block)
         return block
 
@@ -494,6 +502,7 @@ class Node:
             "dandelion": self.dandelion.status() if self.dandelion is not None else None, "user_agent": self.config.user_agent,
             "peers": [p.info() for p in self.peers.values()], "paused": self.paused,
             "peering": self.connman.status(),
+            "chaos": self.chaos_status(),
             "load": {"processing_seconds": self.stats.processing_seconds,
                      "bytes_in": sum(b for (d, _), b in self.stats.bytes.items() if d == "in")},
             "bootstrap": {"queried": self.bootstrap.queried, "refused": self.bootstrap.refused,

@@ -59,12 +59,7 @@ PENDING: dict[tuple[str, str], int] = {
     ("harness-privacy", "Spy recall by estimator and relay policy"): 11,
     ("harness-privacy", "Announcements the spy recorded"): 11,
     ("harness-chaos", "Timeline actions by kind"): 13,
-    ("harness-chaos", "Nodes unreachable and down"): 12,
-    ("harness-chaos", "Messages dropped by the link emulation"): 12,
-    ("harness-chaos", "Partitions"): 12,
-    ("harness-chaos", "Bandwidth: time waiting for the token bucket"): 12,
-    ("harness-chaos", "Clock skew"): 12,
-    ("harness-chaos", "Event-loop lag, p99"): 12,
+    ("harness-chaos", "Event-loop lag, p99"): 13,  # its node series is real (issue 12); the controller's is 13's
 }
 
 

@@ -134,7 +134,9 @@ class LocalBackend(Backend):
     def raise_if_crashed(self) -> None:
         state = self._state()
         seeder = _current_seeder(state)
-        hosts = set(state.backend_state.get("node_hosts", {}).values())
+        # a process whose nodes the timeline stopped (stop_node, churn) is gone on purpose
+        stopped = set(state.stopped_nodes)
+        hosts = {h for n, h in state.backend_state.get("node_hosts", {}).items() if n not in stopped}
         for record in lw.records(state):
             if record.name in hosts or record == seeder:
                 proc = self._children.get(record.pid)

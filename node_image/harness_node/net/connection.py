@@ -14,8 +14,9 @@ from typing import Protocol
 
 from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame
 from ..wire.messages import Message
-from .linkem import LinkEmulator, LinkModel
+from .linkem import LinkEmulator
 from .peer import Peer
+from .shaping import Shaper
 from .stats import NodeStats
 
 # Core stops reading a peer whose send buffer is full (net.cpp fPauseSend, -maxsendbuffer 1000 kB);
@@ -42,7 +43,7 @@ class ConnectionEvents(Protocol):
     magic: bytes
     rng: random.Random
     stats: NodeStats
-    link: LinkModel
+    shaper: Shaper
 
     def attach(self, conn: "Connection", addr: tuple[str, int], local: tuple[str, int]) -> Peer | None: ...
     def detach(self, peer: Peer, exc: Exception | None) -> None: ...
@@ -61,6 +62,7 @@ class Connection(asyncio.Protocol):
         self.linkem: LinkEmulator | None = None
         self.closing = False
         self.frozen = False  # node paused: nothing read or sent, as if the process were stopped
+        self.rx_paced = False  # reading paused until the download bucket has passed the last chunk
         self.bytes_in = 0
         self.bytes_out = 0
         self.closed: asyncio.Future[None] = owner.loop.create_future()
@@ -72,8 +74,7 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if self.owner.link.active:
-            self.linkem = LinkEmulator(self.owner.link, self.owner.rng, self.owner.loop)
+        self.linkem = LinkEmulator(self.owner.shaper, self.owner.rng, self.owner.loop)
         peername = transport.get_extra_info("peername")
         sockname = transport.get_extra_info("sockname")
         if peername is None:  # closed before we got here
@@ -85,6 +86,26 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self.bytes_in += len(data)
+        now = self.owner.loop.time()
+        done = self.owner.shaper.download_done(len(data), now)
+        if done > now and self.transport is not None:
+            # The download cap: this chunk "arrives" when the node's bucket has passed it; reading
+            # stops until then, so later chunks of this link queue behind it in the kernel.
+            self.rx_paced = True
+            self.transport.pause_reading()
+            self.owner.loop.call_at(done, self._paced, data)
+            return
+        self._process(data)
+
+    def _paced(self, data: bytes) -> None:
+        self.rx_paced = False
+        if self.closing:
+            return
+        if self.transport is not None and not self.frozen:
+            self.transport.resume_reading()
+        self._process(data)
+
+    def _process(self, data: bytes) -> None:
         try:
             frames = self.decoder.feed(data)
         except FramingError as e:
@@ -129,7 +150,7 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closing and not self.frozen:
+        if self.transport is not None and not self.closing and not self.frozen and not self.rx_paced:
             self.transport.resume_reading()
 
     def pause(self) -> None:
@@ -139,7 +160,7 @@ class Connection(asyncio.Protocol):
 
     def resume(self) -> None:
         self.frozen = False
-        if self.transport is not None and not self.closing:
+        if self.transport is not None and not self.closing and not self.rx_paced:
             self.transport.resume_reading()
 
     # --- sending -------------------------------------------------------------------------------
@@ -154,10 +175,19 @@ class Connection(asyncio.Protocol):
         self.owner.stats.count_message("out", command, len(data))
         if self.peer is not None:
             self.peer.last_send = self.owner.loop.time()
-        if self.linkem is not None:
-            self.linkem.send(data, self._write)
+        ip = self.peer.ip if self.peer is not None else (self.target[0] if self.target else "")
+        em = self.linkem
+        if em is not None and (em.busy or self.owner.shaper.shapes(ip)):
+            em.send(data, self._write, ip)
+            if em.held_bytes > MAX_SEND_BUFFER:
+                self.close("send-buffer-full")
         else:
             self._write(data)
+
+    def release(self) -> None:
+        """The peer is reachable again (a partition healed): send what was held for it."""
+        if self.linkem is not None and self.peer is not None and not self.closing:
+            self.linkem.release(self.peer.ip)
 
     def _write(self, data: bytes) -> None:
         transport = self.transport

@@ -76,6 +76,7 @@ class PeerEvents(Protocol):
     magic: bytes
     stats: NodeStats
     timers: Timers
+    clock: Callable[[], float]  # the node's wall clock (skewed by a chaos fault)
     handlers: Mapping[str, Callable[[Any, Any], None]]  # command -> handler(peer, decoded message)
 
     def local_version(self, peer: "Peer") -> LocalVersion: ...
@@ -111,6 +112,7 @@ class Peer:
         self.services = 0
         self.user_agent = ""
         self.start_height = 0
+        self.time_offset = 0
         self.relay = True
         self.wtxid_relay = False
         self.addrv2 = False
@@ -152,7 +154,7 @@ class Peer:
             "start_height": self.start_height, "connected_time": self.connected_time,
             "handshake_done": self.verack_received, "misbehaviour_score": self.score, "relay": self.relay,
             "ping_s": self.ping_time, "min_ping_s": self.min_ping, "last_tx_time": self.last_tx_time,
-            "last_block_time": self.last_block_time,
+            "last_block_time": self.last_block_time, "time_offset": self.time_offset,
         }
 
     def __repr__(self) -> str:
@@ -169,7 +171,7 @@ class Peer:
         self.version_sent = True
         us = self.owner.local_version(self)
         self.send(msg_version(
-            version=PROTOCOL_VERSION, services=us.services, timestamp=int(time.time()),
+            version=PROTOCOL_VERSION, services=us.services, timestamp=int(self.owner.clock()),
             addr_recv=NetAddr(self.ip, self.port, self.services), addr_from=us.addr_from,
             nonce=self.local_nonce, user_agent=us.user_agent, start_height=us.start_height,
             relay=self.kind != "block-relay"))
@@ -236,6 +238,8 @@ class Peer:
         self.services = msg.services
         self.user_agent = msg.user_agent
         self.start_height = msg.start_height
+        # Core's nTimeOffset: their clock minus ours, from the version timestamp (net_processing.cpp)
+        self.time_offset = msg.timestamp - int(self.owner.clock())
         self.relay = msg.relay
         if not self.owner.on_peer_version(self, msg):
             return  # the owner refused the peer (and closed it)

@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +62,7 @@ class ConnManHost(Protocol):
     name: str
     loop: Any  # asyncio.AbstractEventLoop
     rng: random.Random
+    clock: Callable[[], float]  # the node's wall clock (skewed by a chaos fault)
     timers: Timers
     sandbox: Sandbox
     running: bool
@@ -84,7 +85,8 @@ class ConnMan:
         self.datadir = Path(node.config.datadir) if node.config.datadir else None
         # addrman's bucket key: secret per node, stable across restarts (persisted with the tables)
         self.netgroups = NetGroups(cfg.netgroup_bits, cfg.all_routable)
-        self.addrman = AddrMan(node.rng.randbytes(32), self.netgroups, node.rng, time.time,
+        # addr times and ban expiries read the node's clock, which a chaos fault may skew
+        self.addrman = AddrMan(node.rng.randbytes(32), self.netgroups, node.rng, node.clock,
                                use_tried=self.cm.tried_table, test_before_evict=self.cm.test_before_evict,
                                time_scale=scale)
         self.banman = self._open_banlist()
@@ -105,7 +107,7 @@ class ConnMan:
 
     def _open_banlist(self) -> BanMan:
         path = self.datadir / BANLIST_FILE if self.datadir else None
-        make = lambda: BanMan(str(path) if path else None, time.time, self.node.timers.bantime,  # noqa: E731
+        make = lambda: BanMan(str(path) if path else None, self.node.clock, self.node.timers.bantime,  # noqa: E731
                               on_change=self._bans_changed)
         try:
             return make()
@@ -331,7 +333,7 @@ class ConnMan:
             self.addrman.good(peer.ip, peer.port)
         elif peer.inbound and not self.cm.inbound_not_tried:
             port = listen_port or self.node.port
-            self.addrman.add([NetAddr(ip=peer.ip, port=port, services=peer.services, time=int(time.time()))],
+            self.addrman.add([NetAddr(ip=peer.ip, port=port, services=peer.services, time=int(self.node.clock()))],
                              peer.ip)
             self.addrman.good(peer.ip, port)
         if peer.kind == "feeler":
