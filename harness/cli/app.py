@@ -330,6 +330,52 @@ def inject(
             typer.echo(f"ok: {action}{' on ' + target if target else ''}" + (f" ({result})" if result else ""))
 
 
+class CaptureSwitch(str, enum.Enum):
+    start = "start"
+    stop = "stop"
+
+
+@app.command()
+def capture(
+    switch: Annotated[CaptureSwitch, typer.Argument(help="start or stop.", show_default=False)],
+    member: Annotated[str, typer.Argument(help="Node name, e.g. node-3.", show_default=False)],
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Start or stop recording every message a running node sends and receives (docs/capture.md)."""
+    with _boundary():
+        from harness.run import capture as capture_lib
+
+        info = capture_lib.set_capture(_resolve_run_dir(run_dir), member, switch is CaptureSwitch.start)
+        if json:
+            render.echo_json(info)
+        else:
+            typer.echo(f"capture {'on' if info.get('on') else 'off'}: {member}"
+                       + (f" ({info['records']} records, {info['bytes']} bytes in {info['dir']})" if info.get("on") else ""))
+
+
+@app.command()
+def messages(
+    member: Annotated[str, typer.Argument(help="Node name, e.g. node-3.", show_default=False)],
+    peer: Annotated[Optional[str], typer.Option("--peer", help="Only this peer (ip or ip:port).")] = None,
+    command: Annotated[Optional[str], typer.Option("--command", help="Only this command, e.g. inv.")] = None,
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Print a node's captured messages, decoded, in time order (running or finished run)."""
+    with _boundary():
+        from harness.run import capture as capture_lib
+
+        found = capture_lib.messages(_resolve_run_dir(run_dir), member, peer, command)
+        if json:
+            render.echo_json(found)
+        else:
+            for m in found:
+                arrow = "<-" if m["direction"] == "recv" else "->"
+                typer.echo(f"{m['time']} {arrow} {m['peer']} {m['command']} {m['size']} B "
+                           f"{m['decoded'] or m['error']}")
+
+
 @app.command()
 def report(run_dir: RunDirOption = None, out: OutOption = None, json: JsonOption = False) -> None:
     """Write a run's report (report.json, junit.xml, summary.md, PNGs) and show the verdict.

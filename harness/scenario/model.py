@@ -126,6 +126,7 @@ class Group(Strict):
     bantime: Annotated[Duration, _at_most(MAX_CORE_TIME)] | None = None
     countermeasures: Countermeasures | None = None  # only the switches written here override
     latency: Latency | None = None
+    capture: bool | None = None  # record every message in and out (docs/capture.md)
 
     @model_validator(mode="after")
     def _size(self) -> Group:
@@ -151,6 +152,10 @@ class Network(Strict):
     latency: Latency = Latency()
     magic: Magic = REGTEST_MAGIC
     bitcoind: int = Field(default=0, ge=0, le=MAX_NODES)
+    # Message capture (docs/capture.md): off by default; a group's `capture` overrides it. The cap
+    # is per member, in bytes; the oldest segments go first.
+    capture: bool = False
+    capture_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096, le=1 << 40)
 
     @model_validator(mode="after")
     def _shape(self) -> Network:

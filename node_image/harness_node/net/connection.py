@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame
 from ..wire.messages import Message
+from .capture import MessageCapture
 from .linkem import LinkEmulator, LinkModel
 from .peer import Peer
 from .stats import NodeStats
@@ -37,6 +38,7 @@ class ConnectionEvents(Protocol):
     rng: random.Random
     stats: NodeStats
     link: LinkModel
+    capture: MessageCapture | None  # None unless capture is on: the hot path tests only this
 
     def attach(self, conn: "Connection", addr: tuple[str, int], local: tuple[str, int]) -> Peer | None: ...
     def detach(self, peer: Peer, exc: Exception | None) -> None: ...
@@ -96,6 +98,9 @@ class Connection(asyncio.Protocol):
                 self.owner.stats.protocol_errors["bad-command"] += 1
                 continue
             self.owner.stats.count_message("in", command, HEADER_SIZE + len(payload))
+            capture = self.owner.capture
+            if capture is not None:
+                capture.record(peer.address, "recv", command, payload)
             peer.receive(command, payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -138,6 +143,9 @@ class Connection(asyncio.Protocol):
         self.owner.stats.count_message("out", command, len(data))
         if self.peer is not None:
             self.peer.last_send = self.owner.loop.time()
+            capture = self.owner.capture
+            if capture is not None:
+                capture.record(self.peer.address, "sent", command, payload)
         if self.linkem is not None:
             self.linkem.send(data, self._write)
         else:
