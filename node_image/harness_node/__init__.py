@@ -18,7 +18,8 @@ Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_la
 9. ``api/``: control API and Prometheus metrics (they read a built node)
 10. ``host``: runs several nodes in one process
 11. ``seeder/``: the DNS seeder, built on ``wire``, ``net.client`` and ``atomicfile`` only
-12. ``cli``
+12. ``bitcoind/``: a real bitcoind as a member: launched, supervised, observed through its RPC
+13. ``cli``
 """
 
 __version__ = "0.1.0"
@@ -37,5 +38,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("api",),
     ("host",),
     ("seeder",),
+    ("bitcoind",),
     ("cli",),
 )

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "run": "harness_node.cli:register_run",
     "host": "harness_node.cli:register_host",
     "seeder": "harness_node.seeder.cli:register",
+    "bitcoind": "harness_node.bitcoind.cli:register",
 }
 
 # --flag -> NodeConfig field, for `run` overrides of the config file
