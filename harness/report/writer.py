@@ -79,8 +79,21 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
             "honest_banned": _jsonable(figures.honest_banned),
         },
         "eclipse": _jsonable(figures.eclipse),
+        "bitcoind": bitcoind_members(report),
         "plots": dict(PLOT_FILES),
     }
+
+
+def bitcoind_members(report: Report) -> dict[str, Any]:
+    """Per real bitcoind member: its peers at the end (its getpeerinfo) and when each injected item
+    reached it (seconds after injection; None: never), beside the light nodes' figures."""
+    names = sorted(n for n, role in report.graph.roles.items() if role == "bitcoind")
+    return {name: {
+        "peers": [{"peer": e.b, "direction": e.direction} for e in report.graph.edges if e.a == name],
+        "propagation": [{"kind": i.kind, "item_id": i.item_id, "origin_node": i.origin_node,
+                         "delay_s": None if i.members_seen.get(name) is None else max(0.0, i.members_seen[name] - i.origin_time)}
+                        for i in report.items if name in i.members_seen],
+    } for name in names}
 
 
 def write_report(out_dir: Path | str, report: Report) -> list[Path]:
