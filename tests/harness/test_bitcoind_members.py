@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from harness.backends.local import processes as lw
+from harness.cli.app import app
 from harness.plan.model import Plan
 from harness.run import runner
 from harness.run.rundir import RunDir
@@ -79,3 +81,20 @@ def test_a_wallet_tx_crosses_the_light_network_between_two_bitcoinds(tmp_path, m
     for name in ("bitcoind-0", "bitcoind-1"):
         spec = plan.node(name)
         assert not any(lw.port_is_bound(spec.address, p) for p in (spec.p2p_port, spec.control_port, spec.control_port + 1))
+
+
+def test_a_binary_whose_magic_differs_from_the_scenarios_is_refused_before_anything_starts(tmp_path):
+    binary = require_bitcoind()  # Bitcoin SV: regtest magic dab5bffa
+    scenario = tmp_path / "core-magic.yaml"
+    scenario.write_text(SCENARIO.read_text().replace("magic: dab5bffa", "magic: fabfb5da"))
+    result = CliRunner().invoke(app, ["deploy", str(scenario), "--run-dir", str(tmp_path / "run"), "--bitcoind", str(binary)])
+    assert result.exit_code == 2
+    assert "dab5bffa" in result.output and "network.magic" in result.output
+    assert not (tmp_path / "run" / "state.json").exists()
+
+
+def test_a_missing_binary_is_named(tmp_path):
+    result = CliRunner().invoke(app, ["deploy", str(SCENARIO), "--run-dir", str(tmp_path / "run"),
+                                      "--bitcoind", str(tmp_path / "no-such-bitcoind")])
+    assert result.exit_code == 2 and "no-such-bitcoind" in result.output and "--bitcoind" in result.output
+    assert not (tmp_path / "run" / "state.json").exists()
