@@ -8,7 +8,6 @@ Mutating calls (POST, DELETE) need `Authorization: Bearer <token>` when the node
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 import shutil
@@ -22,6 +21,7 @@ from aiohttp import web
 from ..chain.chain import BlockInvalid
 from ..config import parse_endpoint
 from ..node import Node
+from ..tokenfile import authorized
 from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
 from ..wire.messages import Block, Tx
 from ..wire.synthetic import origin_of
@@ -58,11 +58,8 @@ def _error(status: int, message: str) -> web.Response:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication for mutating calls, and one place that turns bad input into 400."""
     node = node_for(request)
-    token = node.config.control_token
-    if request.method in ("POST", "DELETE", "PUT") and token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return _error(401, "missing or wrong bearer token")
+    if not authorized(request.method, request.headers, node.config.control_token):
+        return _error(401, "missing or wrong bearer token")
     try:
         return await handler(request)
     except (BadRequest, DecodeError) as e:

@@ -102,9 +102,9 @@ def command(config: BitcoindConfig, kind: str) -> list[str]:
 class RPC:
     """Blocking JSON-RPC to one bitcoind (called from worker threads)."""
 
-    def __init__(self, address: str, port: int, password: str) -> None:
+    def __init__(self, address: str, port: int, password: str, user: str = RPC_USER) -> None:
         self.url = f"http://{address}:{port}/"
-        self.auth = base64.b64encode(f"{RPC_USER}:{password}".encode()).decode()
+        self.auth = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._ids = itertools.count(1)
 
     def __call__(self, method: str, *params: Any, timeout: float = 30.0) -> Any:

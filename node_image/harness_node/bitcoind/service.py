@@ -20,7 +20,6 @@ the same process group, so a SIGKILL of the group leaves nothing behind either.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..tokenfile import authorized
 from .launch import RPC, RPC_WARMUP_ERROR, BitcoindConfig, RPCError, command, flavour, write_conf
 
 COINBASE_MATURITY = 100  # consensus: a coinbase is spendable 100 blocks later
@@ -167,10 +167,8 @@ def make_app(member: Member) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method in ("POST", "DELETE", "PUT") and token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return _error(401, "missing or wrong bearer token")
+        if not authorized(request.method, request.headers, token):
+            return _error(401, "missing or wrong bearer token")
         try:
             return await handler(request)
         except RPCError as e:
