@@ -276,6 +276,20 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None: ...
 
+    def partition(self, groups: Sequence[Sequence[str]]) -> None:
+        """Cut the network between ``groups`` of nodes with the backend's own means (Docker: network
+        disconnect); `heal` undoes it. Backends without such means refuse: the node-level fault
+        (each node refusing the other groups' peers) works everywhere."""
+        raise BackendError(f"the {self.name} backend has no native network partition")
+
+    def heal(self) -> None:
+        raise BackendError(f"the {self.name} backend has no native network partition")
+
+    def start_monitoring(self, prometheus_image: str, grafana_image: str | None) -> dict[str, str]:
+        """Start Prometheus (scraping every member) and, unless None, Grafana with the repository's
+        dashboards, as part of the run (`down` removes them); returns their URLs by name."""
+        raise BackendError(f"the {self.name} backend cannot start a monitoring stack")
+
     def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
         """Stop whichever seeder runs and start, on the same address and ports, a rogue seeder
         serving only ``rogue_addresses`` (IPs; no crawler, mode poison), or the planned honest

@@ -145,6 +145,11 @@ class ControlClient:
         data = await self.request(ep, "GET", "/bans")
         return list(data.get("bans", []) if isinstance(data, dict) else data)
 
+    async def misbehaviour(self, ep: Endpoint) -> list[dict[str, Any]]:
+        """Every misbehaviour the node charged: address, reason, points, score, action, time."""
+        data = await self.request(ep, "GET", "/misbehaviour")
+        return list(data) if isinstance(data, list) else []
+
     async def pause(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/pause", {})
 

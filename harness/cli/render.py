@@ -217,7 +217,8 @@ def progress_display(enabled: bool, first_step: str = "starting") -> Iterator[Pr
 
 def deployed_line(info: dict[str, Any]) -> str:
     return (f"deployed: {info['scenario']}, {_plural(info['nodes'], 'node')}, run dir {info['run_dir']}, "
-            f"controller {info['controller_url']}")
+            f"controller {info['controller_url']}"
+            + "".join(f", {name} {url}" for name, url in (info.get("monitoring") or {}).items()))
 
 
 def print_deployed(info: dict[str, Any], next_commands: list[str], console: Console | None = None) -> None:
@@ -227,6 +228,8 @@ def print_deployed(info: dict[str, Any], next_commands: list[str], console: Cons
                                 f" ({info['backend']}), all answering"))
     console.print(f"  run dir     {info['run_dir']}")
     console.print(f"  controller  {info['controller_url']}  (GET /results, /metrics)")
+    for name, url in (info.get("monitoring") or {}).items():
+        console.print(f"  {name:<11} {url}")
     console.print("next:")
     for command in next_commands:
         console.print(Text(f"  {command}", style="cyan"))

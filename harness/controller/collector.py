@@ -24,11 +24,14 @@ from harness.analysis.model import (
     Observations,
     BanEvent,
     ItemObservation,
+    NodeLoad,
     OutboundSample,
     PeerEdge,
     PeerGraph,
+    SpamRun,
     VictimSeries,
 )
+from harness.analysis.figures.spam import spam_runs
 
 # Short-lived outbound connections that hold no outbound slot (net.h ConnectionType::FEELER);
 # counting them would make an eclipse look broken every few minutes.
@@ -58,6 +61,12 @@ class Collector:
         # forgets its mempool, not the fact that it had the item
         self._first_seen: dict[tuple[str, str], dict[str, float]] = {}
         self._unreachable: list[str] = []
+        # spam: each node's misbehaviour log, merged across polls (a restarted node forgets its own),
+        # each attacker identity's last status, each honest node's last load figures
+        self._misbehaviour: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+        self._attackers: dict[str, dict[str, Any]] = {}
+        self._load: dict[str, dict[str, Any]] = {}
+        self._spam = [n.name for n in plan.peers() if n.role == ATTACKER and n.config.get("kind") == "spam"]
 
     def _role_of_ip(self, address: str) -> tuple[str | None, str | None]:
         node = self.by_ip.get(host_of(address))
@@ -81,6 +90,13 @@ class Collector:
                             and p.get("kind") not in NOT_SLOT_KINDS]
                 attackers = sum(1 for p in outbound if self._role_of_ip(p["address"])[1] != HONEST)
                 self._samples[victim].append(OutboundSample(now, len(outbound), attackers))
+        for name, status in self._status.items():
+            if name in self._spam:
+                self._attackers[name] = status
+            elif isinstance(status.get("load"), dict):
+                self._load[name] = status["load"]
+        if self._spam:
+            await self._poll_misbehaviour(stopped)
         banning = [*self.plan.names(HONEST), *self.plan.names(BITCOIND)]  # a bitcoind: its listbanned
         bans = await self.client.gather(self._running(banning, stopped), self.client.bans)
         for banning, entries in bans.items():
@@ -93,6 +109,24 @@ class Collector:
                     when = entry.get("created") or now  # discouragements carry no time: first poll that saw it
                     self._bans[key] = BanEvent(when, banning, entry["address"], entry.get("reason") or entry.get("kind", "ban"),
                                                banned_is_attacker=role != HONEST, banned_node=name)
+
+    async def _poll_misbehaviour(self, stopped: list[str]) -> None:
+        logs = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.misbehaviour)
+        for node, entries in logs.items():
+            if isinstance(entries, ControlAPIError):
+                continue
+            merged = self._misbehaviour.setdefault(node, {})
+            for e in entries:
+                merged.setdefault((e.get("time"), e.get("peer_id"), e.get("reason"), e.get("score")), e)
+
+    def spam(self) -> list[SpamRun]:
+        logs = {n: sorted(m.values(), key=lambda e: e.get("time") or 0.0) for n, m in self._misbehaviour.items()}
+        return spam_runs(self.plan, self._attackers, logs)
+
+    def load(self) -> list[NodeLoad]:
+        attacked = {t for n in self._spam for t in self.plan.node(n).config.get("targets", [])}
+        return [NodeLoad(n, float(x.get("processing_seconds", 0.0)), int(x.get("bytes_in", 0)), n in attacked)
+                for n, x in sorted(self._load.items())]
 
     async def items(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = ()) -> list[ItemObservation]:
         """First sighting of every injected item at every running honest node."""
@@ -144,4 +178,5 @@ class Collector:
             attackers=[AttackerStart(n.name, self.started_at, (n.address,)) for n in self.plan.peers() if n.role == ATTACKER],
             victims=[VictimSeries(v, list(s)) for v, s in self._samples.items()],
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
+            spam=self.spam(), load=self.load(),
         )

@@ -30,6 +30,7 @@ from harness.controller.collector import Collector
 from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
 from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
 from harness.analysis.figures.propagation import item_propagation, kind_propagation
+from harness.controller.spam_metrics import SpamMetrics
 from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict
 
 COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
@@ -81,6 +82,7 @@ class Metrics:
         self.eclipsed = Gauge("harness_controller_victims_eclipsed", "Victims whose outbound peers are all attackers", registry=r)
         self.share = Gauge("harness_controller_attacker_share_max", "Highest attacker share of a victim's outbound peers", registry=r)
         self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
+        self.spam = SpamMetrics(r)
 
     def publish(self, results: Results) -> None:
         for phase in PHASES:
@@ -105,6 +107,7 @@ class Metrics:
         last = [v.samples[-1] for v in obs.victims if v.samples]
         self.eclipsed.set(sum(1 for s in last if is_eclipsed(s)))
         self.share.set(max((attacker_share(s) for s in last), default=0.0))
+        self.spam.publish(obs)
         for c in results.checks:
             self.checks.labels(c.name).set({CheckVerdict.PASS: 1, CheckVerdict.FAIL: 0}.get(c.verdict, -1))
 

@@ -55,11 +55,12 @@ def _open(run_dir: str | Path) -> tuple[RunDir, RunState, Plan, Backend]:
 
 def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Path | None = None,
            wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None,
-           options: dict[str, Any] | None = None) -> RunState:
+           options: dict[str, Any] | None = None, monitor: dict[str, Any] | None = None) -> RunState:
     """Start the network detached, with a detached controller running its timeline; returns once
     the processes exist and the controller serves its URL (``wait``: once every node answers).
     `down` stops it. ``on_event``: progress (harness.run.progress). ``options``: the backend's own
-    (its OPTIONS, e.g. k8s's kube_context and nodes_per_pod); others are ignored."""
+    (its OPTIONS, e.g. k8s's kube_context and nodes_per_pod); others are ignored. ``monitor``: start
+    the backend's monitoring stack too (Backend.start_monitoring's keyword arguments)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.name))
@@ -76,10 +77,17 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
                 be.wait_ready()
                 emit(on_event, progress.NODES_READY, ready=total, total=total)
             _wait_for_controller(run, be)
+            if monitor is not None:
+                be.start_monitoring(**monitor)
         except BaseException:
             be.down()
             raise
     return run.load_state()
+
+
+def logs(run_dir: str | Path, member: str) -> str:
+    """The log of one member of a run (a name `harness status` lists), from its backend."""
+    return _open(run_dir)[3].logs(member)
 
 
 def runnable_plan(scenario_path: str | Path, seed: int | None = None) -> Plan:
@@ -241,7 +249,7 @@ def build_report(plan: Plan, backend: str, results: Results) -> Report:
     return Report(
         scenario=plan.name, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.peers()),
         started_at=obs.started_at, ended_at=obs.ended_at, checks=checks, items=obs.items, bans=obs.bans,
-        attackers=obs.attackers, victims=obs.victims, graph=obs.graph,
+        attackers=obs.attackers, victims=obs.victims, graph=obs.graph, spam=obs.spam, load=obs.load,
     )
 
 

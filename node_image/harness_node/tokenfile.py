@@ -1,21 +1,9 @@
-"""The control API's bearer token: checked on a request, or read from a file (`--token-file`): how a Kubernetes Secret or a
+"""The control API's bearer token read from a file (`--token-file`): how a Kubernetes Secret or a
 Docker secret reaches the node and the seeder without the token sitting in a config file."""
 
 from __future__ import annotations
 
-import hmac
 import pathlib
-from collections.abc import Mapping
-
-MUTATING_METHODS = ("POST", "DELETE", "PUT")
-
-
-def authorized(method: str, headers: Mapping[str, str], token: str | None) -> bool:
-    """Whether a control-API request may proceed: reads always; a mutating call only with
-    `Authorization: Bearer <token>` when there is a token (compared in constant time)."""
-    if method not in MUTATING_METHODS or not token:
-        return True
-    return hmac.compare_digest(headers.get("Authorization", "").encode(), f"Bearer {token}".encode())
 
 
 def read_token_file(path: str | pathlib.Path) -> str:

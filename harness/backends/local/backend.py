@@ -29,7 +29,10 @@ from harness.backends.endpoint import endpoint_record
 from harness.backends.local import bitcoind as btc
 from harness.backends.local import processes as lw
 from harness.backends.local.processes import ProcessRecord
-from harness.backends.node_config import node_config, rogue_seeder_config, seeder_config
+from harness.backends.node_config import (
+    attack_process_config, is_attack_identity, node_config, rogue_seeder_config, seeder_config,
+)
+from harness.errors import UnknownMember
 from harness.plan.model import NodePlan, Plan
 
 TERM_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL: a host flushes every node's datadir on SIGTERM
@@ -108,12 +111,19 @@ class LocalBackend(Backend):
         try:
             for spec in bitcoinds:
                 self._spawn_bitcoind(state, spec, binary, spec.name)
-            peers = [n for n in plan.peers() if n.role != "bitcoind"]
+            peers = [n for n in plan.peers() if not is_attack_identity(n) and n.role != "bitcoind"]
             groups = lw.partition(peers, lw.worker_count(len(peers), self.cores, self.nodes_per_worker))
             for k, group in enumerate(groups):
                 config = self.run.workers_dir / f"worker-{k}.json"
                 lw.write_host_config(config, [self._node_config(n, state.control_token) for n in group])
                 self._spawn(state, f"worker-{k}", "worker", lw.node_host_command(config), [n.name for n in group], config)
+            for label, identities in _attack_groups(plan).items():
+                # one attacker process per attacker entry; it waits for its targets itself
+                name = f"attack-{label}"
+                config = self.run.workers_dir / f"{name}.json"
+                self.run.write_json(config, attack_process_config(identities, state.control_token,
+                                                                  self.transport_for(plan)), mode=0o600)
+                self._spawn(state, name, "attacker", lw.attack_command(config), [n.name for n in identities], config)
             if plan.seeder:
                 config = self.run.workers_dir / "seeder.json"
                 self.run.write_json(config, seeder_config(plan.seeder, state.control_token), mode=0o600)
@@ -209,7 +219,7 @@ class LocalBackend(Backend):
         try:
             path = lw.record(self._state(), member).log
         except KeyError:
-            raise BackendError(f"no member named {member!r} in this run") from None
+            raise UnknownMember(f"no member named {member!r} in this run; `harness status` lists them") from None
         try:
             with open(path, errors="replace") as f:
                 return f.read()
@@ -307,6 +317,15 @@ class LocalBackend(Backend):
                 lw.write_host_config(config, [self._node_config(spec, state.control_token)])
                 self._spawn(state, pname, kind, lw.node_host_command(config), [name], config)
         self.wait_ready(names=[name])
+
+
+def _attack_groups(plan: Plan) -> dict[str, list[NodePlan]]:
+    """Active attacker identities by attacker entry (their group), in plan order."""
+    groups: dict[str, list[NodePlan]] = {}
+    for node in plan.peers():
+        if is_attack_identity(node):
+            groups.setdefault(node.group or "attackers", []).append(node)
+    return groups
 
 
 def _current_seeder(state: RunState) -> ProcessRecord | None:

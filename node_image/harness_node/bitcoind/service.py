@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..tokenfile import authorized
+from ..controlauth import bearer_ok
 from .launch import RPC, RPC_WARMUP_ERROR, BitcoindConfig, RPCError, command, flavour, write_conf
 
 COINBASE_MATURITY = 100  # consensus: a coinbase is spendable 100 blocks later
@@ -167,7 +167,7 @@ def make_app(member: Member) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-        if not authorized(request.method, request.headers, token):
+        if request.method in ("POST", "DELETE", "PUT") and not bearer_ok(request.headers, token):
             return _error(401, "missing or wrong bearer token")
         try:
             return await handler(request)
