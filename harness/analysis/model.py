@@ -263,6 +263,8 @@ class Report:
     graph: PeerGraph = field(default_factory=PeerGraph)
     spam: Sequence[SpamRun] = ()
     load: Sequence[NodeLoad] = ()
+    # failed check name -> {victim node: its message-capture directory}, only nodes that have one
+    captures: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_text("scenario name", self.scenario)

@@ -80,6 +80,7 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
         },
         "eclipse": _jsonable(figures.eclipse),
         "bitcoind": bitcoind_members(report),
+        "captures": {check: dict(victims) for check, victims in report.captures.items()},
         "spam": {
             # each behaviour run: the misbehaviour table's score and outcome next to the node's
             "runs": [{**_jsonable(r), "seconds_to_react": r.seconds_to_react, "as_expected": r.as_expected}

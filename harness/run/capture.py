@@ -8,12 +8,15 @@ so `messages` reads a finished run as well as a running one.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.model import CheckResult, CheckVerdict
 from harness.backends.client import ControlClient, call_sync
 from harness.backends.registry import make_backend
 from harness.errors import BackendError, HarnessError
+from harness.plan.model import Plan
 from harness.run.rundir import RunDir
 from harness_node.net.capture import CAPTURE_DIR, CapturedMessage, read_capture
 from harness_node.wire.codec import DecodeError
@@ -63,6 +66,25 @@ def messages(run_dir: str | Path, member: str, peer: str | None = None,
     if command is not None:
         found = [m for m in found if m.command == command]
     return [describe(m) for m in found]
+
+
+VICTIM_PARAMS = ("victim", "victims", "targets", "nodes")  # check params that name the nodes a check is about
+
+
+def failed_check_captures(run: RunDir, plan: Plan, checks: Sequence[CheckResult]) -> dict[str, dict[str, str]]:
+    """For every failed check, the capture directory (relative to the run directory) of each of its
+    victims that has one: the nodes its params name, or every node when it names none."""
+    failed = {c.name for c in checks if c.verdict is CheckVerdict.FAIL}
+    links: dict[str, dict[str, str]] = {}
+    for check in plan.checks:
+        if check.check not in failed:
+            continue
+        named = [n for key in VICTIM_PARAMS for n in (check.params.get(key) or []) if isinstance(n, str)]
+        victims = named or plan.names()
+        found = {v: str(capture_dir(run, v).relative_to(run.path)) for v in victims if capture_dir(run, v).is_dir()}
+        if found:
+            links.setdefault(check.check, {}).update(found)
+    return links
 
 
 def describe(m: CapturedMessage) -> dict[str, Any]:

@@ -63,3 +63,29 @@ def test_capture_start_and_stop_a_running_member(tmp_path: Path) -> None:
         runner.down(run.path)
     result = CliRunner().invoke(app, ["capture", "start", "node-1", "--run-dir", str(run.path)])
     assert result.exit_code != 0 and "nothing is running" in result.output
+
+
+def test_the_report_links_the_captures_of_a_failed_checks_victims(tmp_path: Path) -> None:
+    """3 nodes with capture on cannot have 8 outbound peers each: all_connected fails, and
+    report.json names each victim's capture directory."""
+    path = tmp_path / "failing.yaml"
+    path.write_text(SCENARIO.replace("  time_scale: 0.05\n", "  time_scale: 0.05\n  capture: true\n")
+                    + "expect:\n  - check: all_connected\n    min_outbound: 8\n")
+    run = RunDir(tmp_path / "run")
+    runner.deploy(path, "local", run.path, wait=True)
+    try:
+        plan = Plan.from_json(run.plan_file.read_text())
+        for name in plan.names():  # seeder off: the test peer gives every node something to capture
+            peer = BlockingPeer(plan.node(name).address, plan.node(name).p2p_port, local_ip="127.1.0.201")
+            try:
+                peer.handshake()
+            finally:
+                peer.close()
+        rep, _ = runner.report(run.path, tmp_path / "report")
+    finally:
+        runner.down(run.path)
+    assert [c.verdict.value for c in rep.checks if c.name == "all_connected"] == ["fail"]
+    links = json.loads((tmp_path / "report" / "report.json").read_text())["captures"]
+    assert links == {"all_connected": {f"node-{i}": f"data/node-{i}/message_capture" for i in range(3)}}
+    for directory in links["all_connected"].values():
+        assert any((run.path / directory).rglob("msgs_*.dat"))
