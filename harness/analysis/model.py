@@ -57,6 +57,9 @@ class ItemObservation:
     first_seen: Mapping[str, float | None]
     honest_node_count: int
     origin_honest: bool = True
+    # First sightings at observed members that are not honest light nodes (real bitcoinds): shown
+    # per member in the report, never counted in the honest shares above.
+    members_seen: Mapping[str, float | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in ITEM_KINDS:
@@ -273,6 +276,8 @@ class Report:
     smallest_delay: float | None = None  # seconds: the smallest one-way delay the plan emulates
     spam: Sequence[SpamRun] = ()
     load: Sequence[NodeLoad] = ()
+    # failed check name -> {victim node: its message-capture directory}, only nodes that have one
+    captures: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_text("scenario name", self.scenario)

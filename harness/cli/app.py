@@ -66,6 +66,9 @@ NodesPerPodOption = Annotated[Optional[int], typer.Option(
     "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address); "
                             "default: the scenario's deploy.nodes_per_container, else 1.", show_default=False,
     envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
+BitcoindOption = Annotated[Optional[Path], typer.Option(
+    "--bitcoind", help="local: the bitcoind binary for the scenario's bitcoind members (default: the one "
+                       "scripts/fetch-bitcoind.sh fetches).", envvar="HARNESS_BITCOIND", show_default=False)]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="Then follow the network in a live status table; Ctrl-C stops following "
                              "only: the network keeps running until `harness down`.")]
@@ -187,9 +190,11 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
             render.print_plan(resolved)
 
 
-def _backend_options(kube_context: str | None, nodes_per_pod: int | None) -> dict[str, Any]:
+def _backend_options(kube_context: str | None, nodes_per_pod: int | None,
+                     bitcoind: Path | None = None) -> dict[str, Any]:
     """Backend options given on the command line (a backend takes only its own OPTIONS and checks them)."""
-    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod}
+    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod,
+             "bitcoind_path": str(bitcoind) if bitcoind else None}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -236,7 +241,7 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
            run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False,
            kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None,
            monitor: MonitorOption = False, prometheus_image: PrometheusImageOption = "prom/prometheus:latest",
-           grafana_image: GrafanaImageOption = "grafana/grafana:latest") -> None:
+           grafana_image: GrafanaImageOption = "grafana/grafana:latest", bitcoind: BitcoindOption = None) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
     Returns once every node answers and the controller (which plays the timeline) serves its URL;
@@ -248,7 +253,7 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
         stack = {"prometheus_image": prometheus_image, "grafana_image": grafana_image or None} if monitor else None
         with render.progress_display(_rich(json)) as on_event:
             state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
-                                     options=_backend_options(kube_context, nodes_per_pod), monitor=stack)
+                                     options=_backend_options(kube_context, nodes_per_pod, bitcoind), monitor=stack)
         members = _runner().members(path)
         info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
                 "run_dir": str(path.absolute()), "controller_url": state.controller_url,
@@ -293,7 +298,8 @@ def _follow(path: Path) -> None:
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
         out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False,
-        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None) -> None:
+        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None,
+        bitcoind: BitcoindOption = None) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
@@ -304,7 +310,7 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
         out = out or path / "report"
         with render.progress_display(_rich(json), "planning") as on_event:
             code = _runner().run(file, backend.value, out, path, seed, on_event=on_event,
-                                 options=_backend_options(kube_context, nodes_per_pod))
+                                 options=_backend_options(kube_context, nodes_per_pod, bitcoind))
         if code == ExitCode.INTERRUPTED:
             render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
             raise typer.Exit(code)
@@ -377,6 +383,52 @@ def inject(
         else:
             result = ", ".join(f"{k} {jsonlib.dumps(v)}" for k, v in record["result"].items())
             typer.echo(f"ok: {action}{' on ' + target if target else ''}" + (f" ({result})" if result else ""))
+
+
+class CaptureSwitch(str, enum.Enum):
+    start = "start"
+    stop = "stop"
+
+
+@app.command()
+def capture(
+    switch: Annotated[CaptureSwitch, typer.Argument(help="start or stop.", show_default=False)],
+    member: Annotated[str, typer.Argument(help="Node name, e.g. node-3.", show_default=False)],
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Start or stop recording every message a running node sends and receives (docs/capture.md)."""
+    with _boundary():
+        from harness.run import capture as capture_lib
+
+        info = capture_lib.set_capture(_resolve_run_dir(run_dir), member, switch is CaptureSwitch.start)
+        if json:
+            render.echo_json(info)
+        else:
+            typer.echo(f"capture {'on' if info.get('on') else 'off'}: {member}"
+                       + (f" ({info['records']} records, {info['bytes']} bytes in {info['dir']})" if info.get("on") else ""))
+
+
+@app.command()
+def messages(
+    member: Annotated[str, typer.Argument(help="Node name, e.g. node-3.", show_default=False)],
+    peer: Annotated[Optional[str], typer.Option("--peer", help="Only this peer (ip or ip:port).")] = None,
+    command: Annotated[Optional[str], typer.Option("--command", help="Only this command, e.g. inv.")] = None,
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Print a node's captured messages, decoded, in time order (running or finished run)."""
+    with _boundary():
+        from harness.run import capture as capture_lib
+
+        found = capture_lib.messages(_resolve_run_dir(run_dir), member, peer, command)
+        if json:
+            render.echo_json(found)
+        else:
+            for m in found:
+                arrow = "<-" if m["direction"] == "recv" else "->"
+                typer.echo(f"{m['time']} {arrow} {m['peer']} {m['command']} {m['size']} B "
+                           f"{m['decoded'] or m['error']}")
 
 
 @app.command()

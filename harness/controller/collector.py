@@ -18,7 +18,7 @@ from typing import Any
 from harness.backends.base import Endpoint
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.analysis.figures.bans import host_of
-from harness.plan.model import ATTACKER, HONEST, Plan
+from harness.plan.model import ATTACKER, BITCOIND, HONEST, Plan
 from harness.analysis.model import (
     AttackerStart,
     Observations,
@@ -110,7 +110,8 @@ class Collector:
                 self._load[name] = status["load"]
         if self._spam:
             await self._poll_misbehaviour(stopped)
-        bans = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.bans)
+        banning = [*self.plan.names(HONEST), *self.plan.names(BITCOIND)]  # a bitcoind: its listbanned
+        bans = await self.client.gather(self._running(banning, stopped), self.client.bans)
         for banning, entries in bans.items():
             if isinstance(entries, ControlAPIError):
                 continue
@@ -146,19 +147,23 @@ class Collector:
         journal_items = list(journal_items)
         # Every item at once (the client caps concurrency): item by item, a node that is restarting
         # would cost its retry back-off once per item and stall the 2 s samples for tens of seconds.
-        answers = await asyncio.gather(*(self.client.gather(honest, lambda ep, i=item: self.client.item(ep, i["kind"], i["item_id"]))
+        watched = honest + self._running(self.plan.names(BITCOIND), stopped)
+        answers = await asyncio.gather(*(self.client.gather(watched, lambda ep, i=item: self.client.item(ep, i["kind"], i["item_id"]))
                                          for item in journal_items))
         observed = []
+        honest_names = {ep.name for ep in honest}
         for item, seen in zip(journal_items, answers):
             known = self._first_seen.setdefault((item["kind"], item["item_id"]), {})
             for n, r in seen.items():
                 if isinstance(r, dict) and r.get("first_seen") is not None:
                     known[n] = min(known.get(n, r["first_seen"]), r["first_seen"])
-            first_seen = {n: known.get(n) for n in seen}
+            first_seen = {n: known.get(n) for n in seen if n in honest_names}
+            members_seen = {n: known.get(n) for n in seen if n not in honest_names}
             origin_honest = item["origin"] in {ep.name for ep in honest}
             observed.append(ItemObservation(
                 kind=item["kind"], item_id=item["item_id"], origin_time=item["origin_time"], origin_node=item["origin"],
                 first_seen=first_seen, honest_node_count=max(1, len(honest)), origin_honest=origin_honest,
+                members_seen=members_seen,
             ))
         return observed
 

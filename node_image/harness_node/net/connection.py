@@ -14,6 +14,7 @@ from typing import Protocol
 
 from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame
 from ..wire.messages import Message
+from .capture import MessageCapture
 from .linkem import LinkEmulator
 from .peer import Peer
 from .shaping import Shaper
@@ -44,6 +45,7 @@ class ConnectionEvents(Protocol):
     rng: random.Random
     stats: NodeStats
     shaper: Shaper
+    capture: MessageCapture | None  # None unless capture is on: the hot path tests only this
 
     def attach(self, conn: "Connection", addr: tuple[str, int], local: tuple[str, int]) -> Peer | None: ...
     def detach(self, peer: Peer, exc: Exception | None) -> None: ...
@@ -124,6 +126,9 @@ class Connection(asyncio.Protocol):
                 self.owner.stats.protocol_errors["bad-command"] += 1
                 continue
             self.owner.stats.count_message("in", command, HEADER_SIZE + len(payload))
+            capture = self.owner.capture
+            if capture is not None:
+                capture.record(peer.address, "recv", command, payload)
             # Handling is synchronous on the host's one thread, so its wall time is the CPU the node spent
             # (plus any time the OS took the CPU away). perf_counter costs ~0.3 us; thread_time ~5 us here,
             # a sixth of handling a message.
@@ -175,6 +180,9 @@ class Connection(asyncio.Protocol):
         self.owner.stats.count_message("out", command, len(data))
         if self.peer is not None:
             self.peer.last_send = self.owner.loop.time()
+            capture = self.owner.capture
+            if capture is not None:
+                capture.record(self.peer.address, "sent", command, payload)
         ip = self.peer.ip if self.peer is not None else (self.target[0] if self.target else "")
         em = self.linkem
         if em is not None and (em.busy or self.owner.shaper.shapes(ip)):
