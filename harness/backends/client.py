@@ -145,6 +145,14 @@ class ControlClient:
         data = await self.request(ep, "GET", "/bans")
         return list(data.get("bans", []) if isinstance(data, dict) else data)
 
+    async def addrman_count(self, ep: Endpoint, hosts: Iterable[str]) -> dict[str, tuple[int, int]] | None:
+        """table -> (entries whose host is one of ``hosts``, all entries); None if the node cannot say.
+        A read-only query; POST only because the host list can be long."""
+        data = await self.request(ep, "POST", "/addrman/count", {"hosts": sorted(hosts)}, allow_404=True)
+        if not isinstance(data, dict):
+            return None
+        return {table: (int(c["matching"]), int(c["total"])) for table, c in data.items()}
+
     async def pause(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/pause", {})
 

@@ -58,6 +58,8 @@ class Collector:
         # forgets its mempool, not the fact that it had the item
         self._first_seen: dict[tuple[str, str], dict[str, float]] = {}
         self._unreachable: list[str] = []
+        self._tables: dict[str, dict[str, tuple[int, int]]] = {}
+        self._attacker_hosts = sorted(n.address for n in plan.peers() if n.role != HONEST)
 
     def _role_of_ip(self, address: str) -> tuple[str | None, str | None]:
         node = self.by_ip.get(host_of(address))
@@ -81,6 +83,9 @@ class Collector:
                             and p.get("kind") not in NOT_SLOT_KINDS]
                 attackers = sum(1 for p in outbound if self._role_of_ip(p["address"])[1] != HONEST)
                 self._samples[victim].append(OutboundSample(now, len(outbound), attackers))
+        victims = [self.endpoints[v] for v in self.victims if isinstance(statuses.get(v), dict)]
+        tables = await self.client.gather(victims, lambda ep: self.client.addrman_count(ep, self._attacker_hosts))
+        self._tables = {v: t for v, t in tables.items() if isinstance(t, dict)}
         bans = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.bans)
         for banning, entries in bans.items():
             if isinstance(entries, ControlAPIError):
@@ -91,7 +96,8 @@ class Collector:
                     name, role = self._role_of_ip(entry["address"])
                     when = entry.get("created") or now  # discouragements carry no time: first poll that saw it
                     self._bans[key] = BanEvent(when, banning, entry["address"], entry.get("reason") or entry.get("kind", "ban"),
-                                               banned_is_attacker=role != HONEST, banned_node=name)
+                                               banned_is_attacker=role != HONEST, banned_node=name,
+                                               first_misbehaviour=entry.get("first_misbehaviour"))
 
     async def items(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = ()) -> list[ItemObservation]:
         """First sighting of every injected item at every running honest node."""
@@ -139,4 +145,5 @@ class Collector:
             attackers=[AttackerStart(n.name, self.started_at, (n.address,)) for n in self.plan.peers() if n.role == ATTACKER],
             victims=[VictimSeries(v, list(s)) for v, s in self._samples.items()],
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
+            victim_tables=dict(self._tables),
         )
