@@ -11,9 +11,9 @@ import random
 import time
 import tracemalloc
 
-from harness_node.addrman import AddrMan
-from harness_node.codec import NetAddr
-from harness_node.netgroup import NetGroups
+from harness_node.addr.addrman import AddrMan
+from harness_node.wire.codec import NetAddr
+from harness_node.addr.netgroup import NetGroups
 
 NOW = 1_700_000_000.0
 

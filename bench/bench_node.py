@@ -137,7 +137,7 @@ def spread_ip(i: int) -> str:
 async def bench_automatic(n: int, known: int = 100) -> dict[str, float]:
     """(b2) automatic outbound: every node's addrman holds `known` random peers; the connection
     manager fills 8 full-relay + 2 block-relay slots, one per netgroup, as Core does."""
-    from harness_node.codec import NetAddr
+    from harness_node.wire.codec import NetAddr
 
     rng = random.Random(2)
     configs = [NodeConfig(name=f"a{i}", bind=spread_ip(i), port=PORT, seed=i) for i in range(n)]

@@ -1,6 +1,6 @@
 """HTTP/JSON client of the node and seeder control APIs: the one place that knows their paths.
 
-Assumed node API (node_image/harness_node/control.py), on http://<bind>:<control_port>, with
+Assumed node API (node_image/harness_node/api/control.py), on http://<bind>:<control_port>, with
 ``Authorization: Bearer <control_token>`` when the node has a token:
 
     GET    /status          {id, address, height, tip, peers: [{address, direction, user_agent,

@@ -1,5 +1,40 @@
-"""The harness's lightweight Bitcoin P2P node, layered like Bitcoin Core's test framework:
-codec -> connection -> peer -> node services -> control API and metrics."""
+"""The harness's lightweight Bitcoin P2P node, in layers; a module imports only from its own layer
+or lower ones, and nothing below ``node.py`` imports ``node.py`` (not even under TYPE_CHECKING).
+
+Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_layers.py``):
+
+0. leaves: ``names`` (every vocabulary), ``atomicfile`` (the one atomic write), ``dictconfig``, ``timing``, ``tokenfile``
+1. ``wire/``: frame codec, message classes, synthetic blocks and transactions
+2. ``net/``: connection, link emulation, sandbox, per-connection counters (``stats``), the node's
+   ``Peer`` and the ``Protocol`` interfaces it reports to (``net.events``), and ``client`` — the
+   reusable client peer (handshake, keep-alive, frame loop) used by the seeder, tests and attackers
+3. ``chain/``: block tree and mempool
+4. ``addr/``: netgroups, addrman and its store, addr relay rules, addr service, bootstrap
+5. ``peering/``: misbehaviour, ban list, eviction, peer config, connection manager (uses addrman)
+6. ``relay/``: inv/tx/block relay with its per-peer state keyed by peer id
+7. ``config``: ``NodeConfig``
+8. ``node``: the only composition root: builds the services and registers the message handlers
+9. ``api/``: control API and Prometheus metrics (they read a built node)
+10. ``host``: runs several nodes in one process
+11. ``seeder/``: the DNS seeder, built on ``wire``, ``net.client`` and ``atomicfile`` only
+12. ``cli``
+"""
 
 __version__ = "0.1.0"
 USER_AGENT = f"/harness-node:{__version__}/"
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("names", "atomicfile", "dictconfig", "timing", "tokenfile"),
+    ("wire",),
+    ("net",),
+    ("chain",),
+    ("addr",),
+    ("peering",),
+    ("relay",),
+    ("config",),
+    ("node",),
+    ("api",),
+    ("host",),
+    ("seeder",),
+    ("cli",),
+)

@@ -12,43 +12,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import USER_AGENT
-from .messages import NODE_NETWORK, NODE_WITNESS
 from .dictconfig import from_mapping
-from .misbehaviour import Policy
-from .peerconfig import PeerConfig
+from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
+from .net.linkem import LinkModel
+from .peering.misbehaviour import Policy
+from .peering.peerconfig import PeerConfig
 from .timing import CORE_TIMERS, Timers
+from .wire.messages import NODE_NETWORK, NODE_WITNESS
 
 DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
-RELAY_POLICIES = ("flood", "diffusion")
-DELAY_DISTRIBUTIONS = ("exponential", "uniform")
-
-
-@dataclass
-class LinkModel:
-    """Emulated latency/loss applied to every outgoing message of every link of a node.
-
-    delay_ms: mean one-way delay; jitter_ms: spread (uniform: delay +- jitter; exponential: the
-    delay is delay_ms + Exp(jitter_ms)); loss: fraction of messages dropped.
-    """
-
-    delay_ms: float = 0.0
-    jitter_ms: float = 0.0
-    loss: float = 0.0
-    distribution: str = "uniform"
-
-    def validate(self, prefix: str = "link") -> None:
-        if self.delay_ms < 0:
-            raise ValueError(f"{prefix}.delay_ms must be >= 0, got {self.delay_ms}")
-        if self.jitter_ms < 0:
-            raise ValueError(f"{prefix}.jitter_ms must be >= 0, got {self.jitter_ms}")
-        if not 0.0 <= self.loss < 1.0:
-            raise ValueError(f"{prefix}.loss must be in [0, 1), got {self.loss}")
-        if self.distribution not in DELAY_DISTRIBUTIONS:
-            raise ValueError(f"{prefix}.distribution must be one of {DELAY_DISTRIBUTIONS}, got {self.distribution!r}")
-
-    @property
-    def active(self) -> bool:
-        return self.delay_ms > 0 or self.jitter_ms > 0 or self.loss > 0
 
 
 def parse_endpoint(text: str, default_port: int = DEFAULT_P2P_PORT) -> tuple[str, int]:
@@ -71,7 +43,10 @@ def parse_endpoint(text: str, default_port: int = DEFAULT_P2P_PORT) -> tuple[str
 @dataclass
 class NodeConfig:
     name: str = "node"
-    bind: str = "127.0.0.1"
+    bind: str = "127.0.0.1"  # transport: the IP we listen on and dial from
+    # Protocol address (the plan's ip): what we advertise, put in version's addr_from and what
+    # peers' addrman, netgroups and bans know us by. None: the same as `bind` (every local run).
+    address: str | None = None
     port: int = DEFAULT_P2P_PORT
     listen: bool = True
     magic: str = "fabfb5da"
@@ -93,6 +68,10 @@ class NodeConfig:
     seed: int | None = None
     peering: PeerConfig = field(default_factory=PeerConfig)  # slots, seeds, countermeasures
     extra: dict[str, Any] = field(default_factory=dict)  # labels the harness attaches (role, group)
+    # Planned (protocol) addresses vs transport endpoints (docs/node.md "Protocol and transport
+    # addresses"). Both empty by default: a planned address is its own endpoint.
+    endpoints: dict[str, str] = field(default_factory=dict)  # planned ip -> "host:port" to dial instead
+    inbound_hosts: dict[str, list[str]] = field(default_factory=dict)  # transport ip -> planned ips it hosts
 
     def __post_init__(self) -> None:
         if isinstance(self.link, dict):
@@ -106,7 +85,7 @@ class NodeConfig:
     def validate(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise ValueError("name must be a non-empty string")
-        for fname in ("bind",) + (("control_bind",) if self.control_bind else ()):
+        for fname in ("bind",) + (("control_bind",) if self.control_bind else ()) + (("address",) if self.address else ()):
             try:
                 ipaddress.ip_address(getattr(self, fname))
             except ValueError:
@@ -145,14 +124,42 @@ class NodeConfig:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ValueError(f"allowlist[{i}] {net!r} is not a CIDR network") from None
-        try:
-            Policy(self.misbehaviour_policy)
-        except ValueError:
-            raise ValueError(f"misbehaviour_policy must be one of {[p.value for p in Policy]}, "
-                             f"got {self.misbehaviour_policy!r}") from None
+        if self.misbehaviour_policy not in MISBEHAVIOUR_POLICIES:
+            raise ValueError(f"misbehaviour_policy must be one of {MISBEHAVIOUR_POLICIES}, "
+                             f"got {self.misbehaviour_policy!r}")
+        self._validate_addresses()
         self.link.validate()
         if not isinstance(self.extra, dict):
             raise ValueError("extra must be a mapping")
+
+    def _validate_addresses(self) -> None:
+        if not isinstance(self.endpoints, dict):
+            raise ValueError("endpoints must be a mapping of planned ip -> \"host:port\"")
+        for ip, ep in self.endpoints.items():
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise ValueError(f"endpoints: key {ip!r} is not an IP address") from None
+            try:
+                if not isinstance(ep, str):
+                    raise ValueError("not a string")
+                parse_endpoint(ep)
+            except ValueError as e:
+                raise ValueError(f"endpoints[{ip!r}] {ep!r} is not ip:port ({e})") from None
+        if not isinstance(self.inbound_hosts, dict):
+            raise ValueError("inbound_hosts must be a mapping of transport ip -> [planned ip, ...]")
+        for ip, planned in self.inbound_hosts.items():
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise ValueError(f"inbound_hosts: key {ip!r} is not an IP address") from None
+            if not isinstance(planned, list) or not planned:
+                raise ValueError(f"inbound_hosts[{ip!r}] must be a non-empty list of planned IP addresses")
+            for i, p in enumerate(planned):
+                try:
+                    ipaddress.ip_address(p)
+                except (ValueError, TypeError):
+                    raise ValueError(f"inbound_hosts[{ip!r}][{i}] {p!r} is not an IP address") from None
 
     # --- derived values ------------------------------------------------------------------------
 
@@ -162,6 +169,16 @@ class NodeConfig:
 
     def make_timers(self) -> Timers:
         return Timers.scaled(self.time_scale, **self.timers)
+
+    @property
+    def protocol_address(self) -> str:
+        """Our planned address: the one peers know us by."""
+        return self.address or self.bind
+
+    def endpoint_of(self, ip: str, port: int) -> tuple[str, int]:
+        """Where to dial to reach planned address ip:port (itself unless `endpoints` says otherwise)."""
+        ep = self.endpoints.get(ip)
+        return parse_endpoint(ep, port) if ep else (ip, port)
 
     @property
     def connect_endpoints(self) -> list[tuple[str, int]]:

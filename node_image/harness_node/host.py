@@ -33,7 +33,7 @@ class Host:
             for node in self.nodes.values():
                 await node.start()
             if any(n.config.control_port is not None for n in self.nodes.values()):
-                from .control import ControlServer  # lazy: aiohttp is the heaviest import
+                from .api.control import ControlServer  # lazy: aiohttp is the heaviest import
 
                 self.control = ControlServer()
                 for node in self.nodes.values():

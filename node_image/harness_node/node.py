@@ -1,9 +1,14 @@
-"""The node: listener, peers, services (mempool, chain, relay, misbehaviour, bans) and hooks.
+"""The node, and the package's only composition root: it builds the services (chain, mempool,
+relay, misbehaviour, connection manager, addr service), registers which service handles each
+message command, and is what every lower layer reports to through its small Protocol
+(net.peer.PeerEvents, net.connection.ConnectionEvents, peering.connman.ConnManHost,
+relay.relay.RelayHost, addr.addrservice.AddrHost); none of them imports this module.
 
 Manual peers (`connect`, control API) are kept here and redialled when they drop. Automatic peer
-management lives in its own modules, called through the hooks below: connman.py (8 full-relay + 2
-block-relay outbound, feelers, anchors, inbound eviction, bans), addrservice.py (addr gossip) and
-bootstrap.py (DNS seeds, fixed seeds, seed nodes).
+management lives in peering/connman.py (8 full-relay + 2 block-relay outbound, feelers, anchors,
+inbound eviction, bans), addr/addrservice.py (addr gossip) and addr/bootstrap.py (DNS seeds, fixed
+seeds, seed nodes). Protocol (planned) vs transport addresses: NodeConfig.address, endpoints,
+inbound_hosts (docs/node.md).
 """
 
 from __future__ import annotations
@@ -13,24 +18,26 @@ import ipaddress
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .addrservice import AddrService
-from .bootstrap import BootstrapState, run_bootstrap
-from .codec import NetAddr, hash_to_hex
+from .addr.addrservice import AddrService
+from .addr.bootstrap import BootstrapState, run_bootstrap
+from .chain.chain import Chain
+from .chain.mempool import Mempool
 from .config import NodeConfig
-from .connection import Connection
-from .connman import ConnMan
-from .mempool import Mempool
-from .chain import Chain
-from .messages import Block, Tx
-from .misbehaviour import Action, Misbehaviour
-from .peer import OUTBOUND_KINDS, Peer
-from .relay import Relay
-from .sandbox import DialRefused, Sandbox
-from .stats import NodeStats
-from .synthetic import make_block, make_tx
+from .net.connection import Connection
+from .net.linkem import LinkModel
+from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
+from .net.sandbox import DialRefused, Sandbox
+from .net.stats import NodeStats
+from .peering.connman import ConnMan
+from .peering.misbehaviour import Action, Misbehaviour
+from .relay.relay import Relay
+from .wire.codec import NetAddr, hash_to_hex
+from .wire.messages import Block, Tx, msg_version
+from .wire.synthetic import make_block, make_tx
 
 DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)
 MAX_CONNECT_BACKOFF_STEPS = 10  # net.cpp -connect loop: sleeps 500 ms x min(loop, 10) between rounds
@@ -54,11 +61,31 @@ class Node:
         self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
         self.mempool = Mempool()
         self.chain = Chain()
-        self.relay = Relay(self)
+        self.relay = Relay(self, config.relay_policy)
         self.sandbox = Sandbox(config.allowlist)
         self.peers: dict[int, Peer] = {}
         self.connman = ConnMan(self, config.peering)
-        self.addrs = AddrService(self, self.connman)
+        banman, cm = self.connman.banman, config.peering.countermeasures
+        self.addrs = AddrService(
+            self, self.connman.addrman, self.connman.netgroups, time_scale=config.time_scale,
+            advertise=config.listen and config.peering.self_advertise, rate_limit=cm.addr_rate_limit,
+            getaddr_cache=cm.getaddr_cache, wake=self.connman.wake,
+            refused=lambda ip: banman.is_banned(ip) or banman.is_discouraged(ip))
+        # Core's on_<msg> idea placed where the services are: a Peer hands every message it does not
+        # handle itself (handshake, keep-alive) to the handler registered here for its command.
+        relay, addrs = self.relay, self.addrs
+        self.handlers: dict[str, Callable[[Peer, Any], None]] = {
+            "addr": lambda p, m: addrs.on_addr(p, m.addrs),
+            "addrv2": lambda p, m: addrs.on_addr(p, m.addrs),
+            "getaddr": lambda p, m: addrs.on_getaddr(p),
+            "inv": lambda p, m: relay.on_inv(p, m.inv),
+            "getdata": lambda p, m: relay.on_getdata(p, m.inv),
+            "notfound": lambda p, m: relay.on_notfound(p, m.inv),
+            "tx": lambda p, m: relay.on_tx(p, m.tx),
+            "block": lambda p, m: relay.on_block(p, m.block),
+            "headers": lambda p, m: relay.on_headers(p, m.headers),
+            "getheaders": lambda p, m: relay.on_getheaders(p, m.locator, m.hash_stop),
+        }
         self.bootstrap = BootstrapState()
         self.paused = False
         self.manual: dict[tuple[str, int], ManualTarget] = {}
@@ -78,7 +105,24 @@ class Node:
 
     @property
     def address(self) -> str:
-        return f"{self.config.bind}:{self.port}"
+        """Our protocol address ip:port (the planned one; see NodeConfig.address)."""
+        return f"{self.config.protocol_address}:{self.port}"
+
+    @property
+    def link(self) -> LinkModel:
+        return self.config.link
+
+    def self_address(self) -> NetAddr:
+        return NetAddr(self.config.protocol_address, self.port, self.config.services, int(time.time()))
+
+    def local_version(self, peer: Peer) -> LocalVersion:
+        cfg = self.config
+        return LocalVersion(services=cfg.services, user_agent=cfg.user_agent,
+                            start_height=max(self.chain.height, cfg.start_height),
+                            # dialling: name the planned address we are, so a receiver whose
+                            # inbound_hosts packs several planned addresses on our transport IP
+                            # can attribute us (protocol.md §1.4; Core sends an empty address)
+                            addr_from=NetAddr() if peer.inbound else self.self_address())
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -153,6 +197,9 @@ class Node:
         direction = "inbound" if conn.inbound else "outbound"
         prefer_evict = False
         if conn.inbound:
+            hosted = self.config.inbound_hosts.get(addr[0])
+            if hosted is not None and len(hosted) == 1:
+                addr = (hosted[0], addr[1])  # a transport IP hosting one planned address is that address
             admit, prefer_evict = self.connman.admit_inbound(addr[0])
             if not admit:
                 outcome = "refused-banned" if self.is_banned(addr[0]) else "refused-full"
@@ -221,8 +268,11 @@ class Node:
         """
         if kind not in OUTBOUND_KINDS:
             raise ValueError(f"kind must be one of {OUTBOUND_KINDS}, got {kind!r}")
+        dial_ip, dial_port = self.config.endpoint_of(ip, port)
         try:
-            self.sandbox.check(ip)
+            self.sandbox.check(ip)  # the allowlist covers planned addresses and their endpoints
+            if dial_ip != ip:
+                self.sandbox.check(dial_ip)
         except DialRefused:
             self.stats.sandbox_refused += 1
             raise
@@ -234,7 +284,8 @@ class Node:
         local = None if ipaddress.ip_address(bind).is_unspecified else (bind, 0)
         conn = Connection(self, inbound=False, kind=kind, target=(ip, port))
         try:
-            await asyncio.wait_for(self.loop.create_connection(lambda: conn, host=ip, port=port, local_addr=local),
+            await asyncio.wait_for(self.loop.create_connection(lambda: conn, host=dial_ip, port=dial_port,
+                                                               local_addr=local),
                                    timeout=DEFAULT_CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError):
             self.stats.connections[("outbound", "failed")] += 1
@@ -292,21 +343,43 @@ class Node:
 
     # --- hooks (peer management) ------------------------------------------------------------------
 
+    def on_peer_version(self, peer: Peer, msg: msg_version) -> bool:
+        """A peer's version arrived (PeerEvents). An inbound peer from a transport IP that packs
+        several planned addresses becomes the one its addr_from names (refused if that is not one
+        of them, or is banned); then the on_version hook. False: refused and closed."""
+        hosted = self.config.inbound_hosts.get(peer.ip) if peer.inbound else None
+        if hosted is not None and len(hosted) > 1:
+            claimed = msg.addr_from.ip
+            if claimed not in hosted:
+                self.stats.protocol_errors["unattributed-inbound"] += 1
+                peer.disconnect(f"addr_from {claimed} is not hosted by {peer.ip}")
+                return False
+            if self.is_banned(claimed) or self.connman.banman.is_discouraged(claimed):
+                self.stats.connections[("inbound", "refused-banned")] += 1
+                peer.disconnect("refused-banned")
+                return False
+            peer.ip = claimed
+        self.on_version(peer)
+        return True
+
     def on_version(self, peer: Peer) -> None:
-        """A peer's version arrived: outbound addresses are marked good in addrman (Core)."""
+        """Hook: a peer's version was accepted. Outbound addresses are marked good in addrman (Core)."""
         self.connman.on_version(peer)
+
+    def on_misbehaving(self, peer: Peer, reason: str, points: int | None) -> None:
+        verdict = self.misbehaviour.record(peer.id, reason, points, exempt=peer.exempt)
+        self.stats.misbehaviour[reason] += 1
+        if verdict.action is not Action.NONE:
+            self.punish(peer, verdict.action, reason)
+
+    def misbehaviour_score(self, peer_id: int) -> int:
+        return self.misbehaviour.score(peer_id)
 
     def on_peer_connected(self, peer: Peer) -> None:
         """Handshake done (verack). Subclasses (attackers) may extend."""
 
     def on_peer_disconnected(self, peer: Peer) -> None:
         """A peer is gone (any reason, any stage)."""
-
-    def on_addr(self, peer: Peer, addrs: list[NetAddr]) -> None:
-        self.addrs.on_addr(peer, addrs)
-
-    def on_getaddr(self, peer: Peer) -> None:
-        self.addrs.on_getaddr(peer)
 
     # --- misbehaviour and bans (banman.py holds the list) -----------------------------------------
 

@@ -1,7 +1,7 @@
 """Every protocol timer, with Bitcoin Core's value and source, scaled by one `time_scale` factor.
 
 `time_scale` < 1 compresses time (0.001 turns the 24 h ban into 86.4 s) so that a scenario of a
-few minutes can exercise day-long behaviour (reference, testbed adaptation 5). Timers that exist
+few minutes can exercise day-long behaviour (protocol.md, testbed adaptation 5). Timers that exist
 only to bound resource use (handshake timeout) are scaled too, so ratios between timers hold.
 """
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import random
-import socket
 import struct
 import threading
 import time
@@ -20,12 +18,10 @@ from typing import Any
 
 import pytest
 
-from harness_node.codec import FrameDecoder, NetAddr, frame
 from harness_node.config import NodeConfig
-from harness_node.messages import MESSAGEMAP, Message, decode, msg_ping, msg_verack, msg_version
 from harness_node.node import Node
+from tests.p2p_peer import REGTEST_MAGIC, BlockingPeer  # REGTEST_MAGIC: re-exported for the tests
 
-REGTEST_MAGIC = bytes.fromhex("fabfb5da")
 # A per-process /16 in 127.0.0.0/8 so parallel test runs of other engineers do not collide.
 _OCTET = 64 + os.getpid() % 150
 _hosts = itertools.count(1)
@@ -109,87 +105,14 @@ def disconnect_reasons(lt: LoopThread, node: Node) -> list[str]:
     return lt.eval(lambda: [d["reason"] for d in node.disconnects])
 
 
-class TestPeer:
-    """A blocking raw P2P client from its own loopback address; speaks exactly what the test says."""
+class TestPeer(BlockingPeer):
+    """A raw P2P test peer from its own loopback address; speaks exactly what the test says.
+    Built on the node package's client peer (tests/p2p_peer.py)."""
 
     __test__ = False  # not a pytest class
 
     def __init__(self, node: Node, ip: str | None = None, magic: bytes = REGTEST_MAGIC) -> None:
-        self.node_addr = (node.config.bind, node.port)
-        self.ip = ip or next_ip()
-        self.magic = magic
-        self.decoder = FrameDecoder(magic)
-        self.inbox: list[tuple[str, Any]] = []
-        self.sock = socket.create_connection(self.node_addr, timeout=5, source_address=(self.ip, 0))
-        self.closed = False
-
-    def send(self, msg: Message) -> None:
-        self.send_raw(frame(self.magic, msg.command, msg.serialize()))
-
-    def send_raw(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _read(self, timeout: float) -> bool:
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(1 << 16)
-        except socket.timeout:
-            return True
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.closed = True
-            return False
-        for header, payload, _valid in self.decoder.feed(data):
-            name = header.command_name or "?"
-            self.inbox.append((name, decode(name, payload) if name.encode() in MESSAGEMAP else payload))
-        return True
-
-    def expect(self, command: str, timeout: float = 5.0, where: Callable[[Any], bool] = lambda m: True) -> Any:
-        """Wait for a `command` message (earlier others stay in the inbox); answers pings meanwhile."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, (name, msg) in enumerate(self.inbox):
-                if name == command and where(msg):
-                    del self.inbox[i]
-                    return msg
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {command!r} within {timeout} s; inbox: {[n for n, _ in self.inbox]}")
-            if not self._read(min(remaining, 0.2)):
-                raise AssertionError(f"connection closed while waiting for {command!r}")
-
-    def version_msg(self, version: int = 70016, nonce: int | None = None) -> msg_version:
-        return msg_version(version=version, timestamp=int(time.time()), addr_recv=NetAddr(*self.node_addr),
-                           nonce=random.getrandbits(64) if nonce is None else nonce,
-                           user_agent="/test-peer:0/", start_height=0)
-
-    def handshake(self, wtxidrelay: bool = False) -> msg_version:
-        self.send(self.version_msg())
-        theirs = self.expect("version")
-        if wtxidrelay:
-            from harness_node.messages import msg_wtxidrelay
-            self.send(msg_wtxidrelay())
-        self.expect("verack")
-        self.send(msg_verack())
-        self.ping_roundtrip()  # barrier: the node has processed our verack (we are "ready")
-        return theirs
-
-    def ping_roundtrip(self, timeout: float = 5.0) -> None:
-        """A protocol barrier: everything sent before the ping has been processed."""
-        nonce = random.getrandbits(64) | 1
-        self.send(msg_ping(nonce))
-        self.expect("pong", timeout, where=lambda m: m.nonce == nonce)
-
-    def wait_closed(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.closed:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"node did not close the connection within {timeout} s")
-            self._read(0.1)
-
-    def close(self) -> None:
-        self.sock.close()
+        super().__init__(node.config.bind, node.port, local_ip=ip or next_ip(), magic=magic)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""addrman behaves like Bitcoin Core's (reference §2.2): keyed bucketing that caps what one
+"""addrman behaves like Bitcoin Core's (protocol.md §2.2): keyed bucketing that caps what one
 netgroup can occupy, terrible entries making room, test-before-evict, the 50/50 tried/new draw,
 getaddr's 23 % / 1000 cap, and tables that survive a restart."""
 
@@ -9,16 +9,16 @@ import random
 
 import pytest
 
-from harness_node.addrman import (
+from harness_node.addr.addrman import (
     BUCKET_SIZE,
     NEW_BUCKET_COUNT,
     TRIED_BUCKET_COUNT,
     AddrMan,
     AddrManCorruptError,
 )
-from harness_node.addrman_store import decode, encode, snapshot
-from harness_node.codec import NetAddr
-from harness_node.netgroup import NetGroups
+from harness_node.addr.addrman_store import decode, encode, snapshot
+from harness_node.wire.codec import NetAddr
+from harness_node.addr.netgroup import NetGroups
 
 START = 1_700_000_000.0
 DAY = 86_400.0

@@ -2,8 +2,8 @@
 
 import random
 
-from harness_node.addrrelay import ADDR_FORWARD_PEERS, AddrRelay
-from harness_node.codec import NetAddr
+from harness_node.addr.addrrelay import ADDR_FORWARD_PEERS, AddrRelay
+from harness_node.wire.codec import NetAddr
 
 
 class Clock:

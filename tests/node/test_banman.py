@@ -1,5 +1,5 @@
 """Bans expire, survive a restart and cover subnets; discouragement is in memory only
-(reference §3.1)."""
+(protocol.md §3.1)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from harness_node.banman import DISCOURAGED_CAPACITY, BanListError, BanMan
+from harness_node.peering.banman import DISCOURAGED_CAPACITY, BanListError, BanMan
 
 BANTIME = 86_400.0  # banman.h DEFAULT_MISBEHAVING_BANTIME
 

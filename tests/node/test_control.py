@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from harness_node.codec import hash_to_hex
+from harness_node.wire.codec import hash_to_hex
 from harness_node.config import NodeConfig
 from harness_node.host import Host
-from harness_node.synthetic import make_tx
+from harness_node.wire.synthetic import make_tx
 
 from conftest import TestPeer, next_ip
 
@@ -125,7 +125,7 @@ def test_a_peer_outside_the_allowlist_is_refused(host):
 
 
 def test_open_connection_refuses_and_counts_a_dial_outside_the_allowlist(lt, host):
-    from harness_node.sandbox import SandboxError
+    from harness_node.net.sandbox import SandboxError
 
     node = next(iter(host.nodes.values()))
     with pytest.raises(SandboxError, match="allowlist"):

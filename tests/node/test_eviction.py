@@ -1,4 +1,4 @@
-"""Inbound eviction follows Bitcoin Core's SelectNodeToEvict (reference §2.1 "Inbound eviction").
+"""Inbound eviction follows Bitcoin Core's SelectNodeToEvict (protocol.md §2.1 "Inbound eviction").
 
 Most tests build a crowd of "filler" peers that soak up the fixed protections, then one or a few
 young peers whose fate depends on the rule under test. Every filler has its own netgroup, so
@@ -13,7 +13,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness_node.eviction import EvictionCandidate, select_node_to_evict
+from harness_node.peering.eviction import EvictionCandidate, select_node_to_evict
 
 NOW = 10_000.0
 

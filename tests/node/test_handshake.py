@@ -1,10 +1,10 @@
-"""Bitcoin Core's handshake rules (reference §1.4), on real loopback sockets."""
+"""Bitcoin Core's handshake rules (protocol.md §1.4), on real loopback sockets."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness_node.messages import msg_ping, msg_pong, msg_sendaddrv2, msg_verack, msg_wtxidrelay
+from harness_node.wire.messages import msg_ping, msg_pong, msg_sendaddrv2, msg_verack, msg_wtxidrelay
 
 from conftest import disconnect_reasons, peer_from
 

@@ -1,8 +1,8 @@
 """The node image, for real: built with the Docker SDK from node_image/, run on a bridge network of
 the test's own, driven through its control API on a port published on 127.0.0.1 only.
 
-Skipped only when no Docker engine answers or the local base image is missing (CI prepares both with
-../shared/ci/docker-engine.sh --base). Nothing is pulled; every container and the network carry the
+Skipped only when no Docker engine answers or the local base image is missing (CI prepares both in
+.ci/run). Nothing is pulled; every container and the network carry the
 run's labels and are removed in `finally`, whatever happens.
 """
 

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from harness_node import USER_AGENT
-from harness_node.codec import MAGIC_BSV_REGTEST, hash_to_hex, hex_to_hash
+from harness_node.wire.codec import MAGIC_BSV_REGTEST, hash_to_hex, hex_to_hash
 from harness_node.node import Node
-from harness_node.peer import Peer
-from harness_node.peerconfig import PeerConfig
+from harness_node.net.peer import Peer
+from harness_node.peering.peerconfig import PeerConfig
 from tests.bitcoind import BitcoindProcess
 from tests.node.conftest import LoopThread, wait_until
 

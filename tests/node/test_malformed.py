@@ -7,8 +7,8 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness_node.codec import compact_size, frame
-from harness_node.messages import MESSAGEMAP
+from harness_node.wire.codec import compact_size, frame
+from harness_node.wire.messages import MESSAGEMAP
 
 from conftest import REGTEST_MAGIC, disconnect_reasons, peer_from
 

@@ -1,10 +1,10 @@
-"""Misbehaviour scores and the action each era's policy takes (reference §3.1, §3.2)."""
+"""Misbehaviour scores and the action each era's policy takes (protocol.md §3.1, §3.2)."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness_node.misbehaviour import DISCONNECT_ONLY, SCORES, Action, Misbehaviour, Policy
+from harness_node.peering.misbehaviour import DISCONNECT_ONLY, SCORES, Action, Misbehaviour, Policy
 
 
 def test_under_ban_five_oversized_invs_ban_the_peer_and_four_do_not():

@@ -1,11 +1,11 @@
 """Netgroups: the testbed's configurable /8../32 IPv4 groups, and Core's rule that every local or
-unroutable address shares one group (reference §2.1, testbed adaptation 1)."""
+unroutable address shares one group (protocol.md §2.1, testbed adaptation 1)."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness_node.netgroup import NET_IPV4, NET_IPV6, NET_UNROUTABLE, NetGroups
+from harness_node.addr.netgroup import NET_IPV4, NET_IPV6, NET_UNROUTABLE, NetGroups
 
 CORE_UNROUTABLE = [
     "127.0.0.1",  # loopback

@@ -80,7 +80,7 @@ def test_an_injected_tx_reaches_all_20_nodes(lt, policy):
             timers = nodes[0].timers
             # Long draws are still pending when the tx is everywhere: let every queue drain, or
             # the sample would be censored towards short waits.
-            lt.wait(lambda: not any(p.inv_queue for n in nodes for p in n.peers.values()), what="queues drained")
+            lt.wait(lambda: not any(n.relay.queued(p) for n in nodes for p in n.peers.values()), what="queues drained")
             for direction, mean in (("outbound", timers.outbound_inv_mean), ("inbound", timers.inbound_inv_mean)):
                 # The queue wait of every announcement is one draw of the Poisson timer: exponential
                 # with the configured mean (hundreds of samples; bounds are generous on purpose).

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from harness_node.codec import NetAddr, compact_size, frame
-from harness_node.messages import msg_addr, msg_getaddr
+from harness_node.wire.codec import NetAddr, compact_size, frame
+from harness_node.wire.messages import msg_addr, msg_getaddr
 from harness_node.node import Node
 
 from conftest import REGTEST_MAGIC, disconnect_reasons, next_ip, peer_from, wait_until
@@ -27,7 +27,7 @@ def test_one_oversized_inv_scores_20_and_keeps_the_peer(lt, make_node, test_peer
 
 
 def test_a_ban_shows_in_the_metrics_by_reason(lt, make_node, test_peers):
-    from harness_node.metrics import exposition
+    from harness_node.api.metrics import exposition
 
     node = make_node()
     peer = test_peers(node)

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from harness_node.control import ControlServer
-from harness_node.metrics import exposition
+from harness_node.api.control import ControlServer
+from harness_node.api.metrics import exposition
 
 from conftest import wait_until
 from tests.real import require

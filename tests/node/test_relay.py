@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from harness_node.messages import (
+from harness_node.wire.messages import (
     MSG_BLOCK, MSG_TX, Block, BlockHeader, CInv, Tx, msg_block, msg_getdata, msg_getheaders, msg_headers, msg_inv, msg_tx,
 )
-from harness_node.synthetic import make_block, make_tx, origin_of
+from harness_node.wire.synthetic import make_block, make_tx, origin_of
 
 from conftest import peer_from
 
@@ -161,7 +161,7 @@ def test_link_loss_drops_the_configured_fraction():
     import random as _random
 
     from harness_node.config import LinkModel
-    from harness_node.linkem import LinkEmulator
+    from harness_node.net.linkem import LinkEmulator
 
     loop = asyncio.new_event_loop()
     try:

@@ -10,8 +10,9 @@ import dns.asyncquery
 import dns.message
 import pytest
 
-from harness_node.codec import MAGIC_REGTEST, FrameDecoder, NetAddr, frame
-from harness_node.messages import NODE_NETWORK, NODE_WITNESS, decode, msg_addr, msg_verack, msg_version
+from harness_node.net.client import ClientPeer
+from harness_node.wire.codec import MAGIC_REGTEST, NetAddr
+from harness_node.wire.messages import NODE_NETWORK, NODE_WITNESS, msg_addr, msg_version
 from harness_node.seeder import Seeder, SeederConfig
 from harness_node.seeder.reliability import GoodRule, NodeRecord
 
@@ -50,29 +51,29 @@ class FakePeer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self._writers.add(writer)
-        dec = FrameDecoder(MAGIC_REGTEST)
-
-        def send(msg) -> None:
-            writer.write(frame(MAGIC_REGTEST, msg.command, msg.serialize()))
-
+        link = _FakeNodeLink(self)
+        link.attach(reader, writer)  # the client peer on an accepted connection
         try:
-            while data := await reader.read(65536):
-                for header, payload, _ in dec.feed(data):
-                    msg = decode(header.command_name, payload)
-                    if isinstance(msg, msg_version):
-                        self.user_agents.append(msg.user_agent)
-                        send(msg_version(version=self.version, services=self.services, start_height=100,
-                                         user_agent="/fake-peer/", timestamp=int(time.time())))
-                        send(msg_verack())
-                    elif header.command_name == "getaddr":
-                        now = int(time.time())
-                        send(msg_addr([NetAddr(ip, port, NODE_NETWORK | NODE_WITNESS, now) for ip, port in self.gossip]))
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            await link.wait_closed(3600)
         finally:
             self._writers.discard(writer)
-            writer.close()
+            await link.close()
+
+
+class _FakeNodeLink(ClientPeer):
+    """One accepted connection of a FakePeer: version + verack in answer to a version, addr to getaddr."""
+
+    def __init__(self, fake: FakePeer) -> None:
+        super().__init__(MAGIC_REGTEST, version=fake.version, services=fake.services, start_height=100,
+                         user_agent="/fake-peer/", negotiate=(), answer_pings=False)
+        self.fake = fake
+
+    def on_version(self, msg: msg_version) -> None:
+        self.fake.user_agents.append(msg.user_agent)
+
+    def on_getaddr(self, msg: object) -> None:
+        now = int(time.time())
+        self.send(msg_addr([NetAddr(ip, port, NODE_NETWORK | NODE_WITNESS, now) for ip, port in self.fake.gossip]))
 
 
 async def wait_until(predicate, timeout: float, what: str) -> float:

@@ -16,7 +16,7 @@ from dnslib import QTYPE, RR, A, DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness_node.messages import NODE_NETWORK, NODE_NETWORK_LIMITED, NODE_WITNESS
+from harness_node.wire.messages import NODE_NETWORK, NODE_NETWORK_LIMITED, NODE_WITNESS
 from harness_node.seeder import SeederConfig
 from harness_node.seeder.dnsserver import WHITELISTED_FLAGS, pack_within
 from harness_node.seeder.service import SeederThread

@@ -26,7 +26,7 @@ import pytest
 
 from harness_node.config import NodeConfig
 from harness_node.node import Node
-from harness_node.peer import Peer
+from harness_node.net.peer import Peer
 from harness_node.seeder.config import SeederConfig
 from harness_node.seeder.service import Seeder, SeederThread
 

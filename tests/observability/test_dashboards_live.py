@@ -288,7 +288,7 @@ def test_the_controllers_figures_match_what_happened(live: LiveNetwork) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "bug in harness_node.control (not this branch's files): after restart_node the old worker's control "
+    "bug in harness_node.api.control (not this branch's files): after restart_node the old worker's control "
     "server keeps Prometheus's kept-alive connection and answers 404 on it for ever, because "
     "ControlServer.remove stops the node's listener but not its open connections; the new process is "
     "never scraped. Fix: close the node's connections on remove (or answer unknown nodes with "

@@ -1,6 +1,6 @@
 """SeederConfig: every setting of the DNS seeder role, validated up front.
 
-Defaults follow sipa/bitcoin-seeder (reference §6) adapted to the testbed: the zone is
+Defaults follow sipa/bitcoin-seeder (protocol.md §6) adapted to the testbed: the zone is
 `seed.testnet.`, the crawler dials only inside the sandbox allowlist (testbed adaptation 6) and every
 timer scales with `time_scale` (adaptation 5).
 """

@@ -13,22 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..codec import DecodeError, FrameDecoder, FramingError, NetAddr, frame
-from ..messages import (
-    WTXID_RELAY_VERSION,
-    msg_addr,
-    msg_addrv2,
-    msg_getaddr,
-    msg_sendaddrv2,
-    msg_verack,
-    msg_version,
-)
-from ..messages import decode as decode_message
+from ..net.client import ClientPeer
+from ..wire.codec import DecodeError, FramingError, NetAddr
+from ..wire.messages import msg_addr, msg_addrv2, msg_getaddr, msg_verack, msg_version
 from .config import SeederConfig
 from .metrics import SeederCounters
 from .nodedb import Endpoint, NodeDb
@@ -44,7 +35,6 @@ ADDR_BOGUS_AGE = 5 * 86400.0  # ... and replaced with now - 5 days
 BOGUS_TIME_FLOOR = 100_000_000  # bitcoin.cpp: nTime <= 1e8 is bogus too
 BAD_HEADER_BAN = 100_000.0  # bitcoin.cpp: an invalid message header sets ban = 100000 s
 ATTEMPT_LOG_SIZE = 100_000
-READ_CHUNK = 65536
 RECANCEL_INTERVAL = 0.1  # stop(): how long to wait before cancelling a worker that ignored a cancel
 
 
@@ -69,99 +59,97 @@ class ProbeSettings:
     start_height: int
 
 
+class _Prober(ClientPeer):
+    """One probe on the client peer: sipa's handshake (services 0, relay 0, sendaddrv2 only, no
+    pongs), then addr collection; any bad traffic fails the probe, as bitcoin.cpp closes the socket."""
+
+    def __init__(self, settings: ProbeSettings, want_addrs: bool) -> None:
+        super().__init__(settings.magic, services=0, relay=False, user_agent=settings.user_agent,
+                         start_height=settings.start_height, negotiate=("sendaddrv2",), answer_pings=False)
+        self.settings = settings
+        self.want_addrs = want_addrs
+        self.result = ProbeResult(False)
+        self.done_after: float | None = None  # set once the handshake is done: success from then on
+        self.finished = False  # enough addresses: success now
+        self.failure = ""
+
+    def fail(self, reason: str, ban_seconds: float = 0.0) -> None:
+        self.failure, self.result.ban_seconds = reason, ban_seconds
+        self.abort(reason)
+
+    def on_framing_error(self, error: FramingError) -> None:
+        self.fail(f"bad header: {error}", BAD_HEADER_BAN)
+
+    def on_bad_checksum(self, command: str, payload: bytes) -> None:
+        self.fail("bad checksum")
+
+    def on_undecodable(self, command: str, payload: bytes, error: DecodeError) -> None:
+        self.fail(f"undecodable {command}: {error}")
+
+    def on_version(self, msg: msg_version) -> None:
+        if msg is self.their_version:  # the first one; bitcoin.cpp ignores repeats
+            r = self.result
+            r.version, r.services, r.user_agent, r.height = msg.version, msg.services, msg.user_agent, msg.start_height
+
+    def on_verack(self, msg: msg_verack) -> None:
+        if not self.verack_received or self.done_after is not None:
+            return  # before version (ignored) or a repeat
+        now = asyncio.get_running_loop().time()
+        if self.want_addrs:
+            self.send(msg_getaddr())
+            self.done_after = now + self.settings.timeout
+        else:
+            self.done_after = now
+
+    def on_addr(self, msg: msg_addr | msg_addrv2) -> None:
+        if not self.verack_received or not self.want_addrs or self.finished:
+            return
+        self.result.addrs.extend(_sanitise(msg.addrs))
+        if len(msg.addrs) > 1 and self.done_after is not None:
+            self.done_after = min(self.done_after, asyncio.get_running_loop().time() + self.settings.linger)
+        if len(self.result.addrs) > MAX_ADDRS_PER_PROBE:
+            self.finished = True
+
+    on_addrv2 = on_addr
+
+
 async def probe(ip: str, port: int, settings: ProbeSettings, want_addrs: bool) -> ProbeResult:
     """Handshake with one node and, if asked, collect its addresses. Never raises for network trouble."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout  # handshake must finish by then (bitcoin.cpp HANDSHAKE_TIMEOUT)
+    p = _Prober(settings, want_addrs)
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), settings.timeout)
+        await p.connect(ip, port, settings.timeout)
     except (OSError, asyncio.TimeoutError) as e:
         return ProbeResult(False, reason=f"connect: {e or 'timeout'}")
-    result = ProbeResult(False)
+    result = p.result
     try:
-        await _converse(reader, writer, settings, want_addrs, deadline, result)
-    except (OSError, asyncio.IncompleteReadError) as e:
-        result.ok, result.reason = False, f"connection error: {e}"
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
-    return result
-
-
-async def _converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, settings: ProbeSettings,
-                    want_addrs: bool, deadline: float, result: ProbeResult) -> None:
-    loop = asyncio.get_running_loop()
-    peer_ip, peer_port = writer.get_extra_info("peername")[:2]
-
-    def send(msg: object) -> None:
-        writer.write(frame(settings.magic, msg.command, msg.serialize()))  # type: ignore[attr-defined]
-
-    send(msg_version(services=0, timestamp=int(time.time()), addr_recv=NetAddr(peer_ip, peer_port),
-                     nonce=random.getrandbits(64), user_agent=settings.user_agent,
-                     start_height=settings.start_height, relay=False))
-    await writer.drain()
-    decoder = FrameDecoder(settings.magic)
-    got_version = got_verack = False
-    done_after: float | None = None  # set once the handshake is done: success from then on
-    while True:
-        now = loop.time()
-        until = done_after if done_after is not None else deadline
-        if now >= until:
-            if done_after is None:
-                result.reason = "handshake timeout"
-            else:
-                result.ok = True
-            return
-        try:
-            data = await asyncio.wait_for(reader.read(READ_CHUNK), until - now)
-        except asyncio.TimeoutError:
-            continue
-        if not data:
-            result.reason = "closed by peer"  # bitcoin.cpp: "connection closed prematurely", a failure
-            return
-        try:
-            frames = decoder.feed(data)
-        except FramingError as e:
-            result.reason, result.ban_seconds = f"bad header: {e}", BAD_HEADER_BAN
-            return
-        for header, payload, valid in frames:
-            if not valid:
-                result.reason = "bad checksum"  # bitcoin.cpp closes the socket: a failed probe
-                return
-            command = header.command_name
-            try:
-                msg = decode_message(command, payload) if command else None
-            except DecodeError as e:
-                result.reason = f"undecodable {command}: {e}"
-                return
-            if isinstance(msg, msg_version):
-                if got_version:
-                    continue
-                got_version = True
-                result.version, result.services = msg.version, msg.services
-                result.user_agent, result.height = msg.user_agent, msg.start_height
-                if msg.version >= WTXID_RELAY_VERSION:
-                    send(msg_sendaddrv2())  # BIP155: only valid between version and verack
-                send(msg_verack())
-            elif not got_version:
-                continue  # bitcoin.cpp ignores everything before version
-            elif isinstance(msg, msg_verack) and not got_verack:
-                got_verack = True
-                if want_addrs:
-                    send(msg_getaddr())
-                    done_after = loop.time() + settings.timeout
+        p.send_version()
+        await p.drain()
+        while not p.finished:
+            now = loop.time()
+            until = p.done_after if p.done_after is not None else deadline
+            if now >= until:
+                if p.done_after is None:
+                    result.reason = "handshake timeout"
                 else:
-                    done_after = loop.time()
-            elif isinstance(msg, (msg_addr, msg_addrv2)) and got_verack and want_addrs:
-                fresh = _sanitise(msg.addrs)
-                result.addrs.extend(fresh)
-                if len(msg.addrs) > 1 and done_after is not None:
-                    done_after = min(done_after, loop.time() + settings.linger)
-                if len(result.addrs) > MAX_ADDRS_PER_PROBE:
                     result.ok = True
-                    return
-        await writer.drain()
+                break
+            before = p.done_after
+            try:
+                await p.wait_until(lambda: p.finished or p.done_after != before, until - now, what="probe step")
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                # a failed check, or the peer left (bitcoin.cpp: "connection closed prematurely")
+                result.reason = p.failure or p.close_reason
+                break
+            await p.drain()
+        else:
+            result.ok = True
+    finally:
+        await p.close()
+    return result
 
 
 def _sanitise(addrs: list[NetAddr]) -> list[NetAddr]:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..sandbox import Sandbox
+from ..net.sandbox import Sandbox
 from .reliability import OLD_VERSION, GoodRule, NodeRecord
 
 Endpoint = tuple[str, int]

@@ -2,7 +2,7 @@
 
 Pure bookkeeping, no I/O. Each probe result updates five exponentially decayed averages (2 h, 8 h,
 1 d, 1 w, 1 month). A node is "good" when its version/services/port/height qualify and either it is
-young (≤3 tries, ≥50 % success) or one window is reliable enough with enough samples (reference §6).
+young (≤3 tries, ≥50 % success) or one window is reliable enough with enough samples (protocol.md §6).
 All windows, ban and ignore periods are multiplied by `time_scale` (testbed adaptation 5).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..messages import NODE_NETWORK
+from ..wire.messages import NODE_NETWORK
 
 DAY = 86400.0
 

@@ -19,9 +19,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..sandbox import Sandbox
+from ..net.sandbox import Sandbox
 from ..tokenfile import read_token_file
-from .cli import build_parser
+from .args import build_parser
 from .config import SeederConfig, SeederConfigError
 from .control import ControlServer
 from .crawler import Crawler

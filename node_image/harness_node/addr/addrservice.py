@@ -1,0 +1,136 @@
+"""Addr gossip on live peers: getaddr on outbound links, answering getaddr, forwarding fresh
+addresses, the per-peer exp(30 s) send timer and self-advertisement. Decisions are addrrelay.py's;
+this module owns the timers and sends the messages.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from ..net.peer import Peer
+from ..timing import Timers
+from ..wire.codec import NetAddr
+from ..wire.messages import MAX_ADDR_TO_SEND, msg_addr, msg_getaddr
+from .addrman import AddrMan
+from .addrrelay import AddrRelay, PeerAddrState
+from .netgroup import NetGroups
+
+GETADDR_KINDS = ("outbound-full-relay", "manual", "addr-fetch")  # Core: outbound, not block-relay-only
+
+
+class AddrHost(Protocol):
+    """What the addr service reads from its owner (node.py builds it and is one)."""
+
+    rng: random.Random
+    timers: Timers
+    peers: Mapping[int, Peer]
+
+    def self_address(self) -> NetAddr: ...
+
+
+class AddrService:
+    def __init__(self, node: AddrHost, addrman: AddrMan, netgroups: NetGroups, *, time_scale: float,
+                 advertise: bool, rate_limit: bool, getaddr_cache: bool,
+                 wake: Callable[[], None], refused: Callable[[str], bool]) -> None:
+        """`advertise`: announce our own address (listening and self-advertisement on); `wake`:
+        tell the connection manager new addresses arrived; `refused(ip)`: banned or discouraged
+        (never handed out in a getaddr answer)."""
+        self.node = node
+        self.addrman = addrman
+        self.advertise = advertise
+        self.wake = wake
+        self.refused = refused
+        t = node.timers
+        self.scale = time_scale
+        self.relay = AddrRelay(node.rng.randbytes(32), node.rng, time.time, t.addr_token_rate,
+                               t.getaddr_cache, t.getaddr_cache_jitter, rate_limit=rate_limit,
+                               getaddr_cache=getaddr_cache, is_routable=netgroups.is_routable,
+                               time_scale=self.scale)
+        self.states: dict[int, PeerAddrState] = {}
+        self.next_send: dict[int, float] = {}
+        self.next_self_advertise = 0.0
+        self.received = 0
+        self.rate_limited = 0
+
+    def _exp(self, mean: float) -> float:
+        return self.node.rng.expovariate(1 / mean) if mean > 0 else 0.0
+
+    def peer_ready(self, peer: Peer) -> None:
+        state = self.relay.new_peer(peer.inbound, block_relay_only=peer.kind == "block-relay")
+        self.states[peer.id] = state
+        now = time.time()
+        self.next_send[peer.id] = now + self._exp(self.node.timers.addr_send_mean)
+        if self.next_self_advertise == 0.0:
+            self.next_self_advertise = now + self._exp(self.node.timers.self_advertise_mean)
+        if peer.inbound or peer.kind not in GETADDR_KINDS:
+            return
+        if self.advertise and peer.kind != "addr-fetch":
+            peer.send(msg_addr([self.node.self_address()]))  # Core advertises itself to new outbound peers
+        peer.send(msg_getaddr())
+        self.relay.we_sent_getaddr(state)
+
+    def peer_gone(self, peer: Peer) -> None:
+        self.states.pop(peer.id, None)
+        self.next_send.pop(peer.id, None)
+
+    def on_addr(self, peer: Peer, addrs: list[NetAddr]) -> None:
+        state = self.states.get(peer.id)
+        if state is None:
+            return
+        verdict = self.relay.receive(state, addrs)
+        self.received += len(addrs)
+        self.rate_limited += verdict.rate_limited
+        own = [a for a in verdict.accepted if (a.ip, a.port) == (peer.ip, peer.port)]
+        others = [a for a in verdict.accepted if (a.ip, a.port) != (peer.ip, peer.port)]
+        addrman = self.addrman
+        if own:
+            addrman.add(own, source_ip=peer.ip)  # a self-announcement gets no time penalty
+        if others:
+            addrman.add(others, source_ip=peer.ip, time_penalty=addrman.windows.time_penalty)
+        if own or others:
+            self.wake()
+        if verdict.forward:
+            candidates = [pid for pid, s in self.states.items() if pid != peer.id and s.relay_enabled]
+            for a in verdict.forward:
+                for pid in self.relay.forward_targets(a, candidates):
+                    self.relay.queue(self.states[pid], a)
+        if peer.kind == "addr-fetch":
+            peer.disconnect("addr-fetch done")
+
+    def on_getaddr(self, peer: Peer) -> None:
+        state = self.states.get(peer.id)
+        if state is None:
+            return
+        def fresh() -> list[NetAddr]:
+            return [a for a in self.addrman.get_addr(MAX_ADDR_TO_SEND) if not self.refused(a.ip)]
+
+        reply = self.relay.answer_getaddr(state, fresh)
+        if reply:
+            for a in reply:
+                state.remember(a)
+            peer.send(msg_addr(reply[:MAX_ADDR_TO_SEND]))
+
+    def tick(self) -> None:
+        """Flush due per-peer queues; advertise ourselves every exp(24 h) (both scaled)."""
+        now = time.time()
+        t = self.node.timers
+        if self.next_self_advertise and now >= self.next_self_advertise and self.advertise:
+            self.next_self_advertise = now + self._exp(t.self_advertise_mean)
+            me = self.node.self_address()
+            for state in self.states.values():
+                state.known.pop((me.ip, me.port), None)  # Core clears the peer's filter for this
+                self.relay.queue(state, me)
+        for pid, due in list(self.next_send.items()):
+            if now < due:
+                continue
+            self.next_send[pid] = now + self._exp(t.addr_send_mean)
+            peer = self.node.peers.get(pid)
+            state = self.states.get(pid)
+            if peer is None or state is None:
+                continue
+            batch = self.relay.take_pending(state)
+            if batch:
+                peer.send(msg_addr(batch))

@@ -1,0 +1,169 @@
+"""Bootstrap from DNS seeds, fixed seeds and one-shot seed nodes, as Bitcoin Core does (protocol.md §2.4).
+
+The DNS query goes to the scenario's own seeder (an ip:port inside the sandbox), never to a system
+resolver: a testnet must not send traffic anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..wire.codec import NetAddr
+from ..wire.messages import NODE_NETWORK, NODE_WITNESS
+
+log = logging.getLogger(__name__)
+
+MAX_IPS_PER_SEED = 32  # net.cpp ThreadDNSAddressSeed: at most 32 results per seed (older: 256)
+SEEDS_PER_ROUND = 3  # net.cpp: query 3 seeds at a time unless addrman is empty
+MANY_ADDRESSES = 1000  # net.cpp: with >= 1000 known addresses wait DNSSEEDS_DELAY_MANY_PEERS
+ENOUGH_OUTBOUND = 2  # net.cpp: stop querying once 2 full-relay outbound peers are connected
+SEED_AGE_MIN = 3 * 86400  # net.cpp: seed results get nTime 3 to 7 days ago
+SEED_AGE_MAX = 7 * 86400
+DNS_TIMEOUT = 5.0  # seconds per query; a slow (malicious) seeder must not stall the node forever
+SEED_SERVICES = NODE_NETWORK | NODE_WITNESS  # Core assumes the default services for seed results
+FLAGS_SUBDOMAIN = "x9"  # NODE_NETWORK|NODE_WITNESS, the subdomain Core asks for
+EMPTY_SEED_RETRIES = 10  # testbed: rounds of asking again while every seed answered nothing
+
+
+@dataclass(frozen=True)
+class SeedServer:
+    """A DNS seed reached at an explicit server address (host:port) for its zone."""
+
+    ip: str
+    port: int = 53
+    zone: str = "seed.testnet."
+
+    @classmethod
+    def parse(cls, spec: str, default_zone: str = "seed.testnet.") -> "SeedServer":
+        """`ip`, `ip:port` or `zone@ip:port`."""
+        zone = default_zone
+        if "@" in spec:
+            zone, spec = spec.split("@", 1)
+        host, _, port = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "53")
+        return cls(ip=host or spec, port=int(port or 53), zone=zone if zone.endswith(".") else zone + ".")
+
+
+async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT) -> list[str]:
+    """A records for `x9.<zone>` from the seed: UDP, then TCP when truncated or unanswered."""
+    # imported here: dnspython costs a node ~10 MB of RSS, and most nodes never ask a seed twice
+    import dns.asyncquery
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.rdatatype
+
+    qname = f"{FLAGS_SUBDOMAIN}.{seed.zone}"
+    query = dns.message.make_query(qname, dns.rdatatype.A)
+    try:
+        response = await dns.asyncquery.udp(query, seed.ip, timeout=timeout, port=seed.port)
+        if response.flags & dns.flags.TC:
+            response = await dns.asyncquery.tcp(query, seed.ip, timeout=timeout, port=seed.port)
+    except (dns.exception.DNSException, OSError):
+        try:
+            response = await dns.asyncquery.tcp(query, seed.ip, timeout=timeout, port=seed.port)
+        except (dns.exception.DNSException, OSError) as e:
+            log.info("seed %s:%d unanswered: %s", seed.ip, seed.port, e)
+            return []
+    ips: list[str] = []
+    for rrset in response.answer:
+        if rrset.rdtype == dns.rdatatype.A:
+            ips.extend(r.address for r in rrset)
+    return ips[:MAX_IPS_PER_SEED]
+
+
+def stamp_seed_results(ips: list[str], port: int, now: float, rng: random.Random,
+                       time_scale: float = 1.0) -> list[NetAddr]:
+    """Seed results enter addrman as if last seen 3 to 7 days ago (net.cpp), in scaled time."""
+    return [NetAddr(ip=ip, port=port, services=SEED_SERVICES,
+                    time=int(now - rng.uniform(SEED_AGE_MIN, SEED_AGE_MAX) * time_scale)) for ip in ips]
+
+
+@dataclass
+class BootstrapState:
+    queried: list[str] = field(default_factory=list)  # seeds asked, in order
+    learned: int = 0  # addresses added to addrman from seeds
+    fixed_seeds_used: bool = False
+
+
+async def run_bootstrap(node: Any, connman: Any, state: BootstrapState) -> None:
+    """Core's ThreadDNSAddressSeed plus -seednode and fixed seeds, against the scenario's seeds.
+    The fixed-seed fallback runs beside the DNS rounds, as in Core (it does not wait for them)."""
+    for spec in connman.cfg.seednodes:  # -seednode: one-shot connections that only fetch addresses
+        ip, port = _endpoint(spec, node.config.port)
+        node.loop.create_task(_addr_fetch(node, ip, port))
+    await asyncio.gather(_dns_seeds(node, connman, state), _fixed_seeds(node, connman, state))
+
+
+async def _dns_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
+    t, addrman = node.timers, connman.addrman
+    seeds = [SeedServer.parse(s, connman.cfg.seed_zone) for s in connman.cfg.seeders]
+    node.rng.shuffle(seeds)
+    if not seeds:
+        return
+    if addrman.size() > 0:
+        # With known addresses, give them a chance first (11 s, or 5 min with >= 1000).
+        delay = t.dns_seed_delay_many if addrman.size() >= MANY_ADDRESSES else t.dns_seed_delay
+        if await _wait_for_peers(node, delay):
+            return
+    per_round = len(seeds) if addrman.size() == 0 else SEEDS_PER_ROUND
+    for attempt in range(EMPTY_SEED_RETRIES + 1):
+        for i, seed in enumerate(seeds):
+            if _full_outbound(node) >= ENOUGH_OUTBOUND:
+                return
+            if i and i % per_round == 0 and await _wait_for_peers(node, t.dns_seed_delay):
+                return
+            state.queried.append(f"{seed.ip}:{seed.port}")
+            ips = await query_seed(seed)
+            addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
+            state.learned += addrman.add(addrs, source_ip=seed.ip)
+            connman.wake()
+        # Core falls back to an ADDR_FETCH connection to a seed that gave nothing; our seeder
+        # speaks only DNS, so the node asks again (a freshly started testnet's seeder has not
+        # crawled anyone yet), doubling the wait with jitter so a thousand nodes do not hammer it
+        wait = t.dns_seed_delay * (2 ** attempt) * node.rng.uniform(1.0, 1.5)
+        if state.learned or await _wait_for_peers(node, wait):
+            return
+
+
+async def _fixed_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
+    """Hard-coded seeds after 60 s when addrman is still empty (net.cpp)."""
+    if not connman.cfg.fixed_seeds:
+        return
+    await asyncio.sleep(node.timers.fixed_seed_delay)
+    if connman.addrman.size() == 0:
+        fixed = [_endpoint(s, node.config.port) for s in connman.cfg.fixed_seeds]
+        connman.addrman.add([NetAddr(ip, port, SEED_SERVICES, int(time.time())) for ip, port in fixed],
+                            source_ip="0.0.0.0")
+        state.fixed_seeds_used = True
+        connman.wake()
+
+
+def _endpoint(spec: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = spec.rpartition(":")
+    return (host, int(port)) if sep else (spec, default_port)
+
+
+def _full_outbound(node: Any) -> int:
+    return sum(1 for p in node.outbound_peers("outbound-full-relay") if p.verack_received)
+
+
+async def _wait_for_peers(node: Any, seconds: float) -> bool:
+    """Wait up to `seconds`; True as soon as 2 full-relay outbound peers are up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _full_outbound(node) >= ENOUGH_OUTBOUND:
+            return True
+        await asyncio.sleep(min(1.0, max(0.01, seconds / 20)))
+    return _full_outbound(node) >= ENOUGH_OUTBOUND
+
+
+async def _addr_fetch(node: Any, ip: str, port: int) -> None:
+    try:
+        await node.open_connection(ip, port, "addr-fetch")
+    except (OSError, asyncio.TimeoutError, ConnectionError) as e:
+        log.info("seednode %s:%d unreachable: %s", ip, port, e)

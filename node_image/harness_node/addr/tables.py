@@ -1,0 +1,505 @@
+"""Bitcoin Core's address manager: the new and tried tables an eclipse attacker tries to fill.
+
+Follows Core's addrman.cpp / addrman_impl.h (v23-25, protocol.md §2.2): keyed SHA256d bucket
+placement, refcounted new-table copies, terrible-entry overwriting, test-before-evict with a
+collision set, and Select's 50/50 tried/new draw with GetChance and the 1.2 chance factor.
+Pure: time comes from `clock`, randomness from `rng`; no disk (addrman.py adds save/load).
+
+Testbed additions: every time window is multiplied by `time_scale` (adaptation 5), and
+`use_tried=False` makes `select` draw from the new table only (a countermeasure switch).
+
+Memory: 1000 nodes share one process, so the 1024x64 and 256x64 tables are stored sparsely
+(a slot dict plus the sorted occupied positions of each non-empty bucket) and entries use
+__slots__. Drawing uniformly among non-empty buckets is exactly Core's "pick a random bucket,
+retry if empty" distribution, without the empty retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import sys
+from bisect import bisect_left, insort
+from dataclasses import dataclass
+from random import Random
+from typing import Callable
+
+from ..wire.codec import IPV4_MAPPED_PREFIX, NetAddr, var_bytes
+from .netgroup import NetGroups
+
+__all__ = ["AddrTables", "AddrInfo", "AddrManCorruptError", "Windows"]
+
+# --- Core's constants (addrman_impl.h / addrman.cpp unless noted) ---------------------------
+NEW_BUCKET_COUNT = 1024  # ADDRMAN_NEW_BUCKET_COUNT (1 << 10)
+TRIED_BUCKET_COUNT = 256  # ADDRMAN_TRIED_BUCKET_COUNT (1 << 8)
+BUCKET_SIZE = 64  # ADDRMAN_BUCKET_SIZE (1 << 6)
+TRIED_BUCKETS_PER_GROUP = 8  # ADDRMAN_TRIED_BUCKETS_PER_GROUP
+NEW_BUCKETS_PER_SOURCE_GROUP = 64  # ADDRMAN_NEW_BUCKETS_PER_SOURCE_GROUP
+NEW_BUCKETS_PER_ADDRESS = 8  # ADDRMAN_NEW_BUCKETS_PER_ADDRESS: max refcount in new
+RETRIES = 3  # ADDRMAN_RETRIES: failed attempts before a never-successful entry is terrible
+MAX_FAILURES = 10  # ADDRMAN_MAX_FAILURES ...
+SET_TRIED_COLLISION_SIZE = 10  # ADDRMAN_SET_TRIED_COLLISION_SIZE
+CHANCE_FACTOR_GROWTH = 1.2  # Select_: the acceptance factor grows after each rejection
+RECENT_TRY_CHANCE = 0.01  # GetChance: x0.01 if tried in the last 10 min
+FAILURE_CHANCE = 0.66  # GetChance: x0.66 per failed attempt ...
+MAX_CHANCE_FAILURES = 8  # ... counting at most 8
+_FAILURE_FACTORS = tuple(FAILURE_CHANCE**n for n in range(MAX_CHANCE_FAILURES + 1))
+
+# Time windows in seconds at time_scale 1.0.
+HORIZON = 30 * 86400.0  # ADDRMAN_HORIZON: older nTime is terrible
+MIN_FAIL = 7 * 86400.0  # ADDRMAN_MIN_FAIL: ... MAX_FAILURES without success in this long
+REPLACEMENT = 4 * 3600.0  # ADDRMAN_REPLACEMENT: a tried entry that succeeded this recently stays
+TEST_WINDOW = 40 * 60.0  # ADDRMAN_TEST_WINDOW: give up testing a collision after this
+TIME_PENALTY = 2 * 3600.0  # net_processing.cpp: nTime penalty on gossiped addrs (not self-ads)
+FUTURE_SLACK = 10 * 60.0  # IsTerrible: nTime further in the future is terrible
+TRY_GRACE = 60.0  # IsTerrible "never remove things tried in the last minute"; ResolveCollisions
+RECENT_TRY = 10 * 60.0  # GetChance: deprioritise entries tried this recently
+CONNECTED_UPDATE = 20 * 60.0  # Connected_: update nTime at most this often
+ONLINE_WINDOW = 24 * 3600.0  # AddSingle: nTime this fresh counts as "currently online" ...
+ONLINE_UPDATE = 3600.0  # ... then refresh a stored nTime that is 1 h stale,
+OFFLINE_UPDATE = 24 * 3600.0  # ... otherwise only when it is 24 h stale
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """addrman's time windows in seconds, scaled by one factor (testbed adaptation 5)."""
+
+    horizon: float
+    min_fail: float
+    replacement: float
+    test_window: float
+    time_penalty: float
+    future_slack: float
+    try_grace: float
+    recent_try: float
+    connected_update: float
+    online_window: float
+    online_update: float
+    offline_update: float
+
+    @classmethod
+    def scaled(cls, time_scale: float = 1.0) -> "Windows":
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be > 0, got {time_scale!r}")
+        base = (HORIZON, MIN_FAIL, REPLACEMENT, TEST_WINDOW, TIME_PENALTY, FUTURE_SLACK, TRY_GRACE,
+                RECENT_TRY, CONNECTED_UPDATE, ONLINE_WINDOW, ONLINE_UPDATE, OFFLINE_UPDATE)  # fmt: skip
+        return cls(*(v * time_scale for v in base))
+
+
+class AddrManCorruptError(ValueError):
+    """A saved addrman that cannot be trusted: bad header, checksum, JSON or content."""
+
+
+class AddrInfo:
+    """One known address: Core's AddrInfo. `addr.time` is Core's nTime (last seen, as gossiped)."""
+
+    __slots__ = ("addr", "source", "last_try", "last_success", "last_count_attempt", "attempts",
+                 "new_slots", "in_tried", "random_pos")  # fmt: skip
+
+    def __init__(self, addr: NetAddr, source: str) -> None:
+        self.addr = addr
+        self.source = source  # ip of the peer that first told us (decides the primary new bucket)
+        self.last_try = 0.0
+        self.last_success = 0.0
+        self.last_count_attempt = 0.0
+        self.attempts = 0
+        self.new_slots: tuple[int, ...] = ()  # new-table slots (bucket * 64 + pos) holding us
+        self.in_tried = False
+        self.random_pos = -1  # index in AddrTables._random (Core's nRandomPos)
+
+    @property
+    def refcount(self) -> int:
+        """How many new-table slots reference this entry (Core's nRefCount; 0 when in tried)."""
+        return len(self.new_slots)
+
+    def __repr__(self) -> str:
+        where = "tried" if self.in_tried else f"new x{self.refcount}"
+        return f"AddrInfo({self.addr.ip}:{self.addr.port}, {where}, attempts={self.attempts})"
+
+
+class _Table:
+    """A sparse bucket table: slot -> entry, plus sorted occupied positions per non-empty bucket."""
+
+    __slots__ = ("slots", "positions", "nonempty", "nonempty_index")
+
+    def __init__(self) -> None:
+        self.slots: dict[int, AddrInfo] = {}
+        self.positions: dict[int, list[int]] = {}
+        self.nonempty: list[int] = []
+        self.nonempty_index: dict[int, int] = {}
+
+    def get(self, slot: int) -> AddrInfo | None:
+        return self.slots.get(slot)
+
+    def put(self, slot: int, entry: AddrInfo) -> None:
+        self.slots[slot] = entry
+        bucket, pos = divmod(slot, BUCKET_SIZE)
+        occupied = self.positions.get(bucket)
+        if occupied is None:
+            self.positions[bucket] = [pos]
+            self.nonempty_index[bucket] = len(self.nonempty)
+            self.nonempty.append(bucket)
+        else:
+            insort(occupied, pos)
+
+    def remove(self, slot: int) -> None:
+        del self.slots[slot]
+        bucket, pos = divmod(slot, BUCKET_SIZE)
+        occupied = self.positions[bucket]
+        occupied.remove(pos)
+        if not occupied:
+            del self.positions[bucket]
+            i = self.nonempty_index.pop(bucket)
+            last = self.nonempty.pop()
+            if last != bucket:
+                self.nonempty[i] = last
+                self.nonempty_index[last] = i
+
+    def pick(self, rng: Random) -> AddrInfo:
+        """Core's draw: a random non-empty bucket, a random start position, the next occupied one."""
+        bucket = self.nonempty[rng.randrange(len(self.nonempty))]
+        occupied = self.positions[bucket]
+        i = bisect_left(occupied, rng.randrange(BUCKET_SIZE))
+        return self.slots[bucket * BUCKET_SIZE + occupied[i % len(occupied)]]
+
+
+def _addr_key(ip: str, port: int) -> bytes:
+    """Core's CService::GetKey(): the 16-byte (IPv4-mapped) address, then the port big-endian."""
+    try:
+        raw = IPV4_MAPPED_PREFIX + socket.inet_pton(socket.AF_INET, ip)
+    except OSError:
+        raw = socket.inet_pton(socket.AF_INET6, ip)
+    return raw + port.to_bytes(2, "big")
+
+
+class AddrTables:
+    """Core's address manager for one node. See the module docstring; methods mirror Core's."""
+
+    def __init__(
+        self,
+        key: bytes,
+        netgroups: NetGroups,
+        rng: Random,
+        clock: Callable[[], float],
+        *,
+        use_tried: bool = True,
+        test_before_evict: bool = True,
+        time_scale: float = 1.0,
+    ) -> None:
+        self._netgroups = netgroups
+        self._rng = rng
+        self._clock = clock
+        self.use_tried = use_tried
+        self.test_before_evict = test_before_evict
+        self.windows = Windows.scaled(time_scale)
+        self._set_key(key)
+        self._reset()
+
+    def _set_key(self, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) != 32:
+            raise ValueError("addrman key must be 32 bytes")
+        self._key = key
+        self._keyed = hashlib.sha256(key)  # SHA256 state after the key, copied for each hash
+
+    def _reset(self) -> None:
+        self._new = _Table()
+        self._tried = _Table()
+        self._by_key: dict[tuple[str, int], AddrInfo] = {}
+        self._random: list[AddrInfo] = []  # Core's vRandom: every entry, for get_addr
+        self._n_new = 0
+        self._n_tried = 0
+        self._collisions: dict[tuple[str, int], None] = {}  # insertion-ordered set
+        self._last_good = 1.0  # Core's m_last_good starts at 1 s
+
+    # --- keyed placement (Core's GetTriedBucket / GetNewBucket / GetBucketPosition) ----------
+
+    def _hash(self, data: bytes) -> int:
+        """Core's CHashWriter(key, data...).GetCheapHash(): SHA256d, first 8 bytes little-endian."""
+        h = self._keyed.copy()
+        h.update(data)
+        return int.from_bytes(hashlib.sha256(h.digest()).digest()[:8], "little")
+
+    def _tried_slot(self, addr: NetAddr) -> int:
+        akey = _addr_key(addr.ip, addr.port)
+        h1 = self._hash(akey) % TRIED_BUCKETS_PER_GROUP
+        group = var_bytes(self._netgroups.group(addr.ip))
+        bucket = self._hash(group + h1.to_bytes(8, "little")) % TRIED_BUCKET_COUNT
+        return bucket * BUCKET_SIZE + self._position(b"K", bucket, akey)
+
+    def _new_slot(self, addr: NetAddr, source_ip: str) -> int:
+        group = var_bytes(self._netgroups.group(addr.ip))
+        src_group = var_bytes(self._netgroups.group(source_ip))
+        h1 = self._hash(group + src_group) % NEW_BUCKETS_PER_SOURCE_GROUP
+        bucket = self._hash(src_group + h1.to_bytes(8, "little")) % NEW_BUCKET_COUNT
+        return bucket * BUCKET_SIZE + self._position(b"N", bucket, _addr_key(addr.ip, addr.port))
+
+    def _position(self, table: bytes, bucket: int, akey: bytes) -> int:
+        return self._hash(table + bucket.to_bytes(4, "little") + akey) % BUCKET_SIZE
+
+    # --- entry quality ---------------------------------------------------------------------
+
+    def is_terrible(self, entry: AddrInfo) -> bool:
+        """Core's IsTerrible: not worth keeping, gossiping or overwriting protection."""
+        return self._terrible(entry, self._clock())
+
+    def _terrible(self, e: AddrInfo, now: float) -> bool:
+        w = self.windows
+        if now - e.last_try <= w.try_grace:
+            return False
+        t = e.addr.time
+        return (
+            t > now + w.future_slack
+            or now - t > w.horizon
+            or (e.last_success == 0 and e.attempts >= RETRIES)
+            or (now - e.last_success > w.min_fail and e.attempts >= MAX_FAILURES)
+        )
+
+    def _chance(self, e: AddrInfo, now: float) -> float:
+        """Core's GetChance: relative odds of `select` accepting this entry."""
+        chance = _FAILURE_FACTORS[min(e.attempts, MAX_CHANCE_FAILURES)]
+        if now - e.last_try < self.windows.recent_try:
+            chance *= RECENT_TRY_CHANCE
+        return chance
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def _create(self, addr: NetAddr, source_ip: str) -> AddrInfo:
+        entry = AddrInfo(addr, sys.intern(source_ip))
+        entry.random_pos = len(self._random)
+        self._random.append(entry)
+        self._by_key[(addr.ip, addr.port)] = entry
+        self._n_new += 1
+        return entry
+
+    def _delete(self, entry: AddrInfo) -> None:
+        """Forget a new entry that no slot references any more."""
+        last = self._random.pop()
+        if last is not entry:
+            self._random[entry.random_pos] = last
+            last.random_pos = entry.random_pos
+        del self._by_key[(entry.addr.ip, entry.addr.port)]
+        self._n_new -= 1
+
+    def _clear_new(self, slot: int) -> None:
+        occupant = self._new.get(slot)
+        if occupant is None:
+            return
+        self._new.remove(slot)
+        occupant.new_slots = tuple(s for s in occupant.new_slots if s != slot)
+        if not occupant.new_slots:
+            self._delete(occupant)
+
+    def _make_tried(self, entry: AddrInfo) -> None:
+        for slot in entry.new_slots:
+            self._new.remove(slot)
+        entry.new_slots = ()
+        self._n_new -= 1
+        slot = self._tried_slot(entry.addr)
+        old = self._tried.get(slot)
+        if old is not None:
+            # The evicted tried entry goes back to new, in its primary source's bucket.
+            self._tried.remove(slot)
+            old.in_tried = False
+            self._n_tried -= 1
+            new_slot = self._new_slot(old.addr, old.source)
+            self._clear_new(new_slot)
+            self._new.put(new_slot, old)
+            old.new_slots = (new_slot,)
+            self._n_new += 1
+        self._tried.put(slot, entry)
+        entry.in_tried = True
+        self._n_tried += 1
+
+    # --- Core's public operations ----------------------------------------------------------
+
+    def find(self, ip: str, port: int) -> AddrInfo | None:
+        return self._by_key.get((ip, port))
+
+    def add(self, addrs: list[NetAddr], source_ip: str, time_penalty: float = 0.0) -> int:
+        """Learn `addrs` from the peer at `source_ip`; returns how many took a new-table slot.
+        Gossiped addresses get `time_penalty` (Core: 2 h, `windows.time_penalty`)."""
+        now = self._clock()
+        return sum(self._add_one(a, source_ip, time_penalty, now) for a in addrs)
+
+    def _add_one(self, addr: NetAddr, source_ip: str, time_penalty: float, now: float) -> bool:
+        if not self._netgroups.is_routable(addr.ip):
+            return False
+        penalty = 0.0 if addr.ip == source_ip else time_penalty  # no penalty on self-announcements
+        entry = self._by_key.get((addr.ip, addr.port))
+        if entry is not None:
+            old = entry.addr
+            online = now - addr.time < self.windows.online_window
+            interval = self.windows.online_update if online else self.windows.offline_update
+            time = old.time
+            if old.time < addr.time - interval - penalty:
+                time = max(0, int(addr.time - penalty))
+            services = old.services | addr.services
+            if time != old.time or services != old.services:
+                entry.addr = NetAddr(ip=old.ip, port=old.port, services=services, time=time)
+            if addr.time <= time or entry.in_tried or entry.refcount >= NEW_BUCKETS_PER_ADDRESS:
+                return False
+            # Each extra copy is 2^refcount times harder to get (Core's stochastic test).
+            if entry.refcount and self._rng.randrange(1 << entry.refcount) != 0:
+                return False
+        else:
+            # Interned: the same few thousand address strings recur in every node of the process.
+            stored = NetAddr(ip=sys.intern(addr.ip), port=addr.port, services=addr.services,
+                             time=max(0, int(addr.time - penalty)))  # fmt: skip
+            entry = self._create(stored, source_ip)
+        slot = self._new_slot(addr, source_ip)
+        occupant = self._new.get(slot)
+        if occupant is entry:
+            return False
+        if (
+            occupant is None
+            or self._terrible(occupant, now)
+            or (occupant.refcount > 1 and entry.refcount == 0)
+        ):
+            self._clear_new(slot)
+            self._new.put(slot, entry)
+            entry.new_slots += (slot,)
+            return True
+        if entry.refcount == 0:
+            self._delete(entry)
+        return False
+
+    def good(self, ip: str, port: int) -> bool:
+        """An outbound handshake with ip:port completed: move it to tried. With test-before-evict
+        a collision with an occupied tried slot parks it in the collision set instead.
+        Returns True if it moved to tried."""
+        return self._good(ip, port, self._clock(), self.test_before_evict)
+
+    def _good(self, ip: str, port: int, now: float, test_before_evict: bool) -> bool:
+        self._last_good = now
+        entry = self._by_key.get((ip, port))
+        if entry is None:
+            return False
+        entry.last_success = now
+        entry.last_try = now
+        entry.attempts = 0
+        # nTime is deliberately not updated: it would leak who we are connected to (Core).
+        if entry.in_tried or entry.refcount == 0:
+            return False
+        if test_before_evict and self._tried.get(self._tried_slot(entry.addr)) is not None:
+            if len(self._collisions) < SET_TRIED_COLLISION_SIZE:
+                self._collisions[(ip, port)] = None
+            return False
+        self._make_tried(entry)
+        return True
+
+    def attempt(self, ip: str, port: int, count_failure: bool = True) -> None:
+        """We are trying to connect. A failure counts at most once per `good` of any address."""
+        entry = self._by_key.get((ip, port))
+        if entry is None:
+            return
+        now = self._clock()
+        entry.last_try = now
+        if count_failure and entry.last_count_attempt < self._last_good:
+            entry.last_count_attempt = now
+            entry.attempts += 1
+
+    def connected(self, ip: str, port: int) -> None:
+        """A connection to ip:port ended or is alive: refresh nTime, at most every 20 min."""
+        entry = self._by_key.get((ip, port))
+        if entry is None:
+            return
+        now = self._clock()
+        a = entry.addr
+        if now - a.time > self.windows.connected_update:
+            entry.addr = NetAddr(ip=a.ip, port=a.port, services=a.services, time=int(now))
+
+    def select(self, new_only: bool = False) -> NetAddr | None:
+        """An address to dial: tried or new at 50/50, weighted by GetChance (Core's Select)."""
+        if not self._random:
+            return None
+        new_only = new_only or not self.use_tried
+        if new_only and self._n_new == 0:
+            return None
+        from_tried = not new_only and self._n_tried > 0 and (self._n_new == 0 or self._rng.random() < 0.5)
+        table = self._tried if from_tried else self._new
+        now = self._clock()
+        factor = 1.0
+        while True:
+            entry = table.pick(self._rng)
+            if self._rng.random() < factor * self._chance(entry, now):
+                return entry.addr
+            factor *= CHANCE_FACTOR_GROWTH
+
+    def select_tried_collision(self) -> NetAddr | None:
+        """The tried entry a parked candidate would evict: what a feeler should test."""
+        if not self._collisions:
+            return None
+        key = list(self._collisions)[self._rng.randrange(len(self._collisions))]
+        entry = self._by_key.get(key)
+        if entry is None:
+            del self._collisions[key]
+            return None
+        old = self._tried.get(self._tried_slot(entry.addr))
+        return None if old is None else old.addr
+
+    def resolve_collisions(self) -> None:
+        """Settle parked tried-table collisions (Core's ResolveCollisions): keep the old entry if
+        it succeeded within `replacement`, replace it if it failed (more than a minute ago) or
+        if the test window passed without an answer."""
+        now = self._clock()
+        w = self.windows
+        for key in list(self._collisions):
+            entry = self._by_key.get(key)
+            settled = True
+            if entry is not None:
+                old = self._tried.get(self._tried_slot(entry.addr))
+                if old is None:  # no longer a collision
+                    self._good(*key, now, test_before_evict=False)
+                elif now - old.last_success < w.replacement:
+                    pass  # the old entry is alive: keep it, drop the candidate's claim
+                elif now - old.last_try < w.replacement:
+                    if now - old.last_try > w.try_grace:
+                        self._good(*key, now, test_before_evict=False)
+                    else:
+                        settled = False  # its test is still running
+                elif now - entry.last_success > w.test_window:
+                    self._good(*key, now, test_before_evict=False)
+                else:
+                    settled = False
+            if settled:
+                del self._collisions[key]
+
+    def get_addr(self, max_count: int = 1000, max_pct: int = 23) -> list[NetAddr]:
+        """Random non-terrible addresses for a getaddr reply: at most max_pct % of all entries
+        and at most max_count (0 disables either bound)."""
+        n = len(self._random)
+        wanted = max_pct * n // 100 if max_pct else n
+        if max_count:
+            wanted = min(wanted, max_count)
+        now = self._clock()
+        rnd = self._random
+        out: list[NetAddr] = []
+        for i in range(n):
+            if len(out) >= wanted:
+                break
+            j = self._rng.randrange(i, n)  # partial Fisher-Yates over vRandom, as Core
+            if j != i:
+                rnd[i], rnd[j] = rnd[j], rnd[i]
+                rnd[i].random_pos, rnd[j].random_pos = i, j
+            if not self._terrible(rnd[i], now):
+                out.append(rnd[i].addr)
+        return out
+
+    def size(self) -> int:
+        return len(self._random)
+
+    def counts(self) -> tuple[int, int]:
+        """(entries in new, entries in tried)."""
+        return self._n_new, self._n_tried
+
+    def collisions(self) -> list[tuple[str, int]]:
+        """The parked test-before-evict candidates (at most 10)."""
+        return list(self._collisions)
+
+    def new_slots(self) -> dict[int, tuple[str, int]]:
+        """Occupied new-table slots (bucket * 64 + position) -> (ip, port). For tests and metrics."""
+        return {s: (e.addr.ip, e.addr.port) for s, e in self._new.slots.items()}
+
+    def tried_slots(self) -> dict[int, tuple[str, int]]:
+        """Occupied tried-table slots (bucket * 64 + position) -> (ip, port)."""
+        return {s: (e.addr.ip, e.addr.port) for s, e in self._tried.slots.items()}

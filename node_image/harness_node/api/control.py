@@ -1,0 +1,323 @@
+"""HTTP/JSON control API. One aiohttp Application serves many nodes (host mode): each node has its
+own listening socket (its 127.a.b.c:control_port) and a request is routed to the node whose socket
+it arrived on (the transport's sockname).
+
+Mutating calls (POST, DELETE) need `Authorization: Bearer <token>` when the node has a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import socket
+from io import BytesIO
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..chain.chain import BlockInvalid
+from ..config import parse_endpoint
+from ..node import Node
+from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
+from ..wire.messages import Block, Tx
+from ..wire.synthetic import origin_of
+from .metrics import exposition
+
+NODES = web.AppKey("nodes", dict)  # (ip, port) -> Node
+SERVER = web.AppKey("server", object)  # the ControlServer (for /shutdown)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def node_for(request: web.Request) -> Node:
+    transport = request.transport
+    sock = transport.get_extra_info("sockname") if transport is not None else None
+    nodes: dict[tuple[str, int], Node] = request.app[NODES]
+    if sock is not None:
+        node = nodes.get((sock[0], sock[1]))
+        if node is not None:
+            return node
+        for (ip, port), node in nodes.items():  # a node listening on 0.0.0.0 / ::
+            if port == sock[1] and ipaddress.ip_address(ip).is_unspecified:
+                return node
+    raise web.HTTPNotFound(text=json.dumps({"error": "no node serves this address"}), content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authentication for mutating calls, and one place that turns bad input into 400."""
+    node = node_for(request)
+    token = node.config.control_token
+    if request.method in ("POST", "DELETE", "PUT") and token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return _error(401, "missing or wrong bearer token")
+    try:
+        return await handler(request)
+    except (BadRequest, DecodeError) as e:
+        return _error(400, str(e))
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    text = await request.text()
+    if not text.strip():
+        return {}
+    try:
+        body = json.loads(text)
+    except ValueError as e:
+        raise BadRequest(f"body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _raw_hex(body: dict[str, Any]) -> bytes:
+    raw = body.get("raw")
+    if not isinstance(raw, str):
+        raise BadRequest("'raw' must be a hex string")
+    try:
+        return bytes.fromhex(raw)
+    except ValueError:
+        raise BadRequest("'raw' is not valid hex") from None
+
+
+def _hash_param(text: str) -> bytes:
+    try:
+        h = hex_to_hash(text)
+    except ValueError:
+        h = b""
+    if len(h) != 32:
+        raise BadRequest(f"{text!r} is not a 64-digit hex hash")
+    return h
+
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/status")
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(node_for(request).status())
+
+
+@routes.get("/mempool")
+async def get_mempool(request: web.Request) -> web.Response:
+    pool = node_for(request).mempool
+    return web.json_response({"size": len(pool), "txids": [hash_to_hex(t) for t in pool.txs]})
+
+
+@routes.get("/tx/{txid}")
+async def get_tx(request: web.Request) -> web.Response:
+    node: Node = node_for(request)
+    txid = _hash_param(request.match_info["txid"])
+    rec = node.mempool.record(txid)
+    if rec is None:
+        return _error(404, "transaction not seen")
+    return web.json_response({
+        "txid": hash_to_hex(txid), "first_seen_ns": rec.first_seen_ns, "from_peer": rec.from_peer,
+        "in_mempool": txid in node.mempool, "harness_id": rec.harness_id.hex() if rec.harness_id else None,
+        "origin_ns": rec.origin_ns, "propagation_delay_s": rec.delay_s,
+    })
+
+
+@routes.get("/block/{hash}")
+async def get_block(request: web.Request) -> web.Response:
+    node: Node = node_for(request)
+    h = _hash_param(request.match_info["hash"])
+    seen = node.block_seen.get(h)
+    if seen is None:
+        return _error(404, "block not seen")
+    block = node.chain.get(h)
+    origin = origin_of(block) if block is not None else None
+    first_seen_ns, from_peer = seen
+    return web.json_response({
+        "hash": hash_to_hex(h), "first_seen_ns": first_seen_ns, "from_peer": from_peer,
+        "height": node.chain.heights.get(h), "harness_id": origin[0].hex() if origin else None,
+        "origin_ns": origin[1] if origin else None,
+        "propagation_delay_s": max(0.0, (first_seen_ns - origin[1]) / 1e9) if origin else None,
+    })
+
+
+@routes.post("/pause")
+async def post_pause(request: web.Request) -> web.Response:
+    node_for(request).pause()
+    return web.json_response({"status": "paused"})
+
+
+@routes.post("/resume")
+async def post_resume(request: web.Request) -> web.Response:
+    node_for(request).resume()
+    return web.json_response({"status": "running"})
+
+
+@routes.post("/shutdown")
+async def post_shutdown(request: web.Request) -> web.Response:
+    """Stop this node (its tables and anchors are saved) and free its ports; the host keeps the others."""
+    node: Node = node_for(request)
+    server: ControlServer = request.app[SERVER]
+
+    async def stop() -> None:
+        await node.stop()
+        await server.remove(node)
+
+    # after the response has gone out: the request arrived on the site being removed
+    asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(stop()))
+    return web.json_response({"status": "stopping"}, status=202)
+
+
+@routes.post("/tx")
+async def post_tx(request: web.Request) -> web.Response:
+    node: Node = node_for(request)
+    body = await _json_body(request)
+    if body.get("synthetic") is True:
+        tx = node.inject_tx()
+        return web.json_response({"txid": hash_to_hex(tx.txid), "accepted": True})
+    if "raw" not in body:
+        raise BadRequest("expected {\"synthetic\": true} or {\"raw\": \"<hex>\"}")
+    tx = Tx.from_bytes(_raw_hex(body))
+    return web.json_response({"txid": hash_to_hex(tx.txid), "accepted": node.submit_tx(tx)})
+
+
+@routes.post("/block")
+async def post_block(request: web.Request) -> web.Response:
+    node: Node = node_for(request)
+    body = await _json_body(request)
+    unknown = set(body) - {"raw", "synthetic", "include_mempool"}
+    if unknown:
+        raise BadRequest(f"unknown field(s) {sorted(unknown)}")
+    if "raw" in body:
+        f = BytesIO(_raw_hex(body))
+        block = Block.read(f)
+        if f.read(1):
+            raise BadRequest("trailing bytes after block")
+        try:
+            accepted = node.submit_block(block)
+        except BlockInvalid as e:
+            raise BadRequest(str(e)) from None
+    else:
+        include = body.get("include_mempool", True)
+        if not isinstance(include, bool):
+            raise BadRequest("'include_mempool' must be a boolean")
+        block, accepted = node.mine_block(include_mempool=include), True
+    return web.json_response({"hash": hash_to_hex(block.hash), "height": node.chain.heights.get(block.hash),
+                              "accepted": accepted})
+
+
+@routes.post("/peers")
+async def post_peer(request: web.Request) -> web.Response:
+    node: Node = node_for(request)
+    body = await _json_body(request)
+    address = body.get("address")
+    if not isinstance(address, str):
+        raise BadRequest("expected {\"address\": \"ip:port\"}")
+    try:
+        ip, port = parse_endpoint(address)
+    except ValueError as e:
+        raise BadRequest(f"bad address {address!r}: {e}") from None
+    if not node.sandbox.allows(ip):
+        node.stats.sandbox_refused += 1
+        return _error(403, f"{ip} is outside the dial allowlist")
+    node.add_manual(ip, port)
+    return web.json_response({"address": f"{ip}:{port}", "status": "connecting"}, status=202)
+
+
+@routes.delete("/peers/{addr}")
+async def delete_peer(request: web.Request) -> web.Response:
+    node: Node = node_for(request)
+    try:
+        ip, port = parse_endpoint(request.match_info["addr"])
+    except ValueError as e:
+        raise BadRequest(f"bad address: {e}") from None
+    if not node.remove_manual(ip, port):
+        return _error(404, f"not connected to {ip}:{port}")
+    return web.json_response({"address": f"{ip}:{port}", "status": "disconnecting"})
+
+
+@routes.get("/bans")
+async def get_bans(request: web.Request) -> web.Response:
+    return web.json_response(node_for(request).list_bans())
+
+
+@routes.post("/bans")
+async def post_ban(request: web.Request) -> web.Response:
+    """Ban an address or subnet by hand, like Core's `setban add` (body: address, reason?, duration?)."""
+    node: Node = node_for(request)
+    body = await _json_body(request)
+    address, duration = body.get("address"), body.get("duration")
+    if not isinstance(address, str):
+        raise BadRequest("expected {\"address\": \"ip or cidr\", \"duration\": seconds?, \"reason\": text?}")
+    if duration is not None and (not isinstance(duration, (int, float)) or duration <= 0):
+        raise BadRequest("'duration' must be a positive number of seconds")
+    try:
+        node.ban(address, str(body.get("reason") or "manual"), duration)
+    except ValueError as e:
+        raise BadRequest(f"bad address {address!r}: {e}") from None
+    return web.json_response({"address": address, "status": "banned"})
+
+
+@routes.delete("/bans")
+async def delete_bans(request: web.Request) -> web.Response:
+    node_for(request).clear_bans()
+    return web.json_response({"status": "cleared"})
+
+
+@routes.get("/metrics")
+async def get_metrics(request: web.Request) -> web.Response:
+    return web.Response(body=exposition(node_for(request)), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+def make_app() -> web.Application:
+    app = web.Application(middlewares=[guard])
+    app[NODES] = {}
+    app.add_routes(routes)
+    return app
+
+
+class ControlServer:
+    """One Application and runner; one listening socket per node."""
+
+    def __init__(self) -> None:
+        self.app = make_app()
+        self.app[SERVER] = self
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self.sites: dict[str, tuple[web.SockSite, tuple[str, int]]] = {}
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await self.runner.setup()
+            self._started = True
+
+    async def add(self, node: Node) -> tuple[str, int]:
+        """Serve `node` on its control_bind (default: its P2P bind) and control_port; returns the address."""
+        await self.start()
+        bind = node.config.control_bind or node.config.bind
+        family = socket.AF_INET6 if ipaddress.ip_address(bind).version == 6 else socket.AF_INET
+        sock = socket.create_server((bind, node.config.control_port or 0), family=family, reuse_port=False)
+        addr = sock.getsockname()[:2]
+        site = web.SockSite(self.runner, sock)
+        await site.start()
+        self.app[NODES][addr] = node
+        self.sites[node.name] = (site, addr)
+        node.control_address = addr  # type: ignore[attr-defined]
+        return addr
+
+    async def remove(self, node: Node) -> None:
+        entry = self.sites.pop(node.name, None)
+        if entry is not None:
+            await entry[0].stop()
+            self.app[NODES].pop(entry[1], None)
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.runner.cleanup()
+            self._started = False

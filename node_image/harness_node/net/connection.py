@@ -1,0 +1,163 @@
+"""One TCP connection: framing, checksum, per-command counters, link emulation, back-pressure.
+
+No payload logic here (that is peer.py). Rules from protocol.md §1.1: wrong magic or an oversized
+declared length breaks the stream -> close; a bad checksum or an invalid command is dropped silently
+(counted, no penalty); a message we cannot decode is the peer layer's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Protocol
+
+from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame
+from ..wire.messages import Message
+from .linkem import LinkEmulator, LinkModel
+from .peer import Peer
+from .stats import NodeStats
+
+# Core stops reading a peer whose send buffer is full (net.cpp fPauseSend, -maxsendbuffer 1000 kB);
+# asyncio's pause_writing/resume_writing give us the same signal. If the buffer still grows beyond
+# this hard cap (announcements keep coming while the peer does not read), we give up on the peer so
+# that one stalled socket cannot exhaust the memory shared by a thousand nodes.
+MAX_SEND_BUFFER = 16 * 1024 * 1024
+WRITE_HIGH_WATER = 1024 * 1024  # net.h DEFAULT_MAXSENDBUFFER 1000 kB
+
+
+def framing_error_kind(e: FramingError) -> str:
+    return "bad-magic" if "magic" in str(e) else "oversized-message"
+
+
+class ConnectionEvents(Protocol):
+    """What a Connection reports to, and reads from, its owner (the node)."""
+
+    loop: asyncio.AbstractEventLoop
+    magic: bytes
+    rng: random.Random
+    stats: NodeStats
+    link: LinkModel
+
+    def attach(self, conn: "Connection", addr: tuple[str, int], local: tuple[str, int]) -> Peer | None: ...
+    def detach(self, peer: Peer, exc: Exception | None) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, owner: ConnectionEvents, inbound: bool, kind: str = "inbound",
+                 target: tuple[str, int] | None = None) -> None:
+        self.owner = owner
+        self.inbound = inbound
+        self.kind = kind
+        self.target = target  # the endpoint we dialled (outbound)
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+        self.decoder = FrameDecoder(owner.magic)
+        self.linkem: LinkEmulator | None = None
+        self.closing = False
+        self.frozen = False  # node paused: nothing read or sent, as if the process were stopped
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.closed: asyncio.Future[None] = owner.loop.create_future()
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        if self.owner.link.active:
+            self.linkem = LinkEmulator(self.owner.link, self.owner.rng, self.owner.loop)
+        peername = transport.get_extra_info("peername")
+        sockname = transport.get_extra_info("sockname")
+        if peername is None:  # closed before we got here
+            transport.close()
+            return
+        self.peer = self.owner.attach(self, peername[:2], sockname[:2])
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.bytes_in += len(data)
+        try:
+            frames = self.decoder.feed(data)
+        except FramingError as e:
+            self.owner.stats.protocol_errors[framing_error_kind(e)] += 1
+            self.close(f"framing: {e}")
+            return
+        peer = self.peer
+        for header, payload, valid in frames:
+            if self.closing or peer is None:
+                return
+            if not valid:
+                self.owner.stats.protocol_errors["bad-checksum"] += 1
+                continue
+            command = header.command_name
+            if command is None:
+                self.owner.stats.protocol_errors["bad-command"] += 1
+                continue
+            self.owner.stats.count_message("in", command, HEADER_SIZE + len(payload))
+            peer.receive(command, payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self.linkem is not None:
+            self.linkem.cancel()
+        if self.peer is not None:
+            self.owner.detach(self.peer, exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        # The peer does not read: stop processing what it sends (Core's fPauseSend).
+        if self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closing and not self.frozen:
+            self.transport.resume_reading()
+
+    def pause(self) -> None:
+        self.frozen = True
+        if self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.frozen = False
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        self.send_payload(msg.command, msg.serialize())
+
+    def send_payload(self, command: str, payload: bytes) -> None:
+        if self.closing or self.transport is None or self.frozen:
+            return
+        data = frame(self.owner.magic, command, payload)
+        self.owner.stats.count_message("out", command, len(data))
+        if self.peer is not None:
+            self.peer.last_send = self.owner.loop.time()
+        if self.linkem is not None:
+            self.linkem.send(data, self._write)
+        else:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if self.closing or transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        self.bytes_out += len(data)
+        if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            self.close("send-buffer-full")
+
+    def close(self, reason: str) -> None:
+        """Orderly close: the peer layer records `reason` before the socket goes."""
+        if self.peer is not None and self.peer.disconnect_reason is None:
+            self.peer.disconnect_reason = reason
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()

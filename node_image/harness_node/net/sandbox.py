@@ -1,0 +1,45 @@
+"""The dial allowlist: a testbed node never dials an address outside the scenario's networks.
+
+Addresses outside the allowlist may still be stored (addrman experiments count them); only dialling
+is refused (protocol.md, testbed adaptation 6). Default: loopback only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+DEFAULT_ALLOWLIST = ("127.0.0.0/8",)
+
+
+class DialRefused(ConnectionError):
+    """The node will not dial this address (sandbox, ban, already connected); `reason` says why."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class SandboxError(DialRefused):
+    """A dial outside the allowlist."""
+
+
+class Sandbox:
+    __slots__ = ("networks", "refused")
+
+    def __init__(self, allowlist: Iterable[str] = DEFAULT_ALLOWLIST) -> None:
+        self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in allowlist)
+        self.refused = 0
+
+    def allows(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr.version == n.version and addr in n for n in self.networks)
+
+    def check(self, ip: str) -> None:
+        """Raise SandboxError (and count it) if `ip` may not be dialled."""
+        if not self.allows(ip):
+            self.refused += 1
+            raise SandboxError("sandbox", f"{ip} is outside the dial allowlist {[str(n) for n in self.networks]}")

@@ -1,0 +1,333 @@
+"""Connection manager: automatic outbound slots, feelers, anchors, inbound admission and eviction.
+
+Bitcoin Core's ThreadOpenConnections and AttemptToEvictConnection (protocol.md §2.1), driven by the
+node's addrman. Countermeasure switches (peerconfig.Countermeasures) turn single defences off.
+Addr gossip lives in addrservice.py; bootstrap from seeds in bootstrap.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..addr.addrman import AddrMan, AddrManCorruptError
+from ..addr.netgroup import NetGroups
+from ..atomicfile import write_json_atomic
+from ..net.peer import Peer
+from ..net.sandbox import DialRefused, Sandbox
+from ..timing import Timers
+from ..wire.messages import NODE_NETWORK, NODE_WITNESS
+from .banman import BanMan
+from .eviction import EvictionCandidate, select_node_to_evict
+from .misbehaviour import Action
+from .peerconfig import MAX_ANCHORS, PeerConfig
+
+log = logging.getLogger(__name__)
+
+SELECT_TRIES = 100  # net.cpp: up to 100 addrman.Select() tries per loop
+RECENT_TRY_SECONDS = 600  # net.cpp: skip addresses tried in the last 10 min (until try 30)
+RECENT_TRY_UNTIL = 30
+SERVICES_UNTIL = 40  # net.cpp: skip peers without NETWORK|WITNESS (until try 40)
+DUMP_PEERS_INTERVAL = 900.0  # net.cpp DUMP_PEERS_INTERVAL 15 min (scaled; at least 1 s)
+AUTOMATIC_KINDS = ("outbound-full-relay", "block-relay", "feeler")
+IDLE_BACKOFF_MAX = 5  # idle rounds wait up to 2^5 = 32 loop periods (16 s at Core's 500 ms)
+ADDRMAN_FILE = "peers.json"
+ANCHORS_FILE = "anchors.json"
+BANLIST_FILE = "banlist.json"
+
+
+class HostConfig(Protocol):
+    """The node config fields the connection manager reads (config.NodeConfig has them)."""
+
+    name: str
+    bind: str
+    datadir: str | None
+    time_scale: float
+
+
+class ConnManHost(Protocol):
+    """What the connection manager reads from, and asks of, its owner (node.py builds it and is one)."""
+
+    config: HostConfig
+    name: str
+    loop: Any  # asyncio.AbstractEventLoop
+    rng: random.Random
+    timers: Timers
+    sandbox: Sandbox
+    running: bool
+    port: int
+    peers: Mapping[int, Peer]
+
+    def outbound_peers(self, kind: str | None = None) -> list[Peer]: ...
+    def inbound_peers(self) -> list[Peer]: ...
+    def connected_to(self, ip: str, port: int | None = None) -> bool: ...
+    async def open_connection(self, ip: str, port: int, kind: str = "manual",
+                              source_ip: str | None = None) -> Peer: ...
+
+
+class ConnMan:
+    def __init__(self, node: ConnManHost, cfg: PeerConfig) -> None:
+        self.node = node
+        self.cfg = cfg
+        self.cm = cfg.countermeasures
+        scale = node.config.time_scale
+        self.datadir = Path(node.config.datadir) if node.config.datadir else None
+        # addrman's bucket key: secret per node, stable across restarts (persisted with the tables)
+        self.netgroups = NetGroups(cfg.netgroup_bits, cfg.all_routable)
+        self.addrman = AddrMan(node.rng.randbytes(32), self.netgroups, node.rng, time.time,
+                               use_tried=self.cm.tried_table, test_before_evict=self.cm.test_before_evict,
+                               time_scale=scale)
+        self.banman = BanMan(str(self.datadir / BANLIST_FILE) if self.datadir else None, time.time,
+                             node.timers.bantime)
+        self._eviction_key = node.rng.randbytes(16)
+        self.anchors: list[tuple[str, int]] = []
+        self.pending: dict[tuple[str, int], str] = {}  # dials in flight -> kind
+        self.next_feeler = 0.0
+        self.next_dump = 0.0
+        self.dump_interval = max(1.0, DUMP_PEERS_INTERVAL * scale)
+        self.recent_try = RECENT_TRY_SECONDS * scale
+        self.counters: dict[str, int] = {"feelers": 0, "sandbox_skipped": 0, "evictions": 0,
+                                         "inbound_refused_full": 0, "dials": 0, "dial_failures": 0}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._dials: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Tables, bans and anchors from the data dir (a restarted node resumes where it stopped)."""
+        if self.datadir is None:
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        peers = self.datadir / ADDRMAN_FILE
+        if peers.exists():
+            try:
+                self.addrman.load(peers)
+            except AddrManCorruptError as e:  # Core renames a corrupt peers.dat and starts empty
+                log.warning("%s: %s; starting with an empty address manager", self.node.name, e)
+                peers.rename(peers.with_suffix(".corrupt"))
+        anchors = self.datadir / ANCHORS_FILE
+        if anchors.exists():
+            if self.cm.anchors:
+                try:
+                    self.anchors = [(a["ip"], int(a["port"])) for a in json.loads(anchors.read_text())][:MAX_ANCHORS]
+                except (ValueError, KeyError, TypeError):
+                    log.warning("%s: unreadable %s ignored", self.node.name, anchors)
+            anchors.unlink()  # Core deletes anchors.dat once read
+
+    def start(self) -> None:
+        now = time.time()
+        self.next_feeler = now + self.node.rng.expovariate(1 / self.node.timers.feeler_mean)
+        self.next_dump = now + self.dump_interval
+        self._task = self.node.loop.create_task(self._loop(), name=f"{self.node.name}-connman")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for t in list(self._dials):
+            t.cancel()
+        self.save(anchors=True)
+
+    def save(self, anchors: bool = False) -> None:
+        if self.datadir is None:
+            return
+        self.addrman.save(self.datadir / ADDRMAN_FILE)
+        if anchors and self.cm.anchors:
+            peers = [p for p in self.node.outbound_peers("block-relay") if p.verack_received][:MAX_ANCHORS]
+            write_json_atomic(self.datadir / ANCHORS_FILE, [{"ip": p.ip, "port": p.port} for p in peers])
+
+    # --- the outbound loop -----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        period = self.node.timers.connect_loop
+        await asyncio.sleep(self.node.rng.uniform(0, period))
+        idle_rounds = 0
+        while True:
+            try:
+                dialled = self.step()
+            except Exception:  # a bug in one round must not stop the node from connecting
+                log.exception("%s: connection manager round failed", self.node.name)
+                dialled = False
+            # Core polls every 500 ms; a thousand nodes in one process cannot afford that while
+            # nothing changes, so idle rounds back off (x2 up to 32x) until a peer leaves or new
+            # addresses arrive (wake())
+            idle_rounds = 0 if dialled else min(idle_rounds + 1, IDLE_BACKOFF_MAX)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), period * (1 << idle_rounds if idle_rounds else 1))
+            except asyncio.TimeoutError:
+                pass
+
+    def wake(self) -> None:
+        """Something changed (a peer left, addresses arrived): look for a dial now."""
+        if self.node.running:  # not while a stopped node's dial tasks unwind
+            self._wake.set()
+
+    def _count(self, kind: str) -> int:
+        """Peers of `kind` plus dials of `kind` still in flight (a dial whose link is already up
+        counts once)."""
+        peers = self.node.outbound_peers(kind)
+        up = {(p.ip, p.port) for p in peers}
+        return len(peers) + sum(1 for ep, k in self.pending.items() if k == kind and ep not in up)
+
+    def next_kind(self, now: float) -> str | None:
+        """Which slot to fill now, in Core's priority order (anchors are block-relay)."""
+        if self._count("block-relay") < self.cfg.block_relay and self.anchors:
+            return "anchor"
+        if self._count("outbound-full-relay") < self.cfg.outbound_full_relay:
+            return "outbound-full-relay"
+        if self._count("block-relay") < self.cfg.block_relay:
+            return "block-relay"
+        if self.cm.feelers and now >= self.next_feeler and self._count("feeler") == 0:
+            self.next_feeler = now + self.node.rng.expovariate(1 / self.node.timers.feeler_mean)
+            return "feeler"
+        return None
+
+    def step(self) -> bool:
+        """One round of ThreadOpenConnections: at most one new dial; True if it dialled."""
+        now = time.time()
+        if self.cm.test_before_evict:
+            self.addrman.resolve_collisions()
+        if now >= self.next_dump:
+            self.next_dump = now + self.dump_interval
+            self.save()
+        if not self.node.running:
+            return False
+        kind = self.next_kind(now)
+        if kind is None:
+            return False
+        if kind == "anchor":
+            ip, port = self.anchors.pop(0)
+            if self._dialable(ip, port):
+                self._dial(ip, port, "block-relay")
+            return True
+        target = self.select_target(kind, now)
+        if target is not None:
+            self._dial(target[0], target[1], kind)
+        return target is not None
+
+    def outbound_groups(self) -> set[bytes]:
+        """Netgroups of manual, full-relay and block-relay outbound peers (feelers don't count)."""
+        ips = [p.ip for p in self.node.outbound_peers() if p.kind != "feeler"]
+        ips += [ip for (ip, _), k in self.pending.items() if k != "feeler"]
+        return {self.netgroups.group(ip) for ip in ips}
+
+    def select_target(self, kind: str, now: float) -> tuple[str, int] | None:
+        groups = self.outbound_groups()
+        for tries in range(1, SELECT_TRIES + 1):
+            addr = None
+            if kind == "feeler":
+                addr = self.addrman.select_tried_collision() or self.addrman.select(new_only=True)
+            else:
+                addr = self.addrman.select()
+            if addr is None:
+                return None
+            if not self._dialable(addr.ip, addr.port):
+                continue
+            if not self.node.sandbox.allows(addr.ip):  # stored, never dialled (testbed adaptation 6)
+                self.counters["sandbox_skipped"] += 1
+                continue
+            if kind != "feeler" and self.cm.netgroup_diversity and self.netgroups.group(addr.ip) in groups:
+                continue
+            info = self.addrman.find(addr.ip, addr.port)
+            if info is not None and tries < RECENT_TRY_UNTIL and now - info.last_try < self.recent_try:
+                continue
+            if addr.services and tries < SERVICES_UNTIL and \
+                    (addr.services & (NODE_NETWORK | NODE_WITNESS)) != (NODE_NETWORK | NODE_WITNESS):
+                continue
+            return addr.ip, addr.port
+        return None
+
+    def _dialable(self, ip: str, port: int) -> bool:
+        return ((ip, port) not in self.pending and not self.node.connected_to(ip)
+                and not self.banman.is_banned(ip) and not self.banman.is_discouraged(ip)
+                and not (ip == self.node.config.bind and port == self.node.port))
+
+    def _dial(self, ip: str, port: int, kind: str) -> None:
+        # Core counts a failure only once the node has >= 2 outbound groups (it is not offline).
+        count_failure = len(self.outbound_groups()) >= 2
+        self.addrman.attempt(ip, port, count_failure=count_failure)
+        self.pending[(ip, port)] = kind
+        self.counters["dials"] += 1
+        if kind == "feeler":
+            self.counters["feelers"] += 1
+        task = self.node.loop.create_task(self._dial_task(ip, port, kind))
+        self._dials.add(task)
+        task.add_done_callback(self._dials.discard)
+
+    async def _dial_task(self, ip: str, port: int, kind: str) -> None:
+        try:
+            await self.node.open_connection(ip, port, kind)
+        except (OSError, asyncio.TimeoutError, DialRefused):
+            self.counters["dial_failures"] += 1
+        finally:
+            self.pending.pop((ip, port), None)
+            self.wake()  # a failed dial frees its slot
+
+    # --- hooks from the node ---------------------------------------------------------------------
+
+    def on_version(self, peer: Peer) -> None:
+        """Core marks an outbound address good once its version arrives (feelers included)."""
+        if not peer.inbound and peer.kind in AUTOMATIC_KINDS:
+            self.addrman.good(peer.ip, peer.port)
+        if peer.kind == "feeler":
+            self.addrman.resolve_collisions()
+
+    # --- inbound admission and eviction ----------------------------------------------------------
+
+    def admit_inbound(self, ip: str) -> tuple[bool, bool]:
+        """(admit, prefer_evict) for a new inbound connection from `ip` (net.cpp AcceptConnection)."""
+        if self.banman.is_banned(ip):
+            return False, False
+        discouraged = self.banman.is_discouraged(ip)
+        inbound = self.node.inbound_peers()
+        if len(inbound) < self.cfg.max_inbound:
+            return True, discouraged
+        # Full: a discouraged peer is refused when slots are (nearly) full; otherwise evict one.
+        if discouraged:
+            self.counters["inbound_refused_full"] += 1
+            return False, False
+        victim_id = select_node_to_evict([self._candidate(p) for p in sorted(inbound, key=lambda p: p.id)],
+                                         protect_by_netgroup=self.cm.inbound_netgroup_eviction)
+        if victim_id is None:
+            self.counters["inbound_refused_full"] += 1
+            return False, False
+        self.node.peers[victim_id].disconnect("evicted")
+        self.counters["evictions"] += 1
+        return True, False
+
+    def _candidate(self, p: Peer) -> EvictionCandidate:
+        group = self.netgroups.group(p.ip)
+        keyed = int.from_bytes(hashlib.blake2b(group, key=self._eviction_key, digest_size=8).digest(), "big")
+        return EvictionCandidate(
+            id=p.id, connected=p.connected_time, min_ping=p.min_ping if p.min_ping is not None else float("inf"),
+            last_block_time=p.last_block_time, last_tx_time=p.last_tx_time,
+            relevant_services=(p.services & (NODE_NETWORK | NODE_WITNESS)) == (NODE_NETWORK | NODE_WITNESS),
+            relay_txs=p.relay, bloom_filter=False, keyed_netgroup=keyed,
+            prefer_evict=getattr(p, "prefer_evict", False),
+            # testbed adaptation 1: loopback is the testnet's network, not "local"
+            is_local=not self.cfg.all_routable and p.ip.startswith("127."), network="ipv4")
+
+    # --- punishment ------------------------------------------------------------------------------
+
+    def punish(self, peer: Peer, action: Action, reason: str) -> None:
+        if action is Action.BAN:
+            self.banman.ban(peer.ip, reason)
+        elif action is Action.DISCOURAGE:
+            self.banman.discourage(peer.ip)
+        # Core's Ban() drops every link to the address; Discourage() only this peer's
+        for p in list(self.node.peers.values()):
+            if p is peer or (action is Action.BAN and p.ip == peer.ip):
+                p.disconnect(f"misbehaviour: {reason}")
+
+    def status(self) -> dict[str, Any]:
+        n_new, n_tried = self.addrman.counts()
+        return {"addrman": {"new": n_new, "tried": n_tried}, "anchors_pending": len(self.anchors),
+                "pending_dials": len(self.pending), **self.counters}

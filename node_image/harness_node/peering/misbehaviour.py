@@ -1,0 +1,122 @@
+"""Misbehaviour: Bitcoin Core's numeric scores, and what a node does when a peer earns them.
+
+Scores live in per-connection memory and are never gossiped (protocol.md §3.1). Three policies let a
+scenario compare eras:
+
+- ``ban`` (≤0.20.0, our default): scores add up; at 100 the peer is disconnected and its address
+  banned for ``bantime`` (persisted, inbound refused, never dialled).
+- ``discourage`` (0.20.1–27.x): at 100 the peer is disconnected and its address discouraged
+  (not persisted, no expiry listed; still accepted inbound unless slots are nearly full).
+- ``disconnect`` (28.0+): any misbehaviour disconnects and discourages at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+DISCOURAGEMENT_THRESHOLD = 100  # net_processing.cpp (was -banscore default 100)
+
+
+class Policy(str, enum.Enum):
+    BAN = "ban"
+    DISCOURAGE = "discourage"
+    DISCONNECT = "disconnect"
+
+
+class Action(str, enum.Enum):
+    NONE = "none"  # scored, keep the connection
+    DISCONNECT = "disconnect"  # disconnect only (e.g. local/manual peers, or a rule that says so)
+    BAN = "ban"  # disconnect + ban the address for bantime
+    DISCOURAGE = "discourage"  # disconnect + discourage the address
+
+
+# reason -> points, values from Core 0.18 net_processing.cpp unless noted (protocol.md §3.2).
+SCORES: dict[str, int] = {
+    "pre-version-message": 1,  # message before version
+    "duplicate-version": 1,
+    "pre-verack-message": 1,  # message other than version/verack before verack
+    "addr-too-large": 20,  # addr/addrv2 > 1000
+    "inv-too-large": 20,  # inv > 50,000
+    "getdata-too-large": 20,  # getdata > 50,000
+    "headers-too-large": 20,  # headers > 2000
+    "headers-non-continuous": 20,
+    "headers-unconnecting": 20,  # every 10th consecutive unconnecting headers message
+    "tx-empty-vin-vout": 10,  # [0.16v] bad-txns-vin-empty / vout-empty
+    "tx-null-prevout": 10,  # [0.16v] bad-txns-prevout-null
+    "tx-oversize": 100,  # [0.16v] bad-txns-oversize
+    "tx-bad-values": 100,  # [0.16v] bad-txns-vout-negative / -toolarge / -txouttotal-toolarge
+    "tx-duplicate-inputs": 100,  # [0.16v] bad-txns-inputs-duplicate
+    "tx-missing-inputs": 100,  # [0.16v] bad-txns-inputs-missingorspent
+    "tx-in-below-out": 100,  # [0.16v] bad-txns-in-belowout
+    "tx-policy-reject": 0,  # [0.16v] standardness/fee rejects are not misbehaviour
+    "tx-invalid": 100,  # [0.19] TX_CONSENSUS
+    "block-bad-pow": 50,  # [0.16v]
+    "block-prev-not-found": 10,  # [0.16v] / [0.19] MISSING_PREV
+    "block-nonfinal-tx": 10,  # [0.16v] bad-txns-nonfinal
+    "block-time-too-new": 0,  # [0.16v] time-too-new: may become valid, not the peer's fault
+    "block-time-too-old": 0,  # [0.16v] time-too-old
+    "block-bad-version": 0,  # [0.16v] bad-version
+    "block-invalid": 100,  # [0.19] BLOCK_CONSENSUS / INVALID_HEADER
+    "block-invalid-prev": 100,  # [0.19] BLOCK_INVALID_PREV (builds on a block known invalid)
+    "block-cached-invalid": 100,  # [0.19] BLOCK_CACHED_INVALID (Core scores it for outbound peers only)
+    "block-invalid-via-compact": 0,  # [0.19] invalid block first seen via a compact block: not scored
+    "bloom-not-offered": 100,  # [0.18] filterload/filteradd when we do not offer NODE_BLOOM (peer >= 70011)
+    "bloom-filter-oversize": 100,  # [0.18] filterload over MAX_BLOOM_FILTER_SIZE / MAX_HASH_FUNCS
+    "bloom-filteradd-invalid": 100,  # [0.18] filteradd > 520 bytes or without a loaded filter
+    "getblocktxn-out-of-range": 100,  # [0.18] getblocktxn index beyond the block's tx count
+    "compact-block-invalid": 100,  # [0.18] cmpctblock / blocktxn that does not reconstruct
+    # A payload that does not decode: Core 0.18 catches the exception in ProcessMessages, logs it
+    # and does not score it (only the size rules above are scored). Counted as a protocol error.
+    "malformed-message": 0,
+    "dandelion-invalid": 100,  # testbed: stem tx that does not parse
+    # Disconnect-only rules (protocol.md §3.2 last row): no points, the connection is dropped.
+    "locator-too-large": 0,  # [0.18] getblocks/getheaders locator > MAX_LOCATOR_SZ (101)
+    "mempool-without-bloom": 0,  # [0.18] `mempool` message when we do not offer NODE_BLOOM
+}
+
+# Reasons Core answers with a plain disconnect (fDisconnect) rather than a score.
+DISCONNECT_ONLY: frozenset[str] = frozenset({"locator-too-large", "mempool-without-bloom"})
+
+
+@dataclass
+class Verdict:
+    reason: str
+    points: int
+    score: int  # the peer's score after this event
+    action: Action
+
+
+class Misbehaviour:
+    """Scores per peer id under one policy; the node applies the returned Action."""
+
+    def __init__(self, policy: Policy | str = Policy.BAN, threshold: int = DISCOURAGEMENT_THRESHOLD) -> None:
+        self.policy = Policy(policy)
+        self.threshold = threshold
+        self.scores: dict[int, int] = {}
+
+    def record(self, peer_id: int, reason: str, points: int | None = None, exempt: bool = False) -> Verdict:
+        """Charge `reason` to `peer_id`. `exempt` (manual/noban peers): scored, never punished.
+        Reasons in DISCONNECT_ONLY score nothing and return Action.DISCONNECT in every policy."""
+        if points is None:
+            if reason not in SCORES:
+                raise KeyError(f"unknown misbehaviour reason {reason!r}; known: {sorted(SCORES)}")
+            points = SCORES[reason]
+        score = self.scores.get(peer_id, 0) + points
+        self.scores[peer_id] = score
+        action = Action.NONE
+        if not exempt and reason in DISCONNECT_ONLY:
+            action = Action.DISCONNECT
+        elif not exempt and points > 0:
+            if self.policy is Policy.DISCONNECT:
+                action = Action.DISCOURAGE
+            elif score >= self.threshold:
+                action = Action.BAN if self.policy is Policy.BAN else Action.DISCOURAGE
+        return Verdict(reason, points, score, action)
+
+    def score(self, peer_id: int) -> int:
+        return self.scores.get(peer_id, 0)
+
+    def forget(self, peer_id: int) -> None:
+        """Scores vanish with the connection (protocol.md §3.1)."""
+        self.scores.pop(peer_id, None)

@@ -1,0 +1,336 @@
+"""Inventory relay: inv -> getdata -> tx/block, per-peer known inventory, and two tx policies.
+
+- ``flood``: announce a new tx to every peer at once.
+- ``diffusion``: Core's Poisson trickle (protocol.md §4, master): ONE shared timer for all inbound
+  peers (mean ``inbound_inv_mean`` 5 s) and a timer per outbound peer (mean ``outbound_inv_mean``
+  2 s); a flush sends at most 35 tx invs + 5 per 1000 queued, never more than 1000.
+
+Blocks are never delayed: ``headers`` to peers that sent ``sendheaders``, otherwise ``inv``. A tx is
+served by getdata only if it entered the mempool before the last inv we sent that peer (Core's
+mempool-sequence rule); otherwise the answer is ``notfound``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..chain.chain import BlockInvalid, Chain
+from ..chain.mempool import Mempool
+from ..net.peer import Peer
+from ..net.stats import NodeStats
+from ..timing import Timers
+from ..wire.messages import (
+    MAX_LOCATOR_SZ, MSG_BLOCK, MSG_TX, MSG_WITNESS_FLAG, MSG_WTX, Block, BlockHeader, CInv, Tx,
+    msg_block, msg_getdata, msg_getheaders, msg_headers, msg_inv, msg_notfound, msg_tx,
+)
+from ..wire.synthetic import origin_of
+
+INVENTORY_BROADCAST_PER_SECOND = 7  # net_processing.cpp
+INVENTORY_BROADCAST_TARGET = 35  # 7/s x 5 s inbound interval
+INVENTORY_BROADCAST_MAX = 1000  # net_processing.cpp (master)
+MAX_GETDATA_BATCH = 1000  # we send getdata in batches of <= 1000 (protocol.md §4)
+MAX_BLOCKS_TO_ANNOUNCE = 8  # net_processing.cpp: more than 8 new blocks -> inv instead of headers
+MAX_KNOWN_INV = 50_000  # Core's rolling bloom filter size for known inventory
+TX_TYPES = frozenset({MSG_TX, MSG_WTX, MSG_TX | MSG_WITNESS_FLAG})
+BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
+
+
+def broadcast_max(queued: int) -> int:
+    return min(INVENTORY_BROADCAST_MAX, INVENTORY_BROADCAST_TARGET + queued // 1000 * 5)
+
+
+@dataclass
+class PeerRelayState:
+    """What relay remembers about one peer (Core keeps it in net_processing's per-peer Peer/TxRelay)."""
+
+    known_inv: set[bytes] = field(default_factory=set)
+    inv_queue: list[tuple[bytes, float]] = field(default_factory=list)  # (txid, queued at loop time)
+    last_inv_sequence: int = 0  # mempool sequence at our last inv to this peer (getdata rule)
+    inv_timer: Any = None  # the outbound peer's own trickle timer
+
+
+class RelayHost(Protocol):
+    """What relay reads from its owner (node.py builds it and is one)."""
+
+    loop: Any  # asyncio.AbstractEventLoop
+    rng: random.Random
+    timers: Timers
+    stats: NodeStats
+    mempool: Mempool
+    chain: Chain
+    peers: Mapping[int, Peer]
+    block_seen: dict[bytes, tuple[int, str | None]]
+
+
+class Relay:
+    def __init__(self, node: RelayHost, policy: str) -> None:
+        self.node = node
+        self.policy = policy
+        self.peer_state: dict[int, PeerRelayState] = {}  # peer id -> state, dropped in peer_closed
+        self.in_flight: dict[bytes, tuple[Peer, float]] = {}  # announced hash -> (asked peer, deadline)
+        self.announcers: dict[bytes, list[Peer]] = {}  # other peers that announced it
+        self._inbound_timer = None
+
+    def state(self, peer: Peer) -> PeerRelayState:
+        st = self.peer_state.get(peer.id)
+        if st is None:
+            st = self.peer_state[peer.id] = PeerRelayState()
+        return st
+
+    def mark_known(self, peer: Peer, *hashes: bytes) -> None:
+        known = self.state(peer).known_inv
+        if len(known) >= MAX_KNOWN_INV:  # a rolling filter forgets; a set is cleared
+            known.clear()
+        known.update(hashes)
+
+    def knows(self, peer: Peer, h: bytes) -> bool:
+        st = self.peer_state.get(peer.id)
+        return st is not None and h in st.known_inv
+
+    # --- transactions ------------------------------------------------------------------------------
+
+    def accept_tx(self, tx: Tx, from_peer: Peer | None) -> bool:
+        """Store a tx seen for the first time and announce it; False if already known."""
+        node = self.node
+        for h in (tx.txid, tx.wtxid):
+            self.in_flight.pop(h, None)
+            self.announcers.pop(h, None)
+        origin = origin_of(tx)
+        rec = node.mempool.add(tx, time.time_ns(), from_peer.address if from_peer else None, origin)
+        if rec is None:
+            return False
+        node.stats.txs_received += 1
+        if from_peer is not None:
+            from_peer.last_tx_time = time.time()
+            if rec.delay_s is not None:
+                node.stats.tx_delay.observe(max(0.0, rec.delay_s))
+        for peer in node.peers.values():
+            if peer is from_peer or not peer.ready or not peer.relay or peer.kind == "block-relay":
+                continue
+            if self.knows(peer, tx.txid) or self.knows(peer, tx.wtxid):
+                continue
+            if self.policy == "flood":
+                self._send_tx_invs(peer, [tx.txid])
+            else:
+                self.state(peer).inv_queue.append((tx.txid, node.loop.time()))
+                self._arm(peer)
+        return True
+
+    def _send_tx_invs(self, peer: Peer, txids: list[bytes]) -> None:
+        invs = []
+        for txid in txids:
+            tx = self.node.mempool.get(txid)
+            if tx is None:
+                continue
+            self.mark_known(peer, tx.txid, tx.wtxid)
+            invs.append(CInv(MSG_WTX, tx.wtxid) if peer.wtxid_relay else CInv(MSG_TX, tx.txid))
+        if invs:
+            self.state(peer).last_inv_sequence = self.node.mempool.sequence
+            peer.send(msg_inv(invs))
+
+    def _arm(self, peer: Peer) -> None:
+        """Start the Poisson timer that will flush `peer`'s queue (lazily; exp() is memoryless)."""
+        node = self.node
+        if peer.inbound:
+            if self._inbound_timer is None:
+                delay = node.rng.expovariate(1.0 / node.timers.inbound_inv_mean)
+                self._inbound_timer = node.loop.call_later(delay, self._flush_inbound)
+        elif (st := self.state(peer)).inv_timer is None:
+            delay = node.rng.expovariate(1.0 / node.timers.outbound_inv_mean)
+            st.inv_timer = node.loop.call_later(delay, self._flush_outbound, peer)
+
+    def _flush(self, peer: Peer) -> None:
+        st = self.state(peer)
+        queue, budget, send = st.inv_queue, broadcast_max(len(st.inv_queue)), []
+        # Every consumed entry records its wait (sent or skipped as already known): an unbiased
+        # sample of the trickle timer, which a received-from-whom analysis cannot give.
+        wait = self.node.stats.inv_wait["inbound" if peer.inbound else "outbound"]
+        now = self.node.loop.time()
+        i = 0
+        while i < len(queue) and len(send) < budget:
+            txid, queued_at = queue[i]
+            i += 1
+            wait.observe(now - queued_at)
+            tx = self.node.mempool.get(txid)
+            if tx is not None and txid not in st.known_inv and tx.wtxid not in st.known_inv:
+                send.append(txid)
+        del queue[:i]
+        self._send_tx_invs(peer, send)
+
+    def _flush_inbound(self) -> None:
+        self._inbound_timer = None
+        pending = False
+        for peer in list(self.node.peers.values()):
+            if peer.inbound and self.queued(peer) and peer.ready:
+                self._flush(peer)
+                pending = pending or self.queued(peer)
+        if pending:
+            self._arm(next(p for p in self.node.peers.values() if p.inbound and self.queued(p)))
+
+    def queued(self, peer: Peer) -> bool:
+        st = self.peer_state.get(peer.id)
+        return st is not None and bool(st.inv_queue)
+
+    def _flush_outbound(self, peer: Peer) -> None:
+        st = self.peer_state.get(peer.id)
+        if st is None:
+            return  # closed meanwhile
+        st.inv_timer = None
+        if peer.ready:
+            self._flush(peer)
+            if st.inv_queue:
+                self._arm(peer)
+
+    def on_inv(self, peer: Peer, invs: list[CInv]) -> None:
+        want: list[CInv] = []
+        now = self.node.loop.time()
+        for inv in invs:
+            self.mark_known(peer, inv.hash)
+            if inv.type in TX_TYPES:
+                if self.node.mempool.known(inv.hash):
+                    continue
+                asked = self.in_flight.get(inv.hash)
+                if asked is not None and asked[1] > now and asked[0].ready:
+                    self.announcers.setdefault(inv.hash, []).append(peer)
+                    continue
+                self.in_flight[inv.hash] = (peer, now + self.node.timers.getdata_tx_interval)
+                want.append(CInv(MSG_WTX if inv.type == MSG_WTX else MSG_TX, inv.hash))
+            elif inv.type in BLOCK_TYPES and not self.node.chain.has(inv.hash):
+                want.append(CInv(MSG_BLOCK, inv.hash))
+        for i in range(0, len(want), MAX_GETDATA_BATCH):
+            peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
+
+    def on_getdata(self, peer: Peer, invs: list[CInv]) -> None:
+        pool, missing = self.node.mempool, []
+        for inv in invs:
+            if inv.type in TX_TYPES:
+                tx = pool.get_by_wtxid(inv.hash) if inv.type == MSG_WTX else pool.get(inv.hash)
+                rec = pool.record(tx.txid) if tx is not None else None
+                if tx is not None and rec is not None and rec.sequence <= self.state(peer).last_inv_sequence:
+                    peer.send(msg_tx(tx))
+                else:
+                    missing.append(inv)
+            elif inv.type in BLOCK_TYPES:
+                block = self.node.chain.get(inv.hash)
+                if block is not None:
+                    peer.send(msg_block(block))
+        if missing:
+            peer.send(msg_notfound(missing))
+
+    def on_notfound(self, peer: Peer, invs: list[CInv]) -> None:
+        for inv in invs:
+            asked = self.in_flight.get(inv.hash)
+            if asked is not None and asked[0] is peer:
+                self._retry(inv.hash)
+
+    def _retry(self, h: bytes) -> None:
+        """Ask the next live announcer of `h`, or forget it."""
+        self.in_flight.pop(h, None)
+        for peer in self.announcers.pop(h, []):
+            if peer.ready:
+                self.on_inv(peer, [CInv(MSG_WTX if peer.wtxid_relay else MSG_TX, h)])
+                return
+
+    def on_tx(self, peer: Peer, tx: Tx) -> None:
+        self.mark_known(peer, tx.txid, tx.wtxid)
+        if tx.n_in == 0 or tx.n_out == 0:
+            peer.misbehaving("tx-empty-vin-vout")
+            return
+        self.accept_tx(tx, peer)
+
+    def tick(self, now: float) -> None:
+        """Re-request txs whose getdata went unanswered (GETDATA_TX_INTERVAL)."""
+        for h in [h for h, (p, deadline) in self.in_flight.items() if deadline <= now or not p.ready]:
+            self._retry(h)
+
+    def peer_closed(self, peer: Peer) -> None:
+        st = self.peer_state.pop(peer.id, None)
+        if st is not None and st.inv_timer is not None:
+            st.inv_timer.cancel()
+        for h in [h for h, (p, _) in self.in_flight.items() if p is peer]:
+            self._retry(h)
+
+    def stop(self) -> None:
+        if self._inbound_timer is not None:
+            self._inbound_timer.cancel()
+            self._inbound_timer = None
+
+    # --- blocks ------------------------------------------------------------------------------------
+
+    def accept_block(self, block: Block, from_peer: Peer | None) -> bool:
+        """Store a block (raises BlockInvalid); announce every block it connects. False if known."""
+        node = self.node
+        result = node.chain.add(block)
+        if result.duplicate:
+            return False
+        node.stats.blocks_received += 1
+        now_ns = time.time_ns()
+        if from_peer is not None:
+            from_peer.last_block_time = time.time()
+            origin = origin_of(block)
+            if origin is not None:
+                node.stats.block_delay.observe(max(0.0, (now_ns - origin[1]) / 1e9))
+        node.block_seen.setdefault(block.hash, (now_ns, from_peer.address if from_peer else None))
+        if result.orphan and from_peer is not None:
+            from_peer.send(msg_getheaders(locator=node.chain.locator()))  # fill the gap
+        for b in result.connected:
+            for tx in b.txs:
+                node.mempool.remove(tx.txid)
+        if result.connected:
+            self.announce_blocks(result.connected, from_peer)
+        return True
+
+    def announce_blocks(self, blocks: list[Block], from_peer: Peer | None) -> None:
+        for peer in self.node.peers.values():
+            if peer is from_peer or not peer.ready:
+                continue
+            new = [b for b in blocks if not self.knows(peer, b.hash)]
+            if not new:
+                continue
+            self.mark_known(peer, *(b.hash for b in new))
+            if peer.prefers_headers and len(new) <= MAX_BLOCKS_TO_ANNOUNCE:
+                peer.send(msg_headers([b.header for b in new]))
+            else:
+                peer.send(msg_inv([CInv(MSG_BLOCK, b.hash) for b in new]))
+
+    def on_block(self, peer: Peer, block: Block) -> None:
+        self.mark_known(peer, block.hash)
+        try:
+            self.accept_block(block, peer)
+        except BlockInvalid as e:
+            peer.misbehaving(e.reason)
+
+    def on_headers(self, peer: Peer, headers: list[BlockHeader]) -> None:
+        if not headers:
+            return
+        for prev, h in zip(headers, headers[1:]):
+            if h.prev != prev.hash:
+                peer.misbehaving("headers-non-continuous")
+                return
+        chain = self.node.chain
+        self.mark_known(peer, *(h.hash for h in headers))
+        if not chain.has(headers[0].prev) and not chain.is_orphan(headers[0].prev):
+            peer.send(msg_getheaders(locator=chain.locator()))  # unconnecting: ask for the gap
+            return
+        want = [CInv(MSG_BLOCK, h.hash) for h in headers if not chain.has(h.hash) and not chain.is_orphan(h.hash)]
+        for i in range(0, len(want), MAX_GETDATA_BATCH):
+            peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
+        if len(headers) == 2000:  # a full batch: there may be more
+            peer.send(msg_getheaders(locator=[headers[-1].hash] + chain.locator()))
+
+    def on_getheaders(self, peer: Peer, locator: list[bytes], stop: bytes) -> None:
+        if len(locator) > MAX_LOCATOR_SZ:
+            peer.disconnect("locator-too-large")
+            return
+        headers = self.node.chain.headers_after(locator, stop)
+        self.mark_known(peer, *(h.hash for h in headers))
+        peer.send(msg_headers(headers))
+
+    def peer_ready(self, peer: Peer) -> None:
+        """After the handshake: catch up with a peer whose chain is longer than ours."""
+        if peer.start_height > self.node.chain.height:
+            peer.send(msg_getheaders(locator=self.node.chain.locator()))

