@@ -367,6 +367,8 @@ class Node:
         self.connman.on_version(peer)
 
     def on_misbehaving(self, peer: Peer, reason: str, points: int | None) -> None:
+        if peer.first_misbehaviour is None:
+            peer.first_misbehaviour = self.connman.banman.clock()
         verdict = self.misbehaviour.record(peer.id, reason, points, exempt=peer.exempt)
         self.stats.misbehaviour[reason] += 1
         if verdict.action is not Action.NONE:

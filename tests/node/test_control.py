@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 
-from harness_node.wire.codec import hash_to_hex
+from harness_node.wire.codec import NetAddr, hash_to_hex
 from harness_node.config import NodeConfig
 from harness_node.host import Host
 from harness_node.wire.synthetic import make_tx
@@ -149,6 +150,16 @@ def test_a_ban_can_be_set_by_hand_like_setban(lt, host):
     assert call(node.control_address, "POST", "/bans", {"address": "not-an-ip"})[0] == 400
     assert call(node.control_address, "POST", "/bans", {"address": "127.1.1.1", "duration": -1})[0] == 400
     assert call(node.control_address, "POST", "/bans", {"address": "127.1.1.1"}, token=None)[0] == 401
+
+
+def test_addrman_count_says_how_many_entries_per_table_have_the_given_hosts(lt, host):
+    node = next(iter(host.nodes.values()))
+    addrs = [NetAddr(ip, 18444, 1, int(time.time())) for ip in ("127.77.1.1", "127.77.1.2", "127.77.2.1")]
+    assert lt.eval(lambda: node.connman.addrman.add(addrs, "127.77.0.1")) == 3
+    status, counts = call(node.control_address, "POST", "/addrman/count", {"hosts": ["127.77.1.1", "127.77.1.2", "127.9.9.9"]})
+    assert status == 200 and counts == {"new": {"total": 3, "matching": 2}, "tried": {"total": 0, "matching": 0}}
+    assert call(node.control_address, "POST", "/addrman/count", {"hosts": "127.77.1.1"})[0] == 400
+    assert call(node.control_address, "POST", "/addrman/count", {"hosts": []}, token=None)[0] == 401
 
 
 def test_metrics_are_prometheus_text_with_the_node_prefix(lt, host):

@@ -270,6 +270,20 @@ async def delete_bans(request: web.Request) -> web.Response:
     return web.json_response({"status": "cleared"})
 
 
+MAX_COUNT_HOSTS = 10_000  # a plan's attacker addresses; bounds the work of one request
+
+
+@routes.post("/addrman/count")
+async def post_addrman_count(request: web.Request) -> web.Response:
+    """Entries per table, and how many have an IP in the body's `hosts` (read-only; POST because
+    the list can be long). Answer: {"new": {"total", "matching"}, "tried": {...}}."""
+    body = await _json_body(request)
+    hosts = body.get("hosts")
+    if not isinstance(hosts, list) or len(hosts) > MAX_COUNT_HOSTS or not all(isinstance(h, str) for h in hosts):
+        raise BadRequest(f"expected {{\"hosts\": [ip, ...]}} with at most {MAX_COUNT_HOSTS} addresses")
+    return web.json_response(node_for(request).connman.addrman.count_hosts(frozenset(hosts)))
+
+
 @routes.get("/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
     return web.Response(body=exposition(node_for(request)), headers={"Content-Type": "text/plain; version=0.0.4"})
