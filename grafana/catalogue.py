@@ -82,7 +82,8 @@ ATTACKER = Label("attacker", None, "one per attacker entry of the scenario (its 
 BEHAVIOUR = Label("behaviour", None, "the spam behaviours of issue 10 (about 25)")
 ESTIMATOR = Label("estimator", ("first-spy", "timing"), "fixed")
 DROP_CAUSE = Label("cause", ("loss", "partition"), "fixed")
-WORKER = Label("worker", None, "one per worker process of the run (a few)")
+WORKER = Label("worker", None, "one per worker process of the run (named after its first node; a few, plus one "
+               "per node restarted alone)")
 
 
 def _m(name: str, type_: str, unit: str, labels: tuple[Label, ...], help_: str, planned_in: int | None = None,
@@ -130,7 +131,13 @@ NODE_METRICS = (
        "Inbound connections refused: slots full and nobody evictable."),
     _m("harness_node_addr_received_total", "counter", "addresses", (NODE,), "Addresses received in addr/addrv2."),
     _m("harness_node_addr_rate_limited_total", "counter", "addresses", (NODE,), "Addresses dropped by the addr token bucket."),
+    # One per worker process, exported by the worker's first node only (see PER_WORKER).
+    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
+       "How late the worker process's event loop ran a timer (per worker, not per node; exported by the "
+       "worker's first node)."),
 )
+# Node metrics that only one node per worker process exports.
+PER_WORKER = frozenset({"harness_node_event_loop_lag_seconds"})
 
 SEEDER_METRICS = (
     _m("harness_seeder_queries_total", "counter", "queries", (QTYPE, RCODE), "DNS queries answered, by query type and response code."),
@@ -214,8 +221,6 @@ PLANNED_METRICS = (
     _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
        "Time messages waited for the node's upload/download token bucket.", 12),
     _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset.", 12),
-    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
-       "How late the worker process's event loop ran a timer (per worker, not per node).", 12),
     _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now.", 12),
     _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now.", 12),
 )

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable, Iterable
 
 from .config import NodeConfig
+from .net.stats import LAG_BUCKETS, Histogram, watch_loop_lag
 from .node import Node
 
 NodeFactory = Callable[[NodeConfig], Node]
@@ -26,6 +27,14 @@ class Host:
         self.nodes: dict[str, Node] = {c.name: node_factory(c) for c in configs}
         self.control = None
         self.started = False
+        # The process's event-loop lag, labelled with its first node's name (one worker label per
+        # process, bounded by the plan) and exported by that node only, so that 1,000 nodes in 20
+        # workers make 20 histograms, not 1,000 copies.
+        self.loop_lag = Histogram(LAG_BUCKETS)
+        if self.nodes:
+            worker = min(self.nodes)
+            self.nodes[worker].worker_lag = (worker, self.loop_lag)
+        self._lag_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start every listener first, then the control sites, then let the nodes dial."""
@@ -41,12 +50,16 @@ class Host:
                         await self.control.add(node)
             for node in self.nodes.values():
                 node.start_dialling()
+            self._lag_task = asyncio.create_task(watch_loop_lag(self.loop_lag))
             self.started = True
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            self._lag_task = None
         if self.control is not None:
             await self.control.stop()
             self.control = None

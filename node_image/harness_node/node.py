@@ -31,7 +31,7 @@ from .net.connection import Connection
 from .net.linkem import LinkModel
 from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
 from .net.sandbox import DialRefused, Sandbox
-from .net.stats import NodeStats
+from .net.stats import Histogram, NodeStats
 from .peering.connman import ConnMan
 from .peering.misbehaviour import Action, Misbehaviour
 from .relay.relay import Relay
@@ -58,6 +58,8 @@ class Node:
         self.magic = config.magic_bytes
         self.rng = random.Random(config.seed)
         self.stats = NodeStats()
+        # (worker label, its loop-lag histogram) on the one node of a host that exports them (host.py)
+        self.worker_lag: tuple[str, Histogram] | None = None
         self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
         self.mempool = Mempool()
         self.chain = Chain()

@@ -162,6 +162,15 @@ def test_addrman_count_says_how_many_entries_per_table_have_the_given_hosts(lt, 
     assert call(node.control_address, "POST", "/addrman/count", {"hosts": []}, token=None)[0] == 401
 
 
+def test_the_workers_loop_lag_is_exported_once_by_its_first_node(lt, host):
+    first, second = sorted(host.nodes)
+    lt.wait(lambda: host.loop_lag.count >= 2, what="two lag probes")
+    lag = [line for line in call(host.nodes[first].control_address, "GET", "/metrics")[1].splitlines()
+           if line.startswith("harness_node_event_loop_lag_seconds_count")]
+    assert len(lag) == 1 and f'worker="{first}"' in lag[0] and float(lag[0].split()[-1]) >= 2
+    assert "event_loop_lag" not in call(host.nodes[second].control_address, "GET", "/metrics")[1]
+
+
 def test_metrics_are_prometheus_text_with_the_node_prefix(lt, host):
     node = next(iter(host.nodes.values()))
     peer = TestPeer(node)

@@ -102,6 +102,12 @@ class NodeCollector:
             conns.add_metric([n, direction, outcome], count)
         yield conns
         yield from peering_metrics(node)
+        if node.worker_lag is not None:
+            worker, lag = node.worker_lag
+            fam = HistogramMetricFamily(PREFIX + "event_loop_lag_seconds", "How late the worker's event loop ran a timer.",
+                                        labels=["worker"])
+            fam.add_metric([worker], _buckets(lag), lag.sum)
+            yield fam
 
 
 SCORE_BUCKETS = (0.0, 1.0, 10.0, 20.0, 50.0, 99.0, 100.0)  # misbehaviour points; 100 = threshold

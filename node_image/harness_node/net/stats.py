@@ -3,6 +3,7 @@ dicts and ints updated inline; metrics.py turns them into Prometheus series on s
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
 from collections import defaultdict
 
@@ -22,6 +23,21 @@ DELAY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 
 def command_label(command: str) -> str:
     return command if command in KNOWN_COMMANDS else OTHER
+
+
+# A timer's lateness: sub-millisecond when idle, tens of milliseconds under load.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_PERIOD_SECONDS = 0.25  # a probe timer every 250 ms: cheap, often enough to catch a stalled loop
+
+
+async def watch_loop_lag(h: "Histogram", period: float = LAG_PERIOD_SECONDS) -> None:
+    """Until cancelled: sleep ``period`` and record how much later than asked the loop woke us.
+    Every node of a worker process shares the loop, so its propagation times are that uncertain."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(period)  # the probe itself: the lateness of this wake-up is the measure
+        h.observe(max(0.0, loop.time() - before - period))
 
 
 class Histogram:
