@@ -57,6 +57,9 @@ RunDirOption = Annotated[Optional[Path], typer.Option(
 OutOption = Annotated[Optional[Path], typer.Option(
     "--out", help="Report directory (report.json, junit.xml, summary.md, PNGs). Default: <run dir>/report.",
     envvar="HARNESS_OUT", show_default=False)]
+MonitorOption = Annotated[bool, typer.Option(
+    "--monitor", help="Also start a Prometheus scraping every node, the seeder and the controller (local "
+                      "backend: needs prometheus and promtool installed); prints its URL. `harness down` stops it.")]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
                              "Ctrl-C stops following only: the network keeps running until `harness down`.")]
@@ -187,7 +190,8 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
 
 @app.command()
 def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
-           run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False) -> None:
+           run_dir: RunDirOption = None, wait: WaitOption = False, monitor: MonitorOption = False,
+           json: JsonOption = False) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
     Returns once every node answers and the controller (which plays the timeline) serves its URL;
@@ -197,10 +201,12 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
         _require_backend(backend)
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         with render.progress_display(_rich(json)) as on_event:
-            state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event)
+            state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
+                                     monitor=monitor)
         members = _runner().members(path)
         info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
                 "run_dir": str(path.absolute()), "controller_url": state.controller_url,
+                "monitor_url": state.monitor_url,
                 "nodes": len(state.started_nodes), "status": state.status,
                 "members": dict(Counter(m["kind"] for m in members)), "member_list": members}
         try:
@@ -240,7 +246,8 @@ def _follow(path: Path) -> None:
 
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
-        out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False) -> None:
+        out: OutOption = None, run_dir: RunDirOption = None, monitor: MonitorOption = False,
+        json: JsonOption = False) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
@@ -251,7 +258,8 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         out = out or path / "report"
         with render.progress_display(_rich(json), "planning") as on_event:
-            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event)
+            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event or render.monitor_url_to_stderr,
+                                 monitor=monitor)
         if code == ExitCode.INTERRUPTED:
             render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
             raise typer.Exit(code)

@@ -154,6 +154,8 @@ class ProgressDisplay:
             progress.STARTING_NODES: lambda total: self._step(f"starting {total} nodes", total, count=f"0/{total}",
                                                               done=f"{total} nodes started"),
             progress.NODES_STARTED: self._nodes_started,
+            progress.STARTING_MONITOR: lambda: self._step("starting Prometheus"),
+            progress.MONITOR_STARTED: lambda url: self._finished(f"Prometheus at {url}"),
             progress.STARTING_CONTROLLER: lambda: self._step("starting the controller", done="controller started"),
             progress.WAITING_FOR_NODES: lambda total: self._step(f"waiting for {total} nodes to answer"),
             progress.NODES_READY: lambda ready, total: self._finished(f"{ready}/{total} nodes ready"),
@@ -217,7 +219,14 @@ def progress_display(enabled: bool, first_step: str = "starting") -> Iterator[Pr
 
 def deployed_line(info: dict[str, Any]) -> str:
     return (f"deployed: {info['scenario']}, {_plural(info['nodes'], 'node')}, run dir {info['run_dir']}, "
-            f"controller {info['controller_url']}")
+            f"controller {info['controller_url']}" + (f", prometheus {info['monitor_url']}" if info.get("monitor_url") else ""))
+
+
+def monitor_url_to_stderr(name: str, data: dict[str, Any]) -> None:
+    """`run --monitor` without the progress display: the Prometheus URL still reaches the user
+    (on stderr, so stdout stays the outcome alone)."""
+    if name == progress.MONITOR_STARTED:
+        stderr_console().print(f"prometheus {data['url']}")
 
 
 def print_deployed(info: dict[str, Any], next_commands: list[str], console: Console | None = None) -> None:
@@ -227,6 +236,8 @@ def print_deployed(info: dict[str, Any], next_commands: list[str], console: Cons
                                 f" ({info['backend']}), all answering"))
     console.print(f"  run dir     {info['run_dir']}")
     console.print(f"  controller  {info['controller_url']}  (GET /results, /metrics)")
+    if info.get("monitor_url"):
+        console.print(f"  prometheus  {info['monitor_url']}  (scraping every node, the seeder, the controller)")
     console.print("next:")
     for command in next_commands:
         console.print(Text(f"  {command}", style="cyan"))

@@ -100,6 +100,7 @@ class Controller:
             state = self.run.load_state()
             state.controller_url = f"http://{LOCALHOST}:{bound}"
             self.run.save_state(state)
+        await asyncio.to_thread(self.backend.update_monitor)  # a monitored run scrapes the controller too
         return runner
 
     def _stopped(self) -> list[str]:

@@ -54,19 +54,25 @@ def _open(run_dir: str | Path) -> tuple[RunDir, RunState, Plan, Backend]:
 
 
 def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Path | None = None,
-           wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None) -> RunState:
+           wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None,
+           monitor: bool = False) -> RunState:
     """Start the network detached, with a detached controller running its timeline; returns once
     the processes exist and the controller serves its URL (``wait``: once every node answers).
+    ``monitor``: the backend also starts a Prometheus scraping the run (state.monitor_url).
     `down` stops it. ``on_event``: progress (harness.run.progress)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.name))
     be = make_backend(backend, run)
+    if monitor:
+        be.check_monitor()  # MonitorUnavailable (exit 2) before anything starts
     total = len(plan.peers())
     with RunWatcher(run, on_event, total, plan.duration, follow_timeline=False):
         emit(on_event, progress.STARTING_NODES, total=total)
         be.up(plan)
         try:
+            if monitor:
+                _start_monitor(be, on_event)
             emit(on_event, progress.STARTING_CONTROLLER)
             be.start_controller(detached.argv(run))
             if wait:
@@ -78,6 +84,13 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
             be.down()
             raise
     return run.load_state()
+
+
+def _start_monitor(be: Backend, on_event: ProgressCallback | None) -> str:
+    emit(on_event, progress.STARTING_MONITOR)
+    url = be.start_monitor()
+    emit(on_event, progress.MONITOR_STARTED, url=url)
+    return url
 
 
 def runnable_plan(scenario_path: str | Path, seed: int | None = None) -> Plan:
@@ -135,6 +148,7 @@ def status(run_dir: str | Path) -> dict[str, Any]:
         "summary": {"nodes": len(plan.peers()), "reachable": sum(1 for n in nodes.values() if n["reachable"]),
                     "connected": sum(1 for n in nodes.values() if n.get("peers"))},
         "controller": {"url": state.controller_url, "phase": results.get("phase"), "error": results.get("error")},
+        "monitor_url": state.monitor_url,
         **_observed_so_far(results.get("observations")),
     }
 
@@ -290,7 +304,8 @@ def _sigint_deferred() -> Iterator[None]:
 
 
 def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path | None = None,
-        run_dir: str | Path | None = None, seed: int | None = None, on_event: ProgressCallback | None = None) -> int:
+        run_dir: str | Path | None = None, seed: int | None = None, on_event: ProgressCallback | None = None,
+        monitor: bool = False) -> int:
     """deploy -> timeline -> checks -> report -> down, in this process. Returns the exit code:
     0 all checks passed, 1 a check failed or errored, 130 interrupted. Teardown always runs, and
     the node processes die with this one even if it is killed (local backend: PDEATHSIG).
@@ -299,11 +314,15 @@ def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path |
     plan = runnable_plan(scenario_path, seed)  # a bad or not yet runnable scenario fails here, before anything starts
     run_ = RunDir(run_dir or default_run_dir(plan.name))
     be = make_backend(backend, run_, watch_parent=True)  # where the backend can: members die with this process
+    if monitor:
+        be.check_monitor()  # MonitorUnavailable (exit 2) before anything starts
     total = len(plan.peers())
     try:
         with RunWatcher(run_, on_event, total, plan.duration):
             emit(on_event, progress.STARTING_NODES, total=total)
             be.up(plan)
+            if monitor:
+                _start_monitor(be, on_event)
             emit(on_event, progress.WAITING_FOR_NODES, total=total)
             results = asyncio.run(Controller(run_, be).run_scenario(serve=True))
         rep = build_report(plan, backend, results)

@@ -128,7 +128,8 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
         plan = json.loads((run_dir / "plan.json").read_text())
         state = json.loads((run_dir / "state.json").read_text())
         nodes = {n["name"]: f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "honest"}
-        seeder = f"{plan['seeder']['address']}:{plan['seeder']['control_port']}"
+        seeder_plan = next(n for n in plan["nodes"] if n["role"] == "seeder")
+        seeder = f"{seeder_plan['address']}:{seeder_plan['control_port']}"
         controller = state["controller_url"].removeprefix("http://")
         network = LiveNetwork(run_dir, nodes, seeder, controller, prometheus)
         prometheus.set_targets("harness-node", list(nodes.values()))
@@ -136,7 +137,7 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
         prometheus.set_targets("harness-controller", [controller])
         victim = next(n for n in plan["nodes"] if n["role"] == "honest")
         # Outside every planned range (honest 127.1-99, attackers 127.100-239, bitcoind 127.240).
-        misbehave_until_banned((victim["address"], victim["port"]), f"127.250.{os.getpid() % 250}.1")
+        misbehave_until_banned((victim["address"], victim["p2p_port"]), f"127.250.{os.getpid() % 250}.1")
         _wait(lambda: _controller_done(state["controller_url"]), plan["duration"] + 120, "the controller to finish")
         # A restarted node is a new process on the same address; see test_a_restarted_node_is_scraped_again.
         restarted = {f"{a}:" for a in (n["address"] for n in plan["nodes"] if n["name"] in _restarted(run_dir))}
@@ -159,7 +160,7 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
 def _restarted(run_dir: Path) -> set[str]:
     """Nodes the timeline restarted: each runs alone in a process named node-<name>-<n>."""
     state = json.loads((run_dir / "state.json").read_text())
-    return {n for p in state["processes"] if p["name"].startswith("node-") for n in p.get("nodes", [])}
+    return {n for p in state["backend_state"]["processes"] if p["name"].startswith("node-") for n in p.get("nodes", [])}
 
 
 def _pending_metrics(q: verify.PanelQuery) -> set[Metric]:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.backends.base import (
@@ -25,6 +26,8 @@ from harness.backends.base import (
 )
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.endpoint import endpoint_record
+from harness.backends import monitor
+from harness.backends.local import monitor as lmon
 from harness.backends.local import processes as lw
 from harness.backends.local.processes import ProcessRecord
 from harness.backends.node_config import node_config, rogue_seeder_config, seeder_config
@@ -32,6 +35,7 @@ from harness.plan.model import NodePlan, Plan
 
 TERM_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL: a host flushes every node's datadir on SIGTERM
 KILL_GRACE_SECONDS = 5.0
+LOOPBACK = "127.0.0.1"  # where the run's Prometheus listens: reachable from this machine only
 EXIT_POLL_SECONDS = 0.05
 
 
@@ -120,6 +124,39 @@ class LocalBackend(Backend):
         with self.run.locked():
             state = self._state()
             self._spawn(state, "controller", "controller", [sys.executable, *argv], [], None)
+
+    # --- monitoring -------------------------------------------------------------------------------
+    @property
+    def _monitor_dir(self) -> Path:
+        return self.run.path / "monitor"
+
+    def check_monitor(self) -> None:
+        lmon.binaries()
+
+    def start_monitor(self) -> str:
+        """Prometheus as a recorded process of this run on a free 127.0.0.1 port, its targets
+        discovered from files that `update_monitor` rewrites; the config passes `promtool check config`."""
+        prometheus, promtool = lmon.binaries()
+        config, sd_dir = self._monitor_dir / "prometheus.yml", self._monitor_dir / "targets"
+        monitor.write_config(config, sd_dir)
+        lmon.check_config(promtool, config)
+        listen = f"{LOOPBACK}:{lmon.free_port(LOOPBACK)}"
+        with self.run.locked():
+            state = self._state()
+            monitor.write_targets(sd_dir, monitor.scrape_targets(state, self.plan))
+            state.monitor_url = f"http://{listen}"
+            self._spawn(state, "prometheus", "monitor",
+                        lmon.command(prometheus, config, self._monitor_dir / "data", listen), [], config)
+        rec = lw.record(self._state(), "prometheus")
+        proc = self._children[rec.pid]
+        lmon.wait_ready(f"http://{listen}", lambda: proc.poll() is None, Path(rec.log))
+        return f"http://{listen}"
+
+    def update_monitor(self) -> None:
+        with self.run.locked():
+            state = self._state()
+            if state.monitor_url is not None:
+                monitor.write_targets(self._monitor_dir / "targets", monitor.scrape_targets(state, self.plan))
 
     def raise_if_crashed(self) -> None:
         state = self._state()
@@ -230,6 +267,7 @@ class LocalBackend(Backend):
             state = self._state()
             state.stopped_nodes.append(name)
             self.run.save_state(state)
+        self.update_monitor()
 
     def _stop_process(self, record: ProcessRecord) -> None:
         """SIGTERM the process group (a clean shutdown saves its state), SIGKILL after the grace."""
@@ -268,6 +306,7 @@ class LocalBackend(Backend):
         seeder = self.seeder_endpoint()
         assert seeder is not None  # the plan has a seeder, so up recorded its endpoint
         asyncio.run(self._poll_ready(self._state(), [seeder], ready_timeout(1)))
+        self.update_monitor()  # same address locally; rewritten so the new process is scraped at once
 
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
         """Stop the node (if running) and start it again in a process of its own, same address and
@@ -284,6 +323,7 @@ class LocalBackend(Backend):
             state.stopped_nodes.remove(name)
             self._spawn(state, pname, "worker", lw.node_host_command(config), [name], config)
         self.wait_ready(names=[name])
+        self.update_monitor()
 
 
 def _current_seeder(state: RunState) -> ProcessRecord | None:
