@@ -276,6 +276,24 @@ def status(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
 
 
 @app.command()
+def dashboard(run_dir: RunDirOption = None) -> None:
+    """A live terminal view of a deployed run: nodes and peers, propagation so far, bans, eclipse
+    shares, the timeline's last actions (from the nodes, the controller's /results and /metrics).
+    `q` or Ctrl-C leaves; the run keeps going. Not a terminal: prints one snapshot."""
+    with _boundary():
+        from harness.cli import dashboard as view  # rich's live view: only for this command
+        from harness.run import dashboard as data
+
+        path = _resolve_run_dir(run_dir)
+        first = data.snapshot(path)  # a missing run fails here (exit 2), before the screen is taken
+        if render.is_terminal():
+            snaps = iter([first])
+            view.run_dashboard(lambda: next(snaps, None) or data.snapshot(path), render.stdout_console())
+        else:
+            view.render_once(first, render.stdout_console())
+
+
+@app.command()
 def inject(
     action: Annotated[str, typer.Argument(help="Action, e.g. inject_tx, inject_block, stop_node, pause_node, "
                                                "resume_node, restart_node, disconnect_peer, seeder_mode.",

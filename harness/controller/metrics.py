@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from harness.analysis.figures.bans import honest_nodes_banned
 from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
@@ -22,6 +22,10 @@ from harness.analysis.figures.propagation import ItemPropagation, item_propagati
 from harness.analysis.model import ITEM_KINDS, BanEvent, CheckVerdict, Observations
 from harness.controller.timeline import EventRecord
 from harness.plan.model import Plan
+
+# No `_created` series: they are not in the catalogue, and each would double the counters' and
+# histograms' series for a timestamp nobody charts. (Process-wide; the controller is its own process.)
+disable_created_metrics()
 
 PHASES = ("waiting", "timeline", "finishing", "done", "error")
 # coverage label -> the ItemPropagation field holding the time to reach it

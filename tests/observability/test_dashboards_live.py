@@ -287,15 +287,9 @@ def test_the_controllers_figures_match_what_happened(live: LiveNetwork) -> None:
     tables = live.prometheus.query("harness_controller_victim_addrman_attacker_ratio")
     assert {(t["metric"]["victim"], t["metric"]["table"]) for t in tables} == {
         (v, t) for v in ("node-1", "node-2") for t in ("new", "tried")}
-    assert _values(live, "sum(harness_controller_event_loop_lag_seconds_count)", "") [""] > 10
+    assert _values(live, "sum(harness_controller_event_loop_lag_seconds_count)", "")[""] > 10
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness_node.api.control (not this branch's files): after restart_node the old worker's control "
-    "server keeps Prometheus's kept-alive connection and answers 404 on it for ever, because "
-    "ControlServer.remove stops the node's listener but not its open connections; the new process is "
-    "never scraped. Fix: close the node's connections on remove (or answer unknown nodes with "
-    "Connection: close). strict: this test fails once it is fixed, so the marker is removed."))
 def test_a_restarted_node_is_scraped_again(live: LiveNetwork) -> None:
     restarted = _restarted(live.run_dir)
     assert restarted, "quickstart restarts node-3: the scenario changed"
