@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from grafana import verify
 from grafana.catalogue import PER_WORKER, PLANNED_METRICS, TODAY, Metric
 from grafana.spec import metrics_in
+from tests.observability.waiting import wait_until
 from tests.observability.hostile_peer import misbehave_until_banned
 from tests.observability.prometheus_server import PrometheusServer, prometheus, require  # noqa: F401 (fixture)
 
@@ -100,15 +101,6 @@ def _deploy(run_dir: Path, scenario: Path) -> None:
         time.sleep(5)
 
 
-def _wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.5)
-    return value
-
-
 def _controller_done(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/results", timeout=5) as r:
@@ -138,7 +130,7 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
         victim = next(n for n in plan["nodes"] if n["role"] == "honest")
         # Outside every planned range (honest 127.1-99, attackers 127.100-239, bitcoind 127.240).
         misbehave_until_banned((victim["address"], victim["p2p_port"]), f"127.250.{os.getpid() % 250}.1")
-        _wait(lambda: _controller_done(state["controller_url"]), plan["duration"] + 120, "the controller to finish")
+        wait_until(lambda: _controller_done(state["controller_url"]), plan["duration"] + 120, "the controller to finish")
         # A restarted node is a new process on the same address; see test_a_restarted_node_is_scraped_again.
         restarted = {f"{a}:" for a in (n["address"] for n in plan["nodes"] if n["name"] in _restarted(run_dir))}
         expected = {f"http://{t}/metrics" for t in network.targets() if not t.startswith(tuple(restarted))}
@@ -146,7 +138,7 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
         def all_up() -> bool:
             return expected <= {t["scrapeUrl"] for t in prometheus.active_targets() if t["health"] == "up"}
         try:
-            _wait(all_up, 60, f"prometheus to scrape all {len(expected)} targets")
+            wait_until(all_up, 60, f"prometheus to scrape all {len(expected)} targets")
         except AssertionError as e:
             health = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in prometheus.active_targets()]
             raise AssertionError(f"{e}: {health}") from None

@@ -14,13 +14,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.observability.waiting import wait_until
 from tests.real import require
 
 pytestmark = pytest.mark.slow
@@ -47,15 +47,6 @@ def _up_targets(url: str) -> dict[str, set[str]]:
     return up
 
 
-def _wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.5)
-    return value
-
-
 def test_deploy_monitor_scrapes_every_member_follows_stops_and_down_stops_it(tmp_path: Path) -> None:
     require("prometheus")
     promtool = require("promtool")
@@ -74,16 +65,16 @@ def test_deploy_monitor_scrapes_every_member_follows_stops_and_down_stops_it(tmp
         seeder = next(f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "seeder")
         expected = {"harness-node": set(nodes.values()), "harness-seeder": {seeder},
                     "harness-controller": {state["controller_url"].removeprefix("http://")}}
-        _wait(lambda: _up_targets(url) == expected, 60, f"prometheus to scrape {expected}")
+        wait_until(lambda: _up_targets(url) == expected, 60, f"prometheus to scrape {expected}")
 
         # a stopped node leaves the discovery file and the targets; started again, it returns
         victim = "node-7"
         assert _harness("inject", "stop_node", victim, "--run-dir", str(run_dir)).returncode == 0
         node_file = run_dir / "monitor" / "targets" / "harness-node.json"
         assert nodes[victim] not in json.loads(node_file.read_text())[0]["targets"]
-        _wait(lambda: nodes[victim] not in _up_targets(url).get("harness-node", set()), 30, f"{victim} to leave")
+        wait_until(lambda: nodes[victim] not in _up_targets(url).get("harness-node", set()), 30, f"{victim} to leave")
         assert _harness("inject", "start_node", victim, "--run-dir", str(run_dir)).returncode == 0
-        _wait(lambda: _up_targets(url).get("harness-node") == set(nodes.values()), 30, f"{victim} to be scraped again")
+        wait_until(lambda: _up_targets(url).get("harness-node") == set(nodes.values()), 30, f"{victim} to be scraped again")
         series = _api(url, "/api/v1/query?query=count%28harness_node_chain_height%29")["result"]
         assert series and float(series[0]["value"][1]) >= len(nodes) - 1
 
