@@ -80,6 +80,11 @@ class Metrics:
         """Count one executed timeline action at once (Grafana's fault annotations read this)."""
         self.actions.labels(record.action, "ok" if record.ok else "error").inc()
 
+    def injected(self, journal_items: list[dict[str, Any]]) -> None:
+        """Items injected so far, from the journal (the observations may hold only the newest)."""
+        for kind in ITEM_KINDS:
+            self.items.labels(kind).set(sum(1 for i in journal_items if i.get("kind") == kind))
+
     def observe(self, obs: Observations) -> None:
         self.unreachable.set(len(obs.unreachable))
         self._propagation([item_propagation(i) for i in obs.items])
@@ -100,7 +105,6 @@ class Metrics:
         origins = {n.name: n.config.get("relay_policy", "flood") for n in self.plan.nodes}
         for kind in ITEM_KINDS:
             mine = [i for i in items if i.kind == kind]  # journal order: injection order
-            self.items.labels(kind).set(len(mine))
             if mine:
                 self.coverage.labels(kind).set(mine[-1].coverage)
             for label, field in COVERAGES.items():
