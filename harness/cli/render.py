@@ -268,7 +268,8 @@ def status_view(status: dict[str, Any]) -> Group:
     header = Text.assemble((status["scenario"], "bold cyan"), "  ", (status["status"], style),
                            f"  {status['backend']}, run dir {status['run_dir']}\n",
                            f"controller {controller['url'] or 'n/a'}, phase {controller['phase'] or 'n/a'}",
-                           (f", error: {controller['error']}", "red") if controller["error"] else "")
+                           (f", error: {controller['error']}", "red") if controller["error"] else "",
+                           f"\nprometheus {status['monitor_url']}" if status.get("monitor_url") else "")
     parts: list[Any] = [header]
     if status["members"]:
         parts.append(Text.assemble("members: ", *(
