@@ -22,6 +22,7 @@ from harness.analysis.figures.propagation import ItemPropagation, item_propagati
 from harness.analysis.model import ITEM_KINDS, BanEvent, CheckVerdict, Observations
 from harness.controller.timeline import EventRecord
 from harness.plan.model import Plan
+from harness_node.net.stats import LAG_BUCKETS  # the workers' buckets: the two lags compare bucket by bucket
 
 # No `_created` series: they are not in the catalogue, and each would double the counters' and
 # histograms' series for a timestamp nobody charts. (Process-wide; the controller is its own process.)
@@ -33,8 +34,6 @@ COVERAGES = {"0.5": "t50", "0.9": "t90", "1": "t100"}
 # Propagation on loopback takes milliseconds at time_scale 0.05 and tens of seconds at 1.
 COVERAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 BAN_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
-# A timer's lateness: sub-millisecond when idle, tens of milliseconds under load.
-LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class Metrics:

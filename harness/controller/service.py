@@ -28,8 +28,8 @@ from harness.backends.client import ControlClient
 from harness.analysis.model import Observations
 from harness.controller.collector import Collector
 from harness.analysis.model import CheckResult
-from harness.controller.looplag import watch_loop_lag
 from harness.controller.metrics import Metrics
+from harness_node.net.stats import watch_loop_lag  # the probe the node's workers use, for comparable figures
 
 COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
 # Item queries per poll (items x honest nodes): during the run only the newest items that fit are
@@ -123,7 +123,7 @@ class Controller:
         """Wait for readiness, run the timeline until the plan's duration, collect, check.
         ``linger``: keep serving metrics and results afterwards until cancelled (detached mode)."""
         runner = await self._serve(port) if serve else None
-        lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag.observe))
+        lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag))
         try:
             async with ControlClient(self.state.control_token) as client:
                 try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_left
 from collections import defaultdict
+from typing import Protocol
 
 from ..wire.messages import MESSAGEMAP
 
@@ -30,7 +31,11 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 LAG_PERIOD_SECONDS = 0.25  # a probe timer every 250 ms: cheap, often enough to catch a stalled loop
 
 
-async def watch_loop_lag(h: "Histogram", period: float = LAG_PERIOD_SECONDS) -> None:
+class Observer(Protocol):
+    def observe(self, value: float) -> None: ...
+
+
+async def watch_loop_lag(h: Observer, period: float = LAG_PERIOD_SECONDS) -> None:
     """Until cancelled: sleep ``period`` and record how much later than asked the loop woke us.
     Every node of a worker process shares the loop, so its propagation times are that uncertain."""
     loop = asyncio.get_running_loop()
