@@ -96,3 +96,26 @@ def test_monitor_without_prometheus_is_exit_2_naming_the_install_and_starts_noth
         assert out.returncode == 2, (command, out.stdout, out.stderr)
         assert "apt-get install prometheus" in out.stderr and "Traceback" not in out.stderr, out.stderr
         assert not (run_dir / "state.json").exists(), f"{command} started something"
+
+
+def test_run_monitor_prints_the_url_scrapes_while_running_and_takes_prometheus_down(tmp_path: Path) -> None:
+    require("prometheus")
+    require("promtool")
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([HARNESS, "run", QUICKSTART, "--run-dir", str(run_dir), "--monitor", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = proc.stderr.readline()  # type: ignore[union-attr]  # not a terminal: the URL alone, on stderr
+        match = re.fullmatch(r"prometheus (http://127\.0\.0\.1:\d+)\n", line)
+        assert match, line
+        url = match.group(1)
+        wait_until(lambda: len(_up_targets(url).get("harness-node", ())) == 12, 60, "the 12 nodes to be scraped")
+        wait_until(lambda: _up_targets(url).get("harness-controller"), 60, "the in-process controller to be scraped")
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stdout + stderr
+    assert json.loads(stdout)["verdict"] == "pass"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/-/ready", timeout=3)
