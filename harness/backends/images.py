@@ -58,7 +58,7 @@ def build_node_image(tag: str, base_image: str | None = None, client: docker.Doc
             client.images.get(base_image)
         except docker.errors.ImageNotFound:
             raise ImageBuildError(f"base image {base_image} is not on the Docker engine (it is never pulled); "
-                                  f"for {LOCAL_BASE_IMAGE} run ../shared/ci/docker-engine.sh --base") from None
+                                  f"build or pull it first, or pass another base image") from None
     try:
         image, _ = client.images.build(path=str(node_image_context()), tag=tag, buildargs=buildargs,
                                        pull=False, rm=True, forcerm=True)

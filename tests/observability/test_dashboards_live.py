@@ -120,8 +120,7 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
         plan = json.loads((run_dir / "plan.json").read_text())
         state = json.loads((run_dir / "state.json").read_text())
         nodes = {n["name"]: f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "honest"}
-        seeder_plan = next(n for n in plan["nodes"] if n["role"] == "seeder")
-        seeder = f"{seeder_plan['address']}:{seeder_plan['control_port']}"
+        seeder = next(f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "seeder")
         controller = state["controller_url"].removeprefix("http://")
         network = LiveNetwork(run_dir, nodes, seeder, controller, prometheus)
         prometheus.set_targets("harness-node", list(nodes.values()))
@@ -152,6 +151,7 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
 def _restarted(run_dir: Path) -> set[str]:
     """Nodes the timeline restarted: each runs alone in a process named node-<name>-<n>."""
     state = json.loads((run_dir / "state.json").read_text())
+    # the local backend's own record (RunState.backend_state) says which processes host a restarted node
     return {n for p in state["backend_state"]["processes"] if p["name"].startswith("node-") for n in p.get("nodes", [])}
 
 
