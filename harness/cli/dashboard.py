@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import select
 import sys
 import termios
+import threading
 import time
 import tty
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from harness.run.dashboard import Snapshot
 from harness.scenario.durations import format_duration
 
 REFRESH_SECONDS = 1.0
+KEY_POLL_SECONDS = 0.1  # how soon `q` is noticed
 NODE_ROWS = 12
 QUIT_KEYS = frozenset("qQ")
 
@@ -142,15 +145,35 @@ def _keys() -> Iterator[Callable[[float], str]]:
 
 
 def run_dashboard(snapshot: Callable[[], Snapshot], console: Console, refresh: float = REFRESH_SECONDS) -> None:
-    """Redraw every ``refresh`` seconds until `q` or Ctrl-C."""
+    """Redraw every ``refresh`` seconds until `q` or Ctrl-C. Snapshots are taken in a thread of
+    their own: one can take seconds (a node restarting makes its status call wait for the timeout),
+    and the keyboard must answer at once meanwhile."""
+    latest: queue.Queue[Snapshot | Exception] = queue.Queue(maxsize=1)
+
+    def produce() -> None:
+        while True:
+            try:
+                snap: Snapshot | Exception = snapshot()
+            except Exception as e:  # handed to the view's thread, which raises it (a HarnessError: exit 2)
+                latest.put(e)
+                return
+            latest.put(snap)  # blocks until the view has taken the previous one
+            time.sleep(refresh)  # the refresh period
+
+    # A daemon: leaving on `q` must not wait for a snapshot in flight.
+    threading.Thread(target=produce, name="dashboard-snapshots", daemon=True).start()
     with _keys() as key, Live(console=console, auto_refresh=False, screen=False) as live:
         with contextlib.suppress(KeyboardInterrupt):
             while True:
-                live.update(view(snapshot()), refresh=True)
-                deadline = time.monotonic() + refresh
-                while (left := deadline - time.monotonic()) > 0:
-                    if key(left) in QUIT_KEYS:
-                        return
+                if key(KEY_POLL_SECONDS) in QUIT_KEYS:
+                    return
+                try:
+                    item = latest.get_nowait()
+                except queue.Empty:
+                    continue
+                if isinstance(item, Exception):
+                    raise item
+                live.update(view(item), refresh=True)
 
 
 def render_once(snap: Snapshot, console: Console) -> None:

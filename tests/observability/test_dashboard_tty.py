@@ -78,6 +78,15 @@ class Terminal:
     def send(self, data: bytes) -> None:
         os.write(self.master, data)
 
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code, reading the screen meanwhile: a terminal nobody reads fills up, and the
+        view's last frame would block it for ever."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"still running {timeout} s later:\n{self.screen[-2000:]}"
+            self.read(0.2)
+        return self.proc.returncode
+
     def close(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -114,7 +123,7 @@ def test_the_dashboard_shows_the_runs_real_figures_and_quits_on_q(deployed: Path
         inbound = sum(n["inbound"] for n in status["nodes"].values() if n["reachable"])
         assert inbound > 0 and re.search(r"peers \(in / out\)\s*│\s*\d+ / \d+", term.screen)
         term.send(b"q")
-        assert term.proc.wait(10) == 0, term.read(1)
+        assert term.wait_exit(10) == 0, term.screen[-2000:]
     finally:
         term.close()
     assert json.loads(subprocess.run([HARNESS, "status", "--run-dir", str(deployed), "--json"],
@@ -126,7 +135,7 @@ def test_the_dashboard_ends_on_ctrl_c(deployed: Path) -> None:
     try:
         term.wait_for(r"nodes \d+/12 up", 30)
         term.send(b"\x03")  # the terminal turns it into SIGINT for the foreground process
-        assert term.proc.wait(10) == 0, term.read(1)
+        assert term.wait_exit(10) == 0, term.screen[-2000:]
     finally:
         term.close()
 
