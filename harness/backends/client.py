@@ -162,6 +162,10 @@ class ControlClient:
     async def shutdown(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/shutdown", {}, retries=0)
 
+    async def restart(self, ep: Endpoint, wipe_datadir: bool = False) -> None:
+        """The node stops and starts again in its host (same config and control site)."""
+        await self.request(ep, "POST", "/restart", {"wipe_datadir": wipe_datadir}, retries=0)
+
     # --- seeder API -----------------------------------------------------------------------------
     async def seeder_status(self, ep: Endpoint) -> dict[str, Any]:
         return await self.request(ep, "GET", "/status")

@@ -14,11 +14,16 @@ def _local() -> type[Backend]:
     return LocalBackend
 
 
-BACKENDS = {"local": _local}
+def _k8s() -> type[Backend]:
+    from harness.backends.k8s.backend import K8sBackend
+
+    return K8sBackend
+
+
+BACKENDS = {"local": _local, "k8s": _k8s}
 # Named on purpose so that `--backend docker` says why, instead of "unknown backend".
 UNAVAILABLE = {
     "docker": "the docker backend is not built yet; use --backend local",
-    "k8s": "the k8s backend is not built yet; use --backend local",
 }
 
 

@@ -60,6 +60,13 @@ OutOption = Annotated[Optional[Path], typer.Option(
 MonitorOption = Annotated[bool, typer.Option(
     "--monitor", help="Also start a Prometheus scraping every node, the seeder and the controller (local "
                       "backend: needs prometheus and promtool installed); prints its URL. `harness down` stops it.")]
+KubeContextOption = Annotated[Optional[str], typer.Option(
+    "--kube-context", help="k8s: the kubeconfig context of the cluster (default: the current one).",
+    envvar="HARNESS_KUBE_CONTEXT", show_default=False, rich_help_panel="Kubernetes (--backend k8s)")]
+NodesPerPodOption = Annotated[Optional[int], typer.Option(
+    "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address); "
+                            "default: the scenario's deploy.nodes_per_container, else 1.", show_default=False,
+    envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
                              "Ctrl-C stops following only: the network keeps running until `harness down`.")]
@@ -188,10 +195,39 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
             render.print_plan(resolved)
 
 
+def _backend_options(kube_context: str | None, nodes_per_pod: int | None) -> dict[str, Any]:
+    """Backend options given on the command line (a backend takes only its own OPTIONS and checks them)."""
+    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+@app.command("render")
+def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out", help="Directory for values.yaml and manifests.yaml.")],
+                   backend: BackendOption = Backend("k8s"), seed: SeedOption = None,
+                   nodes_per_pod: NodesPerPodOption = None,
+                   image: Annotated[Optional[str], typer.Option("--image", help="Node and controller image.")] = None,
+                   json: JsonOption = False) -> None:
+    """Write the Kubernetes values and manifests of a scenario's release to --out, without a cluster."""
+    with _boundary():
+        if backend.value != "k8s":
+            raise BackendUnavailable(f"--backend {backend.value}: only k8s renders manifests")
+        from harness.backends.k8s.output import render_release as write
+        from harness.backends.k8s.values import ValuesOptions
+
+        resolved = _plan_file(file, seed)
+        options = ValuesOptions.given(nodes_per_pod, image)
+        done = write(resolved, out, options)
+        info = {"out": str(done.out), "release": done.release, "namespace": done.namespace, "objects": done.objects,
+                "files": list(done.files)}
+        typer.echo(jsonlib.dumps(info) if json else f"rendered {done.objects} objects of release {done.release} "
+                                                    f"(namespace {done.namespace}) into {done.out}")
+
+
 @app.command()
 def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
            run_dir: RunDirOption = None, wait: WaitOption = False, monitor: MonitorOption = False,
-           json: JsonOption = False) -> None:
+           json: JsonOption = False, kube_context: KubeContextOption = None,
+           nodes_per_pod: NodesPerPodOption = None) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
     Returns once every node answers and the controller (which plays the timeline) serves its URL;
@@ -202,7 +238,7 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         with render.progress_display(_rich(json)) as on_event:
             state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
-                                     monitor=monitor)
+                                     monitor=monitor, options=_backend_options(kube_context, nodes_per_pod))
         members = _runner().members(path)
         info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
                 "run_dir": str(path.absolute()), "controller_url": state.controller_url,
@@ -247,7 +283,8 @@ def _follow(path: Path) -> None:
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
         out: OutOption = None, run_dir: RunDirOption = None, monitor: MonitorOption = False,
-        json: JsonOption = False) -> None:
+        json: JsonOption = False, kube_context: KubeContextOption = None,
+        nodes_per_pod: NodesPerPodOption = None) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
@@ -259,7 +296,7 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
         out = out or path / "report"
         with render.progress_display(_rich(json), "planning") as on_event:
             code = _runner().run(file, backend.value, out, path, seed, on_event=on_event or render.monitor_url_to_stderr,
-                                 monitor=monitor)
+                                 monitor=monitor, options=_backend_options(kube_context, nodes_per_pod))
         if code == ExitCode.INTERRUPTED:
             render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
             raise typer.Exit(code)

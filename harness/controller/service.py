@@ -84,7 +84,7 @@ class Controller:
             self.metrics.checks_done(self.results.checks)
         self.run.write_json(self.run.results_file, self.results.to_dict())
 
-    async def _serve(self, port: int) -> web.AppRunner:
+    async def _serve(self, port: int, host: str = LOCALHOST) -> web.AppRunner:
         app = web.Application()
 
         async def metrics(request: web.Request) -> web.Response:
@@ -96,12 +96,13 @@ class Controller:
         app.add_routes([web.get("/metrics", metrics), web.get("/results", results)])
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, LOCALHOST, port)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         with self.run.locked():
             state = self.run.load_state()
-            state.controller_url = f"http://{LOCALHOST}:{bound}"
+            # on every interface (in a pod): the backend recorded how to reach it (its Service)
+            state.controller_url = state.controller_url if host in ("0.0.0.0", "::") else f"http://{host}:{bound}"
             self.run.save_state(state)
         await asyncio.to_thread(self.backend.update_monitor)  # a monitored run scrapes the controller too
         return runner
@@ -119,10 +120,11 @@ class Controller:
             self._publish(observations=obs)
             await asyncio.sleep(COLLECT_INTERVAL_SECONDS)  # the sampling period, not a wait for a condition
 
-    async def run_scenario(self, *, serve: bool = True, port: int = 0, linger: bool = False) -> Results:
+    async def run_scenario(self, *, serve: bool = True, port: int = 0, linger: bool = False,
+                           host: str = LOCALHOST) -> Results:
         """Wait for readiness, run the timeline until the plan's duration, collect, check.
         ``linger``: keep serving metrics and results afterwards until cancelled (detached mode)."""
-        runner = await self._serve(port) if serve else None
+        runner = await self._serve(port, host) if serve else None
         lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag))
         try:
             async with ControlClient(self.state.control_token) as client:

@@ -55,15 +55,16 @@ def _open(run_dir: str | Path) -> tuple[RunDir, RunState, Plan, Backend]:
 
 def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Path | None = None,
            wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None,
-           monitor: bool = False) -> RunState:
+           monitor: bool = False, options: dict[str, Any] | None = None) -> RunState:
     """Start the network detached, with a detached controller running its timeline; returns once
     the processes exist and the controller serves its URL (``wait``: once every node answers).
     ``monitor``: the backend also starts a Prometheus scraping the run (state.monitor_url).
-    `down` stops it. ``on_event``: progress (harness.run.progress)."""
+    `down` stops it. ``on_event``: progress (harness.run.progress). ``options``: the backend's own
+    (its OPTIONS, e.g. k8s's kube_context and nodes_per_pod); others are ignored."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.name))
-    be = make_backend(backend, run)
+    be = make_backend(backend, run, **(options or {}))
     if monitor:
         be.check_monitor()  # MonitorUnavailable (exit 2) before anything starts
     total = len(plan.peers())
@@ -305,7 +306,7 @@ def _sigint_deferred() -> Iterator[None]:
 
 def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path | None = None,
         run_dir: str | Path | None = None, seed: int | None = None, on_event: ProgressCallback | None = None,
-        monitor: bool = False) -> int:
+        monitor: bool = False, options: dict[str, Any] | None = None) -> int:
     """deploy -> timeline -> checks -> report -> down, in this process. Returns the exit code:
     0 all checks passed, 1 a check failed or errored, 130 interrupted. Teardown always runs, and
     the node processes die with this one even if it is killed (local backend: PDEATHSIG).
@@ -313,7 +314,8 @@ def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path |
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)  # a bad or not yet runnable scenario fails here, before anything starts
     run_ = RunDir(run_dir or default_run_dir(plan.name))
-    be = make_backend(backend, run_, watch_parent=True)  # where the backend can: members die with this process
+    # watch_parent where the backend can: members die with this process
+    be = make_backend(backend, run_, **{**(options or {}), "watch_parent": True})
     if monitor:
         be.check_monitor()  # MonitorUnavailable (exit 2) before anything starts
     total = len(plan.peers())

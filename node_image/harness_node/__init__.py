@@ -3,7 +3,8 @@ or lower ones, and nothing below ``node.py`` imports ``node.py`` (not even under
 
 Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_layers.py``):
 
-0. leaves: ``names`` (every vocabulary), ``atomicfile`` (the one atomic write), ``dictconfig``, ``timing``, ``tokenfile``
+0. leaves: ``names`` (every vocabulary), ``atomicfile`` (the one atomic write), ``dictconfig``, ``timing``, ``tokenfile``,
+   ``transportfile`` (the Kubernetes transport table: pod names resolved into endpoints/inbound_hosts)
 1. ``wire/``: frame codec, message classes, synthetic blocks and transactions
 2. ``net/``: connection, link emulation, sandbox, per-connection counters (``stats``), the node's
    ``Peer`` and the ``Protocol`` interfaces it reports to (``net.events``), and ``client`` — the
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 USER_AGENT = f"/harness-node:{__version__}/"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("names", "atomicfile", "dictconfig", "timing", "tokenfile"),
+    ("names", "atomicfile", "dictconfig", "timing", "tokenfile", "transportfile"),
     ("wire",),
     ("net",),
     ("chain",),

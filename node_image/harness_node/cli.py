@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import pathlib
 import sys
 from typing import Any
 
 from .config import NodeConfig, load_file, load_host_configs
 from .tokenfile import read_token_file
+from .transportfile import read_transport_file, resolve_table
 
 SUBCOMMANDS: dict[str, str] = {
     "run": "harness_node.cli:register_run",
@@ -84,7 +86,31 @@ def host_configs(args: argparse.Namespace) -> list[NodeConfig]:
     if args.token_file:
         token = read_token_file(args.token_file)
         configs = [dataclasses.replace(c, control_token=token) for c in configs]
-    return configs
+    return with_transport(configs, pathlib.Path(args.config).parent)
+
+
+def with_transport(configs: list[NodeConfig], base: pathlib.Path) -> list[NodeConfig]:
+    """Nodes whose `extra.transport` names a transport file (relative to the config's directory)
+    get its pod names resolved into their `endpoints` and `inbound_hosts` (transportfile.py)."""
+    files = {c.extra["transport"] for c in configs if isinstance(c.extra.get("transport"), str)}
+    resolved = {}
+    for name in files:
+        endpoints, inbound, missing = resolve_table(read_transport_file(base / name))
+        if missing:  # the process's own log: a node that cannot dial these is worth a line
+            print(f"harness-node: {len(missing)} name(s) of {name} did not resolve, e.g. {missing[0]}", file=sys.stderr)
+        resolved[name] = (endpoints, inbound)
+    return [_transported(c, *resolved[c.extra["transport"]]) if c.extra.get("transport") in resolved else c
+            for c in configs]
+
+
+def _transported(config: NodeConfig, endpoints: dict[str, str], inbound: dict[str, list[str]]) -> NodeConfig:
+    """The table's entries (the config's own win), and its resolved IPs, one /32 each, added to the
+    dial allowlist: the sandbox checks the transport IP a dial goes to as well as the planned one,
+    and these IPs are the testnet's pods, nothing else."""
+    pods = sorted({ep.rpartition(":")[0] for ep in endpoints.values()})
+    return dataclasses.replace(config, endpoints={**endpoints, **config.endpoints},
+                               inbound_hosts={**inbound, **config.inbound_hosts},
+                               allowlist=[*config.allowlist, *(f"{ip}/32" for ip in pods)])
 
 
 def cmd_host(args: argparse.Namespace) -> int:

@@ -45,6 +45,7 @@ class Host:
                 from .api.control import ControlServer  # lazy: aiohttp is the heaviest import
 
                 self.control = ControlServer()
+                self.control.on_replace = self._replaced  # POST /restart: the fresh node is ours now
                 for node in self.nodes.values():
                     if node.config.control_port is not None:
                         await self.control.add(node)
@@ -55,6 +56,9 @@ class Host:
         except BaseException:
             await self.stop()
             raise
+
+    def _replaced(self, node: Node) -> None:
+        self.nodes[node.name] = node
 
     async def stop(self) -> None:
         if self._lag_task is not None:

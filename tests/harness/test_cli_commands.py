@@ -92,9 +92,9 @@ def test_deploy_help_says_ctrl_c_does_not_tear_down_and_how_to_stop() -> None:
 
 @pytest.mark.parametrize("command", ["run", "deploy"])
 def test_container_backends_are_refused_before_anything_starts(command: str, in_tmp: Path) -> None:
-    result = cli.invoke(app, [command, str(scenario(in_tmp)), "--backend", "k8s"])
+    result = cli.invoke(app, [command, str(scenario(in_tmp)), "--backend", "docker"])
     assert result.exit_code == ExitCode.INVALID_INPUT
-    assert "k8s backend is not available yet" in result.stderr
+    assert "docker backend is not available yet" in result.stderr
     assert not (in_tmp / "runs").exists()
 
 

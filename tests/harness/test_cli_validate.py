@@ -92,7 +92,7 @@ def test_plan_of_a_broken_file_fails_like_validate():
     assert result.exit_code == 2 and "network.magic" in result.stderr
 
 
-@pytest.mark.parametrize("backend", ["docker", "k8s"])
+@pytest.mark.parametrize("backend", ["docker"])
 def test_container_backends_say_they_are_not_available_yet(backend: str):
     result = runner.invoke(app, ["deploy", str(ROOT / "scenarios" / "quickstart.yaml"), "--backend", backend])
     assert result.exit_code == 2

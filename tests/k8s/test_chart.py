@@ -141,8 +141,10 @@ def test_controller_plan_is_split_and_joined_in_order() -> None:
     assert joined == plan
     deploy = named(objects, "Deployment", "qs-controller")
     spec = deploy["spec"]["template"]["spec"]
-    assert spec["initContainers"][0]["command"] == ["sh", "-c", "cat /plan/plan.json.* > /run-dir/plan.json"]
-    assert spec["containers"][0]["args"][:2] == ["--run-dir", "/run-dir"]
+    assert spec["initContainers"][0]["command"][2].startswith("cat /plan/plan.json.* > /run-dir/plan.json")
+    assert spec["containers"][0]["command"] == ["python", "-m", "harness.run.detached"]
+    assert spec["containers"][0]["args"] == ["--run-dir", "/run-dir", "--port", "9100", "--host", "0.0.0.0",
+                                             "--token-file", "/var/run/harness/token"]
     assert spec["serviceAccountName"] == "qs-controller"
 
 
@@ -215,7 +217,8 @@ def test_monitoring_scrapes_every_node_of_a_packed_pod() -> None:
         {"names": ["qs-honest.harness-qs.svc"], "type": "A", "port": 18449, "refresh_interval": "15s"}]
     grafana = named(objects, "Deployment", "qs-grafana")
     dash = {v["name"]: v for v in grafana["spec"]["template"]["spec"]["volumes"]}["dashboards"]
-    assert [s["configMap"]["name"] for s in dash["projected"]["sources"]] == ["qs-dashboard-harness-overview"]
+    shipped = sorted(p.stem for p in (CHART / "dashboards").glob("*.json"))
+    assert [s["configMap"]["name"] for s in dash["projected"]["sources"]] == [f"qs-dashboard-{n}" for n in shipped]
 
 
 def test_prometheus_config_is_accepted_by_promtool(tmp_path: Path) -> None:

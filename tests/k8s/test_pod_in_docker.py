@@ -32,7 +32,7 @@ NODE_UID = 10001  # node_image/Dockerfile USER
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
     docker = pytest.importorskip("docker")
-    from harness.images import LOCAL_BASE_IMAGE, build_node_image
+    from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image
 
     try:
         client = docker.from_env()
@@ -85,10 +85,14 @@ def write_volumes(tmp_path: Path, objects: list[dict[str, Any]], spec: dict[str,
 
 
 def run_pod(engine: Any, run_id: str, objects: list[dict[str, Any]], workload: dict[str, Any], pod: str,
-            tmp_path: Path) -> Any:
+            tmp_path: Path, network: str | None = None, alias: str | None = None, image: str = TAG) -> Any:
+    """``network``/``alias``: a user-defined Docker network whose DNS answers ``alias`` with this
+    container's IP, as the cluster DNS answers a pod's stable name."""
     spec = workload["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     env = {"POD_NAME": pod}
+    tmp_path = tmp_path / pod
+    tmp_path.mkdir()
     dirs = write_volumes(tmp_path, objects, spec)
     volumes, tmpfs = {}, {}
     for m in container["volumeMounts"]:
@@ -99,8 +103,10 @@ def run_pod(engine: Any, run_id: str, objects: list[dict[str, Any]], workload: d
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
     ports = {f"{p['containerPort']}/{p['protocol'].lower()}": ("127.0.0.1", None) for p in container["ports"]}
+    networking = {"network": network, "networking_config": {network: engine.api.create_endpoint_config(aliases=[alias])}} \
+        if network else {}
     return engine.containers.run(
-        TAG, expand(container["args"], env), detach=True, name=f"harness-test-{run_id}-{pod}",
+        image, expand(container["args"], env), detach=True, name=f"harness-test-{run_id}-{pod}", **networking,
         labels={"harness.test": "test_pod_in_docker", "harness.test.run": run_id},
         user=f"{spec['securityContext']['runAsUser']}:{spec['securityContext']['runAsGroup']}",
         group_add=[str(spec["securityContext"]["fsGroup"])], read_only=True, cap_drop=["ALL"],
@@ -148,6 +154,8 @@ def run_id(engine: Any) -> Iterator[str]:
         for c in engine.containers.list(all=True, filters={"label": f"harness.test.run={rid}"}):
             print(f"--- {c.name} ---\n{c.logs(tail=40).decode(errors='replace')}")
             c.remove(force=True)
+        for net in engine.networks.list(names=[f"harness-test-{rid}"]):
+            net.remove()
 
 
 def test_a_packed_pod_runs_its_own_nodes_with_the_secret_token(engine: Any, run_id: str, tmp_path: Path) -> None:
@@ -175,3 +183,37 @@ def test_the_seeder_pod_runs_with_the_secret_token(engine: Any, run_id: str, tmp
     wait_status(container, f"http://127.0.0.1:{port}/status")
     assert request(f"http://127.0.0.1:{port}/mode", {"mode": "honest"})[0] == 401
     assert request(f"http://127.0.0.1:{port}/mode", {"mode": "honest"}, token=TOKEN)[0] == 200
+
+
+def test_backend_pods_find_each_other_by_pod_name_and_know_peers_by_planned_address(engine: Any, run_id: str,
+                                                                                    tmp_path: Path) -> None:
+    """The k8s backend's own values (quickstart, 6 nodes per pod): two pods on a Docker network
+    whose DNS answers the pods' stable names (`<pod>.<sts>.<ns>.svc`) as the cluster DNS would.
+    Each host resolves the release's transport table at start; nodes then connect across pods and
+    know each other only by planned addresses."""
+    from harness.backends.k8s.layout import namespace_for, release_name
+    from harness.backends.k8s.values import ValuesOptions, chart_values
+    from harness.plan.planner import plan_file
+
+    plan = plan_file(Path(__file__).resolve().parents[2] / "scenarios" / "quickstart.yaml")
+    rid = "0c0ffee0"
+    release, namespace = release_name(rid), namespace_for(rid)
+    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=6, image=TAG), token=TOKEN),
+                     release=release, namespace=namespace)
+    sts = named(objects, "StatefulSet", f"{release}-honest")
+    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
+    pods = [f"{release}-honest-{i}" for i in range(2)]
+    containers = [run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
+                          alias=f"{pod}.{release}-honest.{namespace}.svc") for pod in pods]
+    planned = {n.address for n in plan.peers()}
+    first_pod = {plan.node(f"node-{i}").address for i in range(6)}
+    port = host_port(containers[0], 18445)  # node-0, slot 0 of pod 0
+    deadline = time.monotonic() + 90
+    while True:
+        body = wait_status(containers[0], f"http://127.0.0.1:{port}/status")
+        peers = {p["address"].rpartition(":")[0] for p in body.get("peers", [])}
+        if peers - first_pod:
+            break  # a peer in the other pod, reached through the table
+        assert time.monotonic() < deadline, f"node-0 has no peer in the other pod; peers: {sorted(peers)}"
+        time.sleep(1)  # the nodes' own bootstrap (fixed seeds), polled
+    assert peers <= planned, f"a transport address leaked into the peers: {sorted(peers - planned)}"

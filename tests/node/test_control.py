@@ -240,3 +240,30 @@ def test_harness_node_host_serves_nodes_and_exits_cleanly_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_restart_starts_the_node_again_in_place_keeping_or_wiping_its_data(lt, tmp_path):
+    """POST /restart (what the k8s backend uses: a packed pod cannot restart for one node)."""
+    configs = [NodeConfig(name=f"r{i}", bind=next_ip(), port=0, control_port=0, control_token=TOKEN,
+                          datadir=str(tmp_path / f"r{i}")) for i in range(2)]
+    h = Host(configs)
+    lt.run(h.start())
+    try:
+        old, other = h.nodes["r0"], h.nodes["r1"]
+        addr = old.control_address
+        assert call(addr, "POST", "/restart", {"wipe_datadir": "yes"})[0] == 400
+        assert call(addr, "POST", "/restart", {}, token=None)[0] == 401
+        status, body = call(addr, "POST", "/restart", {})
+        assert status == 202 and body == {"status": "restarting", "wipe_datadir": False}
+        lt.wait(lambda: h.nodes["r0"] is not old and h.nodes["r0"].running, timeout=10, what="a fresh r0")
+        assert not old.running and h.nodes["r1"] is other and other.running  # the host's other node untouched
+        assert call(addr, "GET", "/status")[1]["id"] == "r0"  # same control site
+        saved = sorted(p.name for p in (tmp_path / "r0").iterdir())
+        assert saved  # its tables were saved on stop and kept
+        fresh = h.nodes["r0"]
+        (tmp_path / "r0" / "marker").write_text("from before")
+        assert call(addr, "POST", "/restart", {"wipe_datadir": True})[0] == 202
+        lt.wait(lambda: h.nodes["r0"] is not fresh and h.nodes["r0"].running, timeout=10, what="a wiped r0")
+        assert not (tmp_path / "r0" / "marker").exists()
+    finally:
+        lt.run(h.stop())

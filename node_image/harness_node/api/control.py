@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import shutil
 import socket
 from io import BytesIO
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from ..wire.synthetic import origin_of
 from .metrics import exposition
 
 NODES = web.AppKey("nodes", dict)  # (ip, port) -> Node
-SERVER = web.AppKey("server", object)  # the ControlServer (for /shutdown)
+SERVER = web.AppKey("server", object)  # the ControlServer (for /shutdown and /restart)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -174,6 +175,21 @@ async def post_shutdown(request: web.Request) -> web.Response:
     return web.json_response({"status": "stopping"}, status=202)
 
 
+@routes.post("/restart")
+async def post_restart(request: web.Request) -> web.Response:
+    """Stop this node (its tables and anchors are saved) and start it again with the same config:
+    same addresses and ports, the same data directory unless {"wipe_datadir": true}. Its control
+    site stays up (this response leaves on it); the host's other nodes keep running. What a node
+    packed in a pod has for a restart, where the pod cannot be restarted for one node."""
+    node: Node = node_for(request)
+    wipe = (await _json_body(request)).get("wipe_datadir", False)
+    if not isinstance(wipe, bool):
+        raise BadRequest("'wipe_datadir' must be true or false")
+    server: ControlServer = request.app[SERVER]
+    asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(server.restart(node, wipe)))
+    return web.json_response({"status": "restarting", "wipe_datadir": wipe}, status=202)
+
+
 @routes.post("/tx")
 async def post_tx(request: web.Request) -> web.Response:
     node: Node = node_for(request)
@@ -305,6 +321,7 @@ class ControlServer:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         self.sites: dict[str, tuple[web.SockSite, tuple[str, int]]] = {}
         self._started = False
+        self.on_replace: Callable[[Node], None] | None = None  # told of a node restarted in place
 
     async def start(self) -> None:
         if not self._started:
@@ -324,6 +341,23 @@ class ControlServer:
         self.sites[node.name] = (site, addr)
         node.control_address = addr  # type: ignore[attr-defined]
         return addr
+
+    async def restart(self, node: Node, wipe_datadir: bool) -> Node:
+        """A fresh node of the same config in place of ``node``, served on the same control site;
+        ``on_replace`` (the host's) learns of it."""
+        await node.stop()
+        if wipe_datadir and node.config.datadir:
+            shutil.rmtree(node.config.datadir, ignore_errors=True)
+        fresh = type(node)(node.config)
+        await fresh.start()
+        for addr, served in list(self.app[NODES].items()):
+            if served is node:
+                self.app[NODES][addr] = fresh
+                fresh.control_address = addr  # type: ignore[attr-defined]
+        if self.on_replace is not None:
+            self.on_replace(fresh)
+        fresh.start_dialling()
+        return fresh
 
     async def remove(self, node: Node) -> None:
         entry = self.sites.pop(node.name, None)
