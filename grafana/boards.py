@@ -154,6 +154,25 @@ SPAM_BANS = Board("harness-spam-bans", "Harness: spam and bans",
     ts("Attack messages sent by behaviour", "short", "What the spam attackers send per second, to set against the "
        "victims' misbehaviour events above.",
        Q(_rate("harness_attacker_messages_sent_total", "attacker, behaviour"), "{{attacker}} {{behaviour}}")),
+    stat("Spam runs as the misbehaviour table says", "short",
+         "Behaviour runs (one identity against one target) whose target charged the table's score and reacted as "
+         "the table says, and those that did not. Any `unexpected` is a rule the node does not apply (see the "
+         "report's spam section for expected next to observed).",
+         Q("sum by (result) (harness_controller_spam_runs)", "{{result}}")),
+    ts("Expected and observed score by behaviour", "short",
+       "For each behaviour and policy, the points the node's table charges and the most a target charged. The two "
+       "lines of a behaviour should coincide; an observed line below the expected one is a rule not charged.",
+       Q("harness_controller_spam_expected_score", "expected {{behaviour}} ({{policy}})"),
+       Q("harness_controller_spam_observed_score", "observed {{behaviour}} ({{policy}})")),
+    ts("Time to react by behaviour", "s",
+       "Slowest time from a behaviour's first message to the target's ban, discouragement or disconnection. Under "
+       "`disconnect` (28.0) it is one message; under `ban` it is the time to send 100 points' worth.",
+       Q("harness_controller_spam_time_to_react_seconds", "{{behaviour}} ({{policy}})")),
+    ts("Victim overhead: spam targets over bystanders", "short",
+       "Mean processing CPU and received bytes of the spam targets divided by those of the honest nodes nobody "
+       "attacks (1 = no overhead). Oversized and invalid messages that are cheap to send and costly to check "
+       "push the CPU ratio up.",
+       Q("harness_controller_victim_overhead_ratio", "{{resource}}")),
     PROTOCOL_ERRORS,
     CONNECTIONS,
 ))
@@ -235,7 +254,7 @@ PRIVACY = Board("harness-privacy", "Harness: privacy",
     ts("Dandelion stem and fluff", "short", "Stem relays and fluffs per second; fluffs ≈ q × stems when no stem "
        "relay drops transactions, more when embargo timers fire.",
        Q(_rate("harness_node_dandelion_stem_transactions_total"), "stem"),
-       Q(_rate("harness_node_dandelion_fluffs_total"), "fluff")),
+       Q(_rate("harness_node_dandelion_fluffs_total", "cause"), "fluff: {{cause}}")),
     PROPAGATION,
     INV_WAIT,
 ))

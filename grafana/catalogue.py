@@ -1,4 +1,4 @@
-"""The metrics catalogue: every metric the node, the seeder and the controller export today, and the
+"""The metrics catalogue: every metric the node, the seeder, the controller and the attackers export today, and the
 ones the next issues add (`planned_in` = the issue number), with type, unit, labels and meaning.
 
 One source: docs/metrics.md is rendered from it (`python -m grafana.generate`), the dashboards look up
@@ -12,6 +12,8 @@ series are `_bucket`, `_sum`, `_count`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from harness_node.names import DANDELION_FLUFF_CAUSES
 
 COMPONENTS = ("node", "seeder", "controller", "attacker")
 TYPES = ("counter", "gauge", "histogram")
@@ -79,11 +81,21 @@ CHECK = Label("check", None, "the checks of the scenario's `expect` list (a hand
 RELAY_POLICY = Label("relay_policy", ("flood", "diffusion", "dandelion"), "fixed")
 VICTIM = Label("victim", None, "one per victim node named by the scenario's attackers (at most the network size)")
 ATTACKER = Label("attacker", None, "one per attacker entry of the scenario (its `name`), not per attacker node")
-BEHAVIOUR = Label("behaviour", None, "the spam behaviours of issue 10 (about 25)")
+BEHAVIOUR = Label("behaviour", None, "the spam behaviours of harness_node.attack.behaviours (about 25), or an "
+                  "attacker kind's name for kinds without a catalogue")
 ESTIMATOR = Label("estimator", ("first-spy", "timing"), "fixed")
+FLUFF_CAUSE = Label("cause", DANDELION_FLUFF_CAUSES, "fixed: harness_node.names.DANDELION_FLUFF_CAUSES")
 DROP_CAUSE = Label("cause", ("loss", "partition"), "fixed")
 WORKER = Label("worker", None, "one per worker process of the run (named after its first node; a few, plus one "
                "per node restarted alone)")
+ATTACK_KIND = Label("kind", None, "the attacker kinds registered in harness_node.attack (a handful)")
+ATTACK_COMMAND = Label("command", None, "the P2P commands the wire knows (about 40) plus `raw` for forged bytes")
+ATTEMPT_OUTCOME = Label("outcome", ("connected", "failed"), "fixed")
+OBSERVED_EVENT = Label("event", ("disconnected", "refused"), "fixed")
+POLICY = Label("policy", ("ban", "discourage", "disconnect"), "fixed: the misbehaviour policies")
+SPAM_RESULT = Label("result", ("as_expected", "unexpected"), "fixed")
+ATTACKED = Label("attacked", ("true", "false"), "fixed")
+RESOURCE = Label("resource", ("cpu", "bytes"), "fixed")
 
 
 def _m(name: str, type_: str, unit: str, labels: tuple[Label, ...], help_: str, planned_in: int | None = None,
@@ -135,6 +147,13 @@ NODE_METRICS = (
     _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
        "How late the worker process's event loop ran a timer (per worker, not per node; exported by the "
        "worker's first node)."),
+    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
+       "Transactions this node relayed in the Dandelion++ stem phase (its own and others'); 0 under other policies."),
+    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE, FLUFF_CAUSE),
+       "Stem transactions this node fluffed: by its coin (q), its embargo timer, for want of a stem relay, or because the stem came back to it (a cycle)."),
+    _m("harness_node_processing_seconds_total", "counter", "seconds", (NODE, COMMAND),
+       "Time the node spent handling received messages, by command: the handlers run synchronously on the "
+       "host's one thread, so this is CPU time (plus any time the OS took the CPU away)."),
 )
 # Node metrics that only one node per worker process exports.
 PER_WORKER = frozenset({"harness_node_event_loop_lag_seconds"})
@@ -180,6 +199,37 @@ CONTROLLER_METRICS = (
     _m("harness_controller_event_loop_lag_seconds", "histogram", "seconds", (),
        "How late the controller's event loop ran a timer (its measurements are that uncertain)."),
     _m("harness_controller_check_passed", "gauge", "verdict", (CHECK,), "Each check's verdict: 1 pass, 0 fail, -1 error."),
+    # spam (issue 10): each behaviour's runs against the node's misbehaviour table, and the victims' cost
+    _m("harness_controller_spam_runs", "gauge", "runs", (BEHAVIOUR, POLICY, SPAM_RESULT),
+       "Spam behaviour runs (one attacker identity against one target), by whether the target reacted with the "
+       "score and outcome its misbehaviour table gives."),
+    _m("harness_controller_spam_expected_score", "gauge", "points", (BEHAVIOUR, POLICY),
+       "Misbehaviour points the node's table charges for the behaviour's messages under the policy."),
+    _m("harness_controller_spam_observed_score", "gauge", "points", (BEHAVIOUR, POLICY),
+       "Highest misbehaviour points a target charged for the behaviour."),
+    _m("harness_controller_spam_time_to_react_seconds", "gauge", "seconds", (BEHAVIOUR, POLICY),
+       "Slowest time from a behaviour's first message to the target's ban, discouragement or disconnection."),
+    _m("harness_controller_victim_processing_seconds", "gauge", "seconds", (ATTACKED,),
+       "Mean CPU seconds honest nodes spent handling received messages: spam targets and the others."),
+    _m("harness_controller_victim_received_bytes", "gauge", "bytes", (ATTACKED,),
+       "Mean message bytes honest nodes received: spam targets and the others."),
+    _m("harness_controller_victim_overhead_ratio", "gauge", "ratio", (RESOURCE,),
+       "Spam targets' mean over the other honest nodes' mean, for processing CPU and received bytes (1 = no overhead)."),
+)
+
+ATTACKER_METRICS = (
+    _m("harness_attacker_connection_attempts_total", "counter", "connections", (ATTACKER, ATTACK_KIND, ATTEMPT_OUTCOME),
+       "Connections attacker identities tried to open, by outcome."),
+    _m("harness_attacker_connections", "gauge", "connections", (ATTACKER, ATTACK_KIND, DIRECTION_PEER),
+       "Open connections of attacker identities."),
+    _m("harness_attacker_messages_sent_total", "counter", "messages", (ATTACKER, ATTACK_KIND, BEHAVIOUR, ATTACK_COMMAND),
+       "Messages attacker identities sent, by behaviour and command (`raw`: forged bytes)."),
+    _m("harness_attacker_sent_bytes_total", "counter", "bytes", (ATTACKER, ATTACK_KIND), "Bytes attacker identities sent."),
+    _m("harness_attacker_behaviours_run_total", "counter", "behaviours", (ATTACKER, ATTACK_KIND, BEHAVIOUR),
+       "Behaviours attacker identities ran to the end against all their targets."),
+    _m("harness_attacker_disconnections_total", "counter", "connections", (ATTACKER, ATTACK_KIND, OBSERVED_EVENT),
+       "Attacker connections their victims closed: after the victim's version (disconnected) or before it "
+       "(refused: a banned address, or a link that never got version)."),
 )
 
 # --- planned --------------------------------------------------------------------------------------
@@ -188,21 +238,13 @@ PLANNED_METRICS = (
     _m("harness_controller_heal_seconds", "histogram", "seconds", (),
        "From the seeder turning honest to each poisoned victim's first honest outbound peer.", 13),
     _m("harness_controller_victims_healed", "gauge", "nodes", (), "Poisoned victims that have an honest outbound peer again.", 13),
-    # issue 10: attackers that act
-    _m("harness_attacker_messages_sent_total", "counter", "messages", (ATTACKER, BEHAVIOUR),
-       "Hostile messages sent by attacker nodes, by behaviour.", 10),
-    _m("harness_attacker_connections", "gauge", "connections", (ATTACKER, DIRECTION_PEER),
-       "Open connections of attacker nodes.", 10),
-    _m("harness_attacker_disconnections_total", "counter", "connections", (ATTACKER,),
-       "Attacker connections closed by their victims (bans, discouragement, eviction).", 10),
+    # issue 10: attackers that act (eclipse, malicious bootstrap)
     _m("harness_attacker_addresses_sent_total", "counter", "addresses", (ATTACKER,),
        "Addresses (own and trash) pushed to victims in addr messages.", 10),
     _m("harness_attacker_censored_transactions_total", "counter", "transactions", (ATTACKER,),
        "Victims' transactions accepted and never relayed.", 10),
     _m("harness_attacker_block_delay_seconds", "histogram", "seconds", (ATTACKER,),
        "How long attackers held back a block they had announced.", 10),
-    _m("harness_node_processing_seconds_total", "counter", "seconds", (NODE, COMMAND),
-       "Time the node spent handling received messages, by command (the CPU each peer costs it).", 10),
     # issue 11: surveillance
     _m("harness_attacker_spy_announcements_total", "counter", "announcements", (ATTACKER,),
        "Transaction announcements the spy recorded.", 11),
@@ -210,10 +252,6 @@ PLANNED_METRICS = (
        "Share of the spy's source guesses that are right.", 11),
     _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
        "Share of transactions whose true source the spy named.", 11),
-    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
-       "Transactions relayed in the stem phase.", 11),
-    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE,),
-       "Stem transactions this node fluffed (by coin flip or embargo timer).", 11),
     # issue 12: chaos
     _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
        "Messages the link emulation dropped, by cause.", 12),
@@ -225,7 +263,7 @@ PLANNED_METRICS = (
     _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now.", 12),
 )
 
-TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS
+TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS
 ALL: tuple[Metric, ...] = TODAY + PLANNED_METRICS
 BY_NAME: dict[str, Metric] = {m.name: m for m in ALL}
 

@@ -49,6 +49,12 @@ class AddressesInUse(BackendError):
     exit_code = ExitCode.INVALID_INPUT
 
 
+class UnknownMember(BackendError):
+    """A member name the run does not have (`harness logs NAME`): bad input, nothing changed."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
 def format_path(path: Sequence[str | int]) -> str:
     """('network', 'groups', 1, 'count') -> 'network.groups[1].count'."""
     text = ""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.analysis.model import Observations
+from harness.analysis.model import Observations, SpamRun
 from harness.analysis.figures.bans import honest_nodes_banned, time_to_ban
 from harness.analysis.figures.eclipse import attacker_share
 from harness.analysis.figures.propagation import time_to_reach
@@ -90,6 +90,9 @@ def _block_propagation(params: Mapping[str, Any], obs: Observations, plan: Plan)
 def _spam_banned(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     within = float(params["within"])
     wanted = set(select(plan, params.get("attackers"), default_role="attacker"))
+    runs = [r for r in obs.spam if r.attacker in wanted]
+    if runs:
+        return _spam_behaviours(runs, within)
     attackers = [a for a in obs.attackers if a.name in wanted]
     if not attackers:
         raise CheckUnevaluable("no attacker matches the check's `attackers` selector")
@@ -100,6 +103,26 @@ def _spam_banned(params: Mapping[str, Any], obs: Observations, plan: Plan) -> Ch
     if late:
         details += f"; not in time: {', '.join(sorted(late)[:5])}{' ...' if len(late) > 5 else ''}"
     return _result("spam_banned", round(slowest, 3) if slowest is not None else None, f"<= {within:g}", not late, "s", details)
+
+
+def _spam_behaviours(runs: Sequence[SpamRun], within: float) -> CheckResult:
+    """Spam identities that report their runs: every behaviour against every target got the
+    table's score and outcome, and a reaction (ban, discouragement, disconnection) came within the
+    bound. The slowest reaction is the value."""
+    wrong = [r for r in runs if not r.as_expected]
+    late = [r for r in runs if r.expected_outcome != "none" and (r.seconds_to_react is None or r.seconds_to_react > within)]
+    slowest = max((r.seconds_to_react for r in runs if r.seconds_to_react is not None and r.expected_outcome != "none"),
+                  default=None)
+    details = f"{len(runs) - len(wrong)} of {len(runs)} behaviour runs as the misbehaviour table says"
+    if wrong:
+        details += "; not: " + ", ".join(
+            f"{r.behaviour} vs {r.target} ({r.policy}): expected {r.expected_score} pts {r.expected_outcome}, "
+            f"observed {r.observed_score} pts {r.observed_outcome}{' error ' + r.error if r.error else ''}"
+            for r in wrong[:5]) + (" ..." if len(wrong) > 5 else "")
+    if late:
+        details += f"; no reaction within {within:g} s: " + ", ".join(sorted({f"{r.behaviour} ({r.policy})" for r in late})[:5])
+    return _result("spam_banned", round(slowest, 3) if slowest is not None else None, f"<= {within:g}",
+                   not wrong and not late, "s", details)
 
 
 @check("no_honest_banned", "No honest node bans or discourages another honest node.")

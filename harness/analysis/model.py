@@ -113,6 +113,49 @@ class AttackerStart:
 
 
 @dataclass(frozen=True)
+class SpamRun:
+    """One spam behaviour run by one attacker identity against one honest node: the reaction the
+    node's misbehaviour table predicts next to the one the node showed.
+
+    Outcomes: banned, discouraged, disconnected (closed, no ban), none (the link stayed).
+    ``reacted_at``: when the node acted (its misbehaviour log, or the attacker saw the close)."""
+
+    attacker: str
+    behaviour: str
+    target: str
+    policy: str
+    expected_score: int
+    expected_outcome: str
+    observed_score: int
+    observed_outcome: str
+    started_at: float | None = None
+    reacted_at: float | None = None
+    messages_sent: int = 0
+    error: str | None = None
+
+    @property
+    def seconds_to_react(self) -> float | None:
+        if self.started_at is None or self.reacted_at is None:
+            return None
+        return max(0.0, self.reacted_at - self.started_at)
+
+    @property
+    def as_expected(self) -> bool:
+        return (self.error is None and self.observed_score == self.expected_score
+                and self.observed_outcome == self.expected_outcome)
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    """What receiving cost an honest node over the run (its node metrics); ``attacked``: a spam target."""
+
+    node: str
+    processing_seconds: float
+    bytes_in: int
+    attacked: bool
+
+
+@dataclass(frozen=True)
 class OutboundSample:
     """A victim's outbound peers at one moment: how many in total, how many held by attackers."""
 
@@ -216,6 +259,8 @@ class Report:
     attackers: Sequence[AttackerStart] = ()
     victims: Sequence[VictimSeries] = ()
     graph: PeerGraph = field(default_factory=PeerGraph)
+    spam: Sequence[SpamRun] = ()
+    load: Sequence[NodeLoad] = ()
 
     def __post_init__(self) -> None:
         _require_text("scenario name", self.scenario)
@@ -261,6 +306,8 @@ class Observations:
     unreachable: list[str] = field(default_factory=list)  # nodes that did not answer the last poll
     # victim -> table ("new", "tried") -> (attacker addresses in it, all addresses in it), last poll
     victim_tables: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    spam: list[SpamRun] = field(default_factory=list)
+    load: list[NodeLoad] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -278,4 +325,6 @@ class Observations:
             unreachable=list(d.get("unreachable", [])),
             victim_tables={v: {t: (int(c[0]), int(c[1])) for t, c in tables.items()}
                            for v, tables in d.get("victim_tables", {}).items()},
+            spam=[SpamRun(**r) for r in d.get("spam", [])],
+            load=[NodeLoad(**x) for x in d.get("load", [])],
         )

@@ -277,15 +277,28 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None: ...
 
+    def partition(self, groups: Sequence[Sequence[str]]) -> None:
+        """Cut the network between ``groups`` of nodes with the backend's own means (Docker: network
+        disconnect); `heal` undoes it. Backends without such means refuse: the node-level fault
+        (each node refusing the other groups' peers) works everywhere."""
+        raise BackendError(f"the {self.name} backend has no native network partition")
+
+    def heal(self) -> None:
+        raise BackendError(f"the {self.name} backend has no native network partition")
+
     # --- monitoring (`--monitor`): a Prometheus scraping this run, placed like any other member ----
-    def check_monitor(self) -> None:
+    # Options (the runner's ``monitor`` dict, the CLI's --prom-image/--graf-image): ``prometheus_image``
+    # and ``grafana_image`` (None or empty: no Grafana) for backends that run images; a backend that
+    # runs Prometheus otherwise (local: the binary on PATH) ignores them.
+    def check_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> None:
         """Raise MonitorUnavailable (exit 2) if `start_monitor` cannot work here; called before `up`,
         so that nothing starts."""
         raise MonitorUnavailable(f"the {self.name} backend cannot start Prometheus (--monitor) yet")
 
-    def start_monitor(self) -> str:
-        """Start a Prometheus scraping every node, the seeder and the controller (jobs and targets:
-        harness.backends.monitor), record its URL in the state, return it; `down` removes it."""
+    def start_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> dict[str, str]:
+        """Start a Prometheus scraping every node, the seeder and the controller (and Grafana with
+        the repository's dashboards where the backend can), record the Prometheus URL as the state's
+        `monitor_url`, return the URLs by name ("prometheus", "grafana"); `down` removes them."""
         raise MonitorUnavailable(f"the {self.name} backend cannot start Prometheus (--monitor) yet")
 
     def update_monitor(self) -> None:

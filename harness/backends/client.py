@@ -153,6 +153,11 @@ class ControlClient:
             return None
         return {table: (int(c["matching"]), int(c["total"])) for table, c in data.items()}
 
+    async def misbehaviour(self, ep: Endpoint) -> list[dict[str, Any]]:
+        """Every misbehaviour the node charged: address, reason, points, score, action, time."""
+        data = await self.request(ep, "GET", "/misbehaviour")
+        return list(data) if isinstance(data, list) else []
+
     async def pause(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/pause", {})
 

@@ -53,3 +53,23 @@ def rogue_seeder_config(spec: NodePlan, token: str, addresses: list[str]) -> dic
     out.update(crawl=False, seeds=[], static_nodes=list(addresses), mode="poison",
                mode_params={"addresses": list(addresses)})
     return out
+
+
+def is_attack_identity(spec: NodePlan) -> bool:
+    """An active attacker identity, run by a `harness-node attack` process rather than a node host."""
+    return spec.role == "attacker" and "attack" in spec.config
+
+
+def attack_process_config(specs: list[NodePlan], token: str,
+                          transports: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The config of one `harness-node attack` process hosting the identities `specs`
+    (harness_node.attack.config.AttackConfig). ``transports``: Backend.transport_for per identity;
+    their `endpoints` maps (planned target ip -> where to dial) are merged, as for nodes."""
+    if not specs:
+        raise ValueError("an attacker process needs at least one identity")
+    endpoints: dict[str, str] = {}
+    for spec in specs:
+        endpoints.update((transports or {}).get(spec.name, {}).get("endpoints", {}))
+    first = specs[0].config
+    return {"magic": first["magic"], "time_scale": first["time_scale"], "control_token": token,
+            "endpoints": endpoints, "attackers": [dict(spec.config["attack"]) for spec in specs]}

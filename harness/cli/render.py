@@ -155,7 +155,8 @@ class ProgressDisplay:
                                                               done=f"{total} nodes started"),
             progress.NODES_STARTED: self._nodes_started,
             progress.STARTING_MONITOR: lambda: self._step("starting Prometheus"),
-            progress.MONITOR_STARTED: lambda url: self._finished(f"Prometheus at {url}"),
+            progress.MONITOR_STARTED: lambda url, urls: self._finished(
+                ", ".join(f"{name.capitalize()} at {u}" for name, u in urls.items())),
             progress.STARTING_CONTROLLER: lambda: self._step("starting the controller", done="controller started"),
             progress.WAITING_FOR_NODES: lambda total: self._step(f"waiting for {total} nodes to answer"),
             progress.NODES_READY: lambda ready, total: self._finished(f"{ready}/{total} nodes ready"),
@@ -219,14 +220,16 @@ def progress_display(enabled: bool, first_step: str = "starting") -> Iterator[Pr
 
 def deployed_line(info: dict[str, Any]) -> str:
     return (f"deployed: {info['scenario']}, {_plural(info['nodes'], 'node')}, run dir {info['run_dir']}, "
-            f"controller {info['controller_url']}" + (f", prometheus {info['monitor_url']}" if info.get("monitor_url") else ""))
+            f"controller {info['controller_url']}"
+            + "".join(f", {name} {url}" for name, url in (info.get("monitoring") or {}).items()))
 
 
 def monitor_url_to_stderr(name: str, data: dict[str, Any]) -> None:
-    """`run --monitor` without the progress display: the Prometheus URL still reaches the user
-    (on stderr, so stdout stays the outcome alone)."""
+    """`run --monitor` without the progress display: the monitoring URLs still reach the user
+    (on stderr, so stdout stays the outcome alone), Prometheus first."""
     if name == progress.MONITOR_STARTED:
-        stderr_console().print(f"prometheus {data['url']}")
+        for member, url in (data.get("urls") or {"prometheus": data["url"]}).items():
+            stderr_console().print(f"{member} {url}")
 
 
 def print_deployed(info: dict[str, Any], next_commands: list[str], console: Console | None = None) -> None:
@@ -236,8 +239,8 @@ def print_deployed(info: dict[str, Any], next_commands: list[str], console: Cons
                                 f" ({info['backend']}), all answering"))
     console.print(f"  run dir     {info['run_dir']}")
     console.print(f"  controller  {info['controller_url']}  (GET /results, /metrics)")
-    if info.get("monitor_url"):
-        console.print(f"  prometheus  {info['monitor_url']}  (scraping every node, the seeder, the controller)")
+    for name, url in (info.get("monitoring") or {}).items():
+        console.print(f"  {name:<11} {url}" + ("  (scraping every node, the seeder, the controller)" if name == "prometheus" else ""))
     console.print("next:")
     for command in next_commands:
         console.print(Text(f"  {command}", style="cyan"))

@@ -24,11 +24,14 @@ from harness.analysis.model import (
     Observations,
     BanEvent,
     ItemObservation,
+    NodeLoad,
     OutboundSample,
     PeerEdge,
     PeerGraph,
+    SpamRun,
     VictimSeries,
 )
+from harness.analysis.figures.spam import spam_runs
 
 # Short-lived outbound connections that hold no outbound slot (net.h ConnectionType::FEELER);
 # counting them would make an eclipse look broken every few minutes.
@@ -60,6 +63,12 @@ class Collector:
         self._unreachable: list[str] = []
         self._tables: dict[str, dict[str, tuple[int, int]]] = {}
         self._attacker_hosts = sorted(n.address for n in plan.peers() if n.role != HONEST)
+        # spam: each node's misbehaviour log, merged across polls (a restarted node forgets its own),
+        # each attacker identity's last status, each honest node's last load figures
+        self._misbehaviour: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+        self._attackers: dict[str, dict[str, Any]] = {}
+        self._load: dict[str, dict[str, Any]] = {}
+        self._spam = [n.name for n in plan.peers() if n.role == ATTACKER and n.config.get("kind") == "spam"]
 
     def _role_of_ip(self, address: str) -> tuple[str | None, str | None]:
         node = self.by_ip.get(host_of(address))
@@ -86,6 +95,13 @@ class Collector:
         victims = [self.endpoints[v] for v in self.victims if isinstance(statuses.get(v), dict)]
         tables = await self.client.gather(victims, lambda ep: self.client.addrman_count(ep, self._attacker_hosts))
         self._tables = {v: t for v, t in tables.items() if isinstance(t, dict)}
+        for name, status in self._status.items():
+            if name in self._spam:
+                self._attackers[name] = status
+            elif isinstance(status.get("load"), dict):
+                self._load[name] = status["load"]
+        if self._spam:
+            await self._poll_misbehaviour(stopped)
         bans = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.bans)
         for banning, entries in bans.items():
             if isinstance(entries, ControlAPIError):
@@ -98,6 +114,24 @@ class Collector:
                     self._bans[key] = BanEvent(when, banning, entry["address"], entry.get("reason") or entry.get("kind", "ban"),
                                                banned_is_attacker=role != HONEST, banned_node=name,
                                                first_misbehaviour=entry.get("first_misbehaviour"))
+
+    async def _poll_misbehaviour(self, stopped: list[str]) -> None:
+        logs = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.misbehaviour)
+        for node, entries in logs.items():
+            if isinstance(entries, ControlAPIError):
+                continue
+            merged = self._misbehaviour.setdefault(node, {})
+            for e in entries:
+                merged.setdefault((e.get("time"), e.get("peer_id"), e.get("reason"), e.get("score")), e)
+
+    def spam(self) -> list[SpamRun]:
+        logs = {n: sorted(m.values(), key=lambda e: e.get("time") or 0.0) for n, m in self._misbehaviour.items()}
+        return spam_runs(self.plan, self._attackers, logs)
+
+    def load(self) -> list[NodeLoad]:
+        attacked = {t for n in self._spam for t in self.plan.node(n).config.get("targets", [])}
+        return [NodeLoad(n, float(x.get("processing_seconds", 0.0)), int(x.get("bytes_in", 0)), n in attacked)
+                for n, x in sorted(self._load.items())]
 
     async def items(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = ()) -> list[ItemObservation]:
         """First sighting of every injected item at every running honest node."""
@@ -146,4 +180,5 @@ class Collector:
             victims=[VictimSeries(v, list(s)) for v, s in self._samples.items()],
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
             victim_tables=dict(self._tables),
+            spam=self.spam(), load=self.load(),
         )

@@ -20,6 +20,7 @@ from harness.analysis.figures.bans import honest_nodes_banned
 from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
 from harness.analysis.figures.propagation import ItemPropagation, item_propagation
 from harness.analysis.model import ITEM_KINDS, BanEvent, CheckVerdict, Observations
+from harness.controller.spam_metrics import SpamMetrics
 from harness.controller.timeline import EventRecord
 from harness.plan.model import Plan
 from harness_node.net.stats import LAG_BUCKETS  # the workers' buckets: the two lags compare bucket by bucket
@@ -67,6 +68,7 @@ class Metrics:
         self.loop_lag = Histogram("harness_controller_event_loop_lag_seconds",
                                   "How late the controller's event loop ran a timer", buckets=LAG_BUCKETS, registry=r)
         self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
+        self.spam = SpamMetrics(r)  # behaviour and policy from bounded sets (spam_metrics.py)
         self._covered: set[tuple[str, str]] = set()  # (item id, coverage) observed
         self._bans_seen: set[tuple[str, str]] = set()  # (banning node, banned address) counted
         self.set_phase("waiting")
@@ -95,6 +97,7 @@ class Metrics:
         for victim, tables in obs.victim_tables.items():
             for table, (attackers, total) in tables.items():
                 self.addrman_ratio.labels(victim, table).set(attackers / total if total else 0.0)
+        self.spam.publish(obs)
 
     def checks_done(self, checks: Iterable[Any]) -> None:
         for c in checks:

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from harness.scenario.actions import takes_duration
 from harness.errors import ScenarioError
 from harness.plan.model import CheckPlan, Endpoint, Event, NodePlan, Plan
-from harness.scenario.attackers import runnable
+from harness.scenario.attackers import plan_params, runnable, runs_as
 from harness.scenario.model import Network, Scenario
 from harness.scenario.selectors import Member, Selector, pick, rng_for
 
@@ -143,6 +143,7 @@ def group_settings(network: Network, group: str | None) -> dict[str, Any]:
     """The network's node settings with the group's overrides applied."""
     settings = {
         "relay_policy": network.relay_policy,
+        "dandelion": network.dandelion.model_dump(),
         "outbound_full_relay": network.outbound_full_relay,
         "block_relay": network.block_relay,
         "max_connections": network.max_connections,
@@ -178,16 +179,19 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
         config = {**common, "connect": connect, "args": _bitcoind_args(endpoint, connect)}
     elif member.role == "attacker":
         attacker = next(a for a in scenario.attackers if a.label == member.group)
-        if runnable(attacker.kind):  # passive: targets are for the attack issue's active behaviours
+        if runnable(attacker.kind) and runs_as(attacker.kind) == "node":  # passive: our node software
             config = passive_attacker_config(scenario, member, endpoint, allowlist, attacker.kind,
                                              node_seed(seed, member.name))
-        else:  # no implementation yet: the attack issue's vocabulary; `harness run` refuses these
+        else:  # an attacker process identity (or a kind with no implementation yet: `harness run` refuses it)
             index = scenario.attackers.index(attacker)
             targets = pick(attacker.targets, members, rng_for(seed, "attackers", index, "targets"))
             config = {**common, "kind": attacker.kind, "group": member.group,
                       "params": attacker.params.model_dump(mode="json"),
                       "targets": [t.name for t in targets], "target_addresses": [endpoints[t.name].p2p for t in targets],
-                      "netgroup_bits": scenario.network.netgroup_bits}
+                      "netgroup_bits": scenario.network.netgroup_bits,
+                      "attack": attack_identity(member, endpoint, attacker.kind,
+                                                plan_params(attacker.kind, attacker.params, _identity_index(member.name)),
+                                                [(t.name, endpoints[t.name].p2p) for t in targets])}
     else:  # seeder: only what backends.node_config.seeder_config translates (its address and ports are the NodePlan's)
         seeder = scenario.seeder
         config = {"magic": scenario.network.magic, "time_scale": scenario.network.time_scale, "zone": seeder.zone, "ttl": seeder.ttl, "mode": seeder.mode,
@@ -219,6 +223,20 @@ def passive_attacker_config(scenario: Scenario, member: Member, endpoint: Endpoi
     return config
 
 
+def attack_identity(member: Member, endpoint: Endpoint, kind: str, params: dict[str, Any],
+                    targets: list[tuple[str, str]]) -> dict[str, Any]:
+    """One identity of an attacker process, in its vocabulary (harness_node.attack.config
+    .AttackerSpec): its planned address and control port, its targets' planned addresses and names."""
+    return {"name": member.name, "group": member.group, "kind": kind, "address": endpoint.address, "port": endpoint.p2p_port,
+            "control_port": endpoint.control_port, "targets": [address for _, address in targets],
+            "target_names": [name for name, _ in targets], "params": params}
+
+
+def _identity_index(name: str) -> int:
+    """k of an attacker identity named <label>-k."""
+    return int(name.rsplit("-", 1)[1])
+
+
 def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: Endpoint, allowlist: list[str],
                     rng_seed: int, *, seeders: list[str], fixed_seeds: list[str], extra: dict[str, Any]) -> dict[str, Any]:
     """A node's configuration in the node's vocabulary, with the settings of honest group `group`
@@ -229,7 +247,7 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
     return {
         "name": name, "bind": endpoint.address, "port": endpoint.p2p_port,
         "control_port": endpoint.control_port, "magic": network.magic, "time_scale": network.time_scale,
-        "seed": rng_seed, "relay_policy": g["relay_policy"], "misbehaviour_policy": g["misbehaviour_policy"],
+        "seed": rng_seed, "relay_policy": g["relay_policy"], "dandelion": g["dandelion"], "misbehaviour_policy": g["misbehaviour_policy"],
         "allowlist": allowlist, "connect": [],
         # the scenario's bantime is Core time; timer overrides are wall seconds
         "timers": {"bantime": g["bantime"] * network.time_scale},

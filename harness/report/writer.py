@@ -79,6 +79,13 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
             "honest_banned": _jsonable(figures.honest_banned),
         },
         "eclipse": _jsonable(figures.eclipse),
+        "spam": {
+            # each behaviour run: the misbehaviour table's score and outcome next to the node's
+            "runs": [{**_jsonable(r), "seconds_to_react": r.seconds_to_react, "as_expected": r.as_expected}
+                     for r in report.spam],
+            "by_behaviour": _jsonable(figures.spam_by_behaviour),
+            "load": {"overhead": _jsonable(figures.load_overhead), "nodes": _jsonable(list(report.load))},
+        },
         "plots": dict(PLOT_FILES),
     }
 

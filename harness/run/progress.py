@@ -12,7 +12,7 @@ Events (name: data keys):
     starting nodes       total                       the backend starts its processes
     nodes started        started, total              nodes whose host process has been spawned
     starting monitor                                 `--monitor`: the backend starts Prometheus
-    monitor started      url                         where it answers
+    monitor started      url, urls                   where Prometheus answers; every URL started, by name
     starting controller
     waiting for nodes    total                       until every node's control API answers
     nodes ready          ready, total

@@ -21,8 +21,9 @@ from pydantic import (
 
 from harness.scenario.actions import ACTIONS, ROGUE_SEEDER, SeederMode, SeederParams, default_target, roles_of, takes_duration
 from harness.errors import format_path
-from harness.scenario.attackers import ATTACKER_KINDS
+from harness.scenario.attackers import ATTACKER_KINDS, identities_needed
 from harness.scenario.checks import Check, parse_check
+from harness.scenario.deploy import Deploy
 from harness.scenario.durations import Duration, format_duration
 from harness.scenario.problem import problem
 from harness.scenario.selectors import Member, Selector, SelectorError, match
@@ -112,6 +113,13 @@ class Latency(Strict):
     loss: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)  # a link that drops everything is not a link
 
 
+class Dandelion(Strict):
+    """Dandelion++ parameters (read by nodes under relay_policy: dandelion; docs/node.md#dandelion)."""
+
+    fluff_probability: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)  # q
+    stem_relays: Literal[1, 2] = 2  # outbound stem relays per epoch
+
+
 class Group(Strict):
     """A share of the honest nodes with its own settings (the rest come from `network`)."""
 
@@ -119,6 +127,7 @@ class Group(Strict):
     count: int | None = Field(default=None, ge=0, le=MAX_NODES)
     percent: float | None = Field(default=None, ge=0.0, le=100.0, allow_inf_nan=False)
     relay_policy: RelayPolicy | None = None
+    dandelion: Dandelion | None = None
     misbehaviour_policy: MisbehaviourPolicy | None = None
     outbound_full_relay: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS)
     block_relay: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS)
@@ -139,6 +148,7 @@ class Network(Strict):
     groups: list[Group] | None = Field(default=None, min_length=1, max_length=MAX_GROUPS)
     total: int | None = Field(default=None, ge=1, le=MAX_NODES)
     relay_policy: RelayPolicy = "diffusion"
+    dandelion: Dandelion = Dandelion()
     outbound_full_relay: int = Field(default=8, ge=0, le=MAX_CONNECTIONS)  # net.h MAX_OUTBOUND_FULL_RELAY_CONNECTIONS
     block_relay: int = Field(default=2, ge=0, le=MAX_CONNECTIONS)  # net.h MAX_BLOCK_RELAY_ONLY_CONNECTIONS
     max_connections: int = Field(default=125, ge=1, le=MAX_CONNECTIONS)  # net.h DEFAULT_MAX_PEER_CONNECTIONS
@@ -304,6 +314,7 @@ class Scenario(Strict):
     faults: list[Fault] = Field(default_factory=list, max_length=MAX_FAULTS)
     expect: list[SerializeAsAny[Annotated[Check, PlainValidator(parse_check)]]] = Field(default_factory=list,
                                                                                        max_length=MAX_CHECKS)
+    deploy: Deploy = Deploy()  # container backends only: packing and resource limits (scenario/deploy.py)
 
     @field_validator("duration")
     @classmethod
@@ -353,6 +364,11 @@ class Scenario(Strict):
                 raise problem(f"the name {attacker.label!r} is already used at {format_path(taken[attacker.label])}; "
                               f"give each attacker a distinct name", *where)
             taken[attacker.label] = where
+            need = identities_needed(attacker.kind, attacker.params)
+            if attacker.count < need:
+                raise problem(f"count {attacker.count} is below the {need} identities this attacker's params need "
+                              f"(one per spam behaviour: a ban earned by one would hide the next)",
+                              "attackers", index, "count")
         for name, where in taken.items():
             if where[0] == "network" and name in RESERVED_NAMES[1:]:
                 raise problem(f"{name!r} is reserved (a role name); choose another group name", *where)

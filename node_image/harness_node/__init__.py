@@ -4,7 +4,8 @@ or lower ones, and nothing below ``node.py`` imports ``node.py`` (not even under
 Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_layers.py``):
 
 0. leaves: ``names`` (every vocabulary), ``atomicfile`` (the one atomic write), ``dictconfig``, ``timing``, ``tokenfile``,
-   ``transportfile`` (the Kubernetes transport table: pod names resolved into endpoints/inbound_hosts)
+   ``transportfile`` (the Kubernetes transport table: pod names resolved into endpoints/inbound_hosts),
+   ``controlauth`` (the control APIs' token rule), ``procutil``
 1. ``wire/``: frame codec, message classes, synthetic blocks and transactions
 2. ``net/``: connection, link emulation, sandbox, per-connection counters (``stats``), the node's
    ``Peer`` and the ``Protocol`` interfaces it reports to (``net.events``), and ``client`` — the
@@ -14,18 +15,20 @@ Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_la
 5. ``peering/``: misbehaviour, ban list, eviction, peer config, connection manager (uses addrman)
 6. ``relay/``: inv/tx/block relay with its per-peer state keyed by peer id
 7. ``config``: ``NodeConfig``
-8. ``node``: the only composition root: builds the services and registers the message handlers
-9. ``api/``: control API and Prometheus metrics (they read a built node)
-10. ``host``: runs several nodes in one process
-11. ``seeder/``: the DNS seeder, built on ``wire``, ``net.client`` and ``atomicfile`` only
-12. ``cli``
+8. ``attack/``: the attacker process (kinds registry, identities dialling with ``net.client``,
+   control API, ``harness_attacker_*`` metrics); below ``node``, which it never imports
+9. ``node``: the only composition root: builds the services and registers the message handlers
+10. ``api/``: control API and Prometheus metrics (they read a built node)
+11. ``host``: runs several nodes in one process
+12. ``seeder/``: the DNS seeder, built on ``wire``, ``net.client`` and ``atomicfile`` only
+13. ``cli``
 """
 
 __version__ = "0.1.0"
 USER_AGENT = f"/harness-node:{__version__}/"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("names", "atomicfile", "dictconfig", "timing", "tokenfile", "transportfile"),
+    ("names", "atomicfile", "dictconfig", "timing", "tokenfile", "transportfile", "controlauth", "procutil"),
     ("wire",),
     ("net",),
     ("chain",),
@@ -33,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("peering",),
     ("relay",),
     ("config",),
+    ("attack",),
     ("node",),
     ("api",),
     ("host",),

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from .config import NodeConfig, load_file, load_host_configs
+from .names import RELAY_POLICIES
 from .tokenfile import read_token_file
 from .transportfile import read_transport_file, resolve_table
 
@@ -22,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "run": "harness_node.cli:register_run",
     "host": "harness_node.cli:register_host",
     "seeder": "harness_node.seeder.cli:register",
+    "attack": "harness_node.attack.cli:register",
 }
 
 # --flag -> NodeConfig field, for `run` overrides of the config file
@@ -44,7 +46,7 @@ def register_run(sub: Any) -> None:
                    help="keep this peer besides automatic ones (repeatable, like -addnode)")
     p.add_argument("--control-port", type=int)
     p.add_argument("--control-bind")
-    p.add_argument("--relay-policy", choices=["flood", "diffusion"])
+    p.add_argument("--relay-policy", choices=list(RELAY_POLICIES))
     p.add_argument("--datadir")
     p.add_argument("--token", help="bearer token for mutating control calls")
     p.add_argument("--time-scale", type=float)

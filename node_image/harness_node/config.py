@@ -17,6 +17,7 @@ from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
 from .net.linkem import LinkModel
 from .peering.misbehaviour import Policy
 from .peering.peerconfig import PeerConfig
+from .relay.dandelion import DandelionConfig
 from .timing import CORE_TIMERS, Timers
 from .wire.messages import NODE_NETWORK, NODE_WITNESS
 
@@ -56,6 +57,7 @@ class NodeConfig:
     connect: list[str] = field(default_factory=list)  # -connect: only these peers, no automatic ones
     addnode: list[str] = field(default_factory=list)  # -addnode: kept connected, besides automatic peers
     relay_policy: str = "flood"
+    dandelion: DandelionConfig = field(default_factory=DandelionConfig)  # read under relay_policy: dandelion
     user_agent: str = USER_AGENT
     services: int = NODE_NETWORK | NODE_WITNESS
     start_height: int = 0
@@ -78,6 +80,8 @@ class NodeConfig:
             self.link = LinkModel(**self.link)
         if isinstance(self.peering, dict):
             self.peering = PeerConfig.from_dict(self.peering)
+        if isinstance(self.dandelion, dict):
+            self.dandelion = from_mapping(DandelionConfig, self.dandelion, "dandelion")
         if isinstance(self.misbehaviour_policy, Policy):
             self.misbehaviour_policy = self.misbehaviour_policy.value
         self.validate()
@@ -107,6 +111,7 @@ class NodeConfig:
                     raise ValueError(f"{name}[{i}] {c!r} is not ip:port ({e})") from None
         if self.relay_policy not in RELAY_POLICIES:
             raise ValueError(f"relay_policy must be one of {RELAY_POLICIES}, got {self.relay_policy!r}")
+        self.dandelion.validate()
         if not isinstance(self.services, int) or self.services < 0:
             raise ValueError(f"services must be a non-negative integer, got {self.services!r}")
         if not isinstance(self.start_height, int) or self.start_height < 0:

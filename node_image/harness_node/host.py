@@ -6,13 +6,12 @@ hundreds of nodes per worker process this way; `harness-node run` is the one-nod
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Callable, Iterable
 
 from .config import NodeConfig
 from .net.stats import LAG_BUCKETS, Histogram, watch_loop_lag
 from .node import Node
+from .procutil import new_event_loop, raise_fd_limit, stop_on_signals
 
 NodeFactory = Callable[[NodeConfig], Node]
 
@@ -81,42 +80,15 @@ class Host:
 async def serve(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node,
                 ready: Callable[[Host], None] | None = None) -> None:
     """Run nodes until SIGTERM/SIGINT, then close every listener and connection."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
-            loop.add_signal_handler(sig, stop.set)
-    host = Host(configs, node_factory)
-    await host.start()
-    try:
-        if ready is not None:
-            ready(host)
-        await stop.wait()
-    finally:
-        await host.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (optional, faster), else the stdlib loop."""
-    try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def raise_fd_limit() -> int:
-    """Lift the soft open-files limit to the hard one: a node holds ~20 sockets (listener, 10
-    outbound, inbound), so the common soft limit of 1024 would stop a host at ~50 nodes."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
+    async with stop_on_signals() as stop:
+        host = Host(configs, node_factory)
+        await host.start()
+        try:
+            if ready is not None:
+                ready(host)
+            await stop.wait()
+        finally:
+            await host.stop()
 
 
 def run_host(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node) -> None:

@@ -7,8 +7,13 @@ A leaf module: it imports nothing from the package, so every layer may use it.
 from __future__ import annotations
 
 # How a node relays transactions (relay/): flood = announce to every peer at once; diffusion =
-# Core's Poisson-timer trickle (inbound mean 5 s shared, outbound 2 s per peer).
-RELAY_POLICIES: tuple[str, ...] = ("flood", "diffusion")
+# Core's Poisson-timer trickle (inbound mean 5 s shared, outbound 2 s per peer); dandelion =
+# Dandelion++ (relay/dandelion.py): a stem along per-epoch relays, then diffusion (not in Core).
+RELAY_POLICIES: tuple[str, ...] = ("flood", "diffusion", "dandelion")
+
+# Why a Dandelion node fluffed a stem tx: its coin came up q, its embargo timer fired, it had no
+# stem relay (no Dandelion-capable outbound peer), or the stem came back to it (a cycle).
+DANDELION_FLUFF_CAUSES: tuple[str, ...] = ("coin", "embargo", "no-relay", "loop")
 
 # What a node does when a peer's misbehaviour score reaches 100 (peering/misbehaviour.py):
 # "ban" as Core <= 0.20.0 (banlist for bantime), "discourage" as 0.20.1-27.x (disconnect,

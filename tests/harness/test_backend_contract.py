@@ -79,7 +79,7 @@ def test_nothing_in_the_contract_names_a_process() -> None:
 
 
 def test_the_clis_backend_choices_are_the_registrys() -> None:
-    assert [b.value for b in cli_app.Backend] == registry.names() == ["local", "k8s", "docker"]
+    assert [b.value for b in cli_app.Backend] == registry.names() == ["local", "docker", "k8s"]
     result = CliRunner().invoke(cli_app.app, ["run", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert result.exit_code == 0
     assert all(name in result.stdout for name in registry.names())

@@ -29,7 +29,7 @@ network:
   bitcoind: 1
 attackers:
   - {kind: spy, count: 5, netgroups: 2, targets: {role: honest, mode: fixed, value: 4}}
-  - {kind: spam, name: spammers, count: 3}
+  - {kind: spam, name: spammers, count: 3, params: {behaviours: [{behaviour: garbage}, {behaviour: ping-flood}]}}
 workload:
   tx_rate: 1
   from: {role: honest, mode: random-max-percent, value: 50}

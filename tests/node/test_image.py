@@ -22,12 +22,11 @@ from typing import Any
 
 import docker  # a dependency of the harness: installed with it, so never a reason to skip
 import pytest
-import requests  # the SDK's transport; its errors mean "no engine"
 import yaml
 
 from conftest import wait_until
 from harness.backends.images import LOCAL_BASE_IMAGE, ImageBuildError, build_node_image
-from tests.real import missing
+from tests.real import docker_engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
@@ -47,16 +46,7 @@ NODE_MODULES = ("harness_node", "aiohttp", "prometheus_client", "dns", "dnslib",
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        missing("docker", f"no Docker engine answers ({e})")
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        client.close()
-        missing("docker", f"base image {BASE_IMAGE} is missing (never built or pulled)")
+    client = docker_engine(BASE_IMAGE)
     try:
         yield client
     finally:

@@ -50,7 +50,7 @@ class PrometheusServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "prometheus.yml"
-        jobs = ("harness-node", "harness-seeder", "harness-controller")
+        jobs = ("harness-node", "harness-seeder", "harness-controller", "harness-attacker")
         self.config.write_text(json.dumps({  # JSON is YAML
             "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL,
                        "evaluation_interval": SCRAPE_INTERVAL},

@@ -2,9 +2,10 @@
 proven against the real `/metrics` of nodes, seeder and controller.
 
 The network is `scenarios/quickstart.yaml` on the local backend (`harness deploy`, real processes on
-loopback), plus one hostile raw peer that gets itself banned (so bans, misbehaviour and protocol
-errors exist before the spam attackers of issue 10). A real Prometheus (Debian's) discovers the
-targets from files, as a monitored deployment will.
+loopback) with two spam identities added (one floods pings, one never finishes its handshake: they
+exercise the attacker, victim-load and spam figures without banning anyone), plus one hostile raw
+peer that gets itself banned (so bans, misbehaviour and protocol errors exist). A real Prometheus
+(Debian's) discovers the targets from files, as a monitored deployment will.
 """
 
 from __future__ import annotations
@@ -34,16 +35,21 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = str(Path(sys.executable).parent / "harness")
-QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
-# Quickstart has no attackers, so no eclipse victims: watching two nodes as victims (their attacker
-# share is 0, truly) makes the victim panels' series exist.
+SCENARIO = ROOT / "scenarios" / "quickstart.yaml"
+# Added to quickstart: spam that neither bans nor errs (the hostile peer's ban must stay the only one).
+SPAM = [{"kind": "spam", "count": 2, "targets": {"nodes": ["node-1", "node-2"]},
+         "params": {"behaviours": [{"behaviour": "ping-flood", "start": "5s", "rate": 20, "count": 100},
+                                   {"behaviour": "slow-handshake", "start": "5s", "observe": "10s"}]}}]
+# Quickstart's spam identities eclipse nobody: watching two nodes as victims (their outbound attacker
+# share stays 0, truly) makes the victim panels' series exist.
 VICTIMS_CHECK = {"check": "not_eclipsed", "victim": "node-[1-2]", "max_attacker_share": 0.5}
 
 
 def _scenario(directory: Path) -> Path:
-    spec = yaml.safe_load(QUICKSTART.read_text())
+    spec = yaml.safe_load(SCENARIO.read_text())
+    spec["attackers"] = SPAM
     spec["expect"].append(VICTIMS_CHECK)
-    path = directory / "quickstart-victims.yaml"
+    path = directory / "quickstart-spam-victims.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -51,15 +57,12 @@ def _scenario(directory: Path) -> Path:
 # that adds them. test_pending_panels_are_exactly_those_over_planned_metrics keeps this list honest:
 # a panel leaves it the day its metrics arrive (its queries must then return series).
 PENDING: dict[tuple[str, str], int] = {
-    ("harness-spam-bans", "Victim CPU: message handling time by command"): 10,
-    ("harness-spam-bans", "Attack messages sent by behaviour"): 10,
     ("harness-eclipse", "Attacker connections and addresses pushed"): 10,
     ("harness-bootstrap", "Victims healed and heal time"): 13,
     ("harness-bootstrap", "Censored transactions and delayed blocks"): 10,
     ("harness-privacy", "Spy precision by estimator and relay policy"): 11,
     ("harness-privacy", "Spy recall by estimator and relay policy"): 11,
     ("harness-privacy", "Announcements the spy recorded"): 11,
-    ("harness-privacy", "Dandelion stem and fluff"): 11,
     ("harness-chaos", "Nodes unreachable and down"): 12,
     ("harness-chaos", "Messages dropped by the link emulation"): 12,
     ("harness-chaos", "Partitions"): 12,
@@ -75,13 +78,14 @@ class LiveNetwork:
     seeder_target: str
     controller_target: str
     prometheus: PrometheusServer
+    attacker_targets: dict[str, str]  # attacker identity -> host:port of its control API
 
     def scrape(self, target: str) -> str:
         with urllib.request.urlopen(f"http://{target}/metrics", timeout=10) as r:
             return r.read().decode()
 
     def targets(self) -> list[str]:
-        return [*self.node_targets.values(), self.seeder_target, self.controller_target]
+        return [*self.node_targets.values(), self.seeder_target, self.controller_target, *self.attacker_targets.values()]
 
 
 def _harness(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -120,9 +124,12 @@ def live(prometheus: PrometheusServer, tmp_path_factory: pytest.TempPathFactory)
         plan = json.loads((run_dir / "plan.json").read_text())
         state = json.loads((run_dir / "state.json").read_text())
         nodes = {n["name"]: f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "honest"}
-        seeder = next(f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "seeder")
+        seeder_plan = next(n for n in plan["nodes"] if n["role"] == "seeder")
+        seeder = f"{seeder_plan['address']}:{seeder_plan['control_port']}"
         controller = state["controller_url"].removeprefix("http://")
-        network = LiveNetwork(run_dir, nodes, seeder, controller, prometheus)
+        attackers = {n["name"]: f"{n['address']}:{n['control_port']}" for n in plan["nodes"] if n["role"] == "attacker"}
+        network = LiveNetwork(run_dir, nodes, seeder, controller, prometheus, attackers)
+        prometheus.set_targets("harness-attacker", list(attackers.values()))
         prometheus.set_targets("harness-node", list(nodes.values()))
         prometheus.set_targets("harness-seeder", [seeder])
         prometheus.set_targets("harness-controller", [controller])
@@ -210,10 +217,10 @@ def _families(text: str) -> dict[str, object]:
     return {fam.name: fam for fam in text_string_to_metric_families(text)}
 
 
-@pytest.mark.parametrize("component", ["node", "seeder", "controller"])
+@pytest.mark.parametrize("component", ["node", "seeder", "controller", "attacker"])
 def test_live_metrics_and_catalogue_agree(live: LiveNetwork, component: str) -> None:
     targets = {"node": list(live.node_targets.values()), "seeder": [live.seeder_target],
-               "controller": [live.controller_target]}[component]
+               "controller": [live.controller_target], "attacker": list(live.attacker_targets.values())}[component]
     catalogued = {m.family: m for m in TODAY if m.component == component}
     per_worker_seen: set[str] = set()
     for target in targets:
@@ -238,11 +245,11 @@ def test_live_metrics_and_catalogue_agree(live: LiveNetwork, component: str) -> 
     assert per_worker_seen == (PER_WORKER if component == "node" else set()), "no worker exports its loop lag"
 
 
-@pytest.mark.parametrize("component", ["node", "seeder", "controller"])
+@pytest.mark.parametrize("component", ["node", "seeder", "controller", "attacker"])
 def test_promtool_accepts_the_live_exposition(live: LiveNetwork, component: str) -> None:
     promtool = require("promtool")
     target = {"node": next(iter(live.node_targets.values())), "seeder": live.seeder_target,
-              "controller": live.controller_target}[component]
+              "controller": live.controller_target, "attacker": next(iter(live.attacker_targets.values()))}[component]
     out = subprocess.run([promtool, "check", "metrics"], input=live.scrape(target), capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 0, f"{target}: {out.stdout}{out.stderr}"

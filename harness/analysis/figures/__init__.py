@@ -1,7 +1,7 @@
 """Derived figures of a run: pure computations over the raw observations, no I/O.
 
 ``compute_figures(report)`` computes all of them at once for the report writers; the modules hold
-the single computations (``propagation``, ``bans``, ``eclipse``) with their conventions documented.
+the single computations (``propagation``, ``bans``, ``eclipse``, ``spam``) with their conventions documented.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from harness.analysis.figures.bans import AttackerBanTime, bans_by_reason, bans_over_time, honest_nodes_banned, time_to_ban
 from harness.analysis.figures.eclipse import VictimEclipse, eclipse_figures
 from harness.analysis.figures.propagation import ItemPropagation, KindPropagation, item_propagation, kind_propagation
+from harness.analysis.figures.spam import BehaviourSummary, LoadOverhead, load_overhead, spam_by_behaviour
 from harness.analysis.model import ITEM_KINDS, BanEvent, Report
 
 
@@ -23,6 +24,8 @@ class ReportFigures:
     time_to_ban: list[AttackerBanTime]
     honest_banned: list[BanEvent]
     eclipse: list[VictimEclipse]
+    spam_by_behaviour: list[BehaviourSummary]
+    load_overhead: LoadOverhead
 
 
 def compute_figures(report: Report) -> ReportFigures:
@@ -35,6 +38,8 @@ def compute_figures(report: Report) -> ReportFigures:
         time_to_ban=time_to_ban(report.bans, report.attackers),
         honest_banned=honest_nodes_banned(report.bans),
         eclipse=eclipse_figures(report.victims, report.started_at, report.ended_at),
+        spam_by_behaviour=spam_by_behaviour(report.spam),
+        load_overhead=load_overhead(report.load),
     )
 
 

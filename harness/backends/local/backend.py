@@ -30,7 +30,10 @@ from harness.backends import monitor
 from harness.backends.local import monitor as lmon
 from harness.backends.local import processes as lw
 from harness.backends.local.processes import ProcessRecord
-from harness.backends.node_config import node_config, rogue_seeder_config, seeder_config
+from harness.backends.node_config import (
+    attack_process_config, is_attack_identity, node_config, rogue_seeder_config, seeder_config,
+)
+from harness.errors import UnknownMember
 from harness.plan.model import NodePlan, Plan
 
 TERM_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL: a host flushes every node's datadir on SIGTERM
@@ -103,12 +106,19 @@ class LocalBackend(Backend):
                          backend_state={"processes": [], "node_hosts": {}, "attached": self.watch_parent})
         self.run.save_state(state)  # before the first spawn: `down` must always find what started
         try:
-            peers = plan.peers()
+            peers = [n for n in plan.peers() if not is_attack_identity(n)]
             groups = lw.partition(peers, lw.worker_count(len(peers), self.cores, self.nodes_per_worker))
             for k, group in enumerate(groups):
                 config = self.run.workers_dir / f"worker-{k}.json"
                 lw.write_host_config(config, [self._node_config(n, state.control_token) for n in group])
                 self._spawn(state, f"worker-{k}", "worker", lw.node_host_command(config), [n.name for n in group], config)
+            for label, identities in _attack_groups(plan).items():
+                # one attacker process per attacker entry; it waits for its targets itself
+                name = f"attack-{label}"
+                config = self.run.workers_dir / f"{name}.json"
+                self.run.write_json(config, attack_process_config(identities, state.control_token,
+                                                                  self.transport_for(plan)), mode=0o600)
+                self._spawn(state, name, "attacker", lw.attack_command(config), [n.name for n in identities], config)
             if plan.seeder:
                 config = self.run.workers_dir / "seeder.json"
                 self.run.write_json(config, seeder_config(plan.seeder, state.control_token), mode=0o600)
@@ -130,12 +140,13 @@ class LocalBackend(Backend):
     def _monitor_dir(self) -> Path:
         return self.run.path / "monitor"
 
-    def check_monitor(self) -> None:
+    def check_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> None:
         lmon.binaries()
 
-    def start_monitor(self) -> str:
+    def start_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> dict[str, str]:
         """Prometheus as a recorded process of this run on a free 127.0.0.1 port, its targets
-        discovered from files that `update_monitor` rewrites; the config passes `promtool check config`."""
+        discovered from files that `update_monitor` rewrites; the config passes `promtool check config`.
+        Debian's binary from PATH: the image options do not apply, and no Grafana is started."""
         prometheus, promtool = lmon.binaries()
         config, sd_dir = self._monitor_dir / "prometheus.yml", self._monitor_dir / "targets"
         monitor.write_config(config, sd_dir)
@@ -150,7 +161,7 @@ class LocalBackend(Backend):
         rec = lw.record(self._state(), "prometheus")
         proc = self._children[rec.pid]
         lmon.wait_ready(f"http://{listen}", lambda: proc.poll() is None, Path(rec.log))
-        return f"http://{listen}"
+        return {"prometheus": f"http://{listen}"}
 
     def update_monitor(self) -> None:
         with self.run.locked():
@@ -229,7 +240,7 @@ class LocalBackend(Backend):
         try:
             path = lw.record(self._state(), member).log
         except KeyError:
-            raise BackendError(f"no member named {member!r} in this run") from None
+            raise UnknownMember(f"no member named {member!r} in this run; `harness status` lists them") from None
         try:
             with open(path, errors="replace") as f:
                 return f.read()
@@ -324,6 +335,15 @@ class LocalBackend(Backend):
             self._spawn(state, pname, "worker", lw.node_host_command(config), [name], config)
         self.wait_ready(names=[name])
         self.update_monitor()
+
+
+def _attack_groups(plan: Plan) -> dict[str, list[NodePlan]]:
+    """Active attacker identities by attacker entry (their group), in plan order."""
+    groups: dict[str, list[NodePlan]] = {}
+    for node in plan.peers():
+        if is_attack_identity(node):
+            groups.setdefault(node.group or "attackers", []).append(node)
+    return groups
 
 
 def _current_seeder(state: RunState) -> ProcessRecord | None:

@@ -38,14 +38,14 @@ class ProcessRecord:
     /proc/<pid>/stat field 22), so that teardown never signals a pid the OS has since reused.
     """
 
-    name: str  # worker-0, seeder, controller, node-<name>-<n> (a restarted node)
-    kind: str  # worker | seeder | controller
+    name: str  # worker-0, attack-<attacker>, seeder, controller, node-<name>-<n> (a restarted node)
+    kind: str  # worker | attacker | seeder | controller
     pid: int
     pgid: int
     start_time: int | None
     command: list[str]
     log: str
-    nodes: list[str] = field(default_factory=list)  # node names it hosts (workers)
+    nodes: list[str] = field(default_factory=list)  # node names it hosts (workers), identities (attackers)
     config: str | None = None
 
 
@@ -89,6 +89,10 @@ def partition(nodes: Sequence[NodePlan], workers: int) -> list[list[NodePlan]]:
 
 def node_host_command(config: Path) -> list[str]:
     return [*_harness_node(), "host", "--config", str(config)]
+
+
+def attack_command(config: Path) -> list[str]:
+    return [*_harness_node(), "attack", "--config", str(config)]
 
 
 def seeder_command(config: Path) -> list[str]:

@@ -8,7 +8,6 @@ Mutating calls (POST, DELETE) need `Authorization: Bearer <token>` when the node
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 import shutil
@@ -21,6 +20,7 @@ from aiohttp import web
 
 from ..chain.chain import BlockInvalid
 from ..config import parse_endpoint
+from ..controlauth import bearer_ok
 from ..node import Node
 from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
 from ..wire.messages import Block, Tx
@@ -58,11 +58,8 @@ def _error(status: int, message: str) -> web.Response:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Authentication for mutating calls, and one place that turns bad input into 400."""
     node = node_for(request)
-    token = node.config.control_token
-    if request.method in ("POST", "DELETE", "PUT") and token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return _error(401, "missing or wrong bearer token")
+    if request.method in ("POST", "DELETE", "PUT") and not bearer_ok(request.headers, node.config.control_token):
+        return _error(401, "missing or wrong bearer token")
     try:
         return await handler(request)
     except (BadRequest, DecodeError) as e:
@@ -256,6 +253,13 @@ async def delete_peer(request: web.Request) -> web.Response:
     if not node.remove_manual(ip, port):
         return _error(404, f"not connected to {ip}:{port}")
     return web.json_response({"address": f"{ip}:{port}", "status": "disconnecting"})
+
+
+@routes.get("/misbehaviour")
+async def get_misbehaviour(request: web.Request) -> web.Response:
+    """Every misbehaviour charged (last 10,000): time, planned address, peer id, reason, points,
+    the score after it and the action taken."""
+    return web.json_response(list(node_for(request).misbehaviour_log))
 
 
 @routes.get("/bans")

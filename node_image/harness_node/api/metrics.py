@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from ..names import DANDELION_FLUFF_CAUSES
 from ..net.stats import Histogram
 
 if TYPE_CHECKING:
@@ -82,6 +83,17 @@ class NodeCollector:
             waits.add_metric([n, direction], _buckets(h), h.sum)
         yield waits
 
+        # Every node exports the Dandelion counters (zero under other policies) so that a panel summing
+        # them over a mixed network never loses series when the Dandelion nodes are few.
+        d = node.dandelion
+        yield _single(CounterMetricFamily, "dandelion_stem_transactions", "Transactions relayed in the stem phase.",
+                      n, d.stems if d is not None else 0)
+        fluffs = CounterMetricFamily(PREFIX + "dandelion_fluffs", "Stem transactions this node fluffed, by cause.",
+                                     labels=["node", "cause"])
+        for cause in DANDELION_FLUFF_CAUSES:
+            fluffs.add_metric([n, cause], d.fluffs[cause] if d is not None else 0)
+        yield fluffs
+
         errors = CounterMetricFamily(PREFIX + "protocol_errors", "Protocol errors by kind.", labels=["node", "kind"])
         for kind, count in sorted(s.protocol_errors.items()):
             errors.add_metric([n, kind], count)
@@ -91,6 +103,12 @@ class NodeCollector:
         for reason, count in sorted(s.misbehaviour.items()):
             misb.add_metric([n, reason], count)
         yield misb
+        processing = CounterMetricFamily(PREFIX + "processing_seconds", "Time spent handling received messages "
+                                         "(synchronous, on the host's one thread: CPU time), by command.",
+                                         labels=["node", "command"])
+        for command, seconds in sorted(s.processing.items()):
+            processing.add_metric([n, command], seconds)
+        yield processing
         yield _single(CounterMetricFamily, "bans", "Addresses banned.", n, s.bans)
         yield _single(GaugeMetricFamily, "banned_addresses", "Addresses currently banned or discouraged.", n,
                       len(node.list_bans()))

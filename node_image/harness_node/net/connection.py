@@ -8,6 +8,7 @@ declared length breaks the stream -> close; a bad checksum or an invalid command
 from __future__ import annotations
 
 import asyncio
+import time
 import random
 from typing import Protocol
 
@@ -96,7 +97,14 @@ class Connection(asyncio.Protocol):
                 self.owner.stats.protocol_errors["bad-command"] += 1
                 continue
             self.owner.stats.count_message("in", command, HEADER_SIZE + len(payload))
-            peer.receive(command, payload)
+            # Handling is synchronous on the host's one thread, so its wall time is the CPU the node spent
+            # (plus any time the OS took the CPU away). perf_counter costs ~0.3 us; thread_time ~5 us here,
+            # a sixth of handling a message.
+            started = time.perf_counter()
+            try:
+                peer.receive(command, payload)
+            finally:
+                self.owner.stats.count_processing(command, time.perf_counter() - started)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True

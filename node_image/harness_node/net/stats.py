@@ -64,7 +64,8 @@ class Histogram:
 
 class NodeStats:
     __slots__ = ("msgs", "bytes", "protocol_errors", "misbehaviour", "bans", "txs_received",
-                 "blocks_received", "tx_delay", "block_delay", "inv_wait", "sandbox_refused", "connections")
+                 "blocks_received", "tx_delay", "block_delay", "inv_wait", "sandbox_refused", "connections",
+                 "processing")
 
     def __init__(self) -> None:
         # (direction "in"|"out", command label) -> count
@@ -81,11 +82,20 @@ class NodeStats:
         self.inv_wait = {"inbound": Histogram(), "outbound": Histogram()}
         self.sandbox_refused = 0
         self.connections: defaultdict[tuple[str, str], int] = defaultdict(int)  # (direction, outcome)
+        # command label -> seconds spent handling received messages (synchronous: CPU time): what a flood costs a victim
+        self.processing: defaultdict[str, float] = defaultdict(float)
 
     def count_message(self, direction: str, command: str, size: int) -> None:
         key = (direction, command_label(command))
         self.msgs[key] += 1
         self.bytes[key] += size
+
+    def count_processing(self, command: str, seconds: float) -> None:
+        self.processing[command_label(command)] += seconds
+
+    @property
+    def processing_seconds(self) -> float:
+        return sum(self.processing.values())
 
     @property
     def messages_total(self) -> int:

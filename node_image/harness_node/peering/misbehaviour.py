@@ -69,7 +69,7 @@ SCORES: dict[str, int] = {
     # A payload that does not decode: Core 0.18 catches the exception in ProcessMessages, logs it
     # and does not score it (only the size rules above are scored). Counted as a protocol error.
     "malformed-message": 0,
-    "dandelion-invalid": 100,  # testbed: stem tx that does not parse
+    "dandelion-invalid": 100,  # testbed: a stem tx without inputs or outputs (as tx-empty-vin-vout)
     # Disconnect-only rules (protocol.md §3.2 last row): no points, the connection is dropped.
     "locator-too-large": 0,  # [0.18] getblocks/getheaders locator > MAX_LOCATOR_SZ (101)
     "mempool-without-bloom": 0,  # [0.18] `mempool` message when we do not offer NODE_BLOOM

@@ -83,6 +83,9 @@ class SeederConfig:
     static_nodes: list[str] = field(default_factory=list)  # served as good without crawling
     static_services: int = 9  # NODE_NETWORK | NODE_WITNESS for static nodes
     allowlist: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])
+    # planned ip -> "host:port" to dial instead (the node's `endpoints`, docs/backends.md §Addresses):
+    # on Docker the planned 127.a.b.c addresses live in containers at other IPs. Empty: identity.
+    endpoints: dict[str, str] = field(default_factory=dict)
     magic: str = "fabfb5da"  # regtest
     default_port: int = REGTEST_PORT
     required_height: int = 0

@@ -9,7 +9,6 @@ POST needs `Authorization: Bearer <token>` when a control token is configured.
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any, Protocol
 
@@ -17,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from ..controlauth import bearer_ok
 from .modes import Mode, ModeError
 
 
@@ -37,10 +37,8 @@ def make_app(seeder: Controllable, token: str | None) -> web.Application:
         return web.json_response(seeder.status())
 
     async def set_mode(request: web.Request) -> web.Response:
-        if token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        if not bearer_ok(request.headers, token):
+            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -43,6 +43,9 @@ NODE_WITNESS = 1 << 3
 NODE_COMPACT_FILTERS = 1 << 6
 NODE_NETWORK_LIMITED = 1 << 10
 NODE_P2P_V2 = 1 << 11
+# Testbed: "I relay Dandelion++ stem transactions" (protocol.md, testbed adaptation 3). Bits 24-31
+# are reserved for temporary experiments (protocol.h), so no real node gives this bit a meaning.
+NODE_DANDELION = 1 << 24
 
 # Inventory types (protocol.h). MSG_DANDELION_TX is private to this testbed: BIP156's value 5
 # collides with MSG_WTX (protocol.md, testbed adaptation 3).
