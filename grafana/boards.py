@@ -33,8 +33,10 @@ CONNECTIONS = ts("Connection attempts by outcome", "cps",
                  Q(_rate("harness_node_connections_total", "direction, outcome"), "{{direction}} {{outcome}}"))
 PROTOCOL_ERRORS = ts("Protocol errors by kind", "short",
                      "Framing and parsing errors per second. Zero in an honest network: any rise is a peer sending "
-                     "garbage, bad checksums, oversized or unknown messages (spam behaviours of issue 10).",
-                     Q(_rate("harness_node_protocol_errors_total", "kind"), "{{kind}}"))
+                     "garbage, bad checksums, oversized or unknown messages (spam behaviours of issue 10). "
+                     "\"housekeeping\" is the node's own periodic task failing (a bug: see the node's log).",
+                     Q(_rate("harness_node_protocol_errors_total", "kind"), "{{kind}}"),
+                     Q(_rate("harness_node_housekeeping_errors_total"), "housekeeping"))
 PROPAGATION = ts("Time to 50 / 90 / 100 % of honest nodes", "s",
                  "Median over the probe items so far of the time each took to reach half, 90 % and all honest nodes. "
                  "Censoring or block-delaying attackers, partitions and slow links push p90/p100 up; a p100 that "

@@ -62,7 +62,7 @@ DIRECTION_IO = Label("direction", ("in", "out"), "fixed")
 DIRECTION_PEER = Label("direction", ("inbound", "outbound"), "fixed")
 COMMAND = Label("command", None, "the P2P commands the node knows (about 40) plus `other` for anything else")
 ERROR_KIND = Label("kind", ("bad-magic", "oversized-message", "bad-checksum", "bad-command", "unknown-command",
-                            "malformed-message"), "fixed")
+                            "malformed-message", "unattributed-inbound", "block-not-stored"), "fixed")
 REASON = Label("reason", None, "a key of the node's misbehaviour table (about 40)")
 CONN_OUTCOME = Label("outcome", ("accepted", "refused-banned", "refused-full", "failed"), "fixed")
 OUTBOUND_KIND = Label("kind", ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch"), "fixed")
@@ -127,6 +127,8 @@ NODE_METRICS = (
     _m("harness_node_bans_total", "counter", "bans", (NODE,), "Addresses banned."),
     _m("harness_node_banned_addresses", "gauge", "addresses", (NODE,), "Addresses currently banned or discouraged."),
     _m("harness_node_sandbox_refused_dials_total", "counter", "dials", (NODE,), "Dials refused by the sandbox allowlist."),
+    _m("harness_node_housekeeping_errors_total", "counter", "errors", (NODE,),
+       "Rounds of the node's periodic task (timeouts, pings, relay retries) that raised; logged, the task goes on."),
     _m("harness_node_connections_total", "counter", "connections", (NODE, DIRECTION_PEER, CONN_OUTCOME),
        "Connection attempts by direction and outcome."),
     _m("harness_node_outbound_peers", "gauge", "peers", (NODE, OUTBOUND_KIND), "Outbound connections by kind."),
@@ -154,6 +156,13 @@ NODE_METRICS = (
     _m("harness_node_processing_seconds_total", "counter", "seconds", (NODE, COMMAND),
        "Time the node spent handling received messages, by command: the handlers run synchronously on the "
        "host's one thread, so this is CPU time (plus any time the OS took the CPU away)."),
+    # network chaos (docs/chaos.md)
+    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
+       "Messages the link emulation dropped, by cause."),
+    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition."),
+    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
+       "Time messages waited for the node's upload/download token bucket."),
+    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset."),
 )
 # Node metrics that only one node per worker process exports.
 PER_WORKER = frozenset({"harness_node_event_loop_lag_seconds"})
@@ -194,11 +203,14 @@ CONTROLLER_METRICS = (
     _m("harness_controller_victim_outbound_attacker_ratio", "gauge", "ratio", (VICTIM,),
        "Each victim's share of outbound peers that are attackers (1 = eclipsed), at the last poll."),
     _m("harness_controller_victim_addrman_attacker_ratio", "gauge", "ratio", (VICTIM, TABLE),
-       "Each victim's share of address-table entries whose host is a planned attacker's, by table (the node's "
-       "POST /addrman/count), at the last poll."),
+       "Each victim's share of occupied address-table slots holding a planned attacker's address, by table "
+       "(the node's GET /addrman?networks=), at the last poll."),
     _m("harness_controller_event_loop_lag_seconds", "histogram", "seconds", (),
        "How late the controller's event loop ran a timer (its measurements are that uncertain)."),
     _m("harness_controller_check_passed", "gauge", "verdict", (CHECK,), "Each check's verdict: 1 pass, 0 fail, -1 error."),
+    # network chaos (docs/chaos.md)
+    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now."),
+    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now."),
     # spam (issue 10): each behaviour's runs against the node's misbehaviour table, and the victims' cost
     _m("harness_controller_spam_runs", "gauge", "runs", (BEHAVIOUR, POLICY, SPAM_RESULT),
        "Spam behaviour runs (one attacker identity against one target), by whether the target reacted with the "
@@ -252,15 +264,6 @@ PLANNED_METRICS = (
        "Share of the spy's source guesses that are right.", 11),
     _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
        "Share of transactions whose true source the spy named.", 11),
-    # issue 12: chaos
-    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
-       "Messages the link emulation dropped, by cause.", 12),
-    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition.", 12),
-    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
-       "Time messages waited for the node's upload/download token bucket.", 12),
-    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset.", 12),
-    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now.", 12),
-    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now.", 12),
 )
 
 TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS

@@ -104,3 +104,7 @@ class ScenarioError(HarnessError):
     def message(self) -> str:
         field = format_path(self.path)
         return f"{self.location}: {field}: {self.problem}" if field else f"{self.location}: {self.problem}"
+
+
+class SweepError(HarnessError):
+    """A `harness sweep` option that cannot be used (a malformed --set, too many cells): nothing ran."""

@@ -277,10 +277,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None: ...
 
-    def partition(self, groups: Sequence[Sequence[str]]) -> None:
-        """Cut the network between ``groups`` of nodes with the backend's own means (Docker: network
-        disconnect); `heal` undoes it. Backends without such means refuse: the node-level fault
-        (each node refusing the other groups' peers) works everywhere."""
+    def partition(self, groups: Sequence[Sequence[str]], one_way: bool = False) -> None:
+        """Cut the network between ``groups`` of node names with the backend's own means (Docker:
+        network disconnect); `heal` undoes it. ``one_way``: only the first group is cut off from
+        the others (its messages to them are lost, theirs still arrive); a backend that cannot do
+        that refuses. Optional: the timeline asks only for a partition with ``native: true`` and falls back to
+        the node-level one (docs/chaos.md), which every backend has, when this refuses."""
         raise BackendError(f"the {self.name} backend has no native network partition")
 
     def heal(self) -> None:

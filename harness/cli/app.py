@@ -74,6 +74,9 @@ NodesPerPodOption = Annotated[Optional[int], typer.Option(
     "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address); "
                             "default: the scenario's deploy.nodes_per_container, else 1.", show_default=False,
     envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
+BitcoindOption = Annotated[Optional[Path], typer.Option(
+    "--bitcoind", help="local: the bitcoind binary for the scenario's bitcoind members (default: the one "
+                       "scripts/fetch-bitcoind.sh fetches).", envvar="HARNESS_BITCOIND", show_default=False)]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="Then follow the network in a live status table; Ctrl-C stops following "
                              "only: the network keeps running until `harness down`.")]
@@ -195,9 +198,11 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
             render.print_plan(resolved)
 
 
-def _backend_options(kube_context: str | None, nodes_per_pod: int | None) -> dict[str, Any]:
+def _backend_options(kube_context: str | None, nodes_per_pod: int | None,
+                     bitcoind: Path | None = None) -> dict[str, Any]:
     """Backend options given on the command line (a backend takes only its own OPTIONS and checks them)."""
-    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod}
+    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod,
+             "bitcoind_path": str(bitcoind) if bitcoind else None}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -248,7 +253,7 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
            run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False,
            kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None,
            monitor: MonitorOption = False, prometheus_image: PrometheusImageOption = "prom/prometheus:latest",
-           grafana_image: GrafanaImageOption = "grafana/grafana:latest") -> None:
+           grafana_image: GrafanaImageOption = "grafana/grafana:latest", bitcoind: BitcoindOption = None) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
     Returns once every node answers and the controller (which plays the timeline) serves its URL;
@@ -259,7 +264,7 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         with render.progress_display(_rich(json)) as on_event:
             state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
-                                     options=_backend_options(kube_context, nodes_per_pod),
+                                     options=_backend_options(kube_context, nodes_per_pod, bitcoind),
                                      monitor=_monitor_options(monitor, prometheus_image, grafana_image))
         members = _runner().members(path)
         info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
@@ -308,7 +313,7 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
         out: OutOption = None, run_dir: RunDirOption = None, monitor: MonitorOption = False,
         json: JsonOption = False, kube_context: KubeContextOption = None,
         nodes_per_pod: NodesPerPodOption = None, prometheus_image: PrometheusImageOption = "prom/prometheus:latest",
-        grafana_image: GrafanaImageOption = "grafana/grafana:latest") -> None:
+        grafana_image: GrafanaImageOption = "grafana/grafana:latest", bitcoind: BitcoindOption = None) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
@@ -320,11 +325,46 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
         with render.progress_display(_rich(json), "planning") as on_event:
             code = _runner().run(file, backend.value, out, path, seed, on_event=on_event or render.monitor_url_to_stderr,
                                  monitor=_monitor_options(monitor, prometheus_image, grafana_image),
-                                 options=_backend_options(kube_context, nodes_per_pod))
+                                 options=_backend_options(kube_context, nodes_per_pod, bitcoind))
         if code == ExitCode.INTERRUPTED:
             render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
             raise typer.Exit(code)
         _show_outcome(_outcome(path, out, code), json)
+        raise typer.Exit(code)
+
+
+@app.command()
+def sweep(
+    file: ScenarioFile,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="PATH=V1,V2,...: a dotted path into the scenario and the values to try, read as YAML "
+                      "(e.g. network.countermeasures=legacy,current). Repeat for a grid.", show_default=False)],
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per cell: the scenario's seed, +1, +2, ...")] = 3,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Where the runs and sweep.md / sweep.csv / sweep.png go. Default: runs/sweep-<scenario name>.",
+        show_default=False)] = None,
+    json: JsonOption = False,
+) -> None:
+    """Run a scenario over a grid of values and seeds, one run after the other on the local backend,
+    and compare each check's median and spread per cell.
+
+    Every cell is validated before the first run (exit 2 on a bad path or value, nothing started).
+    Exit 0 once the table is written (checks may fail: that is what is compared), 1 if a run could
+    not complete, 130 on Ctrl-C.
+    """
+    from harness.run import sweep as sweeping
+
+    with _boundary():
+        planned = sweeping.prepare(file, set_, seeds)
+        out = out or DEFAULT_RUNS_ROOT / f"sweep-{planned.name}"
+        code, files = sweeping.run_sweep(planned, out)
+        info = {"scenario": planned.name, "cells": len(planned.cells), "seeds": list(planned.seeds),
+                "out_dir": str(out), "files": [str(f) for f in files], "exit_code": int(code)}
+        if json:
+            render.echo_json(info)
+        else:
+            typer.echo(f"sweep of {planned.name}: {len(planned.cells)} cells x {len(planned.seeds)} seeds; "
+                       f"table in {out / 'sweep.md'}" if files else "sweep interrupted")
         raise typer.Exit(code)
 
 
@@ -376,6 +416,52 @@ def inject(
         else:
             result = ", ".join(f"{k} {jsonlib.dumps(v)}" for k, v in record["result"].items())
             typer.echo(f"ok: {action}{' on ' + target if target else ''}" + (f" ({result})" if result else ""))
+
+
+class CaptureSwitch(str, enum.Enum):
+    start = "start"
+    stop = "stop"
+
+
+@app.command()
+def capture(
+    switch: Annotated[CaptureSwitch, typer.Argument(help="start or stop.", show_default=False)],
+    member: Annotated[str, typer.Argument(help="Node name, e.g. node-3.", show_default=False)],
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Start or stop recording every message a running node sends and receives (docs/capture.md)."""
+    with _boundary():
+        from harness.run import capture as capture_lib
+
+        info = capture_lib.set_capture(_resolve_run_dir(run_dir), member, switch is CaptureSwitch.start)
+        if json:
+            render.echo_json(info)
+        else:
+            typer.echo(f"capture {'on' if info.get('on') else 'off'}: {member}"
+                       + (f" ({info['records']} records, {info['bytes']} bytes in {info['dir']})" if info.get("on") else ""))
+
+
+@app.command()
+def messages(
+    member: Annotated[str, typer.Argument(help="Node name, e.g. node-3.", show_default=False)],
+    peer: Annotated[Optional[str], typer.Option("--peer", help="Only this peer (ip or ip:port).")] = None,
+    command: Annotated[Optional[str], typer.Option("--command", help="Only this command, e.g. inv.")] = None,
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Print a node's captured messages, decoded, in time order (running or finished run)."""
+    with _boundary():
+        from harness.run import capture as capture_lib
+
+        found = capture_lib.messages(_resolve_run_dir(run_dir), member, peer, command)
+        if json:
+            render.echo_json(found)
+        else:
+            for m in found:
+                arrow = "<-" if m["direction"] == "recv" else "->"
+                typer.echo(f"{m['time']} {arrow} {m['peer']} {m['command']} {m['size']} B "
+                           f"{m['decoded'] or m['error']}")
 
 
 @app.command()

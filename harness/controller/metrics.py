@@ -11,6 +11,7 @@ whole history at every poll: what was observed is remembered by key (item and co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +24,7 @@ from harness.analysis.model import ITEM_KINDS, BanEvent, CheckVerdict, Observati
 from harness.controller.spam_metrics import SpamMetrics
 from harness.controller.timeline import EventRecord
 from harness.plan.model import Plan
-from harness_node.net.stats import LAG_BUCKETS  # the workers' buckets: the two lags compare bucket by bucket
+from harness_node.net.looplag import LAG_BUCKETS  # the workers' buckets: the two lags compare bucket by bucket
 
 # No `_created` series: they are not in the catalogue, and each would double the counters' and
 # histograms' series for a timestamp nobody charts. (Process-wide; the controller is its own process.)
@@ -63,12 +64,15 @@ class Metrics:
         self.outbound_ratio = Gauge("harness_controller_victim_outbound_attacker_ratio",
                                     "Each victim's share of outbound peers that are attackers", ["victim"], registry=r)
         self.addrman_ratio = Gauge("harness_controller_victim_addrman_attacker_ratio",
-                                   "Each victim's share of address-table entries that are attacker addresses",
+                                   "Each victim's share of address-table slots holding attacker addresses",
                                    ["victim", "table"], registry=r)
         self.loop_lag = Histogram("harness_controller_event_loop_lag_seconds",
                                   "How late the controller's event loop ran a timer", buckets=LAG_BUCKETS, registry=r)
         self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
         self.spam = SpamMetrics(r)  # behaviour and policy from bounded sets (spam_metrics.py)
+        self.partitions = Gauge("harness_controller_partitions_active", "Partitions in force now.", registry=r)
+        self.nodes_down = Gauge("harness_controller_nodes_down",
+                                "Nodes stopped by the timeline (kill, pause, churn) now.", registry=r)
         self._covered: set[tuple[str, str]] = set()  # (item id, coverage) observed
         self._bans_seen: set[tuple[str, str]] = set()  # (banning node, banned address) counted
         self.set_phase("waiting")
@@ -76,6 +80,14 @@ class Metrics:
     def set_phase(self, phase: str) -> None:
         for p in PHASES:
             self.phase.labels(p).set(1 if p == phase else 0)
+
+    def publish_faults(self, records: list[EventRecord], stopped: int) -> None:
+        """Faults in force now: partitions begun and not healed (one per distinct cut), stopped nodes."""
+        def cuts(action: str) -> set[str]:
+            return {json.dumps(r.params.get("groups"), sort_keys=True) for r in records if r.action == action and r.ok}
+
+        self.partitions.set(len(cuts("partition") - cuts("heal")))
+        self.nodes_down.set(stopped)
 
     def action(self, record: EventRecord) -> None:
         """Count one executed timeline action at once (Grafana's fault annotations read this)."""

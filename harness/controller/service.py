@@ -29,7 +29,7 @@ from harness.analysis.model import Observations
 from harness.controller.collector import Collector
 from harness.analysis.model import CheckResult
 from harness.controller.metrics import Metrics
-from harness_node.net.stats import watch_loop_lag  # the probe the node's workers use, for comparable figures
+from harness_node.net.looplag import watch_loop_lag  # the probe the node's workers use, for comparable figures
 
 COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
 # Item queries per poll (items x honest nodes): during the run only the newest items that fit are
@@ -74,6 +74,7 @@ class Controller:
         self.plan = self.backend.plan
         self.metrics = Metrics(self.plan)
         self.results = Results(phase="waiting")
+        self.records: list[timeline.EventRecord] = []  # the running timeline's, for the fault gauges
 
     def _publish(self, **changes: Any) -> None:
         self.results = dataclasses.replace(self.results, **changes)
@@ -82,6 +83,7 @@ class Controller:
             self.metrics.observe(self.results.observations)
         if "checks" in changes:
             self.metrics.checks_done(self.results.checks)
+        self.metrics.publish_faults(self.records, len(self._stopped()))
         self.run.write_json(self.run.results_file, self.results.to_dict())
 
     async def _serve(self, port: int, host: str = LOCALHOST) -> web.AppRunner:
@@ -125,7 +127,7 @@ class Controller:
         """Wait for readiness, run the timeline until the plan's duration, collect, check.
         ``linger``: keep serving metrics and results afterwards until cancelled (detached mode)."""
         runner = await self._serve(port, host) if serve else None
-        lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag))
+        lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag.observe))
         try:
             async with ControlClient(self.state.control_token) as client:
                 try:
@@ -138,6 +140,7 @@ class Controller:
                 collector = Collector(self.plan, client, self.backend.node_endpoints(), start_wall)
                 ctx = timeline.TimelineContext(self.plan, self.backend, client, self.run, self.backend.node_endpoints(),
                                                self.backend.seeder_endpoint(), on_record=self.metrics.action)
+                self.records = ctx.records
                 poller = asyncio.create_task(self._poll_forever(collector))
                 try:
                     await timeline.execute(ctx, self.plan.timeline, start)

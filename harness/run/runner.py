@@ -20,12 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.analysis.checks import evaluate
+from harness.run.capture import failed_check_captures
 from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
 from harness.analysis.figures.propagation import item_propagation, kind_propagation
 from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict, Observations, Report
 from harness.backends.base import Backend, BackendError
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.backends.registry import make_backend
+from harness.analysis.figures.timing import smallest_delay
 from harness.controller import timeline
 from harness.controller.collector import Collector
 from harness.controller.service import Controller, Results
@@ -251,7 +253,9 @@ def _collect_now(run: RunDir, state: RunState, plan: Plan, be: Backend) -> Resul
     return asyncio.run(observe())
 
 
-def build_report(plan: Plan, backend: str, results: Results) -> Report:
+def build_report(plan: Plan, backend: str, results: Results, run: RunDir | None = None) -> Report:
+    """The report of ``results``; with the run directory, failed checks link their victims' message
+    captures (docs/capture.md)."""
     obs = results.observations
     checks = list(results.checks)
     failed = [e for e in results.events if not e.ok]
@@ -262,6 +266,9 @@ def build_report(plan: Plan, backend: str, results: Results) -> Report:
         scenario=plan.name, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.peers()),
         started_at=obs.started_at, ended_at=obs.ended_at, checks=checks, items=obs.items, bans=obs.bans,
         attackers=obs.attackers, victims=obs.victims, graph=obs.graph, spam=obs.spam, load=obs.load,
+        loop_lag=obs.loop_lag,
+        smallest_delay=smallest_delay([n.config for n in plan.peers() if n.role in ("honest", "attacker")]),
+        captures=failed_check_captures(run, plan, checks) if run is not None else {},
     )
 
 
@@ -280,7 +287,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None,
         emit(on_event, progress.COLLECTING)
         events = results.events if results else []
         results = dataclasses.replace(_collect_now(run, state, plan, be), events=events)
-    rep = build_report(plan, state.backend, results)
+    rep = build_report(plan, state.backend, results, run)
     out = Path(out_dir or run.path / REPORT_SUBDIR)
     files = write_report(out, rep)
     emit(on_event, progress.REPORT_WRITTEN, out_dir=str(out), files=[str(f) for f in files])
@@ -336,7 +343,7 @@ def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path |
                 _start_monitor(be, monitor, on_event)
             emit(on_event, progress.WAITING_FOR_NODES, total=total)
             results = asyncio.run(Controller(run_, be).run_scenario(serve=True))
-        rep = build_report(plan, backend, results)
+        rep = build_report(plan, backend, results, run_)
         from harness.report.writer import write_report
 
         out = Path(out_dir or run_.path / REPORT_SUBDIR)

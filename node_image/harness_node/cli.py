@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "host": "harness_node.cli:register_host",
     "seeder": "harness_node.seeder.cli:register",
     "attack": "harness_node.attack.cli:register",
+    "bitcoind": "harness_node.bitcoind.cli:register",
 }
 
 # --flag -> NodeConfig field, for `run` overrides of the config file
@@ -84,10 +85,7 @@ def register_host(sub: Any) -> None:
 
 
 def host_configs(args: argparse.Namespace) -> list[NodeConfig]:
-    configs = load_host_configs(args.config)
-    if args.token_file:
-        token = read_token_file(args.token_file)
-        configs = [dataclasses.replace(c, control_token=token) for c in configs]
+    configs = load_host_configs(args.config, read_token_file(args.token_file) if args.token_file else None)
     return with_transport(configs, pathlib.Path(args.config).parent)
 
 

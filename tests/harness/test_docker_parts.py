@@ -165,3 +165,18 @@ def test_prometheus_image_builds_from_the_base_and_debian_package() -> None:
     assert "prometheus, version" in out
     client.close()
     assert shutil.which("docker")  # the CLI path below goes through the same function
+
+
+def test_native_partition_refuses_one_way_before_touching_the_engine(tmp_path: Path) -> None:
+    """A network disconnect cuts both directions, so a one-way partition is refused (the timeline
+    then falls back to the node-level fault) without an engine being contacted."""
+    from harness.backends.base import BackendError
+    from harness.backends.docker.backend import DockerBackend
+
+    class NoRun:
+        path = tmp_path
+
+    be = DockerBackend(NoRun())  # type: ignore[arg-type]
+    with pytest.raises(BackendError, match="one direction"):
+        be.partition([["node-0"], ["node-1"]], one_way=True)
+    assert be._client is None  # refused before any engine connection

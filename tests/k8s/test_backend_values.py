@@ -23,7 +23,8 @@ pytestmark = pytest.mark.k8s_render
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
-REFUSED = {"spam-ban.yaml": "cannot place active attackers (kind 'spam')"}  # active attackers run on the local backend only
+REFUSED = {"spam-ban.yaml": "cannot place active attackers (kind 'spam')", "spy.yaml": "cannot place active attackers (kind 'spy')",
+            "mixed-bitcoind.yaml": "role 'bitcoind' cannot run on the k8s backend"}  # active attackers and bitcoind members run on the local backend only
 RUN_ID = "0123abcd"
 
 
@@ -61,7 +62,8 @@ def test_every_scenario_renders_validates_and_carries_labels(rendered: tuple[str
     layout = pod_layout(plan, release_name(RUN_ID), namespace_for(RUN_ID), 3)
     for name, (pod, node) in hosted.items():
         assert pod == layout[name].pod
-        config = NodeConfig.from_dict(node)  # the node's own strict loader
+        # the node's own strict loader, with the token the pod reads from its Secret (--token-file)
+        config = NodeConfig.from_dict({**node, "control_token": "from-the-secret"})
         assert config.address == plan.node(name).address  # the planned protocol address survives
         assert config.port == layout[name].port and config.extra["transport"] == "transport.json"
     table = json.loads(next(cm for cm in by_kind(objects, "ConfigMap") if cm["metadata"]["name"].endswith("-transport"))

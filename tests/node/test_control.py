@@ -152,14 +152,13 @@ def test_a_ban_can_be_set_by_hand_like_setban(lt, host):
     assert call(node.control_address, "POST", "/bans", {"address": "127.1.1.1"}, token=None)[0] == 401
 
 
-def test_addrman_count_says_how_many_entries_per_table_have_the_given_hosts(lt, host):
+def test_addrman_networks_says_how_many_slots_per_table_hold_the_given_hosts(lt, host):
     node = next(iter(host.nodes.values()))
     addrs = [NetAddr(ip, 18444, 1, int(time.time())) for ip in ("127.77.1.1", "127.77.1.2", "127.77.2.1")]
     assert lt.eval(lambda: node.connman.addrman.add(addrs, "127.77.0.1")) == 3
-    status, counts = call(node.control_address, "POST", "/addrman/count", {"hosts": ["127.77.1.1", "127.77.1.2", "127.9.9.9"]})
-    assert status == 200 and counts == {"new": {"total": 3, "matching": 2}, "tried": {"total": 0, "matching": 0}}
-    assert call(node.control_address, "POST", "/addrman/count", {"hosts": "127.77.1.1"})[0] == 400
-    assert call(node.control_address, "POST", "/addrman/count", {"hosts": []}, token=None)[0] == 401
+    status, counts = call(node.control_address, "GET", "/addrman?networks=127.77.1.1/32,127.77.1.2/32,127.9.9.9/32")
+    assert status == 200 and counts["new"] == {"slots": 3, "matching": 2} and counts["tried"] == {"slots": 0, "matching": 0}
+    assert call(node.control_address, "GET", "/addrman?networks=127.77.1.x")[0] == 400
 
 
 def test_the_workers_loop_lag_is_exported_once_by_its_first_node(lt, host):

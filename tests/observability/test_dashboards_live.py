@@ -63,11 +63,6 @@ PENDING: dict[tuple[str, str], int] = {
     ("harness-privacy", "Spy precision by estimator and relay policy"): 11,
     ("harness-privacy", "Spy recall by estimator and relay policy"): 11,
     ("harness-privacy", "Announcements the spy recorded"): 11,
-    ("harness-chaos", "Nodes unreachable and down"): 12,
-    ("harness-chaos", "Messages dropped by the link emulation"): 12,
-    ("harness-chaos", "Partitions"): 12,
-    ("harness-chaos", "Bandwidth: time waiting for the token bucket"): 12,
-    ("harness-chaos", "Clock skew"): 12,
 }
 
 

@@ -319,10 +319,14 @@ class DockerBackend(Backend):
         self._mark("stopped", name, False)
         self.wait_ready(names=[name])
 
-    def partition(self, groups: Sequence[Sequence[str]]) -> None:
+    def partition(self, groups: Sequence[Sequence[str]], one_way: bool = False) -> None:
         """A real partition: the nodes of every group after the first are disconnected from the
         run's network (each then reaches nobody), the first group keeps it. `heal` reconnects them
-        at the same IPs. Only nodes alone in their container."""
+        at the same IPs. Only nodes alone in their container. A network disconnect cuts both
+        directions, so ``one_way`` is refused (the timeline then uses the node-level fault)."""
+        if one_way:
+            raise BackendError("the docker backend cannot cut one direction only (a network disconnect "
+                               "cuts both); use the node-level partition fault")
         isolated = [n for group in list(groups)[1:] for n in group]
         net = self.client.networks.get(self.state().backend_state["network"])
         for name in isolated:

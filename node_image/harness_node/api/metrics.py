@@ -114,18 +114,41 @@ class NodeCollector:
                       len(node.list_bans()))
         yield _single(CounterMetricFamily, "sandbox_refused_dials", "Dials refused by the sandbox allowlist.", n,
                       s.sandbox_refused)
+        yield _single(CounterMetricFamily, "housekeeping_errors",
+                      "Rounds of the periodic task (timeouts, pings, relay retries) that raised.", n,
+                      s.housekeeping_errors)
         conns = CounterMetricFamily(PREFIX + "connections", "Connection attempts by direction and outcome.",
                                     labels=["node", "direction", "outcome"])
         for (direction, outcome), count in sorted(s.connections.items()):
             conns.add_metric([n, direction, outcome], count)
         yield conns
         yield from peering_metrics(node)
-        if node.worker_lag is not None:
-            worker, lag = node.worker_lag
-            fam = HistogramMetricFamily(PREFIX + "event_loop_lag_seconds", "How late the worker's event loop ran a timer.",
-                                        labels=["worker"])
-            fam.add_metric([worker], _buckets(lag), lag.sum)
-            yield fam
+        yield from chaos_metrics(node)
+
+
+def chaos_metrics(node: "Node") -> Iterator[Metric]:
+    """The network emulation (docs/chaos.md): drops, partitions, bucket waits, clock skew, loop lag."""
+    n, sh = node.name, node.shaper
+    dropped = CounterMetricFamily(PREFIX + "link_dropped_messages", "Messages the link emulation dropped, by cause.",
+                                  labels=["node", "cause"])
+    for cause, count in sorted(sh.dropped.items()):
+        dropped.add_metric([n, cause], count)
+    yield dropped
+    yield _single(GaugeMetricFamily, "partitioned_peers", "Peers this node cannot reach through an active partition.",
+                  n, sum(1 for p in node.peers.values() if p.ip in sh.held))
+    waits = CounterMetricFamily(PREFIX + "bandwidth_wait_seconds",
+                                "Time messages waited for the node's upload/download token bucket.",
+                                labels=["node", "direction"])
+    for direction, seconds in sorted(sh.waited.items()):
+        waits.add_metric([n, direction], seconds)
+    yield waits
+    yield _single(GaugeMetricFamily, "clock_skew_seconds", "The node's configured clock offset.", n, node.clock.skew)
+    if node.lag is not None and node.exports_lag:  # one node per worker process (host.py)
+        fam = HistogramMetricFamily(PREFIX + "event_loop_lag_seconds",
+                                    "How late the worker process's event loop ran a timer (per worker, not per node).",
+                                    labels=["worker"])
+        fam.add_metric([node.lag.worker], _buckets(node.lag.histogram), node.lag.histogram.sum)
+        yield fam
 
 
 SCORE_BUCKETS = (0.0, 1.0, 10.0, 20.0, 50.0, 99.0, 100.0)  # misbehaviour points; 100 = threshold

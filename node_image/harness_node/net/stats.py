@@ -3,10 +3,8 @@ dicts and ints updated inline; metrics.py turns them into Prometheus series on s
 
 from __future__ import annotations
 
-import asyncio
 from bisect import bisect_left
 from collections import defaultdict
-from typing import Protocol
 
 from ..wire.messages import MESSAGEMAP
 
@@ -24,25 +22,6 @@ DELAY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 
 def command_label(command: str) -> str:
     return command if command in KNOWN_COMMANDS else OTHER
-
-
-# A timer's lateness: sub-millisecond when idle, tens of milliseconds under load.
-LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-LAG_PERIOD_SECONDS = 0.25  # a probe timer every 250 ms: cheap, often enough to catch a stalled loop
-
-
-class Observer(Protocol):
-    def observe(self, value: float) -> None: ...
-
-
-async def watch_loop_lag(h: Observer, period: float = LAG_PERIOD_SECONDS) -> None:
-    """Until cancelled: sleep ``period`` and record how much later than asked the loop woke us.
-    Every node of a worker process shares the loop, so its propagation times are that uncertain."""
-    loop = asyncio.get_running_loop()
-    while True:
-        before = loop.time()
-        await asyncio.sleep(period)  # the probe itself: the lateness of this wake-up is the measure
-        h.observe(max(0.0, loop.time() - before - period))
 
 
 class Histogram:
@@ -65,7 +44,7 @@ class Histogram:
 class NodeStats:
     __slots__ = ("msgs", "bytes", "protocol_errors", "misbehaviour", "bans", "txs_received",
                  "blocks_received", "tx_delay", "block_delay", "inv_wait", "sandbox_refused", "connections",
-                 "processing")
+                 "processing", "housekeeping_errors")
 
     def __init__(self) -> None:
         # (direction "in"|"out", command label) -> count
@@ -84,6 +63,7 @@ class NodeStats:
         self.connections: defaultdict[tuple[str, str], int] = defaultdict(int)  # (direction, outcome)
         # command label -> seconds spent handling received messages (synchronous: CPU time): what a flood costs a victim
         self.processing: defaultdict[str, float] = defaultdict(float)
+        self.housekeeping_errors = 0  # rounds of the periodic task that raised (logged, loop goes on)
 
     def count_message(self, direction: str, command: str, size: int) -> None:
         key = (direction, command_label(command))

@@ -4,7 +4,9 @@ protocol.md §3.1).
 - **Bans** (≤0.20.0 misbehaviour, and manual ``setban`` in every era): an address or a CIDR subnet
   is refused inbound and never dialled until its expiry. Bans are persisted, so they survive a
   restart: Core writes ``banlist.dat`` (``banlist.json`` since 22.0); we write JSON, atomically
-  (temp file + fsync + rename) after every change, and load it on construction.
+  (temp file + fsync + rename), and load it on construction. Every change calls ``on_change``:
+  by default the list is written at once; the node batches a ban storm instead (peering/connman.py
+  writes at most once per BANLIST_FLUSH_DELAY, off the event loop).
 - **Discouragement** (0.20.1+): single addresses, no expiry, not persisted, not listed. Core keeps
   them in a ``CRollingBloomFilter(50000, 0.000001)``, which forgets the oldest entries once full
   and has a one-in-a-million false-positive rate. We keep an exact LRU set bounded at 50,000
@@ -19,6 +21,7 @@ import builtins
 import ipaddress
 import json
 import os
+import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,7 +82,8 @@ def _network(ip_or_cidr: str | IPAddress | IPNetwork) -> IPNetwork:
 class BanMan:
     """Bans (subnets, with expiry, persisted to `path`) and discouraged addresses (in memory)."""
 
-    def __init__(self, path: str | None, clock: Callable[[], float], default_bantime: float) -> None:
+    def __init__(self, path: str | None, clock: Callable[[], float], default_bantime: float,
+                 on_change: Callable[[], None] | None = None) -> None:
         if default_bantime <= 0:
             raise ValueError(f"default_bantime must be > 0 seconds, got {default_bantime!r}")
         self.path = path
@@ -93,6 +97,11 @@ class BanMan:
         # For metrics: bans issued by reason (a _total counter) and discouragements issued.
         self.bans_by_reason: Counter[str] = Counter()
         self.discouraged_total = 0
+        self.on_change = on_change or self.flush  # the list changed: persist it (now, or batched)
+        self.writes = 0  # files written (a ban storm must not mean one write per ban)
+        self._version = 0  # bumped per change; a write of an older snapshot never replaces a newer one
+        self._written = -1
+        self._write_lock = threading.Lock()  # writes may run on executor threads
         if path is not None and os.path.exists(path):
             self._load()
             self.sweep()  # bans that expired while we were down (Core sweeps after loading too)
@@ -210,11 +219,32 @@ class BanMan:
     def _save(self) -> None:
         if self.path is None:
             return
-        doc = {
+        self._version += 1
+        self.on_change()
+
+    def snapshot(self) -> tuple[int, dict[str, object]]:
+        """(change number, file contents) of the list as it is now; cheap enough for the loop."""
+        return self._version, {
             "version": BANLIST_VERSION,
             "banned": [e.to_dict(net) for net, e in self._bans.items()],
         }
-        write_json_atomic(self.path, doc, indent=1)  # a crash leaves the old list or the new one
+
+    def write(self, snapshot: tuple[int, dict[str, object]]) -> bool:
+        """Write a snapshot() (from any thread); skipped if a newer one is already on disk."""
+        if self.path is None:
+            return False
+        version, doc = snapshot
+        with self._write_lock:
+            if version <= self._written:
+                return False
+            write_json_atomic(self.path, doc, indent=1)  # a crash leaves the old list or the new one
+            self._written = version
+            self.writes += 1
+            return True
+
+    def flush(self) -> None:
+        """Write the current list now, on this thread."""
+        self.write(self.snapshot())
 
     def _load(self) -> None:
         assert self.path is not None

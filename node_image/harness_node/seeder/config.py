@@ -110,6 +110,13 @@ class SeederConfig:
         self.control_host = self.control_host or self.dns_host
         self.validate()
 
+    def require_token_off_loopback(self) -> None:
+        """Mutating control calls are open without a token: only loopback may serve them so. Checked
+        once the token file (if any) is applied."""
+        if not self.control_token and not ipaddress.ip_address(self.control_host).is_loopback:
+            raise SeederConfigError(f"control_token is required when the control API binds to {self.control_host} "
+                                    f"(not loopback); set control_token (or --token-file) or control_host: 127.0.0.1")
+
     def validate(self) -> None:
         for name in ("dns_host", "control_host"):
             try:
