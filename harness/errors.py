@@ -38,6 +38,11 @@ class BackendError(HarnessError):
     exit_code = ExitCode.CHECKS_FAILED
 
 
+class MonitorUnavailable(HarnessError):
+    """`--monitor` asked for a Prometheus this backend cannot start here (not installed): nothing
+    was started."""
+
+
 class AddressesInUse(BackendError):
     """The planned addresses are taken (another run?): nothing was started."""
 

@@ -93,6 +93,7 @@ class BanEvent:
     reason: str
     banned_is_attacker: bool
     banned_node: str | None = None
+    first_misbehaviour: float | None = None  # when the banning node first scored the peer, if it says
 
     def __post_init__(self) -> None:
         _require_finite("ban time", self.time)
@@ -321,6 +322,8 @@ class Observations:
     graph: PeerGraph = field(default_factory=PeerGraph)
     outbound_at_end: dict[str, int] = field(default_factory=dict)  # honest node -> outbound peers
     unreachable: list[str] = field(default_factory=list)  # nodes that did not answer the last poll
+    # victim -> table ("new", "tried") -> (slots holding an attacker address, occupied slots), last poll
+    victim_tables: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
     loop_lag: list[LagSample] = field(default_factory=list)  # per poll and worker (docs/chaos.md)
     spam: list[SpamRun] = field(default_factory=list)
     load: list[NodeLoad] = field(default_factory=list)
@@ -339,6 +342,8 @@ class Observations:
             graph=PeerGraph([PeerEdge(**e) for e in d.get("graph", {}).get("edges", [])], dict(d.get("graph", {}).get("roles", {}))),
             outbound_at_end=dict(d.get("outbound_at_end", {})),
             unreachable=list(d.get("unreachable", [])),
+            victim_tables={v: {t: (int(c[0]), int(c[1])) for t, c in tables.items()}
+                           for v, tables in d.get("victim_tables", {}).items()},
             loop_lag=[LagSample(**x) for x in d.get("loop_lag", [])],
             spam=[SpamRun(**r) for r in d.get("spam", [])],
             load=[NodeLoad(**x) for x in d.get("load", [])],

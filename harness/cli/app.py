@@ -59,6 +59,14 @@ RunDirOption = Annotated[Optional[Path], typer.Option(
 OutOption = Annotated[Optional[Path], typer.Option(
     "--out", help="Report directory (report.json, junit.xml, summary.md, PNGs). Default: <run dir>/report.",
     envvar="HARNESS_OUT", show_default=False)]
+MonitorOption = Annotated[bool, typer.Option(
+    "--monitor", help="Also start a Prometheus scraping every node, the seeder and the controller (local "
+                      "backend: needs prometheus and promtool installed; docker: and Grafana with the "
+                      "dashboards); prints the URLs. `harness down` stops them.")]
+PrometheusImageOption = Annotated[str, typer.Option(
+    "--prom-image", help="docker: Prometheus image for --monitor (`harness image build --prometheus` builds one).")]
+GrafanaImageOption = Annotated[str, typer.Option(
+    "--graf-image", help="docker: Grafana image for --monitor; empty: none.")]
 KubeContextOption = Annotated[Optional[str], typer.Option(
     "--kube-context", help="k8s: the kubeconfig context of the cluster (default: the current one).",
     envvar="HARNESS_KUBE_CONTEXT", show_default=False, rich_help_panel="Kubernetes (--backend k8s)")]
@@ -228,12 +236,16 @@ def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out"
                                                     f"(namespace {done.namespace}) into {done.out}")
 
 
-MonitorOption = Annotated[bool, typer.Option(
-    "--monitor", help="Also start Prometheus (scraping every member) and Grafana with the dashboards (docker backend).")]
-PrometheusImageOption = Annotated[str, typer.Option(
-    "--prom-image", help="Prometheus image for --monitor (`harness image build --prometheus` builds one).")]
-GrafanaImageOption = Annotated[str, typer.Option(
-    "--graf-image", help="Grafana image for --monitor; empty: none.")]
+def _monitor_options(monitor: bool, prometheus_image: str, grafana_image: str) -> dict[str, Any] | None:
+    """The runner's ``monitor``: None without --monitor, else Backend.start_monitor's arguments."""
+    return {"prometheus_image": prometheus_image, "grafana_image": grafana_image or None} if monitor else None
+
+
+def _monitoring_urls(state: Any) -> dict[str, str]:
+    """The run's monitoring URLs by name: its Prometheus, and what else the backend started (Grafana)."""
+    if state.monitor_url is None:
+        return {}
+    return {"prometheus": state.monitor_url, **state.backend_state.get("monitoring", {})}
 
 
 @app.command()
@@ -250,16 +262,17 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
     """
     with _boundary():
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
-        stack = {"prometheus_image": prometheus_image, "grafana_image": grafana_image or None} if monitor else None
         with render.progress_display(_rich(json)) as on_event:
             state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
-                                     options=_backend_options(kube_context, nodes_per_pod, bitcoind), monitor=stack)
+                                     options=_backend_options(kube_context, nodes_per_pod, bitcoind),
+                                     monitor=_monitor_options(monitor, prometheus_image, grafana_image))
         members = _runner().members(path)
         info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
                 "run_dir": str(path.absolute()), "controller_url": state.controller_url,
+                "monitor_url": state.monitor_url,
                 "nodes": len(state.started_nodes), "status": state.status,
                 "members": dict(Counter(m["kind"] for m in members)), "member_list": members,
-                "monitoring": state.backend_state.get("monitoring", {})}
+                "monitoring": _monitoring_urls(state)}
         try:
             _show_deployed(info, state.started_nodes[0], f" --run-dir {path}" if run_dir else "", json)
             if wait:
@@ -297,9 +310,10 @@ def _follow(path: Path) -> None:
 
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
-        out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False,
-        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None,
-        bitcoind: BitcoindOption = None) -> None:
+        out: OutOption = None, run_dir: RunDirOption = None, monitor: MonitorOption = False,
+        json: JsonOption = False, kube_context: KubeContextOption = None,
+        nodes_per_pod: NodesPerPodOption = None, prometheus_image: PrometheusImageOption = "prom/prometheus:latest",
+        grafana_image: GrafanaImageOption = "grafana/grafana:latest", bitcoind: BitcoindOption = None) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
@@ -309,7 +323,8 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         out = out or path / "report"
         with render.progress_display(_rich(json), "planning") as on_event:
-            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event,
+            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event or render.monitor_url_to_stderr,
+                                 monitor=_monitor_options(monitor, prometheus_image, grafana_image),
                                  options=_backend_options(kube_context, nodes_per_pod, bitcoind))
         if code == ExitCode.INTERRUPTED:
             render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
@@ -359,6 +374,24 @@ def status(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     with _boundary():
         info = _runner().status(_resolve_run_dir(run_dir))
         _show(info, json, render.print_status, render.status_line)
+
+
+@app.command()
+def dashboard(run_dir: RunDirOption = None) -> None:
+    """A live terminal view of a deployed run: nodes and peers, propagation so far, bans, eclipse
+    shares, the timeline's last actions (from the nodes, the controller's /results and /metrics).
+    `q` or Ctrl-C leaves; the run keeps going. Not a terminal: prints one snapshot."""
+    with _boundary():
+        from harness.cli import dashboard as view  # rich's live view: only for this command
+        from harness.run import dashboard as data
+
+        path = _resolve_run_dir(run_dir)
+        first = data.snapshot(path)  # a missing run fails here (exit 2), before the screen is taken
+        if render.is_terminal():
+            snaps = iter([first])
+            view.run_dashboard(lambda: next(snaps, None) or data.snapshot(path), render.stdout_console())
+        else:
+            view.render_once(first, render.stdout_console())
 
 
 @app.command()

@@ -72,6 +72,8 @@ class Collector:
         # forgets its mempool, not the fact that it had the item
         self._first_seen: dict[tuple[str, str], dict[str, float]] = {}
         self._unreachable: list[str] = []
+        self._tables: dict[str, dict[str, tuple[int, int]]] = {}
+        self._attacker_hosts = sorted(n.address for n in plan.peers() if n.role != HONEST)
         self._lag: list[LagSample] = []
         # spam: each node's misbehaviour log, merged across polls (a restarted node forgets its own),
         # each attacker identity's last status, each honest node's last load figures
@@ -103,6 +105,9 @@ class Collector:
                             and p.get("kind") not in NOT_SLOT_KINDS]
                 attackers = sum(1 for p in outbound if self._role_of_ip(p["address"])[1] != HONEST)
                 self._samples[victim].append(OutboundSample(now, len(outbound), attackers))
+        victims = [self.endpoints[v] for v in self.victims if isinstance(statuses.get(v), dict)]
+        tables = await self.client.gather(victims, lambda ep: self.client.addrman_count(ep, self._attacker_hosts))
+        self._tables = {v: t for v, t in tables.items() if isinstance(t, dict)}
         for name, status in self._status.items():
             if name in self._spam:
                 self._attackers[name] = status
@@ -121,7 +126,8 @@ class Collector:
                     name, role = self._role_of_ip(entry["address"])
                     when = entry.get("created") or now  # discouragements carry no time: first poll that saw it
                     self._bans[key] = BanEvent(when, banning, entry["address"], entry.get("reason") or entry.get("kind", "ban"),
-                                               banned_is_attacker=role != HONEST, banned_node=name)
+                                               banned_is_attacker=role != HONEST, banned_node=name,
+                                               first_misbehaviour=entry.get("first_misbehaviour"))
 
     async def _poll_misbehaviour(self, stopped: list[str]) -> None:
         logs = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.misbehaviour)
@@ -191,6 +197,7 @@ class Collector:
             attackers=[AttackerStart(n.name, self.started_at, (n.address,)) for n in self.plan.peers() if n.role == ATTACKER],
             victims=[VictimSeries(v, list(s)) for v, s in self._samples.items()],
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
+            victim_tables=dict(self._tables),
             loop_lag=list(self._lag),
             spam=self.spam(), load=self.load(),
         )

@@ -53,6 +53,8 @@ class TimelineContext:
     endpoints: dict[str, Endpoint]
     seeder: Endpoint | None
     records: list[EventRecord] = field(default_factory=list)
+    # called with each record as its action finishes (the controller counts it for the annotations)
+    on_record: Callable[[EventRecord], None] | None = None
     shared: dict[str, Any] = field(default_factory=dict)  # what one event's targets share (faults.py)
 
     def endpoint(self, name: str) -> Endpoint:
@@ -231,6 +233,8 @@ async def run_action(ctx: TimelineContext, at: float, action: str, target: str |
     record = EventRecord(at, action, target, params, started, time.time(), error is None, result, error)
     ctx.records.append(record)
     ctx.run.append_journal({"type": "event", **asdict(record)})
+    if ctx.on_record is not None:
+        ctx.on_record(record)
     return record
 
 

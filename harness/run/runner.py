@@ -61,12 +61,16 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
     """Start the network detached, with a detached controller running its timeline; returns once
     the processes exist and the controller serves its URL (``wait``: once every node answers).
     `down` stops it. ``on_event``: progress (harness.run.progress). ``options``: the backend's own
-    (its OPTIONS, e.g. k8s's kube_context and nodes_per_pod); others are ignored. ``monitor``: start
-    the backend's monitoring stack too (Backend.start_monitoring's keyword arguments)."""
+    (its OPTIONS, e.g. k8s's kube_context and nodes_per_pod); others are ignored. ``monitor``: not
+    None: the backend also starts a Prometheus scraping the run (state.monitor_url; docker: and
+    Grafana), once the controller serves; the dict holds Backend.start_monitor's keyword arguments
+    (prometheus_image, grafana_image)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.name))
     be = make_backend(backend, run, **(options or {}))
+    if monitor is not None:
+        be.check_monitor(**monitor)  # MonitorUnavailable (exit 2) before anything starts
     total = len(plan.peers())
     with RunWatcher(run, on_event, total, plan.duration, follow_timeline=False):
         emit(on_event, progress.STARTING_NODES, total=total)
@@ -79,12 +83,19 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
                 be.wait_ready()
                 emit(on_event, progress.NODES_READY, ready=total, total=total)
             _wait_for_controller(run, be)
-            if monitor is not None:
-                be.start_monitoring(**monitor)
+            if monitor is not None:  # the controller's URL is known: its first targets are complete
+                _start_monitor(be, monitor, on_event)
         except BaseException:
             be.down()
             raise
     return run.load_state()
+
+
+def _start_monitor(be: Backend, monitor: dict[str, Any], on_event: ProgressCallback | None) -> dict[str, str]:
+    emit(on_event, progress.STARTING_MONITOR)
+    urls = be.start_monitor(**monitor)
+    emit(on_event, progress.MONITOR_STARTED, url=urls["prometheus"], urls=urls)
+    return urls
 
 
 def logs(run_dir: str | Path, member: str) -> str:
@@ -147,6 +158,7 @@ def status(run_dir: str | Path) -> dict[str, Any]:
         "summary": {"nodes": len(plan.peers()), "reachable": sum(1 for n in nodes.values() if n["reachable"]),
                     "connected": sum(1 for n in nodes.values() if n.get("peers"))},
         "controller": {"url": state.controller_url, "phase": results.get("phase"), "error": results.get("error")},
+        "monitor_url": state.monitor_url,
         **_observed_so_far(results.get("observations")),
     }
 
@@ -308,21 +320,27 @@ def _sigint_deferred() -> Iterator[None]:
 
 def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path | None = None,
         run_dir: str | Path | None = None, seed: int | None = None, on_event: ProgressCallback | None = None,
-        options: dict[str, Any] | None = None) -> int:
+        monitor: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> int:
     """deploy -> timeline -> checks -> report -> down, in this process. Returns the exit code:
     0 all checks passed, 1 a check failed or errored, 130 interrupted. Teardown always runs, and
     the node processes die with this one even if it is killed (local backend: PDEATHSIG).
-    The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.run.progress."""
+    The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.run.progress.
+    ``monitor``: as for `deploy`, but Prometheus starts before the in-process controller, which
+    has the backend add itself to the targets when it serves (Backend.update_monitor)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)  # a bad or not yet runnable scenario fails here, before anything starts
     run_ = RunDir(run_dir or default_run_dir(plan.name))
     # watch_parent where the backend can: members die with this process
     be = make_backend(backend, run_, **{**(options or {}), "watch_parent": True})
+    if monitor is not None:
+        be.check_monitor(**monitor)  # MonitorUnavailable (exit 2) before anything starts
     total = len(plan.peers())
     try:
         with RunWatcher(run_, on_event, total, plan.duration):
             emit(on_event, progress.STARTING_NODES, total=total)
             be.up(plan)
+            if monitor is not None:
+                _start_monitor(be, monitor, on_event)
             emit(on_event, progress.WAITING_FOR_NODES, total=total)
             results = asyncio.run(Controller(run_, be).run_scenario(serve=True))
         rep = build_report(plan, backend, results, run_)

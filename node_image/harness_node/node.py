@@ -20,7 +20,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,11 @@ from .net.linkem import LinkModel
 from .net.looplag import LoopLag, monitor_for
 from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
 from .net.sandbox import DialRefused, Sandbox
+from .net.stats import NodeStats
 from .net.shaping import Shaper
 from .net.stats import NodeStats
 from .peering.connman import ConnMan
+from .peering.manual import ManualPeers
 from .peering.misbehaviour import Action, Misbehaviour
 from .relay.dandelion import Dandelion
 from .relay.relay import Relay
@@ -51,15 +52,7 @@ MISBEHAVIOUR_LOG = 10_000  # entries kept (a flood of 1-point messages is 100 en
 log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)
-MAX_CONNECT_BACKOFF_STEPS = 10  # net.cpp -connect loop: sleeps 500 ms x min(loop, 10) between rounds
 MAX_BLOCK_TXS = 1000  # testbed: a mined synthetic block takes at most this many mempool txs
-
-
-@dataclass
-class ManualTarget:
-    attempts: int = 0
-    dialling: bool = False
-    retry: asyncio.TimerHandle | None = None
 
 
 class Node(ChaosFaults):
@@ -72,6 +65,7 @@ class Node(ChaosFaults):
         self.shaper = Shaper(config.link, config.regions, config.bandwidth)
         self.lag: LoopLag | None = None  # the process's event-loop lag monitor, from start()
         self.stats = NodeStats()
+        self.exports_lag = False  # the one node of a host that exports `lag` (host.py)
         self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
         self.mempool = Mempool(config.max_mempool_mb)
         self.chain = Chain(max_orphan_mb=config.max_orphan_blocks_mb, max_stale_mb=config.max_stale_blocks_mb)
@@ -107,7 +101,7 @@ class Node(ChaosFaults):
         }
         self.bootstrap = BootstrapState()
         self.paused = False
-        self.manual: dict[tuple[str, int], ManualTarget] = {}
+        self.manual = ManualPeers(self)  # -connect/addnode targets (peering/manual.py)
         self.block_seen: dict[bytes, tuple[int, str | None]] = {}  # hash -> (first seen ns, from)
         self.disconnects: deque[dict[str, Any]] = deque(maxlen=256)  # recent disconnects, for tests/status
         # Every misbehaviour charged, by planned address: scores vanish with the connection (§3.1),
@@ -193,9 +187,7 @@ class Node(ChaosFaults):
         if self._bootstrap_task is not None:
             self._bootstrap_task.cancel()
         await self.connman.stop()  # saves addrman and anchors before the links go
-        for t in self.manual.values():
-            if t.retry is not None:
-                t.retry.cancel()
+        self.manual.stop()
         for task in list(self._dials):
             task.cancel()
         self.relay.stop()
@@ -288,18 +280,12 @@ class Node(ChaosFaults):
         reason = peer.disconnect_reason or (f"connection lost: {exc}" if exc else "closed by peer")
         self.disconnects.append({"address": peer.address, "kind": peer.kind, "reason": reason,
                                  "handshake_done": peer.verack_received, "time": time.time()})
-        target = self.manual.get((peer.ip, peer.port)) if not peer.inbound else None
-        if target is not None and self.running:
-            if not peer.verack_received:
-                target.attempts += 1
-            self._schedule_manual((peer.ip, peer.port), target)
+        self.manual.peer_gone(peer)
         self.on_peer_disconnected(peer)
 
     def peer_ready(self, peer: Peer) -> None:
         """The handshake completed (verack received)."""
-        target = self.manual.get((peer.ip, peer.port)) if not peer.inbound else None
-        if target is not None:
-            target.attempts = 0
+        self.manual.peer_ready(peer)
         self.relay.peer_ready(peer)
         self.addrs.peer_ready(peer)
         self.on_peer_connected(peer)
@@ -363,50 +349,10 @@ class Node(ChaosFaults):
 
     def add_manual(self, ip: str, port: int) -> None:
         """Keep a connection to ip:port, redialling it when it drops (like -connect/addnode)."""
-        key = (ip, port)
-        if key not in self.manual:
-            self.manual[key] = ManualTarget()
-            self._dial_manual(key)
+        self.manual.add(ip, port)
 
     def remove_manual(self, ip: str, port: int) -> bool:
-        """Stop redialling ip:port and disconnect it; False if it was neither a target nor a peer."""
-        target = self.manual.pop((ip, port), None)
-        if target is not None and target.retry is not None:
-            target.retry.cancel()
-        found = target is not None
-        for p in list(self.peers.values()):
-            if p.ip == ip and p.port == port:
-                p.disconnect("removed by control API")
-                found = True
-        return found
-
-    def _schedule_manual(self, key: tuple[str, int], target: ManualTarget) -> None:
-        if target.retry is None and not target.dialling:
-            delay = self.timers.connect_loop * max(1, min(target.attempts, MAX_CONNECT_BACKOFF_STEPS))
-            target.retry = self.loop.call_later(delay, self._dial_manual, key)
-
-    def _dial_manual(self, key: tuple[str, int]) -> None:
-        target = self.manual.get(key)
-        if target is None or not self.running:
-            return
-        target.retry = None
-        if target.dialling or self.connected_to(key[0], key[1]):
-            return
-        target.dialling = True
-        task = self.loop.create_task(self._dial_manual_task(key, target))
-        self._dials.add(task)
-        task.add_done_callback(self._dials.discard)
-
-    async def _dial_manual_task(self, key: tuple[str, int], target: ManualTarget) -> None:
-        try:
-            await self.open_connection(key[0], key[1], "manual")
-        except (OSError, asyncio.TimeoutError, DialRefused):
-            target.attempts += 1
-            target.dialling = False
-            if self.manual.get(key) is target:
-                self._schedule_manual(key, target)
-            return
-        target.dialling = False
+        return self.manual.remove(ip, port)
 
     # --- hooks (peer management) ------------------------------------------------------------------
 
@@ -435,6 +381,8 @@ class Node(ChaosFaults):
         self.connman.on_version(peer, listen_port)
 
     def on_misbehaving(self, peer: Peer, reason: str, points: int | None) -> None:
+        if peer.first_misbehaviour is None:
+            peer.first_misbehaviour = self.connman.banman.clock()
         verdict = self.misbehaviour.record(peer.id, reason, points, exempt=peer.exempt)
         self.stats.misbehaviour[reason] += 1
         self.misbehaviour_log.append({"time": time.time(), "address": peer.ip, "peer_id": peer.id, "reason": reason,

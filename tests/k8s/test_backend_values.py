@@ -23,7 +23,8 @@ pytestmark = pytest.mark.k8s_render
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
-REFUSED = {"spam-ban.yaml": "cannot place active attackers (kind 'spam')", "spy.yaml": "cannot place active attackers (kind 'spy')"}  # active attackers run on the local backend only
+REFUSED = {"spam-ban.yaml": "cannot place active attackers (kind 'spam')", "spy.yaml": "cannot place active attackers (kind 'spy')",
+            "mixed-bitcoind.yaml": "role 'bitcoind' cannot run on the k8s backend"}  # active attackers and bitcoind members run on the local backend only
 RUN_ID = "0123abcd"
 
 

@@ -346,16 +346,21 @@ class DockerBackend(Backend):
             net.connect(self._container(c.member), ipv4_address=c.ip)
             self._mark("disconnected", name, False)
 
-    def start_monitoring(self, prometheus_image: str = monitor.PROMETHEUS_IMAGE,
-                         grafana_image: str | None = monitor.GRAFANA_IMAGE) -> dict[str, str]:
-        """Prometheus scraping every node, the seeder and the controller, and Grafana (monitor.py)."""
+    def check_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> None:
+        """The images are pulled (or refused, naming `harness image build --prometheus`) when started."""
+
+    def start_monitor(self, prometheus_image: str | None = None,
+                      grafana_image: str | None = monitor.GRAFANA_IMAGE) -> dict[str, str]:
+        """Prometheus scraping every node, the seeder and the controller, and Grafana unless
+        ``grafana_image`` is None or empty (monitor.py); `update_monitor` adds the controller when
+        it starts serving after Prometheus (`harness run`)."""
         state = self.state()
         subnet = self._layout(state).subnet
-        static = monitor.targets(self.plan, state.endpoints, state.controller_url)
         engine.run_aux(self.client, name=self._container_name(state.run_id, "prometheus"),
                        labels=labels_for(state.run_id, "prometheus", "monitoring", self.plan.name),
-                       files={"prometheus.yml": monitor.prometheus_config(state.run_id, static)},
-                       directory="/etc/prometheus", **monitor.prometheus_spec(prometheus_image, subnet))
+                       files={"prometheus.yml": self._prometheus_config(state)},
+                       directory="/etc/prometheus",
+                       **monitor.prometheus_spec(prometheus_image or monitor.PROMETHEUS_IMAGE, subnet))
         if grafana_image:
             engine.run_aux(self.client, name=self._container_name(state.run_id, "grafana"),
                            labels=labels_for(state.run_id, "grafana", "monitoring", self.plan.name),
@@ -365,8 +370,27 @@ class DockerBackend(Backend):
         with self.run.locked():
             state = self.state()
             state.backend_state["monitoring"] = urls
+            state.backend_state["monitoring_controller"] = state.controller_url
+            state.monitor_url = urls["prometheus"]
             self.run.save_state(state)
         return urls
+
+    def _prometheus_config(self, state: RunState) -> str:
+        static = monitor.targets(self.plan, state.endpoints, state.controller_url)
+        return monitor.prometheus_config(state.run_id, static)
+
+    def update_monitor(self) -> None:
+        """The targets are the containers' fixed IPs; only the controller's URL can appear later:
+        then rewrite the configuration and have Prometheus reload it (SIGHUP)."""
+        with self.run.locked():
+            state = self.state()
+            if state.monitor_url is None or state.backend_state.get("monitoring_controller") == state.controller_url:
+                return
+            container = self._container("prometheus")
+            container.put_archive("/etc/prometheus", engine.archive({"prometheus.yml": self._prometheus_config(state).encode()}, 0o644))
+            container.kill(signal="SIGHUP")
+            state.backend_state["monitoring_controller"] = state.controller_url
+            self.run.save_state(state)
 
 
 def _stop_group(pgid: int) -> bool:

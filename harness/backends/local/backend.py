@@ -26,6 +26,8 @@ from harness.backends.base import (
 )
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.endpoint import endpoint_record
+from harness.backends import monitor
+from harness.backends.local import monitor as lmon
 from harness.backends.local import bitcoind as btc
 from harness.backends.local import capacity, processes as lw
 from harness.backends.local.processes import ProcessRecord
@@ -37,6 +39,7 @@ from harness.plan.model import NodePlan, Plan
 
 TERM_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL: a host flushes every node's datadir on SIGTERM
 KILL_GRACE_SECONDS = 5.0
+LOOPBACK = "127.0.0.1"  # where the run's Prometheus listens: reachable from this machine only
 EXIT_POLL_SECONDS = 0.05
 
 
@@ -150,6 +153,40 @@ class LocalBackend(Backend):
             state = self._state()
             self._spawn(state, "controller", "controller", [sys.executable, *argv], [], None)
 
+    # --- monitoring -------------------------------------------------------------------------------
+    @property
+    def _monitor_dir(self) -> Path:
+        return self.run.path / "monitor"
+
+    def check_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> None:
+        lmon.binaries()
+
+    def start_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> dict[str, str]:
+        """Prometheus as a recorded process of this run on a free 127.0.0.1 port, its targets
+        discovered from files that `update_monitor` rewrites; the config passes `promtool check config`.
+        Debian's binary from PATH: the image options do not apply, and no Grafana is started."""
+        prometheus, promtool = lmon.binaries()
+        config, sd_dir = self._monitor_dir / "prometheus.yml", self._monitor_dir / "targets"
+        monitor.write_config(config, sd_dir)
+        lmon.check_config(promtool, config)
+        listen = f"{LOOPBACK}:{lmon.free_port(LOOPBACK)}"
+        with self.run.locked():
+            state = self._state()
+            monitor.write_targets(sd_dir, monitor.scrape_targets(state, self.plan))
+            state.monitor_url = f"http://{listen}"
+            self._spawn(state, "prometheus", "monitor",
+                        lmon.command(prometheus, config, self._monitor_dir / "data", listen), [], config)
+        rec = lw.record(self._state(), "prometheus")
+        proc = self._children[rec.pid]
+        lmon.wait_ready(f"http://{listen}", lambda: proc.poll() is None, Path(rec.log))
+        return {"prometheus": f"http://{listen}"}
+
+    def update_monitor(self) -> None:
+        with self.run.locked():
+            state = self._state()
+            if state.monitor_url is not None:
+                monitor.write_targets(self._monitor_dir / "targets", monitor.scrape_targets(state, self.plan))
+
     def raise_if_crashed(self) -> None:
         state = self._state()
         seeder = _current_seeder(state)
@@ -261,6 +298,7 @@ class LocalBackend(Backend):
             state = self._state()
             state.stopped_nodes.append(name)
             self.run.save_state(state)
+        self.update_monitor()
 
     def _stop_process(self, record: ProcessRecord) -> None:
         """SIGTERM the process group (a clean shutdown saves its state), SIGKILL after the grace."""
@@ -299,6 +337,7 @@ class LocalBackend(Backend):
         seeder = self.seeder_endpoint()
         assert seeder is not None  # the plan has a seeder, so up recorded its endpoint
         asyncio.run(self._poll_ready(self._state(), [seeder], ready_timeout(1)))
+        self.update_monitor()  # same address locally; rewritten so the new process is scraped at once
 
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
         """Stop the node (if running) and start it again in a process of its own, same address and
@@ -321,6 +360,7 @@ class LocalBackend(Backend):
                 lw.write_host_config(config, [self._node_config(spec, state.control_token)])
                 self._spawn(state, pname, kind, lw.node_host_command(config), [name], config)
         self.wait_ready(names=[name])
+        self.update_monitor()
 
 
 def _attack_groups(plan: Plan) -> dict[str, list[NodePlan]]:

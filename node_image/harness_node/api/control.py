@@ -497,6 +497,13 @@ class ControlServer:
         if entry is not None:
             await entry[0].stop()
             self.app[NODES].pop(entry[1], None)
+            # Stopping the site closes its listener, not its kept-alive connections: a scraper would
+            # keep getting 404 from this process while the node, restarted elsewhere on the same
+            # address, is never reached. Close them, so the client reconnects to whoever listens now.
+            for handler in list(getattr(self.runner.server, "connections", ())):
+                transport = handler.transport
+                if transport is not None and tuple(transport.get_extra_info("sockname")[:2]) == tuple(entry[1]):
+                    handler.force_close()
 
     async def stop(self) -> None:
         if self._started:

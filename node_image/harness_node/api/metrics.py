@@ -143,7 +143,7 @@ def chaos_metrics(node: "Node") -> Iterator[Metric]:
         waits.add_metric([n, direction], seconds)
     yield waits
     yield _single(GaugeMetricFamily, "clock_skew_seconds", "The node's configured clock offset.", n, node.clock.skew)
-    if node.lag is not None:
+    if node.lag is not None and node.exports_lag:  # one node per worker process (host.py)
         fam = HistogramMetricFamily(PREFIX + "event_loop_lag_seconds",
                                     "How late the worker process's event loop ran a timer (per worker, not per node).",
                                     labels=["worker"])

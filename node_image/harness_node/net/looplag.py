@@ -9,6 +9,7 @@ import asyncio
 import os
 import socket
 from collections import deque
+from collections.abc import Callable
 
 from .stats import Histogram
 
@@ -39,12 +40,11 @@ class LoopLag:
             _MONITORS.pop(self.loop, None)
 
     async def _probe(self) -> None:
-        while True:
-            due = self.loop.time() + INTERVAL
-            await asyncio.sleep(INTERVAL)
-            lag = max(0.0, self.loop.time() - due)
-            self.histogram.observe(lag)
-            self.recent.append(lag)
+        await watch_loop_lag(self._record)
+
+    def _record(self, lag: float) -> None:
+        self.histogram.observe(lag)
+        self.recent.append(lag)
 
     def summary(self) -> dict[str, float | int | str]:
         """p50/p99/max over the last minute, and the number of probes since start."""
@@ -52,6 +52,16 @@ class LoopLag:
         pick = (lambda q: xs[min(len(xs) - 1, int(q * len(xs)))]) if xs else (lambda q: 0.0)
         return {"worker": self.worker, "p50_s": pick(0.5), "p99_s": pick(0.99), "max_s": xs[-1] if xs else 0.0,
                 "probes": self.histogram.count}
+
+
+async def watch_loop_lag(record: Callable[[float], None], interval: float = INTERVAL) -> None:
+    """Until cancelled: sleep `interval` and record how much later than asked the loop woke us (the
+    probe of every worker's monitor, and of the controller's own loop, so that the two compare)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + interval
+        await asyncio.sleep(interval)
+        record(max(0.0, loop.time() - due))
 
 
 _MONITORS: dict[asyncio.AbstractEventLoop, LoopLag] = {}

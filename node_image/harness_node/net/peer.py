@@ -102,6 +102,7 @@ class Peer:
         self.connected_time = time.time()  # wall clock, for /status and eviction
         self.last_recv = now
         self.last_send = now
+        self.first_misbehaviour: float | None = None  # ban-list clock; for the controller's time to ban
         # handshake. Nonces come from the OS-seeded global RNG, not the node's seeded one: two nodes
         # with the same seed must not look like a self-connection to each other.
         self.local_nonce = random.getrandbits(64)

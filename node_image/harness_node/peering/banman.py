@@ -44,6 +44,13 @@ class BanEntry:
     reason: str
     created: float  # clock() when banned (Core: nCreateTime)
     until: float  # clock() at which the ban ends (Core: nBanUntil)
+    first_misbehaviour: float | None = None  # clock() of the peer's first scored event (not Core's: for time to ban)
+
+    def to_dict(self, net: object) -> dict[str, object]:
+        d: dict[str, object] = {"address": str(net), "reason": self.reason, "created": self.created, "until": self.until}
+        if self.first_misbehaviour is not None:
+            d["first_misbehaviour"] = self.first_misbehaviour
+        return d
 
 
 def _address(ip: str | IPAddress) -> IPAddress:
@@ -101,7 +108,8 @@ class BanMan:
 
     # -- bans ---------------------------------------------------------------------------------
 
-    def ban(self, ip_or_cidr: str, reason: str, duration: float | None = None) -> None:
+    def ban(self, ip_or_cidr: str, reason: str, duration: float | None = None,
+            first_misbehaviour: float | None = None) -> None:
         """Ban an address or subnet for `duration` seconds (default: the bantime). Re-banning
         only ever extends a ban, as Core's BanMan::Ban does."""
         if duration is None:
@@ -110,7 +118,7 @@ class BanMan:
             raise ValueError(f"ban duration must be > 0 seconds, got {duration!r}")
         net = _network(ip_or_cidr)
         now = self.clock()
-        entry = BanEntry(reason, now, now + duration)
+        entry = BanEntry(reason, now, now + duration, first_misbehaviour)
         self.bans_by_reason[reason] += 1
         old = self._bans.get(net)
         if old is not None and old.until >= entry.until:
@@ -155,10 +163,7 @@ class BanMan:
         """Current bans, oldest first: address (CIDR), reason, created, until. Sweeps first, like
         Core's GetBanned."""
         self.sweep()
-        return [
-            {"address": str(net), "reason": e.reason, "created": e.created, "until": e.until}
-            for net, e in sorted(self._bans.items(), key=lambda item: item[1].created)
-        ]
+        return [e.to_dict(net) for net, e in sorted(self._bans.items(), key=lambda item: item[1].created)]
 
     @property
     def banned_count(self) -> int:
@@ -221,10 +226,7 @@ class BanMan:
         """(change number, file contents) of the list as it is now; cheap enough for the loop."""
         return self._version, {
             "version": BANLIST_VERSION,
-            "banned": [
-                {"address": str(net), "reason": e.reason, "created": e.created, "until": e.until}
-                for net, e in self._bans.items()
-            ],
+            "banned": [e.to_dict(net) for net, e in self._bans.items()],
         }
 
     def write(self, snapshot: tuple[int, dict[str, object]]) -> bool:
@@ -257,7 +259,9 @@ class BanMan:
             for i, item in enumerate(doc["banned"]):
                 try:
                     net = _network(item["address"])
-                    entry = BanEntry(str(item["reason"]), float(item["created"]), float(item["until"]))
+                    first = item.get("first_misbehaviour")
+                    entry = BanEntry(str(item["reason"]), float(item["created"]), float(item["until"]),
+                                     None if first is None else float(first))
                 except (KeyError, TypeError, ValueError) as e:
                     raise ValueError(f"entry {i} ({item!r}) is invalid: {e}") from None
                 self._set(net, entry)

@@ -382,7 +382,7 @@ class ConnMan:
 
     def punish(self, peer: Peer, action: Action, reason: str) -> None:
         if action is Action.BAN:
-            self.banman.ban(peer.ip, reason)
+            self.banman.ban(peer.ip, reason, first_misbehaviour=peer.first_misbehaviour)
         elif action is Action.DISCOURAGE:
             self.banman.discourage(peer.ip)
         # Core's Ban() drops every link to the address; Discourage() only this peer's
