@@ -12,6 +12,9 @@ docs/results.md holds the numbers of several seeds.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,21 +26,35 @@ from tests.node.conftest import LoopThread
 pytestmark = pytest.mark.slow
 SEEDS = [int(s) for s in os.environ.get("PRIVACY_SEEDS", "1").split(",")]
 POLICIES = ("flood", "diffusion", "dandelion")
-
-
-@pytest.fixture
-def lt():
-    loop = LoopThread()
-    yield loop
-    loop.close()
+# The three 100-node runs need an interpreter of their own: inside a long pytest process, after the
+# other suites, they failed to form their graph within 120 s (twice in full-suite runs), while the
+# same test alone passed every time. The collected test therefore re-runs itself in a fresh pytest.
+INNER = "HARNESS_PRIVACY_E2E_INNER"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # Three 100-node runs took 136 s on this 2-core machine when it was lightly loaded; the cap leaves
 # room for a machine shared with other test runs (the 300 s default is per test, not per run).
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_policies_order_the_spys_success(lt, seed, tmp_path):
-    runs = [run_policy(lt, policy, seed) for policy in POLICIES]
+def test_policies_order_the_spys_success(seed, tmp_path):
+    if not os.environ.get(INNER):
+        test_id = f"{Path(__file__).relative_to(ROOT)}::test_policies_order_the_spys_success[{seed}]"
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", test_id],
+                              cwd=ROOT, env={**os.environ, INNER: "1", "PRIVACY_SEEDS": str(seed)},
+                              capture_output=True, text=True, timeout=880)
+        print(done.stdout[-4000:])
+        assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+        return
+    lt = LoopThread()
+    try:
+        runs = [run_policy(lt, policy, seed) for policy in POLICIES]
+    finally:
+        lt.close()
+    _check(runs, tmp_path)
+
+
+def _check(runs, tmp_path) -> None:
     table = privacy_table(runs)
     (tmp_path / "privacy.md").write_text("\n".join(table) + "\n")
     plot = plot_privacy(tmp_path / "privacy.png", runs)
