@@ -179,7 +179,7 @@ def remove_run(client: Any, run_id: str) -> tuple[dict[str, int], dict[str, int]
     return removed, {"container": forced}, left
 
 
-NETWORK_RETRY_SECONDS = 10.0
+NETWORK_RETRY_SECONDS = 60.0  # a loaded engine was seen to hold a removed container's endpoint > 10 s
 
 
 def _remove_network(network: Any) -> None:
