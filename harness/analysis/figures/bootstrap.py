@@ -26,8 +26,8 @@ HONEST_MODE = "honest"
 
 def seeder_honest_at(plan: Any) -> float | None:
     """Seconds after the start when the seeder last turned honest after a malicious mode (None: never)."""
-    seeders = [n for n in plan.peers() if n.role == "seeder"]
-    mode = str(seeders[0].config.get("mode", HONEST_MODE)) if seeders else HONEST_MODE
+    seeder = plan.seeder
+    mode = str(seeder.config.get("mode", HONEST_MODE)) if seeder is not None else HONEST_MODE
     before: dict[str, str] = {}  # a seeder_mode with a duration (its source) -> the mode its end restores
     turned: float | None = None
     for event in sorted((e for e in plan.timeline if e.action == "seeder_mode"), key=lambda e: e.at):
