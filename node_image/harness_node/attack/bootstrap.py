@@ -8,7 +8,7 @@ identity does what an attacker would (docs/attackers.md, "Malicious bootstrap"):
     addresses after the handshake and every `push_every`, and `getaddr` answered with attacker
     addresses only, so the victim's new and tried tables hold nothing else to fall back on;
 (b) **censors its transactions**: every transaction the victim announces is fetched (`getdata`)
-    and accepted, and never relayed to anyone (`harness_attacker_censored_transactions_total`);
+    and accepted, and never relayed to anyone (`harness_attacker_censored_transactions_total`, attack/metrics.py);
 (c) **delays blocks**: blocks the identity learns from its `targets` (honest nodes it dials as a
     quiet peer that relays nothing) are announced to the victims at once, and a victim's `getdata`
     is answered only `block_delay` later, just inside Core's block download timeout (10 minutes
@@ -28,8 +28,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter, Histogram
-
 from ..chain.chain import BlockInvalid, Chain
 from ..config import parse_endpoint
 from ..wire.codec import NetAddr, hash_to_hex
@@ -39,13 +37,11 @@ from ..wire.messages import (
 )
 from .base import ATTACKS, AttackPeer, Attacker
 from .config import AttackConfigError
-from .metrics import PREFIX
 
 SERVICES = NODE_NETWORK | NODE_WITNESS  # a full node's: victims prefer these for outbound slots
 BLOCK_DOWNLOAD_TIMEOUT = 600.0  # s, Core's BLOCK_DOWNLOAD_TIMEOUT_BASE (10 min x the block interval)
 TX_TYPES = frozenset({MSG_TX, MSG_WTX, MSG_TX | MSG_WITNESS_FLAG})
 BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
-DELAY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)  # wall seconds; 570 s x time_scale 0.05 = 28.5
 FEED_RETRY = (0.5, 10.0)  # s: first and longest wait between dials of a feed node that is not up
 MAX_CENSORED_KEPT = 10_000  # txids kept for /status (the counter counts them all)
 
@@ -169,12 +165,6 @@ class BootstrapAttacker(Attacker):
         self.blocks_served = 0
         self.censored: dict[str, float] = {}  # txid hex -> when first received (bounded)
         self.censored_count = 0
-        who = self.metrics.attacker
-        registry = self.metrics.registry
-        self.censored_total = Counter(PREFIX + "censored_transactions", "Victims' transactions accepted and never "
-                                      "relayed.", ["attacker"], registry=registry).labels(who)
-        self.block_delay = Histogram(PREFIX + "block_delay_seconds", "How long attackers held back a block they had "
-                                     "announced.", ["attacker"], buckets=DELAY_BUCKETS, registry=registry).labels(who)
         self._server: asyncio.AbstractServer | None = None
 
     # --- what we advertise -------------------------------------------------------------------------
@@ -271,7 +261,7 @@ class BootstrapAttacker(Attacker):
             return
         peer.send(msg_block(block))
         self.blocks_served += 1
-        self.block_delay.observe(time.monotonic() - asked)
+        self.metrics.block_held(time.monotonic() - asked)
 
     def censor(self, tx: Any) -> None:
         """(b): accepted from the victim, never relayed; counted once per transaction and identity."""
@@ -282,7 +272,7 @@ class BootstrapAttacker(Attacker):
         if len(self.censored) > MAX_CENSORED_KEPT:
             del self.censored[next(iter(self.censored))]
         self.censored_count += 1
-        self.censored_total.inc()
+        self.metrics.censored_tx()
 
     def peer_closed(self, peer: AttackPeer) -> None:
         if isinstance(peer, VictimPeer):
