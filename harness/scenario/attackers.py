@@ -140,6 +140,9 @@ class SpyParams(BaseModel):
 
 
 @ATTACKER_KINDS.register("malicious_seeder", runnable=False,
+                         refusal="a malicious seeder is the seeder's own mode, not an attacker: switch it with the "
+                                 "timeline action seeder_mode (poison, mixed, stale, ... or rogue) and run the nodes "
+                                 "behind its answers as an attacker of kind bootstrap (docs/attackers.md)",
                          description="A rogue DNS seeder as an attacker entry. Not runnable, on purpose: a malicious "
                                      "seeder is the seeder's own `seeder_mode` (poison, mixed, ... or rogue: a rogue "
                                      "process on its address), and the nodes behind its answers are a `bootstrap` "
@@ -182,5 +185,7 @@ def refuse_unrunnable(attackers: Sequence[Any], file: str | None = None) -> None
     for index, attacker in enumerate(attackers):
         if not runnable(attacker.kind):
             kinds = ", ".join(runnable_kinds())
-            raise ScenarioError(f"kind {attacker.kind} is not implemented yet — arrives with {ATTACKS_ISSUE}; "
-                                f"attackers of kind {kinds} run today", file=file, path=("attackers", index))
+            refusal = ATTACKER_KINDS.get(attacker.kind).meta.get("refusal")  # refused by design, not yet to do
+            why = f"kind {attacker.kind} does not run: {refusal}" if refusal else \
+                f"kind {attacker.kind} is not implemented yet — arrives with {ATTACKS_ISSUE}"
+            raise ScenarioError(f"{why}; attackers of kind {kinds} run today", file=file, path=("attackers", index))
