@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness_node.attack.behaviours import BEHAVIOURS
+from harness_node.attack.bootstrap import BLOCK_DOWNLOAD_TIMEOUT, DEFAULT_BLOCK_DELAY
 
 from harness.errors import ScenarioError
 from harness.scenario.durations import Duration
@@ -100,7 +101,8 @@ class BootstrapParams(BaseModel):
     push_every: Duration = Field(default=60.0, gt=0)  # between pushes to a connected victim (Core time)
     censor: bool = True  # fetch the victims' transactions and never relay them
     delay_blocks: bool = True  # announce blocks to the victims, serve them `block_delay` after their getdata
-    block_delay: Duration = Field(default=570.0, ge=0, le=600.0)  # Core's block download timeout is 600 s
+    # at most Core's block download timeout: a victim enforcing it would drop the attacker
+    block_delay: Duration = Field(default=DEFAULT_BLOCK_DELAY, ge=0, le=BLOCK_DOWNLOAD_TIMEOUT)
 
 
 ATTACKER_KINDS.register("bootstrap", runnable=True, runs_as="attacker",

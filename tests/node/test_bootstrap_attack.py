@@ -35,7 +35,8 @@ def sample(attacker: Any, name: str) -> float:
     return sum(s.value for m in attacker.metrics.registry.collect() for s in m.samples if s.name == name)
 
 
-@pytest.mark.parametrize("params, field", [({"block_delay": -1}, "block_delay"), ({"push_every": "x"}, "push_every"),
+@pytest.mark.parametrize("params, field", [({"block_delay": -1}, "block_delay"), ({"block_delay": 601}, "download timeout"),
+                                           ({"push_every": "x"}, "push_every"),
                                            ({"attacker_addresses": ["nope"]}, "attacker_addresses"),
                                            ({"bogus": 1}, "unknown field")])
 def test_bootstrap_params_are_validated(params: dict[str, Any], field: str) -> None:

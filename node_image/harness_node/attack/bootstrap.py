@@ -40,6 +40,7 @@ from .config import AttackConfigError
 
 SERVICES = NODE_NETWORK | NODE_WITNESS  # a full node's: victims prefer these for outbound slots
 BLOCK_DOWNLOAD_TIMEOUT = 600.0  # s, Core's BLOCK_DOWNLOAD_TIMEOUT_BASE (10 min x the block interval)
+DEFAULT_BLOCK_DELAY = 570.0  # s: 95 % of it, so the block arrives just before a victim would give up
 TX_TYPES = frozenset({MSG_TX, MSG_WTX, MSG_TX | MSG_WITNESS_FLAG})
 BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
 FEED_RETRY = (0.5, 10.0)  # s: first and longest wait between dials of a feed node that is not up
@@ -53,7 +54,7 @@ class BootstrapParams:
     push_every: float = 60.0  # scenario seconds between addr pushes to a connected victim (Core time)
     censor: bool = True  # (b) fetch and swallow the victims' transactions (False: ignore their announcements)
     delay_blocks: bool = True  # (c) announce blocks to victims and serve them late
-    block_delay: float = 570.0  # scenario seconds a victim's getdata for a block waits (Core time)
+    block_delay: float = DEFAULT_BLOCK_DELAY  # scenario seconds a victim's getdata for a block waits (Core time)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BootstrapParams":
@@ -69,6 +70,9 @@ class BootstrapParams:
             value = getattr(params, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise AttackConfigError(f"bootstrap params.{name} must be a number >= 0, got {value!r}")
+        if params.block_delay > BLOCK_DOWNLOAD_TIMEOUT:
+            raise AttackConfigError(f"bootstrap params.block_delay must be <= {BLOCK_DOWNLOAD_TIMEOUT:g} s (Core's "
+                                    f"block download timeout), got {params.block_delay!r}")
         if params.push_every == 0 and params.push_addresses:
             raise AttackConfigError("bootstrap params.push_every must be > 0 when push_addresses is on")
         return params
