@@ -30,6 +30,7 @@ from typing import Any
 
 from ..chain.chain import BlockInvalid, Chain
 from ..config import parse_endpoint
+from ..dictconfig import from_mapping
 from ..wire.codec import NetAddr, hash_to_hex
 from ..wire.messages import (
     MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MSG_BLOCK, MSG_TX, MSG_WITNESS_FLAG, MSG_WTX, NODE_NETWORK, NODE_WITNESS,
@@ -58,8 +59,6 @@ class BootstrapParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BootstrapParams":
-        from ..dictconfig import from_mapping
-
         params = from_mapping(cls, data, "bootstrap params", AttackConfigError)
         try:
             for a in params.attacker_addresses:
