@@ -227,6 +227,10 @@ CONTROLLER_METRICS = (
        "Mean message bytes honest nodes received: spam targets and the others."),
     _m("harness_controller_victim_overhead_ratio", "gauge", "ratio", (RESOURCE,),
        "Spam targets' mean over the other honest nodes' mean, for processing CPU and received bytes (1 = no overhead)."),
+    # malicious bootstrap (issue 10; docs/attackers.md): heal of poisoned victims once the seeder is honest
+    _m("harness_controller_heal_seconds", "histogram", "seconds", (),
+       "From the seeder turning honest to each poisoned victim's first honest outbound peer."),
+    _m("harness_controller_victims_healed", "gauge", "nodes", (), "Poisoned victims that have an honest outbound peer again."),
 )
 
 ATTACKER_METRICS = (
@@ -242,21 +246,18 @@ ATTACKER_METRICS = (
     _m("harness_attacker_disconnections_total", "counter", "connections", (ATTACKER, ATTACK_KIND, OBSERVED_EVENT),
        "Attacker connections their victims closed: after the victim's version (disconnected) or before it "
        "(refused: a banned address, or a link that never got version)."),
+    # bootstrap (harness_node/attack/bootstrap.py)
+    _m("harness_attacker_censored_transactions_total", "counter", "transactions", (ATTACKER,),
+       "Victims' transactions accepted and never relayed."),
+    _m("harness_attacker_block_delay_seconds", "histogram", "seconds", (ATTACKER,),
+       "How long attackers held back a block they had announced (from the victim's getdata to the block)."),
 )
 
 # --- planned --------------------------------------------------------------------------------------
 PLANNED_METRICS = (
-    # issue 13: heal of poisoned victims (the malicious-seeder scenario)
-    _m("harness_controller_heal_seconds", "histogram", "seconds", (),
-       "From the seeder turning honest to each poisoned victim's first honest outbound peer.", 13),
-    _m("harness_controller_victims_healed", "gauge", "nodes", (), "Poisoned victims that have an honest outbound peer again.", 13),
     # issue 10: attackers that act (eclipse, malicious bootstrap)
     _m("harness_attacker_addresses_sent_total", "counter", "addresses", (ATTACKER,),
        "Addresses (own and trash) pushed to victims in addr messages.", 10),
-    _m("harness_attacker_censored_transactions_total", "counter", "transactions", (ATTACKER,),
-       "Victims' transactions accepted and never relayed.", 10),
-    _m("harness_attacker_block_delay_seconds", "histogram", "seconds", (ATTACKER,),
-       "How long attackers held back a block they had announced.", 10),
     # issue 11: surveillance
     _m("harness_attacker_spy_announcements_total", "counter", "announcements", (ATTACKER,),
        "Transaction announcements the spy recorded.", 11),

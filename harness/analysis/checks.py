@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.analysis.model import Observations, SpamRun
 from harness.analysis.figures.bans import honest_nodes_banned, time_to_ban
+from harness.analysis.figures.bootstrap import censorship, heal_times, seeder_honest_at, victim_block_delays
 from harness.analysis.figures.eclipse import attacker_share
 from harness.analysis.figures.propagation import time_to_reach
 from harness.plan.model import CheckPlan, Plan
@@ -154,6 +155,43 @@ def _all_connected(params: Mapping[str, Any], obs: Observations, plan: Plan) -> 
     if obs.unreachable:
         details += f"{'; ' if details else ''}unreachable at the end: {', '.join(obs.unreachable[:5])}"
     return _result("all_connected", min(counts.values(), default=0), f">= {need}", not short, "outbound peers", details)
+
+
+@check("healed_within", "Every poisoned victim has an honest outbound peer again within the bound after the "
+                        "seeder turns honest.")
+def _healed_within(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
+    within = float(params["within"])
+    honest_at = seeder_honest_at(plan)
+    if honest_at is None:
+        raise CheckUnevaluable("the timeline never turns the seeder honest after a malicious mode: nothing to heal from")
+    wanted = set(select(plan, params.get("victim")))
+    heals = [h for h in heal_times([v for v in obs.victims if v.victim in wanted], obs.started_at + honest_at) if h.poisoned]
+    if not heals:
+        raise CheckUnevaluable(f"no victim of {sorted(wanted)[:5]} was eclipsed before the seeder turned honest "
+                               f"at {honest_at:g} s: the attack never took hold, so there is no heal to time")
+    late = sorted(h.victim for h in heals if h.heal_seconds is None or h.heal_seconds > within)
+    times = [h.heal_seconds for h in heals if h.heal_seconds is not None]
+    details = f"{len(heals) - len(late)} of {len(heals)} poisoned victims healed within {within:g} s of the seeder " \
+              f"turning honest at {honest_at:g} s: " + ", ".join(
+                  f"{h.victim} {'never' if h.heal_seconds is None else format(h.heal_seconds, '.1f') + ' s'}"
+                  for h in heals[:8]) + (" ..." if len(heals) > 8 else "")
+    worst = None if len(times) < len(heals) else round(max(times), 3)
+    return _result("healed_within", worst, f"<= {within:g}", not late, "s", details)
+
+
+@check("censored_share", "Share of the victims' transactions that never reached an honest node other than the victims.")
+def _censored_share(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
+    victims = set(select(plan, params.get("victim")))
+    c = censorship(obs.items, victims)
+    if c.share is None:
+        raise CheckUnevaluable(f"no transaction was injected at the victims {sorted(victims)[:5]}")
+    low, high = params.get("at_least"), params.get("at_most")
+    bound = " and ".join(b for b in (f">= {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else "") if b)
+    ok = (low is None or c.share >= low) and (high is None or c.share <= high)
+    delays = victim_block_delays(obs.items, victims)
+    details = f"{c.censored} of {c.total} victims' transactions never reached another honest node" + (
+        f"; blocks reached the victims {min(delays):.1f} to {max(delays):.1f} s after injection" if delays else "")
+    return _result("censored_share", round(c.share, 3), bound, ok, "share", details)
 
 
 def evaluate(expect: Sequence[CheckPlan], obs: Observations, plan: Plan) -> list[CheckResult]:

@@ -39,10 +39,14 @@ from harness.analysis.figures.spam import spam_runs
 NOT_SLOT_KINDS = frozenset({"feeler"})
 
 
+# checks whose `victim` selector names nodes whose outbound peers are sampled over time
+VICTIM_CHECKS = frozenset({"not_eclipsed", "healed_within", "censored_share"})
+
+
 def victims_of(plan: Plan) -> list[str]:
-    """The victims the plan's not_eclipsed checks name; with attackers but no such check, every
+    """The victims the plan's victim checks (VICTIM_CHECKS) name; with attackers but no such check, every
     honest node (so the eclipse figure still exists)."""
-    named = [v for x in plan.checks if x.check == "not_eclipsed" for v in (x.params.get("victim") or [])]
+    named = [v for x in plan.checks if x.check in VICTIM_CHECKS for v in (x.params.get("victim") or [])]
     if named or not plan.names(ATTACKER):
         return sorted(set(named))
     return plan.names(HONEST)

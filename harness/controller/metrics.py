@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from harness.analysis.figures.bans import honest_nodes_banned
+from harness.analysis.figures.bootstrap import heal_times, seeder_honest_at
 from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
 from harness.analysis.figures.propagation import ItemPropagation, item_propagation
 from harness.analysis.model import ITEM_KINDS, BanEvent, CheckVerdict, Observations
@@ -36,6 +37,7 @@ COVERAGES = {"0.5": "t50", "0.9": "t90", "1": "t100"}
 # Propagation on loopback takes milliseconds at time_scale 0.05 and tens of seconds at 1.
 COVERAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 BAN_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+HEAL_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)  # wall seconds after the seeder turns honest
 
 
 class Metrics:
@@ -70,6 +72,11 @@ class Metrics:
                                   "How late the controller's event loop ran a timer", buckets=LAG_BUCKETS, registry=r)
         self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
         self.spam = SpamMetrics(r)  # behaviour and policy from bounded sets (spam_metrics.py)
+        self.heal = Histogram("harness_controller_heal_seconds", "From the seeder turning honest to each poisoned "
+                              "victim's first honest outbound peer", buckets=HEAL_BUCKETS, registry=r)
+        self.healed = Gauge("harness_controller_victims_healed", "Poisoned victims that have an honest outbound peer "
+                            "again", registry=r)
+        self._healed: set[str] = set()  # victims whose heal time was observed
         self.partitions = Gauge("harness_controller_partitions_active", "Partitions in force now.", registry=r)
         self.nodes_down = Gauge("harness_controller_nodes_down",
                                 "Nodes stopped by the timeline (kill, pause, churn) now.", registry=r)
@@ -110,6 +117,18 @@ class Metrics:
             for table, (attackers, total) in tables.items():
                 self.addrman_ratio.labels(victim, table).set(attackers / total if total else 0.0)
         self.spam.publish(obs)
+        self._heals(obs)
+
+    def _heals(self, obs: Observations) -> None:
+        """Each poisoned victim's heal, once the seeder has turned honest (figures.bootstrap)."""
+        honest_at = seeder_honest_at(self.plan)
+        if honest_at is None:
+            return
+        for heal in heal_times(obs.victims, obs.started_at + honest_at):
+            if heal.poisoned and heal.heal_seconds is not None and heal.victim not in self._healed:
+                self._healed.add(heal.victim)
+                self.heal.observe(heal.heal_seconds)
+        self.healed.set(len(self._healed))
 
     def checks_done(self, checks: Iterable[Any]) -> None:
         for c in checks:

@@ -5,7 +5,7 @@ entry and `runs_as`:
 
 - `runs_as="node"` (sybil, eclipse today): *passive* attacker nodes, our own node software on the
   attacker's planned addresses, listening and answering the protocol, never dialling out;
-- `runs_as="attacker"` (spam): *active* identities in a `harness-node attack` process
+- `runs_as="attacker"` (spam, bootstrap): *active* identities in a `harness-node attack` process
   (harness_node.attack), dialling their targets from their planned addresses; the planner writes
   each identity's config with `plan_params` (docs/attackers.md).
 
@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from harness_node.attack.behaviours import BEHAVIOURS
+from harness_node.attack.bootstrap import BLOCK_DOWNLOAD_TIMEOUT, DEFAULT_BLOCK_DELAY
 
 from harness.errors import ScenarioError
 from harness.scenario.durations import Duration
@@ -88,6 +89,29 @@ ATTACKER_KINDS.register("spam", runnable=True, runs_as="attacker", plan_params=s
                                     "handshakes) and records how the victims react.")(SpamParams)
 
 
+class BootstrapParams(BaseModel):
+    """The nodes behind a poisoned seeder's answers (harness_node/attack/bootstrap.py): they listen at
+    the planned addresses the seeder hands out and, once a victim connects, fill its address table,
+    censor its transactions and serve its blocks late. `targets`: the honest nodes each identity
+    dials as a quiet peer to learn blocks from (never the victims)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    push_addresses: bool = True  # addr pushes of the attacker's addresses (getaddr is always answered with them)
+    push_every: Duration = Field(default=60.0, gt=0)  # between pushes to a connected victim (Core time)
+    censor: bool = True  # fetch the victims' transactions and never relay them
+    delay_blocks: bool = True  # announce blocks to the victims, serve them `block_delay` after their getdata
+    # at most Core's block download timeout: a victim enforcing it would drop the attacker
+    block_delay: Duration = Field(default=DEFAULT_BLOCK_DELAY, ge=0, le=BLOCK_DOWNLOAD_TIMEOUT)
+
+
+ATTACKER_KINDS.register("bootstrap", runnable=True, runs_as="attacker",
+                        description="The nodes behind a poisoned or rogue seeder's answers: they listen at the "
+                                    "addresses it hands out and, once a victim connects, fill its address table "
+                                    "with attacker addresses, censor its transactions (accept, never relay) and "
+                                    "answer its block getdata only at its download timeout.")(BootstrapParams)
+
+
 @ATTACKER_KINDS.register("eclipse", runnable=True,
                          description="Today: a passive sybil population (answers, never dials) on the attacker's "
                                      "/16s; active eclipse behaviour (Heilman-style: filling tried/new tables and "
@@ -118,9 +142,13 @@ class SpyParams(BaseModel):
 
 
 @ATTACKER_KINDS.register("malicious_seeder", runnable=False,
-                         description="A rogue DNS seeder answering with attacker addresses. Not implemented as an "
-                                     "attacker yet; the timeline's `seeder_mode: rogue` takes over the seeder's "
-                                     "address today.")
+                         refusal="a malicious seeder is the seeder's own mode, not an attacker: switch it with the "
+                                 "timeline action seeder_mode (poison, mixed, stale, ... or rogue) and run the nodes "
+                                 "behind its answers as an attacker of kind bootstrap (docs/attackers.md)",
+                         description="A rogue DNS seeder as an attacker entry. Not runnable, on purpose: a malicious "
+                                     "seeder is the seeder's own `seeder_mode` (poison, mixed, ... or rogue: a rogue "
+                                     "process on its address), and the nodes behind its answers are a `bootstrap` "
+                                     "attacker (docs/attackers.md, Malicious bootstrap).")
 class MaliciousSeederParams(AttackerParams):
     pass
 
@@ -159,5 +187,7 @@ def refuse_unrunnable(attackers: Sequence[Any], file: str | None = None) -> None
     for index, attacker in enumerate(attackers):
         if not runnable(attacker.kind):
             kinds = ", ".join(runnable_kinds())
-            raise ScenarioError(f"kind {attacker.kind} is not implemented yet — arrives with {ATTACKS_ISSUE}; "
-                                f"attackers of kind {kinds} run today", file=file, path=("attackers", index))
+            refusal = ATTACKER_KINDS.get(attacker.kind).meta.get("refusal")  # refused by design, not yet to do
+            why = f"kind {attacker.kind} does not run: {refusal}" if refusal else \
+                f"kind {attacker.kind} is not implemented yet — arrives with {ATTACKS_ISSUE}"
+            raise ScenarioError(f"{why}; attackers of kind {kinds} run today", file=file, path=("attackers", index))

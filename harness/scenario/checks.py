@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.scenario.durations import Duration
 from harness.scenario.problem import problem
@@ -61,6 +61,29 @@ class NotEclipsed(Check):
 @CHECKS.register("all_connected", description="Every honest node ends with at least min_outbound outbound peers.")
 class AllConnected(Check):
     min_outbound: int = Field(default=1, ge=0)
+
+
+@CHECKS.register("healed_within", description="Every poisoned victim has an honest outbound peer again within the "
+                                                "bound after the seeder turns honest.")
+class HealedWithin(Check):
+    victim: Selector
+    within: Duration
+
+
+@CHECKS.register("censored_share", description="Share of the victims' transactions that never reached an honest "
+                                                "node other than the victims, within the bounds.")
+class CensoredShare(Check):
+    victim: Selector
+    at_least: float | None = Field(default=None, ge=0.0, le=1.0)
+    at_most: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "CensoredShare":
+        if self.at_least is None and self.at_most is None:
+            raise problem("give at least one bound: at_least (the attack censors) or at_most (the defence holds)")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise problem(f"at_least ({self.at_least}) is above at_most ({self.at_most})")
+        return self
 
 
 def parse_check(data: Any) -> Check:

@@ -127,7 +127,7 @@ def test_run_and_deploy_refuse_a_spy_attacker_before_starting_anything(tmp_path:
         assert refused.exit_code == ExitCode.INVALID_INPUT, refused.output
         message = " ".join(refused.stderr.split())  # rich may wrap the line
         assert (f"{path}: attackers[1]: kind spy is not implemented yet — arrives with the attacks issue; "
-                f"attackers of kind eclipse, spam, sybil run today") in message
+                f"attackers of kind bootstrap, eclipse, spam, sybil run today") in message
         assert not run_dir.exists()  # no run dir, so no process was ever recorded or started
 
 
@@ -300,3 +300,42 @@ def test_down_stops_whichever_seeder_runs(six_and_six: RunDir) -> None:
     assert_nothing_left(six_and_six)
     seeder = AsideAllocator.SEEDER
     assert not lw.port_is_bound(seeder, DNS_PORT, udp=True) and not lw.port_is_bound(seeder, CONTROL_PORT)
+
+
+# --- bootstrap attackers and the malicious_seeder kind ----------------------------------------------
+
+BOOTSTRAP = """\
+name: boot
+duration: 30s
+network: {nodes: 4, time_scale: 0.05}
+attackers:
+  - {kind: bootstrap, name: poisoners, count: 3, netgroups: 3, targets: "node-0", params: {block_delay: 300s}}
+"""
+
+
+def test_bootstrap_attackers_are_planned_as_listening_identities_of_an_attacker_process() -> None:
+    result = plan(parse_scenario(BOOTSTRAP), seed=1)
+    identities = [n for n in result.nodes if n.role == "attacker"]
+    assert len(identities) == 3 and len({n.address.rsplit(".", 2)[0] for n in identities}) == 3
+    for node in identities:
+        spec = node.config["attack"]
+        assert spec["kind"] == "bootstrap" and spec["group"] == "poisoners" and spec["target_names"] == ["node-0"]
+        assert (spec["address"], spec["port"]) == (node.address, node.p2p_port)  # where the seeder sends victims
+        assert spec["params"] == {"push_addresses": True, "push_every": 60.0, "censor": True, "delay_blocks": True,
+                                  "block_delay": 300.0}
+    bad = BOOTSTRAP.replace("block_delay: 300s", "block_delay: 700s")  # past Core's 600 s download timeout
+    with pytest.raises(ScenarioError, match="block_delay"):
+        parse_scenario(bad)
+    with pytest.raises(ScenarioError, match="bogus"):
+        parse_scenario(BOOTSTRAP.replace("block_delay: 300s", "bogus: 1"))
+
+
+def test_a_malicious_seeder_attacker_is_refused_with_what_to_use_instead(tmp_path: Path) -> None:
+    path = tmp_path / "ms.yaml"
+    path.write_text(SPY.replace("{kind: spy, name: spies, count: 2, params: {connections: 2}}", "{kind: malicious_seeder}"))
+    run_dir = tmp_path / "run"
+    refused = cli.invoke(app, ["run", str(path), "--run-dir", str(run_dir)])
+    assert refused.exit_code == ExitCode.INVALID_INPUT, refused.output
+    message = " ".join(refused.stderr.split())
+    assert "attackers[1]: kind malicious_seeder does not run: a malicious seeder is the seeder's own mode" in message
+    assert "seeder_mode" in message and "kind bootstrap" in message and not run_dir.exists()

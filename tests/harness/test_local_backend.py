@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -142,6 +143,33 @@ def test_restart_node_comes_back_on_the_same_address(tmp_path: Path) -> None:
         be.restart_node("node-1", wipe_datadir=True)
         assert runner.status(run.path)["nodes"]["node-1"]["reachable"]
         assert "node-node-1-1" in {m.name for m in be.members()}
+    finally:
+        be.down()
+    nothing_left(run)
+
+
+def test_a_stopping_nodes_process_is_never_dead_while_the_node_counts_as_running(tmp_path: Path) -> None:
+    """A restarted node runs alone in its process. While the timeline stops it, another node's
+    wait_ready (raise_if_crashed) may look at every process: the node must count as stopped before
+    its process is gone, or concurrent restarts of a group report each other as crashed."""
+    run = RunDir(tmp_path / "run")
+    be = make_backend("local", run)
+    be.up(plan_file(scenario(tmp_path, nodes=3)))
+    try:
+        be.wait_ready(timeout=30)
+        be.restart_node("node-1")
+        host = lw.host_of(run.load_state(), "node-1")
+        assert host.nodes == ["node-1"]
+        stopping = threading.Thread(target=be.stop_node, args=("node-1",))
+        stopping.start()
+        dead_but_running = 0
+        while stopping.is_alive():
+            gone = not lw.live_groups({host.pgid})
+            if gone and "node-1" not in run.load_state().stopped_nodes:
+                dead_but_running += 1
+        stopping.join()
+        assert dead_but_running == 0
+        be.raise_if_crashed()  # the other nodes' view: nothing crashed
     finally:
         be.down()
     nothing_left(run)

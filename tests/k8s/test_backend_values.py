@@ -24,6 +24,7 @@ pytestmark = pytest.mark.k8s_render
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
 REFUSED = {"spam-ban.yaml": "cannot place active attackers (kind 'spam')", "spy.yaml": "cannot place active attackers (kind 'spy')",
+           "bootstrap-poison.yaml": "cannot place active attackers (kind 'bootstrap')",
             "mixed-bitcoind.yaml": "role 'bitcoind' cannot run on the k8s backend"}  # active attackers and bitcoind members run on the local backend only
 RUN_ID = "0123abcd"
 

@@ -58,8 +58,6 @@ def _scenario(directory: Path) -> Path:
 # a panel leaves it the day its metrics arrive (its queries must then return series).
 PENDING: dict[tuple[str, str], int] = {
     ("harness-eclipse", "Attacker connections and addresses pushed"): 10,
-    ("harness-bootstrap", "Victims healed and heal time"): 13,
-    ("harness-bootstrap", "Censored transactions and delayed blocks"): 10,
     ("harness-privacy", "Spy precision by estimator and relay policy"): 11,
     ("harness-privacy", "Spy recall by estimator and relay policy"): 11,
     ("harness-privacy", "Announcements the spy recorded"): 11,

@@ -282,10 +282,15 @@ class LocalBackend(Backend):
         """A node alone in its process (a restarted one) is stopped by stopping the process; a node
         in a shared worker is asked to shut itself down (its host keeps the others running)."""
         node = self.plan.node(name)
-        state = self._state()
-        if name in state.stopped_nodes:
-            return
-        host = lw.host_of(state, name)
+        with self.run.locked():
+            state = self._state()
+            if name in state.stopped_nodes:
+                return
+            host = lw.host_of(state, name)
+            # Recorded before the process goes: a concurrent restart's wait_ready (raise_if_crashed)
+            # must not take this node's dying process for a crash.
+            state.stopped_nodes.append(name)
+            self.run.save_state(state)
         if host.nodes == [name]:
             self._stop_process(host)
         else:
@@ -294,10 +299,6 @@ class LocalBackend(Backend):
             except ControlAPIError:
                 pass  # a node that shuts down may drop the connection before answering
         _wait_ports_free(name, [(node.address, p, False) for p in (node.p2p_port, node.control_port)])
-        with self.run.locked():
-            state = self._state()
-            state.stopped_nodes.append(name)
-            self.run.save_state(state)
         self.update_monitor()
 
     def _stop_process(self, record: ProcessRecord) -> None:

@@ -149,11 +149,12 @@ class Attacker:
         names = self.spec.target_names
         return names[self.spec.targets.index(target)] if names and target in self.spec.targets else target
 
-    def new_peer(self, **kwargs: Any) -> AttackPeer:
-        """A peer naming this identity's planned address in version (when the transport differs)."""
+    def new_peer(self, peer_cls: "type[AttackPeer] | None" = None, **kwargs: Any) -> AttackPeer:
+        """A peer naming this identity's planned address in version (when the transport differs);
+        `peer_cls`: a kind's AttackPeer subclass with its own message handlers."""
         if self.spec.bind and self.spec.bind != self.spec.address:
             kwargs.setdefault("addr_from", NetAddr(self.spec.address, self.spec.port))
-        return AttackPeer(self, **kwargs)
+        return (peer_cls or AttackPeer)(self, **kwargs)
 
     async def dial(self, target: str, *, handshake: bool = True, timeout: float = 5.0, retry_for: float = 0.0,
                    **kwargs: Any) -> AttackPeer:

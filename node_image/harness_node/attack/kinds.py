@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-KIND_MODULES: tuple[str, ...] = ("spam", "spy", "eclipse")
+KIND_MODULES: tuple[str, ...] = ("spam", "spy", "eclipse", "bootstrap")
 
 
 def load_kinds() -> None:

@@ -8,11 +8,13 @@ without a valid frame), and the fixed sets below."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 PREFIX = "harness_attacker_"
 CONNECTION_OUTCOMES = ("connected", "failed")  # TCP up / refused or timed out
 OBSERVED_EVENTS = ("disconnected", "refused")  # the victim closed the link after / before sending its version
+# wall seconds a block was held (bootstrap: 570 s x time_scale 0.05 = 28.5 s; up to Core's 600 s at scale 1)
+BLOCK_DELAY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
 class AttackerMetrics:
@@ -36,6 +38,15 @@ class AttackerMetrics:
         self.observed = Counter(PREFIX + "disconnections", "Connections the victims closed: after their version "
                                 "(disconnected) or before sending it (refused: a banned address, or a peer that "
                                 "never sent version).", [*who, "event"], registry=r)
+        # What a victim loses to an attacker it is connected to (kind bootstrap; every kind exports
+        # them, at 0, so every identity's /metrics carries the catalogue's families)
+        self.censored = Counter(PREFIX + "censored_transactions", "Victims' transactions accepted and never relayed.",
+                                ["attacker"], registry=r)
+        self.block_delay = Histogram(PREFIX + "block_delay_seconds", "How long attackers held back a block they had "
+                                     "announced (from the victim's getdata to the block).", ["attacker"],
+                                     buckets=BLOCK_DELAY_BUCKETS, registry=r)
+        self.censored.labels(attacker)
+        self.block_delay.labels(attacker)
         for outcome in CONNECTION_OUTCOMES:
             self.attempts.labels(attacker, kind, outcome)
         for event in OBSERVED_EVENTS:
@@ -55,6 +66,12 @@ class AttackerMetrics:
 
     def saw(self, event: str) -> None:
         self.observed.labels(self.attacker, self.kind, event).inc()
+
+    def censored_tx(self) -> None:
+        self.censored.labels(self.attacker).inc()
+
+    def block_held(self, seconds: float) -> None:
+        self.block_delay.labels(self.attacker).observe(seconds)
 
     def set_open(self, n: int) -> None:
         self.open.labels(self.attacker, self.kind, "outbound").set(n)
