@@ -346,3 +346,27 @@ def test_replace_seeder_rewrites_its_config_and_replaces_its_pod(tmp_path: Path,
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+def test_members_name_attacker_pods_as_attacker_processes(tmp_path: Path) -> None:
+    """`harness status`: an active attacker's pod (component attack) is an attacker process, as the
+    local backend's `harness-node attack`; node pods are workers hosting their planned nodes."""
+    run = RunDir(tmp_path / "run")
+    run.create()
+    plan = plan_file(ROOT / "scenarios" / "spam-ban.yaml")
+    run.plan_file.write_text(plan.to_json())
+    run.save_state(RunState(scenario=plan.name, backend="k8s", plan_digest=plan.digest, run_id=RUN, status="running",
+                            backend_state={"release": f"harness-{RUN}", "namespace": NS, "nodes_per_pod": 3, "pods": [],
+                                           "chaos": []}))
+
+    class Pods:
+        def pods(self) -> list[dict[str, Any]]:
+            def of(name: str, component: str, role: str) -> dict[str, Any]:
+                p = pod(name, True, 1)
+                p["metadata"]["labels"].update({"app.kubernetes.io/component": component, "harness.io/role": role})
+                return p
+            return [of(f"harness-{RUN}-banning-0", "node", "honest"), of(f"harness-{RUN}-spam-ban-7", "attack", "attacker")]
+
+    members = {m.name: m for m in K8sBackend(run, cluster=Pods()).members()}  # type: ignore[arg-type]
+    assert (members[f"harness-{RUN}-banning-0"].kind, members[f"harness-{RUN}-banning-0"].nodes) == ("worker", 3)
+    assert (members[f"harness-{RUN}-spam-ban-7"].kind, members[f"harness-{RUN}-spam-ban-7"].nodes) == ("attacker", 1)
