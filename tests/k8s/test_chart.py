@@ -231,7 +231,7 @@ def test_prometheus_config_is_accepted_by_promtool(tmp_path: Path) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("promtool is required with CI=true")
         pytest.skip("promtool is not installed")
-    objects = render(make_values(nodes=4, nodes_per_pod=2, monitoring=FULL_MONITORING))
+    objects = render(make_values(nodes=4, nodes_per_pod=2, monitoring=FULL_MONITORING, attacks=[spam_attack()]))
     config = tmp_path / "prometheus.yml"
     config.write_text(named(objects, "ConfigMap", "qs-prometheus")["data"]["prometheus.yml"])
     done = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
@@ -389,3 +389,9 @@ def test_active_attackers_run_one_identity_per_pod_and_dial_only_their_targets()
     assert targets["matchExpressions"] == [{"key": "statefulset.kubernetes.io/pod-name", "operator": "In",
                                             "values": ["qs-honest-0"]}]
     assert len(policy["egress"]) == 2 and policy["egress"][1]["ports"][0]["port"] == 53  # targets and DNS only
+    # scraped like nodes: a ServiceMonitor and a job of the bundled Prometheus per attacker entry
+    monitored = render(make_values(nodes=4, attacks=[spam_attack()], monitoring=FULL_MONITORING))
+    assert named(monitored, "ServiceMonitor", "qs-spam")["spec"]["endpoints"][0]["port"] == "ctl-0"
+    prom = yaml.safe_load(named(monitored, "ConfigMap", "qs-prometheus")["data"]["prometheus.yml"])
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "spam-attack")
+    assert job["dns_sd_configs"][0]["names"] == ["qs-spam.harness-qs.svc"] and job["dns_sd_configs"][0]["port"] == 18445
