@@ -181,8 +181,13 @@ class ControlClient:
     async def resume(self, ep: Endpoint) -> None:
         await self.request(ep, "POST", "/resume", {})
 
-    async def shutdown(self, ep: Endpoint) -> None:
-        await self.request(ep, "POST", "/shutdown", {}, retries=0)
+    async def shutdown(self, ep: Endpoint, keep_control: bool = False) -> None:
+        """``keep_control``: the node's control site stays up for `start` (a node packed in a pod)."""
+        await self.request(ep, "POST", "/shutdown", {"keep_control": True} if keep_control else {}, retries=0)
+
+    async def start(self, ep: Endpoint, wipe_datadir: bool = False) -> None:
+        """A node stopped with ``keep_control`` starts again in its host (same config and control site)."""
+        await self.request(ep, "POST", "/start", {"wipe_datadir": wipe_datadir}, retries=0)
 
     async def restart(self, ep: Endpoint, wipe_datadir: bool = False) -> None:
         """The node stops and starts again in its host (same config and control site)."""

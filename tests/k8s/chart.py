@@ -78,6 +78,18 @@ def make_values(nodes: int = 12, nodes_per_pod: int = 1, attackers: int = 0, **o
     return values
 
 
+def spam_attack(name: str = "spam", identities: int = 2, targets: tuple[str, ...] = ("qs-honest-0",)) -> dict[str, Any]:
+    """An active attacker entry (chart value `attacks`) shaped like the backend's: identity i of
+    `name` at a planned address of its own /16, spamming node-0 and node-1."""
+    return {"name": name, "kind": "spam", "magic": "fabfb5da", "timeScale": 0.2, "controlPort": CONTROL_PORT,
+            "targetPods": list(targets),
+            "identities": [{"name": f"{name}-{i}", "address": f"10.{100 + i}.0.1",
+                            "config": {"kind": "spam", "group": name, "port": P2P_PORT,
+                                       "targets": ["10.1.0.1:18444", "10.2.0.1:18444"], "target_names": ["node-0", "node-1"],
+                                       "params": {"behaviours": [{"behaviour": "oversized-inv", "rate": 10}]}}}
+                           for i in range(identities)]}
+
+
 def render(values: dict[str, Any], release: str = "qs", namespace: str = "harness-qs") -> list[dict[str, Any]]:
     """Every object the chart renders for these values, in template order."""
     helm = need("helm_python")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,11 +183,14 @@ def test_up_records_the_run_before_creating_anything_and_the_controller_joins_by
 
 
 def test_restart_node_restarts_the_real_node_in_its_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """restart_node through the real control client against a real `harness-node host` process on
-    loopback, standing for a pod (in-cluster mode: the recorded control URL is used as is)."""
+    """restart_node, stop_node and start_node through the real control client against a real
+    `harness-node host` process on loopback, standing for a pod (in-cluster mode: the recorded
+    control URL is used as is)."""
+    import socket
     import subprocess
     import sys
     import time
+    import urllib.error
     import urllib.request
 
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
@@ -226,12 +230,143 @@ def test_restart_node_restarts_the_real_node_in_its_host(tmp_path: Path, monkeyp
             assert time.monotonic() < deadline, "node-0 did not come back wiped"
             time.sleep(0.1)
         assert proc.poll() is None  # the host process (the pod) kept running
-        with run.locked():
-            state = run.load_state()
-            state.stopped_nodes = ["node-0"]
-            run.save_state(state)
-        with pytest.raises(BackendError, match="cannot be started again inside its pod"):
-            backend.restart_node("node-0")
+        # stop_node, then start_node (the end of a stop with a duration): the node's control site
+        # stays for POST /start, its data directory is kept, the host (the pod) keeps running.
+        (datadir / "marker").write_text("kept")
+        backend.stop_node("node-0")
+        assert run.load_state().stopped_nodes == ["node-0"]
+        with pytest.raises(urllib.error.HTTPError) as stopped:
+            urllib.request.urlopen(f"http://{ip}:18445/status", timeout=5)
+        assert stopped.value.code == 503
+        with pytest.raises(OSError):  # its P2P listener is closed: peers see it gone
+            socket.create_connection((ip, 18444), timeout=5).close()
+        backend.restart_node("node-0")  # what the timeline's start_node calls; returns once /status answers
+        assert status() is not None and (datadir / "marker").read_text() == "kept"
+        assert run.load_state().stopped_nodes == [] and proc.poll() is None
+        socket.create_connection((ip, 18444), timeout=5).close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+class SeederAPI(Quiet):
+    """Stands in for the API server (no cluster here) during replace_seeder: serves the seeder's
+    ConfigMap as Helm's engine rendered it, takes the patch and, as the kubelet would start the new
+    pod reading it, starts a real `harness-node seeder` with the patched file (on the test's own
+    loopback address instead of the pod's 0.0.0.0). Its pod list and WATCH stream are recorded:
+    the old pod going, a new one becoming ready."""
+
+    configmap: dict[str, Any] = {}
+    calls: list[str] = []
+    patched: dict[str, Any] = {}
+    start: Any = None
+
+    def _body(self) -> dict[str, Any]:
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        path = urllib.parse.unquote(self.path)
+        type(self).calls.append(f"GET {path.split('?')[0].rsplit('/', 1)[-1]}{' watch' if 'watch=true' in path else ''}")
+        if "/configmaps/" in path:
+            return self.reply(json.dumps(self.configmap).encode())
+        assert f"labelSelector=harness.io/run={RUN},harness.io/member=seeder" in path, path
+        old, new = pod("harness-0123abcd-seeder-old", True, 5), pod("harness-0123abcd-seeder-new", False, 12)
+        if "watch=true" not in path:
+            return self.reply(json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "10"},
+                                          "items": [old]}).encode())
+        going = {**old, "metadata": {**old["metadata"], "resourceVersion": "11", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+        events = [("MODIFIED", going), ("ADDED", new), ("MODIFIED", pod("harness-0123abcd-seeder-new", True, 13))]
+        self.reply("".join(json.dumps({"type": t, "object": o}) + "\n" for t, o in events).encode())
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        type(self).calls.append("PATCH configmap")
+        type(self).patched = self._body()
+        self.reply(json.dumps(self.configmap).encode())
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        type(self).calls.append(f"DELETE {self.path.split('?')[0].rsplit('/', 1)[-1]}")
+        type(self).start(json.loads(type(self).patched["data"]["seeder.json"]))  # the new pod, reading the new file
+        going = pod("harness-0123abcd-seeder-old", True, 11)  # the API server answers with the pod, going
+        self.reply(json.dumps({**going, "metadata": {**going["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}}).encode())
+
+
+def test_replace_seeder_rewrites_its_config_and_replaces_its_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from kubernetes import client
+
+    from harness.backends.k8s.values import ValuesOptions, chart_values
+    from harness_node.seeder.config import SeederConfig
+    from tests.k8s.chart import render
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # in-cluster: the recorded control URL as is
+    ip, token = "127.213.19.1", "t0ken-0123456789abcdef"
+    plan = plan_file(ROOT / "scenarios" / "malicious-seeder.yaml")
+    assert plan.seeder is not None
+    rendered = render(chart_values(plan, RUN, ValuesOptions(), token=token), release=f"harness-{RUN}", namespace=NS)
+    SeederAPI.configmap = next(o for o in rendered if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"harness-{RUN}-seeder")
+    SeederAPI.calls, procs = [], []
+    (tmp_path / "token").write_text(token)
+
+    def start(config: dict[str, Any]) -> None:
+        path = tmp_path / f"seeder-{len(procs)}.json"
+        path.write_text(json.dumps({**config, "dns_host": ip, "control_host": ip}))
+        procs.append(subprocess.Popen([str(Path(sys.executable).parent / "harness-node"), "seeder", "--config", str(path),
+                                       "--token-file", str(tmp_path / "token")], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+
+    SeederAPI.start = staticmethod(start)
+    run = RunDir(tmp_path / "run")
+    run.create()
+    run.plan_file.write_text(plan.to_json())
+    run.save_state(RunState(scenario=plan.name, backend="k8s", plan_digest=plan.digest, run_id=RUN, status="running",
+                            control_token=token,
+                            endpoints={plan.seeder.name: {"p2p": "10.96.0.53:53", "control_url": f"http://{ip}:8053"}},
+                            backend_state={"release": f"harness-{RUN}", "namespace": NS, "nodes_per_pod": 1, "pods": [], "chaos": []}))
+    rogue = ["10.100.0.1", "10.101.0.1"]
+    try:
+        with serving(HOST, SeederAPI) as (host, port):
+            conf = client.Configuration()
+            conf.host = f"http://{host}:{port}"
+            backend = K8sBackend(run, cluster=Cluster(NS, RUN, client.ApiClient(conf)))
+            backend.replace_seeder(rogue)  # returns once the new seeder's control API answers
+        assert SeederAPI.calls == [f"GET harness-{RUN}-seeder", "PATCH configmap", "GET pods",
+                                   "DELETE harness-0123abcd-seeder-old", "GET pods watch"]
+        written = json.loads(SeederAPI.patched["data"]["seeder.json"])
+        before = json.loads(SeederAPI.configmap["data"]["seeder.json"])
+        assert {k: written[k] for k in ("dns_host", "dns_port", "control_host", "control_port")} == \
+               {k: before[k] for k in ("dns_host", "dns_port", "control_host", "control_port")}  # the chart's, kept
+        config = SeederConfig.from_dict({**written, "control_token": token})  # the seeder's own strict loader
+        assert config.mode == "poison" and not config.crawl and sorted(config.static_nodes) == rogue
+        assert "control_token" not in written  # the token stays in the Secret
+        with urllib.request.urlopen(f"http://{ip}:8053/status", timeout=10) as r:
+            assert json.loads(r.read())["mode"] == "poison"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def test_members_name_attacker_pods_as_attacker_processes(tmp_path: Path) -> None:
+    """`harness status`: an active attacker's pod (component attack) is an attacker process, as the
+    local backend's `harness-node attack`; node pods are workers hosting their planned nodes."""
+    run = RunDir(tmp_path / "run")
+    run.create()
+    plan = plan_file(ROOT / "scenarios" / "spam-ban.yaml")
+    run.plan_file.write_text(plan.to_json())
+    run.save_state(RunState(scenario=plan.name, backend="k8s", plan_digest=plan.digest, run_id=RUN, status="running",
+                            backend_state={"release": f"harness-{RUN}", "namespace": NS, "nodes_per_pod": 3, "pods": [],
+                                           "chaos": []}))
+
+    class Pods:
+        def pods(self) -> list[dict[str, Any]]:
+            def of(name: str, component: str, role: str) -> dict[str, Any]:
+                p = pod(name, True, 1)
+                p["metadata"]["labels"].update({"app.kubernetes.io/component": component, "harness.io/role": role})
+                return p
+            return [of(f"harness-{RUN}-banning-0", "node", "honest"), of(f"harness-{RUN}-spam-ban-7", "attack", "attacker")]
+
+    members = {m.name: m for m in K8sBackend(run, cluster=Pods()).members()}  # type: ignore[arg-type]
+    assert (members[f"harness-{RUN}-banning-0"].kind, members[f"harness-{RUN}-banning-0"].nodes) == ("worker", 3)
+    assert (members[f"harness-{RUN}-spam-ban-7"].kind, members[f"harness-{RUN}-spam-ban-7"].nodes) == ("attacker", 1)

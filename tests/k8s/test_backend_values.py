@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from harness_node.attack.config import AttackConfig
 from harness_node.config import NodeConfig
 from harness_node.seeder.config import SeederConfig
 from harness.backends.k8s.layout import ValuesError, dns_label, namespace_for, pod_layout, release_name
@@ -23,9 +24,8 @@ pytestmark = pytest.mark.k8s_render
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
-REFUSED = {"spam-ban.yaml": "cannot place active attackers (kind 'spam')", "spy.yaml": "cannot place active attackers (kind 'spy')",
-           "bootstrap-poison.yaml": "cannot place active attackers (kind 'bootstrap')",
-            "mixed-bitcoind.yaml": "role 'bitcoind' cannot run on the k8s backend"}  # active attackers and bitcoind members run on the local backend only
+REFUSED = {"spy.yaml": "attacker kind 'spy' has no implementation yet",
+           "mixed-bitcoind.yaml": "role 'bitcoind' cannot run on the k8s backend"}  # bitcoind members run on the local backend only
 RUN_ID = "0123abcd"
 
 
@@ -53,14 +53,22 @@ def test_every_scenario_renders_validates_and_carries_labels(rendered: tuple[str
                 pytest.fail(f"{scenario} on {version}: {obj['kind']}/{obj['metadata']['name']}: {e.path}: {e.message}")
     assert {o["metadata"]["labels"]["harness.io/run"] for o in objects} == {RUN_ID}
     # One release: every planned peer is in exactly one pod config, packed 3 to a pod.
-    hosted = {}
+    hosted, attacking = {}, {}
     for cm in by_kind(objects, "ConfigMap"):
         if "-config-" in cm["metadata"]["name"]:
             for key, text in cm["data"].items():
                 for node in json.loads(text)["nodes"]:
                     hosted[node["name"]] = (key.removesuffix(".json"), node)
-    assert sorted(hosted) == sorted(plan.names())
+        elif cm["metadata"]["name"].endswith("-config"):  # an active attacker's pods, one identity each
+            for key, text in cm["data"].items():
+                # the attacker process's own strict loader, with the Secret's token (--token-file)
+                (spec,) = AttackConfig.from_dict({**json.loads(text), "control_token": "from-the-secret"}).attackers
+                attacking[spec.name] = (key.removesuffix(".json"), spec)
+    assert sorted([*hosted, *attacking]) == sorted(plan.names())
     layout = pod_layout(plan, release_name(RUN_ID), namespace_for(RUN_ID), 3)
+    for name, (pod, spec) in attacking.items():
+        assert pod == layout[name].pod and spec.address == plan.node(name).address  # dials as its planned address
+        assert spec.bind == "0.0.0.0" and spec.control_port == layout[name].control_port
     for name, (pod, node) in hosted.items():
         assert pod == layout[name].pod
         # the node's own strict loader, with the token the pod reads from its Secret (--token-file)
@@ -69,7 +77,9 @@ def test_every_scenario_renders_validates_and_carries_labels(rendered: tuple[str
         assert config.port == layout[name].port and config.extra["transport"] == "transport.json"
     table = json.loads(next(cm for cm in by_kind(objects, "ConfigMap") if cm["metadata"]["name"].endswith("-transport"))
                        ["data"]["transport.json"])
-    assert table["endpoints"] == {plan.node(n).address: p.p2p for n, p in layout.items()}
+    assert table["endpoints"] == {plan.node(n).address: p.p2p for n, p in layout.items() if p.listens}
+    for _pod, spec in attacking.values():  # every target of every identity is reachable through the table
+        assert {t.rpartition(":")[0] for t in spec.targets} <= table["endpoints"].keys()
     assert sum(len(v) for v in table["inbound_hosts"].values()) == len(plan.names())
     seeder = SeederConfig.from_dict(json.loads(next(cm for cm in by_kind(objects, "ConfigMap")
                                                     if cm["metadata"]["name"].endswith("-seeder"))["data"]["seeder.json"]))

@@ -16,7 +16,7 @@ import yaml
 
 from harness_node.config import NodeConfig
 from harness_node.seeder.config import SeederConfig
-from tests.k8s.chart import CHART, TOKEN, by_kind, make_values, named, need, render, render_error
+from tests.k8s.chart import CHART, TOKEN, by_kind, make_values, named, need, render, render_error, spam_attack
 
 pytestmark = pytest.mark.k8s_render
 
@@ -155,12 +155,13 @@ def test_controller_role_allows_only_what_its_faults_need() -> None:
     role = named(objects, "Role", "qs-controller")
     assert role["rules"] == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["qs-seeder"], "verbs": ["get", "patch"]},
         {"apiGroups": ["chaos-mesh.org"], "resources": ["networkchaos", "podchaos"], "verbs": ["create", "delete"]},
     ]
     binding = named(objects, "RoleBinding", "qs-controller")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qs-controller", "namespace": "harness-qs"}]
     without = named(render(make_values(controller={"plan": "{}", "chaosMesh": False})), "Role", "qs-controller")
-    assert [r["apiGroups"] for r in without["rules"]] == [[""]]
+    assert [r["apiGroups"] for r in without["rules"]] == [[""], [""]]
     # Only the controller talks to the API server.
     for obj in by_kind(objects, "StatefulSet") + by_kind(objects, "Deployment"):
         expected = obj["metadata"]["name"] == "qs-controller"
@@ -189,7 +190,9 @@ def test_network_policies_keep_traffic_inside_the_release() -> None:
     objects = render(make_values())
     testnet = named(objects, "NetworkPolicy", "qs-testnet")
     spec = testnet["spec"]
-    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/instance": "qs"}}
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/instance": "qs"},  # attack pods have their own
+                                   "matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "NotIn",
+                                                         "values": ["attack"]}]}
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     release = {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "qs"}}}
     assert spec["ingress"] == [{"from": [release]}]
@@ -228,7 +231,7 @@ def test_prometheus_config_is_accepted_by_promtool(tmp_path: Path) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("promtool is required with CI=true")
         pytest.skip("promtool is not installed")
-    objects = render(make_values(nodes=4, nodes_per_pod=2, monitoring=FULL_MONITORING))
+    objects = render(make_values(nodes=4, nodes_per_pod=2, monitoring=FULL_MONITORING, attacks=[spam_attack()]))
     config = tmp_path / "prometheus.yml"
     config.write_text(named(objects, "ConfigMap", "qs-prometheus")["data"]["prometheus.yml"])
     done = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60)
@@ -352,3 +355,43 @@ def test_values_yaml_shows_every_field_the_schema_knows() -> None:
         return missing
 
     assert walk(schema, defaults, "values") == []
+
+
+def test_active_attackers_run_one_identity_per_pod_and_dial_only_their_targets() -> None:
+    from harness_node.attack.config import AttackConfig
+
+    objects = render(make_values(nodes=4, attacks=[spam_attack(identities=3)], transport={"endpoints": {}}))
+    sts = named(objects, "StatefulSet", "qs-spam")
+    assert sts["spec"]["replicas"] == 3 and sts["metadata"]["labels"]["harness.io/attacker-kind"] == "spam"
+    pod = sts["spec"]["template"]
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "attack"
+    assert pod["metadata"]["labels"]["harness.io/role"] == "attacker"
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["attack", "--config", "/etc/harness-node/pods/$(POD_NAME).json", "--token-file",
+                                 "/var/run/harness/token", "--transport", "/etc/harness-node/pods/transport.json"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    sources = [s["configMap"]["name"] for s in {v["name"]: v for v in pod["spec"]["volumes"]}["config"]["projected"]["sources"]]
+    assert sources == ["qs-spam-config", "qs-transport"]
+    data = named(objects, "ConfigMap", "qs-spam-config")["data"]
+    assert sorted(data) == [f"qs-spam-{i}.json" for i in range(3)]
+    for i in range(3):
+        # the attacker process's own strict loader, with the token the pod reads from the Secret
+        config = AttackConfig.from_dict({**json.loads(data[f"qs-spam-{i}.json"]), "control_token": "from-the-secret"})
+        (spec,) = config.attackers
+        assert (spec.name, spec.address, spec.bind, spec.control_bind, spec.control_port) == \
+            (f"spam-{i}", f"10.{100 + i}.0.1", "0.0.0.0", "0.0.0.0", 18445)
+        assert config.magic == "fabfb5da" and config.time_scale == 0.2
+    assert named(objects, "Service", "qs-spam")["spec"]["clusterIP"] == "None"
+    policy = named(objects, "NetworkPolicy", "qs-spam-targets")["spec"]
+    assert policy["podSelector"]["matchLabels"]["harness.io/member"] == "spam"
+    targets = policy["egress"][0]["to"][0]["podSelector"]
+    assert targets["matchExpressions"] == [{"key": "statefulset.kubernetes.io/pod-name", "operator": "In",
+                                            "values": ["qs-honest-0"]}]
+    assert len(policy["egress"]) == 2 and policy["egress"][1]["ports"][0]["port"] == 53  # targets and DNS only
+    # scraped like nodes: a ServiceMonitor and a job of the bundled Prometheus per attacker entry
+    monitored = render(make_values(nodes=4, attacks=[spam_attack()], monitoring=FULL_MONITORING))
+    assert named(monitored, "ServiceMonitor", "qs-spam")["spec"]["endpoints"][0]["port"] == "ctl-0"
+    prom = yaml.safe_load(named(monitored, "ConfigMap", "qs-prometheus")["data"]["prometheus.yml"])
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "spam-attack")
+    assert job["dns_sd_configs"][0]["names"] == ["qs-spam.harness-qs.svc"] and job["dns_sd_configs"][0]["port"] == 18445

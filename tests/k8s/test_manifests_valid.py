@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s.chart import CRD_KINDS, make_values, need, render
+from tests.k8s.chart import CRD_KINDS, make_values, need, render, spam_attack
 
 pytestmark = pytest.mark.k8s_render
 
@@ -25,6 +25,8 @@ VALUE_SETS = {
     "existing-secret-no-policies-no-seeder": make_values(controlToken={"existingSecret": "my-token"},
                                                          networkPolicy={"enabled": False}, seeder={"enabled": False}),
     "no-controller": make_values(controller={"enabled": False}),
+    "active-attackers-monitoring": make_values(nodes=4, attacks=[spam_attack(identities=3)], monitoring=FULL_MONITORING,
+                                               transport={"endpoints": {}, "inbound_hosts": {}}),
     "longest-names": make_values(nodes=3, nodes_per_pod=2, attackers=1) | {"groups": [
         {**make_values(nodes=3, nodes_per_pod=2)["groups"][0], "name": "g" * 20}]},
 }

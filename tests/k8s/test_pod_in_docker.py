@@ -217,3 +217,70 @@ def test_backend_pods_find_each_other_by_pod_name_and_know_peers_by_planned_addr
         assert time.monotonic() < deadline, f"node-0 has no peer in the other pod; peers: {sorted(peers)}"
         time.sleep(1)  # the nodes' own bootstrap (fixed seeds), polled
     assert peers <= planned, f"a transport address leaked into the peers: {sorted(peers - planned)}"
+
+
+SPAM_SCENARIO = """
+name: k8s-spam
+seed: 3
+duration: 1m
+network:
+  groups:
+    - {name: victims, count: 3, misbehaviour_policy: ban}
+  relay_policy: diffusion
+  time_scale: 0.2
+attackers:
+  - kind: spam
+    name: spam
+    count: 2
+    netgroups: 2
+    targets: {group: victims}
+    params:
+      behaviours:
+        - {behaviour: oversized-inv, start: 2s, rate: 10}
+        - {behaviour: oversized-addr, start: 2s, rate: 10}
+"""
+
+
+def test_attacker_pods_ban_themselves_on_their_victims_by_planned_address(engine: Any, run_id: str,
+                                                                          tmp_path: Path) -> None:
+    """An active attacker (spam, two identities) from the k8s backend's own values: its two pods
+    (`harness-node attack`, identity i alone in pod i) and the victims' pod (3 nodes) on a Docker
+    network whose DNS answers the pods' stable names. Each identity resolves its targets through
+    transport.json and dials them; each victim charges the misbehaviour to the identity's planned
+    address (inbound_hosts: one planned address per attacker pod) and bans it, never a pod IP. The
+    identities' control sites answer on the wildcard bind, and need the Secret's token to stop."""
+    from harness.backends.k8s.layout import namespace_for, release_name
+    from harness.backends.k8s.values import ValuesOptions, chart_values
+    from harness.plan.planner import plan_file
+
+    (tmp_path / "spam.yaml").write_text(SPAM_SCENARIO)
+    plan = plan_file(tmp_path / "spam.yaml")
+    rid = "5ba40000"
+    release, namespace = release_name(rid), namespace_for(rid)
+    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=3, image=TAG), token=TOKEN),
+                     release=release, namespace=namespace)
+    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
+    pods = {f"{release}-victims-0": named(objects, "StatefulSet", f"{release}-victims"),
+            **{f"{release}-spam-{i}": named(objects, "StatefulSet", f"{release}-spam") for i in range(2)}}
+    containers = {pod: run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
+                               alias=f"{pod}.{sts['metadata']['name']}.{namespace}.svc") for pod, sts in pods.items()}
+    identities = {f"spam-{i}": plan.node(f"spam-{i}").address for i in range(2)}
+    for i, name in enumerate(identities):
+        attacker = containers[f"{release}-spam-{i}"]
+        status = wait_status(attacker, f"http://127.0.0.1:{host_port(attacker, 18445)}/status")
+        assert status["name"] == name, status
+    victim = containers[f"{release}-victims-0"]
+    deadline = time.monotonic() + 120
+    for slot in range(3):  # every node of the victims' pod
+        port = host_port(victim, 18445 + 2 * slot)
+        while True:
+            bans = {b["address"].split("/")[0] for b in wait_status(victim, f"http://127.0.0.1:{port}/bans")}
+            if set(identities.values()) <= bans:
+                break
+            assert time.monotonic() < deadline, f"slot {slot}: banned {sorted(bans)}, expected {identities}"
+            time.sleep(1)
+        assert bans <= set(identities.values()), f"slot {slot} banned a transport address: {sorted(bans)}"
+    attacker = containers[f"{release}-spam-0"]
+    stop = f"http://127.0.0.1:{host_port(attacker, 18445)}/stop"
+    assert request(stop, {})[0] == 401
+    assert request(stop, {}, token=TOKEN)[0] == 200

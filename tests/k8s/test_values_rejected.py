@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.chart import CHART, make_values, need, render_error
+from tests.k8s.chart import CHART, make_values, need, render_error, spam_attack
 
 pytestmark = pytest.mark.k8s_render
 
@@ -43,6 +43,10 @@ SCHEMA_CASES = {
     "bad cpu quantity": (make_values(resources={"node": {"requests": {"cpu": "lots"}}}), "/resources/node/requests/cpu"),
     "seeder dnsPort out of range": (make_values(seeder={"dnsPort": 70000}), "/seeder/dnsPort"),
     "prometheus interval": (make_values(monitoring={"prometheus": {"scrapeInterval": "soon"}}), "/monitoring/prometheus/scrapeInterval"),
+    "attack magic not hex": (make_values(attacks=[{**spam_attack(), "magic": "regtest!"}]), "/attacks/0/magic"),
+    "attack without identities": (make_values(attacks=[{**spam_attack(), "identities": []}]), "/attacks/0/identities"),
+    "attack identity without address": (make_values(attacks=[{**spam_attack(), "identities": [{"name": "s", "config": {}}]}]),
+                                        "/attacks/0/identities/0"),
     "configMapMaxBytes over 1 MB": (make_values(configMapMaxBytes=2_000_000), "/configMapMaxBytes"),
 }
 
@@ -65,6 +69,11 @@ def test_two_groups_with_one_name() -> None:
     values["attackers"][0]["name"] = "honest"
     message = render_error(values)
     assert "attackers[0].name" in message and "unique" in message
+
+
+def test_an_attack_named_like_a_group() -> None:
+    message = render_error(make_values(nodes=2, attacks=[spam_attack(name="honest")]))
+    assert "attacks[0].name" in message and "unique" in message
 
 
 def test_two_nodes_of_one_pod_on_one_port() -> None:

@@ -144,3 +144,22 @@ def test_the_cli_refuses_a_bad_config_with_one_message_and_exit_2(tmp_path: Any)
     out = subprocess.run([str(script), "attack", "--config", str(bad)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "spam params.behaviours[0]" in out.stderr and "unknown spam behaviour 'teleport'" in out.stderr, out.stderr
+
+
+def test_the_cli_resolves_a_transport_table_under_the_configs_own_endpoints(tmp_path: Any) -> None:
+    """`--transport` (Kubernetes' transport.json): pod names resolved into the dial endpoints, the
+    config's own entries win; `localhost` stands in for a pod's DNS name."""
+    from harness_node.attack.cli import attack_config
+    from harness_node.cli import build_parser
+
+    (tmp_path / "transport.json").write_text(json.dumps({
+        "endpoints": {"10.1.0.1": "localhost:18444", "10.2.0.1": "localhost:18446"},
+        "inbound_hosts": {"localhost": ["10.1.0.1", "10.2.0.1"]}}))
+    (tmp_path / "attack.json").write_text(json.dumps({
+        "endpoints": {"10.2.0.1": "127.0.0.9:1000"},
+        "attackers": [spec("s", "10.100.0.1", ["10.1.0.1:18444", "10.2.0.1:18444"], bind="0.0.0.0")]}))
+    args = build_parser().parse_args(["attack", "--config", str(tmp_path / "attack.json"),
+                                      "--transport", str(tmp_path / "transport.json")])
+    config = attack_config(args)
+    assert config.dial_endpoint("10.1.0.1:18444") in {("127.0.0.1", 18444), ("::1", 18444)}
+    assert config.dial_endpoint("10.2.0.1:18444") == ("127.0.0.9", 1000)

@@ -62,3 +62,24 @@ def test_shutdown_stops_one_node_and_frees_its_ports_while_the_other_keeps_servi
 
     lt.wait(lambda: port_free(p2p) and port_free(control), what="b's ports freed")
     assert call(a.control_address, "GET", "/status")[0] == 200
+
+
+def test_a_node_stopped_keeping_its_control_site_answers_only_start(lt, host):
+    """`POST /shutdown {"keep_control": true}` (the k8s backend's stop_node): the node stops, its
+    site stays and answers only `POST /start`, which runs a fresh node of the same config there."""
+    a, b = host.nodes.values()
+    control = b.control_address
+    assert call(control, "POST", "/start", {})[0] == 409  # not stopped
+    assert call(control, "POST", "/shutdown", {"keep_control": "yes"})[0] == 400
+    assert call(control, "POST", "/shutdown", {"keep_control": True}) == (200, {"status": "stopped"})
+    assert not b.running
+    with pytest.raises(OSError):  # its P2P listener is closed
+        socket.create_connection((b.config.bind, b.port), timeout=5).close()
+    assert call(control, "GET", "/status")[0] == 503
+    assert call(control, "POST", "/tx", {"synthetic": True})[0] == 409
+    assert call(control, "POST", "/start", {}, token=None)[0] == 401
+    assert call(control, "POST", "/start", {}) == (200, {"status": "running", "wipe_datadir": False})
+    assert call(control, "GET", "/status")[0] == 200 and host.nodes[b.name].running
+    fresh = host.nodes[b.name]  # listening again (this fixture's port 0: a port of its own)
+    socket.create_connection((fresh.config.bind, fresh.port), timeout=5).close()
+    assert call(a.control_address, "GET", "/status")[0] == 200

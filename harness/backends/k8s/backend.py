@@ -10,6 +10,7 @@ still acts on must go before the pods it selects; the namespace last catches any
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 import time
@@ -25,7 +26,8 @@ from harness.backends.k8s.cluster import Cluster, api_client, check_reachable
 from harness.backends.k8s.layout import Placement, pod_layout
 from harness.backends.endpoint import Endpoint
 from harness.backends.k8s.reach import PodForwards, in_cluster
-from harness.backends.k8s.values import SEEDER_CONTROL_PORT, ValuesOptions, chart_values, run_state
+from harness.backends.k8s.values import (SEEDER_CHART_OWNED, SEEDER_CONTROL_PORT, SEEDER_FILE, ValuesOptions, chart_values,
+                                         run_state, seeder_values_config)
 from harness.errors import BackendError, HarnessError
 from harness.plan.model import Plan
 
@@ -83,8 +85,9 @@ class K8sBackend(Backend):
         recorded = super().seeder_endpoint()
         if recorded is None or in_cluster():
             return recorded
-        pods = [p["metadata"]["name"] for p in self.cluster().pods()
-                if p["metadata"].get("labels", {}).get("harness.io/member") == "seeder"]
+        pods = [p["metadata"]["name"] for p in self.cluster().pods()  # not one that is going (replace_seeder)
+                if p["metadata"].get("labels", {}).get("harness.io/member") == "seeder"
+                and not p["metadata"].get("deletionTimestamp")]
         if not pods:
             raise BackendError("the seeder's pod is not there; see `harness status`")
         return dataclasses.replace(recorded, control_url=self._forwards().url(pods[0], SEEDER_CONTROL_PORT))
@@ -155,8 +158,11 @@ class K8sBackend(Backend):
         out = []
         for pod in self.cluster().pods():
             name = pod["metadata"]["name"]
-            role = pod["metadata"].get("labels", {}).get("harness.io/role", "")
-            kind = {"honest": "worker", "attacker": "worker"}.get(role, role)
+            labels = pod["metadata"].get("labels", {})
+            role = labels.get("harness.io/role", "")
+            # an active attacker's pod runs `harness-node attack` (the local backend's "attacker" process)
+            kind = "attacker" if labels.get("app.kubernetes.io/component") == "attack" else \
+                {"honest": "worker", "attacker": "worker"}.get(role, role)
             from harness.backends.k8s.cluster import pod_ready
 
             out.append(MemberStatus(name, kind, per_pod.get(name, 0), pod_ready(pod), f"pod/{name}"))
@@ -205,10 +211,13 @@ class K8sBackend(Backend):
             self._call(name, ControlClient.resume)
 
     def stop_node(self, name: str) -> None:
-        """Asked through its control API (a packed pod keeps its other nodes running)."""
+        """Asked through its control API (a packed pod keeps its other nodes running). Its control
+        site stays, answering only POST /start: no process or pod can be started for one node of a
+        pod, and deleting the pod would wipe it and stop its neighbours."""
         if name in self.state().stopped_nodes:
             return
-        self._call(name, ControlClient.shutdown)
+        ep = self.node_endpoints()[name]
+        call_sync(self.state().control_token, lambda c: c.shutdown(ep, keep_control=True))
         with self.run.locked():
             state = self.state()
             state.stopped_nodes.append(name)
@@ -217,12 +226,37 @@ class K8sBackend(Backend):
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
         """The node restarts inside its pod (the node's POST /restart: same config and ports, its
         data directory kept or wiped), so a packed pod's other nodes keep running. A node stopped
-        by `stop_node` has no control site left to ask: starting it again is refused."""
-        if name in self.state().stopped_nodes:
-            raise BackendError(f"start_node {name}: a node stopped on the k8s backend cannot be started again "
-                               f"inside its pod yet; use restart_node instead of stop_node with a duration")
+        by `stop_node` (`start_node`) is started by its kept control site (POST /start); returns
+        once it answers /status."""
         ep = self.node_endpoints()[name]
-        call_sync(self.state().control_token, lambda c: c.restart(ep, wipe_datadir))
+        token = self.state().control_token
+        if name not in self.state().stopped_nodes:
+            call_sync(token, lambda c: c.restart(ep, wipe_datadir))
+            return
+        call_sync(token, lambda c: c.start(ep, wipe_datadir))
+        with self.run.locked():
+            state = self.state()
+            state.stopped_nodes.remove(name)
+            self.run.save_state(state)
+        asyncio.run(self._poll_ready(self.state(), [ep], ready_timeout(1)))
+
+    def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
+        """The seeder's ConfigMap file rewritten (a rogue seeder serving only ``rogue_addresses``,
+        or the planned honest one for None; where it listens kept from the file, which the chart
+        owns), then its pod deleted: its Deployment starts a new one reading the new file, behind
+        the same Service address. Returns once the new pod is ready and its control API answers.
+        (The release's record still holds the planned seeder: a `helm upgrade` would restore it.)"""
+        spec = self.plan.seeder
+        if spec is None:
+            raise BackendError("this run has no DNS seeder to replace")
+        name = f"{self._record()['release']}-seeder"
+        live = self.cluster().config_file(name, SEEDER_FILE)
+        config = {**seeder_values_config(spec, rogue_addresses), **{k: live[k] for k in SEEDER_CHART_OWNED if k in live}}
+        self.cluster().write_config_file(name, SEEDER_FILE, config)
+        self.cluster().replace_member_pods("seeder", ready_timeout(1))
+        seeder = self.seeder_endpoint()
+        assert seeder is not None  # the plan has a seeder, so up recorded its endpoint
+        asyncio.run(self._poll_ready(self.state(), [seeder], ready_timeout(1)))
 
     def _remember_chaos(self, obj: dict[str, Any]) -> None:
         with self.run.locked():

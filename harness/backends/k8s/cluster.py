@@ -1,5 +1,6 @@
 """The run's namespace through the kubernetes client: create and delete it, wait for pods by WATCH
-(never by sleeping), read logs, delete pods, create and delete Chaos Mesh objects.
+(never by sleeping), read logs, delete and replace pods, read and rewrite a ConfigMap's file,
+create and delete Chaos Mesh objects.
 
 Every call selects by the run's label (``harness.io/run``), so nothing of another run is touched.
 """
@@ -186,6 +187,59 @@ class Cluster:
         except ApiException as e:
             if e.status != 404:
                 raise BackendError(f"cannot delete pod {pod}: {e.status} {e.reason}") from None
+
+    def replace_member_pods(self, member: str, timeout: float) -> str:
+        """Delete the pods of ``member`` (label harness.io/member) and watch until a new one, made
+        by its Deployment or StatefulSet, is ready; its name. A pod that is going is never taken
+        for the new one (its name is among the old ones)."""
+        from kubernetes import watch
+
+        selector = f"{self.selector},harness.io/member={member}"
+        core = self._core()
+        listing = json.loads(core.list_namespaced_pod(self.namespace, label_selector=selector, _preload_content=False).data)
+        old = {p["metadata"]["name"] for p in listing.get("items", [])}
+        for pod in sorted(old):
+            self.delete_pod(pod)
+        version, deadline, w = listing.get("metadata", {}).get("resourceVersion"), time.monotonic() + timeout, watch.Watch()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BackendError(f"no new {member} pod ready after {timeout:.0f} s in namespace {self.namespace}")
+            for event in w.stream(core.list_namespaced_pod, self.namespace, label_selector=selector,
+                                  resource_version=version, timeout_seconds=max(1, int(left))):
+                pod = event["raw_object"]
+                version = pod.get("metadata", {}).get("resourceVersion", version)
+                name = pod["metadata"]["name"]
+                if event["type"] == "DELETED" or name in old:
+                    continue
+                failed = pod_failed(pod)
+                if failed:
+                    raise BackendError(f"pod {name} cannot start: {failed}")
+                if pod_ready(pod):
+                    w.stop()
+                    return str(name)
+
+    def config_file(self, configmap: str, key: str) -> dict[str, Any]:
+        """The JSON file ``key`` of a ConfigMap of the release."""
+        from kubernetes.client import ApiException
+
+        try:
+            cm = json.loads(self._core().read_namespaced_config_map(configmap, self.namespace, _preload_content=False).data)
+            return dict(json.loads(cm["data"][key]))
+        except ApiException as e:
+            raise BackendError(f"cannot read ConfigMap {configmap}: {e.status} {e.reason}") from None
+        except (KeyError, ValueError) as e:
+            raise BackendError(f"ConfigMap {configmap} has no JSON file {key}: {e}") from None
+
+    def write_config_file(self, configmap: str, key: str, data: dict[str, Any]) -> None:
+        """Replace the JSON file ``key`` of a ConfigMap (a merge patch: its other keys stay)."""
+        from kubernetes.client import ApiException
+
+        try:
+            self._core().patch_namespaced_config_map(configmap, self.namespace,
+                                                     {"data": {key: json.dumps(data, sort_keys=True)}})
+        except ApiException as e:
+            raise BackendError(f"cannot update ConfigMap {configmap}: {e.status} {e.reason}") from None
 
     # --- Chaos Mesh -----------------------------------------------------------------------------
     def chaos_mesh_installed(self) -> bool:

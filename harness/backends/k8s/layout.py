@@ -26,8 +26,10 @@ from typing import Any
 
 import re
 
+from harness.backends.node_config import is_attack_identity
 from harness.errors import HarnessError
 from harness.plan.model import ATTACKER, HONEST, NodePlan, Plan
+from harness.scenario.attackers import runnable, runnable_kinds
 
 # Ports inside a pod: slot k of a packed pod listens on P2P_PORT + 2k and controls on +1. Each pod
 # has its own network namespace, so every pod uses the same small set of ports.
@@ -61,19 +63,31 @@ def dns_label(name: str) -> str:
 
 def groups_of(plan: Plan) -> list[tuple[str, str, str, list[NodePlan]]]:
     """(chart group name, role, attacker kind, members) in plan order: honest groups first, then
-    attackers. Refuses roles the chart cannot run and labels that collide as DNS labels."""
+    passive attackers (nodes running our node software). Active attacker identities are
+    `attacks_of`'s. Refuses roles the chart cannot run and labels that collide as DNS labels."""
+    return _grouped(plan)[0]
+
+
+def attacks_of(plan: Plan) -> list[tuple[str, str, list[NodePlan]]]:
+    """(chart attack name, kind, identities) per attacker entry whose identities run in a
+    `harness-node attack` process (runs_as="attacker"), in plan order."""
+    return _grouped(plan)[1]
+
+
+def _grouped(plan: Plan) -> tuple[list[tuple[str, str, str, list[NodePlan]]], list[tuple[str, str, list[NodePlan]]]]:
     out: dict[tuple[str, str], list[NodePlan]] = {}
     for node in plan.peers():
         if node.role not in (HONEST, ATTACKER):
             raise ValuesError(f"plan node {node.name}: role {node.role!r} cannot run on the k8s backend "
                               f"(allowed: honest, attacker); use --backend local")
-        if node.role == ATTACKER and "targets" in node.config:
-            raise ValuesError(f"plan node {node.name}: the k8s backend cannot place active attackers "
-                              f"(kind {node.config.get('kind')!r}) yet; run this scenario with --backend local")
-        out.setdefault((node.role, node.group or node.role), []).append(node)
+        if is_attack_identity(node) and not runnable(str(node.config["attack"].get("kind"))):
+            raise ValuesError(f"plan node {node.name}: attacker kind {node.config['attack'].get('kind')!r} has no "
+                              f"implementation yet (runnable kinds: {', '.join(runnable_kinds())})")
+        role = "attack" if is_attack_identity(node) else node.role
+        out.setdefault((role, node.group or node.role), []).append(node)
     seen: dict[str, str] = {}
-    groups = []
-    for role in (HONEST, ATTACKER):
+    groups, attacks = [], []
+    for role in (HONEST, ATTACKER, "attack"):
         for (r, planned), members in out.items():
             if r != role:
                 continue
@@ -82,11 +96,12 @@ def groups_of(plan: Plan) -> list[tuple[str, str, str, list[NodePlan]]]:
                 raise ValuesError(f"groups {seen[name]!r} and {planned!r} both become the Kubernetes name {name!r}; "
                                   f"rename one in the scenario (DNS labels: a-z, 0-9, '-', {GROUP_NAME_MAX} characters)")
             seen[name] = planned
+            if role == "attack":
+                attacks.append((name, str(members[0].config["attack"]["kind"]), members))
+                continue
             kind = str(members[0].config.get("extra", {}).get("kind", "")) if role == ATTACKER else ""
             groups.append((name, role, kind, members))
-    return groups
-
-
+    return groups, attacks
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,7 @@ class Placement:
     port: int
     control_port: int
     host: str  # <pod>.<statefulset>.<namespace>.svc
+    listens: bool = True  # False: an attacker identity (it dials, nobody dials it)
 
     @property
     def p2p(self) -> str:
@@ -110,7 +126,10 @@ class Placement:
 
 
 def pod_layout(plan: Plan, release: str, namespace: str, nodes_per_pod: int) -> dict[str, Placement]:
-    """node name -> Placement, as the chart packs them (pod i of group g hosts members[i*N:(i+1)*N])."""
+    """node name -> Placement, as the chart packs them (pod i of group g hosts members[i*N:(i+1)*N]).
+    An active attacker identity is alone in pod i of its attack's StatefulSet (identity i), slot
+    0: its own pod IP is its own transport address, so a victim charges a misbehaviour, even one
+    before `version`, to the right planned address."""
     layout: dict[str, Placement] = {}
     for group, _role, _kind, members in groups_of(plan):
         sts = f"{release}-{group}"
@@ -118,12 +137,19 @@ def pod_layout(plan: Plan, release: str, namespace: str, nodes_per_pod: int) -> 
             pod, slot = f"{sts}-{i // nodes_per_pod}", i % nodes_per_pod
             layout[node.name] = Placement(pod=pod, statefulset=sts, slot=slot, port=P2P_PORT + 2 * slot,
                                           control_port=CONTROL_PORT + 2 * slot, host=f"{pod}.{sts}.{namespace}.svc")
+    for attack, _kind, identities in attacks_of(plan):
+        sts = f"{release}-{attack}"
+        for i, node in enumerate(identities):
+            pod = f"{sts}-{i}"
+            layout[node.name] = Placement(pod=pod, statefulset=sts, slot=0, port=P2P_PORT, control_port=CONTROL_PORT,
+                                          host=f"{pod}.{sts}.{namespace}.svc", listens=False)
     return layout
 
 
 def transport_table(plan: Plan, layout: dict[str, Placement]) -> dict[str, dict[str, Any]]:
-    """The release's one table (chart value ``transport``): ``endpoints`` and ``inbound_hosts``."""
-    endpoints = {plan.node(name).address: place.p2p for name, place in layout.items()}
+    """The release's one table (chart value ``transport``): ``endpoints`` (members that listen)
+    and ``inbound_hosts`` (every member, attacker identities too: how victims attribute them)."""
+    endpoints = {plan.node(name).address: place.p2p for name, place in layout.items() if place.listens}
     inbound: dict[str, list[str]] = {}
     for name, place in layout.items():
         inbound.setdefault(place.host, []).append(plan.node(name).address)
@@ -136,7 +162,9 @@ def node_transport(plan: Plan, layout: dict[str, Placement], seeder_ip: str | No
     the seeder's Service has a fixed IP, ``peering.seeders`` pointing there instead of the planned
     seeder address."""
     out: dict[str, dict[str, Any]] = {}
-    for name in layout:
+    for name, place in layout.items():
+        if not place.listens:
+            continue  # attacker identities take no NodeConfig (values.py writes their attack config)
         node = plan.node(name)
         fields: dict[str, Any] = {"extra": {**node.config.get("extra", {}), "address": node.address,
                                             "transport": TRANSPORT_FILE}}

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.backends.k8s.layout import (ValuesError, dns_label, groups_of, namespace_for, node_transport, pod_layout,
-                                         release_name, transport_table)
+from harness.backends.k8s.layout import (Placement, ValuesError, attacks_of, dns_label, groups_of, namespace_for,
+                                         node_transport, pod_layout, release_name, transport_table)
 from harness.backends.base import RunState
 from harness.plan.model import ATTACKER, NodePlan, Plan
 
@@ -30,6 +31,9 @@ DEFAULT_IMAGE = "harness-node:latest"
 # ConfigMap (the token: it comes from the Secret's file).
 CHART_OWNED = ("name", "bind", "port", "control_bind", "control_port", "datadir", "control_token")
 SEEDER_CHART_OWNED = ("dns_host", "dns_port", "control_host", "control_port", "control_token")
+SEEDER_FILE = "seeder.json"  # the key of the chart's ConfigMap <release>-seeder
+# An attacker identity's keys the chart owns: where it dials from and serves its control site.
+ATTACK_CHART_OWNED = ("bind", "control_bind", "control_port")
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ def chart_values(plan: Plan, run_id: str, options: ValuesOptions | None = None, 
         "nodesPerPod": options.nodes_per_pod,
         "groups": [],
         "attackers": [],
+        "attacks": [_attack(name, kind, identities, layout) for name, kind, identities in attacks_of(plan)],
         # Rendered without a token, the release expects a Secret <release>-token made by whoever installs it.
         "transport": transport_table(plan, layout),
         "controlToken": {"value": token} if token else {"existingSecret": f"{release}-token"},
@@ -136,16 +141,39 @@ def _member(node: NodePlan, layout: dict[str, Any], transport: dict[str, dict[st
             "config": config}
 
 
+def _attack(name: str, kind: str, identities: list[NodePlan], layout: dict[str, Placement]) -> dict[str, Any]:
+    """One attacker entry: a StatefulSet running `harness-node attack`, identity i alone in pod i.
+    ``targetPods``: the pods it may dial (its NetworkPolicy); the process-wide settings come from
+    the first identity, as attack_process_config takes them."""
+    first = identities[0].config
+    targets = sorted({layout[t].pod for node in identities for t in node.config["attack"].get("target_names", [])
+                      if t in layout})
+    return {"name": name, "kind": dns_label(kind), "magic": first["magic"], "timeScale": first["time_scale"],
+            "controlPort": layout[identities[0].name].control_port, "targetPods": targets,
+            "identities": [{"name": n.name, "address": n.address,
+                            "config": {k: v for k, v in n.config["attack"].items() if k not in ATTACK_CHART_OWNED}}
+                           for n in identities]}
+
+
 def _seeder(plan: Plan, options: ValuesOptions) -> dict[str, Any]:
     spec = plan.seeder
     if spec is None:
         return {"enabled": False}
-    from harness.backends.node_config import seeder_config  # the one translation of the seeder's vocabulary
+    return {"enabled": True, "address": spec.address, "serviceIP": options.seeder_service_ip,
+            "dnsPort": SEEDER_DNS_PORT, "controlPort": SEEDER_CONTROL_PORT, "config": seeder_values_config(spec)}
 
-    config = {k: v for k, v in seeder_config(spec, token="").items() if k not in SEEDER_CHART_OWNED}
+
+def seeder_values_config(spec: NodePlan, rogue_addresses: Sequence[str] | None = None) -> dict[str, Any]:
+    """The seeder's config as the chart takes it (without what the chart owns): the planned honest
+    seeder, or with ``rogue_addresses`` a rogue one serving only them (`replace_seeder`)."""
+    from harness.backends.node_config import rogue_seeder_config, seeder_config  # the one translation of the seeder's vocabulary
+
+    made = seeder_config(spec, token="") if rogue_addresses is None else rogue_seeder_config(spec, "", list(rogue_addresses))
+    config = {k: v for k, v in made.items() if k not in SEEDER_CHART_OWNED}
     # The crawler dials planned addresses and has no transport table: on Kubernetes the seeder
     # serves the planned nodes as known-good instead of crawling them (docs/kubernetes.md, Addresses).
-    config.update(crawl=False, static_nodes=list(config.get("seeds", [])))
-    return {"enabled": True, "address": spec.address, "serviceIP": options.seeder_service_ip,
-            "dnsPort": SEEDER_DNS_PORT, "controlPort": SEEDER_CONTROL_PORT, "config": config}
+    # (A rogue seeder has no crawler and its attackers as static nodes already.)
+    if rogue_addresses is None:
+        config.update(crawl=False, static_nodes=list(config.get("seeds", [])))
+    return config
 

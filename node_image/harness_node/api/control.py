@@ -61,6 +61,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     node = node_for(request)
     if request.method in ("POST", "DELETE", "PUT") and not bearer_ok(request.headers, node.config.control_token):
         return _error(401, "missing or wrong bearer token")
+    if getattr(node, "kept_stopped", False) and request.path != "/start":
+        # stopped with {"keep_control": true}: its site waits for POST /start and does nothing else
+        return _error(503 if request.path == "/status" else 409, f"node {node.name} is stopped; POST /start starts it")
     try:
         return await handler(request)
     except (BadRequest, DecodeError) as e:
@@ -204,9 +207,18 @@ async def post_resume(request: web.Request) -> web.Response:
 
 @routes.post("/shutdown")
 async def post_shutdown(request: web.Request) -> web.Response:
-    """Stop this node (its tables and anchors are saved) and free its ports; the host keeps the others."""
+    """Stop this node (its tables and anchors are saved) and free its ports; the host keeps the others.
+    With {"keep_control": true} its control site stays, answering only POST /start (503 on /status):
+    how a node packed in a pod, which no process or pod can be started for alone, is started again."""
     node: Node = node_for(request)
     server: ControlServer = request.app[SERVER]
+    keep = (await _json_body(request)).get("keep_control", False)
+    if not isinstance(keep, bool):
+        raise BadRequest("'keep_control' must be true or false")
+    if keep:
+        node.kept_stopped = True  # type: ignore[attr-defined]  # from now on the guard answers for it
+        await node.stop()
+        return web.json_response({"status": "stopped"})
 
     async def stop() -> None:
         await node.stop()
@@ -230,6 +242,21 @@ async def post_restart(request: web.Request) -> web.Response:
     server: ControlServer = request.app[SERVER]
     asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(server.restart(node, wipe)))
     return web.json_response({"status": "restarting", "wipe_datadir": wipe}, status=202)
+
+
+@routes.post("/start")
+async def post_start(request: web.Request) -> web.Response:
+    """Start again a node stopped with {"keep_control": true}: a fresh node of the same config on the
+    same ports and control site, its data directory kept unless {"wipe_datadir": true}."""
+    node: Node = node_for(request)
+    wipe = (await _json_body(request)).get("wipe_datadir", False)
+    if not isinstance(wipe, bool):
+        raise BadRequest("'wipe_datadir' must be true or false")
+    if not getattr(node, "kept_stopped", False):
+        return _error(409, f"node {node.name} is not stopped (POST /restart restarts a running node)")
+    server: ControlServer = request.app[SERVER]
+    await server.restart(node, wipe)
+    return web.json_response({"status": "running", "wipe_datadir": wipe})
 
 
 @routes.post("/tx")

@@ -40,7 +40,11 @@ RUNTIME = web.AppKey("runtime", object)  # the Stoppable
 def _identity(request: web.Request) -> Attacker:
     transport = request.transport
     sock = transport.get_extra_info("sockname") if transport is not None else None
-    found = request.app[IDENTITIES].get((sock[0], sock[1])) if sock else None
+    identities = request.app[IDENTITIES]
+    # A site bound to the wildcard (Kubernetes: one identity per pod, its IP unknown in advance)
+    # sees the pod's own address as sockname: it is found by its port.
+    found = (identities.get((sock[0], sock[1])) or identities.get(("0.0.0.0", sock[1]))
+             or identities.get(("::", sock[1]))) if sock else None
     if found is None:
         raise web.HTTPNotFound(text='{"error": "no attacker serves this address"}', content_type="application/json")
     return found
