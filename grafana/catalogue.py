@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from harness_node.names import DANDELION_FLUFF_CAUSES
 
-COMPONENTS = ("node", "seeder", "controller", "attacker")
+COMPONENTS = ("node", "seeder", "controller", "attacker", "bitcoind")
 TYPES = ("counter", "gauge", "histogram")
 
 
@@ -244,6 +244,23 @@ ATTACKER_METRICS = (
        "(refused: a banned address, or a link that never got version)."),
 )
 
+# A real bitcoind member's figures, from its RPC (getpeerinfo, listbanned, getmempoolinfo,
+# getblockcount) and its debug log, polled every 0.1 s by its supervisor and served at the member's
+# control API `/metrics` (harness_node/bitcoind/conduct.py; docs/bitcoind.md).
+BITCOIND_ACTION = Label("action", ("ban", "disconnect"), "fixed")
+BITCOIND_METRICS = (
+    _m("harness_bitcoind_peers", "gauge", "peers", (NODE, DIRECTION_PEER), "Connected peers by direction (getpeerinfo)."),
+    _m("harness_bitcoind_chain_height", "gauge", "blocks", (NODE,), "Height of the best chain (getblockcount)."),
+    _m("harness_bitcoind_mempool_transactions", "gauge", "transactions", (NODE,),
+       "Transactions in the mempool (getmempoolinfo size)."),
+    _m("harness_bitcoind_mempool_bytes", "gauge", "bytes", (NODE,), "Mempool size in bytes (getmempoolinfo bytes)."),
+    _m("harness_bitcoind_banned_addresses", "gauge", "addresses", (NODE,), "Addresses in the ban list (listbanned)."),
+    _m("harness_bitcoind_max_banscore", "gauge", "points", (NODE,),
+       "Highest ban score among connected peers (getpeerinfo banscore, or the debug log's Misbehaving lines)."),
+    _m("harness_bitcoind_misbehaving_peers_left_total", "counter", "peers", (NODE, BITCOIND_ACTION),
+       "Peers with a ban score above 0 that left getpeerinfo, by whether listbanned then held their address."),
+)
+
 # --- planned --------------------------------------------------------------------------------------
 PLANNED_METRICS = (
     # issue 13: heal of poisoned victims (the malicious-seeder scenario)
@@ -266,7 +283,7 @@ PLANNED_METRICS = (
        "Share of transactions whose true source the spy named.", 11),
 )
 
-TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS
+TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS + BITCOIND_METRICS
 ALL: tuple[Metric, ...] = TODAY + PLANNED_METRICS
 BY_NAME: dict[str, Metric] = {m.name: m for m in ALL}
 
