@@ -247,7 +247,7 @@ ATTACKER_METRICS = (
 # A real bitcoind member's figures, from its RPC (getpeerinfo, listbanned, getmempoolinfo,
 # getblockcount) and its debug log, polled every 0.1 s by its supervisor and served at the member's
 # control API `/metrics` (harness_node/bitcoind/conduct.py; docs/bitcoind.md).
-BITCOIND_ACTION = Label("action", ("ban", "disconnect"), "fixed")
+BITCOIND_ACTION = Label("action", ("ban", "disconnect", "closed-by-peer"), "fixed")
 BITCOIND_METRICS = (
     _m("harness_bitcoind_peers", "gauge", "peers", (NODE, DIRECTION_PEER), "Connected peers by direction (getpeerinfo)."),
     _m("harness_bitcoind_chain_height", "gauge", "blocks", (NODE,), "Height of the best chain (getblockcount)."),
@@ -258,7 +258,8 @@ BITCOIND_METRICS = (
     _m("harness_bitcoind_max_banscore", "gauge", "points", (NODE,),
        "Highest ban score among connected peers (getpeerinfo banscore, or the debug log's Misbehaving lines)."),
     _m("harness_bitcoind_misbehaving_peers_left_total", "counter", "peers", (NODE, BITCOIND_ACTION),
-       "Peers with a ban score above 0 that left getpeerinfo, by whether listbanned then held their address."),
+       "Peers with a ban score above 0 that left getpeerinfo: banned (in listbanned), disconnected by bitcoind, "
+       "or closed by the peer (its debug log)."),
 )
 
 # --- planned --------------------------------------------------------------------------------------

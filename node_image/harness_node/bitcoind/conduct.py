@@ -11,8 +11,10 @@ which keeps:
     100 one-point messages within a second), so rises of `banscore` are the fallback only for a
     binary that writes no such line;
   * a peer that leaves `getpeerinfo` with a score above 0 is an entry with action `ban` if its
-    address is in `listbanned`, else `disconnect` (the RPC does not say which side closed; a spam
-    identity does not close by itself, so for one it is bitcoind's disconnect).
+    address is in `listbanned`, else `disconnect`, unless the debug log says the peer closed the
+    socket itself ("closed by peer=N", Core's "socket closed for peer=N"): then bitcoind did
+    nothing and there is no entry. The verdict waits one poll after the peer left, so that the
+    log lines written meanwhile are read.
 - the last figures, exported at `GET /metrics` as `harness_bitcoind_*` (grafana/catalogue.py).
 """
 
@@ -34,6 +36,7 @@ PREFIX = "harness_bitcoind_"
 # BSV 1.0.13: "Misbehaving: 127.1.0.1:5 peer=9 (0 -> 1) reason: missing-version"; Core 0.20 has no address
 MISBEHAVING = re.compile(r"Misbehaving: (?:(?P<addr>\S+) )?peer=(?P<id>\d+) \((?P<before>\d+) -> (?P<after>\d+)\)"
                          r"(?: reason: (?P<reason>[\w-]+))?")
+CLOSED_BY_PEER = re.compile(r"(?:closed by peer=|socket closed for peer=)(?P<id>\d+)\b")
 
 
 class LogTail:
@@ -67,8 +70,9 @@ class Conduct:
         self.banned: list[str] = []
         self.mempool: dict[str, Any] = {}
         self.height = 0
-        self.disconnects = 0  # scored peers that left (counter)
-        self.ban_events = 0  # scored peers that left banned (counter)
+        self.left = {"ban": 0, "disconnect": 0, "closed-by-peer": 0}  # scored peers that left, by how (counters)
+        self._closed_by_peer: set[int] = set()  # peer ids the log says closed the socket themselves
+        self._leaving: dict[int, dict[str, Any]] = {}  # scored peers gone since the last poll: judged next poll
         self.scores_from_log = False  # the debug log has Misbehaving lines: banscore polls are not needed
 
     def update(self, peers: Sequence[Mapping[str, Any]], banned: Sequence[Mapping[str, Any]],
@@ -79,6 +83,9 @@ class Conduct:
         self.mempool, self.height = dict(mempool), height
         addresses = {int(p["id"]): _host(p["addr"]) for p in peers}
         for line in log_lines:
+            closed = CLOSED_BY_PEER.search(line)
+            if closed is not None:
+                self._closed_by_peer.add(int(closed["id"]))
             m = MISBEHAVING.search(line)
             if m is None:
                 continue
@@ -99,14 +106,17 @@ class Conduct:
                 self.log.append({"time": now, "address": addresses[pid], "peer_id": pid, "reason": "banscore",
                                  "points": score - before, "score": score, "action": "none"})
             current[pid] = {"address": addresses[pid], "score": max(score, before), "inbound": bool(p.get("inbound"))}
-        for pid, gone in self._peers.items():
-            if pid in current or gone["score"] <= 0:
+        for pid, gone in self._leaving.items():  # left before the last poll: its log lines are read now
+            if pid in self._closed_by_peer:
+                self.left["closed-by-peer"] += 1
                 continue
             action = "ban" if gone["address"] in self.banned else "disconnect"
-            self.disconnects += 1
-            self.ban_events += action == "ban"
-            self.log.append({"time": now, "address": gone["address"], "peer_id": pid, "reason": "banscore",
+            self.left[action] += 1
+            self.log.append({"time": gone["time"], "address": gone["address"], "peer_id": pid, "reason": "banscore",
                              "points": 0, "score": gone["score"], "action": action})
+        self._leaving = {pid: dict(gone, time=now) for pid, gone in self._peers.items()
+                         if pid not in current and gone["score"] > 0}
+        self._closed_by_peer &= set(current) | set(self._leaving)  # ids are never reused: forget the judged
         self._peers = current
 
     def peers(self, direction: str) -> int:
@@ -140,8 +150,8 @@ class ConductCollector(Collector):
         yield gauge("banned_addresses", "Addresses in the ban list (listbanned).", len(c.banned))
         yield gauge("max_banscore", "Highest ban score among connected peers (getpeerinfo banscore).", c.max_score())
         left = CounterMetricFamily(PREFIX + "misbehaving_peers_left", "Peers with a ban score above 0 that left "
-                                   "getpeerinfo, by whether listbanned then held their address.",
+                                   "getpeerinfo: banned (in listbanned), disconnected by bitcoind, or closed by the peer.",
                                    labels=["node", "action"])
-        left.add_metric([n, "ban"], c.ban_events)
-        left.add_metric([n, "disconnect"], c.disconnects - c.ban_events)
+        for action, count in c.left.items():
+            left.add_metric([n, action], count)
         yield left
