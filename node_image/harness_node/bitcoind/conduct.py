@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,8 @@ def _host(addr: str) -> str:
 
 
 class Conduct:
-    def __init__(self) -> None:
+    def __init__(self, planned: Callable[[str], str] = lambda addr: _host(addr)) -> None:
+        self.planned = planned  # getpeerinfo's "ip:port" -> the peer's planned address (BitcoindConfig.planned)
         self.log: deque[dict[str, Any]] = deque(maxlen=MAX_LOG)
         self._peers: dict[int, dict[str, Any]] = {}  # peer id -> {"address", "score", "inbound"}
         self.banned: list[str] = []
@@ -81,8 +82,10 @@ class Conduct:
         now = time.time() if now is None else now
         self.banned = [_host(b["address"]) for b in banned]
         self.mempool, self.height = dict(mempool), height
-        addresses = {int(p["id"]): _host(p["addr"]) for p in peers}
+        addresses = {int(p["id"]): self.planned(p["addr"]) for p in peers}
         for line in log_lines:
+            if "peer=" not in line or ("Misbehaving" not in line and "closed" not in line):
+                continue  # -debug=net writes thousands of lines a second: only these two kinds matter
             closed = CLOSED_BY_PEER.search(line)
             if closed is not None:
                 self._closed_by_peer.add(int(closed["id"]))
@@ -91,7 +94,7 @@ class Conduct:
                 continue
             self.scores_from_log = True
             pid, after = int(m["id"]), int(m["after"])
-            address = _host(m["addr"]) if m["addr"] else addresses.get(pid) or self._peers.get(pid, {}).get("address", "")
+            address = self.planned(m["addr"]) if m["addr"] else addresses.get(pid) or self._peers.get(pid, {}).get("address", "")
             self.log.append({"time": now, "address": address, "peer_id": pid, "reason": m["reason"] or "misbehaving",
                              "points": after - int(m["before"]), "score": after, "action": "none"})
             if pid in self._peers:

@@ -54,7 +54,7 @@ class Member:
         self.tip: str | None = None
         self.wallet_address: str | None = None
         self._wallet_lock = asyncio.Lock()
-        self.conduct = Conduct()
+        self.conduct = Conduct(config.planned)
         self.debug_log: LogTail | None = None  # found once bitcoind has created it
         self._log_lines: list[str] = []
         self.registry = CollectorRegistry(auto_describe=False)
@@ -154,9 +154,10 @@ class Member:
         peers = await self.call("getpeerinfo")
         mempool = await self.call("getrawmempool")
         return {
-            "id": self.config.name, "address": f"{self.config.address}:{self.config.port}", "kind": "bitcoind",
+            "id": self.config.name, "address": f"{self.config.identity or self.config.address}:{self.config.port}",
+            "kind": "bitcoind",
             "height": chain["blocks"], "tip": chain["bestblockhash"], "mempool": len(mempool),
-            "peers": [{"id": p.get("id"), "address": p["addr"], "direction": "inbound" if p.get("inbound") else "outbound",
+            "peers": [{"id": p.get("id"), "address": f"{self.config.planned(p['addr'])}:{p['addr'].rsplit(':', 1)[-1]}", "direction": "inbound" if p.get("inbound") else "outbound",
                        "kind": "inbound" if p.get("inbound") else "manual", "user_agent": p.get("subver", ""),
                        "services": int(p.get("services", "0"), 16), "version": p.get("version"),
                        "connected_time": p.get("conntime"), "misbehaviour_score": p.get("banscore", 0),
