@@ -177,7 +177,8 @@ class DockerBackend(Backend):
         return {"image": image, "name": self._container_name(state.run_id, c.member),
                 "command": command, "labels": labels_for(state.run_id, c.member, role, plan.name),
                 "network": state.backend_state["network"], "ip": c.ip, "files": files,
-                "limits": state.backend_state["limits"]["seeder" if c.kind == "seeder" else "node"]}
+                # deploy.resources.node is sized for light nodes; bitcoind alone needs ~150 MiB on regtest
+                "limits": {} if c.kind == "bitcoind" else state.backend_state["limits"]["seeder" if c.kind == "seeder" else "node"]}
 
     def start_controller(self, argv: Sequence[str]) -> None:
         """The controller as a process on this host, recorded in the state so `down` stops it."""
