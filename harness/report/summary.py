@@ -193,7 +193,7 @@ def _spam(figures: ReportFigures) -> list[str]:
                 f"received bytes x{load.bytes_ratio}." if load.cpu_ratio is not None else
                 "No unattacked honest node to measure the victims' overhead against.")
     return ["", "## Spam", "", "Each spam behaviour against each target: what the node's misbehaviour table "
-            "gives, and what the node did (a bitcoind target: what its RPC showed, docs/bitcoind.md).", "",
+            "gives, and what the node did (a bitcoind target: what its debug log and RPC showed, docs/bitcoind.md).", "",
             *_table(header, rows), "", overhead]
 
 
