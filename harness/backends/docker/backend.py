@@ -47,6 +47,9 @@ SEEDER_CONFIG = f"{engine.CONFIG_DIR}/seeder.json"
 PAUSED = "paused"
 CONTROLLER_GRACE_SECONDS = 10.0
 READY_SECONDS_PER_CONTAINER = 3.0  # a budget under a shared, loaded engine; typical starts: docs/benchmarks.md
+# A bitcoind member answers only once bitcoind's RPC does (chain and wallet loaded): seconds when
+# idle, past a minute on a loaded shared engine.
+READY_SECONDS_PER_BITCOIND = 90.0
 
 
 class DockerBackend(Backend):
@@ -92,7 +95,9 @@ class DockerBackend(Backend):
         if timeout is None:
             state = self.state()
             containers = len(self._layout(state).containers) if state.backend_state.get("layout") else 1
-            timeout = ready_timeout(len(self.plan.peers())) + READY_SECONDS_PER_CONTAINER * containers
+            bitcoinds = sum(1 for n in self.plan.peers() if n.role == "bitcoind")
+            timeout = (ready_timeout(len(self.plan.peers())) + READY_SECONDS_PER_CONTAINER * containers
+                       + READY_SECONDS_PER_BITCOIND * bitcoinds)
         super().wait_ready(timeout, names)
 
     def transport_for(self, plan: Plan) -> dict[str, dict[str, Any]]:
