@@ -1,10 +1,10 @@
-"""The metrics catalogue: every metric the node, the seeder, the controller and the attackers export today, and the
+"""The metrics catalogue: every metric the node, the seeder, the controller, the attackers and the bitcoind members export today, and the
 ones the next issues add (`planned_in` = the issue number), with type, unit, labels and meaning.
 
 One source: docs/metrics.md is rendered from it (`python -m grafana.generate`), the dashboards look up
 units here, and the tests compare it with live `/metrics` and with the panels' queries. Names follow
 Prometheus practice: one prefix per component (`harness_node_`, `harness_seeder_`, `harness_controller_`,
-`harness_attacker_`), base units (seconds, bytes, ratios 0..1), `_total` on counters, bounded labels.
+`harness_attacker_`, `harness_bitcoind_`), base units (seconds, bytes, ratios 0..1), `_total` on counters, bounded labels.
 Counters are listed under their sample name (with `_total`), histograms under their base name (the
 series are `_bucket`, `_sum`, `_count`).
 """
