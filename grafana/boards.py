@@ -306,3 +306,6 @@ CHAOS = Board("harness-chaos", "Harness: chaos",
 ))
 
 BOARDS: tuple[Board, ...] = (OVERVIEW, PROPAGATION_BOARD, SPAM_BANS, ECLIPSE, BOOTSTRAP, PRIVACY, CHAOS)
+# (dashboard uid, panel title) of the panels that only a run with bitcoind members fills: the live
+# dashboards test (no bitcoind) leaves them to tests/harness/test_mixed_bitcoind_run.py.
+BITCOIND_PANELS = frozenset({(OVERVIEW.uid, BITCOIND_CHAIN.title), (SPAM_BANS.uid, BITCOIND_CONDUCT.title)})

@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 
 from grafana import verify
+from grafana.boards import BITCOIND_PANELS
 from harness.backends.local import processes as lw
 from harness.run.rundir import RunDir
 from tests.bitcoind import require_bitcoind
-from tests.observability.test_dashboards_live import PROVEN_WITH_BITCOIND
 from tests.observability.waiting import wait_until
 from tests.real import require
 
@@ -72,8 +72,8 @@ def test_the_mixed_bitcoind_scenario_runs_to_the_end(tmp_path: Path) -> None:
         # the spam (from 30 s): a scored peer that bitcoind let go, counted from its RPC
         wait_until(lambda: _by_node(url, 'harness_bitcoind_misbehaving_peers_left_total{action="disconnect"} > 0'),
                    150, "a bitcoind to drop a spammer")
-        panels = [q for q in verify.queries() if (q.dashboard, q.panel) in PROVEN_WITH_BITCOIND]
-        assert {(q.dashboard, q.panel) for q in panels} == PROVEN_WITH_BITCOIND
+        panels = [q for q in verify.queries() if (q.dashboard, q.panel) in BITCOIND_PANELS]
+        assert {(q.dashboard, q.panel) for q in panels} == BITCOIND_PANELS
         assert verify.evaluate(url, panels) == [], "bitcoind panels with no series"
         stdout, stderr = proc.communicate(timeout=400)
     finally:

@@ -25,6 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from grafana import verify
+from grafana.boards import BITCOIND_PANELS
 from grafana.catalogue import PER_WORKER, PLANNED_METRICS, TODAY, Metric
 from grafana.spec import metrics_in
 from tests.observability.waiting import wait_until
@@ -68,8 +69,7 @@ PENDING: dict[tuple[str, str], int] = {
 
 # Panels over real bitcoind members' metrics: the quickstart network here has none, so they are proven
 # against a real Prometheus by tests/harness/test_mixed_bitcoind_run.py, which runs two bitcoinds.
-PROVEN_WITH_BITCOIND = frozenset({("harness-overview", "bitcoind members: peers, height and mempool"),
-                                  ("harness-spam-bans", "bitcoind members: ban scores, bans and dropped peers")})
+PROVEN_WITH_BITCOIND = BITCOIND_PANELS
 
 
 @dataclass
