@@ -54,6 +54,21 @@ ECLIPSED = stat("Victims eclipsed", "short",
                 "eclipse (or a poisoned bootstrap that has not healed yet).",
                 Q("harness_controller_victims_eclipsed", "eclipsed"))
 
+# Real bitcoind members (network.bitcoind, docs/bitcoind.md): empty in a run without them.
+BITCOIND_CHAIN = ts(
+    "bitcoind members: peers, height and mempool", "short",
+    "Each real bitcoind's peers, chain height and mempool, from its RPC. Its height should follow the light "
+    "nodes' max height; peers falling to 0 mean its -connect light nodes are gone or it dropped them.",
+    Q("sum by (node) (harness_bitcoind_peers)", "{{node}} peers"),
+    Q("harness_bitcoind_chain_height", "{{node}} height"), Q("harness_bitcoind_mempool_transactions", "{{node}} mempool"))
+BITCOIND_CONDUCT = ts(
+    "bitcoind members: ban scores, bans and dropped peers", "short",
+    "What each real bitcoind did to misbehaving peers: the highest ban score among its peers, its ban list, and "
+    "the scored peers it let go (ban: listed; disconnect: not, e.g. Core's 'not banning local peer' on loopback). "
+    "Set against our nodes' bans above: the same spam should get the same answer.",
+    Q("harness_bitcoind_max_banscore", "{{node}} max score"), Q("harness_bitcoind_banned_addresses", "{{node}} banned"),
+    Q("sum by (node, action) (harness_bitcoind_misbehaving_peers_left_total)", "{{node}} left ({{action}})"))
+
 OVERVIEW = Board("harness-overview", "Harness: overview",
                  "Nodes, peers, traffic and the controller's verdicts; the timeline's faults as annotations.", (
     stat("Nodes up", "short", "Nodes whose /metrics Prometheus scraped last. Drops when the timeline stops, pauses "
@@ -85,6 +100,7 @@ OVERVIEW = Board("harness-overview", "Harness: overview",
     PROTOCOL_ERRORS,
     ts("Nodes unreachable", "short", "Nodes whose control API did not answer the controller's last poll: stopped "
        "or paused by the timeline, or overloaded.", Q("harness_controller_nodes_unreachable", "unreachable")),
+    BITCOIND_CHAIN,
 ))
 
 PROPAGATION_BOARD = Board("harness-propagation", "Harness: propagation",
@@ -156,6 +172,7 @@ SPAM_BANS = Board("harness-spam-bans", "Harness: spam and bans",
     ts("Attack messages sent by behaviour", "short", "What the spam attackers send per second, to set against the "
        "victims' misbehaviour events above.",
        Q(_rate("harness_attacker_messages_sent_total", "attacker, behaviour"), "{{attacker}} {{behaviour}}")),
+    BITCOIND_CONDUCT,
     stat("Spam runs as the misbehaviour table says", "short",
          "Behaviour runs (one identity against one target) whose target charged the table's score and reacted as "
          "the table says, and those that did not. Any `unexpected` is a rule the node does not apply (see the "
@@ -289,3 +306,6 @@ CHAOS = Board("harness-chaos", "Harness: chaos",
 ))
 
 BOARDS: tuple[Board, ...] = (OVERVIEW, PROPAGATION_BOARD, SPAM_BANS, ECLIPSE, BOOTSTRAP, PRIVACY, CHAOS)
+# (dashboard uid, panel title) of the panels that only a run with bitcoind members fills: the live
+# dashboards test (no bitcoind) leaves them to tests/harness/test_mixed_bitcoind_run.py.
+BITCOIND_PANELS = frozenset({(OVERVIEW.uid, BITCOIND_CHAIN.title), (SPAM_BANS.uid, BITCOIND_CONDUCT.title)})

@@ -1,10 +1,10 @@
-"""The metrics catalogue: every metric the node, the seeder, the controller and the attackers export today, and the
+"""The metrics catalogue: every metric the node, the seeder, the controller, the attackers and the bitcoind members export today, and the
 ones the next issues add (`planned_in` = the issue number), with type, unit, labels and meaning.
 
 One source: docs/metrics.md is rendered from it (`python -m grafana.generate`), the dashboards look up
 units here, and the tests compare it with live `/metrics` and with the panels' queries. Names follow
 Prometheus practice: one prefix per component (`harness_node_`, `harness_seeder_`, `harness_controller_`,
-`harness_attacker_`), base units (seconds, bytes, ratios 0..1), `_total` on counters, bounded labels.
+`harness_attacker_`, `harness_bitcoind_`), base units (seconds, bytes, ratios 0..1), `_total` on counters, bounded labels.
 Counters are listed under their sample name (with `_total`), histograms under their base name (the
 series are `_bucket`, `_sum`, `_count`).
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from harness_node.names import DANDELION_FLUFF_CAUSES
 
-COMPONENTS = ("node", "seeder", "controller", "attacker")
+COMPONENTS = ("node", "seeder", "controller", "attacker", "bitcoind")
 TYPES = ("counter", "gauge", "histogram")
 
 
@@ -253,6 +253,24 @@ ATTACKER_METRICS = (
        "How long attackers held back a block they had announced (from the victim's getdata to the block)."),
 )
 
+# A real bitcoind member's figures, from its RPC (getpeerinfo, listbanned, getmempoolinfo,
+# getblockcount) and its debug log, polled every 0.1 s by its supervisor and served at the member's
+# control API `/metrics` (harness_node/bitcoind/conduct.py; docs/bitcoind.md).
+BITCOIND_ACTION = Label("action", ("ban", "disconnect", "closed-by-peer"), "fixed")
+BITCOIND_METRICS = (
+    _m("harness_bitcoind_peers", "gauge", "peers", (NODE, DIRECTION_PEER), "Connected peers by direction (getpeerinfo)."),
+    _m("harness_bitcoind_chain_height", "gauge", "blocks", (NODE,), "Height of the best chain (getblockcount)."),
+    _m("harness_bitcoind_mempool_transactions", "gauge", "transactions", (NODE,),
+       "Transactions in the mempool (getmempoolinfo size)."),
+    _m("harness_bitcoind_mempool_bytes", "gauge", "bytes", (NODE,), "Mempool size in bytes (getmempoolinfo bytes)."),
+    _m("harness_bitcoind_banned_addresses", "gauge", "addresses", (NODE,), "Addresses in the ban list (listbanned)."),
+    _m("harness_bitcoind_max_banscore", "gauge", "points", (NODE,),
+       "Highest ban score among connected peers (getpeerinfo banscore, or the debug log's Misbehaving lines)."),
+    _m("harness_bitcoind_misbehaving_peers_left_total", "counter", "peers", (NODE, BITCOIND_ACTION),
+       "Peers with a ban score above 0 that left getpeerinfo: banned (in listbanned), disconnected by bitcoind, "
+       "or closed by the peer (its debug log)."),
+)
+
 # --- planned --------------------------------------------------------------------------------------
 PLANNED_METRICS = (
     # issue 10: attackers that act (eclipse, malicious bootstrap)
@@ -267,7 +285,7 @@ PLANNED_METRICS = (
        "Share of transactions whose true source the spy named.", 11),
 )
 
-TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS
+TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS + BITCOIND_METRICS
 ALL: tuple[Metric, ...] = TODAY + PLANNED_METRICS
 BY_NAME: dict[str, Metric] = {m.name: m for m in ALL}
 

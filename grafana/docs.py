@@ -9,7 +9,8 @@ from grafana.spec import FAULTS_ANNOTATION, metrics_in
 TITLES = {"node": "Node (`harness_node_`, each node's control API `/metrics`)",
           "seeder": "Seeder (`harness_seeder_`, the seeder's control API `/metrics`)",
           "controller": "Controller (`harness_controller_`, the controller's `/metrics`)",
-          "attacker": "Attackers (`harness_attacker_`)"}
+          "attacker": "Attackers (`harness_attacker_`)",
+          "bitcoind": "bitcoind members (`harness_bitcoind_`, each member's control API `/metrics`, from its RPC)"}
 
 INTRO = """\
 # Metrics

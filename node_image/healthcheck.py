@@ -19,7 +19,8 @@ def control_endpoints(config):
     if "dns_port" in config or "control_host" in config:  # the seeder
         return [(config.get("control_host") or config.get("dns_host"), config.get("control_port", 8053))]
     if config.get("control_port"):
-        return [(config.get("control_bind") or config.get("bind", "127.0.0.1"), config["control_port"])]
+        # a bitcoind member's supervisor serves on its `address`
+        return [(config.get("control_bind") or config.get("bind") or config.get("address", "127.0.0.1"), config["control_port"])]
     return []
 
 

@@ -91,7 +91,8 @@ def _block_propagation(params: Mapping[str, Any], obs: Observations, plan: Plan)
 def _spam_banned(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     within = float(params["within"])
     wanted = set(select(plan, params.get("attackers"), default_role="attacker"))
-    runs = [r for r in obs.spam if r.attacker in wanted]
+    # a real bitcoind is not held to our node's table: its reaction is a figure (report "spam"), not a verdict
+    runs = [r for r in obs.spam if r.attacker in wanted and r.target_kind == "light"]
     if runs:
         return _spam_behaviours(runs, within)
     attackers = [a for a in obs.attackers if a.name in wanted]

@@ -121,7 +121,9 @@ class SpamRun:
     node's misbehaviour table predicts next to the one the node showed.
 
     Outcomes: banned, discouraged, disconnected (closed, no ban), none (the link stayed).
-    ``reacted_at``: when the node acted (its misbehaviour log, or the attacker saw the close)."""
+    ``reacted_at``: when the node acted (its misbehaviour log, or the attacker saw the close).
+    ``target_kind``: ``light`` (our node: the table is its own rule) or ``bitcoind`` (a real bitcoind
+    member: the table is our node's rule, its reaction comes from its RPC, docs/bitcoind.md)."""
 
     attacker: str
     behaviour: str
@@ -135,6 +137,7 @@ class SpamRun:
     reacted_at: float | None = None
     messages_sent: int = 0
     error: str | None = None
+    target_kind: str = "light"
 
     @property
     def seconds_to_react(self) -> float | None:

@@ -33,6 +33,7 @@ from harness.backends.endpoint import Endpoint
 from harness.errors import BackendError
 
 REQUEST_TIMEOUT_SECONDS = 5.0
+INJECT_TX_TIMEOUT_SECONDS = 60.0
 RETRIES = 3
 RETRY_BACKOFF_SECONDS = 0.2  # doubled on each retry
 MAX_CONCURRENT_REQUESTS = 64  # bounded so 1,000 nodes do not open 1,000 sockets at once
@@ -89,6 +90,7 @@ class ControlClient:
         *,
         retries: int | None = None,
         allow_404: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         if self._session is None:
             raise RuntimeError("ControlClient used outside `async with`")
@@ -96,12 +98,13 @@ class ControlClient:
         attempts = 1 + (self.retries if retries is None else retries)
         backoff = RETRY_BACKOFF_SECONDS
         last = "no attempt"
+        per_call = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout is not None else {}
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(backoff)  # retry back-off, not a wait for a condition
                 backoff *= 2
             try:
-                async with self._slots, self._session.request(method, ep.control_url + path, json=body) as resp:
+                async with self._slots, self._session.request(method, ep.control_url + path, json=body, **per_call) as resp:
                     if resp.status == 404 and allow_404:
                         return None
                     if resp.status >= 500 and method in IDEMPOTENT:
@@ -132,7 +135,8 @@ class ControlClient:
                 "delay": rec.get("propagation_delay_s", rec.get("delay"))}
 
     async def inject_tx(self, ep: Endpoint) -> str:
-        return (await self.request(ep, "POST", "/tx", {"synthetic": True}))["txid"]
+        # a bitcoind member's first payment mines 101 blocks first (docs/bitcoind.md): seconds on a busy machine
+        return (await self.request(ep, "POST", "/tx", {"synthetic": True}, timeout=INJECT_TX_TIMEOUT_SECONDS))["txid"]
 
     async def mine_block(self, ep: Endpoint, size: int | None = None, fill: str = "txs") -> str:
         """A block on the node's tip; with `size`, filled to about that many bytes (docs/chaos.md)."""

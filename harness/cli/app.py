@@ -75,7 +75,7 @@ NodesPerPodOption = Annotated[Optional[int], typer.Option(
                             "default: the scenario's deploy.nodes_per_container, else 1.", show_default=False,
     envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
 BitcoindOption = Annotated[Optional[Path], typer.Option(
-    "--bitcoind", help="local: the bitcoind binary for the scenario's bitcoind members (default: the one "
+    "--bitcoind", help="local, docker: the bitcoind binary for the scenario's bitcoind members (default: the one "
                        "scripts/fetch-bitcoind.sh fetches).", envvar="HARNESS_BITCOIND", show_default=False)]
 WaitOption = Annotated[bool, typer.Option(
     "--wait/--no-wait", help="Then follow the network in a live status table; Ctrl-C stops following "

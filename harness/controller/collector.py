@@ -134,7 +134,9 @@ class Collector:
                                                first_misbehaviour=entry.get("first_misbehaviour"))
 
     async def _poll_misbehaviour(self, stopped: list[str]) -> None:
-        logs = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.misbehaviour)
+        # a bitcoind member serves the same log from its RPC (harness_node/bitcoind/conduct.py)
+        members = [*self.plan.names(HONEST), *self.plan.names(BITCOIND)]
+        logs = await self.client.gather(self._running(members, stopped), self.client.misbehaviour)
         for node, entries in logs.items():
             if isinstance(entries, ControlAPIError):
                 continue

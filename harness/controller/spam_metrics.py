@@ -31,7 +31,7 @@ class SpamMetrics:
                               "nodes' mean, for processing CPU and received bytes", ["resource"], registry=r)
 
     def publish(self, obs: Observations) -> None:
-        for b in spam_by_behaviour(obs.spam):
+        for b in spam_by_behaviour([r for r in obs.spam if r.target_kind == "light"]):  # bitcoind: harness_bitcoind_*
             self.runs.labels(b.behaviour, b.policy, "as_expected").set(b.as_expected)
             self.runs.labels(b.behaviour, b.policy, "unexpected").set(b.runs - b.as_expected)
             self.expected.labels(b.behaviour, b.policy).set(b.expected_score)

@@ -183,17 +183,18 @@ def _spam(figures: ReportFigures) -> list[str]:
     """Per behaviour and policy, the misbehaviour table's score and outcome next to the nodes'."""
     if not figures.spam_by_behaviour:
         return []
-    rows = ((b.behaviour, b.policy, f"{b.as_expected} / {b.runs}", b.expected_score,
+    rows = ((b.behaviour, "bitcoind" if b.target_kind == "bitcoind" else "light node", b.policy, f"{b.as_expected} / {b.runs}", b.expected_score,
              ", ".join(str(x) for x in b.observed_scores), b.expected_outcome, ", ".join(b.observed_outcomes),
              _seconds(b.max_seconds_to_react)) for b in figures.spam_by_behaviour)
-    header = ("Behaviour", "Policy", "As the table says", "Expected points", "Observed points", "Expected outcome",
+    header = ("Behaviour", "Target", "Policy", "As the table says", "Expected points", "Observed points", "Expected outcome",
               "Observed outcome", "Slowest reaction")
     load = figures.load_overhead
     overhead = (f"Victims' overhead against the unattacked honest nodes: processing CPU x{load.cpu_ratio}, "
                 f"received bytes x{load.bytes_ratio}." if load.cpu_ratio is not None else
                 "No unattacked honest node to measure the victims' overhead against.")
     return ["", "## Spam", "", "Each spam behaviour against each target: what the node's misbehaviour table "
-            "gives, and what the node did.", "", *_table(header, rows), "", overhead]
+            "gives, and what the node did (a bitcoind target: what its debug log and RPC showed, docs/bitcoind.md).", "",
+            *_table(header, rows), "", overhead]
 
 
 def render_summary(report: Report, figures: ReportFigures, plots: Mapping[str, str] | None = None) -> str:

@@ -67,10 +67,13 @@ def test_a_wallet_tx_crosses_the_light_network_between_two_bitcoinds(tmp_path, m
         assert sorted(members) == ["bitcoind-0", "bitcoind-1"]
         (seen,) = [p for p in members["bitcoind-1"]["propagation"] if p["item_id"] == txid]
         assert seen["origin_node"] == "bitcoind-0" and 0 <= seen["delay_s"] < RELAY_TIMEOUT_S
-        light = set(plan.names("honest"))
+        light, spam = set(plan.names("honest")), set(plan.names("attacker"))
         for name in members:  # each dialled its 8 planned light nodes (-connect) and nothing else
             peers = members[name]["peers"]
-            assert {p["peer"] for p in peers} <= light and sum(p["direction"] == "outbound" for p in peers) == 8
+            outbound = [p["peer"] for p in peers if p["direction"] == "outbound"]
+            assert set(outbound) <= light and len(outbound) == 8
+            # inbound: only the scenario's spammers (from 30 s), which may be connected by now
+            assert {p["peer"] for p in peers if p["direction"] == "inbound"} <= spam
         assert report["propagation"]["items"][0]["item_id"] == txid
     finally:
         summary = runner.down(run.path)

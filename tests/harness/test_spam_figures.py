@@ -96,3 +96,33 @@ def test_overhead_is_attacked_over_bystanders_or_none_without_them() -> None:
     o = load_overhead(loads)
     assert (o.cpu_ratio, o.bytes_ratio) == (3.0, 20.0)
     assert load_overhead(loads[:2]).cpu_ratio is None
+
+
+MIXED = """\
+name: m
+duration: 1m
+network: {nodes: 2, bitcoind: 1, magic: dab5bffa}
+attackers:
+  - {kind: spam, name: real, count: 1, targets: {role: bitcoind}, params: {behaviours: [{behaviour: oversized-inv}]}}
+  - {kind: spam, name: light, count: 1, targets: {role: honest, nodes: [node-0]}, params: {behaviours: [{behaviour: oversized-inv}]}}
+expect:
+  - {check: spam_banned, within: 10s}
+"""
+
+
+def test_a_bitcoind_target_is_a_figure_beside_the_light_nodes_not_a_verdict() -> None:
+    p = plan(parse_scenario(MIXED, "m.yaml"))
+    real, light = p.node("real-0"), p.node("light-0")
+    statuses = {"real-0": {"detail": {"runs": [_run("oversized-inv", "bitcoind-0")]}},
+                "light-0": {"detail": {"runs": [_run("oversized-inv", "node-0")]}}}
+    # bitcoind-0's log as its supervisor serves it: 2 points, then the spammer closed the link itself
+    logs = {"bitcoind-0": _log(real.address, [1, 1], ["none", "none"]),
+            "node-0": _log(light.address, [20] * 5, ["none"] * 4 + ["ban"])}
+    runs = {r.target: r for r in spam_runs(p, statuses, logs)}
+    assert (runs["bitcoind-0"].target_kind, runs["node-0"].target_kind) == ("bitcoind", "light")
+    assert (runs["bitcoind-0"].expected_outcome, runs["bitcoind-0"].observed_score, runs["bitcoind-0"].observed_outcome) == (
+        "banned", 2, "none")
+    rows = {(s.behaviour, s.target_kind): s for s in spam_by_behaviour(list(runs.values()))}
+    assert rows[("oversized-inv", "bitcoind")].as_expected == 0 and rows[("oversized-inv", "light")].as_expected == 1
+    [result] = evaluate(p.checks, Observations(started_at=T0, ended_at=T0 + 60, spam=list(runs.values())), p)
+    assert result.verdict is CheckVerdict.PASS and "1 of 1 behaviour runs" in result.details

@@ -1,6 +1,8 @@
 """Spam figures: per behaviour and target, the score and outcome the node's misbehaviour table
 predicts (harness_node.attack.behaviours.expect, the node's own engine replayed) next to what the
-node logged; time to react; and what the flood cost the victims.
+node logged; time to react; and what the flood cost the victims. A bitcoind member's "log" is what
+its supervisor saw through its RPC (harness_node/bitcoind/conduct.py): its runs stand beside our
+nodes' under target kind `bitcoind`.
 
 Inputs are what the controller collected: each spam identity's /status (its runs: behaviour,
 target, when it started, what it sent, whether the victim closed the link) and each honest node's
@@ -18,7 +20,7 @@ from typing import Any
 
 from harness.analysis.figures.bans import host_of
 from harness.analysis.model import NodeLoad, SpamRun
-from harness.plan.model import Plan
+from harness.plan.model import BITCOIND, Plan
 from harness_node.attack.behaviours import BEHAVIOURS, expect
 
 _ACTION_OUTCOME = {"ban": "banned", "discourage": "discouraged", "disconnect": "disconnected"}
@@ -50,7 +52,7 @@ def spam_runs(plan: Plan, attacker_status: Mapping[str, Mapping[str, Any]],
                 expected_score=want.score, expected_outcome=want.outcome,
                 observed_score=sum(int(e.get("points", 0)) for e in log), observed_outcome=outcome,
                 started_at=run.get("started_at"), reacted_at=reacted, messages_sent=int(run.get("sent", 0)),
-                error=run.get("error"),
+                error=run.get("error"), target_kind="bitcoind" if plan.node(target).role == BITCOIND else "light",
             ))
     return out
 
@@ -59,6 +61,7 @@ def spam_runs(plan: Plan, attacker_status: Mapping[str, Mapping[str, Any]],
 class BehaviourSummary:
     behaviour: str
     policy: str
+    target_kind: str  # light (our node) or bitcoind
     runs: int
     as_expected: int
     expected_score: int
@@ -69,14 +72,15 @@ class BehaviourSummary:
 
 
 def spam_by_behaviour(runs: Sequence[SpamRun]) -> list[BehaviourSummary]:
-    """One line per (behaviour, policy): the table next to what the nodes did."""
-    groups: dict[tuple[str, str], list[SpamRun]] = {}
+    """One line per (behaviour, policy, target kind): the table next to what the nodes did, a real
+    bitcoind's line right after our nodes' for the same behaviour."""
+    groups: dict[tuple[str, str, str], list[SpamRun]] = {}
     for r in runs:
-        groups.setdefault((r.behaviour, r.policy), []).append(r)
+        groups.setdefault((r.behaviour, r.policy, r.target_kind), []).append(r)
     out = []
-    for (behaviour, policy), rs in sorted(groups.items(), key=lambda kv: (list(BEHAVIOURS).index(kv[0][0]), kv[0][1])):
+    for (behaviour, policy, kind), rs in sorted(groups.items(), key=lambda kv: (list(BEHAVIOURS).index(kv[0][0]), *kv[0][1:])):
         times = [t for t in (r.seconds_to_react for r in rs) if t is not None]
-        out.append(BehaviourSummary(behaviour, policy, len(rs), sum(1 for r in rs if r.as_expected), rs[0].expected_score,
+        out.append(BehaviourSummary(behaviour, policy, kind, len(rs), sum(1 for r in rs if r.as_expected), rs[0].expected_score,
                                     sorted({r.observed_score for r in rs}), rs[0].expected_outcome,
                                     sorted({r.observed_outcome for r in rs}), round(max(times), 3) if times else None))
     return out

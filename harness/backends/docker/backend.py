@@ -27,6 +27,7 @@ from harness.backends.base import (
     STOPPED, Backend, BackendError, DownSummary, MemberStatus, RunState, RunStore, labels_for, ready_timeout,
 )
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
+from harness.backends.docker import bitcoind as btc
 from harness.backends.docker import engine, monitor
 from harness.backends.docker.layout import (
     Layout, container_node_config, endpoints_table, layout, subnet_candidates, transport,
@@ -46,18 +47,24 @@ SEEDER_CONFIG = f"{engine.CONFIG_DIR}/seeder.json"
 PAUSED = "paused"
 CONTROLLER_GRACE_SECONDS = 10.0
 READY_SECONDS_PER_CONTAINER = 3.0  # a budget under a shared, loaded engine; typical starts: docs/benchmarks.md
+# A bitcoind member answers only once bitcoind's RPC does (chain and wallet loaded): seconds when
+# idle, past a minute on a loaded shared engine.
+READY_SECONDS_PER_BITCOIND = 90.0
 
 
 class DockerBackend(Backend):
     name = "docker"
-    OPTIONS = frozenset({"image", "nodes_per_container"})
+    OPTIONS = frozenset({"image", "nodes_per_container", "bitcoind_path"})
 
-    def __init__(self, run: RunStore, *, image: str | None = None, nodes_per_container: int | None = None) -> None:
+    def __init__(self, run: RunStore, *, image: str | None = None, nodes_per_container: int | None = None,
+                 bitcoind_path: str | None = None) -> None:
         """``image``: the node image (default $HARNESS_IMAGE or harness-node:latest; never pulled).
-        ``nodes_per_container``: overrides the scenario's deploy.nodes_per_container (benchmarks)."""
+        ``nodes_per_container``: overrides the scenario's deploy.nodes_per_container (benchmarks).
+        ``bitcoind_path``: the binary bitcoind members' image gets (bitcoind.py; default as local)."""
         super().__init__(run)
         self.image = image or os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE
         self.nodes_per_container = nodes_per_container
+        self.bitcoind_path = bitcoind_path
         self._client: Any = None
 
     # --- helpers --------------------------------------------------------------------------------
@@ -88,7 +95,9 @@ class DockerBackend(Backend):
         if timeout is None:
             state = self.state()
             containers = len(self._layout(state).containers) if state.backend_state.get("layout") else 1
-            timeout = ready_timeout(len(self.plan.peers())) + READY_SECONDS_PER_CONTAINER * containers
+            bitcoinds = sum(1 for n in self.plan.peers() if n.role == "bitcoind")
+            timeout = (ready_timeout(len(self.plan.peers())) + READY_SECONDS_PER_CONTAINER * containers
+                       + READY_SECONDS_PER_BITCOIND * bitcoinds)
         super().wait_ready(timeout, names)
 
     def transport_for(self, plan: Plan) -> dict[str, dict[str, Any]]:
@@ -96,9 +105,11 @@ class DockerBackend(Backend):
 
     # --- lifecycle ------------------------------------------------------------------------------
     def up(self, plan: Plan) -> RunState:
-        unsupported = sorted({n.role for n in plan.peers()} - {"honest", "attacker"})
+        unsupported = sorted({n.role for n in plan.peers()} - {"honest", "attacker", "bitcoind"})
         if unsupported:
             raise BackendError(f"the docker backend cannot run nodes of role(s) {unsupported} yet")
+        has_bitcoind = any(n.role == "bitcoind" for n in plan.peers())
+        binary = btc.resolve(self.bitcoind_path, plan) if has_bitcoind else ""  # exit 2 before anything starts
         self.run.refuse_foreign()
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
@@ -108,6 +119,7 @@ class DockerBackend(Backend):
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound or an API error: the message says which image
             raise BackendError(f"image {self.image} is not on the Docker engine; build it with `harness image build "
                                f"--tag {self.image}`") from None
+        bitcoind_image = btc.ensure_image(client, self.image, binary) if has_bitcoind else ""
         deploy = Deploy.model_validate(plan.scenario.get("deploy") or {})
         per_container = self.nodes_per_container or deploy.nodes_per_container
         self.run.reset()
@@ -115,7 +127,8 @@ class DockerBackend(Backend):
         self._plan = plan
         state = RunState(scenario=plan.name, backend=self.name, plan_digest=plan.digest,
                          control_token=secrets.token_hex(16),
-                         backend_state={"image": self.image, "nodes_per_container": per_container,
+                         backend_state={"image": self.image, "bitcoind_image": bitcoind_image,
+                                        "nodes_per_container": per_container,
                                         "limits": {"node": deploy.resources.node.docker_limits(),
                                                    "seeder": deploy.resources.seeder.docker_limits()},
                                         "network": "", "layout": None, "paused": [], "disconnected": []})
@@ -155,16 +168,22 @@ class DockerBackend(Backend):
             config.update(dns_host=c.ip, control_host=c.ip, endpoints=endpoints_table(plan, lay))
             files, command = {"seeder.json": config}, ["seeder", "--config", SEEDER_CONFIG]
             role = "seeder"
+        elif c.kind == "bitcoind":
+            config = btc.member_config(plan.node(c.member), plan, lay, f"{DATADIR}/{c.member}", token)
+            files, command = {"bitcoind.json": config}, ["bitcoind", f"{engine.CONFIG_DIR}/bitcoind.json"]
+            role = "bitcoind"
         else:
             tables = transport(plan, lay)
             configs = [container_node_config(node_config(plan.node(n), f"{DATADIR}/{n}", token, tables[n]),
                                              plan.node(n), plan, lay) for n in c.nodes]
             files, command = {"nodes.json": {"nodes": configs}}, ["host", "--config", HOST_CONFIG]
             role = plan.node(c.nodes[0]).role if len(c.nodes) == 1 else "node-pack"
-        return {"image": state.backend_state["image"], "name": self._container_name(state.run_id, c.member),
+        image = state.backend_state["bitcoind_image"] if c.kind == "bitcoind" else state.backend_state["image"]
+        return {"image": image, "name": self._container_name(state.run_id, c.member),
                 "command": command, "labels": labels_for(state.run_id, c.member, role, plan.name),
                 "network": state.backend_state["network"], "ip": c.ip, "files": files,
-                "limits": state.backend_state["limits"]["seeder" if c.kind == "seeder" else "node"]}
+                # deploy.resources.node is sized for light nodes; bitcoind alone needs ~150 MiB on regtest
+                "limits": {} if c.kind == "bitcoind" else state.backend_state["limits"]["seeder" if c.kind == "seeder" else "node"]}
 
     def start_controller(self, argv: Sequence[str]) -> None:
         """The controller as a process on this host, recorded in the state so `down` stops it."""

@@ -24,6 +24,7 @@ from harness.backends.base import labels_for
 from harness.backends.docker.engine import NODE_UID
 from harness.backends.docker.layout import container_node_config, endpoints_table, layout, transport
 from harness.backends.node_config import node_config, seeder_config
+from harness.errors import BackendUnavailable
 from harness.plan.model import Plan
 from harness.scenario.deploy import Deploy
 
@@ -51,6 +52,9 @@ def _user() -> str:
 def compose(plan: Plan, image: str, config_dir: str = "./config", user: str | None = None,
             token: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(compose document, {config file name: its JSON content})."""
+    if any(n.role == "bitcoind" for n in plan.peers()):
+        # its image is built from the binary at deploy time (bitcoind.py); a compose file has no such step
+        raise BackendUnavailable("the compose export cannot run bitcoind members yet; deploy with --backend docker")
     deploy = Deploy.model_validate(plan.scenario.get("deploy") or {})
     lay = layout(plan, SUBNET, deploy.nodes_per_container)
     token = token or secrets.token_hex(16)

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.backends.node_config import is_attack_identity
 from harness.errors import BackendUnavailable
-from harness.plan.model import NodePlan, Plan
+from harness.plan.model import BITCOIND, NodePlan, Plan
 
 # Candidate subnets: /20s (4,094 addresses) inside 10.128.0.0/9, starting at one derived from the
 # run id, so two runs on one engine rarely try the same first and never share one (Docker refuses
@@ -32,10 +32,11 @@ CONTAINER_HOSTS_FIRST = 2  # .1 is the bridge's gateway
 
 @dataclass
 class ContainerSpec:
-    """One container of the run: ``kind`` node (hosting ``nodes``) or seeder."""
+    """One container of the run: ``kind`` node (hosting ``nodes``), bitcoind (one bitcoind member,
+    never packed: its own image and process) or seeder."""
 
     member: str  # the member name `members()`/`logs()` use: the node's name, pack-<k>, or seeder
-    kind: str  # node | seeder
+    kind: str  # node | bitcoind | seeder
     ip: str
     nodes: list[str] = field(default_factory=list)
     # node -> [p2p port, control port] inside this container
@@ -88,9 +89,10 @@ def layout(plan: Plan, subnet: str, nodes_per_container: int = 1) -> Layout:
             raise BackendUnavailable(f"plan node {node.name}: the docker backend cannot place active attackers "
                                      f"(kind {node.config.get('kind')!r}) yet; run this scenario with --backend local")
     net = ipaddress.ip_network(subnet)
-    peers = plan.peers()
+    peers = [n for n in plan.peers() if n.role != BITCOIND]
+    bitcoinds = [n for n in plan.peers() if n.role == BITCOIND]
     groups = [peers[i:i + nodes_per_container] for i in range(0, len(peers), nodes_per_container)]
-    needed = len(groups) + (1 if plan.seeder else 0)
+    needed = len(groups) + len(bitcoinds) + (1 if plan.seeder else 0)
     if needed > net.num_addresses - CONTAINER_HOSTS_FIRST - 1:
         raise ValueError(f"{needed} containers do not fit in {subnet}")
     ips = (str(net.network_address + CONTAINER_HOSTS_FIRST + k) for k in range(needed))
@@ -103,6 +105,8 @@ def layout(plan: Plan, subnet: str, nodes_per_container: int = 1) -> Layout:
         else:
             ports = {n.name: [PACKED_P2P_BASE + i, PACKED_CONTROL_BASE + i] for i, n in enumerate(group)}
             containers.append(ContainerSpec(f"pack-{k}", "node", ip, [n.name for n in group], ports))
+    for b in bitcoinds:
+        containers.append(ContainerSpec(b.name, "bitcoind", next(ips), [b.name], {b.name: [b.p2p_port, b.control_port]}))
     if plan.seeder:
         s = plan.seeder
         containers.append(ContainerSpec(s.name, "seeder", next(ips), [], {s.name: [s.p2p_port, s.control_port]}))
@@ -118,7 +122,7 @@ def endpoints_table(plan: Plan, lay: Layout) -> dict[str, str]:
 def inbound_table(plan: Plan, lay: Layout) -> dict[str, list[str]]:
     """container ip -> the planned addresses of the nodes it hosts."""
     by_name = {n.name: n for n in plan.peers()}
-    return {c.ip: [by_name[n].address for n in c.nodes] for c in lay.containers if c.kind == "node"}
+    return {c.ip: [by_name[n].address for n in c.nodes] for c in lay.containers if c.kind in ("node", "bitcoind")}
 
 
 def transport(plan: Plan, lay: Layout) -> dict[str, dict[str, Any]]:

@@ -49,6 +49,12 @@ class BitcoindConfig:
     connect: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
     poll_interval: float = 0.05  # mempool/tip polling: the resolution of its first-seen times
+    # Docker: bitcoind binds its container's IP, and its peers show container IPs. `identity` is its
+    # planned address (what /status reports); `peer_addresses` maps a transport "ip:port" (a peer it
+    # dialled) or "ip" (a container of one planned node) to the peer's planned address. Empty on the
+    # local backend, where the transport addresses are the planned ones.
+    identity: str = ""
+    peer_addresses: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.address)
@@ -56,6 +62,11 @@ class BitcoindConfig:
             host, _, port = peer.rpartition(":")
             ipaddress.ip_address(host)
             int(port)
+
+    def planned(self, addr: str) -> str:
+        """The planned address of a peer bitcoind shows as "ip:port" (getpeerinfo's `addr`)."""
+        host = addr.rsplit(":", 1)[0] if addr.count(":") == 1 else addr
+        return self.peer_addresses.get(addr) or self.peer_addresses.get(host) or host
 
     @classmethod
     def from_file(cls, path: str | Path) -> "BitcoindConfig":

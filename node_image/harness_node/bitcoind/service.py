@@ -9,6 +9,9 @@ checks and reports observe it exactly like a light node (docs/bitcoind.md):
     GET  /block/{hash}  first seen here: polled tip changes, walked back to a known block
     GET  /bans          listbanned
     GET  /mempool       getrawmempool
+    GET  /misbehaviour  what bitcoind did to its peers (scores, bans, disconnects), from getpeerinfo and
+                        listbanned polled every 0.1 s, in the light node's format (conduct.py)
+    GET  /metrics       harness_bitcoind_* from the same polls (conduct.py)
     POST /tx            {"synthetic": true}: a wallet payment (sendtoaddress to itself), after mining
                         101 blocks once so a coinbase is spendable
     POST /block         generatetoaddress 1
@@ -28,8 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
 
 from ..controlauth import bearer_ok
+from .conduct import PEER_POLL_S, Conduct, ConductCollector, LogTail
 from .launch import RPC, RPC_WARMUP_ERROR, BitcoindConfig, RPCError, command, flavour, write_conf
 
 COINBASE_MATURITY = 100  # consensus: a coinbase is spendable 100 blocks later
@@ -48,6 +54,11 @@ class Member:
         self.tip: str | None = None
         self.wallet_address: str | None = None
         self._wallet_lock = asyncio.Lock()
+        self.conduct = Conduct(config.planned)
+        self.debug_log: LogTail | None = None  # found once bitcoind has created it
+        self._log_lines: list[str] = []
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ConductCollector(config.name, self.conduct))
 
     async def call(self, method: str, *params: Any) -> Any:
         return await asyncio.to_thread(self.rpc, method, *params)
@@ -93,9 +104,14 @@ class Member:
             await asyncio.to_thread(proc.wait)
 
     async def watch(self) -> None:
-        """First-seen times of txs and blocks, at the resolution of the poll interval."""
+        """First-seen times of txs and blocks, at the resolution of the poll interval; every
+        PEER_POLL_S, what it did to its peers and its figures (conduct.py)."""
+        next_peers = 0.0
         while True:
             try:
+                if time.monotonic() >= next_peers:
+                    next_peers = time.monotonic() + PEER_POLL_S
+                    await self._poll_conduct()
                 now = time.time_ns()
                 for txid in await self.call("getrawmempool"):
                     self.tx_seen.setdefault(txid, now)
@@ -108,6 +124,19 @@ class Member:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"bitcoind exited with {self.proc.returncode}")
             await asyncio.sleep(self.config.poll_interval)
+
+    async def _poll_conduct(self) -> None:
+        # the log first: a peer charged in it is then in getpeerinfo unless it has really left
+        if self.debug_log is None:  # Core writes debug.log, Bitcoin SV bitcoind.log
+            found = [p for p in (Path(self.config.datadir) / "regtest" / n for n in ("debug.log", "bitcoind.log")) if p.exists()]
+            self.debug_log = LogTail(found[0]) if found else None
+        if self.debug_log is not None:  # kept until an update takes them: an RPC error must not lose them
+            self._log_lines += await asyncio.to_thread(self.debug_log.lines)
+        peers = await self.call("getpeerinfo")
+        banned = await self.call("listbanned")
+        mempool = await self.call("getmempoolinfo")
+        self.conduct.update(peers, banned, mempool, await self.call("getblockcount"), self._log_lines)
+        self._log_lines = []
 
     async def _walk_back(self, tip: str, now: int) -> None:
         block: str | None = tip
@@ -125,9 +154,10 @@ class Member:
         peers = await self.call("getpeerinfo")
         mempool = await self.call("getrawmempool")
         return {
-            "id": self.config.name, "address": f"{self.config.address}:{self.config.port}", "kind": "bitcoind",
+            "id": self.config.name, "address": f"{self.config.identity or self.config.address}:{self.config.port}",
+            "kind": "bitcoind",
             "height": chain["blocks"], "tip": chain["bestblockhash"], "mempool": len(mempool),
-            "peers": [{"id": p.get("id"), "address": p["addr"], "direction": "inbound" if p.get("inbound") else "outbound",
+            "peers": [{"id": p.get("id"), "address": f"{self.config.planned(p['addr'])}:{p['addr'].rsplit(':', 1)[-1]}", "direction": "inbound" if p.get("inbound") else "outbound",
                        "kind": "inbound" if p.get("inbound") else "manual", "user_agent": p.get("subver", ""),
                        "services": int(p.get("services", "0"), 16), "version": p.get("version"),
                        "connected_time": p.get("conntime"), "misbehaviour_score": p.get("banscore", 0),
@@ -209,6 +239,14 @@ def make_app(member: Member) -> web.Application:
     async def mempool(request: web.Request) -> web.Response:
         txids = await member.call("getrawmempool")
         return web.json_response({"size": len(txids), "txids": txids})
+
+    @routes.get("/misbehaviour")
+    async def misbehaviour(request: web.Request) -> web.Response:
+        return web.json_response(list(member.conduct.log))
+
+    @routes.get("/metrics")
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(member.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @routes.post("/tx")
     async def post_tx(request: web.Request) -> web.Response:

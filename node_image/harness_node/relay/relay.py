@@ -40,6 +40,7 @@ MAX_PEER_TX_ANNOUNCEMENTS = 5000  # txdownloadman.h: announcements tracked per p
 MAX_PEER_TX_REQUEST_IN_FLIGHT = 100  # txdownloadman.h: more wait until earlier requests finish
 MAX_UNCONNECTING_HEADERS = 10  # net_processing.cpp: every 10th unconnecting headers message scores
 MAX_BLOCK_SEEN = 10_000  # testbed: first-sight records kept for the control API (oldest forgotten)
+MAX_HEADERS_PENDING = 10_000  # testbed: announced blocks asked for, remembered like Core's header index
 TX_TYPES = frozenset({MSG_TX, MSG_WTX, MSG_TX | MSG_WITNESS_FLAG})
 BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
 
@@ -82,6 +83,11 @@ class Relay:
         self.in_flight: dict[bytes, tuple[Peer, float]] = {}  # announced hash -> (asked peer, deadline)
         # other peers that announced it, oldest first; a dict so a repeated announcement is one entry
         self.announcers: dict[bytes, dict[int, Peer]] = {}
+        # Blocks whose header connected and which we asked for: Core keeps such headers in its block
+        # index, so the next header in a burst (a bitcoind mining 101 blocks) connects to one whose
+        # block is still in flight; without this every such header counted as unconnecting and
+        # honest relays were banned (insertion-ordered dict: the oldest is forgotten first).
+        self.headers_pending: dict[bytes, None] = {}
         self._inbound_timer = None
 
     def state(self, peer: Peer) -> PeerRelayState:
@@ -372,7 +378,8 @@ class Relay:
         chain = self.node.chain
         self.mark_known(peer, *(h.hash for h in headers))
         st = self.state(peer)
-        if not chain.has(headers[0].prev) and not chain.is_orphan(headers[0].prev):
+        prev = headers[0].prev
+        if not chain.has(prev) and not chain.is_orphan(prev) and prev not in self.headers_pending:
             peer.send(msg_getheaders(locator=chain.locator()))  # unconnecting: ask for the gap
             st.unconnecting_headers += 1
             if st.unconnecting_headers % MAX_UNCONNECTING_HEADERS == 0:
@@ -380,6 +387,10 @@ class Relay:
             return
         st.unconnecting_headers = 0
         want = [CInv(MSG_BLOCK, h.hash) for h in headers if not chain.has(h.hash) and not chain.is_orphan(h.hash)]
+        for inv in want:
+            self.headers_pending[inv.hash] = None
+        while len(self.headers_pending) > MAX_HEADERS_PENDING:
+            del self.headers_pending[next(iter(self.headers_pending))]
         for i in range(0, len(want), MAX_GETDATA_BATCH):
             peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
         if len(headers) == 2000:  # a full batch: there may be more

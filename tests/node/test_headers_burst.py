@@ -1,0 +1,42 @@
+"""A burst of blocks announced one header at a time (a bitcoind mining 101 blocks at once, issue 16)
+is not unconnecting: each header connects to the previous one, whose block the node asked for but
+has not received yet. Core keeps such headers in its block index; a node that only checked its
+stored blocks counted every header after the first as unconnecting and banned honest relays."""
+
+from __future__ import annotations
+
+from harness_node.relay.relay import MAX_UNCONNECTING_HEADERS
+from harness_node.wire.messages import msg_headers
+from harness_node.wire.synthetic import make_block
+
+from conftest import peer_from
+
+BURST = 3 * MAX_UNCONNECTING_HEADERS  # enough to be charged 3 times under the old rule
+
+
+def test_headers_of_blocks_still_in_flight_connect(lt, make_node, test_peers):
+    node = make_node()
+    peer = test_peers(node)
+    peer.handshake()
+    tip = lt.eval(lambda: node.chain.tip)
+    prev, prev_time, asked = tip.hash, tip.header.time, []
+    for height in range(1, BURST + 1):
+        block = make_block(prev, height, prev_time)
+        peer.send(msg_headers([block.header]))  # the block itself is never sent
+        getdata = peer.expect("getdata", timeout=15, where=lambda m, h=block.hash: any(i.hash == h for i in m.inv))
+        asked.append(getdata)
+        prev, prev_time = block.hash, block.header.time
+    peer.ping_roundtrip()  # still connected
+    assert len(asked) == BURST  # every header connected, so every block was asked for
+    assert lt.eval(lambda: node.stats.misbehaviour["headers-unconnecting"]) == 0
+    assert peer_from(lt, node, peer.ip).score == 0
+
+
+def test_a_header_on_an_unknown_parent_still_counts(lt, make_node, test_peers):
+    node = make_node()
+    peer = test_peers(node)
+    peer.handshake()
+    for _ in range(MAX_UNCONNECTING_HEADERS):
+        peer.send(msg_headers([make_block(b"\x01" * 32, 1).header]))
+    lt.wait(lambda: node.stats.misbehaviour["headers-unconnecting"] == 1, timeout=15,
+            what="the 10th unconnecting header to be charged")
