@@ -1,5 +1,5 @@
 """The local backend: every node on its own loopback address (127.a.b.c), many nodes per worker
-process (`harness-node host`), one worker per core, plus the DNS seeder process.
+process (`harness-node host`), one worker per core or more (capacity.py), plus the DNS seeder process.
 
 No cluster, no root: 127.0.0.0/8 is all loopback on Linux, so every planned (protocol) address is
 also where the node answers: `transport_for` is the identity. Each process is started in its own
@@ -25,7 +25,7 @@ from harness.backends.base import (
 )
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.endpoint import endpoint_record
-from harness.backends.local import processes as lw
+from harness.backends.local import capacity, processes as lw
 from harness.backends.local.processes import ProcessRecord
 from harness.backends.node_config import (
     attack_process_config, is_attack_identity, node_config, rogue_seeder_config, seeder_config,
@@ -93,6 +93,9 @@ class LocalBackend(Backend):
             # rather than have nodes of two runs answer for each other
             raise AddressesInUse(f"{len(busy)} planned address(es) already in use, e.g. {', '.join(busy[:3])}; "
                                  f"is another run deployed? stop it with `harness down --run-dir DIR`")
+        # before anything is started or deleted: a plan this machine cannot hold is refused whole
+        peers = [n for n in plan.peers() if not is_attack_identity(n)]
+        workers = capacity.workers_for(len(peers), capacity.Limits.of_this_machine(), self.cores, self.nodes_per_worker)
         self.run.reset()  # a stopped earlier run: start from a clean directory
         self.run.plan_file.write_text(plan.to_json())
         self._plan = plan
@@ -101,8 +104,7 @@ class LocalBackend(Backend):
                          backend_state={"processes": [], "node_hosts": {}, "attached": self.watch_parent})
         self.run.save_state(state)  # before the first spawn: `down` must always find what started
         try:
-            peers = [n for n in plan.peers() if not is_attack_identity(n)]
-            groups = lw.partition(peers, lw.worker_count(len(peers), self.cores, self.nodes_per_worker))
+            groups = lw.partition(peers, workers)
             for k, group in enumerate(groups):
                 config = self.run.workers_dir / f"worker-{k}.json"
                 lw.write_host_config(config, [self._node_config(n, state.control_token) for n in group])

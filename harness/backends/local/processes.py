@@ -8,7 +8,6 @@ Linux is assumed where noted (/proc, prctl); elsewhere the checks degrade to kil
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import signal
 import socket
@@ -24,7 +23,7 @@ from harness.plan.model import NodePlan
 from harness_node.atomicfile import write_json_atomic
 
 # A worker is one asyncio process; one per core keeps every core busy without context-switch
-# churn. Below this many nodes per worker a second process costs more (interpreter ~40 MB) than
+# churn (more when the descriptor limit demands it: capacity.py). Below this many nodes per worker a second process costs more (interpreter ~40 MB) than
 # it brings.
 MIN_NODES_PER_WORKER = 50
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -75,11 +74,6 @@ def add_record(state: RunState, rec: ProcessRecord) -> None:
         hosts[node] = rec.name
         if node not in state.started_nodes:
             state.started_nodes.append(node)
-
-
-def worker_count(nodes: int, cores: int | None = None, per_worker: int = MIN_NODES_PER_WORKER) -> int:
-    cores = cores or os.cpu_count() or 1
-    return max(1, min(cores, math.ceil(nodes / per_worker)))
 
 
 def partition(nodes: Sequence[NodePlan], workers: int) -> list[list[NodePlan]]:
