@@ -27,6 +27,7 @@ import urllib.request
 
 from harness_node.config import NodeConfig
 from harness_node.host import Host, new_event_loop
+from scale_workers import spread_ip, wait_for
 
 OUTBOUND = 8
 PORT = 18444
@@ -42,15 +43,6 @@ def rss_mb(pid: int | str = "self") -> float:
 
 def ip(prefix: int, i: int) -> str:
     return f"127.{prefix}.{i // 250}.{i % 250 + 1}"
-
-
-async def wait_for(pred, timeout: float, what: str, period: float = 0.05) -> float:
-    t0 = time.monotonic()
-    while not pred():
-        if time.monotonic() - t0 > timeout:
-            raise TimeoutError(f"{what} not reached in {timeout} s")
-        await asyncio.sleep(period)
-    return time.monotonic() - t0
 
 
 async def bench_single_rss() -> float:
@@ -129,11 +121,6 @@ async def bench_host(n: int) -> dict[str, float]:
     return {"nodes": n, "listen_s": t_listen, "connect_s": connect_s, "per_node_kb": per_node_kb,
             "rss_total_mb": rss_mb(), "reach_s": statistics.median(reach), "reach_all": reach,
             "msgs": msgs, "msgs_per_cpu_s": msgs / cpu}
-
-
-def spread_ip(i: int) -> str:
-    """Node i on its own 127.a.b.1, over 200 /16 netgroups (netgroup diversity can be satisfied)."""
-    return f"127.{20 + i % 200}.{i // 200}.1"
 
 
 async def bench_automatic(n: int, known: int = 100) -> dict[str, float]:

@@ -30,6 +30,7 @@ LAG_PROBE = 0.05
 
 
 def spread_ip(i: int) -> str:
+    """Node i on its own 127.a.b.1, over 200 /16 netgroups (netgroup diversity can be satisfied)."""
     return f"127.{20 + i % 200}.{i // 200}.1"
 
 
@@ -166,12 +167,12 @@ class Workers:
                 p.kill()
 
 
-async def wait_for(pred, timeout: float, what: str) -> float:
+async def wait_for(pred, timeout: float, what: str, period: float = 0.1) -> float:
     t0 = time.monotonic()
     while not pred():
         if time.monotonic() - t0 > timeout:
             raise TimeoutError(f"{what} not reached in {timeout} s")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(period)
     return time.monotonic() - t0
 
 
