@@ -144,10 +144,14 @@ async def bench_automatic(n: int, known: int = 100) -> dict[str, float]:
         return (sum(p.kind == "outbound-full-relay" for p in peers) == 8
                 and sum(p.kind == "block-relay" for p in peers) == 2)
 
-    await wait_for(lambda: all(full(nd) for nd in nodes), 300, "all automatic slots filled", 0.1)
-    connect_s = time.monotonic() - t0
+    try:
+        await wait_for(lambda: all(full(nd) for nd in nodes), 300, "all automatic slots filled", 0.1)
+        connect_s: float | None = time.monotonic() - t0
+    except TimeoutError:  # say how far it got rather than lose the other figures
+        connect_s = None
+    filled = sum(full(nd) for nd in nodes)
     await host.stop()
-    return {"connect_s": connect_s, "nodes": n}
+    return {"connect_s": connect_s, "nodes": n, "filled": filled}
 
 
 def main() -> None:
@@ -167,6 +171,7 @@ def main() -> None:
     try:
         rss = None if args.skip_rss else loop.run_until_complete(bench_single_rss())
         h = loop.run_until_complete(bench_host(args.nodes))
+        print(f"(b)-(d) done: {h}", flush=True)  # before (b2), which takes the longest
         # 10 automatic outbound links per node, both ends in this process: 20 descriptors per node
         auto_nodes = min(args.nodes, (hard - 1000) // 21)
         auto = loop.run_until_complete(bench_automatic(auto_nodes))
@@ -178,7 +183,8 @@ def main() -> None:
         ("(b) host process RSS", f"{h['rss_total_mb']:.0f} MB", ""),
         (f"(b) time until every node has {OUTBOUND} outbound", f"{h['connect_s']:.1f} s", "<= 30 s"),
         (f"(b2) automatic ({auto['nodes']} nodes): every node has 8 full-relay + 2 block-relay",
-         f"{auto['connect_s']:.1f} s", "<= 30 s"),
+         f"{auto['connect_s']:.1f} s" if auto["connect_s"] is not None
+         else f"{auto['filled']} of {auto['nodes']} in 300 s", "<= 30 s"),
         (f"(c) injected tx reaches all {h['nodes']} (flood), median of 3",
          f"{h['reach_s']:.2f} s  ({', '.join(f'{r:.2f}' for r in h['reach_all'])})", "<= 2 s"),
         ("(d) messages processed per CPU second", f"{h['msgs_per_cpu_s']:,.0f} msg/s  ({h['msgs']:,} msgs)", ""),

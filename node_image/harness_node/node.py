@@ -27,6 +27,7 @@ from .addr.bootstrap import BootstrapState, run_bootstrap
 from .chain.chain import Chain
 from .chain.mempool import Mempool
 from .config import NodeConfig
+from .wheel import SLOTS, TimerWheel, wheel_for
 from .net.connection import Connection
 from .net.linkem import LinkModel
 from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
@@ -99,7 +100,8 @@ class Node:
         self.port = config.port
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self.server: asyncio.AbstractServer | None = None
-        self._tick_task: asyncio.Task[None] | None = None
+        self._tick_wheel: TimerWheel | None = None
+        self._tick_key = 0
         self._dials: set[asyncio.Task[Any]] = set()
         self._bootstrap_task: asyncio.Task[None] | None = None
         self.running = False
@@ -142,7 +144,8 @@ class Node:
                 lambda: Connection(self, inbound=True), host=self.config.bind, port=self.config.port,
                 reuse_address=True, backlog=128)
             self.port = self.server.sockets[0].getsockname()[1]
-        self._tick_task = self.loop.create_task(self._housekeeping(), name=f"{self.name}-housekeeping")
+        self._tick_wheel = wheel_for(self.loop, self._tick_period())  # one timer per host, not a task per node
+        self._tick_key = self._tick_wheel.add(self._housekeeping, slot=self.rng.randrange(SLOTS))
 
     def start_dialling(self) -> None:
         for ip, port in self.config.connect_endpoints:
@@ -157,8 +160,9 @@ class Node:
         if not self.running:  # idempotent: a second stop must not overwrite the saved state
             return
         self.running = False
-        if self._tick_task is not None:
-            self._tick_task.cancel()
+        if self._tick_wheel is not None:
+            self._tick_wheel.remove(self._tick_key)
+            self._tick_wheel = None
         if self._bootstrap_task is not None:
             self._bootstrap_task.cancel()
         await self.connman.stop()  # saves addrman and anchors before the links go
@@ -182,18 +186,16 @@ class Node:
         t = self.timers
         return min(1.0, max(0.01, min(t.handshake_timeout, t.ping_interval, t.ping_timeout) / 10))
 
-    async def _housekeeping(self) -> None:
-        period = self._tick_period()
-        await asyncio.sleep(self.rng.uniform(0, period))  # spread a thousand nodes' ticks
-        while True:
-            now = self.loop.time()
-            if not self.paused:
-                for peer in list(self.peers.values()):
-                    if not peer.conn.closing:
-                        peer.check_timeouts(now)
-                self.relay.tick(now)
-                self.addrs.tick()
-            await asyncio.sleep(period)
+    def _housekeeping(self) -> None:
+        """Once a tick period, from the host's timer wheel (in a random slot: ticks stay spread)."""
+        if self.paused:
+            return
+        now = self.loop.time()
+        for peer in list(self.peers.values()):
+            if not peer.conn.closing:
+                peer.check_timeouts(now)
+        self.relay.tick(now)
+        self.addrs.tick()
 
     # --- connections -----------------------------------------------------------------------------
 
