@@ -19,6 +19,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -128,9 +129,8 @@ class Workers:
         self.queue: asyncio.Queue = asyncio.Queue()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        for k, p in enumerate(self.procs):
-            loop.run_in_executor(None, self._pump, k, p)  # one reader thread per worker's stdout
+        for k, p in enumerate(self.procs):  # one reader thread per worker's stdout (not a pool: all at once)
+            threading.Thread(target=self._pump, args=(k, p), daemon=True).start()
         listening = 0
         while listening < len(self.procs):
             k, msg = await self.queue.get()
