@@ -5,10 +5,12 @@
     time until every node has its 8 outbound connections                 target <= 30 s
 (c) time for an injected tx to reach all N nodes (flood, no delay)       target <= 2 s
 (d) P2P messages processed per second per core (host process)
+(e) hostile load: RSS and CPU of one node process idle, then under 20 spam peers (bench/hostile_load.py)
 
 Run: python bench/bench_node.py [--nodes 1000] [--skip-rss] [--processes]. Prints a table; takes a
 few minutes. More nodes than one process's open-files limit holds (--nodes 10000) run in several
 host processes (scale_workers.py): automatic outbound, memory, tx reach, msgs per CPU-s, idle lag.
+Only the hostile row: python bench/bench_node.py --hostile-only [--spam-peers 20] [--seconds 20].
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import urllib.request
 
 from harness_node.config import NodeConfig
 from harness_node.host import Host, new_event_loop
+from hostile_load import bench_hostile
 from scale_workers import spread_ip, wait_for
 
 OUTBOUND = 8
@@ -160,7 +163,13 @@ def main() -> None:
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--processes", action="store_true",
                     help="several host processes even if one could hold the nodes (automatic when it cannot)")
+    ap.add_argument("--hostile-only", action="store_true", help="run only row (e), the hostile load")
+    ap.add_argument("--spam-peers", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of the idle and the hostile window")
     args = ap.parse_args()
+    if args.hostile_only:
+        print_rows(hostile_rows(asyncio.run(bench_hostile(args.spam_peers, args.seconds))))
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     need = args.nodes * (2 * OUTBOUND + 1) + 100
@@ -189,6 +198,22 @@ def main() -> None:
          f"{h['reach_s']:.2f} s  ({', '.join(f'{r:.2f}' for r in h['reach_all'])})", "<= 2 s"),
         ("(d) messages processed per CPU second", f"{h['msgs_per_cpu_s']:,.0f} msg/s  ({h['msgs']:,} msgs)", ""),
     ]
+    rows += hostile_rows(asyncio.run(bench_hostile(args.spam_peers, args.seconds)))
+    print_rows(rows)
+
+
+def hostile_rows(r: dict) -> list[tuple[str, str, str]]:
+    idle, hostile = r["idle"], r["hostile"]
+    return [
+        ("(e) victim idle: RSS / CPU", f"{idle['rss_mb']:.0f} MB / {idle['cpu_pct']:.1f} %", ""),
+        (f"(e) victim under {r['peers']} spam peers, {r['seconds']:.0f} s: peak RSS / CPU",
+         f"{hostile['peak_mb']:.0f} MB / {hostile['cpu_pct']:.0f} %", ""),
+        ("(e) spam sessions / refused connections / spam messages",
+         f"{r['sessions']} / {r['refused']} / {r['messages']}", "victim alive" if r["alive"] else "VICTIM DIED"),
+    ]
+
+
+def print_rows(rows: list[tuple[str, str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark'.ljust(width)}  {'result':<32}  target")
     for name, value, target in rows:

@@ -33,13 +33,16 @@ CONNECTIONS = ts("Connection attempts by outcome", "cps",
                  Q(_rate("harness_node_connections_total", "direction, outcome"), "{{direction}} {{outcome}}"))
 PROTOCOL_ERRORS = ts("Protocol errors by kind", "short",
                      "Framing and parsing errors per second. Zero in an honest network: any rise is a peer sending "
-                     "garbage, bad checksums, oversized or unknown messages (spam behaviours of issue 10).",
-                     Q(_rate("harness_node_protocol_errors_total", "kind"), "{{kind}}"))
+                     "garbage, bad checksums, oversized or unknown messages (spam behaviours of issue 10). "
+                     "\"housekeeping\" is the node's own periodic task failing (a bug: see the node's log).",
+                     Q(_rate("harness_node_protocol_errors_total", "kind"), "{{kind}}"),
+                     Q(_rate("harness_node_housekeeping_errors_total"), "housekeeping"))
 PROPAGATION = ts("Time to 50 / 90 / 100 % of honest nodes", "s",
-                 "Median over the injected items of the time each took to reach half, 90 % and all honest nodes. "
+                 "Median over the probe items so far of the time each took to reach half, 90 % and all honest nodes. "
                  "Censoring or block-delaying attackers, partitions and slow links push p90/p100 up; a p100 that "
                  "never appears means some node never got the item.",
-                 Q("harness_controller_propagation_seconds", "{{kind}} {{quantile}}"))
+                 Q(_quantile(0.5, "harness_controller_item_coverage_seconds", "kind, coverage", rate=False),
+                   "{{kind}} {{coverage}}"))
 INV_WAIT = ts("Announcement queue wait (diffusion), p50 / p90", "s",
               "How long transactions wait in per-peer announcement queues before being announced, since the start, "
               "by the peer's direction. Diffusion's Poisson timers set it (outbound 2 s, inbound 5 s, times "
@@ -111,7 +114,7 @@ PROPAGATION_BOARD = Board("harness-propagation", "Harness: propagation",
     ts("Policy comparison: median time to coverage by relay policy", "s",
        "For each relay policy (flood, diffusion, dandelion) the median time to 50/90/100 % coverage: the "
        "latency side of the privacy trade-off (see the privacy dashboard).",
-       Q(_quantile(0.5, "harness_controller_item_coverage_seconds", "relay_policy, coverage"),
+       Q(_quantile(0.5, "harness_controller_item_coverage_seconds", "relay_policy, coverage", rate=False),
          "{{relay_policy}} {{coverage}}")),
     INV_WAIT,
     ts("New transactions and blocks per second", "short", "Accepted items per second over all nodes; should follow "
@@ -131,7 +134,7 @@ SPAM_BANS = Board("harness-spam-bans", "Harness: spam and bans",
        "each spammer should appear once; under `disconnect` look at discouragements instead.",
        Q(f"sum by (reason) (increase(harness_node_bans_by_reason_total[{RATE}]))", "{{reason}}")),
     stat("Bans so far by reason (controller)", "short", "Bans by honest nodes since the start, as the controller "
-         "polled them from the nodes' ban lists.", Q("harness_controller_bans", "{{reason}}")),
+         "polled them from the nodes' ban lists.", Q("sum by (reason) (harness_controller_bans_total)", "{{reason}}")),
     stat("Honest nodes banned", "short", "Must stay 0: an honest node banned by another honest node is a false "
          "positive of the misbehaviour rules.", Q("harness_controller_honest_banned", "honest banned")),
     ts("Banned addresses, bans and discouragements", "short", "Addresses on ban lists now, and discouragements so far "
@@ -141,10 +144,11 @@ SPAM_BANS = Board("harness-spam-bans", "Harness: spam and bans",
     heatmap("Misbehaviour scores of connected peers", "short",
             "How many connected peers sit at each score (100 = the threshold). Spammers climb the buckets and "
             "vanish at 100; honest peers stay at 0.", "sum by (le) (harness_node_peer_misbehaviour_score_bucket)"),
-    ts("Time to ban by reason, p50 / p90", "s", "From a spammer's first misbehaviour to its ban or discouragement. "
-       "Compare with the scenario's bound; a reason that never bans shows no line.",
-       Q(_quantile(0.5, "harness_controller_time_to_ban_seconds", "reason"), "p50 {{reason}}"),
-       Q(_quantile(0.9, "harness_controller_time_to_ban_seconds", "reason"), "p90 {{reason}}")),
+    ts("Time to ban by reason, p50 / p90", "s", "From a spammer's first misbehaviour to its ban or discouragement, "
+       "over the bans since the start (bans are rare: a rate window would mostly be empty). Compare with the "
+       "scenario's bound; a reason that never bans shows no line.",
+       Q(_quantile(0.5, "harness_controller_time_to_ban_seconds", "reason", rate=False), "p50 {{reason}}"),
+       Q(_quantile(0.9, "harness_controller_time_to_ban_seconds", "reason", rate=False), "p90 {{reason}}")),
     ts("Victim CPU: message handling time by command", "percentunit",
        "Share of a CPU the nodes spend handling each command (top 10). Spam that is cheap to send and expensive "
        "to check (invalid blocks, oversized messages) shows here.",
@@ -181,7 +185,7 @@ ECLIPSE = Board("harness-eclipse", "Harness: eclipse",
     ts("Highest attacker share of a victim's outbound peers", "percentunit",
        "The worst-off victim. 100 % = eclipsed. With today's countermeasures it should stay well below; with "
        "the legacy profile it climbs after the victim restarts.",
-       Q("harness_controller_attacker_share_max", "max share")),
+       Q("max(harness_controller_victim_outbound_attacker_ratio)", "max share")),
     ts("Attacker share of each victim's outbound peers", "percentunit",
        "One line per victim: the share of its outbound peers that are attackers over time.",
        Q("harness_controller_victim_outbound_attacker_ratio", "{{victim}}")),
@@ -252,7 +256,7 @@ PRIVACY = Board("harness-privacy", "Harness: privacy",
     ts("Dandelion stem and fluff", "short", "Stem relays and fluffs per second; fluffs ≈ q × stems when no stem "
        "relay drops transactions, more when embargo timers fire.",
        Q(_rate("harness_node_dandelion_stem_transactions_total"), "stem"),
-       Q(_rate("harness_node_dandelion_fluffs_total"), "fluff")),
+       Q(_rate("harness_node_dandelion_fluffs_total", "cause"), "fluff: {{cause}}")),
     PROPAGATION,
     INV_WAIT,
 ))
@@ -261,9 +265,9 @@ CHAOS = Board("harness-chaos", "Harness: chaos",
               "Faults in the network: stopped nodes, partitions, loss, bandwidth, skew, and whether timing is trustworthy.", (
     ts("Timeline actions by kind", "short", "Actions executed per window (the same counter draws the annotations).",
        Q("sum by (action) (increase(harness_controller_timeline_actions_total[1m]))", "{{action}}")),
-    stat("Timeline actions executed (at the end)", "short", "Actions by kind and outcome, set when the timeline "
-         "ends; an `error` outcome is a fault that did not happen.",
-         Q("harness_controller_timeline_actions", "{{action}} {{outcome}}")),
+    stat("Timeline actions executed so far", "short", "Actions by kind and outcome since the start; an `error` "
+         "outcome is a fault that did not happen.",
+         Q("sum by (action, outcome) (harness_controller_timeline_actions_total)", "{{action}} {{outcome}}")),
     ts("Nodes unreachable and down", "short", "Nodes the controller could not reach, and nodes the timeline has "
        "stopped; a difference is a node that died on its own.",
        Q("harness_controller_nodes_unreachable", "unreachable"), Q("harness_controller_nodes_down", "down")),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness_node.names import DANDELION_FLUFF_CAUSES
+
 COMPONENTS = ("node", "seeder", "controller", "attacker")
 TYPES = ("counter", "gauge", "histogram")
 
@@ -60,7 +62,7 @@ DIRECTION_IO = Label("direction", ("in", "out"), "fixed")
 DIRECTION_PEER = Label("direction", ("inbound", "outbound"), "fixed")
 COMMAND = Label("command", None, "the P2P commands the node knows (about 40) plus `other` for anything else")
 ERROR_KIND = Label("kind", ("bad-magic", "oversized-message", "bad-checksum", "bad-command", "unknown-command",
-                            "malformed-message"), "fixed")
+                            "malformed-message", "unattributed-inbound", "block-not-stored"), "fixed")
 REASON = Label("reason", None, "a key of the node's misbehaviour table (about 40)")
 CONN_OUTCOME = Label("outcome", ("accepted", "refused-banned", "refused-full", "failed"), "fixed")
 OUTBOUND_KIND = Label("kind", ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch"), "fixed")
@@ -74,7 +76,6 @@ PHASE = Label("phase", ("waiting", "timeline", "finishing", "done", "error"), "f
 ACTION = Label("action", None, "the timeline action kinds registered in harness/actions.py (about 15)")
 ACTION_OUTCOME = Label("outcome", ("ok", "error"), "fixed")
 ITEM_KIND = Label("kind", ("tx", "block"), "fixed")
-QUANTILE = Label("quantile", ("p50", "p90", "p100"), "fixed")
 COVERAGE = Label("coverage", ("0.5", "0.9", "1"), "fixed: the share of honest nodes reached")
 CHECK = Label("check", None, "the checks of the scenario's `expect` list (a handful)")
 RELAY_POLICY = Label("relay_policy", ("flood", "diffusion", "dandelion"), "fixed")
@@ -83,8 +84,10 @@ ATTACKER = Label("attacker", None, "one per attacker entry of the scenario (its 
 BEHAVIOUR = Label("behaviour", None, "the spam behaviours of harness_node.attack.behaviours (about 25), or an "
                   "attacker kind's name for kinds without a catalogue")
 ESTIMATOR = Label("estimator", ("first-spy", "timing"), "fixed")
+FLUFF_CAUSE = Label("cause", DANDELION_FLUFF_CAUSES, "fixed: harness_node.names.DANDELION_FLUFF_CAUSES")
 DROP_CAUSE = Label("cause", ("loss", "partition"), "fixed")
-WORKER = Label("worker", None, "one per worker process of the run (a few)")
+WORKER = Label("worker", None, "one per worker process of the run (named after its first node; a few, plus one "
+               "per node restarted alone)")
 ATTACK_KIND = Label("kind", None, "the attacker kinds registered in harness_node.attack (a handful)")
 ATTACK_COMMAND = Label("command", None, "the P2P commands the wire knows (about 40) plus `raw` for forged bytes")
 ATTEMPT_OUTCOME = Label("outcome", ("connected", "failed"), "fixed")
@@ -124,6 +127,8 @@ NODE_METRICS = (
     _m("harness_node_bans_total", "counter", "bans", (NODE,), "Addresses banned."),
     _m("harness_node_banned_addresses", "gauge", "addresses", (NODE,), "Addresses currently banned or discouraged."),
     _m("harness_node_sandbox_refused_dials_total", "counter", "dials", (NODE,), "Dials refused by the sandbox allowlist."),
+    _m("harness_node_housekeeping_errors_total", "counter", "errors", (NODE,),
+       "Rounds of the node's periodic task (timeouts, pings, relay retries) that raised; logged, the task goes on."),
     _m("harness_node_connections_total", "counter", "connections", (NODE, DIRECTION_PEER, CONN_OUTCOME),
        "Connection attempts by direction and outcome."),
     _m("harness_node_outbound_peers", "gauge", "peers", (NODE, OUTBOUND_KIND), "Outbound connections by kind."),
@@ -140,10 +145,27 @@ NODE_METRICS = (
        "Inbound connections refused: slots full and nobody evictable."),
     _m("harness_node_addr_received_total", "counter", "addresses", (NODE,), "Addresses received in addr/addrv2."),
     _m("harness_node_addr_rate_limited_total", "counter", "addresses", (NODE,), "Addresses dropped by the addr token bucket."),
+    # One per worker process, exported by the worker's first node only (see PER_WORKER).
+    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
+       "How late the worker process's event loop ran a timer (per worker, not per node; exported by the "
+       "worker's first node)."),
+    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
+       "Transactions this node relayed in the Dandelion++ stem phase (its own and others'); 0 under other policies."),
+    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE, FLUFF_CAUSE),
+       "Stem transactions this node fluffed: by its coin (q), its embargo timer, for want of a stem relay, or because the stem came back to it (a cycle)."),
     _m("harness_node_processing_seconds_total", "counter", "seconds", (NODE, COMMAND),
        "Time the node spent handling received messages, by command: the handlers run synchronously on the "
        "host's one thread, so this is CPU time (plus any time the OS took the CPU away)."),
+    # network chaos (docs/chaos.md)
+    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
+       "Messages the link emulation dropped, by cause."),
+    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition."),
+    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
+       "Time messages waited for the node's upload/download token bucket."),
+    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset."),
 )
+# Node metrics that only one node per worker process exports.
+PER_WORKER = frozenset({"harness_node_event_loop_lag_seconds"})
 
 SEEDER_METRICS = (
     _m("harness_seeder_queries_total", "counter", "queries", (QTYPE, RCODE), "DNS queries answered, by query type and response code."),
@@ -156,28 +178,39 @@ SEEDER_METRICS = (
     _m("harness_seeder_mode", "gauge", "boolean", (SEEDER_MODE,), "The active answer mode (1 for the current one)."),
 )
 
-# Today's controller exports gauges set from its results; some count things (bans, actions) and
-# predate the naming rules: the planned counters and histograms below replace them (issue 13).
-# `quantile` on harness_controller_propagation_seconds fails promtool's lint (the label is reserved
-# for summaries): harness_controller_last_item_coverage_seconds{coverage} replaces it.
+# The controller's derived figures, live (harness/controller/metrics.py). Counters and histograms
+# observe each item, ban and action once, when the controller first sees it.
 CONTROLLER_METRICS = (
     _m("harness_controller_phase", "gauge", "boolean", (PHASE,), "1 for the controller's current phase."),
-    _m("harness_controller_timeline_actions", "gauge", "actions", (ACTION, ACTION_OUTCOME),
-       "Timeline actions executed, by kind and outcome (set when the timeline ends).",
-       replaced_by="harness_controller_timeline_actions_total"),
+    _m("harness_controller_timeline_actions_total", "counter", "actions", (ACTION, ACTION_OUTCOME),
+       "Timeline actions executed, by kind and outcome, counted when each runs: the source of every "
+       "dashboard's fault annotations."),
     _m("harness_controller_nodes_unreachable", "gauge", "nodes", (), "Nodes whose control API did not answer the last poll."),
     _m("harness_controller_items_injected", "gauge", "items", (ITEM_KIND,), "Transactions and blocks injected so far."),
-    _m("harness_controller_propagation_seconds", "gauge", "seconds", (ITEM_KIND, QUANTILE),
-       "Median over items of the time to reach 50/90/100 % of the honest nodes.",
-       replaced_by="harness_controller_last_item_coverage_seconds"),
-    _m("harness_controller_bans", "gauge", "bans", (REASON,), "Bans by honest nodes, by reason.",
-       replaced_by="harness_controller_bans_total"),
+    _m("harness_controller_item_coverage_seconds", "histogram", "seconds", (ITEM_KIND, COVERAGE, RELAY_POLICY),
+       "For each probe item, the time from injection until the share `coverage` of the honest nodes (of the "
+       "injecting node's relay policy) had it."),
+    _m("harness_controller_last_item_coverage_seconds", "gauge", "seconds", (ITEM_KIND, COVERAGE),
+       "The same times for the latest probe item that reached the coverage."),
+    _m("harness_controller_coverage_ratio", "gauge", "ratio", (ITEM_KIND,),
+       "Share of the honest nodes that have the latest probe item, at the last poll."),
+    _m("harness_controller_bans_total", "counter", "bans", (REASON,), "Bans by honest nodes, by reason."),
+    _m("harness_controller_time_to_ban_seconds", "histogram", "seconds", (REASON,),
+       "From an attacker's first misbehaviour (as the banning node recorded it; a planned attacker without "
+       "that record: from its start) to its ban or discouragement, by reason."),
     _m("harness_controller_honest_banned", "gauge", "bans", (), "Bans of honest nodes by honest nodes."),
     _m("harness_controller_victims_eclipsed", "gauge", "nodes", (), "Victims whose outbound peers are all attackers."),
-    _m("harness_controller_attacker_share_max", "gauge", "ratio", (),
-       "Highest attacker share of a victim's outbound peers (0..1).",
-       replaced_by="harness_controller_victim_outbound_attacker_ratio"),
+    _m("harness_controller_victim_outbound_attacker_ratio", "gauge", "ratio", (VICTIM,),
+       "Each victim's share of outbound peers that are attackers (1 = eclipsed), at the last poll."),
+    _m("harness_controller_victim_addrman_attacker_ratio", "gauge", "ratio", (VICTIM, TABLE),
+       "Each victim's share of occupied address-table slots holding a planned attacker's address, by table "
+       "(the node's GET /addrman?networks=), at the last poll."),
+    _m("harness_controller_event_loop_lag_seconds", "histogram", "seconds", (),
+       "How late the controller's event loop ran a timer (its measurements are that uncertain)."),
     _m("harness_controller_check_passed", "gauge", "verdict", (CHECK,), "Each check's verdict: 1 pass, 0 fail, -1 error."),
+    # network chaos (docs/chaos.md)
+    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now."),
+    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now."),
     # spam (issue 10): each behaviour's runs against the node's misbehaviour table, and the victims' cost
     _m("harness_controller_spam_runs", "gauge", "runs", (BEHAVIOUR, POLICY, SPAM_RESULT),
        "Spam behaviour runs (one attacker identity against one target), by whether the target reacted with the "
@@ -213,29 +246,10 @@ ATTACKER_METRICS = (
 
 # --- planned --------------------------------------------------------------------------------------
 PLANNED_METRICS = (
-    # issue 13: the controller's derived figures, live
-    _m("harness_controller_timeline_actions_total", "counter", "actions", (ACTION, ACTION_OUTCOME),
-       "Timeline actions executed, by kind and outcome, counted when each runs: the source of every "
-       "dashboard's fault annotations.", 13),
-    _m("harness_controller_item_coverage_seconds", "histogram", "seconds", (ITEM_KIND, COVERAGE, RELAY_POLICY),
-       "For each probe item, the time from injection until the share `coverage` of the honest nodes (of the "
-       "injecting node's relay policy) had it.", 13),
-    _m("harness_controller_last_item_coverage_seconds", "gauge", "seconds", (ITEM_KIND, COVERAGE),
-       "The same times for the latest probe item that reached the coverage.", 13),
-    _m("harness_controller_coverage_ratio", "gauge", "ratio", (ITEM_KIND,),
-       "Share of the honest nodes that have the latest probe item, at the last poll.", 13),
-    _m("harness_controller_bans_total", "counter", "bans", (REASON,), "Bans by honest nodes, by reason.", 13),
-    _m("harness_controller_time_to_ban_seconds", "histogram", "seconds", (REASON,),
-       "From an attacker's first misbehaviour to its ban (or disconnect and discouragement), by reason.", 13),
-    _m("harness_controller_victim_outbound_attacker_ratio", "gauge", "ratio", (VICTIM,),
-       "Each victim's share of outbound peers that are attackers (1 = eclipsed).", 13),
-    _m("harness_controller_victim_addrman_attacker_ratio", "gauge", "ratio", (VICTIM, TABLE),
-       "Each victim's share of address-table entries that are attacker addresses, by table.", 13),
+    # issue 13: heal of poisoned victims (the malicious-seeder scenario)
     _m("harness_controller_heal_seconds", "histogram", "seconds", (),
        "From the seeder turning honest to each poisoned victim's first honest outbound peer.", 13),
     _m("harness_controller_victims_healed", "gauge", "nodes", (), "Poisoned victims that have an honest outbound peer again.", 13),
-    _m("harness_controller_event_loop_lag_seconds", "histogram", "seconds", (),
-       "How late the controller's event loop ran a timer (its measurements are that uncertain).", 13),
     # issue 10: attackers that act (eclipse, malicious bootstrap)
     _m("harness_attacker_addresses_sent_total", "counter", "addresses", (ATTACKER,),
        "Addresses (own and trash) pushed to victims in addr messages.", 10),
@@ -250,21 +264,6 @@ PLANNED_METRICS = (
        "Share of the spy's source guesses that are right.", 11),
     _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
        "Share of transactions whose true source the spy named.", 11),
-    _m("harness_node_dandelion_stem_transactions_total", "counter", "transactions", (NODE,),
-       "Transactions relayed in the stem phase.", 11),
-    _m("harness_node_dandelion_fluffs_total", "counter", "transactions", (NODE,),
-       "Stem transactions this node fluffed (by coin flip or embargo timer).", 11),
-    # issue 12: chaos
-    _m("harness_node_link_dropped_messages_total", "counter", "messages", (NODE, DROP_CAUSE),
-       "Messages the link emulation dropped, by cause.", 12),
-    _m("harness_node_partitioned_peers", "gauge", "peers", (NODE,), "Peers this node cannot reach through an active partition.", 12),
-    _m("harness_node_bandwidth_wait_seconds_total", "counter", "seconds", (NODE, DIRECTION_IO),
-       "Time messages waited for the node's upload/download token bucket.", 12),
-    _m("harness_node_clock_skew_seconds", "gauge", "seconds", (NODE,), "The node's configured clock offset.", 12),
-    _m("harness_node_event_loop_lag_seconds", "histogram", "seconds", (WORKER,),
-       "How late the worker process's event loop ran a timer (per worker, not per node).", 12),
-    _m("harness_controller_partitions_active", "gauge", "partitions", (), "Partitions in force now.", 12),
-    _m("harness_controller_nodes_down", "gauge", "nodes", (), "Nodes stopped by the timeline (kill, pause, churn) now.", 12),
 )
 
 TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS

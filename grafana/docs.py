@@ -83,10 +83,7 @@ def render() -> str:
     out += ["## Planned", "",
             "Added by the issues named; the panels that chart them are listed as pending in",
             "`tests/observability/test_dashboards_live.py`, which also checks that each is still absent from",
-            "live `/metrics` (so the list is corrected the day one arrives). Four of the controller's gauges",
-            "above predate the naming rules (gauges that count, a ratio without `_ratio`, a `quantile` label",
-            "that promtool's lint reserves for summaries); each names its replacement below. A replacement",
-            "counter takes over the gauge's family name, so the gauge goes when the counter comes.", ""]
+            "live `/metrics` (so the list is corrected the day one arrives).", ""]
     for comp in COMPONENTS:
         metrics = [m for m in ALL if m.component == comp and m.planned]
         if metrics:

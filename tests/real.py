@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -24,6 +24,7 @@ INSTALL = {
     "prometheus": "apt-get install prometheus",
     "promtool": "apt-get install prometheus (promtool comes with it)",
     "dig": "apt-get install dnsutils",
+    "docker-compose": "apt-get install docker-compose",
 }
 ENV_REQUIRE = "HARNESS_REQUIRE_REAL"
 
@@ -49,3 +50,21 @@ def require(executable: str) -> str:
     if path is None:
         missing(executable, f"no `{executable}` on PATH")
     return path
+
+
+def docker_engine(base_image: str) -> Any:
+    """A client of a Docker engine that answers and holds ``base_image`` (never pulled), or missing()."""
+    import docker  # a dependency of the harness: installed with it, so never a reason to skip
+    import requests  # the SDK's transport; its errors mean "no engine"
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        missing("docker", f"no Docker engine answers ({e})")
+    try:
+        client.images.get(base_image)
+    except docker.errors.ImageNotFound:
+        client.close()
+        missing("docker", f"base image {base_image} is missing (never built or pulled)")
+    return client

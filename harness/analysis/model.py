@@ -57,6 +57,9 @@ class ItemObservation:
     first_seen: Mapping[str, float | None]
     honest_node_count: int
     origin_honest: bool = True
+    # First sightings at observed members that are not honest light nodes (real bitcoinds): shown
+    # per member in the report, never counted in the honest shares above.
+    members_seen: Mapping[str, float | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in ITEM_KINDS:
@@ -90,6 +93,7 @@ class BanEvent:
     reason: str
     banned_is_attacker: bool
     banned_node: str | None = None
+    first_misbehaviour: float | None = None  # when the banning node first scored the peer, if it says
 
     def __post_init__(self) -> None:
         _require_finite("ban time", self.time)
@@ -242,6 +246,17 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class LagSample:
+    """One worker's event-loop lag as one poll saw it (quantiles over the worker's last minute)."""
+
+    time: float  # epoch seconds of the poll
+    worker: str
+    p50: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a run report shows. The figures are computed from the raw observations on writing."""
 
@@ -258,8 +273,12 @@ class Report:
     attackers: Sequence[AttackerStart] = ()
     victims: Sequence[VictimSeries] = ()
     graph: PeerGraph = field(default_factory=PeerGraph)
+    loop_lag: Sequence[LagSample] = ()
+    smallest_delay: float | None = None  # seconds: the smallest one-way delay the plan emulates
     spam: Sequence[SpamRun] = ()
     load: Sequence[NodeLoad] = ()
+    # failed check name -> {victim node: its message-capture directory}, only nodes that have one
+    captures: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require_text("scenario name", self.scenario)
@@ -303,6 +322,9 @@ class Observations:
     graph: PeerGraph = field(default_factory=PeerGraph)
     outbound_at_end: dict[str, int] = field(default_factory=dict)  # honest node -> outbound peers
     unreachable: list[str] = field(default_factory=list)  # nodes that did not answer the last poll
+    # victim -> table ("new", "tried") -> (slots holding an attacker address, occupied slots), last poll
+    victim_tables: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    loop_lag: list[LagSample] = field(default_factory=list)  # per poll and worker (docs/chaos.md)
     spam: list[SpamRun] = field(default_factory=list)
     load: list[NodeLoad] = field(default_factory=list)
 
@@ -320,6 +342,9 @@ class Observations:
             graph=PeerGraph([PeerEdge(**e) for e in d.get("graph", {}).get("edges", [])], dict(d.get("graph", {}).get("roles", {}))),
             outbound_at_end=dict(d.get("outbound_at_end", {})),
             unreachable=list(d.get("unreachable", [])),
+            victim_tables={v: {t: (int(c[0]), int(c[1])) for t, c in tables.items()}
+                           for v, tables in d.get("victim_tables", {}).items()},
+            loop_lag=[LagSample(**x) for x in d.get("loop_lag", [])],
             spam=[SpamRun(**r) for r in d.get("spam", [])],
             load=[NodeLoad(**x) for x in d.get("load", [])],
         )

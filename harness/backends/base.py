@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.backends.endpoint import Endpoint
-from harness.errors import AddressesInUse, BackendError
+from harness.errors import AddressesInUse, BackendError, MonitorUnavailable
 from harness.plan.model import Plan
 
 __all__ = ["AddressesInUse", "Backend", "BackendError", "DownSummary", "Endpoint", "MemberStatus", "RunState",
@@ -83,6 +83,7 @@ class RunState:
     stopped_at: float | None = None
     control_token: str | None = None
     controller_url: str | None = None
+    monitor_url: str | None = None  # the run's Prometheus (`--monitor`), where the backend placed one
     # member name -> {"p2p": "host:port", "control_url": "http://..."}: reported by the backend
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     started_nodes: list[str] = field(default_factory=list)  # nodes whose member has been started
@@ -275,6 +276,36 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None: ...
+
+    def partition(self, groups: Sequence[Sequence[str]], one_way: bool = False) -> None:
+        """Cut the network between ``groups`` of node names with the backend's own means (Docker:
+        network disconnect); `heal` undoes it. ``one_way``: only the first group is cut off from
+        the others (its messages to them are lost, theirs still arrive); a backend that cannot do
+        that refuses. Optional: the timeline asks only for a partition with ``native: true`` and falls back to
+        the node-level one (docs/chaos.md), which every backend has, when this refuses."""
+        raise BackendError(f"the {self.name} backend has no native network partition")
+
+    def heal(self) -> None:
+        raise BackendError(f"the {self.name} backend has no native network partition")
+
+    # --- monitoring (`--monitor`): a Prometheus scraping this run, placed like any other member ----
+    # Options (the runner's ``monitor`` dict, the CLI's --prom-image/--graf-image): ``prometheus_image``
+    # and ``grafana_image`` (None or empty: no Grafana) for backends that run images; a backend that
+    # runs Prometheus otherwise (local: the binary on PATH) ignores them.
+    def check_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> None:
+        """Raise MonitorUnavailable (exit 2) if `start_monitor` cannot work here; called before `up`,
+        so that nothing starts."""
+        raise MonitorUnavailable(f"the {self.name} backend cannot start Prometheus (--monitor) yet")
+
+    def start_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> dict[str, str]:
+        """Start a Prometheus scraping every node, the seeder and the controller (and Grafana with
+        the repository's dashboards where the backend can), record the Prometheus URL as the state's
+        `monitor_url`, return the URLs by name ("prometheus", "grafana"); `down` removes them."""
+        raise MonitorUnavailable(f"the {self.name} backend cannot start Prometheus (--monitor) yet")
+
+    def update_monitor(self) -> None:
+        """Bring the monitor's targets in step with the state (a node stopped or restarted, the
+        seeder replaced, the controller's URL recorded). Nothing when the run is not monitored."""
 
     def replace_seeder(self, rogue_addresses: Sequence[str] | None) -> None:
         """Stop whichever seeder runs and start, on the same address and ports, a rogue seeder

@@ -23,6 +23,7 @@ GET/DELETE, because retrying a POST /tx whose answer was lost would inject a sec
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ REQUEST_TIMEOUT_SECONDS = 5.0
 RETRIES = 3
 RETRY_BACKOFF_SECONDS = 0.2  # doubled on each retry
 MAX_CONCURRENT_REQUESTS = 64  # bounded so 1,000 nodes do not open 1,000 sockets at once
+ADDRMAN_NETWORKS_PER_QUERY = 200  # ~4 kB of URL; aiohttp refuses request lines over 8 kB
 IDEMPOTENT = frozenset({"GET", "DELETE", "HEAD"})
 
 T = TypeVar("T")
@@ -132,8 +134,15 @@ class ControlClient:
     async def inject_tx(self, ep: Endpoint) -> str:
         return (await self.request(ep, "POST", "/tx", {"synthetic": True}))["txid"]
 
-    async def mine_block(self, ep: Endpoint) -> str:
-        return (await self.request(ep, "POST", "/block", {}))["hash"]
+    async def mine_block(self, ep: Endpoint, size: int | None = None, fill: str = "txs") -> str:
+        """A block on the node's tip; with `size`, filled to about that many bytes (docs/chaos.md)."""
+        body: dict[str, Any] = {} if size is None else {"size": size, "fill": fill}
+        return (await self.request(ep, "POST", "/block", body))["hash"]
+
+    async def chaos(self, ep: Endpoint, what: str, body: dict[str, Any] | None = None,
+                    method: str = "POST") -> dict[str, Any]:
+        """A node-level network fault: /chaos/<what> (unreachable, reachable, loss, bandwidth, clock)."""
+        return await self.request(ep, method, f"/chaos/{what}" if what else "/chaos", body)
 
     async def add_peer(self, ep: Endpoint, address: str) -> None:
         await self.request(ep, "POST", "/peers", {"address": address})
@@ -144,6 +153,22 @@ class ControlClient:
     async def bans(self, ep: Endpoint) -> list[dict[str, Any]]:
         data = await self.request(ep, "GET", "/bans")
         return list(data.get("bans", []) if isinstance(data, dict) else data)
+
+    async def addrman_count(self, ep: Endpoint, hosts: Iterable[str]) -> dict[str, tuple[int, int]] | None:
+        """table -> (slots holding one of ``hosts``, all occupied slots); None if the node cannot say.
+        The node's GET /addrman?networks= with the hosts as collapsed networks, in chunks that keep
+        the URL short (collapsed networks are disjoint, so the chunks' counts add up)."""
+        nets = [str(n) for n in ipaddress.collapse_addresses(ipaddress.ip_network(h) for h in sorted(set(hosts)))]
+        out: dict[str, tuple[int, int]] = {}
+        for i in range(0, max(1, len(nets)), ADDRMAN_NETWORKS_PER_QUERY):
+            chunk = ",".join(nets[i:i + ADDRMAN_NETWORKS_PER_QUERY])
+            data = await self.request(ep, "GET", f"/addrman?networks={chunk}", allow_404=True)
+            if not isinstance(data, dict):
+                return None
+            for table in ("new", "tried"):
+                matching = out.get(table, (0, 0))[0] + int(data[table]["matching"])
+                out[table] = (matching, int(data[table]["slots"]))
+        return out
 
     async def misbehaviour(self, ep: Endpoint) -> list[dict[str, Any]]:
         """Every misbehaviour the node charged: address, reason, points, score, action, time."""

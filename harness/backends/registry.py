@@ -14,29 +14,29 @@ def _local() -> type[Backend]:
     return LocalBackend
 
 
+def _docker() -> type[Backend]:
+    from harness.backends.docker.backend import DockerBackend
+
+    return DockerBackend
+
+
 def _k8s() -> type[Backend]:
     from harness.backends.k8s.backend import K8sBackend
 
     return K8sBackend
 
 
-BACKENDS = {"local": _local, "k8s": _k8s}
-# Named on purpose so that `--backend docker` says why, instead of "unknown backend".
-UNAVAILABLE = {
-    "docker": "the docker backend is not built yet; use --backend local",
-}
+BACKENDS = {"local": _local, "docker": _docker, "k8s": _k8s}
 
 
 def names() -> list[str]:
-    """Every backend name the CLI accepts: the built ones first, then those that say "not yet"."""
-    return [*BACKENDS, *UNAVAILABLE]
+    """Every backend name the CLI accepts."""
+    return list(BACKENDS)
 
 
 def backend_class(name: str) -> type[Backend]:
     if name in BACKENDS:
         return BACKENDS[name]()
-    if name in UNAVAILABLE:
-        raise BackendUnavailable(UNAVAILABLE[name])
     raise BackendUnavailable(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
 
 

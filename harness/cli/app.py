@@ -44,6 +44,8 @@ app = typer.Typer(
 Backend = enum.Enum("Backend", {name: name for name in registry.names()}, type=str)  # type: ignore[misc]
 
 
+LoadTarget = enum.Enum("LoadTarget", {"kind": "kind", "minikube": "minikube"}, type=str)  # type: ignore[misc]
+
 ScenarioFile = Annotated[Path, typer.Argument(help="Scenario file (YAML).", show_default=False)]
 SeedOption = Annotated[Optional[int], typer.Option(
     "--seed", help="Override the scenario's seed (same file + seed = same plan).", envvar="HARNESS_SEED")]
@@ -57,6 +59,14 @@ RunDirOption = Annotated[Optional[Path], typer.Option(
 OutOption = Annotated[Optional[Path], typer.Option(
     "--out", help="Report directory (report.json, junit.xml, summary.md, PNGs). Default: <run dir>/report.",
     envvar="HARNESS_OUT", show_default=False)]
+MonitorOption = Annotated[bool, typer.Option(
+    "--monitor", help="Also start a Prometheus scraping every node, the seeder and the controller (local "
+                      "backend: needs prometheus and promtool installed; docker: and Grafana with the "
+                      "dashboards); prints the URLs. `harness down` stops them.")]
+PrometheusImageOption = Annotated[str, typer.Option(
+    "--prom-image", help="docker: Prometheus image for --monitor (`harness image build --prometheus` builds one).")]
+GrafanaImageOption = Annotated[str, typer.Option(
+    "--graf-image", help="docker: Grafana image for --monitor; empty: none.")]
 KubeContextOption = Annotated[Optional[str], typer.Option(
     "--kube-context", help="k8s: the kubeconfig context of the cluster (default: the current one).",
     envvar="HARNESS_KUBE_CONTEXT", show_default=False, rich_help_panel="Kubernetes (--backend k8s)")]
@@ -64,9 +74,12 @@ NodesPerPodOption = Annotated[Optional[int], typer.Option(
     "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address); "
                             "default: the scenario's deploy.nodes_per_container, else 1.", show_default=False,
     envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
+BitcoindOption = Annotated[Optional[Path], typer.Option(
+    "--bitcoind", help="local: the bitcoind binary for the scenario's bitcoind members (default: the one "
+                       "scripts/fetch-bitcoind.sh fetches).", envvar="HARNESS_BITCOIND", show_default=False)]
 WaitOption = Annotated[bool, typer.Option(
-    "--wait/--no-wait", help="After deploying, follow the network in a live status table until Ctrl-C. "
-                             "Ctrl-C stops following only: the network keeps running until `harness down`.")]
+    "--wait/--no-wait", help="Then follow the network in a live status table; Ctrl-C stops following "
+                             "only: the network keeps running until `harness down`.")]
 
 
 @contextmanager
@@ -85,13 +98,6 @@ def _boundary() -> Iterator[None]:
 def _plan_file(file: Path, seed: int | None = None) -> Plan:
     """Load, validate and plan: planning resolves every selector, so this is the full validation."""
     return plan_file(file, seed)
-
-
-def _require_backend(backend: Backend) -> None:
-    """Exit 2 before anything is planned or started if the backend is one the registry lists as not built."""
-    if backend.value not in registry.BACKENDS:
-        raise BackendUnavailable(f"the {backend.value} backend is not available yet (arrives in a later release); "
-                                 f"use --backend local")
 
 
 def _runner() -> ModuleType:
@@ -192,22 +198,32 @@ def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) 
             render.print_plan(resolved)
 
 
-def _backend_options(kube_context: str | None, nodes_per_pod: int | None) -> dict[str, Any]:
+def _backend_options(kube_context: str | None, nodes_per_pod: int | None,
+                     bitcoind: Path | None = None) -> dict[str, Any]:
     """Backend options given on the command line (a backend takes only its own OPTIONS and checks them)."""
-    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod}
+    given = {"kube_context": kube_context, "nodes_per_pod": nodes_per_pod,
+             "bitcoind_path": str(bitcoind) if bitcoind else None}
     return {k: v for k, v in given.items() if v is not None}
 
 
 @app.command("render")
-def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out", help="Directory for values.yaml and manifests.yaml.")],
+def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out", help="Directory to write into.")],
                    backend: BackendOption = Backend("k8s"), seed: SeedOption = None,
                    nodes_per_pod: NodesPerPodOption = None,
                    image: Annotated[Optional[str], typer.Option("--image", help="Node and controller image.")] = None,
                    json: JsonOption = False) -> None:
-    """Write the Kubernetes values and manifests of a scenario's release to --out, without a cluster."""
+    """Write a scenario as files another tool deploys, without deploying: --backend k8s writes the
+    release's values.yaml and manifests.yaml; --backend docker writes DIR/compose.yaml and DIR/config/
+    (`docker compose -f DIR/compose.yaml up -d`)."""
     with _boundary():
+        if backend.value == "docker":
+            from harness.backends.docker import compose
+
+            written = [str(p) for p in compose.write(_plan_file(file, seed), image or "harness-node:latest", out)]
+            typer.echo(jsonlib.dumps({"out": str(out), "files": written}) if json else "\n".join(written))
+            return
         if backend.value != "k8s":
-            raise BackendUnavailable(f"--backend {backend.value}: only k8s renders manifests")
+            raise BackendUnavailable(f"--backend {backend.value}: only k8s and docker render files")
         from harness.backends.k8s.output import render_release as write
         from harness.backends.k8s.values import ValuesOptions
 
@@ -220,26 +236,43 @@ def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out"
                                                     f"(namespace {done.namespace}) into {done.out}")
 
 
+def _monitor_options(monitor: bool, prometheus_image: str, grafana_image: str) -> dict[str, Any] | None:
+    """The runner's ``monitor``: None without --monitor, else Backend.start_monitor's arguments."""
+    return {"prometheus_image": prometheus_image, "grafana_image": grafana_image or None} if monitor else None
+
+
+def _monitoring_urls(state: Any) -> dict[str, str]:
+    """The run's monitoring URLs by name: its Prometheus, and what else the backend started (Grafana)."""
+    if state.monitor_url is None:
+        return {}
+    return {"prometheus": state.monitor_url, **state.backend_state.get("monitoring", {})}
+
+
 @app.command()
 def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
            run_dir: RunDirOption = None, wait: WaitOption = False, json: JsonOption = False,
-           kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None) -> None:
+           kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None,
+           monitor: MonitorOption = False, prometheus_image: PrometheusImageOption = "prom/prometheus:latest",
+           grafana_image: GrafanaImageOption = "grafana/grafana:latest", bitcoind: BitcoindOption = None) -> None:
     """Start a scenario's network and leave it running; stop it with `harness down`.
 
     Returns once every node answers and the controller (which plays the timeline) serves its URL;
-    prints the run directory, the controller URL and the next commands.
+    prints the run directory, the controller URL (and with --monitor the Prometheus and Grafana
+    URLs) and the next commands.
     """
     with _boundary():
-        _require_backend(backend)
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         with render.progress_display(_rich(json)) as on_event:
             state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
-                                     options=_backend_options(kube_context, nodes_per_pod))
+                                     options=_backend_options(kube_context, nodes_per_pod, bitcoind),
+                                     monitor=_monitor_options(monitor, prometheus_image, grafana_image))
         members = _runner().members(path)
         info = {"scenario": state.scenario, "backend": state.backend, "run_id": state.run_id,
                 "run_dir": str(path.absolute()), "controller_url": state.controller_url,
+                "monitor_url": state.monitor_url,
                 "nodes": len(state.started_nodes), "status": state.status,
-                "members": dict(Counter(m["kind"] for m in members)), "member_list": members}
+                "members": dict(Counter(m["kind"] for m in members)), "member_list": members,
+                "monitoring": _monitoring_urls(state)}
         try:
             _show_deployed(info, state.started_nodes[0], f" --run-dir {path}" if run_dir else "", json)
             if wait:
@@ -277,24 +310,61 @@ def _follow(path: Path) -> None:
 
 @app.command()
 def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: SeedOption = None,
-        out: OutOption = None, run_dir: RunDirOption = None, json: JsonOption = False,
-        kube_context: KubeContextOption = None, nodes_per_pod: NodesPerPodOption = None) -> None:
+        out: OutOption = None, run_dir: RunDirOption = None, monitor: MonitorOption = False,
+        json: JsonOption = False, kube_context: KubeContextOption = None,
+        nodes_per_pod: NodesPerPodOption = None, prometheus_image: PrometheusImageOption = "prom/prometheus:latest",
+        grafana_image: GrafanaImageOption = "grafana/grafana:latest", bitcoind: BitcoindOption = None) -> None:
     """Deploy, play the timeline, check the expectations, write the report, tear down.
 
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
     tearing everything down).
     """
     with _boundary():
-        _require_backend(backend)
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         out = out or path / "report"
         with render.progress_display(_rich(json), "planning") as on_event:
-            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event,
-                                 options=_backend_options(kube_context, nodes_per_pod))
+            code = _runner().run(file, backend.value, out, path, seed, on_event=on_event or render.monitor_url_to_stderr,
+                                 monitor=_monitor_options(monitor, prometheus_image, grafana_image),
+                                 options=_backend_options(kube_context, nodes_per_pod, bitcoind))
         if code == ExitCode.INTERRUPTED:
             render.print_error(HarnessError(f"interrupted; everything the run started was torn down ({path})"))
             raise typer.Exit(code)
         _show_outcome(_outcome(path, out, code), json)
+        raise typer.Exit(code)
+
+
+@app.command()
+def sweep(
+    file: ScenarioFile,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="PATH=V1,V2,...: a dotted path into the scenario and the values to try, read as YAML "
+                      "(e.g. network.countermeasures=legacy,current). Repeat for a grid.", show_default=False)],
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per cell: the scenario's seed, +1, +2, ...")] = 3,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Where the runs and sweep.md / sweep.csv / sweep.png go. Default: runs/sweep-<scenario name>.",
+        show_default=False)] = None,
+    json: JsonOption = False,
+) -> None:
+    """Run a scenario over a grid of values and seeds, one run after the other on the local backend,
+    and compare each check's median and spread per cell.
+
+    Every cell is validated before the first run (exit 2 on a bad path or value, nothing started).
+    Exit 0 once the table is written (checks may fail: that is what is compared), 1 if a run could
+    not complete, 130 on Ctrl-C.
+    """
+    from harness.run import sweep as sweeping
+
+    with _boundary():
+        planned = sweeping.prepare(file, set_, seeds)
+        out = out or DEFAULT_RUNS_ROOT / f"sweep-{planned.name}"
+        code, files = sweeping.run_sweep(planned, out)
+        info = {"scenario": planned.name, "cells": len(planned.cells), "seeds": list(planned.seeds),
+                "out_dir": str(out), "files": [str(f) for f in files], "exit_code": int(code)}
+        if json:
+            render.echo_json(info)
+        else:
+            typer.echo(f"sweep of {planned.name}: {len(planned.cells)} cells x {len(planned.seeds)} seeds; "
+                       f"table in {out / 'sweep.md'}" if files else "sweep interrupted")
         raise typer.Exit(code)
 
 
@@ -304,6 +374,24 @@ def status(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     with _boundary():
         info = _runner().status(_resolve_run_dir(run_dir))
         _show(info, json, render.print_status, render.status_line)
+
+
+@app.command()
+def dashboard(run_dir: RunDirOption = None) -> None:
+    """A live terminal view of a deployed run: nodes and peers, propagation so far, bans, eclipse
+    shares, the timeline's last actions (from the nodes, the controller's /results and /metrics).
+    `q` or Ctrl-C leaves; the run keeps going. Not a terminal: prints one snapshot."""
+    with _boundary():
+        from harness.cli import dashboard as view  # rich's live view: only for this command
+        from harness.run import dashboard as data
+
+        path = _resolve_run_dir(run_dir)
+        first = data.snapshot(path)  # a missing run fails here (exit 2), before the screen is taken
+        if render.is_terminal():
+            snaps = iter([first])
+            view.run_dashboard(lambda: next(snaps, None) or data.snapshot(path), render.stdout_console())
+        else:
+            view.render_once(first, render.stdout_console())
 
 
 @app.command()
@@ -330,6 +418,52 @@ def inject(
             typer.echo(f"ok: {action}{' on ' + target if target else ''}" + (f" ({result})" if result else ""))
 
 
+class CaptureSwitch(str, enum.Enum):
+    start = "start"
+    stop = "stop"
+
+
+@app.command()
+def capture(
+    switch: Annotated[CaptureSwitch, typer.Argument(help="start or stop.", show_default=False)],
+    member: Annotated[str, typer.Argument(help="Node name, e.g. node-3.", show_default=False)],
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Start or stop recording every message a running node sends and receives (docs/capture.md)."""
+    with _boundary():
+        from harness.run import capture as capture_lib
+
+        info = capture_lib.set_capture(_resolve_run_dir(run_dir), member, switch is CaptureSwitch.start)
+        if json:
+            render.echo_json(info)
+        else:
+            typer.echo(f"capture {'on' if info.get('on') else 'off'}: {member}"
+                       + (f" ({info['records']} records, {info['bytes']} bytes in {info['dir']})" if info.get("on") else ""))
+
+
+@app.command()
+def messages(
+    member: Annotated[str, typer.Argument(help="Node name, e.g. node-3.", show_default=False)],
+    peer: Annotated[Optional[str], typer.Option("--peer", help="Only this peer (ip or ip:port).")] = None,
+    command: Annotated[Optional[str], typer.Option("--command", help="Only this command, e.g. inv.")] = None,
+    run_dir: RunDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Print a node's captured messages, decoded, in time order (running or finished run)."""
+    with _boundary():
+        from harness.run import capture as capture_lib
+
+        found = capture_lib.messages(_resolve_run_dir(run_dir), member, peer, command)
+        if json:
+            render.echo_json(found)
+        else:
+            for m in found:
+                arrow = "<-" if m["direction"] == "recv" else "->"
+                typer.echo(f"{m['time']} {arrow} {m['peer']} {m['command']} {m['size']} B "
+                           f"{m['decoded'] or m['error']}")
+
+
 @app.command()
 def report(run_dir: RunDirOption = None, out: OutOption = None, json: JsonOption = False) -> None:
     """Write a run's report (report.json, junit.xml, summary.md, PNGs) and show the verdict.
@@ -344,6 +478,44 @@ def report(run_dir: RunDirOption = None, out: OutOption = None, json: JsonOption
         code = ExitCode.OK if rep.verdict.value == "pass" else ExitCode.CHECKS_FAILED
         _show_outcome(_outcome(path, out, code), json)
         raise typer.Exit(code)
+
+
+@app.command()
+def logs(member: Annotated[str, typer.Argument(help="A member `harness status` lists: a node's container, "
+                                                  "worker-0, seeder, controller ...", show_default=False)],
+         run_dir: RunDirOption = None) -> None:
+    """Print the log of one member of a run (any backend)."""
+    with _boundary():
+        typer.echo(_runner().logs(_resolve_run_dir(run_dir), member), nl=False)
+
+
+image_app = typer.Typer(help="Build the image every member runs from (and a Prometheus image).", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    base: Annotated[Optional[str], typer.Option("--base", help="Base image (never pulled when given; "
+                                                "default python:3.12-slim, pulled if missing).")] = None,
+    tag: Annotated[str, typer.Option("--tag", help="Tag of the image built.")] = "harness-node:latest",
+    load: Annotated[Optional[LoadTarget], typer.Option("--load", help="Then load it into a local cluster.")] = None,
+    prometheus: Annotated[bool, typer.Option("--prometheus", help="Build a Prometheus image from the base image and "
+                                             "Debian's prometheus package instead (tag harness-prometheus:latest "
+                                             "unless --tag).")] = False,
+) -> None:
+    """Build and tag the node image (node, seeder, host of many nodes); --prometheus: a Prometheus image."""
+    from harness.backends import images
+
+    with _boundary():
+        if prometheus:
+            tag = "harness-prometheus:latest" if tag == "harness-node:latest" else tag
+            image_id = images.build_prometheus_image(tag, base)
+        else:
+            image_id = images.build_node_image(tag, base)
+        typer.echo(f"built {tag} ({image_id[:19]})")
+        if load is not None:
+            images.load_image(tag, load.value)
+            typer.echo(f"loaded {tag} into {load.value}")
 
 
 @app.command()

@@ -154,6 +154,9 @@ class ProgressDisplay:
             progress.STARTING_NODES: lambda total: self._step(f"starting {total} nodes", total, count=f"0/{total}",
                                                               done=f"{total} nodes started"),
             progress.NODES_STARTED: self._nodes_started,
+            progress.STARTING_MONITOR: lambda: self._step("starting Prometheus"),
+            progress.MONITOR_STARTED: lambda url, urls: self._finished(
+                ", ".join(f"{name.capitalize()} at {u}" for name, u in urls.items())),
             progress.STARTING_CONTROLLER: lambda: self._step("starting the controller", done="controller started"),
             progress.WAITING_FOR_NODES: lambda total: self._step(f"waiting for {total} nodes to answer"),
             progress.NODES_READY: lambda ready, total: self._finished(f"{ready}/{total} nodes ready"),
@@ -217,7 +220,16 @@ def progress_display(enabled: bool, first_step: str = "starting") -> Iterator[Pr
 
 def deployed_line(info: dict[str, Any]) -> str:
     return (f"deployed: {info['scenario']}, {_plural(info['nodes'], 'node')}, run dir {info['run_dir']}, "
-            f"controller {info['controller_url']}")
+            f"controller {info['controller_url']}"
+            + "".join(f", {name} {url}" for name, url in (info.get("monitoring") or {}).items()))
+
+
+def monitor_url_to_stderr(name: str, data: dict[str, Any]) -> None:
+    """`run --monitor` without the progress display: the monitoring URLs still reach the user
+    (on stderr, so stdout stays the outcome alone), Prometheus first."""
+    if name == progress.MONITOR_STARTED:
+        for member, url in (data.get("urls") or {"prometheus": data["url"]}).items():
+            stderr_console().print(f"{member} {url}")
 
 
 def print_deployed(info: dict[str, Any], next_commands: list[str], console: Console | None = None) -> None:
@@ -227,6 +239,8 @@ def print_deployed(info: dict[str, Any], next_commands: list[str], console: Cons
                                 f" ({info['backend']}), all answering"))
     console.print(f"  run dir     {info['run_dir']}")
     console.print(f"  controller  {info['controller_url']}  (GET /results, /metrics)")
+    for name, url in (info.get("monitoring") or {}).items():
+        console.print(f"  {name:<11} {url}" + ("  (scraping every node, the seeder, the controller)" if name == "prometheus" else ""))
     console.print("next:")
     for command in next_commands:
         console.print(Text(f"  {command}", style="cyan"))
@@ -257,7 +271,8 @@ def status_view(status: dict[str, Any]) -> Group:
     header = Text.assemble((status["scenario"], "bold cyan"), "  ", (status["status"], style),
                            f"  {status['backend']}, run dir {status['run_dir']}\n",
                            f"controller {controller['url'] or 'n/a'}, phase {controller['phase'] or 'n/a'}",
-                           (f", error: {controller['error']}", "red") if controller["error"] else "")
+                           (f", error: {controller['error']}", "red") if controller["error"] else "",
+                           f"\nprometheus {status['monitor_url']}" if status.get("monitor_url") else "")
     parts: list[Any] = [header]
     if status["members"]:
         parts.append(Text.assemble("members: ", *(

@@ -18,12 +18,13 @@ from typing import Any
 from harness.backends.base import Endpoint
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.analysis.figures.bans import host_of
-from harness.plan.model import ATTACKER, HONEST, Plan
+from harness.plan.model import ATTACKER, BITCOIND, HONEST, Plan
 from harness.analysis.model import (
     AttackerStart,
     Observations,
     BanEvent,
     ItemObservation,
+    LagSample,
     NodeLoad,
     OutboundSample,
     PeerEdge,
@@ -47,6 +48,16 @@ def victims_of(plan: Plan) -> list[str]:
     return plan.names(HONEST)
 
 
+def lag_samples(statuses: Iterable[Mapping[str, Any]], now: float) -> list[LagSample]:
+    """One sample per worker process (its nodes all report the same loop) from the nodes' /status."""
+    by_worker: dict[str, LagSample] = {}
+    for status in statuses:
+        lag = (status.get("chaos") or {}).get("loop_lag")
+        if lag and lag.get("worker") not in by_worker:
+            by_worker[lag["worker"]] = LagSample(now, lag["worker"], lag["p50_s"], lag["p99_s"], lag["max_s"])
+    return list(by_worker.values())
+
+
 class Collector:
     """Keeps the history a single snapshot cannot give (ban times, victims' samples) across polls."""
 
@@ -61,6 +72,9 @@ class Collector:
         # forgets its mempool, not the fact that it had the item
         self._first_seen: dict[tuple[str, str], dict[str, float]] = {}
         self._unreachable: list[str] = []
+        self._tables: dict[str, dict[str, tuple[int, int]]] = {}
+        self._attacker_hosts = sorted(n.address for n in plan.peers() if n.role != HONEST)
+        self._lag: list[LagSample] = []
         # spam: each node's misbehaviour log, merged across polls (a restarted node forgets its own),
         # each attacker identity's last status, each honest node's last load figures
         self._misbehaviour: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
@@ -83,6 +97,7 @@ class Collector:
         statuses = await self.client.gather(self._running(self.plan.names(), stopped), self.client.status)
         self._unreachable = sorted(n for n, s in statuses.items() if isinstance(s, ControlAPIError))
         self._status = {n: s for n, s in statuses.items() if not isinstance(s, ControlAPIError)}
+        self._lag += lag_samples(self._status.values(), now)
         for victim in self.victims:
             status = statuses.get(victim)
             if isinstance(status, dict):
@@ -90,6 +105,9 @@ class Collector:
                             and p.get("kind") not in NOT_SLOT_KINDS]
                 attackers = sum(1 for p in outbound if self._role_of_ip(p["address"])[1] != HONEST)
                 self._samples[victim].append(OutboundSample(now, len(outbound), attackers))
+        victims = [self.endpoints[v] for v in self.victims if isinstance(statuses.get(v), dict)]
+        tables = await self.client.gather(victims, lambda ep: self.client.addrman_count(ep, self._attacker_hosts))
+        self._tables = {v: t for v, t in tables.items() if isinstance(t, dict)}
         for name, status in self._status.items():
             if name in self._spam:
                 self._attackers[name] = status
@@ -97,7 +115,8 @@ class Collector:
                 self._load[name] = status["load"]
         if self._spam:
             await self._poll_misbehaviour(stopped)
-        bans = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.bans)
+        banning = [*self.plan.names(HONEST), *self.plan.names(BITCOIND)]  # a bitcoind: its listbanned
+        bans = await self.client.gather(self._running(banning, stopped), self.client.bans)
         for banning, entries in bans.items():
             if isinstance(entries, ControlAPIError):
                 continue
@@ -107,7 +126,8 @@ class Collector:
                     name, role = self._role_of_ip(entry["address"])
                     when = entry.get("created") or now  # discouragements carry no time: first poll that saw it
                     self._bans[key] = BanEvent(when, banning, entry["address"], entry.get("reason") or entry.get("kind", "ban"),
-                                               banned_is_attacker=role != HONEST, banned_node=name)
+                                               banned_is_attacker=role != HONEST, banned_node=name,
+                                               first_misbehaviour=entry.get("first_misbehaviour"))
 
     async def _poll_misbehaviour(self, stopped: list[str]) -> None:
         logs = await self.client.gather(self._running(self.plan.names(HONEST), stopped), self.client.misbehaviour)
@@ -133,19 +153,23 @@ class Collector:
         journal_items = list(journal_items)
         # Every item at once (the client caps concurrency): item by item, a node that is restarting
         # would cost its retry back-off once per item and stall the 2 s samples for tens of seconds.
-        answers = await asyncio.gather(*(self.client.gather(honest, lambda ep, i=item: self.client.item(ep, i["kind"], i["item_id"]))
+        watched = honest + self._running(self.plan.names(BITCOIND), stopped)
+        answers = await asyncio.gather(*(self.client.gather(watched, lambda ep, i=item: self.client.item(ep, i["kind"], i["item_id"]))
                                          for item in journal_items))
         observed = []
+        honest_names = {ep.name for ep in honest}
         for item, seen in zip(journal_items, answers):
             known = self._first_seen.setdefault((item["kind"], item["item_id"]), {})
             for n, r in seen.items():
                 if isinstance(r, dict) and r.get("first_seen") is not None:
                     known[n] = min(known.get(n, r["first_seen"]), r["first_seen"])
-            first_seen = {n: known.get(n) for n in seen}
+            first_seen = {n: known.get(n) for n in seen if n in honest_names}
+            members_seen = {n: known.get(n) for n in seen if n not in honest_names}
             origin_honest = item["origin"] in {ep.name for ep in honest}
             observed.append(ItemObservation(
                 kind=item["kind"], item_id=item["item_id"], origin_time=item["origin_time"], origin_node=item["origin"],
                 first_seen=first_seen, honest_node_count=max(1, len(honest)), origin_honest=origin_honest,
+                members_seen=members_seen,
             ))
         return observed
 
@@ -173,5 +197,7 @@ class Collector:
             attackers=[AttackerStart(n.name, self.started_at, (n.address,)) for n in self.plan.peers() if n.role == ATTACKER],
             victims=[VictimSeries(v, list(s)) for v, s in self._samples.items()],
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
+            victim_tables=dict(self._tables),
+            loop_lag=list(self._lag),
             spam=self.spam(), load=self.load(),
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from harness.backends.base import Backend, RunStore
@@ -27,16 +27,16 @@ from harness.controller import timeline
 from harness.backends.client import ControlClient
 from harness.analysis.model import Observations
 from harness.controller.collector import Collector
-from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
-from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
-from harness.analysis.figures.propagation import item_propagation, kind_propagation
-from harness.controller.spam_metrics import SpamMetrics
-from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict
+from harness.analysis.model import CheckResult
+from harness.controller.metrics import Metrics
+from harness_node.net.looplag import watch_loop_lag  # the probe the node's workers use, for comparable figures
 
 COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of ban times
-ITEM_QUERIES_PER_POLL = 5_000  # above this (items x honest nodes), propagation is measured at the end only
+# Item queries per poll (items x honest nodes): during the run only the newest items that fit are
+# measured (at 1,000 nodes the latest 5), so the live figures follow the latest probes at any size;
+# every item is measured once at the end.
+ITEM_QUERIES_PER_POLL = 5_000
 LOCALHOST = "127.0.0.1"
-PHASES = ("waiting", "timeline", "finishing", "done", "error")
 
 
 @dataclass
@@ -66,71 +66,24 @@ class Results:
         )
 
 
-class Metrics:
-    """The controller's own gauges (labels from small fixed sets only: kind, quantile, action...)."""
-
-    def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
-        self.phase = Gauge("harness_controller_phase", "1 for the controller's current phase", ["phase"], registry=r)
-        self.actions = Gauge("harness_controller_timeline_actions", "Timeline actions executed", ["action", "outcome"], registry=r)
-        self.unreachable = Gauge("harness_controller_nodes_unreachable", "Nodes whose control API did not answer the last poll", registry=r)
-        self.items = Gauge("harness_controller_items_injected", "Injected txs/blocks", ["kind"], registry=r)
-        self.propagation = Gauge("harness_controller_propagation_seconds",
-                                 "Median over items of the time to reach the quantile of honest nodes", ["kind", "quantile"], registry=r)
-        self.bans = Gauge("harness_controller_bans", "Bans by honest nodes, by reason", ["reason"], registry=r)
-        self.honest_banned = Gauge("harness_controller_honest_banned", "Bans of honest nodes by honest nodes", registry=r)
-        self.eclipsed = Gauge("harness_controller_victims_eclipsed", "Victims whose outbound peers are all attackers", registry=r)
-        self.share = Gauge("harness_controller_attacker_share_max", "Highest attacker share of a victim's outbound peers", registry=r)
-        self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
-        self.spam = SpamMetrics(r)
-
-    def publish(self, results: Results) -> None:
-        for phase in PHASES:
-            self.phase.labels(phase).set(1 if phase == results.phase else 0)
-        for (action, ok), count in _count((e.action, e.ok) for e in results.events).items():
-            self.actions.labels(action, "ok" if ok else "error").set(count)
-        obs = results.observations
-        if obs is None:
-            return
-        self.unreachable.set(len(obs.unreachable))
-        props = [item_propagation(i) for i in obs.items]
-        for kind in ITEM_KINDS:
-            self.items.labels(kind).set(sum(1 for i in obs.items if i.kind == kind))
-            summary = kind_propagation(kind, props)
-            for q in ("p50", "p90", "p100"):
-                median = getattr(summary, q).median
-                if median is not None:
-                    self.propagation.labels(kind, q).set(median)
-        for reason, count in bans_by_reason(obs.bans).items():
-            self.bans.labels(reason).set(count)
-        self.honest_banned.set(len(honest_nodes_banned(obs.bans)))
-        last = [v.samples[-1] for v in obs.victims if v.samples]
-        self.eclipsed.set(sum(1 for s in last if is_eclipsed(s)))
-        self.share.set(max((attacker_share(s) for s in last), default=0.0))
-        self.spam.publish(obs)
-        for c in results.checks:
-            self.checks.labels(c.name).set({CheckVerdict.PASS: 1, CheckVerdict.FAIL: 0}.get(c.verdict, -1))
-
-
-def _count(pairs: Any) -> dict[Any, int]:
-    counts: dict[Any, int] = {}
-    for p in pairs:
-        counts[p] = counts.get(p, 0) + 1
-    return counts
-
-
 class Controller:
     def __init__(self, run: RunStore, backend: Backend | None = None) -> None:
         self.run = run
         self.state = run.load_state()
         self.backend = backend or make_backend(self.state.backend, run)
         self.plan = self.backend.plan
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.plan)
         self.results = Results(phase="waiting")
+        self.records: list[timeline.EventRecord] = []  # the running timeline's, for the fault gauges
 
     def _publish(self, **changes: Any) -> None:
         self.results = dataclasses.replace(self.results, **changes)
-        self.metrics.publish(self.results)
+        self.metrics.set_phase(self.results.phase)
+        if "observations" in changes and self.results.observations is not None:
+            self.metrics.observe(self.results.observations)
+        if "checks" in changes:
+            self.metrics.checks_done(self.results.checks)
+        self.metrics.publish_faults(self.records, len(self._stopped()))
         self.run.write_json(self.run.results_file, self.results.to_dict())
 
     async def _serve(self, port: int, host: str = LOCALHOST) -> web.AppRunner:
@@ -153,6 +106,7 @@ class Controller:
             # on every interface (in a pod): the backend recorded how to reach it (its Service)
             state.controller_url = state.controller_url if host in ("0.0.0.0", "::") else f"http://{host}:{bound}"
             self.run.save_state(state)
+        await asyncio.to_thread(self.backend.update_monitor)  # a monitored run scrapes the controller too
         return runner
 
     def _stopped(self) -> list[str]:
@@ -162,8 +116,9 @@ class Controller:
         while True:
             await collector.poll(self._stopped())
             items = self.run.read_journal("item")
-            measure = len(items) * len(self.plan.names("honest")) <= ITEM_QUERIES_PER_POLL
-            obs = await collector.observe(items if measure else [], self._stopped(), poll=False)
+            self.metrics.injected(items)
+            window = max(1, ITEM_QUERIES_PER_POLL // max(1, len(self.plan.names("honest"))))
+            obs = await collector.observe(items[-window:], self._stopped(), poll=False)
             self._publish(observations=obs)
             await asyncio.sleep(COLLECT_INTERVAL_SECONDS)  # the sampling period, not a wait for a condition
 
@@ -172,6 +127,7 @@ class Controller:
         """Wait for readiness, run the timeline until the plan's duration, collect, check.
         ``linger``: keep serving metrics and results afterwards until cancelled (detached mode)."""
         runner = await self._serve(port, host) if serve else None
+        lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag.observe))
         try:
             async with ControlClient(self.state.control_token) as client:
                 try:
@@ -183,7 +139,8 @@ class Controller:
                 self._publish(phase="timeline", started_at=start_wall)
                 collector = Collector(self.plan, client, self.backend.node_endpoints(), start_wall)
                 ctx = timeline.TimelineContext(self.plan, self.backend, client, self.run, self.backend.node_endpoints(),
-                                               self.backend.seeder_endpoint())
+                                               self.backend.seeder_endpoint(), on_record=self.metrics.action)
+                self.records = ctx.records
                 poller = asyncio.create_task(self._poll_forever(collector))
                 try:
                     await timeline.execute(ctx, self.plan.timeline, start)
@@ -193,11 +150,14 @@ class Controller:
                 finally:
                     poller.cancel()
                 self._publish(phase="finishing", events=list(ctx.records))
-                obs = await collector.observe(self.run.read_journal("item"), self._stopped())
+                items = self.run.read_journal("item")
+                self.metrics.injected(items)
+                obs = await collector.observe(items, self._stopped())
                 self._publish(phase="done", observations=obs, checks=evaluate(self.plan.checks, obs, self.plan))
                 if linger:
                     await asyncio.Event().wait()  # until cancelled by SIGTERM (harness down)
             return self.results
         finally:
+            lag.cancel()
             if runner is not None:
                 await runner.cleanup()

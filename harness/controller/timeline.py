@@ -20,6 +20,7 @@ from harness.scenario.actions import ROGUE_SEEDER
 from harness.backends.base import Backend, BackendError, Endpoint, RunStore
 from harness.backends.node_config import seeder_mode_params
 from harness.backends.client import ControlClient
+from harness.controller import faults
 from harness.errors import ExitCode, HarnessError
 from harness.plan.model import Event, Plan
 
@@ -52,6 +53,9 @@ class TimelineContext:
     endpoints: dict[str, Endpoint]
     seeder: Endpoint | None
     records: list[EventRecord] = field(default_factory=list)
+    # called with each record as its action finishes (the controller counts it for the annotations)
+    on_record: Callable[[EventRecord], None] | None = None
+    shared: dict[str, Any] = field(default_factory=dict)  # what one event's targets share (faults.py)
 
     def endpoint(self, name: str) -> Endpoint:
         try:
@@ -86,10 +90,11 @@ async def _stop_node(ctx: TimelineContext, target: str | None, params: dict[str,
     return {}
 
 
-@handler("start_node")  # the undo of stop_node: same data directory
+@handler("start_node")  # the undo of stop_node: same data directory unless churn wipes it
 async def _start_node(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    await asyncio.to_thread(ctx.backend.restart_node, target, False)
-    return {}
+    wipe = bool(params.get("wipe_datadir", False))
+    await asyncio.to_thread(ctx.backend.restart_node, target, wipe)
+    return {"wipe_datadir": wipe} if wipe else {}
 
 
 @handler("restart_node")
@@ -130,7 +135,12 @@ async def _inject_tx(ctx: TimelineContext, target: str | None, params: dict[str,
 
 @handler("inject_block")
 async def _inject_block(ctx: TimelineContext, target: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    return {"hashes": await _inject(ctx, target, int(params.get("count", 1)), "block", ctx.client.mine_block)}
+    size, fill = params.get("size"), params.get("fill", "txs")
+
+    async def mine(ep: Endpoint) -> str:
+        return await ctx.client.mine_block(ep, size, fill)
+
+    return {"hashes": await _inject(ctx, target, int(params.get("count", 1)), "block", mine)}
 
 
 def _seeder(ctx: TimelineContext) -> Endpoint:
@@ -198,6 +208,10 @@ async def _disconnect_peer(ctx: TimelineContext, target: str | None, params: dic
     return {"disconnected": dropped}
 
 
+HANDLERS.update(faults.HANDLERS)  # partition, link_loss, clock_skew, bandwidth and their undos
+UNDO.update(faults.UNDO)
+
+
 def validate(timeline: Sequence[Event]) -> None:
     """Every action must have a handler (and an undo, for the end of a duration); checked before
     anything runs."""
@@ -219,6 +233,8 @@ async def run_action(ctx: TimelineContext, at: float, action: str, target: str |
     record = EventRecord(at, action, target, params, started, time.time(), error is None, result, error)
     ctx.records.append(record)
     ctx.run.append_journal({"type": "event", **asdict(record)})
+    if ctx.on_record is not None:
+        ctx.on_record(record)
     return record
 
 

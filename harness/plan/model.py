@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 Role = Literal["honest", "attacker", "seeder", "bitcoind", "controller"]
 HONEST, ATTACKER, SEEDER, CONTROLLER = "honest", "attacker", "seeder", "controller"
+BITCOIND = "bitcoind"  # a real bitcoind member, observed through its RPC (docs/bitcoind.md)
 NOT_PEERS = (SEEDER, CONTROLLER)  # members that are not P2P nodes
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from harness.scenario.actions import takes_duration
 from harness.errors import ScenarioError
+from harness.plan.chaos import bandwidth_configs, churn_events, region_configs
 from harness.plan.model import CheckPlan, Endpoint, Event, NodePlan, Plan
 from harness.scenario.attackers import plan_params, runnable, runs_as
 from harness.scenario.model import Network, Scenario
@@ -118,6 +119,7 @@ def plan(scenario: Scenario, seed: int | None = None, allocator: AddressAllocato
     honest = [endpoints[m.name].p2p for m in members if m.role == "honest"]
     fixed_seeds = _sample(rng_for(seed, "fixed_seeds"), honest, FIXED_SEEDS)
     nodes = [_node_plan(scenario, seed, m, members, endpoints, allowlist, honest, fixed_seeds) for m in members]
+    _place_in_network(scenario, seed, members, endpoints, nodes)
     # The controller's port is the backend's choice (a free one locally); it records its URL in the run state.
     nodes.append(NodePlan(name="controller", role="controller", group=None, address=allocator.controller(),
                           p2p_port=0, control_port=0, config={}))
@@ -137,6 +139,19 @@ def plan(scenario: Scenario, seed: int | None = None, allocator: AddressAllocato
 # ---------------------------------------------------------------- node configuration
 
 
+def _place_in_network(scenario: Scenario, seed: int, members: list[Member], endpoints: dict[str, Endpoint],
+                      nodes: list[NodePlan]) -> None:
+    """Regions and bandwidth caps (network.regions, network.bandwidth) into the P2P nodes' configs."""
+    addresses = {m.name: endpoints[m.name].address for m in members}
+    regions = region_configs(scenario.network.regions, members, addresses, seed)
+    bandwidth = bandwidth_configs(scenario.network.bandwidth, members, seed)
+    for node in nodes:
+        if node.name in regions:
+            node.config["regions"] = regions[node.name]
+        if node.name in bandwidth:
+            node.config["bandwidth"] = bandwidth[node.name]
+
+
 def node_seed(seed: int, name: str) -> int:
     """Each node's own RNG seed (addrman key, nonces, trickle timers): stable per (seed, name)."""
     return int.from_bytes(hashlib.sha256(f"{seed}|node|{name}".encode()).digest()[:8], "big") >> 1
@@ -146,13 +161,15 @@ def group_settings(network: Network, group: str | None) -> dict[str, Any]:
     """The network's node settings with the group's overrides applied."""
     settings = {
         "relay_policy": network.relay_policy,
+        "dandelion": network.dandelion.model_dump(),
         "outbound_full_relay": network.outbound_full_relay,
         "block_relay": network.block_relay,
         "max_connections": network.max_connections,
         "misbehaviour_policy": network.misbehaviour_policy,
         "bantime": network.bantime,
-        "countermeasures": network.countermeasures.model_dump(),
+        "countermeasures": network.countermeasures.switches(),
         "latency": network.latency.model_dump(),
+        "capture": network.capture,
     }
     spec = next((g for g in network.groups or [] if g.name == group), None)
     if spec is not None:
@@ -161,7 +178,7 @@ def group_settings(network: Network, group: str | None) -> dict[str, Any]:
             if value is not None:
                 settings[key] = value.model_dump() if isinstance(value, BaseModel) else value
         if spec.countermeasures is not None:
-            settings["countermeasures"].update(spec.countermeasures.model_dump(include=spec.countermeasures.model_fields_set))
+            settings["countermeasures"] = spec.countermeasures.switches(settings["countermeasures"])
     return settings
 
 
@@ -173,7 +190,9 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
               "control_port": endpoint.control_port, "rng_seed": node_seed(seed, member.name),
               "magic": scenario.network.magic, "time_scale": scenario.network.time_scale}
     if member.role == "honest":
-        config = honest_node_config(scenario, member, endpoint, allowlist, _seeders(scenario, endpoints),
+        # the node checks every DNS query against its allowlist: the planned seeder is in it
+        node_allowlist = allowlist + _seeder_networks(scenario, endpoints)
+        config = honest_node_config(scenario, member, endpoint, node_allowlist, _seeders(scenario, endpoints),
                                     fixed_seeds, node_seed(seed, member.name))
     elif member.role == "bitcoind":
         connect = _sample(rng_for(seed, "bitcoind", member.name), honest, BITCOIND_CONNECT)
@@ -248,7 +267,7 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
     return {
         "name": name, "bind": endpoint.address, "port": endpoint.p2p_port,
         "control_port": endpoint.control_port, "magic": network.magic, "time_scale": network.time_scale,
-        "seed": rng_seed, "relay_policy": g["relay_policy"], "misbehaviour_policy": g["misbehaviour_policy"],
+        "seed": rng_seed, "relay_policy": g["relay_policy"], "dandelion": g["dandelion"], "misbehaviour_policy": g["misbehaviour_policy"],
         "allowlist": allowlist, "connect": [],
         # the scenario's bantime is Core time; timer overrides are wall seconds
         "timers": {"bantime": g["bantime"] * network.time_scale},
@@ -260,6 +279,7 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
             "all_routable": network.all_routable, "seeders": seeders, "fixed_seeds": fixed_seeds,
             "countermeasures": g["countermeasures"],
         },
+        "capture": g["capture"], "capture_max_bytes": network.capture_max_bytes,
         "extra": extra,
     }
 
@@ -270,6 +290,14 @@ def _seeders(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[str]:
         return []
     seeder = endpoints["seeder"]
     return [f"{scenario.seeder.zone}@{seeder.address}:{seeder.p2p_port}"]
+
+
+def _seeder_networks(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[str]:
+    """The seeder's own address as a /32 (/128): a node may query it, not dial the rest of its network."""
+    if not scenario.seeder.enabled:
+        return []
+    address = ipaddress.ip_address(endpoints["seeder"].address)
+    return [f"{address}/{address.max_prefixlen}"]
 
 
 def _bitcoind_args(endpoint: Endpoint, connect: list[str]) -> list[str]:
@@ -294,6 +322,9 @@ def timeline(scenario: Scenario, seed: int, members: list[Member]) -> list[Event
         nodes = [m.name for m in pick(fault.target, members, rng_for(seed, "faults", index))]
         params = _resolve(fault.params, members, seed, ("faults", index))
         source = f"faults[{index}]"
+        if fault.action == "churn":  # expanded here, so the seed fixes who leaves when
+            events += churn_events(index, fault.at, fault.duration or 0.0, nodes, params, seed)
+            continue
         if fault.duration is not None and takes_duration(fault.action):
             events.append(Event(at=fault.at, action=fault.action, nodes=nodes, params=params, phase="begin", source=source))
             events.append(Event(at=_t(fault.at + fault.duration), action=fault.action, nodes=nodes, params=params,
@@ -341,6 +372,9 @@ def _resolve(model: BaseModel, members: list[Member], seed: int, labels: tuple) 
         value = getattr(model, name)
         if isinstance(value, Selector):
             data[info.alias or name] = [m.name for m in pick(value, members, rng_for(seed, *labels, name))]
+        elif isinstance(value, list) and value and all(isinstance(v, Selector) for v in value):  # partition groups
+            data[info.alias or name] = [[m.name for m in pick(v, members, rng_for(seed, *labels, name, i))]
+                                        for i, v in enumerate(value)]
     return data
 
 

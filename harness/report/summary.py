@@ -151,6 +151,34 @@ def _eclipse(figures: ReportFigures) -> list[str]:
     )
 
 
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _timing(figures: ReportFigures) -> list[str]:
+    """The loop-lag verdict: whether the propagation figures above measure the emulated network."""
+    lag, curve = figures.lag, figures.block_curve
+    if lag.worst_p99 is None:
+        lines = ["No event-loop lag was reported: the propagation figures cannot be checked against it."]
+    else:
+        lines = [f"Event-loop lag over {lag.workers} worker(s): worst p50 {_ms(lag.worst_p50)}, "
+                 f"worst p99 {_ms(lag.worst_p99)}."]
+        if lag.threshold is None:
+            lines.append("No delay is emulated, so there is no threshold: the figures measure this machine as "
+                         "much as the protocol.")
+        elif lag.marked_kinds:
+            lines.append(f"**Marked: {', '.join(_KIND_TITLE[k] for k in lag.marked_kinds)} propagation** — p99 lag "
+                         f"in the measurement window exceeded {_ms(lag.threshold)} (10 % of the smallest emulated "
+                         f"delay); those figures include the machine's own delay.")
+        else:
+            lines.append(f"Trusted: p99 lag stayed below {_ms(lag.threshold)} (10 % of the smallest emulated delay) "
+                         f"in every measurement window.")
+    if any(v is not None for v in curve.values()):
+        lines += ["", "Blocks: median time to reach 10 / 50 / 90 % of honest nodes: "
+                  + " / ".join(_seconds(curve[p]) for p in sorted(curve)) + "."]
+    return lines
+
+
 def _spam(figures: ReportFigures) -> list[str]:
     """Per behaviour and policy, the misbehaviour table's score and outcome next to the nodes'."""
     if not figures.spam_by_behaviour:
@@ -186,6 +214,10 @@ def render_summary(report: Report, figures: ReportFigures, plots: Mapping[str, s
         "## Propagation",
         "",
         *_propagation(figures),
+        "",
+        "## Timing",
+        "",
+        *_timing(figures),
         "",
         "## Bans",
         "",

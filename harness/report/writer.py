@@ -79,6 +79,10 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
             "honest_banned": _jsonable(figures.honest_banned),
         },
         "eclipse": _jsonable(figures.eclipse),
+        "timing": {**_jsonable(figures.lag), "trusted": figures.lag.trusted,
+                   "block_curve": {str(k): v for k, v in figures.block_curve.items()}},
+        "bitcoind": bitcoind_members(report),
+        "captures": {check: dict(victims) for check, victims in report.captures.items()},
         "spam": {
             # each behaviour run: the misbehaviour table's score and outcome next to the node's
             "runs": [{**_jsonable(r), "seconds_to_react": r.seconds_to_react, "as_expected": r.as_expected}
@@ -88,6 +92,18 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
         },
         "plots": dict(PLOT_FILES),
     }
+
+
+def bitcoind_members(report: Report) -> dict[str, Any]:
+    """Per real bitcoind member: its peers at the end (its getpeerinfo) and when each injected item
+    reached it (seconds after injection; None: never), beside the light nodes' figures."""
+    names = sorted(n for n, role in report.graph.roles.items() if role == "bitcoind")
+    return {name: {
+        "peers": [{"peer": e.b, "direction": e.direction} for e in report.graph.edges if e.a == name],
+        "propagation": [{"kind": i.kind, "item_id": i.item_id, "origin_node": i.origin_node,
+                         "delay_s": None if i.members_seen.get(name) is None else max(0.0, i.members_seen[name] - i.origin_time)}
+                        for i in report.items if name in i.members_seen],
+    } for name in names}
 
 
 def write_report(out_dir: Path | str, report: Report) -> list[Path]:

@@ -11,6 +11,8 @@ Events (name: data keys):
     planning             scenario
     starting nodes       total                       the backend starts its processes
     nodes started        started, total              nodes whose host process has been spawned
+    starting monitor                                 `--monitor`: the backend starts Prometheus
+    monitor started      url, urls                   where Prometheus answers; every URL started, by name
     starting controller
     waiting for nodes    total                       until every node's control API answers
     nodes ready          ready, total
@@ -40,6 +42,8 @@ ProgressCallback = Callable[[str, dict[str, Any]], None]
 PLANNING = "planning"
 STARTING_NODES = "starting nodes"
 NODES_STARTED = "nodes started"
+STARTING_MONITOR = "starting monitor"
+MONITOR_STARTED = "monitor started"
 STARTING_CONTROLLER = "starting controller"
 WAITING_FOR_NODES = "waiting for nodes"
 NODES_READY = "nodes ready"

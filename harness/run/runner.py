@@ -20,12 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.analysis.checks import evaluate
+from harness.run.capture import failed_check_captures
 from harness.analysis.figures.bans import bans_by_reason, honest_nodes_banned
 from harness.analysis.figures.propagation import item_propagation, kind_propagation
 from harness.analysis.model import ITEM_KINDS, CheckResult, CheckVerdict, Observations, Report
 from harness.backends.base import Backend, BackendError
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.backends.registry import make_backend
+from harness.analysis.figures.timing import smallest_delay
 from harness.controller import timeline
 from harness.controller.collector import Collector
 from harness.controller.service import Controller, Results
@@ -55,15 +57,20 @@ def _open(run_dir: str | Path) -> tuple[RunDir, RunState, Plan, Backend]:
 
 def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Path | None = None,
            wait: bool = False, seed: int | None = None, on_event: ProgressCallback | None = None,
-           options: dict[str, Any] | None = None) -> RunState:
+           options: dict[str, Any] | None = None, monitor: dict[str, Any] | None = None) -> RunState:
     """Start the network detached, with a detached controller running its timeline; returns once
     the processes exist and the controller serves its URL (``wait``: once every node answers).
     `down` stops it. ``on_event``: progress (harness.run.progress). ``options``: the backend's own
-    (its OPTIONS, e.g. k8s's kube_context and nodes_per_pod); others are ignored."""
+    (its OPTIONS, e.g. k8s's kube_context and nodes_per_pod); others are ignored. ``monitor``: not
+    None: the backend also starts a Prometheus scraping the run (state.monitor_url; docker: and
+    Grafana), once the controller serves; the dict holds Backend.start_monitor's keyword arguments
+    (prometheus_image, grafana_image)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)
     run = RunDir(run_dir or default_run_dir(plan.name))
     be = make_backend(backend, run, **(options or {}))
+    if monitor is not None:
+        be.check_monitor(**monitor)  # MonitorUnavailable (exit 2) before anything starts
     total = len(plan.peers())
     with RunWatcher(run, on_event, total, plan.duration, follow_timeline=False):
         emit(on_event, progress.STARTING_NODES, total=total)
@@ -76,10 +83,24 @@ def deploy(scenario_path: str | Path, backend: str = "local", run_dir: str | Pat
                 be.wait_ready()
                 emit(on_event, progress.NODES_READY, ready=total, total=total)
             _wait_for_controller(run, be)
+            if monitor is not None:  # the controller's URL is known: its first targets are complete
+                _start_monitor(be, monitor, on_event)
         except BaseException:
             be.down()
             raise
     return run.load_state()
+
+
+def _start_monitor(be: Backend, monitor: dict[str, Any], on_event: ProgressCallback | None) -> dict[str, str]:
+    emit(on_event, progress.STARTING_MONITOR)
+    urls = be.start_monitor(**monitor)
+    emit(on_event, progress.MONITOR_STARTED, url=urls["prometheus"], urls=urls)
+    return urls
+
+
+def logs(run_dir: str | Path, member: str) -> str:
+    """The log of one member of a run (a name `harness status` lists), from its backend."""
+    return _open(run_dir)[3].logs(member)
 
 
 def runnable_plan(scenario_path: str | Path, seed: int | None = None) -> Plan:
@@ -137,6 +158,7 @@ def status(run_dir: str | Path) -> dict[str, Any]:
         "summary": {"nodes": len(plan.peers()), "reachable": sum(1 for n in nodes.values() if n["reachable"]),
                     "connected": sum(1 for n in nodes.values() if n.get("peers"))},
         "controller": {"url": state.controller_url, "phase": results.get("phase"), "error": results.get("error")},
+        "monitor_url": state.monitor_url,
         **_observed_so_far(results.get("observations")),
     }
 
@@ -231,7 +253,9 @@ def _collect_now(run: RunDir, state: RunState, plan: Plan, be: Backend) -> Resul
     return asyncio.run(observe())
 
 
-def build_report(plan: Plan, backend: str, results: Results) -> Report:
+def build_report(plan: Plan, backend: str, results: Results, run: RunDir | None = None) -> Report:
+    """The report of ``results``; with the run directory, failed checks link their victims' message
+    captures (docs/capture.md)."""
     obs = results.observations
     checks = list(results.checks)
     failed = [e for e in results.events if not e.ok]
@@ -242,6 +266,9 @@ def build_report(plan: Plan, backend: str, results: Results) -> Report:
         scenario=plan.name, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.peers()),
         started_at=obs.started_at, ended_at=obs.ended_at, checks=checks, items=obs.items, bans=obs.bans,
         attackers=obs.attackers, victims=obs.victims, graph=obs.graph, spam=obs.spam, load=obs.load,
+        loop_lag=obs.loop_lag,
+        smallest_delay=smallest_delay([n.config for n in plan.peers() if n.role in ("honest", "attacker")]),
+        captures=failed_check_captures(run, plan, checks) if run is not None else {},
     )
 
 
@@ -260,7 +287,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None,
         emit(on_event, progress.COLLECTING)
         events = results.events if results else []
         results = dataclasses.replace(_collect_now(run, state, plan, be), events=events)
-    rep = build_report(plan, state.backend, results)
+    rep = build_report(plan, state.backend, results, run)
     out = Path(out_dir or run.path / REPORT_SUBDIR)
     files = write_report(out, rep)
     emit(on_event, progress.REPORT_WRITTEN, out_dir=str(out), files=[str(f) for f in files])
@@ -293,24 +320,30 @@ def _sigint_deferred() -> Iterator[None]:
 
 def run(scenario_path: str | Path, backend: str = "local", out_dir: str | Path | None = None,
         run_dir: str | Path | None = None, seed: int | None = None, on_event: ProgressCallback | None = None,
-        options: dict[str, Any] | None = None) -> int:
+        monitor: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> int:
     """deploy -> timeline -> checks -> report -> down, in this process. Returns the exit code:
     0 all checks passed, 1 a check failed or errored, 130 interrupted. Teardown always runs, and
     the node processes die with this one even if it is killed (local backend: PDEATHSIG).
-    The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.run.progress."""
+    The report goes to ``out_dir`` (default <run dir>/report); ``on_event``: harness.run.progress.
+    ``monitor``: as for `deploy`, but Prometheus starts before the in-process controller, which
+    has the backend add itself to the targets when it serves (Backend.update_monitor)."""
     emit(on_event, progress.PLANNING, scenario=str(scenario_path))
     plan = runnable_plan(scenario_path, seed)  # a bad or not yet runnable scenario fails here, before anything starts
     run_ = RunDir(run_dir or default_run_dir(plan.name))
     # watch_parent where the backend can: members die with this process
     be = make_backend(backend, run_, **{**(options or {}), "watch_parent": True})
+    if monitor is not None:
+        be.check_monitor(**monitor)  # MonitorUnavailable (exit 2) before anything starts
     total = len(plan.peers())
     try:
         with RunWatcher(run_, on_event, total, plan.duration):
             emit(on_event, progress.STARTING_NODES, total=total)
             be.up(plan)
+            if monitor is not None:
+                _start_monitor(be, monitor, on_event)
             emit(on_event, progress.WAITING_FOR_NODES, total=total)
             results = asyncio.run(Controller(run_, be).run_scenario(serve=True))
-        rep = build_report(plan, backend, results)
+        rep = build_report(plan, backend, results, run_)
         from harness.report.writer import write_report
 
         out = Path(out_dir or run_.path / REPORT_SUBDIR)

@@ -20,6 +20,7 @@ from harness.scenario.registry import Registry
 from harness.scenario.selectors import Selector
 from harness_node.names import SEEDER_MODES
 from harness_node.seeder.modes import MAX_SLOW_DELAY
+from harness_node.wire.synthetic import FILL_KINDS, MAX_SYNTHETIC_BLOCK
 
 ACTIONS: Registry = Registry("action")
 
@@ -107,9 +108,12 @@ class InjectTx(ActionParams):
 
 
 @ACTIONS.register("inject_block", roles=NODE_ROLES,
-                  description="Ask the node to mine new blocks on its tip and announce them.")
+                  description="Ask the node to mine new blocks on its tip and announce them; with `size`, "
+                              "each filled with synthetic transactions (fill: txs) or padding to about that many bytes.")
 class InjectBlock(ActionParams):
     count: int = Field(default=1, ge=1, le=MAX_INJECT_COUNT)
+    size: int | None = Field(default=None, ge=1_000, le=MAX_SYNTHETIC_BLOCK)  # bytes, e.g. 540000
+    fill: Literal[FILL_KINDS] = "txs"  # type: ignore[valid-type]
 
 
 @ACTIONS.register("seeder_mode", roles=("seeder",), takes_duration=True,
@@ -148,3 +152,55 @@ class DisconnectPeer(ActionParams):
         if (self.peer is None) == (self.address is None):
             raise problem("give exactly one of: peer (a selector) or address (IP or IP:port)")
         return self
+
+
+# --- network chaos (docs/chaos.md): node-level emulation on every backend ------------------------
+P2P_ROLES = ("honest", "attacker")  # our node software; bitcoind has no link emulation
+MAX_SKEW = 30 * 86_400.0  # the node's own bound (harness_node.config.MAX_CLOCK_SKEW)
+MAX_KBIT = 10_000_000.0
+
+
+@ACTIONS.register("partition", roles=P2P_ROLES, takes_duration=True, default_target=Selector(role="honest"),
+                  description="Cut the network into two or more groups of nodes (each a selector); messages "
+                              "across the cut are held, as TCP holds them, and new connections across it fail, until "
+                              "the heal at the end of the duration. one_way: only the first group cannot reach the "
+                              "others. native: ask the backend for its own partition (Docker: network disconnect) "
+                              "and fall back to the node-level one if it has none. Targets not in any group are untouched.")
+class Partition(ActionParams):
+    groups: list[Selector] = Field(min_length=2, max_length=16)
+    one_way: bool = False
+    native: bool = False
+
+
+@ACTIONS.register("link_loss", roles=P2P_ROLES, takes_duration=True,
+                  description="Drop this share of the messages the target sends to the given peers (every planned "
+                              "P2P node if none are given); lifted at the end of the duration.")
+class LinkLoss(ActionParams):
+    loss: float = Field(gt=0.0, lt=1.0, allow_inf_nan=False)
+    peers: Selector | None = None
+
+
+@ACTIONS.register("clock_skew", roles=P2P_ROLES, takes_duration=True,
+                  description="Move the target's wall clock by `seconds` (its version timestamps, addr times and "
+                              "ban expiries); set back at the end of the duration.")
+class ClockSkew(ActionParams):
+    seconds: float = Field(ge=-MAX_SKEW, le=MAX_SKEW, allow_inf_nan=False)
+
+
+@ACTIONS.register("bandwidth", roles=P2P_ROLES, takes_duration=True,
+                  description="Set the target's upload/download caps (kbit/s over all its links; null: unlimited); "
+                              "the previous caps come back at the end of the duration.")
+class BandwidthChange(ActionParams):
+    up_kbit: float | None = Field(default=None, gt=0.0, le=MAX_KBIT, allow_inf_nan=False)
+    down_kbit: float | None = Field(default=None, gt=0.0, le=MAX_KBIT, allow_inf_nan=False)
+
+
+@ACTIONS.register("churn", roles=LIFECYCLE_ROLES, takes_duration=True,
+                  description="For the duration, the target nodes leave and come back: departures at `rate` per "
+                              "second (Poisson), each node away for `away` seconds, then restarted with its data "
+                              "directory kept or wiped. The planner expands it into stop_node events, so a seed "
+                              "gives the same churn every run.")
+class Churn(ActionParams):
+    rate: float = Field(gt=0.0, le=100.0, allow_inf_nan=False)
+    away: Duration = Field(default=10.0, gt=0.0)
+    wipe_datadir: bool = False

@@ -104,10 +104,17 @@ class SybilParams(AttackerParams):
 
 
 @ATTACKER_KINDS.register("spy", runnable=False,
-                         description="A supernode connecting to everyone to guess tx origins (first-spy). "
-                                     "Not implemented yet (arrives with the attacks issue).")
-class SpyParams(AttackerParams):
-    pass
+                         description="A supernode that connects to every target, relays nothing and times their "
+                                     "transaction announcements; listening identities that advertise Dandelion can "
+                                     "be chosen as stem relays (harness_node/attack/spy.py, harness/analysis/privacy.py). "
+                                     "Built on the attacker runtime; not runnable yet: its planner wiring (runs_as, plan params) "
+                                     "and the collector reading its views are still to do.")
+class SpyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    connections: int = Field(default=1, ge=0, le=8)  # links to each target (harness_node.attack.spy)
+    listen: bool = True  # be dialled: a would-be Dandelion stem relay
+    advertise_dandelion: bool = True
 
 
 @ATTACKER_KINDS.register("malicious_seeder", runnable=False,

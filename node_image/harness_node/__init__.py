@@ -21,7 +21,8 @@ Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_la
 10. ``api/``: control API and Prometheus metrics (they read a built node)
 11. ``host``: runs several nodes in one process
 12. ``seeder/``: the DNS seeder, built on ``wire``, ``net.client`` and ``atomicfile`` only
-13. ``cli``
+13. ``bitcoind/``: a real bitcoind as a member: launched, supervised, observed through its RPC
+14. ``cli``
 """
 
 __version__ = "0.1.0"
@@ -41,5 +42,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("api",),
     ("host",),
     ("seeder",),
+    ("bitcoind",),
     ("cli",),
 )

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from .config import NodeConfig, load_file, load_host_configs
+from .names import RELAY_POLICIES
 from .tokenfile import read_token_file
 from .transportfile import read_transport_file, resolve_table
 
@@ -23,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "host": "harness_node.cli:register_host",
     "seeder": "harness_node.seeder.cli:register",
     "attack": "harness_node.attack.cli:register",
+    "bitcoind": "harness_node.bitcoind.cli:register",
 }
 
 # --flag -> NodeConfig field, for `run` overrides of the config file
@@ -45,7 +47,7 @@ def register_run(sub: Any) -> None:
                    help="keep this peer besides automatic ones (repeatable, like -addnode)")
     p.add_argument("--control-port", type=int)
     p.add_argument("--control-bind")
-    p.add_argument("--relay-policy", choices=["flood", "diffusion"])
+    p.add_argument("--relay-policy", choices=list(RELAY_POLICIES))
     p.add_argument("--datadir")
     p.add_argument("--token", help="bearer token for mutating control calls")
     p.add_argument("--time-scale", type=float)
@@ -83,10 +85,7 @@ def register_host(sub: Any) -> None:
 
 
 def host_configs(args: argparse.Namespace) -> list[NodeConfig]:
-    configs = load_host_configs(args.config)
-    if args.token_file:
-        token = read_token_file(args.token_file)
-        configs = [dataclasses.replace(c, control_token=token) for c in configs]
+    configs = load_host_configs(args.config, read_token_file(args.token_file) if args.token_file else None)
     return with_transport(configs, pathlib.Path(args.config).parent)
 
 

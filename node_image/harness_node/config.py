@@ -12,32 +12,27 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import USER_AGENT
+from .addr.bootstrap import parse_seed_endpoint
+from .chain.chain import DEFAULT_MAX_ORPHAN_BLOCKS_MB, DEFAULT_MAX_STALE_BLOCKS_MB
+from .chain.mempool import DEFAULT_MAX_MEMPOOL_SIZE_MB
 from .dictconfig import from_mapping
 from .names import MISBEHAVIOUR_POLICIES, RELAY_POLICIES
+from .net.capture import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 from .net.linkem import LinkModel
+from .net.shaping import Bandwidth, Regions
 from .peering.misbehaviour import Policy
 from .peering.peerconfig import PeerConfig
+from .relay.dandelion import DandelionConfig
 from .timing import CORE_TIMERS, Timers
 from .wire.messages import NODE_NETWORK, NODE_WITNESS
 
 DEFAULT_P2P_PORT = 18444  # regtest (chainparams.cpp)
+MAX_CLOCK_SKEW = 30 * 86400.0  # a month: beyond it a skew is a typo, not a fault
 
 
 def parse_endpoint(text: str, default_port: int = DEFAULT_P2P_PORT) -> tuple[str, int]:
     """"ip:port", "ip" or "[v6]:port" -> (ip, port); ValueError on anything else."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    ipaddress.ip_address(host)  # raises ValueError
-    port = int(port_text) if port_text else default_port
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range")
-    return host, port
+    return parse_seed_endpoint(text.strip() if isinstance(text, str) else text, default_port)
 
 
 @dataclass
@@ -56,6 +51,7 @@ class NodeConfig:
     connect: list[str] = field(default_factory=list)  # -connect: only these peers, no automatic ones
     addnode: list[str] = field(default_factory=list)  # -addnode: kept connected, besides automatic peers
     relay_policy: str = "flood"
+    dandelion: DandelionConfig = field(default_factory=DandelionConfig)  # read under relay_policy: dandelion
     user_agent: str = USER_AGENT
     services: int = NODE_NETWORK | NODE_WITNESS
     start_height: int = 0
@@ -64,7 +60,15 @@ class NodeConfig:
     timers: dict[str, float] = field(default_factory=dict)  # unscaled seconds, by timing.CORE_TIMERS name
     allowlist: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])
     misbehaviour_policy: str = Policy.BAN.value
+    # memory bounds in MB (10^6 bytes), per node (a host of many nodes multiplies them)
+    max_mempool_mb: float = DEFAULT_MAX_MEMPOOL_SIZE_MB  # Core's -maxmempool
+    max_orphan_blocks_mb: float = DEFAULT_MAX_ORPHAN_BLOCKS_MB  # blocks waiting for their parent
+    max_stale_blocks_mb: float = DEFAULT_MAX_STALE_BLOCKS_MB  # blocks stored off the best chain
     link: LinkModel = field(default_factory=LinkModel)
+    # Chaos (docs/chaos.md): where we and every planned peer are, our bandwidth caps, our clock's offset
+    regions: Regions = field(default_factory=Regions)
+    bandwidth: Bandwidth = field(default_factory=Bandwidth)
+    clock_skew: float = 0.0  # seconds added to the wall clock for version timestamps, addr times, bans
     seed: int | None = None
     peering: PeerConfig = field(default_factory=PeerConfig)  # slots, seeds, countermeasures
     extra: dict[str, Any] = field(default_factory=dict)  # labels the harness attaches (role, group)
@@ -72,12 +76,22 @@ class NodeConfig:
     # addresses"). Both empty by default: a planned address is its own endpoint.
     endpoints: dict[str, str] = field(default_factory=dict)  # planned ip -> "host:port" to dial instead
     inbound_hosts: dict[str, list[str]] = field(default_factory=dict)  # transport ip -> planned ips it hosts
+    # Message capture (docs/capture.md): every message in and out, per peer, under
+    # <datadir>/message_capture; also switched at run time by POST /capture.
+    capture: bool = False
+    capture_max_bytes: int = DEFAULT_MAX_BYTES
 
     def __post_init__(self) -> None:
         if isinstance(self.link, dict):
             self.link = LinkModel(**self.link)
+        if isinstance(self.regions, dict):
+            self.regions = from_mapping(Regions, self.regions, "regions")
+        if isinstance(self.bandwidth, dict):
+            self.bandwidth = from_mapping(Bandwidth, self.bandwidth, "bandwidth")
         if isinstance(self.peering, dict):
             self.peering = PeerConfig.from_dict(self.peering)
+        if isinstance(self.dandelion, dict):
+            self.dandelion = from_mapping(DandelionConfig, self.dandelion, "dandelion")
         if isinstance(self.misbehaviour_policy, Policy):
             self.misbehaviour_policy = self.misbehaviour_policy.value
         self.validate()
@@ -94,6 +108,12 @@ class NodeConfig:
             raise ValueError(f"port must be in 0..65535, got {self.port!r}")
         if self.control_port is not None and (not isinstance(self.control_port, int) or not 0 <= self.control_port < 65536):
             raise ValueError(f"control_port must be in 0..65535 or null, got {self.control_port!r}")
+        if self.control_port is not None and not self.control_token and \
+                not ipaddress.ip_address(self.control_bind or self.bind).is_loopback:
+            # mutating calls are open without a token: only the local machine may reach them
+            raise ValueError(f"control_token is required when the control API binds to "
+                             f"{self.control_bind or self.bind} (not loopback); set control_token "
+                             f"(or --token-file) or bind control_bind to 127.0.0.1")
         try:
             if len(bytes.fromhex(self.magic)) != 4:
                 raise ValueError
@@ -107,6 +127,7 @@ class NodeConfig:
                     raise ValueError(f"{name}[{i}] {c!r} is not ip:port ({e})") from None
         if self.relay_policy not in RELAY_POLICIES:
             raise ValueError(f"relay_policy must be one of {RELAY_POLICIES}, got {self.relay_policy!r}")
+        self.dandelion.validate()
         if not isinstance(self.services, int) or self.services < 0:
             raise ValueError(f"services must be a non-negative integer, got {self.services!r}")
         if not isinstance(self.start_height, int) or self.start_height < 0:
@@ -124,11 +145,23 @@ class NodeConfig:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ValueError(f"allowlist[{i}] {net!r} is not a CIDR network") from None
+        for fname in ("max_mempool_mb", "max_orphan_blocks_mb", "max_stale_blocks_mb"):
+            v = getattr(self, fname)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1_000_000:
+                raise ValueError(f"{fname} must be a number of megabytes > 0, got {v!r}")
         if self.misbehaviour_policy not in MISBEHAVIOUR_POLICIES:
             raise ValueError(f"misbehaviour_policy must be one of {MISBEHAVIOUR_POLICIES}, "
                              f"got {self.misbehaviour_policy!r}")
         self._validate_addresses()
+        if not isinstance(self.capture, bool):
+            raise ValueError(f"capture must be true or false, got {self.capture!r}")
+        if not isinstance(self.capture_max_bytes, int) or self.capture_max_bytes < MIN_MAX_BYTES:
+            raise ValueError(f"capture_max_bytes must be an integer >= {MIN_MAX_BYTES}, got {self.capture_max_bytes!r}")
         self.link.validate()
+        self.regions.validate()
+        self.bandwidth.validate()
+        if not isinstance(self.clock_skew, (int, float)) or abs(self.clock_skew) > MAX_CLOCK_SKEW:
+            raise ValueError(f"clock_skew must be a number of seconds within +-{MAX_CLOCK_SKEW:g}, got {self.clock_skew!r}")
         if not isinstance(self.extra, dict):
             raise ValueError("extra must be a mapping")
 
@@ -210,8 +243,9 @@ def load_file(path: str | pathlib.Path) -> Any:
     return yaml.safe_load(text)
 
 
-def load_host_configs(path: str | pathlib.Path) -> list[NodeConfig]:
-    """A host file: a list of node configs, or {"defaults": {...}, "nodes": [...]}."""
+def load_host_configs(path: str | pathlib.Path, control_token: str | None = None) -> list[NodeConfig]:
+    """A host file: a list of node configs, or {"defaults": {...}, "nodes": [...]}. `control_token`
+    (from a token file) replaces every node's before validation, which requires one off loopback."""
     data = load_file(path)
     defaults: dict[str, Any] = {}
     if isinstance(data, dict):
@@ -219,4 +253,5 @@ def load_host_configs(path: str | pathlib.Path) -> list[NodeConfig]:
         data = data.get("nodes")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a list of node configs (or a mapping with 'nodes')")
-    return [NodeConfig.from_dict({**defaults, **item}) for item in data]
+    override = {"control_token": control_token} if control_token else {}
+    return [NodeConfig.from_dict({**defaults, **item, **override}) for item in data]

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from .config import NodeConfig
+from .net.stats import Histogram
 from .node import Node
 from .procutil import new_event_loop, raise_fd_limit, stop_on_signals
 
@@ -25,6 +26,12 @@ class Host:
         self.nodes: dict[str, Node] = {c.name: node_factory(c) for c in configs}
         self.control = None
         self.started = False
+        # The process's event-loop lag (net/looplag.py, one monitor per loop), labelled with its
+        # first node's name (one worker label per process, bounded by the plan) and exported by that
+        # node only, so that 1,000 nodes in 20 workers make 20 histograms, not 1,000 copies.
+        self.worker = min(self.nodes) if self.nodes else None
+        if self.worker is not None:
+            self.nodes[self.worker].exports_lag = True
 
     async def start(self) -> None:
         """Start every listener first, then the control sites, then let the nodes dial."""
@@ -41,13 +48,27 @@ class Host:
                         await self.control.add(node)
             for node in self.nodes.values():
                 node.start_dialling()
+            self._name_worker()
             self.started = True
         except BaseException:
             await self.stop()
             raise
 
     def _replaced(self, node: Node) -> None:
+        node.exports_lag = node.name == self.worker
         self.nodes[node.name] = node
+        self._name_worker()
+
+    def _name_worker(self) -> None:
+        lag = self.nodes[self.worker].lag if self.worker is not None else None
+        if lag is not None:
+            lag.worker = self.worker  # not host-pid: a restarted worker keeps its series
+
+    @property
+    def loop_lag(self) -> Histogram | None:
+        """The worker's loop-lag histogram (None before start)."""
+        lag = self.nodes[self.worker].lag if self.worker is not None else None
+        return lag.histogram if lag is not None else None
 
     async def stop(self) -> None:
         if self.control is not None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .addr.addrservice import AddrService
@@ -28,43 +29,50 @@ from .chain.chain import Chain
 from .chain.mempool import Mempool
 from .config import NodeConfig
 from .wheel import SLOTS, TimerWheel, wheel_for
+from .net.capture import CAPTURE_DIR, MessageCapture
 from .net.connection import Connection
+from .net.chaos import ChaosFaults
 from .net.linkem import LinkModel
+from .net.looplag import LoopLag, monitor_for
 from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
 from .net.sandbox import DialRefused, Sandbox
 from .net.stats import NodeStats
+from .net.shaping import Shaper
+from .net.stats import NodeStats
 from .peering.connman import ConnMan
+from .peering.manual import ManualPeers
 from .peering.misbehaviour import Action, Misbehaviour
+from .relay.dandelion import Dandelion
 from .relay.relay import Relay
+from .timing import Clock
 from .wire.codec import NetAddr, hash_to_hex
-from .wire.messages import Block, Tx, msg_version
+from .wire.messages import NODE_DANDELION, Block, Tx, msg_version
 from .wire.synthetic import make_block, make_tx
 
 MISBEHAVIOUR_LOG = 10_000  # entries kept (a flood of 1-point messages is 100 entries per ban)
+log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 5.0  # netbase.h DEFAULT_CONNECT_TIMEOUT 5000 ms (socket level, not scaled)
-MAX_CONNECT_BACKOFF_STEPS = 10  # net.cpp -connect loop: sleeps 500 ms x min(loop, 10) between rounds
 MAX_BLOCK_TXS = 1000  # testbed: a mined synthetic block takes at most this many mempool txs
 
 
-@dataclass
-class ManualTarget:
-    attempts: int = 0
-    dialling: bool = False
-    retry: asyncio.TimerHandle | None = None
-
-
-class Node:
+class Node(ChaosFaults):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.timers = config.make_timers()
         self.magic = config.magic_bytes
         self.rng = random.Random(config.seed)
+        self.clock = Clock(config.clock_skew)  # wall clock as this node sees it (chaos: clock skew)
+        self.shaper = Shaper(config.link, config.regions, config.bandwidth)
+        self.lag: LoopLag | None = None  # the process's event-loop lag monitor, from start()
         self.stats = NodeStats()
+        self.exports_lag = False  # the one node of a host that exports `lag` (host.py)
         self.misbehaviour = Misbehaviour(config.misbehaviour_policy)
-        self.mempool = Mempool()
-        self.chain = Chain()
+        self.mempool = Mempool(config.max_mempool_mb)
+        self.chain = Chain(max_orphan_mb=config.max_orphan_blocks_mb, max_stale_mb=config.max_stale_blocks_mb)
         self.relay = Relay(self, config.relay_policy)
+        # Dandelion++ stem phase in front of diffusion (relay/dandelion.py); None under other policies
+        self.dandelion = Dandelion(self, self.relay, config.dandelion) if config.relay_policy == "dandelion" else None
         self.sandbox = Sandbox(config.allowlist)
         self.peers: dict[int, Peer] = {}
         self.connman = ConnMan(self, config.peering)
@@ -88,10 +96,13 @@ class Node:
             "block": lambda p, m: relay.on_block(p, m.block),
             "headers": lambda p, m: relay.on_headers(p, m.headers),
             "getheaders": lambda p, m: relay.on_getheaders(p, m.locator, m.hash_stop),
+            # a stem tx: only Dandelion peers are sent one (we advertise NODE_DANDELION only under that
+            # policy); a node without the policy takes it as a plain tx, so it is never lost
+            "dandeliontx": lambda p, m: (self.dandelion.on_stem_tx if self.dandelion is not None else relay.on_tx)(p, m.tx),
         }
         self.bootstrap = BootstrapState()
         self.paused = False
-        self.manual: dict[tuple[str, int], ManualTarget] = {}
+        self.manual = ManualPeers(self)  # -connect/addnode targets (peering/manual.py)
         self.block_seen: dict[bytes, tuple[int, str | None]] = {}  # hash -> (first seen ns, from)
         self.disconnects: deque[dict[str, Any]] = deque(maxlen=256)  # recent disconnects, for tests/status
         # Every misbehaviour charged, by planned address: scores vanish with the connection (§3.1),
@@ -105,6 +116,9 @@ class Node:
         self._dials: set[asyncio.Task[Any]] = set()
         self._bootstrap_task: asyncio.Task[None] | None = None
         self.running = False
+        self.capture: MessageCapture | None = None
+        if config.capture:
+            self.set_capture(True)
 
     @property
     def name(self) -> str:
@@ -119,12 +133,17 @@ class Node:
     def link(self) -> LinkModel:
         return self.config.link
 
+    @property
+    def services(self) -> int:
+        """The configured service bits, plus NODE_DANDELION when we relay stem transactions."""
+        return self.config.services | (NODE_DANDELION if self.dandelion is not None else 0)
+
     def self_address(self) -> NetAddr:
-        return NetAddr(self.config.protocol_address, self.port, self.config.services, int(time.time()))
+        return NetAddr(self.config.protocol_address, self.port, self.services, int(self.clock()))
 
     def local_version(self, peer: Peer) -> LocalVersion:
         cfg = self.config
-        return LocalVersion(services=cfg.services, user_agent=cfg.user_agent,
+        return LocalVersion(services=self.services, user_agent=cfg.user_agent,
                             start_height=max(self.chain.height, cfg.start_height),
                             # dialling: name the planned address we are, so a receiver whose
                             # inbound_hosts packs several planned addresses on our transport IP
@@ -137,6 +156,8 @@ class Node:
         """Listen (unless `listen` is off); dialling starts with `start_dialling()` (host mode
         starts every listener first so that the first round of dials finds them up)."""
         self.loop = asyncio.get_running_loop()
+        self.lag = monitor_for(self.loop)
+        self.lag.acquire()
         self.connman.load()  # addrman tables, bans and anchors from the data dir
         self.running = True
         if self.config.listen:
@@ -146,6 +167,8 @@ class Node:
             self.port = self.server.sockets[0].getsockname()[1]
         self._tick_wheel = wheel_for(self.loop, self._tick_period())  # one timer per host, not a task per node
         self._tick_key = self._tick_wheel.add(self._housekeeping, slot=self.rng.randrange(SLOTS))
+        if self.dandelion is not None:
+            self.dandelion.start()
 
     def start_dialling(self) -> None:
         for ip, port in self.config.connect_endpoints:
@@ -160,18 +183,20 @@ class Node:
         if not self.running:  # idempotent: a second stop must not overwrite the saved state
             return
         self.running = False
+        if self.lag is not None:
+            self.lag.release()
         if self._tick_wheel is not None:
             self._tick_wheel.remove(self._tick_key)
             self._tick_wheel = None
         if self._bootstrap_task is not None:
             self._bootstrap_task.cancel()
         await self.connman.stop()  # saves addrman and anchors before the links go
-        for t in self.manual.values():
-            if t.retry is not None:
-                t.retry.cancel()
+        self.manual.stop()
         for task in list(self._dials):
             task.cancel()
         self.relay.stop()
+        if self.dandelion is not None:
+            self.dandelion.stop()
         if self.server is not None:
             self.server.close()
         conns = [p.conn for p in self.peers.values()]
@@ -181,6 +206,23 @@ class Node:
             await asyncio.wait([c.closed for c in conns], timeout=5.0)
         if self.server is not None:
             await self.server.wait_closed()
+        if self.capture is not None:
+            self.capture.close()
+
+    def set_capture(self, on: bool) -> dict[str, Any]:
+        """Start or stop recording every message (net/capture.py) under <datadir>/message_capture.
+        ValueError without a data directory: a capture must outlive the node to be read."""
+        if on and self.capture is None:
+            if not self.config.datadir:
+                raise ValueError("capture needs a data directory (config datadir)")
+            self.capture = MessageCapture(Path(self.config.datadir) / CAPTURE_DIR, self.config.capture_max_bytes)
+        elif not on and self.capture is not None:
+            self.capture.close()
+            self.capture = None
+        return self.capture_info()
+
+    def capture_info(self) -> dict[str, Any]:
+        return {"on": True, **self.capture.info()} if self.capture is not None else {"on": False}
 
     def _tick_period(self) -> float:
         t = self.timers
@@ -190,7 +232,14 @@ class Node:
         """Once a tick period, from the host's timer wheel (in a random slot: ticks stay spread)."""
         if self.paused:
             return
-        now = self.loop.time()
+        try:
+            self.housekeeping_step(self.loop.time())
+        except Exception:  # one bug must not stop pings and timeouts for good
+            self.stats.housekeeping_errors += 1
+            log.exception("%s: housekeeping round failed", self.name)
+
+    def housekeeping_step(self, now: float) -> None:
+        """One round of the periodic task: peer timeouts and pings, relay retries, addr sending."""
         for peer in list(self.peers.values()):
             if not peer.conn.closing:
                 peer.check_timeouts(now)
@@ -233,18 +282,12 @@ class Node:
         reason = peer.disconnect_reason or (f"connection lost: {exc}" if exc else "closed by peer")
         self.disconnects.append({"address": peer.address, "kind": peer.kind, "reason": reason,
                                  "handshake_done": peer.verack_received, "time": time.time()})
-        target = self.manual.get((peer.ip, peer.port)) if not peer.inbound else None
-        if target is not None and self.running:
-            if not peer.verack_received:
-                target.attempts += 1
-            self._schedule_manual((peer.ip, peer.port), target)
+        self.manual.peer_gone(peer)
         self.on_peer_disconnected(peer)
 
     def peer_ready(self, peer: Peer) -> None:
         """The handshake completed (verack received)."""
-        target = self.manual.get((peer.ip, peer.port)) if not peer.inbound else None
-        if target is not None:
-            target.attempts = 0
+        self.manual.peer_ready(peer)
         self.relay.peer_ready(peer)
         self.addrs.peer_ready(peer)
         self.on_peer_connected(peer)
@@ -262,10 +305,13 @@ class Node:
         return False
 
     def outbound_peers(self, kind: str | None = None) -> list[Peer]:
-        return [p for p in self.peers.values() if not p.inbound and (kind is None or p.kind == kind)]
+        """Open outbound peers: a closing one holds no slot (it may take CLOSE_GRACE to go)."""
+        return [p for p in self.peers.values()
+                if not p.inbound and not p.conn.closing and (kind is None or p.kind == kind)]
 
     def inbound_peers(self) -> list[Peer]:
-        return [p for p in self.peers.values() if p.inbound]
+        """Open inbound peers: what counts for admission and eviction (closing ones do not)."""
+        return [p for p in self.peers.values() if p.inbound and not p.conn.closing]
 
     async def open_connection(self, ip: str, port: int, kind: str = "manual",
                               source_ip: str | None = None) -> Peer:
@@ -287,6 +333,8 @@ class Node:
             raise DialRefused("banned", ip)
         if self.connected_to(ip):
             raise DialRefused("already-connected", ip)
+        if ip in self.shaper.held:  # partitioned away: the SYN would never be answered
+            raise DialRefused("unreachable", ip)
         bind = source_ip or self.config.bind
         local = None if ipaddress.ip_address(bind).is_unspecified else (bind, 0)
         conn = Connection(self, inbound=False, kind=kind, target=(ip, port))
@@ -303,50 +351,10 @@ class Node:
 
     def add_manual(self, ip: str, port: int) -> None:
         """Keep a connection to ip:port, redialling it when it drops (like -connect/addnode)."""
-        key = (ip, port)
-        if key not in self.manual:
-            self.manual[key] = ManualTarget()
-            self._dial_manual(key)
+        self.manual.add(ip, port)
 
     def remove_manual(self, ip: str, port: int) -> bool:
-        """Stop redialling ip:port and disconnect it; False if it was neither a target nor a peer."""
-        target = self.manual.pop((ip, port), None)
-        if target is not None and target.retry is not None:
-            target.retry.cancel()
-        found = target is not None
-        for p in list(self.peers.values()):
-            if p.ip == ip and p.port == port:
-                p.disconnect("removed by control API")
-                found = True
-        return found
-
-    def _schedule_manual(self, key: tuple[str, int], target: ManualTarget) -> None:
-        if target.retry is None and not target.dialling:
-            delay = self.timers.connect_loop * max(1, min(target.attempts, MAX_CONNECT_BACKOFF_STEPS))
-            target.retry = self.loop.call_later(delay, self._dial_manual, key)
-
-    def _dial_manual(self, key: tuple[str, int]) -> None:
-        target = self.manual.get(key)
-        if target is None or not self.running:
-            return
-        target.retry = None
-        if target.dialling or self.connected_to(key[0], key[1]):
-            return
-        target.dialling = True
-        task = self.loop.create_task(self._dial_manual_task(key, target))
-        self._dials.add(task)
-        task.add_done_callback(self._dials.discard)
-
-    async def _dial_manual_task(self, key: tuple[str, int], target: ManualTarget) -> None:
-        try:
-            await self.open_connection(key[0], key[1], "manual")
-        except (OSError, asyncio.TimeoutError, DialRefused):
-            target.attempts += 1
-            target.dialling = False
-            if self.manual.get(key) is target:
-                self._schedule_manual(key, target)
-            return
-        target.dialling = False
+        return self.manual.remove(ip, port)
 
     # --- hooks (peer management) ------------------------------------------------------------------
 
@@ -366,14 +374,17 @@ class Node:
                 peer.disconnect("refused-banned")
                 return False
             peer.ip = claimed
-        self.on_version(peer)
+        self.on_version(peer, msg.addr_from.port if msg.addr_from.ip == peer.ip else 0)
         return True
 
-    def on_version(self, peer: Peer) -> None:
-        """Hook: a peer's version was accepted. Outbound addresses are marked good in addrman (Core)."""
-        self.connman.on_version(peer)
+    def on_version(self, peer: Peer, listen_port: int = 0) -> None:
+        """Hook: a peer's version was accepted. Outbound addresses are marked good in addrman (Core);
+        `listen_port`: the port an inbound peer's addr_from announces for its own address (0: none)."""
+        self.connman.on_version(peer, listen_port)
 
     def on_misbehaving(self, peer: Peer, reason: str, points: int | None) -> None:
+        if peer.first_misbehaviour is None:
+            peer.first_misbehaviour = self.connman.banman.clock()
         verdict = self.misbehaviour.record(peer.id, reason, points, exempt=peer.exempt)
         self.stats.misbehaviour[reason] += 1
         self.misbehaviour_log.append({"time": time.time(), "address": peer.ip, "peer_id": peer.id, "reason": reason,
@@ -433,6 +444,9 @@ class Node:
     # --- injection (harness and control API) ------------------------------------------------------
 
     def submit_tx(self, tx: Tx) -> bool:
+        """Our own transaction: into the Dandelion stem under that policy, else the mempool."""
+        if self.dandelion is not None:
+            return self.dandelion.originate(tx)
         return self.relay.accept_tx(tx, None)
 
     def inject_tx(self) -> Tx:
@@ -444,10 +458,11 @@ class Node:
         """Raises chain.BlockInvalid for a block that fails the checks."""
         return self.relay.accept_block(block, None)
 
-    def mine_block(self, include_mempool: bool = True) -> Block:
+    def mine_block(self, include_mempool: bool = True, size: int | None = None, fill: str = "txs") -> Block:
+        """A block on our tip with the mempool's txs, and filled up to `size` bytes if given."""
         tip = self.chain.tip
         txs = list(self.mempool.txs.values())[:MAX_BLOCK_TXS] if include_mempool else []
-        block = make_block(tip.hash, self.chain.height + 1, tip.header.time, txs)
+        block = make_block(tip.hash, self.chain.height + 1, tip.header.time, txs, size=size, fill=fill)
         self.submit_block(block)
         return block
 
@@ -455,11 +470,14 @@ class Node:
         return {
             "id": self.name, "address": self.address, "height": self.chain.height,
             "tip": hash_to_hex(self.chain.tip.hash), "mempool": len(self.mempool),
-            "relay_policy": self.config.relay_policy, "user_agent": self.config.user_agent,
+            "relay_policy": self.config.relay_policy,
+            "dandelion": self.dandelion.status() if self.dandelion is not None else None, "user_agent": self.config.user_agent,
             "peers": [p.info() for p in self.peers.values()], "paused": self.paused,
             "peering": self.connman.status(),
+            "chaos": self.chaos_status(),
             "load": {"processing_seconds": self.stats.processing_seconds,
                      "bytes_in": sum(b for (d, _), b in self.stats.bytes.items() if d == "in")},
-            "bootstrap": {"queried": self.bootstrap.queried, "learned": self.bootstrap.learned,
+            "bootstrap": {"queried": self.bootstrap.queried, "refused": self.bootstrap.refused,
+                          "learned": self.bootstrap.learned,
                           "fixed_seeds_used": self.bootstrap.fixed_seeds_used},
         }

@@ -7,6 +7,7 @@ only to bound resource use (handshake timeout) are scaled too, so ratios between
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
 
 # name: seconds at time_scale 1.0                      # source
@@ -92,3 +93,16 @@ class Timers:
 
 
 TIMER_NAMES = [f.name for f in fields(Timers) if f.name != "time_scale"]
+
+
+class Clock:
+    """A node's wall clock, possibly skewed (a chaos fault): what its version timestamps, addr times
+    and ban expiries read. `skew` is seconds added to the host's clock; it may change at run time."""
+
+    __slots__ = ("skew",)
+
+    def __init__(self, skew: float = 0.0) -> None:
+        self.skew = float(skew)
+
+    def __call__(self) -> float:
+        return time.time() + self.skew

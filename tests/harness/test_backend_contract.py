@@ -4,11 +4,13 @@ processes on loopback)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
 import re
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from typer.testing import CliRunner
@@ -79,7 +81,7 @@ def test_nothing_in_the_contract_names_a_process() -> None:
 
 
 def test_the_clis_backend_choices_are_the_registrys() -> None:
-    assert [b.value for b in cli_app.Backend] == registry.names() == ["local", "k8s", "docker"]
+    assert [b.value for b in cli_app.Backend] == registry.names() == ["local", "docker", "k8s"]
     result = CliRunner().invoke(cli_app.app, ["run", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
     assert result.exit_code == 0
     assert all(name in result.stdout for name in registry.names())
@@ -98,13 +100,24 @@ def _keys(value: Any) -> set[str]:
     return set()
 
 
-def test_a_local_deploy_records_endpoints_and_a_backend_record_and_status_shows_members_not_pids(tmp_path: Path) -> None:
-    planned = plan(parse_scenario(TWO_NODES), allocator=AsideAllocator())
+@contextlib.contextmanager
+def local_deploy(tmp_path: Path, scenario: str, ready_within: float = 30) -> Iterator[tuple[Any, RunDir, Backend]]:
+    """(plan, run dir, backend) of a real local deploy of `scenario`, up and ready; the body's
+    exceptions pass through after a down()."""
+    planned = plan(parse_scenario(scenario), allocator=AsideAllocator())
     run = RunDir(tmp_path / "run")
     backend = registry.make_backend("local", run)
     backend.up(planned)
     try:
-        backend.wait_ready(timeout=30)
+        backend.wait_ready(timeout=ready_within)
+        yield planned, run, backend
+    finally:
+        if backend.members() and any(m.alive for m in backend.members()):
+            backend.down()
+
+
+def test_a_local_deploy_records_endpoints_and_a_backend_record_and_status_shows_members_not_pids(tmp_path: Path) -> None:
+    with local_deploy(tmp_path, TWO_NODES) as (planned, run, backend):
         saved = json.loads(run.state_file.read_text())
         assert re.fullmatch(r"[0-9a-f]{8}", saved["run_id"]) and saved["plan_digest"] == planned.digest
         # pids live only inside the backend's own record
@@ -124,7 +137,6 @@ def test_a_local_deploy_records_endpoints_and_a_backend_record_and_status_shows_
         assert not {k for k in _keys(status) if PROCESS_WORDS.search(k)}
         assert status["run_id"] == saved["run_id"]
         assert isinstance(backend.logs("worker-0"), str)
-    finally:
         summary = backend.down()
     assert summary.removed == {"process": 1} and summary.left == {"process": []} and summary.clean
     assert not backend.members()[0].alive

@@ -24,6 +24,8 @@ from harness.errors import ExitCode
 from harness.run.rundir import RunDir, RunState
 from tests.harness.test_teardown import assert_nothing_left, phase, wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
+
 pytestmark = pytest.mark.timeout(120)
 
 ANSI = re.compile(r"\x1b\[")
@@ -91,11 +93,20 @@ def test_deploy_help_says_ctrl_c_does_not_tear_down_and_how_to_stop() -> None:
 
 
 @pytest.mark.parametrize("command", ["run", "deploy"])
-def test_container_backends_are_refused_before_anything_starts(command: str, in_tmp: Path) -> None:
-    result = cli.invoke(app, [command, str(scenario(in_tmp)), "--backend", "docker"])
+def test_an_unknown_backend_is_refused_before_anything_starts(command: str, in_tmp: Path) -> None:
+    result = cli.invoke(app, [command, str(scenario(in_tmp)), "--backend", "nomad"])
     assert result.exit_code == ExitCode.INVALID_INPUT
-    assert "docker backend is not available yet" in result.stderr
+    assert "'nomad' is not one of" in result.stderr
     assert not (in_tmp / "runs").exists()
+
+
+def test_active_attackers_are_refused_by_the_container_backends_before_anything_starts(in_tmp: Path) -> None:
+    spam = ROOT / "scenarios" / "spam-ban.yaml"
+    for backend in ("docker", "k8s"):
+        result = cli.invoke(app, ["render", str(spam), "--backend", backend, "--out", str(in_tmp / backend)])
+        assert result.exit_code == ExitCode.INVALID_INPUT, result.stderr
+        assert f"the {backend} backend cannot place active attackers (kind 'spam')" in result.stderr
+        assert not (in_tmp / backend).exists()
 
 
 def test_an_unknown_action_exits_2_and_lists_the_actions(in_tmp: Path) -> None:

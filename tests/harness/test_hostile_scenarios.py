@@ -12,17 +12,18 @@ billion-node plan takes tens of seconds and gigabytes); speed itself is measured
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 HOSTILE = sorted((Path(__file__).parent / "hostile").glob("*.yaml"))
 HARNESS = Path(sys.executable).with_name("harness")  # the installed console script: the real CLI
-ISSUE_BOUND_S = 2.0  # issue 9: "within 2 s"
-CI_MARGIN = 3.0  # a shared 2-core machine under other test load: interpreter start-up alone can take 1 s
+ISSUE_BOUND_S = 2.0  # issue 9: "within 2 s", held as CPU seconds of the `harness validate` process:
+# what a hostile file can make the loader burn (an alias bomb, a deep nest) shows there, while the wall
+# clock of a loaded 2-core machine also counts other processes' turns (6-7 s seen at load 100)
 KILL_AFTER_S = 60  # an unguarded alias bomb would run for minutes and eat gigabytes: stop it
 
 
@@ -33,13 +34,15 @@ def expected(path: Path) -> str:
 
 
 def harness(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
+    """The CLI's result and the CPU seconds (user + system) its process used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         result = subprocess.run([str(HARNESS), *args], capture_output=True, text=True, cwd=cwd,
                                 timeout=KILL_AFTER_S, errors="replace")
     except subprocess.TimeoutExpired:
         pytest.fail(f"`harness {' '.join(args)}` still running after {KILL_AFTER_S} s")
-    return result, time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return result, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def assert_one_located_error(result: subprocess.CompletedProcess[str], path: Path, expect: str) -> None:
@@ -89,8 +92,8 @@ def test_validate_ends_with_one_located_error_within_the_bound(name: str, ten_me
     path = generated.get(name, Path(__file__).parent / "hostile" / name)
     result, seconds = harness("validate", str(path), cwd=tmp_path)
     assert_one_located_error(result, path, expected(path))
-    print(f"{name}: harness validate took {seconds:.2f} s")
-    assert seconds < ISSUE_BOUND_S * CI_MARGIN, f"{name}: {seconds:.2f} s"
+    print(f"{name}: harness validate used {seconds:.2f} CPU s")
+    assert seconds < ISSUE_BOUND_S, f"{name}: {seconds:.2f} CPU s"
 
 
 @pytest.mark.parametrize("command", ["run", "deploy"])

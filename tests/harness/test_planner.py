@@ -94,7 +94,9 @@ def test_the_allowlist_covers_every_peer_and_not_the_seeder_or_controller():
     for node in result.nodes:
         inside = any(ipaddress.ip_address(node.address) in net for net in networks)
         assert inside == (node.role in ("honest", "attacker", "bitcoind")), node.name
-    assert result.node("node-0").config["allowlist"] == result.allowlist
+    # a node's own allowlist adds the seeder's /32 only: it checks every DNS query against it
+    seeder = result.node("seeder")
+    assert result.node("node-0").config["allowlist"] == result.allowlist + [f"{seeder.address}/32"]
 
 
 def test_percent_groups_share_the_total_exactly_and_carry_their_overrides():
@@ -180,3 +182,24 @@ def test_random_max_percent_never_exceeds_its_share_nor_selects_nothing():
     sizes = {len(pick(selector, members, rng_for(seed, "t"))) for seed in range(50)}
     assert sizes == {1, 2, 3}
     assert [m.name for m in match(Selector(nodes=["node-[2-3]", "node-7"]), members)] == ["node-2", "node-3", "node-7"]
+
+
+PROFILES = """
+name: profiles
+duration: 10s
+network:
+  countermeasures: legacy
+  groups:
+    - {name: legacy-feelers, count: 1, countermeasures: {feelers: true}}
+    - {name: today, count: 1, countermeasures: current}
+    - {name: today-no-anchors, count: 1, countermeasures: {profile: current, anchors: false}}
+"""
+
+
+def test_countermeasure_profiles_expand_to_switches_and_groups_override_them():
+    from harness_node.names import COUNTERMEASURE_PROFILES
+    configs = {n.group: n.config["peering"]["countermeasures"] for n in plan(parse_scenario(PROFILES, "p.yaml")).nodes if n.role == "honest"}
+    off = {group: {k for k, on in switches.items() if not on} for group, switches in configs.items()}
+    assert off["legacy-feelers"] == set(COUNTERMEASURE_PROFILES["legacy"]) - {"feelers"}
+    assert off["today"] == set()
+    assert off["today-no-anchors"] == {"anchors"}

@@ -40,7 +40,7 @@ def test_render_writes_values_and_manifests_deterministically(tmp_path: Path) ->
 def test_render_refuses_bad_input_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
     need("helm_python")
     done = harness("render", "scenarios/spam-ban.yaml", "--backend", "k8s", "--out", str(tmp_path / "x"))
-    assert done.returncode == 2 and "spammers-0" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "spam-ban-0" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists()
     done = harness("render", "scenarios/quickstart.yaml", "--nodes-per-pod", "0", "--out", str(tmp_path / "y"))
     assert done.returncode == 2 and "--nodes-per-pod: 0" in done.stderr and not (tmp_path / "y").exists()

@@ -111,8 +111,8 @@ class TestPeer(BlockingPeer):
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, node: Node, ip: str | None = None, magic: bytes = REGTEST_MAGIC) -> None:
-        super().__init__(node.config.bind, node.port, local_ip=ip or next_ip(), magic=magic)
+    def __init__(self, node: Node, ip: str | None = None, magic: bytes = REGTEST_MAGIC, **kw: Any) -> None:
+        super().__init__(node.config.bind, node.port, local_ip=ip or next_ip(), magic=magic, **kw)
 
 
 @pytest.fixture
@@ -127,6 +127,19 @@ def test_peers() -> Any:
     yield factory
     for p in made:
         p.close()
+
+
+def refused_by_cli(*args: str, says: str) -> str:
+    """Run `harness-node ARGS` expecting a bad-input refusal: exit 2, one line naming `says`, no
+    traceback. Returns stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "harness_node.cli", *args], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr
 
 
 def u32(n: int) -> bytes:

@@ -8,16 +8,19 @@ import random
 import socket
 import time
 
+import pytest
+
 from dnslib import QTYPE, RR, A
 from dnslib.server import BaseResolver, DNSServer
 
 from harness_node.addr.bootstrap import MAX_IPS_PER_SEED, SEED_AGE_MAX, SEED_AGE_MIN, SeedServer, query_seed, \
     stamp_seed_results
+from harness_node.config import NodeConfig
 from harness_node.wire.codec import NetAddr
 from harness_node.seeder.config import SeederConfig
 from harness_node.seeder.service import SeederThread
 
-from conftest import disconnect_reasons, next_ip
+from conftest import disconnect_reasons, next_ip, refused_by_cli
 
 
 def free_port(ip: str, kind: int = socket.SOCK_DGRAM) -> int:
@@ -110,3 +113,56 @@ def test_a_seed_that_answered_nothing_is_asked_again(lt, make_node):
         lt.wait(lambda: any(p.ip == target.config.bind for p in node.outbound_peers()), what="a connection")
     finally:
         server.stop()
+
+
+# --- the sandbox and the seed lists (issue 9 item 6) ------------------------------------------------
+
+
+def test_a_seed_outside_the_dial_allowlist_is_never_queried(lt, make_node):
+    inside_ip, outside_ip = "127.193.1.1", "127.194.1.1"
+    inside_port = free_port(inside_ip)
+    server = DNSServer(_Fixed(["127.193.9.9"]), port=inside_port, address=inside_ip)
+    server.start_thread()
+    # the outside "seed" is a bare UDP+TCP listener that records anything arriving
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((outside_ip, 0))
+    udp.setblocking(False)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.bind((outside_ip, udp.getsockname()[1]))
+    tcp.listen(4)
+    tcp.setblocking(False)
+    outside = f"seed.testnet.@{outside_ip}:{udp.getsockname()[1]}"
+    try:
+        node = make_node(bind="127.193.1.2", allowlist=["127.193.0.0/16"], timers={"dns_seed_delay": 0.1},
+                         peering={"seeders": [outside, f"seed.testnet.@{inside_ip}:{inside_port}"]})
+        lt.wait(lambda: node.bootstrap.learned == 1, what="the seed inside the allowlist to be asked")
+        assert lt.eval(lambda: node.bootstrap.refused) == [f"{outside_ip}:{udp.getsockname()[1]}"]
+        assert lt.eval(lambda: node.bootstrap.queried) == [f"{inside_ip}:{inside_port}"]
+        assert lt.eval(lambda: node.stats.sandbox_refused) >= 1
+        time.sleep(0.3)
+        for sock, op in ((udp, lambda: udp.recvfrom(512)), (tcp, tcp.accept)):
+            try:
+                got = op()
+            except BlockingIOError:
+                continue
+            raise AssertionError(f"the seed outside the allowlist was contacted: {got!r}")
+    finally:
+        server.stop()
+        udp.close()
+        tcp.close()
+
+
+@pytest.mark.parametrize("field,entry", [
+    ("seeders", "seed.example.com"), ("seeders", "127.0.0.1:0"), ("seeders", "@127.0.0.1:53"),
+    ("fixed_seeds", "127.0.0.1:port"), ("fixed_seeds", 12), ("seednodes", "localhost:18444"),
+])
+def test_bad_seed_lists_are_refused_at_config_load_naming_the_entry(field, entry):
+    with pytest.raises(ValueError, match=rf"peering\.{field}\[1\]"):
+        NodeConfig.from_dict({"peering": {field: ["127.0.0.1", entry]}})
+
+
+def test_the_node_cli_reports_a_bad_seed_list_in_one_line_with_exit_2(tmp_path):
+    config = tmp_path / "node.yaml"
+    config.write_text("name: a\npeering:\n  seeders: [\"seed.example.com:53\"]\n")
+    stderr = refused_by_cli("run", "--config", str(config), says="peering.seeders[0]")
+    assert len(stderr.strip().splitlines()) == 1

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 
-from harness_node.wire.codec import hash_to_hex
+from harness_node.wire.codec import NetAddr, hash_to_hex
 from harness_node.config import NodeConfig
 from harness_node.host import Host
 from harness_node.wire.synthetic import make_tx
@@ -149,6 +150,24 @@ def test_a_ban_can_be_set_by_hand_like_setban(lt, host):
     assert call(node.control_address, "POST", "/bans", {"address": "not-an-ip"})[0] == 400
     assert call(node.control_address, "POST", "/bans", {"address": "127.1.1.1", "duration": -1})[0] == 400
     assert call(node.control_address, "POST", "/bans", {"address": "127.1.1.1"}, token=None)[0] == 401
+
+
+def test_addrman_networks_says_how_many_slots_per_table_hold_the_given_hosts(lt, host):
+    node = next(iter(host.nodes.values()))
+    addrs = [NetAddr(ip, 18444, 1, int(time.time())) for ip in ("127.77.1.1", "127.77.1.2", "127.77.2.1")]
+    assert lt.eval(lambda: node.connman.addrman.add(addrs, "127.77.0.1")) == 3
+    status, counts = call(node.control_address, "GET", "/addrman?networks=127.77.1.1/32,127.77.1.2/32,127.9.9.9/32")
+    assert status == 200 and counts["new"] == {"slots": 3, "matching": 2} and counts["tried"] == {"slots": 0, "matching": 0}
+    assert call(node.control_address, "GET", "/addrman?networks=127.77.1.x")[0] == 400
+
+
+def test_the_workers_loop_lag_is_exported_once_by_its_first_node(lt, host):
+    first, second = sorted(host.nodes)
+    lt.wait(lambda: host.loop_lag.count >= 2, what="two lag probes")
+    lag = [line for line in call(host.nodes[first].control_address, "GET", "/metrics")[1].splitlines()
+           if line.startswith("harness_node_event_loop_lag_seconds_count")]
+    assert len(lag) == 1 and f'worker="{first}"' in lag[0] and float(lag[0].split()[-1]) >= 2
+    assert "event_loop_lag" not in call(host.nodes[second].control_address, "GET", "/metrics")[1]
 
 
 def test_metrics_are_prometheus_text_with_the_node_prefix(lt, host):

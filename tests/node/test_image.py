@@ -22,12 +22,11 @@ from typing import Any
 
 import docker  # a dependency of the harness: installed with it, so never a reason to skip
 import pytest
-import requests  # the SDK's transport; its errors mean "no engine"
 import yaml
 
 from conftest import wait_until
 from harness.backends.images import LOCAL_BASE_IMAGE, ImageBuildError, build_node_image
-from tests.real import missing
+from tests.real import docker_engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
@@ -35,6 +34,8 @@ BASE_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", LOCAL_BASE_IMAGE)
 TAG = "harness-node:test"
 P2P_PORT = 18444  # regtest, config.DEFAULT_P2P_PORT
 CONTROL_PORT = 18445
+# The control APIs bind 0.0.0.0 in the containers, which the node and the seeder refuse without a token.
+TOKEN = uuid.uuid4().hex
 SEEDER_CONTROL_PORT = 8053  # seeder/config.py default
 SEEDER_DNS_PORT = 5353  # > 1024: the image's user is not root
 NODE_CONFIG = "/etc/harness-node/node.yaml"  # the image's default CMD reads it
@@ -47,16 +48,7 @@ NODE_MODULES = ("harness_node", "aiohttp", "prometheus_client", "dns", "dnslib",
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
-        missing("docker", f"no Docker engine answers ({e})")
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        client.close()
-        missing("docker", f"base image {BASE_IMAGE} is missing (never built or pulled)")
+    client = docker_engine(BASE_IMAGE)
     try:
         yield client
     finally:
@@ -144,7 +136,7 @@ def sandbox(engine: Any, image: str) -> Iterator[Sandbox]:
 def http_json(port: int, path: str, body: dict[str, Any] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method="GET" if data is None else "POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.load(resp)
 
@@ -185,11 +177,12 @@ def test_a_missing_base_image_is_reported_not_pulled(engine: Any) -> None:
 
 def test_two_node_containers_peer_relay_a_tx_and_exit_0_on_sigterm(sandbox: Sandbox) -> None:
     a = sandbox.start("a", ["run", "--name", "a", "--bind", "0.0.0.0", "--control-port", str(CONTROL_PORT),
-                            "--time-scale", str(TIME_SCALE)], ports=(f"{CONTROL_PORT}/tcp",))
+                            "--token", TOKEN, "--time-scale", str(TIME_SCALE)], ports=(f"{CONTROL_PORT}/tcp",))
     a_ip = sandbox.ip(a)
     # B through the image's default CMD (run --config /etc/harness-node/node.yaml); it may dial only
     # inside the test's bridge subnet.
-    b_config = {"name": "b", "bind": "0.0.0.0", "control_port": CONTROL_PORT, "connect": [f"{a_ip}:{P2P_PORT}"],
+    b_config = {"name": "b", "bind": "0.0.0.0", "control_port": CONTROL_PORT, "control_token": TOKEN,
+                "connect": [f"{a_ip}:{P2P_PORT}"],
                 "allowlist": [sandbox.subnet], "time_scale": TIME_SCALE}
     b = sandbox.start("b", files={NODE_CONFIG: yaml.safe_dump(b_config)}, ports=(f"{CONTROL_PORT}/tcp",))
     b_ip = sandbox.ip(b)
@@ -215,7 +208,7 @@ def test_two_node_containers_peer_relay_a_tx_and_exit_0_on_sigterm(sandbox: Sand
 
 def test_the_seeder_role_runs_from_the_same_image_as_non_root(sandbox: Sandbox) -> None:
     config = {"dns_host": "0.0.0.0", "dns_port": SEEDER_DNS_PORT, "control_port": SEEDER_CONTROL_PORT,
-              "allowlist": [sandbox.subnet]}
+              "control_token": TOKEN, "allowlist": [sandbox.subnet]}
     seeder = sandbox.start("seeder", ["seeder", "--config", "/etc/harness-node/seeder.yaml"],
                            files={"/etc/harness-node/seeder.yaml": yaml.safe_dump(config)},
                            ports=(f"{SEEDER_CONTROL_PORT}/tcp",))

@@ -113,3 +113,6 @@ def test_five_oversized_invs_ban_the_sender_and_its_reconnect_is_refused(lt, mak
     again = test_peers(node, ip=peer.ip)
     again.wait_closed()
     assert node.stats.connections[("inbound", "refused-banned")] == 1
+    # the ban list says when the peer first misbehaved (the controller's time to ban starts there)
+    (ban,) = lt.eval(node.list_bans)
+    assert ban["reason"] == "inv-too-large" and ban["first_misbehaviour"] <= ban["created"]

@@ -161,11 +161,11 @@ def test_link_loss_drops_the_configured_fraction():
     import random as _random
 
     from harness_node.config import LinkModel
-    from harness_node.net.linkem import LinkEmulator
+    from harness_node.net.linkem import FixedLink, LinkEmulator
 
     loop = asyncio.new_event_loop()
     try:
-        em = LinkEmulator(LinkModel(loss=0.3), _random.Random(1), loop)
+        em = LinkEmulator(FixedLink(LinkModel(loss=0.3)), _random.Random(1), loop)
         sent: list[bytes] = []
         for i in range(2000):
             em.send(bytes([i % 256]), sent.append)

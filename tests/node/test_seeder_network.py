@@ -84,8 +84,8 @@ class FreshNode(Node):
         super().__init__(config)
         self.outbound_log: list[tuple[str, str, str | None]] = []
 
-    def on_version(self, peer: Peer) -> None:
-        super().on_version(peer)
+    def on_version(self, peer: Peer, listen_port: int = 0) -> None:
+        super().on_version(peer, listen_port)
         if not peer.inbound:
             info = self.connman.addrman.find(peer.ip, peer.port)
             self.outbound_log.append((peer.kind, peer.ip, info.source if info is not None else None))

@@ -12,6 +12,7 @@ from harness.analysis.figures.bans import AttackerBanTime, bans_by_reason, bans_
 from harness.analysis.figures.eclipse import VictimEclipse, eclipse_figures
 from harness.analysis.figures.propagation import ItemPropagation, KindPropagation, item_propagation, kind_propagation
 from harness.analysis.figures.spam import BehaviourSummary, LoadOverhead, load_overhead, spam_by_behaviour
+from harness.analysis.figures.timing import LagVerdict, block_curve, lag_verdict
 from harness.analysis.model import ITEM_KINDS, BanEvent, Report
 
 
@@ -24,6 +25,8 @@ class ReportFigures:
     time_to_ban: list[AttackerBanTime]
     honest_banned: list[BanEvent]
     eclipse: list[VictimEclipse]
+    lag: LagVerdict  # the workers' event-loop lag against the emulated delays (timing.py)
+    block_curve: dict[int, float | None]  # percent of honest nodes -> median seconds over the blocks
     spam_by_behaviour: list[BehaviourSummary]
     load_overhead: LoadOverhead
 
@@ -38,6 +41,8 @@ def compute_figures(report: Report) -> ReportFigures:
         time_to_ban=time_to_ban(report.bans, report.attackers),
         honest_banned=honest_nodes_banned(report.bans),
         eclipse=eclipse_figures(report.victims, report.started_at, report.ended_at),
+        lag=lag_verdict(report.loop_lag, report.items, report.smallest_delay),
+        block_curve=block_curve(report.items),
         spam_by_behaviour=spam_by_behaviour(report.spam),
         load_overhead=load_overhead(report.load),
     )

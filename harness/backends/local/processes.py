@@ -93,6 +93,10 @@ def seeder_command(config: Path) -> list[str]:
     return [*_harness_node(), "seeder", "--config", str(config)]
 
 
+def bitcoind_command(config: Path) -> list[str]:
+    return [*_harness_node(), "bitcoind", str(config)]
+
+
 def _harness_node() -> list[str]:
     """The `harness-node` entry point of this very interpreter (no reliance on PATH)."""
     script = Path(sys.executable).parent / "harness-node"

@@ -7,6 +7,7 @@ resolver: a testnet must not send traffic anywhere else.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import time
@@ -40,12 +41,38 @@ class SeedServer:
 
     @classmethod
     def parse(cls, spec: str, default_zone: str = "seed.testnet.") -> "SeedServer":
-        """`ip`, `ip:port` or `zone@ip:port`."""
+        """`ip`, `ip:port` or `zone@ip:port`; ValueError saying what is wrong otherwise."""
+        if not isinstance(spec, str):
+            raise ValueError(f"expected a string, got {type(spec).__name__}")
         zone = default_zone
         if "@" in spec:
             zone, spec = spec.split("@", 1)
-        host, _, port = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "53")
-        return cls(ip=host or spec, port=int(port or 53), zone=zone if zone.endswith(".") else zone + ".")
+            if not zone.strip("."):
+                raise ValueError("the zone before '@' is empty")
+        ip, port = parse_seed_endpoint(spec, 53)
+        return cls(ip=ip, port=port, zone=zone if zone.endswith(".") else zone + ".")
+
+
+def parse_seed_endpoint(spec: str, default_port: int) -> tuple[str, int]:
+    """`ip` or `ip:port` (IPv4; `[v6]:port` for IPv6) -> (ip, port); ValueError naming the problem."""
+    if not isinstance(spec, str):
+        raise ValueError(f"expected a string, got {type(spec).__name__}")
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif spec.count(":") == 1:
+        host, port_text = spec.split(":")
+    else:
+        host, port_text = spec, ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address (a seed is reached by address, never by name)") from None
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"port {port_text!r} is not in 1..65535")
+    return host, int(port_text)
 
 
 async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT) -> list[str]:
@@ -86,6 +113,7 @@ def stamp_seed_results(ips: list[str], port: int, now: float, rng: random.Random
 @dataclass
 class BootstrapState:
     queried: list[str] = field(default_factory=list)  # seeds asked, in order
+    refused: list[str] = field(default_factory=list)  # seeds not asked: outside the dial allowlist
     learned: int = 0  # addresses added to addrman from seeds
     fixed_seeds_used: bool = False
 
@@ -117,6 +145,11 @@ async def _dns_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
                 return
             if i and i % per_round == 0 and await _wait_for_peers(node, t.dns_seed_delay):
                 return
+            if not node.sandbox.allows(seed.ip):  # a query is traffic too: never outside the sandbox
+                node.sandbox.refused += 1
+                node.stats.sandbox_refused += 1
+                state.refused.append(f"{seed.ip}:{seed.port}")
+                continue
             state.queried.append(f"{seed.ip}:{seed.port}")
             ips = await query_seed(seed)
             addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
@@ -144,8 +177,7 @@ async def _fixed_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
 
 
 def _endpoint(spec: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = spec.rpartition(":")
-    return (host, int(port)) if sep else (spec, default_port)
+    return parse_seed_endpoint(spec, default_port)  # validated at config load (peering/peerconfig.py)
 
 
 def _full_outbound(node: Any) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import shutil
 import socket
 from io import BytesIO
@@ -19,12 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from ..chain.chain import BlockInvalid
-from ..config import parse_endpoint
+from ..config import MAX_CLOCK_SKEW, parse_endpoint
 from ..controlauth import bearer_ok
 from ..node import Node
 from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
 from ..wire.messages import Block, Tx
-from ..wire.synthetic import origin_of
+from ..wire.synthetic import FILL_KINDS, MAX_SYNTHETIC_BLOCK, origin_of
 from .metrics import exposition
 
 NODES = web.AppKey("nodes", dict)  # (ip, port) -> Node
@@ -107,6 +108,33 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(node_for(request).status())
 
 
+@routes.get("/addrman")
+async def get_addrman(request: web.Request) -> web.Response:
+    """Occupied new and tried slots, and with `?networks=CIDR,CIDR` how many of them hold an
+    address inside those networks (an attacker's share of the tables; selection draws slots, so
+    slots, not distinct addresses, are what an eclipse attacker has to win)."""
+    node = node_for(request)
+    try:
+        nets = [ipaddress.ip_network(n.strip(), strict=False)
+                for n in request.query.get("networks", "").split(",") if n.strip()]
+    except ValueError as e:
+        raise BadRequest(f"networks: {e}") from None
+    masks = [(n.version, int(n.netmask), int(n.network_address)) for n in nets]
+    inside: dict[str, bool] = {}  # an address sits in many new slots: parse it once
+
+    def matches(ip: str) -> bool:
+        if ip not in inside:
+            a = ipaddress.ip_address(ip)
+            inside[ip] = any(v == a.version and int(a) & m == base for v, m, base in masks)
+        return inside[ip]
+
+    out: dict[str, Any] = {}
+    for table, slots in (("new", node.connman.addrman.new_slots()), ("tried", node.connman.addrman.tried_slots())):
+        out[table] = {"slots": len(slots), "matching": sum(1 for ip, _ in slots.values() if matches(ip)) if masks else 0}
+    out["networks"] = [str(n) for n in nets]
+    return web.json_response(out)
+
+
 @routes.get("/mempool")
 async def get_mempool(request: web.Request) -> web.Response:
     pool = node_for(request).mempool
@@ -143,6 +171,23 @@ async def get_block(request: web.Request) -> web.Response:
         "origin_ns": origin[1] if origin else None,
         "propagation_delay_s": max(0.0, (first_seen_ns - origin[1]) / 1e9) if origin else None,
     })
+
+
+@routes.get("/capture")
+async def get_capture(request: web.Request) -> web.Response:
+    return web.json_response(node_for(request).capture_info())
+
+
+@routes.post("/capture")
+async def post_capture(request: web.Request) -> web.Response:
+    """{"on": true|false}: start or stop message capture (docs/capture.md); answers its state."""
+    on = (await _json_body(request)).get("on")
+    if not isinstance(on, bool):
+        raise BadRequest("'on' must be true or false")
+    try:
+        return web.json_response(node_for(request).set_capture(on))
+    except ValueError as e:
+        return _error(409, str(e))
 
 
 @routes.post("/pause")
@@ -204,7 +249,7 @@ async def post_tx(request: web.Request) -> web.Response:
 async def post_block(request: web.Request) -> web.Response:
     node: Node = node_for(request)
     body = await _json_body(request)
-    unknown = set(body) - {"raw", "synthetic", "include_mempool"}
+    unknown = set(body) - {"raw", "synthetic", "include_mempool", "size", "fill"}
     if unknown:
         raise BadRequest(f"unknown field(s) {sorted(unknown)}")
     if "raw" in body:
@@ -220,7 +265,13 @@ async def post_block(request: web.Request) -> web.Response:
         include = body.get("include_mempool", True)
         if not isinstance(include, bool):
             raise BadRequest("'include_mempool' must be a boolean")
-        block, accepted = node.mine_block(include_mempool=include), True
+        size, fill = body.get("size"), body.get("fill", "txs")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                 or not 0 < size <= MAX_SYNTHETIC_BLOCK):
+            raise BadRequest(f"'size' must be a number of bytes in 1..{MAX_SYNTHETIC_BLOCK}")
+        if fill not in FILL_KINDS:
+            raise BadRequest(f"'fill' must be one of {list(FILL_KINDS)}")
+        block, accepted = node.mine_block(include_mempool=include, size=size, fill=fill), True
     return web.json_response({"hash": hash_to_hex(block.hash), "height": node.chain.heights.get(block.hash),
                               "accepted": accepted})
 
@@ -275,8 +326,10 @@ async def post_ban(request: web.Request) -> web.Response:
     address, duration = body.get("address"), body.get("duration")
     if not isinstance(address, str):
         raise BadRequest("expected {\"address\": \"ip or cidr\", \"duration\": seconds?, \"reason\": text?}")
-    if duration is not None and (not isinstance(duration, (int, float)) or duration <= 0):
-        raise BadRequest("'duration' must be a positive number of seconds")
+    # JSON true is an int to Python, and json.loads accepts NaN and Infinity: refuse all three
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                 or not math.isfinite(duration) or duration <= 0):
+        raise BadRequest("'duration' must be a positive, finite number of seconds")
     try:
         node.ban(address, str(body.get("reason") or "manual"), duration)
     except ValueError as e:
@@ -288,6 +341,96 @@ async def post_ban(request: web.Request) -> web.Response:
 async def delete_bans(request: web.Request) -> web.Response:
     node_for(request).clear_bans()
     return web.json_response({"status": "cleared"})
+
+
+def _ips(body: dict[str, Any], field: str = "addresses") -> list[str]:
+    ips = body.get(field)
+    if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
+        raise BadRequest(f"'{field}' must be a list of planned IP addresses")
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise BadRequest(f"'{field}': {ip!r} is not an IP address (give the planned address, no port)") from None
+    return ips
+
+
+def _number(body: dict[str, Any], field: str, nullable: bool = False) -> float | None:
+    value = body.get(field)
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"'{field}' must be a number{' or null' if nullable else ''}")
+    return float(value)
+
+
+def _checked(setter: Callable[..., None], *args: Any) -> None:
+    """Apply a chaos setting; the node's own bounds (ValueError) become a 400 naming them."""
+    try:
+        setter(*args)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+
+
+# Chaos faults (docs/chaos.md): the node-level network emulation every backend has.
+@routes.get("/chaos")
+async def get_chaos(request: web.Request) -> web.Response:
+    return web.json_response(node_for(request).chaos_status())
+
+
+@routes.post("/chaos/unreachable")
+async def post_unreachable(request: web.Request) -> web.Response:
+    """Partition: hold every message to these planned addresses and do not dial them, until
+    DELETE /chaos/unreachable (all) or POST /chaos/reachable (some)."""
+    node: Node = node_for(request)
+    ips = _ips(await _json_body(request))
+    return web.json_response({"unreachable": ips, "peers_affected": node.set_unreachable(ips, True)})
+
+
+@routes.post("/chaos/reachable")
+async def post_reachable(request: web.Request) -> web.Response:
+    node: Node = node_for(request)
+    ips = _ips(await _json_body(request))
+    return web.json_response({"reachable": ips, "peers_released": node.set_unreachable(ips, False)})
+
+
+@routes.delete("/chaos/unreachable")
+async def delete_unreachable(request: web.Request) -> web.Response:
+    return web.json_response({"peers_released": node_for(request).heal()})
+
+
+@routes.post("/chaos/loss")
+async def post_loss(request: web.Request) -> web.Response:
+    """Drop this share of messages sent to these planned addresses (0 ends it)."""
+    node: Node = node_for(request)
+    body = await _json_body(request)
+    ips, loss = _ips(body), _number(body, "loss")
+    _checked(node.set_loss, ips, loss)
+    return web.json_response({"addresses": ips, "loss": loss})
+
+
+@routes.post("/chaos/bandwidth")
+async def post_bandwidth(request: web.Request) -> web.Response:
+    """Upload/download caps in kbit/s over all of the node's links; null lifts a cap."""
+    node: Node = node_for(request)
+    body = await _json_body(request)
+    unknown = set(body) - {"up_kbit", "down_kbit"}
+    if unknown:
+        raise BadRequest(f"unknown field(s) {sorted(unknown)}; known: ['down_kbit', 'up_kbit']")
+    up, down = _number(body, "up_kbit", True), _number(body, "down_kbit", True)
+    _checked(node.set_bandwidth, up, down)
+    return web.json_response({"up_kbit": up, "down_kbit": down})
+
+
+@routes.post("/chaos/clock")
+async def post_clock(request: web.Request) -> web.Response:
+    """Skew the node's wall clock by `skew` seconds (0 ends it)."""
+    node: Node = node_for(request)
+    skew = _number(await _json_body(request), "skew")
+    if abs(skew) > MAX_CLOCK_SKEW:  # type: ignore[arg-type]
+        raise BadRequest(f"'skew' must be within +-{MAX_CLOCK_SKEW:g} seconds")
+    node.set_clock_skew(skew)  # type: ignore[arg-type]
+    return web.json_response({"skew": skew})
 
 
 @routes.get("/metrics")
@@ -354,6 +497,13 @@ class ControlServer:
         if entry is not None:
             await entry[0].stop()
             self.app[NODES].pop(entry[1], None)
+            # Stopping the site closes its listener, not its kept-alive connections: a scraper would
+            # keep getting 404 from this process while the node, restarted elsewhere on the same
+            # address, is never reached. Close them, so the client reconnects to whoever listens now.
+            for handler in list(getattr(self.runner.server, "connections", ())):
+                transport = handler.transport
+                if transport is not None and tuple(transport.get_extra_info("sockname")[:2]) == tuple(entry[1]):
+                    handler.force_close()
 
     async def stop(self) -> None:
         if self._started:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from ..names import DANDELION_FLUFF_CAUSES
 from ..net.stats import Histogram
 
 if TYPE_CHECKING:
@@ -82,6 +83,17 @@ class NodeCollector:
             waits.add_metric([n, direction], _buckets(h), h.sum)
         yield waits
 
+        # Every node exports the Dandelion counters (zero under other policies) so that a panel summing
+        # them over a mixed network never loses series when the Dandelion nodes are few.
+        d = node.dandelion
+        yield _single(CounterMetricFamily, "dandelion_stem_transactions", "Transactions relayed in the stem phase.",
+                      n, d.stems if d is not None else 0)
+        fluffs = CounterMetricFamily(PREFIX + "dandelion_fluffs", "Stem transactions this node fluffed, by cause.",
+                                     labels=["node", "cause"])
+        for cause in DANDELION_FLUFF_CAUSES:
+            fluffs.add_metric([n, cause], d.fluffs[cause] if d is not None else 0)
+        yield fluffs
+
         errors = CounterMetricFamily(PREFIX + "protocol_errors", "Protocol errors by kind.", labels=["node", "kind"])
         for kind, count in sorted(s.protocol_errors.items()):
             errors.add_metric([n, kind], count)
@@ -102,12 +114,41 @@ class NodeCollector:
                       len(node.list_bans()))
         yield _single(CounterMetricFamily, "sandbox_refused_dials", "Dials refused by the sandbox allowlist.", n,
                       s.sandbox_refused)
+        yield _single(CounterMetricFamily, "housekeeping_errors",
+                      "Rounds of the periodic task (timeouts, pings, relay retries) that raised.", n,
+                      s.housekeeping_errors)
         conns = CounterMetricFamily(PREFIX + "connections", "Connection attempts by direction and outcome.",
                                     labels=["node", "direction", "outcome"])
         for (direction, outcome), count in sorted(s.connections.items()):
             conns.add_metric([n, direction, outcome], count)
         yield conns
         yield from peering_metrics(node)
+        yield from chaos_metrics(node)
+
+
+def chaos_metrics(node: "Node") -> Iterator[Metric]:
+    """The network emulation (docs/chaos.md): drops, partitions, bucket waits, clock skew, loop lag."""
+    n, sh = node.name, node.shaper
+    dropped = CounterMetricFamily(PREFIX + "link_dropped_messages", "Messages the link emulation dropped, by cause.",
+                                  labels=["node", "cause"])
+    for cause, count in sorted(sh.dropped.items()):
+        dropped.add_metric([n, cause], count)
+    yield dropped
+    yield _single(GaugeMetricFamily, "partitioned_peers", "Peers this node cannot reach through an active partition.",
+                  n, sum(1 for p in node.peers.values() if p.ip in sh.held))
+    waits = CounterMetricFamily(PREFIX + "bandwidth_wait_seconds",
+                                "Time messages waited for the node's upload/download token bucket.",
+                                labels=["node", "direction"])
+    for direction, seconds in sorted(sh.waited.items()):
+        waits.add_metric([n, direction], seconds)
+    yield waits
+    yield _single(GaugeMetricFamily, "clock_skew_seconds", "The node's configured clock offset.", n, node.clock.skew)
+    if node.lag is not None and node.exports_lag:  # one node per worker process (host.py)
+        fam = HistogramMetricFamily(PREFIX + "event_loop_lag_seconds",
+                                    "How late the worker process's event loop ran a timer (per worker, not per node).",
+                                    labels=["worker"])
+        fam.add_metric([node.lag.worker], _buckets(node.lag.histogram), node.lag.histogram.sum)
+        yield fam
 
 
 SCORE_BUCKETS = (0.0, 1.0, 10.0, 20.0, 50.0, 99.0, 100.0)  # misbehaviour points; 100 = threshold

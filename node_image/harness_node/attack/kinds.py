@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-KIND_MODULES: tuple[str, ...] = ("spam",)
+KIND_MODULES: tuple[str, ...] = ("spam", "spy", "eclipse")
 
 
 def load_kinds() -> None:

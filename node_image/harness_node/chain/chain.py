@@ -2,6 +2,11 @@
 
 Validation is structural: proof of work against the header's bits, merkle root, a coinbase. Every
 regtest block has the same work, so the longest chain wins and the first-seen block wins a tie.
+
+Memory is bounded by bytes: regtest proof of work costs nothing, so a peer could feed endless
+forks or parentless blocks. Blocks waiting for their parent (orphans) and blocks stored off the
+best chain each have a byte budget (``max_orphan_mb``, ``max_stale_mb``); past it, the oldest
+orphans are dropped and a new block that would not be on the best chain is not stored.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ _GENESIS_COINBASE = bytes.fromhex(
     "207365636f6e64206261696c6f757420666f722062616e6b73ffffffff0100f2052a01000000434104678afdb0fe55"
     "48271967f1a67130b7105cd6a828e03909a67962e0ea1f61deb649f6bc3f4cef38c4f35504e51ec112de5c384df7ba"
     "0b8d578a4c702b6bf11d5fac00000000")
-MAX_ORPHAN_BLOCKS = 100  # testbed bound on blocks held until their parent arrives
+MB = 1_000_000
+DEFAULT_MAX_ORPHAN_BLOCKS_MB = 16  # testbed: Core keeps no orphan blocks (headers-first)
+DEFAULT_MAX_STALE_BLOCKS_MB = 16  # testbed: regtest forks cost no work, so side chains are bounded
 
 
 def regtest_genesis() -> Block:
@@ -40,6 +47,7 @@ class AddResult:
     orphan: bool = False
     duplicate: bool = False
     new_tip: bool = False
+    dropped: bool = False  # valid, but over a byte budget: not stored
 
 
 def check_block(block: Block) -> None:
@@ -52,8 +60,14 @@ def check_block(block: Block) -> None:
 
 
 class Chain:
-    def __init__(self, genesis: Block | None = None) -> None:
+    def __init__(self, genesis: Block | None = None, max_orphan_mb: float = DEFAULT_MAX_ORPHAN_BLOCKS_MB,
+                 max_stale_mb: float = DEFAULT_MAX_STALE_BLOCKS_MB) -> None:
         g = genesis or regtest_genesis()
+        self.max_orphan_bytes = int(max_orphan_mb * MB)
+        self.max_stale_bytes = int(max_stale_mb * MB)
+        self.orphan_bytes = 0
+        self.stale: dict[bytes, int] = {}  # stored blocks off the best chain -> size
+        self.stale_bytes = 0
         self.genesis = g
         self.blocks: dict[bytes, Block] = {g.hash: g}
         self.heights: dict[bytes, int] = {g.hash: 0}
@@ -83,21 +97,23 @@ class Chain:
         if block.hash in self.blocks or self.is_orphan(block.hash):
             return AddResult(duplicate=True)
         check_block(block)
+        size = len(block.raw)
         if block.header.prev not in self.blocks:
-            if self.orphan_count >= MAX_ORPHAN_BLOCKS:  # drop the oldest waiting group
-                oldest = next(iter(self.orphans))
-                self.orphan_count -= len(self.orphans.pop(oldest))
-            self.orphans.setdefault(block.header.prev, []).append(block)
-            self.orphan_count += 1
-            return AddResult(orphan=True)
+            return self._add_orphan(block, size)
+        off_best = self.heights[block.header.prev] + 1 <= self.height and block.hash not in self.orphans
+        if off_best and self.stale_bytes + size > self.max_stale_bytes:
+            return AddResult(dropped=True)
         result = AddResult()
         todo = [block]
         while todo:
             b = todo.pop(0)
             self.blocks[b.hash] = b
             self.heights[b.hash] = self.heights[b.header.prev] + 1
+            self._mark_stale(b.hash)  # until _set_tip puts it on the best chain
             result.connected.append(b)
             waiting = self.orphans.pop(b.hash, [])
+            for w in waiting:
+                self.orphan_bytes -= len(w.raw)
             self.orphan_count -= len(waiting)
             todo.extend(waiting)
         best = max(result.connected, key=lambda b: self.heights[b.hash])
@@ -106,13 +122,41 @@ class Chain:
             result.new_tip = True
         return result
 
+    def _add_orphan(self, block: Block, size: int) -> AddResult:
+        if size > self.max_orphan_bytes:
+            return AddResult(dropped=True)
+        while self.orphan_bytes + size > self.max_orphan_bytes:  # drop the oldest waiting groups
+            group = self.orphans.pop(next(iter(self.orphans)))
+            self.orphan_count -= len(group)
+            self.orphan_bytes -= sum(len(b.raw) for b in group)
+        self.orphans.setdefault(block.header.prev, []).append(block)
+        self.orphan_count += 1
+        self.orphan_bytes += size
+        return AddResult(orphan=True)
+
+    def _mark_stale(self, h: bytes) -> None:
+        if h not in self.stale:
+            self.stale[h] = len(self.blocks[h].raw)
+            self.stale_bytes += self.stale[h]
+
+    def _unmark_stale(self, h: bytes) -> None:
+        self.stale_bytes -= self.stale.pop(h, 0)
+
+    def on_best_chain(self, h: bytes) -> bool:
+        height = self.heights.get(h)
+        return height is not None and height < len(self.main) and self.main[height] == h
+
     def _set_tip(self, h: bytes) -> None:
         path = []
         while self.heights[h] >= len(self.main) or self.main[self.heights[h]] != h:
             path.append(h)
             h = self.blocks[h].header.prev
+        for old in self.main[self.heights[h] + 1:]:  # a reorg: the old branch is now off the best chain
+            self._mark_stale(old)
         del self.main[self.heights[h] + 1:]
         self.main.extend(reversed(path))
+        for new in path:
+            self._unmark_stale(new)
 
     def locator(self) -> list[bytes]:
         """Core's block locator: the last 10 hashes, then exponentially sparser, then genesis."""

@@ -1,5 +1,8 @@
 """The mempool: opaque transactions keyed by txid, with first-seen time, sender and origin.
 
+Bounded by bytes like Core's -maxmempool (default 300 MB; the bound is per node, so a host running
+many nodes multiplies it). With no fee rates to compare, the oldest transactions go first.
+
 No script or UTXO validation (the testbed relays structure, not money). Every accepted tx gets a
 sequence number so that relay.py can apply Core's rule "serve a tx by getdata only if it was in the
 mempool before the last inv we sent that peer".
@@ -12,7 +15,8 @@ from dataclasses import dataclass
 
 from ..wire.messages import Tx
 
-MAX_MEMPOOL_TXS = 100_000  # testbed bound (Core bounds by bytes, -maxmempool 300 MB)
+DEFAULT_MAX_MEMPOOL_SIZE_MB = 300  # policy/policy.h DEFAULT_MAX_MEMPOOL_SIZE_MB
+MB = 1_000_000
 MAX_SEEN_RECORDS = 200_000  # first-seen records outlive mempool entries (mined txs stay queryable)
 
 
@@ -34,8 +38,9 @@ class TxRecord:
 
 
 class Mempool:
-    def __init__(self, max_txs: int = MAX_MEMPOOL_TXS) -> None:
-        self.max_txs = max_txs
+    def __init__(self, max_mb: float = DEFAULT_MAX_MEMPOOL_SIZE_MB) -> None:
+        self.max_bytes = int(max_mb * MB)
+        self.bytes = 0  # serialized sizes of the txs in the pool
         self.txs: OrderedDict[bytes, Tx] = OrderedDict()
         self.by_wtxid: dict[bytes, bytes] = {}
         self.seen: OrderedDict[bytes, TxRecord] = OrderedDict()
@@ -64,7 +69,8 @@ class Mempool:
             self.seen.popitem(last=False)
         self.txs[tx.txid] = tx
         self.by_wtxid[tx.wtxid] = tx.txid
-        if len(self.txs) > self.max_txs:
+        self.bytes += len(tx.raw)
+        while self.bytes > self.max_bytes and self.txs:
             self.remove(next(iter(self.txs)))
         return rec
 
@@ -82,3 +88,4 @@ class Mempool:
         tx = self.txs.pop(txid, None)
         if tx is not None:
             self.by_wtxid.pop(tx.wtxid, None)
+            self.bytes -= len(tx.raw)

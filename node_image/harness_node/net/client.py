@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import struct
 import time
 from collections import Counter
@@ -91,12 +92,40 @@ class ClientPeer:
 
     # --- connecting ------------------------------------------------------------------------------
 
-    async def connect(self, host: str, port: int, timeout: float = 5.0, local_ip: str | None = None) -> None:
-        """Dial host:port (from `local_ip` if given); raises OSError / asyncio.TimeoutError."""
+    async def connect(self, host: str, port: int, timeout: float = 5.0, local_ip: str | None = None,
+                      rcvbuf: int | None = None) -> None:
+        """Dial host:port (from `local_ip` if given); raises OSError / asyncio.TimeoutError.
+        `rcvbuf` sets SO_RCVBUF before connecting, so the TCP window we offer stays that small
+        (a slow reader; with stop_reading(), one that never reads)."""
         local = (local_ip, 0) if local_ip else None
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, local_addr=local, limit=self.read_chunk), timeout)
+        if rcvbuf is None:
+            opened = asyncio.open_connection(host, port, local_addr=local, limit=self.read_chunk)
+        else:
+            opened = self._open_with_rcvbuf(host, port, local, rcvbuf)
+        reader, writer = await asyncio.wait_for(opened, timeout)
         self.attach(reader, writer)
+
+    async def _open_with_rcvbuf(self, host: str, port: int, local: tuple[str, int] | None,
+                                rcvbuf: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            if local is not None:
+                sock.bind(local)
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock, limit=self.read_chunk)
+
+    def stop_reading(self) -> None:
+        """Read nothing more, ever: the kernel's receive buffer fills and the sender's send buffer
+        grows (a peer that stops reading). Sending still works."""
+        if self._tasks:
+            self._tasks[0].cancel()  # the frame loop (attach() starts it first)
+        if self.writer is not None:
+            self.writer.transport.pause_reading()
 
     def attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run on an existing stream pair (an accepted connection, for a listening spy)."""

@@ -14,8 +14,10 @@ from typing import Protocol
 
 from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame_shared
 from ..wire.messages import Message
-from .linkem import LinkEmulator, LinkModel
+from .capture import MessageCapture
+from .linkem import LinkEmulator
 from .peer import Peer
+from .shaping import Shaper
 from .stats import NodeStats
 
 # Core stops reading a peer whose send buffer is full (net.cpp fPauseSend, -maxsendbuffer 1000 kB);
@@ -24,6 +26,11 @@ from .stats import NodeStats
 # that one stalled socket cannot exhaust the memory shared by a thousand nodes.
 MAX_SEND_BUFFER = 16 * 1024 * 1024
 WRITE_HIGH_WATER = 1024 * 1024  # net.h DEFAULT_MAXSENDBUFFER 1000 kB
+# An orderly close (transport.close()) waits until the send buffer drains, and a peer that stops
+# reading never lets it: its socket, its Peer and its buffered megabytes would stay for ever. Core
+# closes the socket at once (CloseSocketDisconnect drops what is unsent). We let a close flush for
+# this long (a final message to a peer that does read), then abort; a full buffer aborts at once.
+CLOSE_GRACE = 1.0  # seconds
 
 
 def framing_error_kind(e: FramingError) -> str:
@@ -37,7 +44,8 @@ class ConnectionEvents(Protocol):
     magic: bytes
     rng: random.Random
     stats: NodeStats
-    link: LinkModel
+    shaper: Shaper
+    capture: MessageCapture | None  # None unless capture is on: the hot path tests only this
 
     def attach(self, conn: "Connection", addr: tuple[str, int], local: tuple[str, int]) -> Peer | None: ...
     def detach(self, peer: Peer, exc: Exception | None) -> None: ...
@@ -56,12 +64,14 @@ class Connection(asyncio.Protocol):
         self.linkem: LinkEmulator | None = None
         self.closing = False
         self.frozen = False  # node paused: nothing read or sent, as if the process were stopped
+        self.rx_paced = False  # reading paused until the download bucket has passed the last chunk
         self.bytes_in = 0
         self.bytes_out = 0
         # Frames queued this loop iteration, written together at its end (_flush): a relay burst
         # sends one peer several messages in a row, and one write per message is one syscall each.
         self._pending: list[bytes] = []
         self.closed: asyncio.Future[None] = owner.loop.create_future()
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -69,8 +79,7 @@ class Connection(asyncio.Protocol):
         # no isinstance check: uvloop's TCP transport is not a subclass of asyncio.Transport
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        if self.owner.link.active:
-            self.linkem = LinkEmulator(self.owner.link, self.owner.rng, self.owner.loop)
+        self.linkem = LinkEmulator(self.owner.shaper, self.owner.rng, self.owner.loop)
         peername = transport.get_extra_info("peername")
         sockname = transport.get_extra_info("sockname")
         if peername is None:  # closed before we got here
@@ -82,6 +91,26 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self.bytes_in += len(data)
+        now = self.owner.loop.time()
+        done = self.owner.shaper.download_done(len(data), now)
+        if done > now and self.transport is not None:
+            # The download cap: this chunk "arrives" when the node's bucket has passed it; reading
+            # stops until then, so later chunks of this link queue behind it in the kernel.
+            self.rx_paced = True
+            self.transport.pause_reading()
+            self.owner.loop.call_at(done, self._paced, data)
+            return
+        self._process(data)
+
+    def _paced(self, data: bytes) -> None:
+        self.rx_paced = False
+        if self.closing:
+            return
+        if self.transport is not None and not self.frozen:
+            self.transport.resume_reading()
+        self._process(data)
+
+    def _process(self, data: bytes) -> None:
         try:
             frames = self.decoder.feed(data)
         except FramingError as e:
@@ -100,6 +129,9 @@ class Connection(asyncio.Protocol):
                 self.owner.stats.protocol_errors["bad-command"] += 1
                 continue
             self.owner.stats.count_message("in", command, HEADER_SIZE + len(payload))
+            capture = self.owner.capture
+            if capture is not None:
+                capture.record(peer.address, "recv", command, payload)
             # Handling is synchronous on the host's one thread, so its wall time is the CPU the node spent
             # (plus any time the OS took the CPU away). perf_counter costs ~0.3 us; thread_time ~5 us here,
             # a sixth of handling a message.
@@ -111,6 +143,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
         if self.linkem is not None:
             self.linkem.cancel()
         if self.peer is not None:
@@ -124,7 +158,7 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closing and not self.frozen:
+        if self.transport is not None and not self.closing and not self.frozen and not self.rx_paced:
             self.transport.resume_reading()
 
     def pause(self) -> None:
@@ -134,7 +168,7 @@ class Connection(asyncio.Protocol):
 
     def resume(self) -> None:
         self.frozen = False
-        if self.transport is not None and not self.closing:
+        if self.transport is not None and not self.closing and not self.rx_paced:
             self.transport.resume_reading()
 
     # --- sending -------------------------------------------------------------------------------
@@ -149,10 +183,22 @@ class Connection(asyncio.Protocol):
         self.owner.stats.count_message("out", command, len(data))
         if self.peer is not None:
             self.peer.last_send = self.owner.loop.time()
-        if self.linkem is not None:
-            self.linkem.send(data, self._write)
+            capture = self.owner.capture
+            if capture is not None:
+                capture.record(self.peer.address, "sent", command, payload)
+        ip = self.peer.ip if self.peer is not None else (self.target[0] if self.target else "")
+        em = self.linkem
+        if em is not None and (em.busy or self.owner.shaper.shapes(ip)):
+            em.send(data, self._write, ip)
+            if em.held_bytes > MAX_SEND_BUFFER:
+                self.close("send-buffer-full")
         else:
             self._write(data)
+
+    def release(self) -> None:
+        """The peer is reachable again (a partition healed): send what was held for it."""
+        if self.linkem is not None and self.peer is not None and not self.closing:
+            self.linkem.release(self.peer.ip)
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
@@ -170,15 +216,22 @@ class Connection(asyncio.Protocol):
             return
         transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
-            self.close("send-buffer-full")
+            self.close("send-buffer-full", abort=True)
 
-    def close(self, reason: str) -> None:
-        """Orderly close: the peer layer records `reason` before the socket goes."""
+    def close(self, reason: str, abort: bool = False) -> None:
+        """Close: the peer layer records `reason` before the socket goes. What is still unsent gets
+        CLOSE_GRACE seconds to flush (none with `abort`); then the transport is aborted."""
         if self.peer is not None and self.peer.disconnect_reason is None:
             self.peer.disconnect_reason = reason
+        transport = self.transport
+        if abort and transport is not None:
+            transport.abort()  # also after an earlier orderly close that is still flushing
         if self.closing:
             return
         self._flush()  # what we sent before deciding to close still goes out (a reject, a last pong)
         self.closing = True
-        if self.transport is not None:
-            self.transport.close()
+        if transport is None or abort:
+            return
+        transport.close()
+        if transport.get_write_buffer_size() > 0:
+            self._abort_timer = self.owner.loop.call_later(CLOSE_GRACE, transport.abort)

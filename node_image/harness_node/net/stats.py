@@ -44,7 +44,7 @@ class Histogram:
 class NodeStats:
     __slots__ = ("msgs", "bytes", "protocol_errors", "misbehaviour", "bans", "txs_received",
                  "blocks_received", "tx_delay", "block_delay", "inv_wait", "sandbox_refused", "connections",
-                 "processing")
+                 "processing", "housekeeping_errors")
 
     def __init__(self) -> None:
         # (direction "in"|"out", command label) -> count
@@ -63,6 +63,7 @@ class NodeStats:
         self.connections: defaultdict[tuple[str, str], int] = defaultdict(int)  # (direction, outcome)
         # command label -> seconds spent handling received messages (synchronous: CPU time): what a flood costs a victim
         self.processing: defaultdict[str, float] = defaultdict(float)
+        self.housekeeping_errors = 0  # rounds of the periodic task that raised (logged, loop goes on)
 
     def count_message(self, direction: str, command: str, size: int) -> None:
         key = (direction, command_label(command))

@@ -4,7 +4,9 @@ protocol.md §3.1).
 - **Bans** (≤0.20.0 misbehaviour, and manual ``setban`` in every era): an address or a CIDR subnet
   is refused inbound and never dialled until its expiry. Bans are persisted, so they survive a
   restart: Core writes ``banlist.dat`` (``banlist.json`` since 22.0); we write JSON, atomically
-  (temp file + fsync + rename) after every change, and load it on construction.
+  (temp file + fsync + rename), and load it on construction. Every change calls ``on_change``:
+  by default the list is written at once; the node batches a ban storm instead (peering/connman.py
+  writes at most once per BANLIST_FLUSH_DELAY, off the event loop).
 - **Discouragement** (0.20.1+): single addresses, no expiry, not persisted, not listed. Core keeps
   them in a ``CRollingBloomFilter(50000, 0.000001)``, which forgets the oldest entries once full
   and has a one-in-a-million false-positive rate. We keep an exact LRU set bounded at 50,000
@@ -19,6 +21,7 @@ import builtins
 import ipaddress
 import json
 import os
+import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +44,13 @@ class BanEntry:
     reason: str
     created: float  # clock() when banned (Core: nCreateTime)
     until: float  # clock() at which the ban ends (Core: nBanUntil)
+    first_misbehaviour: float | None = None  # clock() of the peer's first scored event (not Core's: for time to ban)
+
+    def to_dict(self, net: object) -> dict[str, object]:
+        d: dict[str, object] = {"address": str(net), "reason": self.reason, "created": self.created, "until": self.until}
+        if self.first_misbehaviour is not None:
+            d["first_misbehaviour"] = self.first_misbehaviour
+        return d
 
 
 def _address(ip: str | IPAddress) -> IPAddress:
@@ -72,7 +82,8 @@ def _network(ip_or_cidr: str | IPAddress | IPNetwork) -> IPNetwork:
 class BanMan:
     """Bans (subnets, with expiry, persisted to `path`) and discouraged addresses (in memory)."""
 
-    def __init__(self, path: str | None, clock: Callable[[], float], default_bantime: float) -> None:
+    def __init__(self, path: str | None, clock: Callable[[], float], default_bantime: float,
+                 on_change: Callable[[], None] | None = None) -> None:
         if default_bantime <= 0:
             raise ValueError(f"default_bantime must be > 0 seconds, got {default_bantime!r}")
         self.path = path
@@ -86,13 +97,19 @@ class BanMan:
         # For metrics: bans issued by reason (a _total counter) and discouragements issued.
         self.bans_by_reason: Counter[str] = Counter()
         self.discouraged_total = 0
+        self.on_change = on_change or self.flush  # the list changed: persist it (now, or batched)
+        self.writes = 0  # files written (a ban storm must not mean one write per ban)
+        self._version = 0  # bumped per change; a write of an older snapshot never replaces a newer one
+        self._written = -1
+        self._write_lock = threading.Lock()  # writes may run on executor threads
         if path is not None and os.path.exists(path):
             self._load()
             self.sweep()  # bans that expired while we were down (Core sweeps after loading too)
 
     # -- bans ---------------------------------------------------------------------------------
 
-    def ban(self, ip_or_cidr: str, reason: str, duration: float | None = None) -> None:
+    def ban(self, ip_or_cidr: str, reason: str, duration: float | None = None,
+            first_misbehaviour: float | None = None) -> None:
         """Ban an address or subnet for `duration` seconds (default: the bantime). Re-banning
         only ever extends a ban, as Core's BanMan::Ban does."""
         if duration is None:
@@ -101,7 +118,7 @@ class BanMan:
             raise ValueError(f"ban duration must be > 0 seconds, got {duration!r}")
         net = _network(ip_or_cidr)
         now = self.clock()
-        entry = BanEntry(reason, now, now + duration)
+        entry = BanEntry(reason, now, now + duration, first_misbehaviour)
         self.bans_by_reason[reason] += 1
         old = self._bans.get(net)
         if old is not None and old.until >= entry.until:
@@ -146,10 +163,7 @@ class BanMan:
         """Current bans, oldest first: address (CIDR), reason, created, until. Sweeps first, like
         Core's GetBanned."""
         self.sweep()
-        return [
-            {"address": str(net), "reason": e.reason, "created": e.created, "until": e.until}
-            for net, e in sorted(self._bans.items(), key=lambda item: item[1].created)
-        ]
+        return [e.to_dict(net) for net, e in sorted(self._bans.items(), key=lambda item: item[1].created)]
 
     @property
     def banned_count(self) -> int:
@@ -205,14 +219,32 @@ class BanMan:
     def _save(self) -> None:
         if self.path is None:
             return
-        doc = {
+        self._version += 1
+        self.on_change()
+
+    def snapshot(self) -> tuple[int, dict[str, object]]:
+        """(change number, file contents) of the list as it is now; cheap enough for the loop."""
+        return self._version, {
             "version": BANLIST_VERSION,
-            "banned": [
-                {"address": str(net), "reason": e.reason, "created": e.created, "until": e.until}
-                for net, e in self._bans.items()
-            ],
+            "banned": [e.to_dict(net) for net, e in self._bans.items()],
         }
-        write_json_atomic(self.path, doc, indent=1)  # a crash leaves the old list or the new one
+
+    def write(self, snapshot: tuple[int, dict[str, object]]) -> bool:
+        """Write a snapshot() (from any thread); skipped if a newer one is already on disk."""
+        if self.path is None:
+            return False
+        version, doc = snapshot
+        with self._write_lock:
+            if version <= self._written:
+                return False
+            write_json_atomic(self.path, doc, indent=1)  # a crash leaves the old list or the new one
+            self._written = version
+            self.writes += 1
+            return True
+
+    def flush(self) -> None:
+        """Write the current list now, on this thread."""
+        self.write(self.snapshot())
 
     def _load(self) -> None:
         assert self.path is not None
@@ -227,7 +259,9 @@ class BanMan:
             for i, item in enumerate(doc["banned"]):
                 try:
                     net = _network(item["address"])
-                    entry = BanEntry(str(item["reason"]), float(item["created"]), float(item["until"]))
+                    first = item.get("first_misbehaviour")
+                    entry = BanEntry(str(item["reason"]), float(item["created"]), float(item["until"]),
+                                     None if first is None else float(first))
                 except (KeyError, TypeError, ValueError) as e:
                     raise ValueError(f"entry {i} ({item!r}) is invalid: {e}") from None
                 self._set(net, entry)

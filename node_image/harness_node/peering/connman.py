@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,8 +23,8 @@ from ..atomicfile import write_json_atomic
 from ..net.peer import Peer
 from ..net.sandbox import DialRefused, Sandbox
 from ..timing import Timers
-from ..wire.messages import NODE_NETWORK, NODE_WITNESS
-from .banman import BanMan
+from ..wire.messages import NODE_NETWORK, NODE_WITNESS, NetAddr
+from .banman import BanListError, BanMan
 from .eviction import EvictionCandidate, select_node_to_evict
 from .misbehaviour import Action
 from .peerconfig import MAX_ANCHORS, PeerConfig
@@ -41,6 +41,9 @@ IDLE_BACKOFF_MAX = 5  # idle rounds wait up to 2^5 = 32 loop periods (16 s at Co
 ADDRMAN_FILE = "peers.json"
 ANCHORS_FILE = "anchors.json"
 BANLIST_FILE = "banlist.json"
+# A ban storm (an attack that earns a thousand bans in a second) must not rewrite and fsync the
+# whole list once per ban on the event loop: changes are written at most this often, off the loop.
+BANLIST_FLUSH_DELAY = 1.0  # seconds (not scaled: it is about disk cost, not protocol time)
 
 
 class HostConfig(Protocol):
@@ -59,6 +62,7 @@ class ConnManHost(Protocol):
     name: str
     loop: Any  # asyncio.AbstractEventLoop
     rng: random.Random
+    clock: Callable[[], float]  # the node's wall clock (skewed by a chaos fault)
     timers: Timers
     sandbox: Sandbox
     running: bool
@@ -81,11 +85,13 @@ class ConnMan:
         self.datadir = Path(node.config.datadir) if node.config.datadir else None
         # addrman's bucket key: secret per node, stable across restarts (persisted with the tables)
         self.netgroups = NetGroups(cfg.netgroup_bits, cfg.all_routable)
-        self.addrman = AddrMan(node.rng.randbytes(32), self.netgroups, node.rng, time.time,
+        # addr times and ban expiries read the node's clock, which a chaos fault may skew
+        self.addrman = AddrMan(node.rng.randbytes(32), self.netgroups, node.rng, node.clock,
                                use_tried=self.cm.tried_table, test_before_evict=self.cm.test_before_evict,
                                time_scale=scale)
-        self.banman = BanMan(str(self.datadir / BANLIST_FILE) if self.datadir else None, time.time,
-                             node.timers.bantime)
+        self.banman = self._open_banlist()
+        self._ban_flush: asyncio.Task[None] | None = None
+        self._bans_dirty = False
         self._eviction_key = node.rng.randbytes(16)
         self.anchors: list[tuple[str, int]] = []
         self.pending: dict[tuple[str, int], str] = {}  # dials in flight -> kind
@@ -98,6 +104,44 @@ class ConnMan:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._dials: set[asyncio.Task[Any]] = set()
+
+    def _open_banlist(self) -> BanMan:
+        path = self.datadir / BANLIST_FILE if self.datadir else None
+        make = lambda: BanMan(str(path) if path else None, self.node.clock, self.node.timers.bantime,  # noqa: E731
+                              on_change=self._bans_changed)
+        try:
+            return make()
+        except BanListError as e:  # as a corrupt peers.json: set it aside and start with no bans
+            assert path is not None
+            log.warning("%s: %s; moved to %s, starting with no bans", self.node.name, e, path.with_suffix(".corrupt"))
+            path.rename(path.with_suffix(".corrupt"))
+            return make()
+
+    def _bans_changed(self) -> None:
+        """The ban list changed: write it within BANLIST_FLUSH_DELAY, on an executor thread (at
+        once, on this thread, when no loop runs: before start or after stop)."""
+        self._bans_dirty = True
+        if self._ban_flush is not None:
+            return  # the pending write will see the change
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._bans_dirty = False
+            self.banman.flush()
+            return
+        self._ban_flush = loop.create_task(self._flush_bans(), name=f"{self.node.name}-banlist")
+
+    async def _flush_bans(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._bans_dirty:
+                await asyncio.sleep(BANLIST_FLUSH_DELAY)
+                self._bans_dirty = False
+                await loop.run_in_executor(None, self.banman.write, self.banman.snapshot())
+        except OSError as e:  # a full disk must not stop the node; the next change retries
+            log.warning("%s: cannot write the ban list: %s", self.node.name, e)
+        finally:
+            self._ban_flush = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -133,6 +177,13 @@ class ConnMan:
             self._task.cancel()
         for t in list(self._dials):
             t.cancel()
+        pending = self._ban_flush is not None
+        if self._ban_flush is not None:
+            self._ban_flush.cancel()
+            self._ban_flush = None
+        if pending or self._bans_dirty:
+            self.banman.flush()  # the newest snapshot: a write still in flight cannot replace it
+        self._bans_dirty = False
         self.save(anchors=True)
 
     def save(self, anchors: bool = False) -> None:
@@ -273,10 +324,18 @@ class ConnMan:
 
     # --- hooks from the node ---------------------------------------------------------------------
 
-    def on_version(self, peer: Peer) -> None:
-        """Core marks an outbound address good once its version arrives (feelers included)."""
+    def on_version(self, peer: Peer, listen_port: int = 0) -> None:
+        """Core marks an outbound address good once its version arrives (feelers included).
+        With `inbound_not_tried` off (0.9.3, before #8594) an inbound peer's address goes into
+        addrman and straight to tried as well: the hole Heilman et al. filled tried through. Its
+        port is the one its version's addr_from announces (the source port is ephemeral), else ours."""
         if not peer.inbound and peer.kind in AUTOMATIC_KINDS:
             self.addrman.good(peer.ip, peer.port)
+        elif peer.inbound and not self.cm.inbound_not_tried:
+            port = listen_port or self.node.port
+            self.addrman.add([NetAddr(ip=peer.ip, port=port, services=peer.services, time=int(self.node.clock()))],
+                             peer.ip)
+            self.addrman.good(peer.ip, port)
         if peer.kind == "feeler":
             self.addrman.resolve_collisions()
 
@@ -294,7 +353,11 @@ class ConnMan:
         if discouraged:
             self.counters["inbound_refused_full"] += 1
             return False, False
-        victim_id = select_node_to_evict([self._candidate(p) for p in sorted(inbound, key=lambda p: p.id)],
+        # A peer already being disconnected is no candidate (Core skips fDisconnect nodes): else a
+        # burst of connections in one loop turn "evicts" the same closing peer again and again and
+        # every newcomer is admitted past the limit.
+        alive = [p for p in inbound if p.disconnect_reason is None]
+        victim_id = select_node_to_evict([self._candidate(p) for p in sorted(alive, key=lambda p: p.id)],
                                          protect_by_netgroup=self.cm.inbound_netgroup_eviction)
         if victim_id is None:
             self.counters["inbound_refused_full"] += 1
@@ -319,7 +382,7 @@ class ConnMan:
 
     def punish(self, peer: Peer, action: Action, reason: str) -> None:
         if action is Action.BAN:
-            self.banman.ban(peer.ip, reason)
+            self.banman.ban(peer.ip, reason, first_misbehaviour=peer.first_misbehaviour)
         elif action is Action.DISCOURAGE:
             self.banman.discourage(peer.ip)
         # Core's Ban() drops every link to the address; Discourage() only this peer's

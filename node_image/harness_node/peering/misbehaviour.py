@@ -31,49 +31,52 @@ class Action(str, enum.Enum):
     DISCOURAGE = "discourage"  # disconnect + discourage the address
 
 
-# reason -> points, values from Core 0.18 net_processing.cpp unless noted (protocol.md §3.2).
+# reason -> points, values from Core 0.18 net_processing.cpp unless noted (protocol.md §3.2). Every
+# entry is charged where Core charges it (the comment says where); tests/node/test_misbehaviour_wire.py
+# sends each offence over a socket and reads the expected score from this table. Attack code may
+# import it as data.
 SCORES: dict[str, int] = {
-    "pre-version-message": 1,  # message before version
-    "duplicate-version": 1,
-    "pre-verack-message": 1,  # message other than version/verack before verack
-    "addr-too-large": 20,  # addr/addrv2 > 1000
-    "inv-too-large": 20,  # inv > 50,000
-    "getdata-too-large": 20,  # getdata > 50,000
-    "headers-too-large": 20,  # headers > 2000
-    "headers-non-continuous": 20,
-    "headers-unconnecting": 20,  # every 10th consecutive unconnecting headers message
-    "tx-empty-vin-vout": 10,  # [0.16v] bad-txns-vin-empty / vout-empty
-    "tx-null-prevout": 10,  # [0.16v] bad-txns-prevout-null
-    "tx-oversize": 100,  # [0.16v] bad-txns-oversize
-    "tx-bad-values": 100,  # [0.16v] bad-txns-vout-negative / -toolarge / -txouttotal-toolarge
-    "tx-duplicate-inputs": 100,  # [0.16v] bad-txns-inputs-duplicate
-    "tx-missing-inputs": 100,  # [0.16v] bad-txns-inputs-missingorspent
-    "tx-in-below-out": 100,  # [0.16v] bad-txns-in-belowout
-    "tx-policy-reject": 0,  # [0.16v] standardness/fee rejects are not misbehaviour
-    "tx-invalid": 100,  # [0.19] TX_CONSENSUS
-    "block-bad-pow": 50,  # [0.16v]
-    "block-prev-not-found": 10,  # [0.16v] / [0.19] MISSING_PREV
-    "block-nonfinal-tx": 10,  # [0.16v] bad-txns-nonfinal
-    "block-time-too-new": 0,  # [0.16v] time-too-new: may become valid, not the peer's fault
-    "block-time-too-old": 0,  # [0.16v] time-too-old
-    "block-bad-version": 0,  # [0.16v] bad-version
-    "block-invalid": 100,  # [0.19] BLOCK_CONSENSUS / INVALID_HEADER
-    "block-invalid-prev": 100,  # [0.19] BLOCK_INVALID_PREV (builds on a block known invalid)
-    "block-cached-invalid": 100,  # [0.19] BLOCK_CACHED_INVALID (Core scores it for outbound peers only)
-    "block-invalid-via-compact": 0,  # [0.19] invalid block first seen via a compact block: not scored
-    "bloom-not-offered": 100,  # [0.18] filterload/filteradd when we do not offer NODE_BLOOM (peer >= 70011)
-    "bloom-filter-oversize": 100,  # [0.18] filterload over MAX_BLOOM_FILTER_SIZE / MAX_HASH_FUNCS
-    "bloom-filteradd-invalid": 100,  # [0.18] filteradd > 520 bytes or without a loaded filter
-    "getblocktxn-out-of-range": 100,  # [0.18] getblocktxn index beyond the block's tx count
-    "compact-block-invalid": 100,  # [0.18] cmpctblock / blocktxn that does not reconstruct
+    "pre-version-message": 1,  # net/peer.py: message before version
+    "duplicate-version": 1,  # net/peer.py
+    "pre-verack-message": 1,  # net/peer.py: message other than version/verack before verack
+    "addr-too-large": 20,  # net/peer.py: addr/addrv2 > 1000
+    "inv-too-large": 20,  # net/peer.py: inv > 50,000
+    "getdata-too-large": 20,  # net/peer.py: getdata > 50,000
+    "headers-too-large": 20,  # net/peer.py: headers > 2000
+    "headers-non-continuous": 20,  # relay/relay.py on_headers
+    "headers-unconnecting": 20,  # relay/relay.py: every 10th consecutive unconnecting headers message
+    "tx-empty-vin-vout": 10,  # chain/txcheck.py [0.16v] bad-txns-vin-empty / vout-empty
+    "tx-null-prevout": 10,  # chain/txcheck.py [0.16v] bad-txns-prevout-null
+    "tx-oversize": 100,  # chain/txcheck.py [0.16v] bad-txns-oversize (> 1 MB without witness)
+    "tx-bad-values": 100,  # chain/txcheck.py [0.16v] bad-txns-vout-negative / -toolarge / -txouttotal-toolarge
+    "tx-duplicate-inputs": 100,  # chain/txcheck.py [0.16v] bad-txns-inputs-duplicate
+    "tx-policy-reject": 0,  # chain/txcheck.py [0.16v] standardness (tx-size > 400,000 weight) is not misbehaviour
+    "tx-invalid": 100,  # chain/txcheck.py [0.16v] "coinbase" outside a block (DoS 100; 0.19 TX_CONSENSUS)
+    "block-bad-pow": 50,  # chain/chain.py check_block [0.16v]
+    "block-invalid": 100,  # chain/chain.py check_block [0.19] BLOCK_CONSENSUS: no coinbase, bad merkle root
+    "bloom-not-offered": 100,  # net/peer.py [0.18] filterload/filteradd when we do not offer NODE_BLOOM (peer >= 70011)
     # A payload that does not decode: Core 0.18 catches the exception in ProcessMessages, logs it
-    # and does not score it (only the size rules above are scored). Counted as a protocol error.
+    # and does not score it (only the size rules above are scored). net/peer.py records it.
     "malformed-message": 0,
-    "dandelion-invalid": 100,  # testbed: stem tx that does not parse
+    "dandelion-invalid": 100,  # testbed: a stem tx without inputs or outputs (as tx-empty-vin-vout)
     # Disconnect-only rules (protocol.md §3.2 last row): no points, the connection is dropped.
-    "locator-too-large": 0,  # [0.18] getblocks/getheaders locator > MAX_LOCATOR_SZ (101)
-    "mempool-without-bloom": 0,  # [0.18] `mempool` message when we do not offer NODE_BLOOM
+    "locator-too-large": 0,  # relay/relay.py [0.18] getheaders locator > MAX_LOCATOR_SZ (101)
+    "mempool-without-bloom": 0,  # net/peer.py [0.18] `mempool` message when we do not offer NODE_BLOOM
 }
+# Rules of Core's table this node cannot meet, so they are not listed (a listed score is a promise
+# that the node charges it):
+# - tx-missing-inputs (100), tx-in-below-out (100): there is no UTXO set; synthetic transactions spend
+#   outpoints that do not exist.
+# - block-prev-not-found (10): Core (headers-first) never stores a block without its parent; the
+#   testbed keeps such orphans within a byte budget (chain.py) and fetches the gap, because blocks
+#   announced by inv may arrive out of order over emulated links.
+# - block-nonfinal-tx (10), block-time-too-new / -too-old (0), block-bad-version (0): no lock-time,
+#   median-time or version rules; synthetic blocks carry the harness's clock.
+# - block-invalid-prev, block-cached-invalid (100): invalid blocks are not remembered.
+# - bloom-filter-oversize, bloom-filteradd-invalid (100): they apply only to a node offering
+#   NODE_BLOOM, which this node never does (bloom-not-offered catches every filter message).
+# - getblocktxn-out-of-range, compact-block-invalid (100), block-invalid-via-compact (0): no compact
+#   blocks (BIP152); `cmpctblock`, `getblocktxn` and `blocktxn` are unknown commands, ignored.
 
 # Reasons Core answers with a plain disconnect (fDisconnect) rather than a score.
 DISCONNECT_ONLY: frozenset[str] = frozenset({"locator-too-large", "mempool-without-bloom"})

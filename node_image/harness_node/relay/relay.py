@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from ..chain.chain import BlockInvalid, Chain
 from ..chain.mempool import Mempool
+from ..chain.txcheck import TxInvalid, check_standard, check_transaction
 from ..net.peer import Peer
 from ..net.stats import NodeStats
 from ..timing import Timers
@@ -35,6 +36,10 @@ INVENTORY_BROADCAST_MAX = 1000  # net_processing.cpp (master)
 MAX_GETDATA_BATCH = 1000  # we send getdata in batches of <= 1000 (protocol.md §4)
 MAX_BLOCKS_TO_ANNOUNCE = 8  # net_processing.cpp: more than 8 new blocks -> inv instead of headers
 MAX_KNOWN_INV = 50_000  # Core's rolling bloom filter size for known inventory
+MAX_PEER_TX_ANNOUNCEMENTS = 5000  # txdownloadman.h: announcements tracked per peer; more are ignored
+MAX_PEER_TX_REQUEST_IN_FLIGHT = 100  # txdownloadman.h: more wait until earlier requests finish
+MAX_UNCONNECTING_HEADERS = 10  # net_processing.cpp: every 10th unconnecting headers message scores
+MAX_BLOCK_SEEN = 10_000  # testbed: first-sight records kept for the control API (oldest forgotten)
 TX_TYPES = frozenset({MSG_TX, MSG_WTX, MSG_TX | MSG_WITNESS_FLAG})
 BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
 
@@ -51,6 +56,9 @@ class PeerRelayState:
     inv_queue: list[tuple[bytes, float]] = field(default_factory=list)  # (txid, queued at loop time)
     last_inv_sequence: int = 0  # mempool sequence at our last inv to this peer (getdata rule)
     inv_timer: Any = None  # the outbound peer's own trickle timer
+    announced: set[bytes] = field(default_factory=set)  # tx hashes it announced that we still track
+    requested: set[bytes] = field(default_factory=set)  # tx hashes we asked it for, not yet answered
+    unconnecting_headers: int = 0  # consecutive headers messages that did not connect
 
 
 class RelayHost(Protocol):
@@ -72,7 +80,8 @@ class Relay:
         self.policy = policy
         self.peer_state: dict[int, PeerRelayState] = {}  # peer id -> state, dropped in peer_closed
         self.in_flight: dict[bytes, tuple[Peer, float]] = {}  # announced hash -> (asked peer, deadline)
-        self.announcers: dict[bytes, list[Peer]] = {}  # other peers that announced it
+        # other peers that announced it, oldest first; a dict so a repeated announcement is one entry
+        self.announcers: dict[bytes, dict[int, Peer]] = {}
         self._inbound_timer = None
 
     def state(self, peer: Peer) -> PeerRelayState:
@@ -97,8 +106,7 @@ class Relay:
         """Store a tx seen for the first time and announce it; False if already known."""
         node = self.node
         for h in (tx.txid, tx.wtxid):
-            self.in_flight.pop(h, None)
-            self.announcers.pop(h, None)
+            self._forget(h)
         origin = origin_of(tx)
         rec = node.mempool.add(tx, time.time_ns(), from_peer.address if from_peer else None, origin)
         if rec is None:
@@ -188,21 +196,47 @@ class Relay:
     def on_inv(self, peer: Peer, invs: list[CInv]) -> None:
         want: list[CInv] = []
         now = self.node.loop.time()
+        st = self.state(peer)
         for inv in invs:
             self.mark_known(peer, inv.hash)
             if inv.type in TX_TYPES:
-                if self.node.mempool.known(inv.hash):
+                h = inv.hash
+                if self.node.mempool.known(h) or h in st.announced:
                     continue
-                asked = self.in_flight.get(inv.hash)
-                if asked is not None and asked[1] > now and asked[0].ready:
-                    self.announcers.setdefault(inv.hash, []).append(peer)
+                if len(st.announced) >= MAX_PEER_TX_ANNOUNCEMENTS:
+                    continue  # Core ignores a peer's announcements beyond the cap
+                st.announced.add(h)
+                asked = self.in_flight.get(h)
+                if (asked is not None and asked[1] > now and asked[0].ready) or \
+                        len(st.requested) >= MAX_PEER_TX_REQUEST_IN_FLIGHT:
+                    # someone else was asked, or this peer has too many requests open: it waits
+                    # as an announcer (tick() asks it once a slot frees)
+                    self.announcers.setdefault(h, {})[peer.id] = peer
                     continue
-                self.in_flight[inv.hash] = (peer, now + self.node.timers.getdata_tx_interval)
-                want.append(CInv(MSG_WTX if inv.type == MSG_WTX else MSG_TX, inv.hash))
+                self._mark_requested(peer, h, now)
+                want.append(CInv(MSG_WTX if inv.type == MSG_WTX else MSG_TX, h))
             elif inv.type in BLOCK_TYPES and not self.node.chain.has(inv.hash):
                 want.append(CInv(MSG_BLOCK, inv.hash))
         for i in range(0, len(want), MAX_GETDATA_BATCH):
             peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
+
+    def _mark_requested(self, peer: Peer, h: bytes, now: float) -> None:
+        self.in_flight[h] = (peer, now + self.node.timers.getdata_tx_interval)
+        self.state(peer).requested.add(h)
+
+    def _forget(self, h: bytes) -> None:
+        """`h` arrived (or is known): drop its request and every announcer's claim on it."""
+        asked = self.in_flight.pop(h, None)
+        if asked is not None:
+            self._release(asked[0], h)
+        for p in self.announcers.pop(h, {}).values():
+            self._release(p, h)
+
+    def _release(self, peer: Peer, h: bytes) -> None:
+        st = self.peer_state.get(peer.id)
+        if st is not None:
+            st.requested.discard(h)
+            st.announced.discard(h)
 
     def on_getdata(self, peer: Peer, invs: list[CInv]) -> None:
         pool, missing = self.node.mempool, []
@@ -228,23 +262,41 @@ class Relay:
                 self._retry(inv.hash)
 
     def _retry(self, h: bytes) -> None:
-        """Ask the next live announcer of `h`, or forget it."""
-        self.in_flight.pop(h, None)
-        for peer in self.announcers.pop(h, []):
-            if peer.ready:
-                self.on_inv(peer, [CInv(MSG_WTX if peer.wtxid_relay else MSG_TX, h)])
-                return
+        """Ask the next live announcer of `h` with a free request slot, or forget it."""
+        asked = self.in_flight.pop(h, None)
+        if asked is not None:
+            self._release(asked[0], h)
+        waiting = self.announcers.get(h, {})
+        for pid, peer in list(waiting.items()):
+            if not peer.ready:
+                del waiting[pid]
+                self._release(peer, h)
+            elif len(self.state(peer).requested) < MAX_PEER_TX_REQUEST_IN_FLIGHT:
+                del waiting[pid]
+                self._mark_requested(peer, h, self.node.loop.time())
+                peer.send(msg_getdata([CInv(MSG_WTX if peer.wtxid_relay else MSG_TX, h)]))
+                break
+        if not waiting:
+            self.announcers.pop(h, None)
 
     def on_tx(self, peer: Peer, tx: Tx) -> None:
         self.mark_known(peer, tx.txid, tx.wtxid)
-        if tx.n_in == 0 or tx.n_out == 0:
-            peer.misbehaving("tx-empty-vin-vout")
+        try:
+            check_transaction(tx)
+            check_standard(tx)
+        except TxInvalid as e:
+            for h in (tx.txid, tx.wtxid):
+                self._forget(h)
+            peer.misbehaving(e.reason)  # a policy reject scores 0 (protocol.md §3.2)
             return
         self.accept_tx(tx, peer)
 
     def tick(self, now: float) -> None:
-        """Re-request txs whose getdata went unanswered (GETDATA_TX_INTERVAL)."""
+        """Re-request txs whose getdata went unanswered (GETDATA_TX_INTERVAL), and ask announcers
+        that waited for a free request slot."""
         for h in [h for h, (p, deadline) in self.in_flight.items() if deadline <= now or not p.ready]:
+            self._retry(h)
+        for h in [h for h in self.announcers if h not in self.in_flight]:
             self._retry(h)
 
     def peer_closed(self, peer: Peer) -> None:
@@ -265,6 +317,9 @@ class Relay:
         """Store a block (raises BlockInvalid); announce every block it connects. False if known."""
         node = self.node
         result = node.chain.add(block)
+        if result.dropped:  # over the chain's byte budget for orphans or blocks off the best chain
+            node.stats.protocol_errors["block-not-stored"] += 1
+            return False
         if result.duplicate:
             return False
         node.stats.blocks_received += 1
@@ -275,13 +330,16 @@ class Relay:
             if origin is not None:
                 node.stats.block_delay.observe(max(0.0, (now_ns - origin[1]) / 1e9))
         node.block_seen.setdefault(block.hash, (now_ns, from_peer.address if from_peer else None))
+        if len(node.block_seen) > MAX_BLOCK_SEEN:
+            del node.block_seen[next(iter(node.block_seen))]  # insertion order: the oldest
         if result.orphan and from_peer is not None:
             from_peer.send(msg_getheaders(locator=node.chain.locator()))  # fill the gap
         for b in result.connected:
             for tx in b.txs:
                 node.mempool.remove(tx.txid)
-        if result.connected:
-            self.announce_blocks(result.connected, from_peer)
+        best = [b for b in result.connected if node.chain.on_best_chain(b.hash)]
+        if best:  # Core announces its new best chain, never a side branch
+            self.announce_blocks(best, from_peer)
         return True
 
     def announce_blocks(self, blocks: list[Block], from_peer: Peer | None) -> None:
@@ -313,9 +371,14 @@ class Relay:
                 return
         chain = self.node.chain
         self.mark_known(peer, *(h.hash for h in headers))
+        st = self.state(peer)
         if not chain.has(headers[0].prev) and not chain.is_orphan(headers[0].prev):
             peer.send(msg_getheaders(locator=chain.locator()))  # unconnecting: ask for the gap
+            st.unconnecting_headers += 1
+            if st.unconnecting_headers % MAX_UNCONNECTING_HEADERS == 0:
+                peer.misbehaving("headers-unconnecting")
             return
+        st.unconnecting_headers = 0
         want = [CInv(MSG_BLOCK, h.hash) for h in headers if not chain.has(h.hash) and not chain.is_orphan(h.hash)]
         for i in range(0, len(want), MAX_GETDATA_BATCH):
             peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
@@ -324,7 +387,7 @@ class Relay:
 
     def on_getheaders(self, peer: Peer, locator: list[bytes], stop: bytes) -> None:
         if len(locator) > MAX_LOCATOR_SZ:
-            peer.disconnect("locator-too-large")
+            peer.misbehaving("locator-too-large")  # disconnect-only (misbehaviour.DISCONNECT_ONLY)
             return
         headers = self.node.chain.headers_after(locator, stop)
         self.mark_known(peer, *(h.hash for h in headers))

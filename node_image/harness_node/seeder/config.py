@@ -83,6 +83,9 @@ class SeederConfig:
     static_nodes: list[str] = field(default_factory=list)  # served as good without crawling
     static_services: int = 9  # NODE_NETWORK | NODE_WITNESS for static nodes
     allowlist: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])
+    # planned ip -> "host:port" to dial instead (the node's `endpoints`, docs/backends.md §Addresses):
+    # on Docker the planned 127.a.b.c addresses live in containers at other IPs. Empty: identity.
+    endpoints: dict[str, str] = field(default_factory=dict)
     magic: str = "fabfb5da"  # regtest
     default_port: int = REGTEST_PORT
     required_height: int = 0
@@ -106,6 +109,13 @@ class SeederConfig:
         self.mbox = self.mbox or f"hostmaster.{self.zone}"
         self.control_host = self.control_host or self.dns_host
         self.validate()
+
+    def require_token_off_loopback(self) -> None:
+        """Mutating control calls are open without a token: only loopback may serve them so. Checked
+        once the token file (if any) is applied."""
+        if not self.control_token and not ipaddress.ip_address(self.control_host).is_loopback:
+            raise SeederConfigError(f"control_token is required when the control API binds to {self.control_host} "
+                                    f"(not loopback); set control_token (or --token-file) or control_host: 127.0.0.1")
 
     def validate(self) -> None:
         for name in ("dns_host", "control_host"):

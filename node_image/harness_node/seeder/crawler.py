@@ -253,7 +253,9 @@ class Crawler:
     async def _dial(self, ep: Endpoint, want_addrs: bool) -> ProbeResult:
         self.db.sandbox.check(ep[0])  # raises SandboxError; the db never queues such a node anyway
         self.attempts.append((time.time(), ep[0], ep[1]))
-        return await probe(ep[0], ep[1], self.settings, want_addrs)
+        dial = self.config.endpoints.get(ep[0])
+        host, port = (dial.rsplit(":", 1)[0], int(dial.rsplit(":", 1)[1])) if dial else ep
+        return await probe(host, port, self.settings, want_addrs)
 
     def _record(self, ep: Endpoint, result: ProbeResult) -> None:
         if result.ok:

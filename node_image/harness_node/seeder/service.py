@@ -180,6 +180,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         config = SeederConfig.from_file(args.config)
         if getattr(args, "token_file", None):
             config.control_token = read_token_file(args.token_file)
+        config.require_token_off_loopback()
     except (SeederConfigError, ValueError) as e:
         log.error("bad seeder config: %s", e)
         return 2

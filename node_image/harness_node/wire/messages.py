@@ -43,6 +43,9 @@ NODE_WITNESS = 1 << 3
 NODE_COMPACT_FILTERS = 1 << 6
 NODE_NETWORK_LIMITED = 1 << 10
 NODE_P2P_V2 = 1 << 11
+# Testbed: "I relay Dandelion++ stem transactions" (protocol.md, testbed adaptation 3). Bits 24-31
+# are reserved for temporary experiments (protocol.h), so no real node gives this bit a meaning.
+NODE_DANDELION = 1 << 24
 
 # Inventory types (protocol.h). MSG_DANDELION_TX is private to this testbed: BIP156's value 5
 # collides with MSG_WTX (protocol.md, testbed adaptation 3).
@@ -368,11 +371,12 @@ class Tx:
     locktime. Values and scripts stay opaque.
     """
 
-    __slots__ = ("raw", "txid", "wtxid", "n_in", "n_out", "outputs", "prevouts")
+    __slots__ = ("raw", "txid", "wtxid", "n_in", "n_out", "outputs", "prevouts", "base_size")
 
     def __init__(self, raw: bytes, txid: bytes, wtxid: bytes, n_in: int, n_out: int,
-                 outputs: list[tuple[int, bytes]], prevouts: list[bytes]) -> None:
+                 outputs: list[tuple[int, bytes]], prevouts: list[bytes], base_size: int | None = None) -> None:
         self.raw = raw
+        self.base_size = len(raw) if base_size is None else base_size  # serialized without witness
         self.txid = txid
         self.wtxid = wtxid
         self.n_in = n_in
@@ -416,7 +420,7 @@ class Tx:
         f.seek(start)
         raw = f.read(end - start)
         stripped = version + raw[body_start - start: body_end - start] + locktime
-        return cls(raw, sha256d(stripped), sha256d(raw), n_in, n_out, outputs, prevouts)
+        return cls(raw, sha256d(stripped), sha256d(raw), n_in, n_out, outputs, prevouts, len(stripped))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Tx":
@@ -425,6 +429,11 @@ class Tx:
         if f.read(1):
             raise DecodeError("trailing bytes after transaction")
         return tx
+
+    @property
+    def weight(self) -> int:
+        """BIP141 weight: 3 x size without witness + full size (consensus/validation.h GetTransactionWeight)."""
+        return self.base_size * 3 + len(self.raw)
 
     def __repr__(self) -> str:
         return f"Tx({self.txid[::-1].hex()}, {len(self.raw)} bytes)"

@@ -1,0 +1,1 @@
+"""The docker backend: containers of the node image on a labelled bridge network per run."""

@@ -1,0 +1,253 @@
+"""`harness-node bitcoind CONFIG`: run a real bitcoind as a harness member.
+
+The process starts bitcoind as its child, waits for its RPC, and serves the harness control API
+on the member's planned address, answering from bitcoind's RPC: so the controller, `harness status`,
+checks and reports observe it exactly like a light node (docs/bitcoind.md):
+
+    GET  /status        getblockchaininfo + getpeerinfo (+ getrawmempool size)
+    GET  /tx/{txid}     first seen here: this process polls getrawmempool every `poll_interval`
+    GET  /block/{hash}  first seen here: polled tip changes, walked back to a known block
+    GET  /bans          listbanned
+    GET  /mempool       getrawmempool
+    POST /tx            {"synthetic": true}: a wallet payment (sendtoaddress to itself), after mining
+                        101 blocks once so a coinbase is spendable
+    POST /block         generatetoaddress 1
+
+On SIGTERM (the backend's `down`) it asks bitcoind to stop by RPC and waits for it; bitcoind is in
+the same process group, so a SIGKILL of the group leaves nothing behind either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..controlauth import bearer_ok
+from .launch import RPC, RPC_WARMUP_ERROR, BitcoindConfig, RPCError, command, flavour, write_conf
+
+COINBASE_MATURITY = 100  # consensus: a coinbase is spendable 100 blocks later
+PAYMENT_BTC = 0.001
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+
+
+class Member:
+    def __init__(self, config: BitcoindConfig) -> None:
+        self.config = config
+        self.rpc = RPC(config.address, config.rpc_port, config.control_token)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.tx_seen: dict[str, int] = {}  # txid -> first seen (ns since the epoch)
+        self.block_seen: dict[str, int] = {}
+        self.tip: str | None = None
+        self.wallet_address: str | None = None
+        self._wallet_lock = asyncio.Lock()
+
+    async def call(self, method: str, *params: Any) -> Any:
+        return await asyncio.to_thread(self.rpc, method, *params)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        kind = flavour(self.config.binary)
+        write_conf(self.config)
+        log = open(Path(self.config.datadir) / "stdout.log", "ab")
+        self.proc = subprocess.Popen(command(self.config, kind), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bitcoind exited with {self.proc.returncode} while starting; "
+                                   f"see {self.config.datadir}/regtest/bitcoind.log")
+            try:
+                self.tip = await self.call("getbestblockhash")
+                break
+            except RPCError as e:
+                if e.code != RPC_WARMUP_ERROR:
+                    raise
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bitcoind RPC not answering after {START_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            await self.call("stop")
+        except (OSError, RPCError):
+            proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+    async def watch(self) -> None:
+        """First-seen times of txs and blocks, at the resolution of the poll interval."""
+        while True:
+            try:
+                now = time.time_ns()
+                for txid in await self.call("getrawmempool"):
+                    self.tx_seen.setdefault(txid, now)
+                tip = await self.call("getbestblockhash")
+                if tip != self.tip:
+                    await self._walk_back(tip, now)
+                    self.tip = tip
+            except (OSError, RPCError):
+                pass  # bitcoind busy or stopping: the next round tries again
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"bitcoind exited with {self.proc.returncode}")
+            await asyncio.sleep(self.config.poll_interval)
+
+    async def _walk_back(self, tip: str, now: int) -> None:
+        block: str | None = tip
+        while block and block not in self.block_seen and block != self.tip:
+            self.block_seen[block] = now
+            header = await self.call("getblockheader", block)
+            for txid in (await self.call("getblock", block)).get("tx", []):
+                self.tx_seen.setdefault(txid, now)
+            block = header.get("previousblockhash")
+
+    # --- what the control API answers ------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        chain = await self.call("getblockchaininfo")
+        peers = await self.call("getpeerinfo")
+        mempool = await self.call("getrawmempool")
+        return {
+            "id": self.config.name, "address": f"{self.config.address}:{self.config.port}", "kind": "bitcoind",
+            "height": chain["blocks"], "tip": chain["bestblockhash"], "mempool": len(mempool),
+            "peers": [{"id": p.get("id"), "address": p["addr"], "direction": "inbound" if p.get("inbound") else "outbound",
+                       "kind": "inbound" if p.get("inbound") else "manual", "user_agent": p.get("subver", ""),
+                       "services": int(p.get("services", "0"), 16), "version": p.get("version"),
+                       "connected_time": p.get("conntime"), "misbehaviour_score": p.get("banscore", 0),
+                       "handshake_done": True, "ping_s": p.get("pingtime")} for p in peers],
+        }
+
+    async def bans(self) -> list[dict[str, Any]]:
+        return [{"address": b["address"].split("/")[0], "reason": b.get("ban_reason", "bitcoind"),
+                 "until": b.get("banned_until"), "created": b.get("ban_created"), "kind": "ban"}
+                for b in await self.call("listbanned")]
+
+    async def pay(self) -> str:
+        """A wallet transaction: mature a coinbase once (101 blocks), then pay itself."""
+        async with self._wallet_lock:
+            if self.wallet_address is None:
+                self.wallet_address = await self.call("getnewaddress")
+            if await self.call("getbalance") < PAYMENT_BTC * 2:
+                await self.call("generatetoaddress", COINBASE_MATURITY + 1, self.wallet_address)
+            txid = await self.call("sendtoaddress", self.wallet_address, PAYMENT_BTC)
+        self.tx_seen.setdefault(txid, time.time_ns())
+        return txid
+
+    async def mine(self) -> str:
+        if self.wallet_address is None:
+            self.wallet_address = await self.call("getnewaddress")
+        (block,) = await self.call("generatetoaddress", 1, self.wallet_address)
+        self.block_seen.setdefault(block, time.time_ns())
+        return block
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def make_app(member: Member) -> web.Application:
+    token = member.config.control_token
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method in ("POST", "DELETE", "PUT") and not bearer_ok(request.headers, token):
+            return _error(401, "missing or wrong bearer token")
+        try:
+            return await handler(request)
+        except RPCError as e:
+            return _error(502, str(e))
+
+    def seen(table: dict[str, int], key: str) -> web.Response:
+        ident = key.lower()
+        try:
+            if len(bytes.fromhex(ident)) != 32:
+                raise ValueError
+        except ValueError:
+            return _error(400, f"{key!r} is not a 64-digit hex hash")
+        first = table.get(ident)
+        if first is None:
+            return _error(404, "not seen")
+        return web.json_response({"hash": ident, "first_seen_ns": first, "from_peer": None,
+                                  "origin_ns": None, "propagation_delay_s": None})
+
+    routes = web.RouteTableDef()
+
+    @routes.get("/status")
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response(await member.status())
+
+    @routes.get("/tx/{txid}")
+    async def tx(request: web.Request) -> web.Response:
+        return seen(member.tx_seen, request.match_info["txid"])
+
+    @routes.get("/block/{hash}")
+    async def block(request: web.Request) -> web.Response:
+        return seen(member.block_seen, request.match_info["hash"])
+
+    @routes.get("/bans")
+    async def bans(request: web.Request) -> web.Response:
+        return web.json_response({"bans": await member.bans()})
+
+    @routes.get("/mempool")
+    async def mempool(request: web.Request) -> web.Response:
+        txids = await member.call("getrawmempool")
+        return web.json_response({"size": len(txids), "txids": txids})
+
+    @routes.post("/tx")
+    async def post_tx(request: web.Request) -> web.Response:
+        body = json.loads(await request.text() or "{}")
+        if body.get("synthetic") is not True:
+            return _error(400, "a bitcoind member sends wallet payments only: {\"synthetic\": true}")
+        return web.json_response({"txid": await member.pay(), "accepted": True})
+
+    @routes.post("/block")
+    async def post_block(request: web.Request) -> web.Response:
+        return web.json_response({"hash": await member.mine()})
+
+    app = web.Application(middlewares=[guard])
+    app.add_routes(routes)
+    return app
+
+
+async def serve(config: BitcoindConfig) -> None:
+    member = Member(config)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    runner = web.AppRunner(make_app(member), access_log=None, handle_signals=False)
+    try:
+        await member.start()
+        await runner.setup()
+        await web.TCPSite(runner, config.address, config.control_port).start()
+        watcher = asyncio.ensure_future(member.watch())
+        done, _ = await asyncio.wait([watcher, asyncio.ensure_future(stopping.wait())],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        watcher.cancel()
+        if watcher in done and watcher.exception() is not None:
+            raise watcher.exception()  # type: ignore[misc]
+    finally:
+        await runner.cleanup()
+        await member.stop()
+
+
+def run(config_path: str) -> int:
+    asyncio.run(serve(BitcoindConfig.from_file(config_path)))
+    return 0

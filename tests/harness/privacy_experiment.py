@@ -1,0 +1,113 @@
+"""One relay policy against one spy, in one process on real loopback sockets (issue 11's
+comparison, "three runs in one test" until the attacker runtime has local-backend placement).
+
+Honest nodes run in a node `Host`; the spy is the attacker runtime's `spy` kind with several
+identities. Every honest node dials `OUTBOUND` peers drawn uniformly from all other nodes, spy
+identities included (so a spy identity is an honest node's outbound peer as often as any node: the
+spy's share of nodes p is also its share of stem relays). Spy identity 0 also dials every honest
+node (the supernode). Each honest node injects `txs_per_node` transactions; the ground truth is who
+injected what; the spy's views are merged over its identities (earliest report per announcer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from harness.analysis.figures.propagation import item_propagation, kind_propagation
+from harness.analysis.model import ItemObservation
+from harness.analysis.privacy import PolicyRun, evaluate
+from harness_node.attack.config import AttackConfig
+from harness_node.attack.kinds import load_kinds
+from harness_node.attack.runtime import AttackRuntime
+from harness_node.config import NodeConfig
+from harness_node.host import Host
+from harness_node.wire.codec import hash_to_hex
+from harness_node.wire.synthetic import origin_of
+
+from tests.node.conftest import LoopThread, next_ip, wait_until
+
+OUTBOUND = 8
+PORT = 18444
+load_kinds()
+
+
+def _graph(n_honest: int, n_total: int, rng: random.Random) -> dict[int, list[int]]:
+    """Honest node i -> the nodes it dials (indices into honest + spies); no pair linked twice."""
+    linked: set[frozenset[int]] = set()
+    out: dict[int, list[int]] = {}
+    for i in rng.sample(range(n_honest), n_honest):
+        choices = [j for j in range(n_total) if j != i and frozenset((i, j)) not in linked]
+        out[i] = rng.sample(choices, min(OUTBOUND, len(choices)))
+        linked.update(frozenset((i, j)) for j in out[i])
+    return out
+
+
+def run_policy(lt: LoopThread, policy: str, seed: int, honest: int = 100, spies: int = 11,
+               txs_per_node: int = 2, time_scale: float = 0.1) -> PolicyRun:
+    rng = random.Random(seed)
+    ips = [next_ip() for _ in range(honest + spies)]
+    names = [f"h{i}" for i in range(honest)]
+    graph = _graph(honest, honest + spies, rng)
+    targets = [f"{ips[i]}:{PORT}" for i in range(honest)]
+    attack = AttackConfig.from_dict({"time_scale": time_scale, "attackers": [
+        {"name": f"spy-{k}", "kind": "spy", "address": ips[honest + k], "port": PORT, "targets": targets,
+         "target_names": names, "params": {"connections": 1 if k == 0 else 0, "listen": True}}
+        for k in range(spies)]})
+    runtime = AttackRuntime(attack)
+    configs = [NodeConfig(name=names[i], bind=ips[i], port=PORT, relay_policy=policy, time_scale=time_scale,
+                          seed=seed * 1000 + i, connect=[f"{ips[j]}:{PORT}" for j in graph[i]])
+               for i in range(honest)]
+    host = Host(configs)
+    lt.run(runtime.start())
+    try:
+        wait_until(lambda: all(a.server is not None for a in runtime.attackers.values()), what="spies listening")
+        lt.run(host.start(), timeout=120)
+        try:
+            return _measure(lt, host, runtime, policy, seed, honest, spies, txs_per_node, graph, names)
+        finally:
+            lt.run(host.stop(), timeout=120)
+    finally:
+        lt.run(runtime.stop(), timeout=60)
+
+
+def _measure(lt: LoopThread, host: Host, runtime: AttackRuntime, policy: str, seed: int, honest: int, spies: int,
+             txs_per_node: int, graph: dict[int, list[int]], names: list[str]) -> PolicyRun:
+    nodes = [host.nodes[n] for n in names]
+    lt.wait(lambda: all(sum(p.ready for p in n.outbound_peers()) == len(graph[i]) for i, n in enumerate(nodes)),
+            timeout=120, what="every honest node at its outbound peers")
+    supernode = runtime.attackers["spy-0"]
+    wait_until(lambda: sum(p.handshake_done for p in supernode.peers if p.target) >= honest, timeout=60,
+               what="the supernode linked to every honest node")
+    truth: dict[str, str] = {}
+    txs = []
+    for k in range(txs_per_node * honest):
+        origin = nodes[k % honest]
+        tx = lt.eval(origin.inject_tx)
+        truth[hash_to_hex(tx.txid)] = origin.name
+        txs.append((tx, origin.name))
+        lt.run(asyncio.sleep(0.01))
+    lt.wait(lambda: all(tx.txid in n.mempool for tx, _ in txs for n in nodes), timeout=240,
+            what="every tx at every honest node")
+    lt.run(asyncio.sleep(30 * host.nodes[names[0]].timers.inbound_inv_mean / 5))  # trailing announcements
+    views: dict[str, dict[str, float]] = {}
+    for attacker in runtime.attackers.values():
+        for txid, view in lt.eval(lambda: {t: dict(v) for t, v in attacker.views.items()}).items():
+            merged = views.setdefault(txid, {})
+            for who, t in view.items():
+                merged[who] = min(t, merged.get(who, t))
+    items = []
+    for tx, origin in txs:
+        seen = lt.eval(lambda: {n.name: n.mempool.record(tx.txid).first_seen_ns / 1e9 for n in nodes})
+        items.append(ItemObservation("tx", hash_to_hex(tx.txid), origin_of(tx)[1] / 1e9, origin, seen, honest))
+    edges = [(names[i], names[j]) for i, js in graph.items() for j in js if j < honest]
+    scores = evaluate(views, truth, names, edges)
+    propagation = kind_propagation("tx", [item_propagation(o) for o in items])
+    return PolicyRun(policy, seed, honest, spies, scores, propagation)
+
+
+def describe(run: PolicyRun) -> dict[str, Any]:
+    return {"policy": run.relay_policy, "seed": run.seed, "p": round(run.spy_share, 3),
+            **{f"{k}_{m}": round(getattr(s, m), 3) for k, s in run.scores.items() for m in ("precision", "recall")},
+            "p50": run.propagation.p50.median, "p90": run.propagation.p90.median, "p100": run.propagation.p100.median}

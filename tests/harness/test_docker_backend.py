@@ -1,0 +1,257 @@
+"""The docker backend on the real engine: scenarios/docker-30.yaml as 31 containers (30 nodes and
+the seeder), and packed ten nodes to a container.
+
+Each test deploys through the runner as `harness deploy --backend docker` does, acts through the
+backend's native faults and the nodes' control APIs, and ends with `down`, after which nothing
+carrying the run's label may remain. Skipped when no engine answers or the base image is missing
+(with CI=true: failed, tests/real.py). Only objects labelled with this test's run id are touched:
+the engine is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+import requests
+import yaml
+from typer.testing import CliRunner
+
+from harness.backends.base import Endpoint
+from harness.backends.client import ControlAPIError, ControlClient
+from harness.backends.docker import engine
+from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image, build_prometheus_image
+from harness.backends.registry import make_backend
+from harness.cli.app import app
+from harness.run import runner
+from harness.run.rundir import RunDir
+from tests.real import docker_engine
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scenarios" / "docker-30.yaml"
+BASE_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", LOCAL_BASE_IMAGE)
+TAG = "harness-node:test-docker-backend"
+PROMETHEUS_TAG = "harness-prometheus:test-docker-backend"  # built from the base and Debian's package
+SCRAPE_TIMEOUT = 60.0
+HEALTH_TIMEOUT = 90.0  # start period 20 s, interval 30 s (node_image/Dockerfile)
+TIMELINE_TIMEOUT = 120.0  # the restart at 28 s of the scenario, plus the restarted node's readiness
+FORM_TIMEOUT = 60.0  # every node has an outbound peer (seeder delay 0.55 s at time_scale 0.05)
+RELAY_TIMEOUT = 30.0
+# After a heal the partitioned node's TCP connections resume only when a retransmission gets
+# through (exponential back-off, seconds to tens of seconds) or its peers time it out and it dials
+# again (ping timeout 20 min x time_scale 0.05 = 60 s): that bounds how soon a new tx reaches it.
+HEAL_RELAY_TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[str]:
+    client = docker_engine(BASE_IMAGE)
+    build_node_image(TAG, BASE_IMAGE, client=client)
+    build_prometheus_image(PROMETHEUS_TAG, BASE_IMAGE, client=client)
+    os.environ["HARNESS_IMAGE"] = TAG
+    yield TAG
+    client.close()
+
+
+def _scenario(tmp_path: Path, per_container: int) -> Path:
+    data = yaml.safe_load(SCENARIO.read_text())
+    data["deploy"]["nodes_per_container"] = per_container
+    path = tmp_path / f"docker-30-{per_container}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _statuses(token: str, eps: list[Endpoint]) -> dict[str, Any]:
+    async with ControlClient(token, timeout=3.0, retries=0) as c:
+        return await c.gather(eps, lambda ep: c.status(ep, retries=0))
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what() if callable(what) else what}")
+        time.sleep(0.5)
+
+
+def _formed(token: str, eps: dict[str, Endpoint]) -> bool:
+    results = _run(_statuses(token, list(eps.values())))
+    return all(not isinstance(r, ControlAPIError) and any(p["direction"] == "outbound" and p["handshake_done"]
+                                                          for p in r["peers"]) for r in results.values())
+
+
+def _tx_everywhere(token: str, source: Endpoint, eps: list[Endpoint], timeout: float = RELAY_TIMEOUT) -> str:
+    async def inject() -> str:
+        async with ControlClient(token) as c:
+            return await c.inject_tx(source)
+
+    txid = _run(inject())
+
+    lacking: list[str] = []
+
+    async def seen() -> bool:
+        async with ControlClient(token, timeout=3.0, retries=0) as c:
+            results = await c.gather(eps, lambda ep: c.item(ep, "tx", txid))
+        lacking[:] = sorted(n for n, r in results.items() if isinstance(r, ControlAPIError) or r is None)
+        return not lacking
+
+    _wait(lambda: _run(seen()), timeout, lambda: f"tx {txid} at every one of {len(eps)} nodes (lacking: {lacking})")
+    return txid
+
+
+def _labelled(run_id: str) -> dict[str, list[Any]]:
+    client = docker.from_env()
+    try:
+        containers, networks, volumes = engine.of_run(client, run_id)
+        return {"container": containers, "network": networks, "volume": volumes}
+    finally:
+        client.close()
+
+
+def _scraped(prometheus: str, count: int) -> bool:
+    """Prometheus reports ``count`` active targets, every one healthy (up), each a distinct member."""
+    try:
+        active = requests.get(f"{prometheus}/api/v1/targets", timeout=3).json()["data"]["activeTargets"]
+    except (requests.RequestException, ValueError, KeyError):
+        return False
+    members = {t["labels"]["member"] for t in active}
+    return len(active) == count and len(members) == count and all(t["health"] == "up" for t in active)
+
+
+def _can_dial(container: Any, ip: str, port: int) -> bool:
+    """From inside ``container`` (docker exec: needs no network), can a TCP connection reach ip:port?"""
+    code = (f"import socket,sys\ntry:\n socket.create_connection(('{ip}',{port}),timeout=3).close()\n"
+            f"except OSError:\n sys.exit(1)")
+    return container.exec_run(["python3", "-c", code]).exit_code == 0
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("per_container", [1, 10], ids=["container-per-node", "packed-10"])
+def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
+    run_dir = tmp_path / "run"
+    # Grafana's image cannot be pulled here (no registry): its spec is tested in test_docker_parts.py
+    state = runner.deploy(_scenario(tmp_path, per_container), "docker", run_dir, wait=True,
+                          monitor={"prometheus_image": PROMETHEUS_TAG, "grafana_image": None})
+    run_id, token = state.run_id, state.control_token or ""
+    be = make_backend("docker", RunDir(run_dir))
+    try:
+        labelled = _labelled(run_id)
+        expected = (31 if per_container == 1 else 4) + 1  # nodes (packed: 3 containers of 10) + seeder + Prometheus
+        assert len(labelled["container"]) == expected and len(labelled["network"]) == 1
+        assert all(c.labels["harness.io/run"] == run_id for c in labelled["container"])
+        eps = be.node_endpoints()
+        plan = be.plan
+        assert len(eps) == 30
+        # every node answers at a container IP of the run's subnet, not at its planned address
+        subnet = labelled["network"][0].attrs["IPAM"]["Config"][0]["Subnet"]
+        assert all(not ep.address.startswith("127.") for ep in eps.values()), subnet
+
+        # the network forms, and peers know each other by their planned (127.a.b.c) addresses
+        _wait(lambda: _formed(token, eps), FORM_TIMEOUT, "every node has an outbound peer")
+        # (a packed container's inbound peer is attributed when its version arrives, so only peers
+        # past the handshake are judged; the seeder's crawler is a planned member too)
+        planned = {n.address for n in plan.nodes}
+        peers = [p for p in _run(_statuses(token, [eps["node-0"]]))["node-0"]["peers"] if p["handshake_done"]]
+        strangers = [p for p in peers if p["address"].rsplit(":", 1)[0] not in planned]
+        assert peers and not strangers, strangers
+
+        # the run's Prometheus scrapes every node, the seeder and the controller
+        prometheus = state.backend_state["monitoring"]["prometheus"]
+        _wait(lambda: _scraped(prometheus, 32), SCRAPE_TIMEOUT, "Prometheus has 32 healthy targets")
+
+        # a transaction reaches every node
+        _tx_everywhere(token, eps["node-0"], list(eps.values()))
+
+        # the members: one per container and the controller, all alive; logs come from the engine
+        members = {m.name: m for m in be.members()}
+        assert members["controller"].alive and members["seeder"].alive
+        assert be.logs("seeder").strip(), "the seeder container logged nothing"
+
+        # the image's HEALTHCHECK (every 30 s) finds the seeder's control API answering
+        seeder = docker.from_env().containers.get(be._container_name(run_id, "seeder"))
+        _wait(lambda: seeder.reload() or seeder.attrs["State"]["Health"]["Status"] == "healthy", HEALTH_TIMEOUT,
+              "the seeder container is healthy")
+
+        # `harness logs MEMBER` reads a container's log through the backend; an unknown member is exit 2
+        result = CliRunner().invoke(app, ["logs", "seeder", "--run-dir", str(run_dir)])
+        assert result.exit_code == 0 and result.stdout.strip(), result.output
+        assert CliRunner().invoke(app, ["logs", "no-such-member", "--run-dir", str(run_dir)]).exit_code == 2
+
+        if per_container == 1:
+            # the scenario's own timeline restarts node-3 at 28 s (through this backend, from the
+            # controller): wait for it to have done so, so it does not race the checks below
+            journal = RunDir(run_dir)
+            done = _wait(lambda: [e for e in journal.read_journal("event") if e.get("action") == "restart_node"],
+                         TIMELINE_TIMEOUT, "the timeline's restart_node of node-3")
+            assert all(e["ok"] for e in done), done
+            _native_faults(be, token, eps)
+        else:
+            # what a crashed `up` may leave unrecorded is still found by its label; another run's is not touched
+            client = docker.from_env()
+            stray = client.containers.create(image, ["--help"], labels={"harness.io/run": run_id})
+            foreign = client.containers.create(image, ["--help"], labels={"harness.io/run": "not-" + run_id})
+            client.close()
+    finally:
+        summary = be.down()
+    if per_container != 1:
+        foreign.reload()  # still there: NotFound otherwise
+        foreign.remove(force=True)
+    assert summary.clean, summary
+    assert summary.removed["container"] == (32 if per_container == 1 else 6) and summary.removed["network"] == 1
+    assert not any(_labelled(run_id).values())
+    assert be.down().already_down  # idempotent
+
+
+def _native_faults(be: Any, token: str, eps: dict[str, Endpoint]) -> None:
+    client = docker.from_env()
+    name = be._container_name  # the backend's naming, not re-derived here
+    run_id = be.state().run_id
+    # kill (SIGKILL) and restart: the node comes back at the same address and rejoins
+    be.kill_node("node-5")
+    assert client.containers.get(name(run_id, "node-5")).status == "exited"
+    be.restart_node("node-5")
+    _wait(lambda: _formed(token, {"node-5": eps["node-5"]}), FORM_TIMEOUT, "restarted node-5 has an outbound peer")
+    _tx_everywhere(token, eps["node-1"], list(eps.values()))
+
+    # pause: a real freeze, its control API no longer answers; unpause: it answers again
+    be.pause_node("node-6")
+    assert client.containers.get(name(run_id, "node-6")).status == "paused"
+    frozen = _run(_statuses(token, [eps["node-6"]]))["node-6"]
+    assert isinstance(frozen, ControlAPIError), frozen
+    be.resume_node("node-6")
+    assert not isinstance(_run(_statuses(token, [eps["node-6"]]))["node-6"], ControlAPIError)
+
+    # network disconnect: node-7 reaches nobody and nobody reaches it; heal: both again
+    n7, n0 = client.containers.get(name(run_id, "node-7")), client.containers.get(name(run_id, "node-0"))
+    assert _can_dial(n7, eps["node-0"].address, eps["node-0"].port)
+    be.partition([[n for n in eps if n != "node-7"], ["node-7"]])
+    assert not _can_dial(n7, eps["node-0"].address, eps["node-0"].port)
+    assert not _can_dial(n0, eps["node-7"].address, eps["node-7"].port)
+    be.heal()
+    assert _can_dial(n7, eps["node-0"].address, eps["node-0"].port)
+    assert _can_dial(n0, eps["node-7"].address, eps["node-7"].port)
+    _tx_everywhere(token, eps["node-2"], list(eps.values()), HEAL_RELAY_TIMEOUT)
+    client.close()
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_the_same_scenario_file_passes_on_the_local_backend(tmp_path: Path, backend: str) -> None:
+    """scenarios/docker-30.yaml, unchanged, on local processes: every check passes (its deploy:
+    section means nothing there). Needs no engine; its own network namespace avoids address clashes."""
+    code = runner.run(SCENARIO, backend, tmp_path / "report", tmp_path / "run")
+    assert code == 0, (tmp_path / "report" / "summary.md").read_text()
