@@ -214,22 +214,38 @@ def frame(magic: bytes, command: str, payload: bytes) -> bytes:
 
 # A transaction or block relayed by a host's nodes is framed (and its checksum hashed) once, not
 # once per peer and node: keyed by content, since every node decoded its own copy of the bytes.
+# Bounded by bytes as well as entries: a flood of 99 kB transactions or 4 MB blocks must not turn the
+# cache into the process's largest allocation (the node's byte budgets would not see it).
 _FRAMES: dict[tuple[bytes, str, bytes], bytes] = {}
 FRAME_CACHE_ENTRIES = 4096
+FRAME_CACHE_BYTES = 16 * 1024 * 1024  # key payload + frame, both counted
 CACHED_COMMANDS = frozenset({"tx", "block"})
+_frames_bytes = 0
 
 
 def frame_shared(magic: bytes, command: str, payload: bytes) -> bytes:
     """frame(), memoised for the payloads many peers are sent (CACHED_COMMANDS)."""
+    global _frames_bytes
     if command not in CACHED_COMMANDS:
         return frame(magic, command, payload)
     key = (magic, command, payload)
     data = _FRAMES.get(key)
     if data is None:
-        if len(_FRAMES) >= FRAME_CACHE_ENTRIES:
+        data = frame(magic, command, payload)
+        cost = len(payload) + len(data)
+        if cost > FRAME_CACHE_BYTES // 4:  # one huge block would evict everything: frame it uncached
+            return data
+        if len(_FRAMES) >= FRAME_CACHE_ENTRIES or _frames_bytes + cost > FRAME_CACHE_BYTES:
             _FRAMES.clear()  # relay is bursty: the recent ones are re-filled at once
-        data = _FRAMES[key] = frame(magic, command, payload)
+            _frames_bytes = 0
+        _FRAMES[key] = data
+        _frames_bytes += cost
     return data
+
+
+def frame_cache_size() -> tuple[int, int]:
+    """(entries, bytes) held by frame_shared's cache (tests, status)."""
+    return len(_FRAMES), _frames_bytes
 
 
 def parse_header(magic: bytes, data: bytes) -> Header:
