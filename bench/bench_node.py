@@ -177,6 +177,7 @@ def main() -> None:
         multi_process(args.nodes, hard)
         return
     loop = new_event_loop()
+    loop_name = type(loop).__module__
     try:
         rss = None if args.skip_rss else loop.run_until_complete(bench_single_rss())
         h = loop.run_until_complete(bench_host(args.nodes))
@@ -199,7 +200,7 @@ def main() -> None:
         ("(d) messages processed per CPU second", f"{h['msgs_per_cpu_s']:,.0f} msg/s  ({h['msgs']:,} msgs)", ""),
     ]
     rows += hostile_rows(asyncio.run(bench_hostile(args.spam_peers, args.seconds)))
-    print_rows(rows)
+    print_rows(rows, loop_name)
 
 
 def hostile_rows(r: dict) -> list[tuple[str, str, str]]:
@@ -213,12 +214,13 @@ def hostile_rows(r: dict) -> list[tuple[str, str, str]]:
     ]
 
 
-def print_rows(rows: list[tuple[str, str, str]]) -> None:
+def print_rows(rows: list[tuple[str, str, str]], loop: str = "asyncio") -> None:
+    """The table, and what it ran on (`loop`: the host processes' event loop's module)."""
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark'.ljust(width)}  {'result':<32}  target")
     for name, value, target in rows:
         print(f"{name.ljust(width)}  {value:<32}  {target}")
-    print(f"(python {sys.version.split()[0]}, loop {type(asyncio.new_event_loop()).__module__}, pid {os.getpid()})")
+    print(f"(python {sys.version.split()[0]}, loop {loop}, pid {os.getpid()}, {os.cpu_count()} cores)")
 
 
 def multi_process(n: int, hard: int) -> None:
@@ -227,7 +229,8 @@ def multi_process(n: int, hard: int) -> None:
     import scale_workers
 
     workers = scale_workers.workers_needed(n, hard)
-    loop = new_event_loop()
+    loop = new_event_loop()  # the workers' loop too: they start theirs with the same new_event_loop
+    loop_name = type(loop).__module__
     try:
         r = loop.run_until_complete(scale_workers.run(n, workers, progress=lambda m: print(m, flush=True)))
     finally:
@@ -245,10 +248,7 @@ def multi_process(n: int, hard: int) -> None:
         ("(d) messages processed per CPU second (all processes)",
          f"{r['msgs_per_cpu_s']:,.0f} msg/s  ({r['msgs']:,} msgs)", ">= 100,000"),
     ]
-    width = max(len(row[0]) for row in rows)
-    for name, value, target in rows:
-        print(f"{name.ljust(width)}  {value:<36}  {target}")
-    print(f"(python {sys.version.split()[0]}, loop {type(new_event_loop()).__module__}, {os.cpu_count()} cores)")
+    print_rows(rows, loop_name)
 
 
 if __name__ == "__main__":

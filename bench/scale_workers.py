@@ -5,8 +5,8 @@ The coordinator (`run`) starts K workers (`python bench/scale_workers.py K k N`)
 i with i % K == k on 127.{20 + i % 200}.{i // 200}.1 with 100 random addresses in its addrman, so
 the connection manager fills Core's 8 full-relay + 2 block-relay slots, one per netgroup, across
 processes. Commands: dial, inject, watch <txid>, burst <count>, stop. Each worker reports twice a
-second: nodes with all 10 slots, RSS, CPU seconds, messages, idle event-loop lag (p99 of the last
-5 s; measured here because the worker has no lag monitor of its own on this branch), and, for every
+second: nodes with all 10 slots, RSS, CPU seconds, messages, event-loop lag (p99 of the last 5 s of
+the process's own lag monitor, net/looplag.py, the one behind the lag metric), and, for every
 watched tx, how many of its nodes hold it and when the last one got it (wall clock, comparable
 across processes).
 """
@@ -21,13 +21,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 PORT = 18444
 KNOWN = 100
 REPORT_EVERY = 0.5
-LAG_PROBE = 0.05
 
 
 def spread_ip(i: int) -> str:
@@ -48,6 +46,7 @@ def rss_kb() -> int:
 async def worker(k: int, workers: int, n: int) -> None:
     from harness_node.config import NodeConfig
     from harness_node.host import Host
+    from harness_node.net.looplag import INTERVAL
     from harness_node.wire.codec import NetAddr
 
     rss0 = rss_kb()
@@ -62,7 +61,7 @@ async def worker(k: int, workers: int, n: int) -> None:
     for nd in nodes:  # listeners first: the dials of every process must find them up
         await nd.start()
     loop = asyncio.get_running_loop()
-    lag: deque[float] = deque(maxlen=int(5 / LAG_PROBE))
+    lag = nodes[0].lag  # one monitor per loop, shared by every node of this process
     watched: dict[bytes, int] = {}
 
     def full(nd) -> bool:
@@ -74,19 +73,13 @@ async def worker(k: int, workers: int, n: int) -> None:
         sys.stdout.write(json.dumps(fields) + "\n")
         sys.stdout.flush()
 
-    async def probe() -> None:
-        while True:
-            due = loop.time() + LAG_PROBE
-            await asyncio.sleep(LAG_PROBE)
-            lag.append(max(0.0, loop.time() - due))
-
     async def report() -> None:
         while True:
             have = {}
             for txid in watched:
                 recs = [nd.mempool.record(txid) for nd in nodes if txid in nd.mempool]
                 have[txid.hex()] = [len(recs), max((r.first_seen_ns for r in recs), default=0)]
-            xs = sorted(lag)
+            xs = sorted(list(lag.recent)[-int(5 / INTERVAL):])
             emit(event="status", full=sum(full(nd) for nd in nodes), rss_kb=rss_kb(), rss0_kb=rss0,
                  cpu=time.process_time(), msgs=sum(nd.stats.messages_total for nd in nodes),
                  lag_p99=xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None, have=have)
@@ -95,7 +88,7 @@ async def worker(k: int, workers: int, n: int) -> None:
     emit(event="listening", nodes=len(nodes))
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    tasks = [loop.create_task(probe()), loop.create_task(report())]
+    tasks = [loop.create_task(report())]
     rng = random.Random(k)
     while line := (await reader.readline()).decode().split():
         cmd, args = line[0], line[1:]
