@@ -28,6 +28,7 @@ from .addr.bootstrap import BootstrapState, run_bootstrap
 from .chain.chain import Chain
 from .chain.mempool import Mempool
 from .config import NodeConfig
+from .wheel import SLOTS, TimerWheel, wheel_for
 from .net.capture import CAPTURE_DIR, MessageCapture
 from .net.connection import Connection
 from .net.chaos import ChaosFaults
@@ -110,7 +111,8 @@ class Node(ChaosFaults):
         self.port = config.port
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self.server: asyncio.AbstractServer | None = None
-        self._tick_task: asyncio.Task[None] | None = None
+        self._tick_wheel: TimerWheel | None = None
+        self._tick_key = 0
         self._dials: set[asyncio.Task[Any]] = set()
         self._bootstrap_task: asyncio.Task[None] | None = None
         self.running = False
@@ -163,7 +165,8 @@ class Node(ChaosFaults):
                 lambda: Connection(self, inbound=True), host=self.config.bind, port=self.config.port,
                 reuse_address=True, backlog=128)
             self.port = self.server.sockets[0].getsockname()[1]
-        self._tick_task = self.loop.create_task(self._housekeeping(), name=f"{self.name}-housekeeping")
+        self._tick_wheel = wheel_for(self.loop, self._tick_period())  # one timer per host, not a task per node
+        self._tick_key = self._tick_wheel.add(self._housekeeping, slot=self.rng.randrange(SLOTS))
         if self.dandelion is not None:
             self.dandelion.start()
 
@@ -182,8 +185,9 @@ class Node(ChaosFaults):
         self.running = False
         if self.lag is not None:
             self.lag.release()
-        if self._tick_task is not None:
-            self._tick_task.cancel()
+        if self._tick_wheel is not None:
+            self._tick_wheel.remove(self._tick_key)
+            self._tick_wheel = None
         if self._bootstrap_task is not None:
             self._bootstrap_task.cancel()
         await self.connman.stop()  # saves addrman and anchors before the links go
@@ -224,17 +228,15 @@ class Node(ChaosFaults):
         t = self.timers
         return min(1.0, max(0.01, min(t.handshake_timeout, t.ping_interval, t.ping_timeout) / 10))
 
-    async def _housekeeping(self) -> None:
-        period = self._tick_period()
-        await asyncio.sleep(self.rng.uniform(0, period))  # spread a thousand nodes' ticks
-        while True:
-            if not self.paused:
-                try:
-                    self.housekeeping_step(self.loop.time())
-                except Exception:  # one bug must not stop pings and timeouts for good
-                    self.stats.housekeeping_errors += 1
-                    log.exception("%s: housekeeping round failed", self.name)
-            await asyncio.sleep(period)
+    def _housekeeping(self) -> None:
+        """Once a tick period, from the host's timer wheel (in a random slot: ticks stay spread)."""
+        if self.paused:
+            return
+        try:
+            self.housekeeping_step(self.loop.time())
+        except Exception:  # one bug must not stop pings and timeouts for good
+            self.stats.housekeeping_errors += 1
+            log.exception("%s: housekeeping round failed", self.name)
 
     def housekeeping_step(self, now: float) -> None:
         """One round of the periodic task: peer timeouts and pings, relay retries, addr sending."""

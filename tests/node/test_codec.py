@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness_node.wire import codec
 from harness_node.wire.codec import (
     HEADER_SIZE,
     MAGIC_BSV_REGTEST,
@@ -26,6 +27,8 @@ from harness_node.wire.codec import (
     NetAddr,
     compact_size,
     frame,
+    frame_cache_size,
+    frame_shared,
     hash_to_hex,
     read_compact_size,
     sha256d,
@@ -386,6 +389,44 @@ def test_a_bad_checksum_is_returned_invalid_and_the_stream_stays_in_sync() -> No
     decoder = FrameDecoder(MAGIC_REGTEST)
     out = decoder.feed(bytes(bad) + frame(MAGIC_REGTEST, "pong", struct.pack("<Q", 6)))
     assert [(h.command_name, ok) for h, _, ok in out] == [("ping", False), ("pong", True)]
+
+
+@given(st.lists(st.integers(1, 200), min_size=1, max_size=40))
+def test_frames_cut_into_any_chunks_come_out_whole_and_in_order(cuts: list[int]) -> None:
+    # the decoder walks each read with an offset and keeps only the unparsed tail: every way of
+    # cutting the stream (several frames per read, a header split over reads) gives the same frames
+    messages = [msg_ping(7), msg_tx(SAMPLE_TX), msg_verack(), msg_headers([SAMPLE_HEADER]), msg_ping(8)]
+    wire = b"".join(frame(MAGIC_REGTEST, m.command, m.serialize()) for m in messages)
+    decoder = FrameDecoder(MAGIC_REGTEST)
+    out, pos = [], 0
+    for cut in cuts:
+        out += decoder.feed(wire[pos:pos + cut])
+        pos += cut
+    out += decoder.feed(wire[pos:])
+    assert [(h.command_name, decode(h.command_name, p), ok) for h, p, ok in out] == [
+        (m.command, m, True) for m in messages]
+    assert decoder.buffered == 0
+
+
+def test_a_shared_frame_equals_frame_and_is_built_once_per_payload() -> None:
+    payload = msg_tx(SAMPLE_TX).serialize()
+    first = frame_shared(MAGIC_REGTEST, "tx", bytes(payload))  # another node's copy of the same bytes
+    assert first == frame(MAGIC_REGTEST, "tx", payload)
+    assert frame_shared(MAGIC_REGTEST, "tx", bytes(payload)) is first
+    assert frame_shared(MAGIC_BSV_REGTEST, "tx", payload)[:4] == MAGIC_BSV_REGTEST  # magic is part of the key
+    ping = struct.pack("<Q", 1)
+    assert frame_shared(MAGIC_REGTEST, "ping", ping) == frame(MAGIC_REGTEST, "ping", ping)
+
+
+def test_the_shared_frame_cache_stays_within_its_byte_budget() -> None:
+    # 99 kB transactions, as a spam flood sends them: the cache is cleared before it passes its budget
+    for i in range(400):
+        frame_shared(MAGIC_REGTEST, "tx", i.to_bytes(4, "little") * 25_000)
+        assert frame_cache_size()[1] <= codec.FRAME_CACHE_BYTES
+    big = b"\x01" * (codec.FRAME_CACHE_BYTES // 4)  # a huge block is framed but not kept
+    entries, held = frame_cache_size()
+    assert frame_shared(MAGIC_REGTEST, "block", big) == frame(MAGIC_REGTEST, "block", big)
+    assert frame_cache_size() == (entries, held)
 
 
 @pytest.mark.parametrize(("raw", "name"), [

@@ -43,7 +43,7 @@ STOP_WITHIN_S = 5.0  # SIGTERM to exit: "within a few seconds" (Docker would SIG
 TIME_SCALE = 0.1  # Core's timers x 0.1: the inbound tx trickle averages 0.5 s instead of 5 s
 # Installed with the harness, never in the node image.
 HARNESS_ONLY_MODULES = ("harness", "typer", "rich", "pydantic", "docker", "kubernetes", "matplotlib", "networkx")
-NODE_MODULES = ("harness_node", "aiohttp", "prometheus_client", "dns", "dnslib", "yaml")
+NODE_MODULES = ("harness_node", "aiohttp", "prometheus_client", "dns", "dnslib", "yaml", "uvloop")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 import random
 from typing import Protocol
 
-from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame
+from ..wire.codec import HEADER_SIZE, FrameDecoder, FramingError, frame_shared
 from ..wire.messages import Message
 from .capture import MessageCapture
 from .linkem import LinkEmulator
@@ -67,14 +67,17 @@ class Connection(asyncio.Protocol):
         self.rx_paced = False  # reading paused until the download bucket has passed the last chunk
         self.bytes_in = 0
         self.bytes_out = 0
+        # Frames queued this loop iteration, written together at its end (_flush): a relay burst
+        # sends one peer several messages in a row, and one write per message is one syscall each.
+        self._pending: list[bytes] = []
         self.closed: asyncio.Future[None] = owner.loop.create_future()
         self._abort_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # no isinstance check: uvloop's TCP transport is not a subclass of asyncio.Transport
+        self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.linkem = LinkEmulator(self.owner.shaper, self.owner.rng, self.owner.loop)
         peername = transport.get_extra_info("peername")
@@ -176,7 +179,7 @@ class Connection(asyncio.Protocol):
     def send_payload(self, command: str, payload: bytes) -> None:
         if self.closing or self.transport is None or self.frozen:
             return
-        data = frame(self.owner.magic, command, payload)
+        data = frame_shared(self.owner.magic, command, payload)
         self.owner.stats.count_message("out", command, len(data))
         if self.peer is not None:
             self.peer.last_send = self.owner.loop.time()
@@ -201,8 +204,17 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if self.closing or transport is None or transport.is_closing():
             return
-        transport.write(data)
+        if not self._pending:
+            self.owner.loop.call_soon(self._flush)
+        self._pending.append(data)
         self.bytes_out += len(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        transport = self.transport
+        if not pending or self.closing or transport is None or transport.is_closing():
+            return
+        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             self.close("send-buffer-full", abort=True)
 
@@ -216,6 +228,7 @@ class Connection(asyncio.Protocol):
             transport.abort()  # also after an earlier orderly close that is still flushing
         if self.closing:
             return
+        self._flush()  # what we sent before deciding to close still goes out (a reject, a last pong)
         self.closing = True
         if transport is None or abort:
             return

@@ -183,11 +183,26 @@ class Header:
     @property
     def command_name(self) -> str | None:
         """The command, or None if it is not valid ASCII followed only by NULs (Core drops it)."""
-        raw = self.command
-        name, _, pad = raw.partition(b"\x00")
-        if pad.strip(b"\x00") or not name or not all(0x20 <= c <= 0x7E for c in name):
-            return None
-        return name.decode("ascii")
+        try:
+            return _COMMAND_NAMES[self.command]
+        except KeyError:
+            pass
+        name = _command_name(self.command)
+        if len(_COMMAND_NAMES) < _COMMAND_CACHE_MAX:  # bounded: a hostile peer can send any 12 bytes
+            _COMMAND_NAMES[self.command] = name
+        return name
+
+
+def _command_name(raw: bytes) -> str | None:
+    name, _, pad = raw.partition(b"\x00")
+    if pad.strip(b"\x00") or not name or not all(0x20 <= c <= 0x7E for c in name):
+        return None
+    return name.decode("ascii")
+
+
+# Every received message needs its command as text; the few real ones are cached per process.
+_COMMAND_NAMES: dict[bytes, str | None] = {}
+_COMMAND_CACHE_MAX = 256
 
 
 def frame(magic: bytes, command: str, payload: bytes) -> bytes:
@@ -195,6 +210,42 @@ def frame(magic: bytes, command: str, payload: bytes) -> bytes:
     if len(cmd) > COMMAND_SIZE:
         raise ValueError(f"command {command!r} longer than {COMMAND_SIZE} bytes")
     return magic + cmd.ljust(COMMAND_SIZE, b"\x00") + struct.pack("<I", len(payload)) + checksum(payload) + payload
+
+
+# A transaction or block relayed by a host's nodes is framed (and its checksum hashed) once, not
+# once per peer and node: keyed by content, since every node decoded its own copy of the bytes.
+# Bounded by bytes as well as entries: a flood of 99 kB transactions or 4 MB blocks must not turn the
+# cache into the process's largest allocation (the node's byte budgets would not see it).
+_FRAMES: dict[tuple[bytes, str, bytes], bytes] = {}
+FRAME_CACHE_ENTRIES = 4096
+FRAME_CACHE_BYTES = 16 * 1024 * 1024  # key payload + frame, both counted
+CACHED_COMMANDS = frozenset({"tx", "block"})
+_frames_bytes = 0
+
+
+def frame_shared(magic: bytes, command: str, payload: bytes) -> bytes:
+    """frame(), memoised for the payloads many peers are sent (CACHED_COMMANDS)."""
+    global _frames_bytes
+    if command not in CACHED_COMMANDS:
+        return frame(magic, command, payload)
+    key = (magic, command, payload)
+    data = _FRAMES.get(key)
+    if data is None:
+        data = frame(magic, command, payload)
+        cost = len(payload) + len(data)
+        if cost > FRAME_CACHE_BYTES // 4:  # one huge block would evict everything: frame it uncached
+            return data
+        if len(_FRAMES) >= FRAME_CACHE_ENTRIES or _frames_bytes + cost > FRAME_CACHE_BYTES:
+            _FRAMES.clear()  # relay is bursty: the recent ones are re-filled at once
+            _frames_bytes = 0
+        _FRAMES[key] = data
+        _frames_bytes += cost
+    return data
+
+
+def frame_cache_size() -> tuple[int, int]:
+    """(entries, bytes) held by frame_shared's cache (tests, status)."""
+    return len(_FRAMES), _frames_bytes
 
 
 def parse_header(magic: bytes, data: bytes) -> Header:
@@ -223,23 +274,37 @@ class FrameDecoder:
         self._header: Header | None = None
 
     def feed(self, data: bytes) -> list[tuple[Header, bytes, bool]]:
-        self._buf += data
+        # Walk the buffer with an offset and cut it once at the end: one read often carries many
+        # frames, and deleting from the front of a bytearray per frame copies the rest each time.
+        buf = self._buf
+        if buf:
+            buf += data
+            view: bytes | bytearray = buf
+        else:
+            view = data  # the common case: nothing left over, parse the read itself (no copy)
         out: list[tuple[Header, bytes, bool]] = []
+        pos, end = 0, len(view)
+        h = self._header
         while True:
-            if self._header is None:
-                if len(self._buf) < HEADER_SIZE:
-                    return out
-                self._header = parse_header(self.magic, bytes(self._buf[:HEADER_SIZE]))
-                if self._header.length > self.max_length:
-                    raise FramingError(f"declared length {self._header.length} > {self.max_length}")
-                del self._buf[:HEADER_SIZE]
-            h = self._header
-            if len(self._buf) < h.length:
-                return out
-            payload = bytes(self._buf[: h.length])
-            del self._buf[: h.length]
-            self._header = None
+            if h is None:
+                if end - pos < HEADER_SIZE:
+                    break
+                h = parse_header(self.magic, bytes(view[pos:pos + HEADER_SIZE]))
+                if h.length > self.max_length:
+                    raise FramingError(f"declared length {h.length} > {self.max_length}")
+                pos += HEADER_SIZE
+            if end - pos < h.length:
+                break
+            payload = bytes(view[pos:pos + h.length])
+            pos += h.length
             out.append((h, payload, checksum(payload) == h.checksum))
+            h = None
+        self._header = h
+        if view is buf:
+            del buf[:pos]
+        else:
+            buf += data[pos:]
+        return out
 
     @property
     def buffered(self) -> int:

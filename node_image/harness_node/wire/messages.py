@@ -340,7 +340,13 @@ class _InvMessage(Message):
 
     @classmethod
     def _read(cls, f: BytesIO) -> "_InvMessage":
-        return cls([CInv.deserialize(f) for _ in range(_vec(f))])
+        # one read and slicing instead of two reads per entry: inv is the most frequent message
+        n = _vec(f)
+        raw = read_exact(f, 36 * n)
+        return cls([CInv(_U32.unpack_from(raw, i)[0], raw[i + 4:i + 36]) for i in range(0, 36 * n, 36)])
+
+
+_U32 = struct.Struct("<I")
 
 
 class msg_inv(_InvMessage):

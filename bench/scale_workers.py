@@ -1,0 +1,235 @@
+"""bench_node.py beyond one process: N nodes spread over K host processes (each within its own
+open-files limit), driven over stdin/stdout with one JSON line per message.
+
+The coordinator (`run`) starts K workers (`python bench/scale_workers.py K k N`); each hosts nodes
+i with i % K == k on 127.{20 + i % 200}.{i // 200}.1 with 100 random addresses in its addrman, so
+the connection manager fills Core's 8 full-relay + 2 block-relay slots, one per netgroup, across
+processes. Commands: dial, inject, watch <txid>, burst <count>, stop. Each worker reports twice a
+second: nodes with all 10 slots, RSS, CPU seconds, messages, event-loop lag (p99 of the last 5 s of
+the process's own lag monitor, net/looplag.py, the one behind the lag metric), and, for every
+watched tx, how many of its nodes hold it and when the last one got it (wall clock, comparable
+across processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PORT = 18444
+KNOWN = 100
+REPORT_EVERY = 0.5
+
+
+def spread_ip(i: int) -> str:
+    """Node i on its own 127.a.b.1, over 200 /16 netgroups (netgroup diversity can be satisfied)."""
+    return f"127.{20 + i % 200}.{i // 200}.1"
+
+
+def rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# --- worker ----------------------------------------------------------------------------------------
+
+
+async def worker(k: int, workers: int, n: int) -> None:
+    from harness_node.config import NodeConfig
+    from harness_node.host import Host
+    from harness_node.net.looplag import INTERVAL
+    from harness_node.wire.codec import NetAddr
+
+    rss0 = rss_kb()
+    mine = list(range(k, n, workers))
+    host = Host(NodeConfig(name=f"a{i}", bind=spread_ip(i), port=PORT, seed=i) for i in mine)
+    nodes = list(host.nodes.values())
+    now = int(time.time())
+    for i, nd in zip(mine, nodes):
+        rng = random.Random(i)
+        picks = [j for j in rng.sample(range(n), min(KNOWN + 1, n)) if j != i][:KNOWN]
+        nd.connman.addrman.add([NetAddr(spread_ip(j), PORT, 9, now - 3600) for j in picks], source_ip="127.1.1.1")
+    for nd in nodes:  # listeners first: the dials of every process must find them up
+        await nd.start()
+    loop = asyncio.get_running_loop()
+    lag = nodes[0].lag  # one monitor per loop, shared by every node of this process
+    watched: dict[bytes, int] = {}
+
+    def full(nd) -> bool:
+        peers = [p for p in nd.outbound_peers() if p.verack_received]
+        return (sum(p.kind == "outbound-full-relay" for p in peers) == 8
+                and sum(p.kind == "block-relay" for p in peers) == 2)
+
+    def emit(**fields) -> None:
+        sys.stdout.write(json.dumps(fields) + "\n")
+        sys.stdout.flush()
+
+    async def report() -> None:
+        while True:
+            have = {}
+            for txid in watched:
+                recs = [nd.mempool.record(txid) for nd in nodes if txid in nd.mempool]
+                have[txid.hex()] = [len(recs), max((r.first_seen_ns for r in recs), default=0)]
+            xs = sorted(list(lag.recent)[-int(5 / INTERVAL):])
+            emit(event="status", full=sum(full(nd) for nd in nodes), rss_kb=rss_kb(), rss0_kb=rss0,
+                 cpu=time.process_time(), msgs=sum(nd.stats.messages_total for nd in nodes),
+                 lag_p99=xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None, have=have)
+            await asyncio.sleep(REPORT_EVERY)
+
+    emit(event="listening", nodes=len(nodes))
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks = [loop.create_task(report())]
+    rng = random.Random(k)
+    while line := (await reader.readline()).decode().split():
+        cmd, args = line[0], line[1:]
+        if cmd == "dial":
+            for nd in nodes:
+                nd.start_dialling()
+        elif cmd == "watch":
+            watched[bytes.fromhex(args[0])] = 1
+        elif cmd in ("inject", "burst"):
+            count = int(args[0]) if args else 1
+            for _ in range(count):
+                nd = nodes[0] if cmd == "inject" else rng.choice(nodes)
+                tx = nd.inject_tx()
+                emit(event="injected", txid=tx.txid.hex(), origin_ns=nd.mempool.record(tx.txid).origin_ns)
+        elif cmd == "stop":
+            break
+    for t in tasks:
+        t.cancel()
+    await host.stop()
+
+
+# --- coordinator -----------------------------------------------------------------------------------
+
+
+class Workers:
+    def __init__(self, workers: int, n: int) -> None:
+        self.procs = [subprocess.Popen([sys.executable, __file__, str(workers), str(k), str(n)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True, bufsize=1) for k in range(workers)]
+        self.status: list[dict] = [{} for _ in self.procs]
+        self.injected: list[dict] = []
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    async def start(self) -> None:
+        for k, p in enumerate(self.procs):  # one reader thread per worker's stdout (not a pool: all at once)
+            threading.Thread(target=self._pump, args=(k, p), daemon=True).start()
+        listening = 0
+        while listening < len(self.procs):
+            k, msg = await self.queue.get()
+            listening += msg["event"] == "listening"
+
+    def _pump(self, k: int, p: subprocess.Popen) -> None:
+        for line in p.stdout:
+            msg = json.loads(line)
+            if msg["event"] == "status":
+                self.status[k] = msg
+            elif msg["event"] == "injected":
+                self.injected.append(msg)
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (k, msg))
+
+    def send(self, line: str, only: int | None = None) -> None:
+        for k, p in enumerate(self.procs):
+            if only is None or only == k:
+                p.stdin.write(line + "\n")
+                p.stdin.flush()
+
+    def total(self, key: str) -> float:
+        return sum(s.get(key) or 0 for s in self.status)
+
+    def have(self, txid: str) -> tuple[int, int]:
+        got = [s.get("have", {}).get(txid, [0, 0]) for s in self.status]
+        return sum(g[0] for g in got), max(g[1] for g in got)
+
+    def stop(self) -> None:
+        self.send("stop")
+        for p in self.procs:
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+async def wait_for(pred, timeout: float, what: str, period: float = 0.1) -> float:
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{what} not reached in {timeout} s")
+        await asyncio.sleep(period)
+    return time.monotonic() - t0
+
+
+async def run(n: int, workers: int, progress=print) -> dict:
+    w = Workers(workers, n)
+    w.loop = asyncio.get_running_loop()
+    result: dict = {"nodes": n, "workers": workers}
+    try:
+        await w.start()
+        t0 = time.monotonic()
+        w.send("dial")
+        try:
+            await wait_for(lambda: w.total("full") >= n and all(w.status), 300, "every node 8 + 2 outbound")
+            result["connect_s"] = time.monotonic() - t0
+        except TimeoutError:
+            result["connect_s"] = None
+        result["full_nodes"] = int(w.total("full"))
+        progress(f"connected: {result['full_nodes']} of {n} in {time.monotonic() - t0:.1f} s")
+        await asyncio.sleep(6)  # idle: a full lag window with the network formed
+        result["idle_lag_p99_s"] = max(s["lag_p99"] or 0 for s in w.status)
+        result["rss_total_mb"] = w.total("rss_kb") / 1024
+        result["per_node_kb"] = (w.total("rss_kb") - w.total("rss0_kb")) / n
+        reach = []
+        for _ in range(3):
+            before = len(w.injected)
+            w.send("inject 1", only=len(reach) % workers)
+            await wait_for(lambda: len(w.injected) > before, 30, "injection")
+            tx = w.injected[-1]
+            w.send(f"watch {tx['txid']}")
+            try:
+                await wait_for(lambda: w.have(tx["txid"])[0] >= n, 60, "tx everywhere")
+                reach.append((w.have(tx["txid"])[1] - tx["origin_ns"]) / 1e9)
+            except TimeoutError:
+                progress(f"tx reached {w.have(tx['txid'])[0]} of {n} in 60 s")
+        result["reach_all"] = reach
+        result["reach_s"] = statistics.median(reach) if reach else None
+        await asyncio.sleep(1)
+        msgs0, cpu0, before = w.total("msgs"), w.total("cpu"), len(w.injected)
+        w.send("burst 2")  # 2 per process: enough traffic that idle timers do not dominate
+        await wait_for(lambda: len(w.injected) >= before + 2 * workers, 30, "burst injection")
+        burst = [t["txid"] for t in w.injected[before:]]
+        for txid in burst:
+            w.send(f"watch {txid}")
+        await wait_for(lambda: all(w.have(t)[0] >= n for t in burst), 120, "burst everywhere")
+        await asyncio.sleep(2 * REPORT_EVERY)  # one more report of every worker: counters after the burst
+        result["msgs"] = int(w.total("msgs") - msgs0)
+        result["msgs_per_cpu_s"] = result["msgs"] / max(1e-9, w.total("cpu") - cpu0)
+    finally:
+        w.stop()
+    return result
+
+
+def workers_needed(n: int, hard: int) -> int:
+    """Enough host processes for each to hold its share within its descriptor limit (the local
+    backend's own rule, harness.backends.local.capacity), at least one per core."""
+    from harness.backends.local.capacity import Limits, workers_for
+
+    return workers_for(n, Limits(nofile_hard=hard, file_max=None, mem_available=None), min_per_worker=1)
+
+
+if __name__ == "__main__":
+    from harness_node.procutil import new_event_loop, raise_fd_limit
+
+    raise_fd_limit()
+    K, k, N = (int(a) for a in sys.argv[1:4])
+    loop = new_event_loop()
+    loop.run_until_complete(worker(k, K, N))
