@@ -1,11 +1,13 @@
 """The docker backend against raw `docker run` / `docker rm -f` of the same image, same run.
 
-    python bench/bench_docker.py [--nodes 50 100] [--packed 1000] [--per-container 100] [--base IMAGE]
+    python bench/bench_docker.py [--nodes 30 100] [--packed 1000] [--per-container 100] [--base IMAGE]
 
 For each N: (1) the backend's `up` + `wait_ready` of an N-node scenario without a seeder (one
 container per node), then `down`; (2) N containers of the same image started one `docker run -d`
 after another (as a shell loop would) until each answers GET /status, then one `docker rm -f` of
-all. Memory per node container from the engine's stats (usage minus page cache) of (1). Then
+all. Memory per node container from the engine's stats (usage minus page cache) of (1), and where
+`down`'s time went (DockerBackend.down_phases: controller stop, listing, container removal, network
+removal with its retries, volumes, the final check that nothing is left). Then
 `--packed` nodes packed `--per-container` to a container: up, ready, memory, down. Prints a table
 (markdown rows for docs/benchmarks.md). Everything it creates carries a label of its own run id
 and is removed at the end, whatever happens; nothing else on the engine is touched.
@@ -61,6 +63,8 @@ def harness_cycle(tmp: Path, nodes: int, per_container: int) -> dict[str, float]
         summary = be.down()
         down = time.monotonic() - t1
     assert summary.clean, summary
+    phases = " ".join(f"{k} {v:.1f}" for k, v in be.down_phases.items())
+    print(f"  down {nodes}/{per_container}: {down:.1f} s ({phases})", flush=True)
     return {"up": up, "down": down, "mem_total": sum(mem), "mem_per_container": statistics.mean(mem), "containers": len(mem)}
 
 
@@ -113,7 +117,7 @@ def raw_cycle(nodes: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--nodes", type=int, nargs="*", default=[50, 100])
+    parser.add_argument("--nodes", type=int, nargs="*", default=[30, 100])
     parser.add_argument("--packed", type=int, default=1000, help="0: skip")
     parser.add_argument("--per-container", type=int, default=100)
     parser.add_argument("--base", default=LOCAL_BASE_IMAGE)

@@ -1,7 +1,8 @@
 """The docker backend: the same plan as containers of one image on a bridge network of the run's own.
 
 One container per node by default (``nodes_per_container`` N packs N nodes into one `harness-node
-host` container), the seeder in its own; each has a static IP in the run's subnet, and the nodes
+host` container), each active attacker identity (spam) a `harness-node attack` container of its
+own, the seeder in its own; each has a static IP in the run's subnet, and the nodes
 keep their planned 127.a.b.c addresses as identities through the transport tables (layout.py).
 Every object carries the run's labels (`labels_for`), so `down` removes by label exactly what the
 run created, from any shell, even after the CLI that deployed it crashed.
@@ -29,7 +30,7 @@ from harness.backends.base import (
 from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.docker import engine, monitor
 from harness.backends.docker.layout import (
-    Layout, container_node_config, endpoints_table, layout, subnet_candidates, transport,
+    Layout, container_attack_config, container_node_config, endpoints_table, layout, subnet_candidates, transport,
 )
 from harness.backends.endpoint import endpoint_record
 from harness.backends.local import processes as lw
@@ -42,6 +43,7 @@ DEFAULT_IMAGE = "harness-node:latest"
 ENV_IMAGE = "HARNESS_IMAGE"
 DATADIR = "/var/lib/harness-node"
 HOST_CONFIG = f"{engine.CONFIG_DIR}/nodes.json"
+ATTACK_CONFIG = f"{engine.CONFIG_DIR}/attack.json"
 SEEDER_CONFIG = f"{engine.CONFIG_DIR}/seeder.json"
 PAUSED = "paused"
 CONTROLLER_GRACE_SECONDS = 10.0
@@ -59,6 +61,7 @@ class DockerBackend(Backend):
         self.image = image or os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE
         self.nodes_per_container = nodes_per_container
         self._client: Any = None
+        self.down_phases: dict[str, float] = {}  # seconds per step of the last `down` (bench/bench_docker.py)
 
     # --- helpers --------------------------------------------------------------------------------
     @property
@@ -155,6 +158,10 @@ class DockerBackend(Backend):
             config.update(dns_host=c.ip, control_host=c.ip, endpoints=endpoints_table(plan, lay))
             files, command = {"seeder.json": config}, ["seeder", "--config", SEEDER_CONFIG]
             role = "seeder"
+        elif c.kind == "attacker":  # one `harness-node attack` identity, the image's same entry point
+            files = {"attack.json": container_attack_config(plan, lay, c.member, token)}
+            command = ["attack", "--config", ATTACK_CONFIG]
+            role = "attacker"
         else:
             tables = transport(plan, lay)
             configs = [container_node_config(node_config(plan.node(n), f"{DATADIR}/{n}", token, tables[n]),
@@ -199,10 +206,12 @@ class DockerBackend(Backend):
             state = self.state()
             ctl = self._controller(state)
             stopped_ctl = forced_ctl = 0
+            phases = self.down_phases = {}
             if ctl and lw.is_ours(ctl):  # first: its timeline must not start a container meanwhile
                 stopped_ctl = 1
                 forced_ctl = int(not _stop_group(ctl.pgid))
-            removed, forced, left = engine.remove_run(self.client, state.run_id)
+            phases["controller"] = time.monotonic() - started
+            removed, forced, left = engine.remove_run(self.client, state.run_id, phases)
             already = not any(removed.values()) and not stopped_ctl and state.status == STOPPED
             state.status, state.stopped_at = STOPPED, state.stopped_at if already else time.time()
             self.run.save_state(state)
@@ -225,7 +234,7 @@ class DockerBackend(Backend):
             containers = {c.labels.get("harness.io/member"): c for c in engine.of_run(self.client, state.run_id)[0]}
             for spec in self._layout(state).containers:
                 c = containers.get(spec.member)
-                out.append(MemberStatus(spec.member, "seeder" if spec.kind == "seeder" else "container", len(spec.nodes),
+                out.append(MemberStatus(spec.member, {"seeder": "seeder", "attacker": "attacker"}.get(spec.kind, "container"), len(spec.nodes),
                                         bool(c and c.status in ("running", "paused")), f"docker logs {c.name}" if c else ""))
         ctl = self._controller(state)
         if ctl:
