@@ -86,3 +86,10 @@ def test_spammers_in_containers_are_banned_and_no_honest_node_is(image: str, tmp
 
     # `down` (run's end) removed the attackers with everything else of the run, and nothing else
     assert not _labelled(run_id)
+
+
+def test_the_same_scenario_file_passes_on_the_local_backend(tmp_path: Path) -> None:
+    """scenarios/docker-spam.yaml, unchanged, on local processes (`harness-node attack` on loopback):
+    the same checks pass. Needs no engine."""
+    code = runner.run(SCENARIO, "local", tmp_path / "report", tmp_path / "run")
+    assert code == 0, (tmp_path / "report" / "summary.md").read_text()
