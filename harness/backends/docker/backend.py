@@ -192,10 +192,9 @@ class DockerBackend(Backend):
             return
         want = {c.member for c in self._layout(state).containers}
         stopped = set(state.stopped_nodes)
-        for c in engine.of_run(self.client, state.run_id)[0]:
-            member = c.labels.get("harness.io/member", "")
-            if member in want and member not in stopped and c.status in ("exited", "dead"):
-                tail = c.logs(tail=15).decode(errors="replace")
+        for c in engine.run_containers(self.client, state.run_id):
+            if c.member in want and c.member not in stopped and c.status in ("exited", "dead"):
+                tail = self.client.api.logs(c.id, tail=15).decode(errors="replace")
                 raise BackendError(f"container {c.name} exited during start-up; its last lines:\n{tail}")
 
     def down(self) -> DownSummary:
@@ -225,13 +224,13 @@ class DockerBackend(Backend):
         state = self.state()
         if state.status == STOPPED:
             return False
-        return any(c.status in ("running", "paused") for c in engine.of_run(self.client, state.run_id)[0])
+        return any(c.status in ("running", "paused") for c in engine.run_containers(self.client, state.run_id))
 
     def members(self) -> list[MemberStatus]:
         state = self.state()
         out = []
         if state.backend_state.get("layout"):
-            containers = {c.labels.get("harness.io/member"): c for c in engine.of_run(self.client, state.run_id)[0]}
+            containers = {c.member: c for c in engine.run_containers(self.client, state.run_id)}
             for spec in self._layout(state).containers:
                 c = containers.get(spec.member)
                 out.append(MemberStatus(spec.member, {"seeder": "seeder", "attacker": "attacker"}.get(spec.kind, "container"), len(spec.nodes),

@@ -12,6 +12,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from harness.backends.base import LABEL_PREFIX
@@ -21,7 +22,8 @@ CONFIG_DIR = "/etc/harness-node"
 NODE_UID = 10001  # the image's non-root user (node_image/Dockerfile)
 PARALLEL = 16  # concurrent engine calls: the engine serialises some work, more threads only queue
 REMOVE_PARALLEL = 50  # `docker rm -f` removes up to 50 at once (the CLI's parallel operation); removal mostly waits on kills
-STOP_TIMEOUT_SECONDS = 5  # docker stop: SIGTERM, then SIGKILL
+STOP_TIMEOUT_SECONDS = 5
+API_TIMEOUT_SECONDS = 180  # the SDK's 60 s was exceeded by container creation at load 200 on 2 cores  # docker stop: SIGTERM, then SIGKILL
 T = TypeVar("T")
 
 
@@ -35,7 +37,7 @@ def connect() -> Any:
     import requests
 
     try:
-        client = docker.from_env(max_pool_size=REMOVE_PARALLEL)
+        client = docker.from_env(max_pool_size=REMOVE_PARALLEL, timeout=API_TIMEOUT_SECONDS)
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
         raise DockerUnavailable(f"no Docker engine answers: {e}") from None
@@ -142,6 +144,27 @@ def start(client: Any, cid: str) -> None:
     client.api.start(cid)
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A container as one list call describes it (no inspect)."""
+
+    id: str
+    name: str
+    member: str  # its harness.io/member label
+    status: str  # created | running | paused | restarting | exited | dead | removing
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> "Listed":
+        return cls(raw["Id"], (raw.get("Names") or ["/"])[0].lstrip("/"),
+                   (raw.get("Labels") or {}).get(f"{LABEL_PREFIX}/member", ""), raw.get("State", ""))
+
+
+def run_containers(client: Any, run_id: str) -> list[Listed]:
+    """The run's containers in one engine call. The SDK's `containers.list` inspects each one after
+    another (a second per 30 containers on a busy engine), and the readiness wait asks every poll."""
+    return [Listed.of(r) for r in client.api.containers(all=True, filters={"label": run_label(run_id)})]
+
+
 def of_run(client: Any, run_id: str) -> tuple[list[Any], list[Any], list[Any]]:
     """Everything carrying the run's label: (containers, networks, volumes)."""
     selector = {"label": run_label(run_id)}
@@ -156,23 +179,30 @@ def remove_run(client: Any, run_id: str, phases: dict[str, float] | None = None
     state lives nowhere that matters after a run. ``phases``, if given, receives the seconds each
     step took (bench/bench_docker.py reports them).
 
-    Containers are listed with one call (the SDK's `containers.list` inspects each container in
-    turn: a second per 30 on a busy engine) and removed REMOVE_PARALLEL at a time, as `docker rm -f`
-    does."""
+    Containers are listed with one call (run_containers) and removed REMOVE_PARALLEL at a time, as
+    `docker rm -f` does."""
     import docker
 
     timer = _Phases(phases)
     selector = {"label": run_label(run_id)}
-    containers = client.api.containers(all=True, filters=selector)
+    containers = run_containers(client, run_id)
     networks, volumes = client.networks.list(filters=selector), client.volumes.list(filters=selector)
     timer.mark("list")
 
-    def rm_container(c: dict[str, Any]) -> bool:
-        try:
-            client.api.remove_container(c["Id"], force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        return c.get("State") in ("running", "paused", "restarting")
+    def rm_container(c: Listed) -> bool:
+        deadline = time.monotonic() + REMOVE_RETRY_SECONDS
+        while True:
+            try:
+                client.api.remove_container(c.id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                # a loaded engine may answer "tried to kill container, but did not receive an exit
+                # event": try again; past the deadline it is reported in `left`, not raised
+                if time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+            return c.status in ("running", "paused", "restarting")
 
     forced = sum(parallel(rm_container, containers, REMOVE_PARALLEL))
     timer.mark("containers")
@@ -185,12 +215,12 @@ def remove_run(client: Any, run_id: str, phases: dict[str, float] | None = None
         except docker.errors.NotFound:
             pass
     timer.mark("volumes")
-    left_c = client.api.containers(all=True, filters=selector)
+    left_c = run_containers(client, run_id)
     left_n, left_v = client.networks.list(filters=selector), client.volumes.list(filters=selector)
     timer.mark("verify")
     removed = {"container": len(containers) - len(left_c), "network": len(networks) - len(left_n),
                "volume": len(volumes) - len(left_v)}
-    left = {"container": [c["Names"][0].lstrip("/") for c in left_c], "network": [n.name for n in left_n],
+    left = {"container": [c.name for c in left_c], "network": [n.name for n in left_n],
             "volume": [v.name for v in left_v]}
     return removed, {"container": forced}, left
 
@@ -208,6 +238,7 @@ class _Phases:
         self.last = now
 
 
+REMOVE_RETRY_SECONDS = 60.0  # a container the engine failed to kill (seen at load 200) is retried this long
 NETWORK_RETRY_SECONDS = 60.0  # a loaded engine was seen to hold a removed container's endpoint > 10 s
 
 
