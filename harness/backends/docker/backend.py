@@ -233,7 +233,8 @@ class DockerBackend(Backend):
             containers = {c.member: c for c in engine.run_containers(self.client, state.run_id)}
             for spec in self._layout(state).containers:
                 c = containers.get(spec.member)
-                out.append(MemberStatus(spec.member, {"seeder": "seeder", "attacker": "attacker"}.get(spec.kind, "container"), len(spec.nodes),
+                kind = spec.kind if spec.kind in ("seeder", "attacker") else "container"
+                out.append(MemberStatus(spec.member, kind, len(spec.nodes),
                                         bool(c and c.status in ("running", "paused")), f"docker logs {c.name}" if c else ""))
         ctl = self._controller(state)
         if ctl:
