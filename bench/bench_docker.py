@@ -52,7 +52,7 @@ def scenario(tmp: Path, nodes: int, per_container: int) -> Path:
 def harness_cycle(tmp: Path, nodes: int, per_container: int) -> dict[str, float]:
     """As `harness deploy --backend docker --wait` then `harness down`: with the controller."""
     run = RunDir(tmp / f"run-{nodes}-{per_container}")
-    t0 = time.monotonic()
+    t0, up = time.monotonic(), float("nan")  # nan: up failed (the traceback says why)
     try:
         runner.deploy(scenario(tmp, nodes, per_container), "docker", run.path, wait=True, options={"image": TAG})
         up = time.monotonic() - t0
@@ -64,9 +64,9 @@ def harness_cycle(tmp: Path, nodes: int, per_container: int) -> dict[str, float]
         t1 = time.monotonic()
         summary = be.down()
         down = time.monotonic() - t1
-    assert summary.clean, summary
     phases = " ".join(f"{k} {v:.1f}" for k, v in be.down_phases.items())
-    print(f"  down {nodes}/{per_container}: {down:.1f} s ({phases})", flush=True)
+    print(f"  up {nodes}/{per_container}: {up:.1f} s; down: {down:.1f} s ({phases})", flush=True)
+    assert summary.clean, summary
     return {"up": up, "down": down, "mem_total": sum(mem), "mem_per_container": statistics.mean(mem), "containers": len(mem)}
 
 
