@@ -275,7 +275,7 @@ class DockerBackend(Backend):
         if container is None:
             self._call(name, ControlClient.pause)
         else:
-            container.pause()
+            engine.pause(container)
         self._mark(PAUSED, name, True)
 
     def resume_node(self, name: str) -> None:

@@ -144,6 +144,24 @@ def start(client: Any, cid: str) -> None:
     client.api.start(cid)
 
 
+PAUSE_TRIES = 5
+
+
+def pause(container: Any) -> None:
+    """docker pause, tried again when the freezer gives up ("unable to freeze": the kernel could not
+    stop every task of the cgroup in time, seen at load 100 on 2 cores); the last failure is raised."""
+    import docker
+
+    for attempt in range(PAUSE_TRIES):
+        try:
+            container.pause()
+            return
+        except docker.errors.APIError as e:
+            if "freeze" not in str(e) or attempt == PAUSE_TRIES - 1:
+                raise
+            time.sleep(1.0)
+
+
 @dataclass(frozen=True)
 class Listed:
     """A container as one list call describes it (no inspect)."""

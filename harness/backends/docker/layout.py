@@ -33,7 +33,7 @@ CONTAINER_HOSTS_FIRST = 2  # .1 is the bridge's gateway
 class ContainerSpec:
     """One container of the run: ``kind`` node (hosting ``nodes``), attacker (one identity) or seeder."""
 
-    member: str  # the member name `members()`/`logs()` use: the node's name, pack-<k>, or seeder
+    member: str  # the member name `members()`/`logs()` use: the node's or attack identity's name, pack-<k>, or seeder
     kind: str  # node | attacker (one `harness-node attack` identity) | seeder
     ip: str
     nodes: list[str] = field(default_factory=list)
