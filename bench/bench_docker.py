@@ -1,12 +1,15 @@
 """The docker backend against raw `docker run` / `docker rm -f` of the same image, same run.
 
-    python bench/bench_docker.py [--nodes 50 100] [--packed 1000] [--per-container 100] [--base IMAGE]
+    python bench/bench_docker.py [--nodes 30 100] [--packed 1000] [--per-container 100] [--base IMAGE]
 
-For each N: (1) the backend's `up` + `wait_ready` of an N-node scenario without a seeder (one
-container per node), then `down`; (2) N containers of the same image started one `docker run -d`
-after another (as a shell loop would) until each answers GET /status, then one `docker rm -f` of
-all. Memory per node container from the engine's stats (usage minus page cache) of (1). Then
-`--packed` nodes packed `--per-container` to a container: up, ready, memory, down. Prints a table
+For each N: (1) `harness deploy --wait` of an N-node scenario without a seeder (one container per
+node, and the controller process; runner.deploy), then `harness down` (DockerBackend.down); (2) N
+containers of the same image started one `docker run -d` after another (as a shell loop would)
+until each answers GET /status, then one `docker rm -f` of all. Memory per node container from the
+engine's stats (usage minus page cache) of (1), and where `down`'s time went
+(DockerBackend.down_phases: controller stop, listing, container removal, network removal with its
+retries, volumes, the final check that nothing is left). Then `--packed` nodes packed
+`--per-container` to a container: up, ready, memory, down. Prints a table
 (markdown rows for docs/benchmarks.md). Everything it creates carries a label of its own run id
 and is removed at the end, whatever happens; nothing else on the engine is touched.
 """
@@ -32,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.backends.docker.backend import DockerBackend  # noqa: E402
 from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image  # noqa: E402
-from harness.plan.planner import plan_file  # noqa: E402
+from harness.run import runner  # noqa: E402
 from harness.run.rundir import RunDir  # noqa: E402
 
 TAG = "harness-node:bench"
@@ -47,19 +50,22 @@ def scenario(tmp: Path, nodes: int, per_container: int) -> Path:
 
 
 def harness_cycle(tmp: Path, nodes: int, per_container: int) -> dict[str, float]:
-    plan = plan_file(scenario(tmp, nodes, per_container))
-    be = DockerBackend(RunDir(tmp / f"run-{nodes}-{per_container}"), image=TAG)
-    t0 = time.monotonic()
+    """As `harness deploy --backend docker --wait` then `harness down`: with the controller."""
+    run = RunDir(tmp / f"run-{nodes}-{per_container}")
+    t0, up = time.monotonic(), float("nan")  # nan: up failed (the traceback says why)
     try:
-        be.up(plan)
-        be.wait_ready(timeout=600)
+        runner.deploy(scenario(tmp, nodes, per_container), "docker", run.path, wait=True, options={"image": TAG})
         up = time.monotonic() - t0
+        be = DockerBackend(run, image=TAG)
         time.sleep(5)  # let the nodes settle before sampling memory
         mem = container_memory(be.client, be.state().run_id)
     finally:
+        be = DockerBackend(run, image=TAG)
         t1 = time.monotonic()
         summary = be.down()
         down = time.monotonic() - t1
+    phases = " ".join(f"{k} {v:.1f}" for k, v in be.down_phases.items())
+    print(f"  up {nodes}/{per_container}: {up:.1f} s; down: {down:.1f} s ({phases})", flush=True)
     assert summary.clean, summary
     return {"up": up, "down": down, "mem_total": sum(mem), "mem_per_container": statistics.mean(mem), "containers": len(mem)}
 
@@ -113,7 +119,7 @@ def raw_cycle(nodes: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--nodes", type=int, nargs="*", default=[50, 100])
+    parser.add_argument("--nodes", type=int, nargs="*", default=[30, 100])
     parser.add_argument("--packed", type=int, default=1000, help="0: skip")
     parser.add_argument("--per-container", type=int, default=100)
     parser.add_argument("--base", default=LOCAL_BASE_IMAGE)

@@ -1,5 +1,5 @@
 """The image's HEALTHCHECK: healthy when every control API the container's config names answers
-GET /status with 200 (a node alone, a host of many nodes, or the seeder); exit 0 healthy, 1 not.
+GET /status with 200 (a node alone, a host of many nodes, an attacker process, or the seeder); exit 0 healthy, 1 not.
 
 It runs every 30 s in every container, so it must be cheap: `python3 -S` (no site packages) and
 only socket, json and glob, no urllib (a hundred containers checking with urllib kept two cores
@@ -16,6 +16,9 @@ TIMEOUT_SECONDS = 3
 def control_endpoints(config):
     if "nodes" in config:  # harness-node host
         return [(n.get("control_bind") or n.get("bind"), n["control_port"]) for n in config["nodes"] if n.get("control_port")]
+    if "attackers" in config:  # harness-node attack: one control API per identity
+        return [(a.get("control_bind") or a.get("bind") or a["address"], a["control_port"])
+                for a in config["attackers"] if a.get("control_port")]
     if "dns_port" in config or "control_host" in config:  # the seeder
         return [(config.get("control_host") or config.get("dns_host"), config.get("control_port", 8053))]
     if config.get("control_port"):

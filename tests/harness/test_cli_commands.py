@@ -100,12 +100,12 @@ def test_an_unknown_backend_is_refused_before_anything_starts(command: str, in_t
     assert not (in_tmp / "runs").exists()
 
 
-def test_active_attackers_are_refused_by_the_docker_backend_before_anything_starts(in_tmp: Path) -> None:
+def test_active_attackers_render_for_docker(in_tmp: Path) -> None:
     spam = ROOT / "scenarios" / "spam-ban.yaml"
     result = cli.invoke(app, ["render", str(spam), "--backend", "docker", "--out", str(in_tmp / "docker")])
-    assert result.exit_code == ExitCode.INVALID_INPUT, result.stderr
-    assert "the docker backend cannot place active attackers (kind 'spam')" in result.stderr
-    assert not (in_tmp / "docker").exists()
+    assert result.exit_code == 0, result.stderr
+    compose = (in_tmp / "docker" / "compose.yaml").read_text()
+    assert "    - attack\n" in compose and "harness.io/role: attacker" in compose, compose[:2000]
 
 
 def test_active_attackers_render_for_k8s(in_tmp: Path) -> None:

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from harness.backends import images
 from harness.backends.docker import compose, monitor
 from harness.backends.docker.layout import (
-    PACKED_P2P_BASE, container_node_config, inbound_table, layout, subnet_candidates, transport,
+    PACKED_P2P_BASE, container_attack_config, container_node_config, inbound_table, layout, subnet_candidates, transport,
 )
 from harness.backends.node_config import node_config
 from harness.cli.app import app
@@ -31,6 +31,7 @@ from tests.real import missing, require
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "docker-30.yaml"
+SPAM = ROOT / "scenarios" / "docker-spam.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,37 @@ def test_transport_keeps_planned_addresses_as_identities(plan: Any) -> None:
     assert "10.130.16.0/20" in config["allowlist"]  # it may dial the run's subnet
     seeder_ip = lay.endpoint("seeder")[0]
     assert config["peering"]["seeders"] and all(seeder_ip in s for s in config["peering"]["seeders"])
+
+
+@pytest.mark.parametrize("per_container", [1, 2])
+def test_attack_identities_each_get_a_container_and_are_attributed_by_its_ip(per_container: int) -> None:
+    """Even with packed nodes every spam identity is alone in its container: a victim then knows it
+    by its container IP from the first byte (pre-version spam cannot name itself)."""
+    plan = plan_file(SPAM)
+    lay = layout(plan, "10.130.16.0/20", per_container)
+    identities = [n for n in plan.peers() if n.role == "attacker"]
+    attackers = [c for c in lay.containers if c.kind == "attacker"]
+    assert [c.nodes for c in attackers] == [[n.name] for n in identities] and len(identities) == 3
+    inbound = inbound_table(plan, lay)
+    for c, spec in zip(attackers, identities):
+        assert inbound[c.ip] == [spec.address]
+        config = container_attack_config(plan, lay, spec.name, "token")
+        [identity] = config["attackers"]
+        # it dials from, and answers control calls on, its container IP; victims see its planned address
+        assert (identity["bind"], identity["control_bind"]) == (c.ip, c.ip) and identity["address"] == spec.address
+        for target in identity["targets"]:
+            victim = next(n for n in plan.peers() if f"{n.address}:{n.p2p_port}" == target)
+            ip, port, _ = lay.endpoint(victim.name)
+            assert config["endpoints"][victim.address] == f"{ip}:{port}"
+
+
+def test_rendered_compose_file_runs_attack_identities(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["render", str(SPAM), "--backend", "docker", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    services = yaml.safe_load((tmp_path / "compose.yaml").read_text())["services"]
+    assert services["spam-0"]["command"][0] == "attack" and services["spam-0"]["labels"]["harness.io/role"] == "attacker"
+    config = json.loads((tmp_path / "config" / "spam-0.json").read_text())
+    assert config["attackers"][0]["bind"] == services["spam-0"]["networks"]["harness"]["ipv4_address"]
 
 
 def test_subnet_candidates_are_distinct_private_subnets() -> None:

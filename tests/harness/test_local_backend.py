@@ -191,3 +191,13 @@ def test_a_deploy_onto_addresses_in_use_starts_nothing_and_says_so(tmp_path: Pat
         assert not run.exists()  # nothing started, not even a run directory
     finally:
         squatter.close()
+
+
+def test_down_right_after_deploy_stops_the_controller_on_sigterm(tmp_path: Path) -> None:
+    """`down` while the detached controller still waits for the nodes (its wait_ready is a thread):
+    it leaves on SIGTERM at once instead of waiting for that thread until the grace runs out and
+    SIGKILL ends it (harness/run/detached.py)."""
+    run_dir = tmp_path / "run"
+    runner.deploy(scenario(tmp_path, nodes=4, duration="60s"), run_dir=run_dir, wait=False)
+    summary = runner.down(run_dir)
+    assert summary["clean"] and summary["forced"]["process"] == 0, summary

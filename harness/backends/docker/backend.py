@@ -1,7 +1,8 @@
 """The docker backend: the same plan as containers of one image on a bridge network of the run's own.
 
 One container per node by default (``nodes_per_container`` N packs N nodes into one `harness-node
-host` container), the seeder in its own; each has a static IP in the run's subnet, and the nodes
+host` container), each active attacker identity (spam) a `harness-node attack` container of its
+own, the seeder in its own; each has a static IP in the run's subnet, and the nodes
 keep their planned 127.a.b.c addresses as identities through the transport tables (layout.py).
 Every object carries the run's labels (`labels_for`), so `down` removes by label exactly what the
 run created, from any shell, even after the CLI that deployed it crashed.
@@ -30,7 +31,7 @@ from harness.backends.client import ControlAPIError, ControlClient, call_sync
 from harness.backends.docker import bitcoind as btc
 from harness.backends.docker import engine, monitor
 from harness.backends.docker.layout import (
-    Layout, container_node_config, endpoints_table, layout, subnet_candidates, transport,
+    Layout, container_attack_config, container_node_config, endpoints_table, layout, subnet_candidates, transport,
 )
 from harness.backends.endpoint import endpoint_record
 from harness.backends.local import processes as lw
@@ -43,6 +44,7 @@ DEFAULT_IMAGE = "harness-node:latest"
 ENV_IMAGE = "HARNESS_IMAGE"
 DATADIR = "/var/lib/harness-node"
 HOST_CONFIG = f"{engine.CONFIG_DIR}/nodes.json"
+ATTACK_CONFIG = f"{engine.CONFIG_DIR}/attack.json"
 SEEDER_CONFIG = f"{engine.CONFIG_DIR}/seeder.json"
 PAUSED = "paused"
 CONTROLLER_GRACE_SECONDS = 10.0
@@ -66,6 +68,7 @@ class DockerBackend(Backend):
         self.nodes_per_container = nodes_per_container
         self.bitcoind_path = bitcoind_path
         self._client: Any = None
+        self.down_phases: dict[str, float] = {}  # seconds per step of the last `down` (bench/bench_docker.py)
 
     # --- helpers --------------------------------------------------------------------------------
     @property
@@ -172,6 +175,10 @@ class DockerBackend(Backend):
             config = btc.member_config(plan.node(c.member), plan, lay, f"{DATADIR}/{c.member}", token)
             files, command = {"bitcoind.json": config}, ["bitcoind", f"{engine.CONFIG_DIR}/bitcoind.json"]
             role = "bitcoind"
+        elif c.kind == "attacker":  # one `harness-node attack` identity, the image's same entry point
+            files = {"attack.json": container_attack_config(plan, lay, c.member, token)}
+            command = ["attack", "--config", ATTACK_CONFIG]
+            role = "attacker"
         else:
             tables = transport(plan, lay)
             configs = [container_node_config(node_config(plan.node(n), f"{DATADIR}/{n}", token, tables[n]),
@@ -204,10 +211,9 @@ class DockerBackend(Backend):
             return
         want = {c.member for c in self._layout(state).containers}
         stopped = set(state.stopped_nodes)
-        for c in engine.of_run(self.client, state.run_id)[0]:
-            member = c.labels.get("harness.io/member", "")
-            if member in want and member not in stopped and c.status in ("exited", "dead"):
-                tail = c.logs(tail=15).decode(errors="replace")
+        for c in engine.run_containers(self.client, state.run_id):
+            if c.member in want and c.member not in stopped and c.status in ("exited", "dead"):
+                tail = self.client.api.logs(c.id, tail=15).decode(errors="replace")
                 raise BackendError(f"container {c.name} exited during start-up; its last lines:\n{tail}")
 
     def down(self) -> DownSummary:
@@ -218,10 +224,12 @@ class DockerBackend(Backend):
             state = self.state()
             ctl = self._controller(state)
             stopped_ctl = forced_ctl = 0
+            phases = self.down_phases = {}
             if ctl and lw.is_ours(ctl):  # first: its timeline must not start a container meanwhile
                 stopped_ctl = 1
                 forced_ctl = int(not _stop_group(ctl.pgid))
-            removed, forced, left = engine.remove_run(self.client, state.run_id)
+            phases["controller"] = time.monotonic() - started
+            removed, forced, left = engine.remove_run(self.client, state.run_id, phases)
             already = not any(removed.values()) and not stopped_ctl and state.status == STOPPED
             state.status, state.stopped_at = STOPPED, state.stopped_at if already else time.time()
             self.run.save_state(state)
@@ -235,16 +243,17 @@ class DockerBackend(Backend):
         state = self.state()
         if state.status == STOPPED:
             return False
-        return any(c.status in ("running", "paused") for c in engine.of_run(self.client, state.run_id)[0])
+        return any(c.status in ("running", "paused") for c in engine.run_containers(self.client, state.run_id))
 
     def members(self) -> list[MemberStatus]:
         state = self.state()
         out = []
         if state.backend_state.get("layout"):
-            containers = {c.labels.get("harness.io/member"): c for c in engine.of_run(self.client, state.run_id)[0]}
+            containers = {c.member: c for c in engine.run_containers(self.client, state.run_id)}
             for spec in self._layout(state).containers:
                 c = containers.get(spec.member)
-                out.append(MemberStatus(spec.member, "seeder" if spec.kind == "seeder" else "container", len(spec.nodes),
+                kind = spec.kind if spec.kind in ("seeder", "attacker") else "container"
+                out.append(MemberStatus(spec.member, kind, len(spec.nodes),
                                         bool(c and c.status in ("running", "paused")), f"docker logs {c.name}" if c else ""))
         ctl = self._controller(state)
         if ctl:
@@ -285,7 +294,7 @@ class DockerBackend(Backend):
         if container is None:
             self._call(name, ControlClient.pause)
         else:
-            container.pause()
+            engine.pause(container)
         self._mark(PAUSED, name, True)
 
     def resume_node(self, name: str) -> None:

@@ -2,7 +2,7 @@
 compose file, for people who prefer `docker compose up`.
 
 The same layout as the backend (layout.py: a fixed subnet, static IPs, the transport tables), the
-same configs (node_config, container_node_config, seeder_config) and labels. What differs, and
+same configs (node_config, container_node_config, container_attack_config, seeder_config) and labels. What differs, and
 why: compose has no way to copy a file into a container with an owner and mode, so the configs are
 bind-mounted from DIR/config/ (mode 0600, they hold the control token) and the services run as the
 user who rendered them (``user``), which can read them; datadirs are then under /tmp of each
@@ -22,7 +22,9 @@ import yaml
 
 from harness.backends.base import labels_for
 from harness.backends.docker.engine import NODE_UID
-from harness.backends.docker.layout import container_node_config, endpoints_table, layout, transport
+from harness.backends.docker.layout import (
+    container_attack_config, container_node_config, endpoints_table, layout, transport,
+)
 from harness.backends.node_config import node_config, seeder_config
 from harness.errors import BackendUnavailable
 from harness.plan.model import Plan
@@ -68,6 +70,9 @@ def compose(plan: Plan, image: str, config_dir: str = "./config", user: str | No
             config = seeder_config(plan.seeder, token)
             config.update(dns_host=c.ip, control_host=c.ip, endpoints=endpoints_table(plan, lay))
             command, role, limits = ["seeder", "--config", f"{CONFIG_IN_CONTAINER}/{c.member}.json"], "seeder", deploy.resources.seeder
+        elif c.kind == "attacker":
+            config = container_attack_config(plan, lay, c.member, token)
+            command, role, limits = ["attack", "--config", f"{CONFIG_IN_CONTAINER}/{c.member}.json"], "attacker", deploy.resources.node
         else:
             config = {"nodes": [container_node_config(node_config(plan.node(n), f"{DATADIR}/{n}", token, tables[n]),
                                                       plan.node(n), plan, lay) for n in c.nodes]}

@@ -12,6 +12,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from harness.backends.base import LABEL_PREFIX
@@ -20,7 +21,9 @@ from harness.errors import BackendError
 CONFIG_DIR = "/etc/harness-node"
 NODE_UID = 10001  # the image's non-root user (node_image/Dockerfile)
 PARALLEL = 16  # concurrent engine calls: the engine serialises some work, more threads only queue
-STOP_TIMEOUT_SECONDS = 5  # docker stop: SIGTERM, then SIGKILL
+REMOVE_PARALLEL = 50  # `docker rm -f` removes up to 50 at once (the CLI's parallel operation); removal mostly waits on kills
+STOP_TIMEOUT_SECONDS = 5
+API_TIMEOUT_SECONDS = 180  # the SDK's 60 s was exceeded by container creation at load 200 on 2 cores  # docker stop: SIGTERM, then SIGKILL
 T = TypeVar("T")
 
 
@@ -34,7 +37,7 @@ def connect() -> Any:
     import requests
 
     try:
-        client = docker.from_env(max_pool_size=PARALLEL * 2)
+        client = docker.from_env(max_pool_size=REMOVE_PARALLEL, timeout=API_TIMEOUT_SECONDS)
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
         raise DockerUnavailable(f"no Docker engine answers: {e}") from None
@@ -45,12 +48,12 @@ def run_label(run_id: str) -> str:
     return f"{LABEL_PREFIX}/run={run_id}"
 
 
-def parallel(fn: Callable[[Any], T], items: Iterable[Any]) -> list[T]:
-    """fn over items on PARALLEL threads; the first error is raised after all finished."""
+def parallel(fn: Callable[[Any], T], items: Iterable[Any], threads: int = PARALLEL) -> list[T]:
+    """fn over items on ``threads`` threads; the first error is raised after all finished."""
     items = list(items)
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(items))) as pool:
+    with ThreadPoolExecutor(max_workers=min(threads, len(items))) as pool:
         futures = [pool.submit(fn, item) for item in items]
         results, error = [], None
         for f in futures:
@@ -141,6 +144,45 @@ def start(client: Any, cid: str) -> None:
     client.api.start(cid)
 
 
+PAUSE_TRIES = 5
+
+
+def pause(container: Any) -> None:
+    """docker pause, tried again when the freezer gives up ("unable to freeze": the kernel could not
+    stop every task of the cgroup in time, seen at load 100 on 2 cores); the last failure is raised."""
+    import docker
+
+    for attempt in range(PAUSE_TRIES):
+        try:
+            container.pause()
+            return
+        except docker.errors.APIError as e:
+            if "freeze" not in str(e) or attempt == PAUSE_TRIES - 1:
+                raise
+            time.sleep(1.0)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A container as one list call describes it (no inspect)."""
+
+    id: str
+    name: str
+    member: str  # its harness.io/member label
+    status: str  # created | running | paused | restarting | exited | dead | removing
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> "Listed":
+        return cls(raw["Id"], (raw.get("Names") or ["/"])[0].lstrip("/"),
+                   (raw.get("Labels") or {}).get(f"{LABEL_PREFIX}/member", ""), raw.get("State", ""))
+
+
+def run_containers(client: Any, run_id: str) -> list[Listed]:
+    """The run's containers in one engine call. The SDK's `containers.list` inspects each one after
+    another (a second per 30 containers on a busy engine), and the readiness wait asks every poll."""
+    return [Listed.of(r) for r in client.api.containers(all=True, filters={"label": run_label(run_id)})]
+
+
 def of_run(client: Any, run_id: str) -> tuple[list[Any], list[Any], list[Any]]:
     """Everything carrying the run's label: (containers, networks, volumes)."""
     selector = {"label": run_label(run_id)}
@@ -148,37 +190,73 @@ def of_run(client: Any, run_id: str) -> tuple[list[Any], list[Any], list[Any]]:
             client.volumes.list(filters=selector))
 
 
-def remove_run(client: Any, run_id: str) -> tuple[dict[str, int], dict[str, int], dict[str, list[str]]]:
+def remove_run(client: Any, run_id: str, phases: dict[str, float] | None = None
+               ) -> tuple[dict[str, int], dict[str, int], dict[str, list[str]]]:
     """Remove every container, network and volume labelled with ``run_id``, and nothing else.
     Returns (removed, forced, left) by kind. Containers are removed with force (a kill): their
-    state lives nowhere that matters after a run."""
+    state lives nowhere that matters after a run. ``phases``, if given, receives the seconds each
+    step took (bench/bench_docker.py reports them).
+
+    Containers are listed with one call (run_containers) and removed REMOVE_PARALLEL at a time, as
+    `docker rm -f` does."""
     import docker
 
-    containers, networks, volumes = of_run(client, run_id)
+    timer = _Phases(phases)
+    selector = {"label": run_label(run_id)}
+    containers = run_containers(client, run_id)
+    networks, volumes = client.networks.list(filters=selector), client.volumes.list(filters=selector)
+    timer.mark("list")
 
-    def rm_container(c: Any) -> bool:
-        running = c.status in ("running", "paused", "restarting")
-        try:
-            c.remove(force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        return running
+    def rm_container(c: Listed) -> bool:
+        deadline = time.monotonic() + REMOVE_RETRY_SECONDS
+        while True:
+            try:
+                client.api.remove_container(c.id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                # a loaded engine may answer "tried to kill container, but did not receive an exit
+                # event": try again; past the deadline it is reported in `left`, not raised
+                if time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+            return c.status in ("running", "paused", "restarting")
 
-    forced = sum(parallel(rm_container, containers))
+    forced = sum(parallel(rm_container, containers, REMOVE_PARALLEL))
+    timer.mark("containers")
     for n in networks:
         _remove_network(n)
+    timer.mark("networks")
     for v in volumes:
         try:
             v.remove(force=True)
         except docker.errors.NotFound:
             pass
-    left_c, left_n, left_v = of_run(client, run_id)
+    timer.mark("volumes")
+    left_c = run_containers(client, run_id)
+    left_n, left_v = client.networks.list(filters=selector), client.volumes.list(filters=selector)
+    timer.mark("verify")
     removed = {"container": len(containers) - len(left_c), "network": len(networks) - len(left_n),
                "volume": len(volumes) - len(left_v)}
-    left = {"container": [c.name for c in left_c], "network": [n.name for n in left_n], "volume": [v.name for v in left_v]}
+    left = {"container": [c.name for c in left_c], "network": [n.name for n in left_n],
+            "volume": [v.name for v in left_v]}
     return removed, {"container": forced}, left
 
 
+class _Phases:
+    """Seconds since the previous mark, by name, into ``into`` (nothing if None)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into, self.last = into, time.monotonic()
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        if self.into is not None:
+            self.into[name] = self.into.get(name, 0.0) + now - self.last
+        self.last = now
+
+
+REMOVE_RETRY_SECONDS = 60.0  # a container the engine failed to kill (seen at load 200) is retried this long
 NETWORK_RETRY_SECONDS = 60.0  # a loaded engine was seen to hold a removed container's endpoint > 10 s
 
 

@@ -14,8 +14,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.backends.node_config import is_attack_identity
-from harness.errors import BackendUnavailable
+from harness.backends.node_config import attack_process_config, is_attack_identity
 from harness.plan.model import BITCOIND, NodePlan, Plan
 
 # Candidate subnets: /20s (4,094 addresses) inside 10.128.0.0/9, starting at one derived from the
@@ -33,10 +32,10 @@ CONTAINER_HOSTS_FIRST = 2  # .1 is the bridge's gateway
 @dataclass
 class ContainerSpec:
     """One container of the run: ``kind`` node (hosting ``nodes``), bitcoind (one bitcoind member,
-    never packed: its own image and process) or seeder."""
+    never packed: its own image and process), attacker (one identity) or seeder."""
 
-    member: str  # the member name `members()`/`logs()` use: the node's name, pack-<k>, or seeder
-    kind: str  # node | bitcoind | seeder
+    member: str  # the member name `members()`/`logs()` use: the node's or attack identity's name, pack-<k>, or seeder
+    kind: str  # node | bitcoind | attacker (one `harness-node attack` identity) | seeder
     ip: str
     nodes: list[str] = field(default_factory=list)
     # node -> [p2p port, control port] inside this container
@@ -84,15 +83,12 @@ def layout(plan: Plan, subnet: str, nodes_per_container: int = 1) -> Layout:
     give the same layout."""
     if nodes_per_container < 1:
         raise ValueError("nodes_per_container must be at least 1")
-    for node in plan.peers():
-        if is_attack_identity(node):  # a `harness-node attack` process: only the local backend places those so far
-            raise BackendUnavailable(f"plan node {node.name}: the docker backend cannot place active attackers "
-                                     f"(kind {node.config.get('kind')!r}) yet; run this scenario with --backend local")
     net = ipaddress.ip_network(subnet)
-    peers = [n for n in plan.peers() if n.role != BITCOIND]
+    peers = [n for n in plan.peers() if n.role != BITCOIND and not is_attack_identity(n)]
     bitcoinds = [n for n in plan.peers() if n.role == BITCOIND]
+    attackers = [n for n in plan.peers() if is_attack_identity(n)]
     groups = [peers[i:i + nodes_per_container] for i in range(0, len(peers), nodes_per_container)]
-    needed = len(groups) + len(bitcoinds) + (1 if plan.seeder else 0)
+    needed = len(groups) + len(bitcoinds) + len(attackers) + (1 if plan.seeder else 0)
     if needed > net.num_addresses - CONTAINER_HOSTS_FIRST - 1:
         raise ValueError(f"{needed} containers do not fit in {subnet}")
     ips = (str(net.network_address + CONTAINER_HOSTS_FIRST + k) for k in range(needed))
@@ -107,6 +103,11 @@ def layout(plan: Plan, subnet: str, nodes_per_container: int = 1) -> Layout:
             containers.append(ContainerSpec(f"pack-{k}", "node", ip, [n.name for n in group], ports))
     for b in bitcoinds:
         containers.append(ContainerSpec(b.name, "bitcoind", next(ips), [b.name], {b.name: [b.p2p_port, b.control_port]}))
+    for node in attackers:
+        # each active identity alone (even when nodes are packed): with an IP of its own a victim
+        # attributes it from its first byte, before any version could name it (pre-version spam)
+        containers.append(ContainerSpec(node.name, "attacker", next(ips), [node.name],
+                                        {node.name: [node.p2p_port, node.control_port]}))
     if plan.seeder:
         s = plan.seeder
         containers.append(ContainerSpec(s.name, "seeder", next(ips), [], {s.name: [s.p2p_port, s.control_port]}))
@@ -122,7 +123,7 @@ def endpoints_table(plan: Plan, lay: Layout) -> dict[str, str]:
 def inbound_table(plan: Plan, lay: Layout) -> dict[str, list[str]]:
     """container ip -> the planned addresses of the nodes it hosts."""
     by_name = {n.name: n for n in plan.peers()}
-    return {c.ip: [by_name[n].address for n in c.nodes] for c in lay.containers if c.kind in ("node", "bitcoind")}
+    return {c.ip: [by_name[n].address for n in c.nodes] for c in lay.containers if c.kind in ("node", "bitcoind", "attacker")}
 
 
 def transport(plan: Plan, lay: Layout) -> dict[str, dict[str, Any]]:
@@ -145,6 +146,15 @@ def container_node_config(base: dict[str, Any], spec: NodePlan, plan: Plan, lay:
             peering["seeders"] = [_reseat_seed(s, plan.seeder.address, seeder_ip) for s in peering["seeders"]]
         out["peering"] = peering
     return out
+
+
+def container_attack_config(plan: Plan, lay: Layout, name: str, token: str) -> dict[str, Any]:
+    """The `harness-node attack` config of identity ``name`` placed in its container: it dials from,
+    and serves its control API on, the container IP; its version names its planned address
+    (addr_from), and the victims' inbound_hosts attribute the container IP to it."""
+    ip, _, control = lay.endpoint(name)
+    base = attack_process_config([plan.node(name)], token, transport(plan, lay))
+    return dict(base, attackers=[dict(a, bind=ip, control_bind=ip, control_port=control) for a in base["attackers"]])
 
 
 def _reseat_seed(spec: str, planned: str, actual: str) -> str:
