@@ -40,9 +40,9 @@ NOT_SLOT_KINDS = frozenset({"feeler"})
 
 
 def victims_of(plan: Plan) -> list[str]:
-    """The victims the plan's not_eclipsed checks name; with attackers but no such check, every
+    """The victims the plan's eclipsed and not_eclipsed checks name; with attackers but no such check, every
     honest node (so the eclipse figure still exists)."""
-    named = [v for x in plan.checks if x.check == "not_eclipsed" for v in (x.params.get("victim") or [])]
+    named = [v for x in plan.checks if x.check in ("not_eclipsed", "eclipsed") for v in (x.params.get("victim") or [])]
     if named or not plan.names(ATTACKER):
         return sorted(set(named))
     return plan.names(HONEST)

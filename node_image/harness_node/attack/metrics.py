@@ -36,6 +36,9 @@ class AttackerMetrics:
         self.observed = Counter(PREFIX + "disconnections", "Connections the victims closed: after their version "
                                 "(disconnected) or before sending it (refused: a banned address, or a peer that "
                                 "never sent version).", [*who, "event"], registry=r)
+        # only `attacker`: the addresses an entry pushes, whatever its kind (eclipse, malicious bootstrap)
+        self.addresses = Counter(PREFIX + "addresses_sent", "Addresses (own and trash) the attacker pushed to its "
+                                 "victims in addr messages.", ["attacker"], registry=r)
         for outcome in CONNECTION_OUTCOMES:
             self.attempts.labels(attacker, kind, outcome)
         for event in OBSERVED_EVENTS:
@@ -49,6 +52,9 @@ class AttackerMetrics:
     def sent(self, behaviour: str, command: str, size: int) -> None:
         self.messages.labels(self.attacker, self.kind, behaviour, command).inc()
         self.bytes.labels(self.attacker, self.kind).inc(size)
+
+    def addresses_sent(self, n: int) -> None:
+        self.addresses.labels(self.attacker).inc(n)
 
     def behaviour_done(self, behaviour: str) -> None:
         self.behaviours.labels(self.attacker, self.kind, behaviour).inc()
