@@ -200,6 +200,12 @@ CONTROLLER_METRICS = (
        "that record: from its start) to its ban or discouragement, by reason."),
     _m("harness_controller_honest_banned", "gauge", "bans", (), "Bans of honest nodes by honest nodes."),
     _m("harness_controller_victims_eclipsed", "gauge", "nodes", (), "Victims whose outbound peers are all attackers."),
+    _m("harness_controller_victims_eclipsed_ratio", "gauge", "ratio", (),
+       "Share of the watched victims whose outbound peers are all attackers, at the last poll (the eclipsed / "
+       "not_eclipsed checks count those still eclipsed at the end)."),
+    _m("harness_controller_victim_eclipsed_since_seconds", "gauge", "seconds", (VICTIM,),
+       "For each victim eclipsed now: seconds from the run start to the beginning of its unbroken eclipsed stretch "
+       "(the series disappears when the victim gets an honest outbound peer back)."),
     _m("harness_controller_victim_outbound_attacker_ratio", "gauge", "ratio", (VICTIM,),
        "Each victim's share of outbound peers that are attackers (1 = eclipsed), at the last poll."),
     _m("harness_controller_victim_addrman_attacker_ratio", "gauge", "ratio", (VICTIM, TABLE),
@@ -246,6 +252,9 @@ ATTACKER_METRICS = (
     _m("harness_attacker_disconnections_total", "counter", "connections", (ATTACKER, ATTACK_KIND, OBSERVED_EVENT),
        "Attacker connections their victims closed: after the victim's version (disconnected) or before it "
        "(refused: a banned address, or a link that never got version)."),
+    _m("harness_attacker_addresses_sent_total", "counter", "addresses", (ATTACKER,),
+       "Addresses (own and trash) attacker identities pushed to victims in addr messages (eclipse floods and "
+       "getaddr answers)."),
     # bootstrap (harness_node/attack/bootstrap.py)
     _m("harness_attacker_censored_transactions_total", "counter", "transactions", (ATTACKER,),
        "Victims' transactions accepted and never relayed."),
@@ -273,9 +282,6 @@ BITCOIND_METRICS = (
 
 # --- planned --------------------------------------------------------------------------------------
 PLANNED_METRICS = (
-    # issue 10: attackers that act (eclipse, malicious bootstrap)
-    _m("harness_attacker_addresses_sent_total", "counter", "addresses", (ATTACKER,),
-       "Addresses (own and trash) pushed to victims in addr messages.", 10),
     # issue 11: surveillance
     _m("harness_attacker_spy_announcements_total", "counter", "announcements", (ATTACKER,),
        "Transaction announcements the spy recorded.", 11),

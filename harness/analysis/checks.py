@@ -17,7 +17,7 @@ from typing import Any
 from harness.analysis.model import Observations, SpamRun
 from harness.analysis.figures.bans import honest_nodes_banned, time_to_ban
 from harness.analysis.figures.bootstrap import censorship, heal_times, seeder_honest_at, victim_block_delays
-from harness.analysis.figures.eclipse import attacker_share
+from harness.analysis.figures.eclipse import EclipseShare, VictimEclipse, attacker_share, eclipse_figures, eclipse_share
 from harness.analysis.figures.propagation import time_to_reach
 from harness.plan.model import CheckPlan, Plan
 from harness.analysis.model import CheckResult, CheckVerdict
@@ -134,16 +134,43 @@ def _no_honest_banned(params: Mapping[str, Any], obs: Observations, plan: Plan) 
     return _result("no_honest_banned", len(wrong), "== 0", not wrong, "bans", details)
 
 
-@check("not_eclipsed", "The victims' outbound peers are never mostly attackers.")
-def _not_eclipsed(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
-    bound = float(params.get("max_attacker_share", 0.5))
+def _victim_figures(params: Mapping[str, Any], obs: Observations, plan: Plan) -> list[VictimEclipse]:
     wanted = set(select(plan, params.get("victim")))
     series = [v for v in obs.victims if v.victim in wanted and v.samples]
     if not series:
         raise CheckUnevaluable(f"no outbound-peer samples of the victims {sorted(wanted)[:5]}")
-    worst_share, worst_victim = max((max(attacker_share(s) for s in v.samples), v.victim) for v in series)
-    return _result("not_eclipsed", round(worst_share, 3), f"<= {bound:g}", worst_share <= bound, "share",
-                   f"highest attacker share of outbound peers: {worst_victim}")
+    return eclipse_figures(series, obs.started_at, obs.ended_at)
+
+
+def _share_details(share: EclipseShare) -> str:
+    reached = f", reached at {share.reached_at:.1f} s" if share.reached_at is not None else ""
+    return (f"{share.eclipsed} of {share.victims} victims eclipsed at the end{reached} "
+            f"({share.ever_eclipsed} at some moment)")
+
+
+@check("not_eclipsed", "The victims' outbound peers are never mostly attackers, and at most max_eclipsed_share "
+                       "of them end the run eclipsed.")
+def _not_eclipsed(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
+    bound = float(params.get("max_attacker_share", 0.5))
+    max_eclipsed = float(params.get("max_eclipsed_share", 0.0))
+    figures = _victim_figures(params, obs, plan)
+    worst_share, worst_victim = max((f.max_share or 0.0, f.victim) for f in figures)
+    share = eclipse_share(figures)
+    ok = worst_share <= bound and share.share <= max_eclipsed
+    return _result("not_eclipsed", round(worst_share, 3), f"<= {bound:g}", ok, "share",
+                   f"highest attacker share of outbound peers: {worst_victim}; {_share_details(share)} "
+                   f"(allowed: {max_eclipsed:g})")
+
+
+@check("eclipsed", "At least min_share of the victims end the run eclipsed (every outbound peer an attacker), "
+                   "reached within the bound.")
+def _eclipsed(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
+    need = float(params.get("min_share", 1.0))
+    within = params.get("within")
+    share = eclipse_share(_victim_figures(params, obs, plan))
+    ok = share.share >= need and (within is None or (share.reached_at is not None and share.reached_at <= float(within)))
+    bound = f">= {need:g}" + (f" within {float(within):g} s" if within is not None else "")
+    return _result("eclipsed", round(share.share, 3), bound, ok, "share of victims", _share_details(share))
 
 
 @check("all_connected", "Every honest node ends with at least min_outbound outbound peers.")

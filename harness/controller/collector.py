@@ -40,7 +40,7 @@ NOT_SLOT_KINDS = frozenset({"feeler"})
 
 
 # checks whose `victim` selector names nodes whose outbound peers are sampled over time
-VICTIM_CHECKS = frozenset({"not_eclipsed", "healed_within", "censored_share"})
+VICTIM_CHECKS = frozenset({"eclipsed", "not_eclipsed", "healed_within", "censored_share"})
 
 
 def victims_of(plan: Plan) -> list[str]:

@@ -11,6 +11,7 @@ whole history at every poll: what was observed is remembered by key (item and co
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 from harness.analysis.figures.bans import honest_nodes_banned
 from harness.analysis.figures.bootstrap import heal_times, seeder_honest_at
-from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
+from harness.analysis.figures.eclipse import attacker_share, eclipse_figures, eclipse_share, is_eclipsed
 from harness.analysis.figures.propagation import ItemPropagation, item_propagation
 from harness.analysis.model import ITEM_KINDS, BanEvent, CheckVerdict, Observations
 from harness.controller.spam_metrics import SpamMetrics
@@ -63,6 +64,11 @@ class Metrics:
                                      buckets=BAN_BUCKETS, registry=r)
         self.honest_banned = Gauge("harness_controller_honest_banned", "Bans of honest nodes by honest nodes", registry=r)
         self.eclipsed = Gauge("harness_controller_victims_eclipsed", "Victims whose outbound peers are all attackers", registry=r)
+        self.eclipsed_ratio = Gauge("harness_controller_victims_eclipsed_ratio",
+                                    "Share of the watched victims whose outbound peers are all attackers", registry=r)
+        self.eclipsed_since = Gauge("harness_controller_victim_eclipsed_since_seconds",
+                                    "Since the run start: when each victim eclipsed now became so for good",
+                                    ["victim"], registry=r)
         self.outbound_ratio = Gauge("harness_controller_victim_outbound_attacker_ratio",
                                     "Each victim's share of outbound peers that are attackers", ["victim"], registry=r)
         self.addrman_ratio = Gauge("harness_controller_victim_addrman_attacker_ratio",
@@ -113,6 +119,14 @@ class Metrics:
         for victim, sample in last.items():
             self.outbound_ratio.labels(victim).set(attacker_share(sample))
         self.eclipsed.set(sum(1 for s in last.values() if is_eclipsed(s)))
+        figures = eclipse_figures([v for v in obs.victims if v.samples], obs.started_at)
+        self.eclipsed_ratio.set(eclipse_share(figures).share)
+        for f in figures:  # a victim that is no longer eclipsed loses its series
+            if f.eclipsed_since is not None:
+                self.eclipsed_since.labels(f.victim).set(f.eclipsed_since)
+            else:
+                with contextlib.suppress(KeyError):
+                    self.eclipsed_since.remove(f.victim)
         for victim, tables in obs.victim_tables.items():
             for table, (attackers, total) in tables.items():
                 self.addrman_ratio.labels(victim, table).set(attackers / total if total else 0.0)

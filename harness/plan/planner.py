@@ -118,7 +118,8 @@ def plan(scenario: Scenario, seed: int | None = None, allocator: AddressAllocato
     # once per plan, not per node: at 10,000 nodes a per-node scan of every member is 10^8 steps
     honest = [endpoints[m.name].p2p for m in members if m.role == "honest"]
     fixed_seeds = _sample(rng_for(seed, "fixed_seeds"), honest, FIXED_SEEDS)
-    nodes = [_node_plan(scenario, seed, m, members, endpoints, allowlist, honest, fixed_seeds) for m in members]
+    budgets = attacker_budgets(members, endpoints)
+    nodes = [_node_plan(scenario, seed, m, members, endpoints, allowlist, honest, fixed_seeds, budgets) for m in members]
     _place_in_network(scenario, seed, members, endpoints, nodes)
     # The controller's port is the backend's choice (a free one locally); it records its URL in the run state.
     nodes.append(NodePlan(name="controller", role="controller", group=None, address=allocator.controller(),
@@ -184,7 +185,7 @@ def group_settings(network: Network, group: str | None) -> dict[str, Any]:
 
 def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Member],
                endpoints: dict[str, Endpoint], allowlist: list[str], honest: list[str],
-               fixed_seeds: list[str]) -> NodePlan:
+               fixed_seeds: list[str], budgets: dict[str, list[str]]) -> NodePlan:
     endpoint = endpoints[member.name]
     common = {"name": member.name, "role": member.role, "listen": endpoint.address, "port": endpoint.p2p_port,
               "control_port": endpoint.control_port, "rng_seed": node_seed(seed, member.name),
@@ -210,7 +211,8 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
                       "targets": [t.name for t in targets], "target_addresses": [endpoints[t.name].p2p for t in targets],
                       "netgroup_bits": scenario.network.netgroup_bits,
                       "attack": attack_identity(member, endpoint, attacker.kind,
-                                                plan_params(attacker.kind, attacker.params, _identity_index(member.name)),
+                                                plan_params(attacker.kind, attacker.params, _identity_index(member.name),
+                                                            budgets.get(attacker.label, ())),
                                                 [(t.name, endpoints[t.name].p2p) for t in targets])}
     else:  # seeder: only what backends.node_config.seeder_config translates (its address and ports are the NodePlan's)
         seeder = scenario.seeder
@@ -250,6 +252,16 @@ def attack_identity(member: Member, endpoint: Endpoint, kind: str, params: dict[
     return {"name": member.name, "group": member.group, "kind": kind, "address": endpoint.address, "port": endpoint.p2p_port,
             "control_port": endpoint.control_port, "targets": [address for _, address in targets],
             "target_names": [name for name, _ in targets], "params": params}
+
+
+def attacker_budgets(members: list[Member], endpoints: dict[str, Endpoint]) -> dict[str, list[str]]:
+    """Attacker entry label -> every identity's planned "ip:port" (its address budget), built once per
+    plan: a per-identity scan of the members would be quadratic."""
+    budgets: dict[str, list[str]] = {}
+    for m in members:
+        if m.role == "attacker" and m.group is not None:
+            budgets.setdefault(m.group, []).append(endpoints[m.name].p2p)
+    return budgets
 
 
 def _identity_index(name: str) -> int:

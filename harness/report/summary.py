@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 
 from harness.analysis.figures import ReportFigures
+from harness.analysis.figures.eclipse import eclipse_share
 from harness.analysis.figures.propagation import QuantileSummary
 from harness.report.junit import format_value
 from harness.analysis.model import CheckVerdict, Report
@@ -146,9 +147,11 @@ def _eclipse(figures: ReportFigures) -> list[str]:
         for e in figures.eclipse
     )
     header = ("Victim", "Max attacker share", "Eclipsed", "First eclipsed at", "Time eclipsed", "Eclipsed at end")
+    share = eclipse_share(figures.eclipse)
+    reached = f", reached at {_seconds(share.reached_at)}" if share.reached_at is not None else ""
     return ["Attacker share of each victim's outbound peers (eclipsed = all outbound peers are attackers).", ""] + (
         _table(header, rows)
-    )
+    ) + ["", f"Eclipsed at the end: {share.eclipsed} of {share.victims} victims ({share.share:.0%}){reached}."]
 
 
 def _ms(seconds: float | None) -> str:

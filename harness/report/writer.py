@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.figures import ReportFigures, compute_figures
+from harness.analysis.figures.eclipse import eclipse_share
 from harness.report import plots
 from harness.report.junit import write_junit
 from harness.analysis.model import CheckVerdict, Report
@@ -79,6 +80,8 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
             "honest_banned": _jsonable(figures.honest_banned),
         },
         "eclipse": _jsonable(figures.eclipse),
+        # the eclipsed / not_eclipsed checks' figure: victims eclipsed at the end, and when
+        "eclipse_share": _jsonable(eclipse_share(figures.eclipse)),
         "timing": {**_jsonable(figures.lag), "trusted": figures.lag.trusted,
                    "block_curve": {str(k): v for k, v in figures.block_curve.items()}},
         "bitcoind": bitcoind_members(report),

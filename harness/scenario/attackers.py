@@ -3,9 +3,9 @@
 Whether a kind can run today, and how, is decided here and nowhere else: the `runnable` flag of its
 entry and `runs_as`:
 
-- `runs_as="node"` (sybil, eclipse today): *passive* attacker nodes, our own node software on the
+- `runs_as="node"` (sybil): *passive* attacker nodes, our own node software on the
   attacker's planned addresses, listening and answering the protocol, never dialling out;
-- `runs_as="attacker"` (spam, bootstrap): *active* identities in a `harness-node attack` process
+- `runs_as="attacker"` (spam, eclipse, bootstrap): *active* identities in a `harness-node attack` process
   (harness_node.attack), dialling their targets from their planned addresses; the planner writes
   each identity's config with `plan_params` (docs/attackers.md).
 
@@ -17,8 +17,9 @@ Adding a kind is one local change here: a params class with `@ATTACKER_KINDS.reg
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -112,12 +113,51 @@ ATTACKER_KINDS.register("bootstrap", runnable=True, runs_as="attacker",
                                     "answer its block getdata only at its download timeout.")(BootstrapParams)
 
 
-@ATTACKER_KINDS.register("eclipse", runnable=True,
-                         description="Today: a passive sybil population (answers, never dials) on the attacker's "
-                                     "/16s; active eclipse behaviour (Heilman-style: filling tried/new tables and "
-                                     "inbound slots) arrives with the attack issue.")
-class EclipseParams(AttackerParams):
-    pass
+class EclipseParams(BaseModel):
+    """Heilman et al. 2015 (harness_node.attack.eclipse). The budget is the entry's `count` (one
+    planned address per identity) over its `netgroups` /16s; the victims are its `targets`; the
+    victim's restart is a `restart_node` timeline action. Durations are Core time (x `time_scale`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trash: int = Field(default=1000, ge=0, le=100_000)  # trash addresses per identity, per victim, per flood
+    trash_network: str = "11.0.0.0/8"  # where trash is drawn from: routable, outside every planned range
+    advertise: Literal["budget", "own"] = "budget"  # addr and getaddr carry every identity's address, or its own
+    flood_every: Duration = 600.0  # between floods on a held connection
+    reconnect_after: Duration = 5.0  # before redialling a victim that evicted or dropped us
+    start: Duration = 0.0  # before the first dial (after the attacker process starts): let the victims find honest peers
+    ramp: Duration = 60.0  # first dials spread over this long, so each handshake ends before the next arrives
+    hold_inbound: bool = True  # (b) keep the victims' inbound slots; false: handshake, flood, leave
+    listen: bool = True  # (c) accept the victims' dials and answer getaddr with attacker addresses only
+
+    @field_validator("trash_network")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise problem(f"{value!r} is not a network like 11.0.0.0/8") from None
+        if net.is_loopback or net.is_private or net.num_addresses < 2:
+            # a planned range (127/8 locally, private ranges on Docker and Kubernetes) would make trash
+            # addresses the victims can dial, and possibly another node's
+            raise problem(f"{value!r}: trash must come from a routable network with room (e.g. 11.0.0.0/8)")
+        return str(net)
+
+
+def eclipse_plan_params(params: EclipseParams, index: int, fellows: Sequence[str]) -> dict[str, Any]:
+    """Identity `index`'s params in the attacker process's vocabulary (attack.eclipse.EclipseParams):
+    with `advertise: budget`, every identity's planned "ip:port" (`fellows`, the entry's budget)."""
+    out = params.model_dump(mode="json", exclude={"advertise"})
+    out["attacker_addresses"] = list(fellows) if params.advertise == "budget" else []
+    return out
+
+
+ATTACKER_KINDS.register("eclipse", runnable=True, runs_as="attacker", plan_params=eclipse_plan_params,
+                        plan_fellows=True,
+                        description="Heilman et al. 2015: each identity (the entry's count over its netgroups) "
+                                    "dials the targets, floods their new table with attacker and trash addresses, "
+                                    "holds their inbound slots (redialling when evicted) and answers getaddr with "
+                                    "attacker addresses only; the victim's restart is a restart_node action.")(EclipseParams)
 
 
 @ATTACKER_KINDS.register("sybil", runnable=True,
@@ -169,10 +209,15 @@ def identities_needed(kind: str, params: Any) -> int:
     return int(need(params)) if need and isinstance(params, BaseModel) else 1
 
 
-def plan_params(kind: str, params: BaseModel, index: int) -> dict[str, Any]:
-    """Identity `index`'s params as its attacker process takes them (default: the params as written)."""
-    translate: Callable[[Any, int], dict[str, Any]] | None = ATTACKER_KINDS.get(kind).meta.get("plan_params")
-    return translate(params, index) if translate else params.model_dump(mode="json")
+def plan_params(kind: str, params: BaseModel, index: int, fellows: Sequence[str] = ()) -> dict[str, Any]:
+    """Identity `index`'s params as its attacker process takes them (default: the params as written).
+    `fellows`: every identity's planned "ip:port" of the same entry, for kinds registered with
+    `plan_fellows=True` (an eclipse attacker advertises its whole budget)."""
+    meta = ATTACKER_KINDS.get(kind).meta
+    translate: Callable[..., dict[str, Any]] | None = meta.get("plan_params")
+    if translate is None:
+        return params.model_dump(mode="json")
+    return translate(params, index, list(fellows)) if meta.get("plan_fellows") else translate(params, index)
 
 
 def runnable_kinds() -> list[str]:

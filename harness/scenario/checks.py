@@ -52,10 +52,20 @@ class NoHonestBanned(Check):
     pass
 
 
-@CHECKS.register("not_eclipsed", description="The victims' outbound peers are never mostly attackers.")
+@CHECKS.register("not_eclipsed", description="The victims' outbound peers are never mostly attackers, and at most "
+                                              "max_eclipsed_share of them end the run eclipsed.")
 class NotEclipsed(Check):
     victim: Selector
-    max_attacker_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_attacker_share: float = Field(default=0.5, ge=0.0, le=1.0)  # of each victim's outbound peers, at any sample
+    max_eclipsed_share: float = Field(default=0.0, ge=0.0, le=1.0)  # of the victims, eclipsed at the end
+
+
+@CHECKS.register("eclipsed", description="At least min_share of the victims end the run eclipsed (every outbound "
+                                         "peer an attacker), reached within the bound.")
+class Eclipsed(Check):
+    victim: Selector
+    min_share: float = Field(default=1.0, gt=0.0, le=1.0)
+    within: Duration | None = None  # since the run start; default: any time before the end
 
 
 @CHECKS.register("all_connected", description="Every honest node ends with at least min_outbound outbound peers.")

@@ -1,4 +1,5 @@
-"""Attackers that run today (sybil, eclipse: passive nodes that answer and never dial), the clear
+"""Attackers that run as passive nodes (sybil: answer and never dial; an eclipse attacker is an active
+attack-process identity, next to them in the plan), the clear
 refusal of the kinds with no implementation yet, and the rogue seeder that takes over the honest
 seeder's address. Real node and seeder processes on loopback, real DNS queries with dnspython."""
 
@@ -92,11 +93,14 @@ attackers:
 
 # --- planning ---------------------------------------------------------------------------------------
 
-def test_sybil_and_eclipse_attackers_are_planned_as_nodes_that_never_dial() -> None:
+def test_sybil_attackers_are_planned_as_nodes_that_never_dial_and_eclipse_as_attack_identities() -> None:
     result = plan(parse_scenario(BOTH_KINDS))
     attackers = [n for n in result.nodes if n.role == "attacker"]
     assert len(attackers) == 10
     for node in attackers:
+        if node.group == "eclipsers":  # active (harness_node.attack.eclipse): tests/harness/test_eclipse_plan.py
+            assert node.config["attack"]["kind"] == "eclipse" and "peering" not in node.config
+            continue
         config = NodeConfig.from_dict(node.config)  # the node's own vocabulary: harness-node accepts it
         assert (config.bind, config.port) == (node.address, node.p2p_port)
         assert config.connect == [] and config.addnode == []
@@ -104,8 +108,7 @@ def test_sybil_and_eclipse_attackers_are_planned_as_nodes_that_never_dial() -> N
         assert (peering.outbound_full_relay, peering.block_relay) == (0, 0)
         assert not peering.countermeasures.feelers
         assert peering.seeders == [] and peering.fixed_seeds == [] and peering.seednodes == []
-        assert config.extra == {"role": "attacker", "kind": "sybil" if node.group == "sybil" else "eclipse",
-                                "group": node.group}
+        assert config.extra == {"role": "attacker", "kind": "sybil", "group": node.group}
     # the planner's /16 spread holds: sybil over 3 netgroups, eclipsers over 2 others
     groups = {g: {n.address.rsplit(".", 2)[0] for n in attackers if n.group == g} for g in ("sybil", "eclipsers")}
     assert len(groups["sybil"]) == 3 and len(groups["eclipsers"]) == 2 and not groups["sybil"] & groups["eclipsers"]

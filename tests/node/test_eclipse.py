@@ -98,8 +98,10 @@ def run_attack(lt: Any, tmp_path: Any, profile: str, seed: int) -> dict[str, Any
                 tables = json.loads(r.read())
         finally:
             lt.run(control.stop())
+        pushed = lt.eval(lambda: [(a.addr_sent, a.metrics.registry.get_sample_value(
+            "harness_attacker_addresses_sent_total", {"attacker": a.spec.name})) for a in runtime.attackers.values()])
         return {"outbound": peers, "attackers": [ip for ip in peers if ip not in HONEST],
-                "tried_before": tried_before, "tables": tables}
+                "tried_before": tried_before, "tables": tables, "pushed": pushed}
     finally:
         lt.run(runtime.stop(), timeout=120)
         for n in nodes:
@@ -113,6 +115,8 @@ def test_legacy_is_eclipsed(lt, tmp_path, seed):
     assert r["tried_before"] >= 380  # the inbound identities went to tried
     assert r["outbound"] and r["attackers"] == r["outbound"], r
     assert r["tables"]["tried"]["matching"] / r["tables"]["tried"]["slots"] > 0.9, r["tables"]
+    # every flood counted in the identity's metric (getaddr answers add to it, never subtract)
+    assert all(sent > 0 and metric is not None and metric >= sent for sent, metric in r["pushed"]), r["pushed"][:5]
 
 
 @pytest.mark.xfail(reason="measured: with only 2 honest nodes the victim fills its 8 free outbound slots from the "

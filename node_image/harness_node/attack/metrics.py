@@ -47,6 +47,10 @@ class AttackerMetrics:
                                      buckets=BLOCK_DELAY_BUCKETS, registry=r)
         self.censored.labels(attacker)
         self.block_delay.labels(attacker)
+        # only `attacker`: the addresses an entry pushes, whatever its kind (eclipse, malicious bootstrap)
+        self.addresses = Counter(PREFIX + "addresses_sent", "Addresses (own and trash) the attacker pushed to its "
+                                 "victims in addr messages.", ["attacker"], registry=r)
+        self.addresses.labels(attacker)
         for outcome in CONNECTION_OUTCOMES:
             self.attempts.labels(attacker, kind, outcome)
         for event in OBSERVED_EVENTS:
@@ -60,6 +64,9 @@ class AttackerMetrics:
     def sent(self, behaviour: str, command: str, size: int) -> None:
         self.messages.labels(self.attacker, self.kind, behaviour, command).inc()
         self.bytes.labels(self.attacker, self.kind).inc(size)
+
+    def addresses_sent(self, n: int) -> None:
+        self.addresses.labels(self.attacker).inc(n)
 
     def behaviour_done(self, behaviour: str) -> None:
         self.behaviours.labels(self.attacker, self.kind, behaviour).inc()

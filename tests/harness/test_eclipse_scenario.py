@@ -1,0 +1,119 @@
+"""The Heilman eclipse end to end on the local backend, through the real CLI: `harness sweep
+scenarios/eclipse-defences.yaml --set network.groups.0.countermeasures=legacy,current --seeds 2`
+runs the same attack at the same budget (480 addresses over 120 /16s, real `harness-node attack`
+identities) against real victim nodes with the `legacy` profile and with today's countermeasures,
+two seeds each, and restarts the victims through the timeline.
+
+- legacy: the attack succeeds: in every seed at least one restarted victim, and over both seeds at
+  least half of them, end the run with attackers as every outbound peer, and their tried tables
+  are > 80 % attacker;
+- current: it fails: no victim ends eclipsed in any seed, and only a small part of the budget
+  reaches tried (inbound peers never enter it, #8594; only feelers move flooded addresses there).
+
+A victim whose restart the backend could not carry out (the timeline check errs: the machine was
+too loaded to free its address in time) is not counted: it never ran the attack's last step."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = Path(sys.executable).with_name("harness")
+SCENARIO = ROOT / "scenarios" / "eclipse-defences.yaml"
+SETTING = "network.groups.0.countermeasures"
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eclipse") / "sweep"
+    done = subprocess.run([str(HARNESS), "sweep", str(SCENARIO), "--set", f"{SETTING}=legacy,current",
+                           "--seeds", "2", "--out", str(out)], capture_output=True, text=True, timeout=1400, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def runs(out: Path, profile: str) -> list[dict[str, Any]]:
+    """Each seed's report.json and observations of the cell whose victims ran `profile`."""
+    found = []
+    for cell in sorted((out / "cells").iterdir()):
+        if f"{SETTING}={profile}" not in (cell / "scenario.yaml").read_text().splitlines()[0]:
+            continue
+        for seed in sorted(cell.glob("seed-*")):
+            report = json.loads((seed / "report" / "report.json").read_text())
+            observed = json.loads((seed / "run" / "results.json").read_text())["observations"]
+            found.append({"seed": seed.name, "report": report, "observations": observed})
+    assert len(found) == 2, f"{profile}: {found}"
+    return found
+
+
+def restarted_victims(run: dict[str, Any]) -> list[dict[str, Any]]:
+    failed = set()
+    for check in run["report"]["checks"]:
+        if check["name"] == "timeline" and check["verdict"] != "pass":
+            failed = {n["victim"] for n in run["report"]["eclipse"] if f"restart_node {n['victim']}:" in check["details"]}
+    return [v for v in run["report"]["eclipse"] if v["victim"] not in failed]
+
+
+BUDGET = 480  # the scenario's eclipse count
+
+
+def budget_in_tried(run: dict[str, Any]) -> float:
+    """The share of the attacker's addresses that reached a victim's tried table (mean over victims)."""
+    tables = run["observations"]["victim_tables"]
+    return sum(t["tried"][0] for t in tables.values()) / (BUDGET * len(tables))
+
+
+def tried_share(run: dict[str, Any]) -> float:
+    tables = run["observations"]["victim_tables"]
+    attackers = sum(t["tried"][0] for t in tables.values())
+    total = sum(t["tried"][1] for t in tables.values())
+    return attackers / total
+
+
+def test_the_sweep_writes_its_comparison(sweep: Path) -> None:
+    for name in ("sweep.md", "sweep.csv", "sweep.png", "runs.csv"):
+        assert (sweep / name).stat().st_size > 0, name
+    with (sweep / "runs.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    runs_done = {(r[SETTING], r["seed"]) for r in rows}
+    assert runs_done == {(p, s) for p in ("legacy", "current") for s in ("1", "2")}
+    assert {r["check"] for r in rows} >= {"not_eclipsed", "no_honest_banned"}
+
+
+def test_legacy_victims_are_eclipsed_in_every_seed(sweep: Path) -> None:
+    restarted = eclipsed = 0
+    for run in runs(sweep, "legacy"):
+        victims = restarted_victims(run)
+        assert len(victims) >= 2, run["report"]["checks"]
+        held = [v["victim"] for v in victims if v["eclipsed_at_end"]]
+        assert held, (run["seed"], [(v["victim"], v["max_share"]) for v in victims])  # the attack works in every seed
+        restarted, eclipsed = restarted + len(victims), eclipsed + len(held)
+        assert tried_share(run) > 0.8, (run["seed"], run["observations"]["victim_tables"])
+        verdicts = {c["name"]: c["verdict"] for c in run["report"]["checks"]}
+        assert verdicts["not_eclipsed"] == "fail" and verdicts["no_honest_banned"] == "pass"
+    # measured 4 of 4 and 1 of 3 (seeds 1, 2): Select() draws a random non-empty tried bucket, and
+    # the few honest entries each have a bucket of their own (docs/results.md)
+    assert eclipsed >= restarted / 2, (eclipsed, restarted)
+
+
+def test_todays_countermeasures_keep_every_victim_at_the_same_budget(sweep: Path) -> None:
+    for run in runs(sweep, "current"):
+        victims = restarted_victims(run)
+        assert len(victims) >= 2, run["report"]["checks"]
+        assert not [v["victim"] for v in victims if v["eclipsed_at_end"]], (run["seed"], victims)
+        assert run["report"]["eclipse_share"]["eclipsed"] == 0
+        # inbound attackers never enter tried (legacy: most of the budget does); only the victims' feelers
+        # and outbound dials move flooded addresses there (measured 4-5 % of the budget; they can be
+        # most of a small tried table all the same)
+        assert budget_in_tried(run) < 0.25, (run["seed"], run["observations"]["victim_tables"])
+        verdicts = {c["name"]: c["verdict"] for c in run["report"]["checks"]}
+        assert verdicts["not_eclipsed"] == "pass" and verdicts["no_honest_banned"] == "pass"
