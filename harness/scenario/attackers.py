@@ -106,7 +106,7 @@ class BootstrapParams(BaseModel):
     block_delay: Duration = Field(default=DEFAULT_BLOCK_DELAY, ge=0, le=BLOCK_DOWNLOAD_TIMEOUT)
 
 
-ATTACKER_KINDS.register("bootstrap", runnable=True, runs_as="attacker",
+ATTACKER_KINDS.register("bootstrap", runnable=True, runs_as="attacker", listens=True,
                         description="The nodes behind a poisoned or rogue seeder's answers: they listen at the "
                                     "addresses it hands out and, once a victim connects, fill its address table "
                                     "with attacker addresses, censor its transactions (accept, never relay) and "
@@ -153,7 +153,7 @@ def eclipse_plan_params(params: EclipseParams, index: int, fellows: Sequence[str
 
 
 ATTACKER_KINDS.register("eclipse", runnable=True, runs_as="attacker", plan_params=eclipse_plan_params,
-                        plan_fellows=True,
+                        plan_fellows=True, listens="listen",
                         description="Heilman et al. 2015: each identity (the entry's count over its netgroups) "
                                     "dials the targets, floods their new table with attacker and trash addresses, "
                                     "holds their inbound slots (redialling when evicted) and answers getaddr with "
@@ -196,6 +196,14 @@ class MaliciousSeederParams(AttackerParams):
 def runnable(kind: str) -> bool:
     """Can attackers of this kind run today (as passive nodes or as attacker processes)?"""
     return bool(ATTACKER_KINDS.get(kind).meta.get("runnable", False))
+
+
+def listens(kind: str, params: dict[str, Any]) -> bool:
+    """Do identities of `kind` with these (planned) params accept the victims' dials? A kind's
+    `listens` meta is True/False, or the name of the boolean param that decides (default true).
+    Backends whose attacker members cannot be dialled refuse such identities."""
+    rule = ATTACKER_KINDS.get(kind).meta.get("listens", False)
+    return bool(params.get(rule, True)) if isinstance(rule, str) else bool(rule)
 
 
 def runs_as(kind: str) -> str:

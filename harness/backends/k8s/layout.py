@@ -29,7 +29,7 @@ import re
 from harness.backends.node_config import is_attack_identity
 from harness.errors import HarnessError
 from harness.plan.model import ATTACKER, HONEST, NodePlan, Plan
-from harness.scenario.attackers import runnable, runnable_kinds
+from harness.scenario.attackers import listens, runnable, runnable_kinds
 
 # Ports inside a pod: slot k of a packed pod listens on P2P_PORT + 2k and controls on +1. Each pod
 # has its own network namespace, so every pod uses the same small set of ports.
@@ -83,6 +83,12 @@ def _grouped(plan: Plan) -> tuple[list[tuple[str, str, str, list[NodePlan]]], li
         if is_attack_identity(node) and not runnable(str(node.config["attack"].get("kind"))):
             raise ValuesError(f"plan node {node.name}: attacker kind {node.config['attack'].get('kind')!r} has no "
                               f"implementation yet (runnable kinds: {', '.join(runnable_kinds())})")
+        attack = node.config["attack"] if is_attack_identity(node) else None
+        if attack is not None and listens(str(attack.get("kind")), attack.get("params") or {}):
+            # attack pods only dial: nothing routes a victim's dial to an identity (docs/kubernetes.md)
+            raise ValuesError(f"plan node {node.name}: attacker kind {attack.get('kind')!r} accepts the victims' "
+                              f"connections, which attack pods on the k8s backend cannot (they only dial); "
+                              f"run it with --backend local or docker")
         role = "attack" if is_attack_identity(node) else node.role
         out.setdefault((role, node.group or node.role), []).append(node)
     seen: dict[str, str] = {}
