@@ -102,3 +102,9 @@ class ManualPeers:
                 self._schedule(key, target)
             return
         target.dialling = False
+        # The peer may already be gone: a victim at its inbound limit closes at once, and on a loaded
+        # loop that close is handled before this task resumes; `peer_gone` could not schedule then
+        # (we were still dialling), so without this the target would never be dialled again.
+        if self.targets.get(key) is target and self.node.running and not self.node.connected_to(key[0], key[1]):
+            target.attempts += 1
+            self._schedule(key, target)
