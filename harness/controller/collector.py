@@ -27,12 +27,14 @@ from harness.analysis.model import (
     LagSample,
     NodeLoad,
     OutboundSample,
+    PrivacyScore,
     PeerEdge,
     PeerGraph,
     SpamRun,
     VictimSeries,
 )
 from harness.analysis.figures.spam import spam_runs
+from harness.analysis.privacy import merge_views, spy_scores
 
 # Short-lived outbound connections that hold no outbound slot (net.h ConnectionType::FEELER);
 # counting them would make an eclipse look broken every few minutes.
@@ -81,6 +83,10 @@ class Collector:
         self._attackers: dict[str, dict[str, Any]] = {}
         self._load: dict[str, dict[str, Any]] = {}
         self._spam = [n.name for n in plan.peers() if n.role == ATTACKER and n.config.get("kind") == "spam"]
+        # spy: its identities' views, merged, read on the full observation only (they grow with
+        # every transaction: a few MB at a few hundred transactions, too much for every 2 s poll)
+        self._spies = [n.name for n in plan.peers() if n.role == ATTACKER and n.config.get("kind") == "spy"]
+        self._views: dict[str, dict[str, float]] = {}
 
     def _role_of_ip(self, address: str) -> tuple[str | None, str | None]:
         node = self.by_ip.get(host_of(address))
@@ -109,7 +115,7 @@ class Collector:
         tables = await self.client.gather(victims, lambda ep: self.client.addrman_count(ep, self._attacker_hosts))
         self._tables = {v: t for v, t in tables.items() if isinstance(t, dict)}
         for name, status in self._status.items():
-            if name in self._spam:
+            if name in self._spam or name in self._spies:
                 self._attackers[name] = status
             elif isinstance(status.get("load"), dict):
                 self._load[name] = status["load"]
@@ -141,6 +147,21 @@ class Collector:
     def spam(self) -> list[SpamRun]:
         logs = {n: sorted(m.values(), key=lambda e: e.get("time") or 0.0) for n, m in self._misbehaviour.items()}
         return spam_runs(self.plan, self._attackers, logs)
+
+    async def _poll_views(self, stopped: list[str]) -> None:
+        data = await self.client.gather(self._running(self._spies, stopped), self.client.attacker_data)
+        parts = [self._views] + [d.get("views") or {} for d in data.values() if isinstance(d, dict)]
+        self._views = merge_views(parts)  # a stopped identity's views are kept from earlier reads
+
+    def privacy(self, journal_items: Iterable[Mapping[str, Any]]) -> list[PrivacyScore]:
+        """The spy's source estimators scored against the journal's truth (who injected each tx)."""
+        if not self._spies:
+            return []
+        honest = set(self.plan.names(HONEST))
+        truth = {i["item_id"]: i["origin"] for i in journal_items if i["kind"] == "tx" and i["origin"] in honest}
+        policy_of = {n: str(self.plan.node(n).config.get("relay_policy", "")) for n in honest}
+        edges = [(e.a, e.b) for e in self.graph().edges if e.a in policy_of and e.b in policy_of]
+        return spy_scores(self._views, truth, policy_of, edges, len(self._spies))
 
     def load(self) -> list[NodeLoad]:
         attacked = {t for n in self._spam for t in self.plan.node(n).config.get("targets", [])}
@@ -188,8 +209,11 @@ class Collector:
 
     async def observe(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = (), poll: bool = True) -> Observations:
         stopped = list(stopped)
+        journal_items = list(journal_items)
         if poll:
             await self.poll(stopped)
+            if self._spies:
+                await self._poll_views(stopped)
         items = await self.items(journal_items, stopped)
         return Observations(
             started_at=self.started_at, ended_at=max(time.time(), self.started_at), items=items,
@@ -199,5 +223,5 @@ class Collector:
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
             victim_tables=dict(self._tables),
             loop_lag=list(self._lag),
-            spam=self.spam(), load=self.load(),
+            spam=self.spam(), load=self.load(), privacy=self.privacy(journal_items) if poll else [],
         )

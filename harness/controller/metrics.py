@@ -22,6 +22,7 @@ from harness.analysis.figures.eclipse import attacker_share, is_eclipsed
 from harness.analysis.figures.propagation import ItemPropagation, item_propagation
 from harness.analysis.model import ITEM_KINDS, BanEvent, CheckVerdict, Observations
 from harness.controller.spam_metrics import SpamMetrics
+from harness.controller.spy_metrics import SpyMetrics
 from harness.controller.timeline import EventRecord
 from harness.plan.model import Plan
 from harness_node.net.looplag import LAG_BUCKETS  # the workers' buckets: the two lags compare bucket by bucket
@@ -70,6 +71,7 @@ class Metrics:
                                   "How late the controller's event loop ran a timer", buckets=LAG_BUCKETS, registry=r)
         self.checks = Gauge("harness_controller_check_passed", "1 pass, 0 fail, -1 error", ["check"], registry=r)
         self.spam = SpamMetrics(r)  # behaviour and policy from bounded sets (spam_metrics.py)
+        self.spy = SpyMetrics(r)  # estimator and relay policy, fixed sets (spy_metrics.py)
         self.partitions = Gauge("harness_controller_partitions_active", "Partitions in force now.", registry=r)
         self.nodes_down = Gauge("harness_controller_nodes_down",
                                 "Nodes stopped by the timeline (kill, pause, churn) now.", registry=r)
@@ -110,6 +112,7 @@ class Metrics:
             for table, (attackers, total) in tables.items():
                 self.addrman_ratio.labels(victim, table).set(attackers / total if total else 0.0)
         self.spam.publish(obs)
+        self.spy.publish(obs)
 
     def checks_done(self, checks: Iterable[Any]) -> None:
         for c in checks:

@@ -27,6 +27,7 @@ from harness.errors import ScenarioError
 from harness.plan.chaos import bandwidth_configs, churn_events, region_configs
 from harness.plan.model import CheckPlan, Endpoint, Event, NodePlan, Plan
 from harness.scenario.attackers import plan_params, runnable, runs_as
+from harness_node.timing import CORE_TIMERS
 from harness.scenario.model import Network, Scenario
 from harness.scenario.selectors import Member, Selector, pick, rng_for
 
@@ -267,10 +268,13 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
     return {
         "name": name, "bind": endpoint.address, "port": endpoint.p2p_port,
         "control_port": endpoint.control_port, "magic": network.magic, "time_scale": network.time_scale,
-        "seed": rng_seed, "relay_policy": g["relay_policy"], "dandelion": g["dandelion"], "misbehaviour_policy": g["misbehaviour_policy"],
+        "seed": rng_seed, "relay_policy": g["relay_policy"],
+        "dandelion": {k: v for k, v in g["dandelion"].items() if k != "epoch"},
+        "misbehaviour_policy": g["misbehaviour_policy"],
         "allowlist": allowlist, "connect": [],
-        # the scenario's bantime is Core time; timer overrides are wall seconds
-        "timers": {"bantime": g["bantime"] * network.time_scale},
+        # the scenario's bantime and Dandelion epoch are Core time; timer overrides are wall seconds
+        "timers": {"bantime": g["bantime"] * network.time_scale,
+                   **_epoch_timer(g["dandelion"]["epoch"], network.time_scale)},
         "link": {"delay_ms": 1000.0 * latency["delay"], "jitter_ms": 1000.0 * latency["jitter"],
                  "loss": latency["loss"]},
         "peering": {
@@ -282,6 +286,12 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
         "capture": g["capture"], "capture_max_bytes": network.capture_max_bytes,
         "extra": extra,
     }
+
+
+def _epoch_timer(epoch: float, time_scale: float) -> dict[str, float]:
+    """The Dandelion epoch as a wall-seconds timer override, only when the scenario changed it (the
+    node scales BIP 156's 10 minutes itself)."""
+    return {} if epoch == CORE_TIMERS["dandelion_epoch"] else {"dandelion_epoch": epoch * time_scale}
 
 
 def _seeders(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[str]:

@@ -63,6 +63,23 @@ class AllConnected(Check):
     min_outbound: int = Field(default=1, ge=0)
 
 
+@CHECKS.register("spy_precision_at_most",
+                 description="A spy's source estimator names the right sender for at most this share (precision).")
+class SpyPrecisionAtMost(Check):
+    at_most: float = Field(ge=0.0, le=1.0)
+    estimator: Literal["first-spy", "timing"] = "first-spy"
+    relay_policy: str | None = None  # the senders' policy in a mixed network; default: all honest nodes
+
+
+@CHECKS.register("spy_recall_within",
+                 description="A spy's recall (share of transactions it attributes to their sender) stays within "
+                             "tolerance of its share of nodes p (Dandelion++'s bound).")
+class SpyRecallWithin(Check):
+    tolerance: float = Field(ge=0.0, le=1.0)
+    estimator: Literal["first-spy", "timing"] = "first-spy"
+    relay_policy: str | None = None
+
+
 def parse_check(data: Any) -> Check:
     """Validate one `expect:` item with the model its `check` names (a pydantic validator)."""
     if not isinstance(data, dict):

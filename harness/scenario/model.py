@@ -143,6 +143,10 @@ class Dandelion(Strict):
 
     fluff_probability: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)  # q
     stem_relays: Literal[1, 2] = 2  # outbound stem relays per epoch
+    # how long a node keeps its stem relays (and its own transactions' relay), Core time (scaled by
+    # time_scale): BIP 156's 10 minutes. Shorter epochs give a spy measurement more independent
+    # relay draws per node (docs/results.md#privacy).
+    epoch: Annotated[Duration, _at_most(MAX_CORE_TIME)] = 600.0
 
 
 class Group(Strict):
