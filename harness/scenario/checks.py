@@ -68,7 +68,8 @@ class AllConnected(Check):
 class SpyPrecisionAtMost(Check):
     at_most: float = Field(ge=0.0, le=1.0)
     estimator: Literal["first-spy", "timing"] = "first-spy"
-    relay_policy: str | None = None  # the senders' policy in a mixed network; default: all honest nodes
+    # the senders' relay policy in a network that mixes them ("all": every honest node, the default)
+    relay_policy: Literal["flood", "diffusion", "dandelion", "all"] | None = None
 
 
 @CHECKS.register("spy_recall_within",
@@ -77,7 +78,7 @@ class SpyPrecisionAtMost(Check):
 class SpyRecallWithin(Check):
     tolerance: float = Field(ge=0.0, le=1.0)
     estimator: Literal["first-spy", "timing"] = "first-spy"
-    relay_policy: str | None = None
+    relay_policy: Literal["flood", "diffusion", "dandelion", "all"] | None = None
 
 
 def parse_check(data: Any) -> Check:

@@ -3,8 +3,9 @@ proven against the real `/metrics` of nodes, seeder and controller.
 
 The network is `scenarios/quickstart.yaml` on the local backend (`harness deploy`, real processes on
 loopback) with two spam identities added (one floods pings, one never finishes its handshake: they
-exercise the attacker, victim-load and spam figures without banning anyone), plus one hostile raw
-peer that gets itself banned (so bans, misbehaviour and protocol errors exist). A real Prometheus
+exercise the attacker, victim-load and spam figures without banning anyone), a one-identity spy
+(it times quickstart's transactions: the privacy panels), plus one hostile raw peer that gets itself
+banned (so bans, misbehaviour and protocol errors exist). A real Prometheus
 (Debian's) discovers the targets from files, as a monitored deployment will.
 """
 
@@ -40,6 +41,10 @@ SCENARIO = ROOT / "scenarios" / "quickstart.yaml"
 SPAM = [{"kind": "spam", "count": 2, "targets": {"nodes": ["node-1", "node-2"]},
          "params": {"behaviours": [{"behaviour": "ping-flood", "start": "5s", "rate": 20, "count": 100},
                                    {"behaviour": "slow-handshake", "start": "5s", "observe": "10s"}]}}]
+# A spy linked once to every honest node: it only listens and answers pings, so it bans nobody and
+# eclipses nobody (quickstart's honest seeder never hands out its address); the controller scores it
+# on its final observation, which the fixture waits for.
+SPY = [{"kind": "spy", "count": 1, "targets": {"role": "honest"}, "params": {"connections": 1}}]
 # Quickstart's spam identities eclipse nobody: watching two nodes as victims (their outbound attacker
 # share stays 0, truly) makes the victim panels' series exist.
 VICTIMS_CHECK = {"check": "not_eclipsed", "victim": "node-[1-2]", "max_attacker_share": 0.5}
@@ -47,7 +52,7 @@ VICTIMS_CHECK = {"check": "not_eclipsed", "victim": "node-[1-2]", "max_attacker_
 
 def _scenario(directory: Path) -> Path:
     spec = yaml.safe_load(SCENARIO.read_text())
-    spec["attackers"] = SPAM
+    spec["attackers"] = SPAM + SPY
     spec["expect"].append(VICTIMS_CHECK)
     path = directory / "quickstart-spam-victims.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -60,9 +65,6 @@ PENDING: dict[tuple[str, str], int] = {
     ("harness-eclipse", "Attacker connections and addresses pushed"): 10,
     ("harness-bootstrap", "Victims healed and heal time"): 13,
     ("harness-bootstrap", "Censored transactions and delayed blocks"): 10,
-    ("harness-privacy", "Spy precision by estimator and relay policy"): 11,
-    ("harness-privacy", "Spy recall by estimator and relay policy"): 11,
-    ("harness-privacy", "Announcements the spy recorded"): 11,
 }
 
 
