@@ -269,12 +269,12 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
         "name": name, "bind": endpoint.address, "port": endpoint.p2p_port,
         "control_port": endpoint.control_port, "magic": network.magic, "time_scale": network.time_scale,
         "seed": rng_seed, "relay_policy": g["relay_policy"],
-        "dandelion": {k: v for k, v in g["dandelion"].items() if k != "epoch"},
+        "dandelion": {k: v for k, v in g["dandelion"].items() if k not in ("epoch", "embargo")},
         "misbehaviour_policy": g["misbehaviour_policy"],
         "allowlist": allowlist, "connect": [],
         # the scenario's bantime and Dandelion epoch are Core time; timer overrides are wall seconds
         "timers": {"bantime": g["bantime"] * network.time_scale,
-                   **_epoch_timer(g["dandelion"]["epoch"], network.time_scale)},
+                   **_dandelion_timers(g["dandelion"], network.time_scale)},
         "link": {"delay_ms": 1000.0 * latency["delay"], "jitter_ms": 1000.0 * latency["jitter"],
                  "loss": latency["loss"]},
         "peering": {
@@ -288,10 +288,11 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
     }
 
 
-def _epoch_timer(epoch: float, time_scale: float) -> dict[str, float]:
-    """The Dandelion epoch as a wall-seconds timer override, only when the scenario changed it (the
-    node scales BIP 156's 10 minutes itself)."""
-    return {} if epoch == CORE_TIMERS["dandelion_epoch"] else {"dandelion_epoch": epoch * time_scale}
+def _dandelion_timers(dandelion: dict[str, Any], time_scale: float) -> dict[str, float]:
+    """The scenario's Dandelion epoch and embargo as wall-seconds timer overrides, only those it
+    changed (the node scales BIP 156's own values itself)."""
+    return {f"dandelion_{key}": dandelion[key] * time_scale for key in ("epoch", "embargo")
+            if dandelion[key] != CORE_TIMERS[f"dandelion_{key}"]}
 
 
 def _seeders(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[str]:

@@ -147,6 +147,10 @@ class Dandelion(Strict):
     # time_scale): BIP 156's 10 minutes. Shorter epochs give a spy measurement more independent
     # relay draws per node (docs/results.md#privacy).
     epoch: Annotated[Duration, _at_most(MAX_CORE_TIME)] = 600.0
+    # the embargo's fixed part, Core time (BIP 156: 10 s, plus Exp(20 s)). It must outlast a stem's
+    # travel, or the sender's own timer fires first and it fluffs its transaction itself: on a loaded
+    # machine (event loops lagging seconds) scaled-down embargoes are too short for that.
+    embargo: Annotated[Duration, _at_most(MAX_CORE_TIME)] = 10.0
 
 
 class Group(Strict):

@@ -36,7 +36,13 @@ from tests.node.conftest import LoopThread, next_ip, wait_until
 
 OUTBOUND = 8
 PORT = 18444
-EPOCH = 1.0  # wall seconds per Dandelion epoch (see above); the embargo keeps its scaled default
+EPOCH = 1.0  # wall seconds per Dandelion epoch (see above)
+# Embargo: 8 s + Exp(2 s) wall, not the scaled 1 s + Exp(2 s). All 100 nodes share one event loop;
+# on a machine loaded to 100+ runnable tasks it lags seconds, a stem's hops take that long, and the
+# sender's own embargo timer (the first one started) fired before the stem ended: the sender fluffed
+# its own transaction and the spy saw plain diffusion from it (recall 0.185 against p = 0.099 in one
+# such run). Dandelion++'s analysis assumes the embargo outlasts the stem; 8 s keeps that true here.
+EMBARGO, EMBARGO_MEAN = 8.0, 2.0
 SPACING = 0.02  # seconds between injections: 100 nodes round-robin -> >= 2 s (2 epochs) per node
 load_kinds()
 
@@ -65,7 +71,8 @@ def run_policy(lt: LoopThread, policy: str, seed: int, honest: int = 100, spies:
         for k in range(spies)]})
     runtime = AttackRuntime(attack)
     configs = [NodeConfig(name=names[i], bind=ips[i], port=PORT, relay_policy=policy, time_scale=time_scale,
-                          seed=seed * 1000 + i, timers={"dandelion_epoch": EPOCH}, connect=[f"{ips[j]}:{PORT}" for j in graph[i]])
+                          seed=seed * 1000 + i, timers={"dandelion_epoch": EPOCH, "dandelion_embargo": EMBARGO,
+                                                       "dandelion_embargo_mean": EMBARGO_MEAN}, connect=[f"{ips[j]}:{PORT}" for j in graph[i]])
                for i in range(honest)]
     host = Host(configs)
     lt.run(runtime.start())

@@ -94,6 +94,7 @@ def test_spy_scenario_plans_one_policy_a_short_epoch_and_one_supernode():
     for n in honest:
         assert n.config["dandelion"] == {"fluff_probability": 0.1, "stem_relays": 2}  # the node's vocabulary
         assert n.config["timers"]["dandelion_epoch"] == pytest.approx(1.0)  # 10 s Core time x 0.1
+        assert n.config["timers"]["dandelion_embargo"] == pytest.approx(6.0)  # 60 s Core time x 0.1
     spies = [n for n in planned.nodes if n.role == "attacker"]
     assert len(spies) == 11
     # identity 0 dials every honest node once; the others only listen (the spy's inbound-slot budget)
@@ -102,13 +103,14 @@ def test_spy_scenario_plans_one_policy_a_short_epoch_and_one_supernode():
     assert all(len(n.config["attack"]["targets"]) == 100 and n.config["attack"]["params"]["listen"] for n in spies)
 
 
-def test_an_unchanged_epoch_leaves_the_node_to_scale_bip156s_ten_minutes():
+def test_unchanged_epoch_and_embargo_leave_the_node_to_scale_bip156s_values():
     from harness.plan.planner import plan
     from harness.scenario.loader import validate_scenario
 
     scenario = validate_scenario({"name": "d", "duration": "30s",
                                   "network": {"nodes": 3, "relay_policy": "dandelion", "time_scale": 0.1}})
-    assert all("dandelion_epoch" not in n.config["timers"] for n in plan(scenario, seed=1).nodes if n.role == "honest")
+    honest = [n for n in plan(scenario, seed=1).nodes if n.role == "honest"]
+    assert honest and all(set(n.config["timers"]) == {"bantime"} for n in honest)
 
 
 def test_merge_views_keeps_each_announcers_earliest_report():
