@@ -115,7 +115,7 @@ class Collector:
         tables = await self.client.gather(victims, lambda ep: self.client.addrman_count(ep, self._attacker_hosts))
         self._tables = {v: t for v, t in tables.items() if isinstance(t, dict)}
         for name, status in self._status.items():
-            if name in self._spam or name in self._spies:
+            if name in self._spam:
                 self._attackers[name] = status
             elif isinstance(status.get("load"), dict):
                 self._load[name] = status["load"]

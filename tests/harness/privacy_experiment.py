@@ -43,6 +43,9 @@ EPOCH = 1.0  # wall seconds per Dandelion epoch (see above)
 # its own transaction and the spy saw plain diffusion from it (recall 0.185 against p = 0.099 in one
 # such run). Dandelion++'s analysis assumes the embargo outlasts the stem; 8 s keeps that true here.
 EMBARGO, EMBARGO_MEAN = 8.0, 2.0
+# Deadlines are for a machine loaded to 100+ runnable tasks (the graph once took over 120 s to form
+# there); on a quiet machine each wait ends in seconds.
+DEADLINE = 600.0
 SPACING = 0.02  # seconds between injections: 100 nodes round-robin -> >= 2 s (2 epochs) per node
 load_kinds()
 
@@ -77,23 +80,23 @@ def run_policy(lt: LoopThread, policy: str, seed: int, honest: int = 100, spies:
     host = Host(configs)
     lt.run(runtime.start())
     try:
-        wait_until(lambda: all(a.server is not None for a in runtime.attackers.values()), what="spies listening")
-        lt.run(host.start(), timeout=120)
+        wait_until(lambda: all(a.server is not None for a in runtime.attackers.values()), timeout=DEADLINE, what="spies listening")
+        lt.run(host.start(), timeout=DEADLINE)
         try:
             return _measure(lt, host, runtime, policy, seed, honest, spies, txs_per_node, graph, names)
         finally:
-            lt.run(host.stop(), timeout=120)
+            lt.run(host.stop(), timeout=DEADLINE)
     finally:
-        lt.run(runtime.stop(), timeout=60)
+        lt.run(runtime.stop(), timeout=DEADLINE)
 
 
 def _measure(lt: LoopThread, host: Host, runtime: AttackRuntime, policy: str, seed: int, honest: int, spies: int,
              txs_per_node: int, graph: dict[int, list[int]], names: list[str]) -> PolicyRun:
     nodes = [host.nodes[n] for n in names]
     lt.wait(lambda: all(sum(p.ready for p in n.outbound_peers()) == len(graph[i]) for i, n in enumerate(nodes)),
-            timeout=120, what="every honest node at its outbound peers")
+            timeout=DEADLINE, what="every honest node at its outbound peers")
     supernode = runtime.attackers["spy-0"]
-    wait_until(lambda: sum(p.handshake_done for p in supernode.peers if p.target) >= honest, timeout=60,
+    wait_until(lambda: sum(p.handshake_done for p in supernode.peers if p.target) >= honest, timeout=DEADLINE,
                what="the supernode linked to every honest node")
     truth: dict[str, str] = {}
     txs = []
@@ -103,7 +106,7 @@ def _measure(lt: LoopThread, host: Host, runtime: AttackRuntime, policy: str, se
         truth[hash_to_hex(tx.txid)] = origin.name
         txs.append((tx, origin.name))
         lt.run(asyncio.sleep(SPACING))
-    lt.wait(lambda: all(tx.txid in n.mempool for tx, _ in txs for n in nodes), timeout=240,
+    lt.wait(lambda: all(tx.txid in n.mempool for tx, _ in txs for n in nodes), timeout=DEADLINE,
             what="every tx at every honest node")
     lt.run(asyncio.sleep(30 * host.nodes[names[0]].timers.inbound_inv_mean / 5))  # trailing announcements
     views: dict[str, dict[str, float]] = {}
