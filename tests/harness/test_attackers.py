@@ -120,7 +120,7 @@ def test_run_and_deploy_refuse_an_unimplemented_attacker_before_starting_anythin
     path.write_text(UNRUNNABLE)
     assert cli.invoke(app, ["validate", str(path)]).exit_code == ExitCode.OK  # the schema has their place
     planned = cli.invoke(app, ["plan", str(path)])
-    assert planned.exit_code == ExitCode.OK and "malicious_seeder" in planned.stdout
+    assert planned.exit_code == ExitCode.OK and "rogue-0" in planned.stdout
     for command in ("run", "deploy"):
         run_dir = tmp_path / f"run-{command}"
         refused = cli.invoke(app, [command, str(path), "--run-dir", str(run_dir)])
