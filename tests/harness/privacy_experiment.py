@@ -93,8 +93,16 @@ def run_policy(lt: LoopThread, policy: str, seed: int, honest: int = 100, spies:
 def _measure(lt: LoopThread, host: Host, runtime: AttackRuntime, policy: str, seed: int, honest: int, spies: int,
              txs_per_node: int, graph: dict[int, list[int]], names: list[str]) -> PolicyRun:
     nodes = [host.nodes[n] for n in names]
-    lt.wait(lambda: all(sum(p.ready for p in n.outbound_peers()) == len(graph[i]) for i, n in enumerate(nodes)),
-            timeout=DEADLINE, what="every honest node at its outbound peers")
+
+    def short() -> list[str]:
+        """Nodes not yet at their planned outbound peers, with what they have (the failure message)."""
+        return [f"{n.name}: {sorted((p.ip, p.kind, p.ready) for p in n.outbound_peers())} of {len(graph[i])}"
+                for i, n in enumerate(nodes) if sum(p.ready for p in n.outbound_peers()) < len(graph[i])]
+    try:
+        lt.wait(lambda: not short(), timeout=DEADLINE, what="every honest node at its outbound peers")
+    except AssertionError as e:
+        missing = lt.eval(short)
+        raise AssertionError(f"{e}: {len(missing)} nodes short, e.g. {missing[:3]}") from None
     supernode = runtime.attackers["spy-0"]
     wait_until(lambda: sum(p.handshake_done for p in supernode.peers if p.target) >= honest, timeout=DEADLINE,
                what="the supernode linked to every honest node")
