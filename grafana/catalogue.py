@@ -253,7 +253,7 @@ ATTACKER_METRICS = (
        "Attacker connections their victims closed: after the victim's version (disconnected) or before it "
        "(refused: a banned address, or a link that never got version)."),
     _m("harness_attacker_spy_announcements_total", "counter", "announcements", (ATTACKER,),
-       "Transaction announcements the spy recorded (first per transaction and announcing node)."),
+       "Transaction announcements the spy recorded (first per transaction and announcing node; 0 for other kinds)."),
 )
 
 # --- planned --------------------------------------------------------------------------------------

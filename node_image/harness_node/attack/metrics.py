@@ -36,6 +36,11 @@ class AttackerMetrics:
         self.observed = Counter(PREFIX + "disconnections", "Connections the victims closed: after their version "
                                 "(disconnected) or before sending it (refused: a banned address, or a peer that "
                                 "never sent version).", [*who, "event"], registry=r)
+        # the spy kind's view (attack/spy.py); every identity exports it (0 for other kinds), so the
+        # families of harness_attacker_* are the same whatever the kind
+        self.spy_announcements = Counter(PREFIX + "spy_announcements", "Transaction announcements the spy recorded "
+                                         "(first per transaction and announcing node).", ["attacker"], registry=r)
+        self.spy_announcements.labels(attacker)
         for outcome in CONNECTION_OUTCOMES:
             self.attempts.labels(attacker, kind, outcome)
         for event in OBSERVED_EVENTS:

@@ -27,14 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter
-
 from .. import USER_AGENT
 from ..wire.codec import NetAddr, hash_to_hex
 from ..wire.messages import MSG_TX, MSG_WTX, NODE_DANDELION, NODE_NETWORK, NODE_WITNESS
 from .base import ATTACKS, Attacker, AttackPeer
 from .config import AttackConfigError
-from .metrics import PREFIX
 
 MAX_CONNECTIONS_PER_TARGET = 8  # a node's inbound slots are shared with honest peers; more is a flood
 MAX_VIEW_TRANSACTIONS = 100_000  # bounded memory: older transactions are forgotten first
@@ -93,9 +90,6 @@ class SpyAttacker(Attacker):
         # planned ip -> the target's node name, so an accepted link is named like a dialled one
         names = self.spec.target_names or self.spec.targets
         self.names = {t.rsplit(":", 1)[0]: n for t, n in zip(self.spec.targets, names)}
-        self.announcements = Counter(PREFIX + "spy_announcements", "Transaction announcements the spy recorded.",
-                                     ["attacker"], registry=self.metrics.registry)
-        self.announcements.labels(self.metrics.attacker)  # the attacker entry, like every harness_attacker_* series
 
     def _peer_kwargs(self) -> dict[str, Any]:
         services = NODE_NETWORK | NODE_WITNESS | (NODE_DANDELION if self.params.advertise_dandelion else 0)
@@ -124,7 +118,7 @@ class SpyAttacker(Attacker):
         who = self.name_of(peer)
         if who not in view:
             view[who] = now
-            self.announcements.labels(self.metrics.attacker).inc()
+            self.metrics.spy_announcements.labels(self.metrics.attacker).inc()
         if stem:
             self.stems += 1
 
