@@ -96,6 +96,8 @@ POLICY = Label("policy", ("ban", "discourage", "disconnect"), "fixed: the misbeh
 SPAM_RESULT = Label("result", ("as_expected", "unexpected"), "fixed")
 ATTACKED = Label("attacked", ("true", "false"), "fixed")
 RESOURCE = Label("resource", ("cpu", "bytes"), "fixed")
+SENDER_POLICY = Label("relay_policy", ("flood", "diffusion", "dandelion", "all"),
+                      "fixed: the senders' relay policy; `all` in a network that mixes policies")
 
 
 def _m(name: str, type_: str, unit: str, labels: tuple[Label, ...], help_: str, planned_in: int | None = None,
@@ -237,6 +239,14 @@ CONTROLLER_METRICS = (
     _m("harness_controller_heal_seconds", "histogram", "seconds", (),
        "From the seeder turning honest to each poisoned victim's first honest outbound peer."),
     _m("harness_controller_victims_healed", "gauge", "nodes", (), "Poisoned victims that have an honest outbound peer again."),
+    # surveillance (issue 11): the spy's source estimators, set on the run's full observation
+    _m("harness_controller_spy_precision_ratio", "gauge", "ratio", (ESTIMATOR, SENDER_POLICY),
+       "The spy's precision: mean over honest senders of the share of transactions it attributed to a node "
+       "that are that node's."),
+    _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, SENDER_POLICY),
+       "The spy's recall: share of transactions whose true sender it named."),
+    _m("harness_controller_spy_share_ratio", "gauge", "ratio", (),
+       "p: the spy's identities over all honest nodes and spy identities (Dandelion++ predicts recall near p)."),
 )
 
 ATTACKER_METRICS = (
@@ -260,6 +270,8 @@ ATTACKER_METRICS = (
        "Victims' transactions accepted and never relayed."),
     _m("harness_attacker_block_delay_seconds", "histogram", "seconds", (ATTACKER,),
        "How long attackers held back a block they had announced (from the victim's getdata to the block)."),
+    _m("harness_attacker_spy_announcements_total", "counter", "announcements", (ATTACKER,),
+       "Transaction announcements the spy recorded (first per transaction and announcing node; 0 for other kinds)."),
 )
 
 # A real bitcoind member's figures, from its RPC (getpeerinfo, listbanned, getmempoolinfo,
@@ -282,13 +294,6 @@ BITCOIND_METRICS = (
 
 # --- planned --------------------------------------------------------------------------------------
 PLANNED_METRICS = (
-    # issue 11: surveillance
-    _m("harness_attacker_spy_announcements_total", "counter", "announcements", (ATTACKER,),
-       "Transaction announcements the spy recorded.", 11),
-    _m("harness_controller_spy_precision_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
-       "Share of the spy's source guesses that are right.", 11),
-    _m("harness_controller_spy_recall_ratio", "gauge", "ratio", (ESTIMATOR, RELAY_POLICY),
-       "Share of transactions whose true source the spy named.", 11),
 )
 
 TODAY: tuple[Metric, ...] = NODE_METRICS + SEEDER_METRICS + CONTROLLER_METRICS + ATTACKER_METRICS + BITCOIND_METRICS

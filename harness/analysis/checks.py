@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.analysis.model import Observations, SpamRun
+from harness.analysis.model import Observations, PrivacyScore, SpamRun
+from harness.analysis.privacy import ALL_POLICIES
 from harness.analysis.figures.bans import honest_nodes_banned, time_to_ban
 from harness.analysis.figures.bootstrap import censorship, heal_times, seeder_honest_at, victim_block_delays
 from harness.analysis.figures.eclipse import EclipseShare, VictimEclipse, attacker_share, eclipse_figures, eclipse_share
@@ -85,6 +86,43 @@ def _tx_propagation(params: Mapping[str, Any], obs: Observations, plan: Plan) ->
 @check("block_propagation", "Time for a block to reach the quantile of honest nodes.")
 def _block_propagation(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
     return _propagation("block_propagation", "block", params, obs)
+
+
+def _spy_score(params: Mapping[str, Any], obs: Observations) -> PrivacyScore:
+    """The score the params name: their estimator over their relay policy's senders (default: over
+    every honest node, which a single-policy network labels with its policy)."""
+    estimator = params.get("estimator", "first-spy")
+    scores = [s for s in obs.privacy if s.estimator == estimator]
+    if not scores:
+        raise CheckUnevaluable("no spy scores: the run has no spy attacker, or no transaction was injected")
+    wanted = params.get("relay_policy")
+    if wanted is None:
+        policies = {s.relay_policy for s in scores}
+        wanted = ALL_POLICIES if ALL_POLICIES in policies else next(iter(policies))
+    found = next((s for s in scores if s.relay_policy == wanted), None)
+    if found is None:
+        raise CheckUnevaluable(f"no honest node sent with relay policy {wanted!r}; "
+                               f"scored: {sorted({s.relay_policy for s in scores})}")
+    if not found.transactions:
+        raise CheckUnevaluable(f"no transaction from {wanted} senders to score the spy against")
+    return found
+
+
+@check("spy_precision_at_most", "A spy's source estimator names the right sender for at most this share (precision).")
+def _spy_precision(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
+    s, bound = _spy_score(params, obs), float(params["at_most"])
+    return _result("spy_precision_at_most", round(s.precision, 4), f"<= {bound:g}", s.precision <= bound, "",
+                   f"{s.estimator} against {s.relay_policy} senders: precision {s.precision:.3f}, recall {s.recall:.3f} "
+                   f"over {s.transactions} txs (spy share p = {s.spy_share:.3f})")
+
+
+@check("spy_recall_within", "A spy's recall stays within tolerance of its share of nodes p (Dandelion++'s bound).")
+def _spy_recall(params: Mapping[str, Any], obs: Observations, plan: Plan) -> CheckResult:
+    s, tol = _spy_score(params, obs), float(params["tolerance"])
+    return _result("spy_recall_within", round(s.recall, 4), f"{s.spy_share:.3f} ± {tol:g}",
+                   abs(s.recall - s.spy_share) <= tol, "",
+                   f"{s.estimator} against {s.relay_policy} senders: recall {s.recall:.3f} over {s.transactions} txs, "
+                   f"spy share p = {s.spy_share:.3f}")
 
 
 @check("spam_banned", "Every attacker peer is banned (or discouraged) by an honest node in time.")

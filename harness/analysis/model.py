@@ -152,6 +152,27 @@ class SpamRun:
 
 
 @dataclass(frozen=True)
+class PrivacyScore:
+    """One source estimator's score against the run's spy (harness/analysis/privacy.py) over the
+    transactions of the honest nodes running `relay_policy` ("all": every honest node).
+    ``spy_share``: p = spy_nodes / (spy_nodes + honest_nodes), the spy's identities over all honest
+    nodes and spy identities. ``per_node``: honest node -> {sent, named, correct, precision, recall}."""
+
+    estimator: str
+    relay_policy: str
+    spy_share: float
+    spy_nodes: int
+    honest_nodes: int
+    transactions: int
+    guessed: int
+    correct: int
+    precision: float
+    recall: float
+    precision_micro: float
+    per_node: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class NodeLoad:
     """What receiving cost an honest node over the run (its node metrics); ``attacked``: a spam target."""
 
@@ -280,6 +301,7 @@ class Report:
     smallest_delay: float | None = None  # seconds: the smallest one-way delay the plan emulates
     spam: Sequence[SpamRun] = ()
     load: Sequence[NodeLoad] = ()
+    privacy: Sequence[PrivacyScore] = ()
     # failed check name -> {victim node: its message-capture directory}, only nodes that have one
     captures: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
@@ -330,6 +352,7 @@ class Observations:
     loop_lag: list[LagSample] = field(default_factory=list)  # per poll and worker (docs/chaos.md)
     spam: list[SpamRun] = field(default_factory=list)
     load: list[NodeLoad] = field(default_factory=list)
+    privacy: list[PrivacyScore] = field(default_factory=list)  # a spy's scores: on the full observation only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -350,4 +373,5 @@ class Observations:
             loop_lag=[LagSample(**x) for x in d.get("loop_lag", [])],
             spam=[SpamRun(**r) for r in d.get("spam", [])],
             load=[NodeLoad(**x) for x in d.get("load", [])],
+            privacy=[PrivacyScore(**x) for x in d.get("privacy", [])],
         )

@@ -25,7 +25,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harness.analysis.figures.propagation import KindPropagation
+from harness.analysis.figures.propagation import KindPropagation, item_propagation, kind_propagation
+from harness.analysis.model import ItemObservation, PrivacyScore
 
 ESTIMATORS: tuple[str, ...] = ("first-spy", "timing")  # grafana/catalogue.py ESTIMATOR label
 TIMING_ANNOUNCERS = 20  # the early announcements carry the position; later ones are mostly noise
@@ -162,18 +163,64 @@ def score(estimator: str, guesses: Mapping[str, str | None], truth: Mapping[str,
     return Score(estimator, len(truth), guessed, right, per_node)
 
 
-def evaluate(views: Mapping[str, View], truth: Mapping[str, str], honest: Sequence[str],
-             edges: Iterable[tuple[str, str]] = ()) -> dict[str, Score]:
-    """Run every estimator over the spy's `views` (item -> view) and score it against `truth`.
-
-    `edges`: the honest graph as the spy sees it (for the timing estimator); candidates are the
-    honest nodes."""
+def estimate(views: Mapping[str, View], honest: Sequence[str],
+             edges: Iterable[tuple[str, str]] = ()) -> dict[str, dict[str, str | None]]:
+    """Every estimator's guess (item -> named source) over the spy's `views`; the candidates are
+    the honest nodes, `edges` the honest graph as the spy sees it (for the timing estimator)."""
     distances = hop_distances(edges, honest)
-    guesses = {
+    return {
         "first-spy": {item: first_spy(view) for item, view in views.items()},
         "timing": {item: timing_estimate(view, distances, honest) for item, view in views.items()},
     }
+
+
+def evaluate(views: Mapping[str, View], truth: Mapping[str, str], honest: Sequence[str],
+             edges: Iterable[tuple[str, str]] = ()) -> dict[str, Score]:
+    """Run every estimator over the spy's `views` (item -> view) and score it against `truth`."""
+    guesses = estimate(views, honest, edges)
     return {name: score(name, guesses[name], truth, honest) for name in ESTIMATORS}
+
+
+ALL_POLICIES = "all"  # PrivacyScore.relay_policy over every honest node
+
+
+def merge_views(views: Iterable[Mapping[str, View]]) -> dict[str, dict[str, float]]:
+    """Several spy identities' views as one: the earliest report of each announcer per item."""
+    merged: dict[str, dict[str, float]] = {}
+    for part in views:
+        for item, view in part.items():
+            into = merged.setdefault(item, {})
+            for who, t in view.items():
+                into[who] = min(t, into.get(who, t))
+    return merged
+
+
+def spy_scores(views: Mapping[str, View], truth: Mapping[str, str], policy_of: Mapping[str, str],
+               edges: Iterable[tuple[str, str]], spy_nodes: int) -> list[PrivacyScore]:
+    """Every estimator's score over every honest node's transactions, labelled with their relay
+    policy, or, when the honest nodes run several (`policy_of`: honest node -> its relay policy),
+    over all of them ("all") and over each policy's senders (every honest node stays a candidate,
+    so naming a node of another policy is a wrong guess)."""
+    honest = sorted(policy_of)
+    guesses = estimate(views, honest, edges)  # every honest node is a candidate, whatever its policy
+    policies = sorted(set(policy_of.values()))
+    parts = [(policies[0] if len(policies) == 1 else ALL_POLICIES, truth, honest)]
+    if len(policies) > 1:
+        parts += [(policy, {item: src for item, src in truth.items() if policy_of.get(src) == policy},
+                   [n for n in honest if policy_of[n] == policy]) for policy in policies]
+    evaluated = [(policy, {name: score(name, guesses[name], part, nodes) for name in ESTIMATORS})
+                 for policy, part, nodes in parts]
+    out = []
+    for policy, scores in evaluated:
+        for name in ESTIMATORS:
+            d = scores[name].to_dict()
+            out.append(PrivacyScore(estimator=name, relay_policy=policy, spy_nodes=spy_nodes, honest_nodes=len(honest),
+                                    spy_share=spy_nodes / (spy_nodes + len(honest)) if spy_nodes else 0.0,
+                                    transactions=int(d["transactions"]), guessed=int(d["guessed"]),
+                                    correct=int(d["correct"]), precision=float(d["precision"]),
+                                    recall=float(d["recall"]), precision_micro=float(d["precision_micro"]),
+                                    per_node=d["per_node"]))  # type: ignore[arg-type]
+    return out
 
 
 @dataclass(frozen=True)
@@ -184,13 +231,26 @@ class PolicyRun:
     seed: int
     honest_nodes: int
     spy_nodes: int
-    scores: Mapping[str, Score]
+    scores: Mapping[str, Score | PrivacyScore]  # by estimator; both have precision, recall, precision_micro
     propagation: KindPropagation
 
     @property
     def spy_share(self) -> float:
         """p: the spy's share of all nodes (Dandelion++'s parameter)."""
         return self.spy_nodes / (self.spy_nodes + self.honest_nodes)
+
+
+def policy_runs(scores: Sequence[PrivacyScore], items: Sequence[ItemObservation], seed: int) -> list[PolicyRun]:
+    """A run's spy scores as PolicyRuns (one per relay_policy label), each with the propagation of
+    the transactions its senders injected (all of them for the "all" label)."""
+    out = []
+    for policy in dict.fromkeys(s.relay_policy for s in scores):
+        mine = {s.estimator: s for s in scores if s.relay_policy == policy}
+        first = next(iter(mine.values()))
+        senders = {n for n, x in first.per_node.items() if x.get("sent")}
+        txs = [item_propagation(o) for o in items if o.kind == "tx" and (policy == ALL_POLICIES or o.origin_node in senders)]
+        out.append(PolicyRun(policy, seed, first.honest_nodes, first.spy_nodes, mine, kind_propagation("tx", txs)))
+    return out
 
 
 def privacy_rows(runs: Sequence[PolicyRun]) -> list[dict[str, object]]:

@@ -198,6 +198,10 @@ class ControlClient:
         await self.request(ep, "POST", "/restart", {"wipe_datadir": wipe_datadir}, retries=0)
 
     # --- seeder API -----------------------------------------------------------------------------
+    async def attacker_data(self, ep: Endpoint) -> dict[str, Any]:
+        """An attacker identity's bulk data (GET /data: the spy's views)."""
+        return await self.request(ep, "GET", "/data")
+
     async def seeder_status(self, ep: Endpoint) -> dict[str, Any]:
         return await self.request(ep, "GET", "/status")
 

@@ -27,12 +27,14 @@ from harness.analysis.model import (
     LagSample,
     NodeLoad,
     OutboundSample,
+    PrivacyScore,
     PeerEdge,
     PeerGraph,
     SpamRun,
     VictimSeries,
 )
 from harness.analysis.figures.spam import spam_runs
+from harness.analysis.privacy import merge_views, spy_scores
 
 # Short-lived outbound connections that hold no outbound slot (net.h ConnectionType::FEELER);
 # counting them would make an eclipse look broken every few minutes.
@@ -85,6 +87,10 @@ class Collector:
         self._attackers: dict[str, dict[str, Any]] = {}
         self._load: dict[str, dict[str, Any]] = {}
         self._spam = [n.name for n in plan.peers() if n.role == ATTACKER and n.config.get("kind") == "spam"]
+        # spy: its identities' views, merged, read on the full observation only (they grow with
+        # every transaction: a few MB at a few hundred transactions, too much for every 2 s poll)
+        self._spies = [n.name for n in plan.peers() if n.role == ATTACKER and n.config.get("kind") == "spy"]
+        self._views: dict[str, dict[str, float]] = {}
 
     def _role_of_ip(self, address: str) -> tuple[str | None, str | None]:
         node = self.by_ip.get(host_of(address))
@@ -148,6 +154,21 @@ class Collector:
         logs = {n: sorted(m.values(), key=lambda e: e.get("time") or 0.0) for n, m in self._misbehaviour.items()}
         return spam_runs(self.plan, self._attackers, logs)
 
+    async def _poll_views(self, stopped: list[str]) -> None:
+        data = await self.client.gather(self._running(self._spies, stopped), self.client.attacker_data)
+        parts = [self._views] + [d.get("views") or {} for d in data.values() if isinstance(d, dict)]
+        self._views = merge_views(parts)  # a stopped identity's views are kept from earlier reads
+
+    def privacy(self, journal_items: Iterable[Mapping[str, Any]]) -> list[PrivacyScore]:
+        """The spy's source estimators scored against the journal's truth (who injected each tx)."""
+        if not self._spies:
+            return []
+        honest = set(self.plan.names(HONEST))
+        truth = {i["item_id"]: i["origin"] for i in journal_items if i["kind"] == "tx" and i["origin"] in honest}
+        policy_of = {n: str(self.plan.node(n).config.get("relay_policy", "")) for n in honest}
+        edges = [(e.a, e.b) for e in self.graph().edges if e.a in policy_of and e.b in policy_of]
+        return spy_scores(self._views, truth, policy_of, edges, len(self._spies))
+
     def load(self) -> list[NodeLoad]:
         attacked = {t for n in self._spam for t in self.plan.node(n).config.get("targets", [])}
         return [NodeLoad(n, float(x.get("processing_seconds", 0.0)), int(x.get("bytes_in", 0)), n in attacked)
@@ -194,8 +215,11 @@ class Collector:
 
     async def observe(self, journal_items: Iterable[Mapping[str, Any]], stopped: Iterable[str] = (), poll: bool = True) -> Observations:
         stopped = list(stopped)
+        journal_items = list(journal_items)
         if poll:
             await self.poll(stopped)
+            if self._spies:
+                await self._poll_views(stopped)
         items = await self.items(journal_items, stopped)
         return Observations(
             started_at=self.started_at, ended_at=max(time.time(), self.started_at), items=items,
@@ -205,5 +229,5 @@ class Collector:
             graph=self.graph(), outbound_at_end=self.outbound_counts(), unreachable=list(self._unreachable),
             victim_tables=dict(self._tables),
             loop_lag=list(self._lag),
-            spam=self.spam(), load=self.load(),
+            spam=self.spam(), load=self.load(), privacy=self.privacy(journal_items) if poll else [],
         )

@@ -24,6 +24,7 @@ from harness.analysis.figures.eclipse import attacker_share, eclipse_figures, ec
 from harness.analysis.figures.propagation import ItemPropagation, item_propagation
 from harness.analysis.model import ITEM_KINDS, BanEvent, CheckVerdict, Observations
 from harness.controller.spam_metrics import SpamMetrics
+from harness.controller.spy_metrics import SpyMetrics
 from harness.controller.timeline import EventRecord
 from harness.plan.model import Plan
 from harness_node.net.looplag import LAG_BUCKETS  # the workers' buckets: the two lags compare bucket by bucket
@@ -83,6 +84,7 @@ class Metrics:
         self.healed = Gauge("harness_controller_victims_healed", "Poisoned victims that have an honest outbound peer "
                             "again", registry=r)
         self._healed: set[str] = set()  # victims whose heal time was observed
+        self.spy = SpyMetrics(r)  # estimator and relay policy, fixed sets (spy_metrics.py)
         self.partitions = Gauge("harness_controller_partitions_active", "Partitions in force now.", registry=r)
         self.nodes_down = Gauge("harness_controller_nodes_down",
                                 "Nodes stopped by the timeline (kill, pause, churn) now.", registry=r)
@@ -131,6 +133,7 @@ class Metrics:
             for table, (attackers, total) in tables.items():
                 self.addrman_ratio.labels(victim, table).set(attackers / total if total else 0.0)
         self.spam.publish(obs)
+        self.spy.publish(obs)
         self._heals(obs)
 
     def _heals(self, obs: Observations) -> None:

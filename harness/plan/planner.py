@@ -27,6 +27,7 @@ from harness.errors import ScenarioError
 from harness.plan.chaos import bandwidth_configs, churn_events, region_configs
 from harness.plan.model import CheckPlan, Endpoint, Event, NodePlan, Plan
 from harness.scenario.attackers import plan_params, runnable, runs_as
+from harness_node.timing import CORE_TIMERS
 from harness.scenario.model import Network, Scenario
 from harness.scenario.selectors import Member, Selector, pick, rng_for
 
@@ -279,10 +280,13 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
     return {
         "name": name, "bind": endpoint.address, "port": endpoint.p2p_port,
         "control_port": endpoint.control_port, "magic": network.magic, "time_scale": network.time_scale,
-        "seed": rng_seed, "relay_policy": g["relay_policy"], "dandelion": g["dandelion"], "misbehaviour_policy": g["misbehaviour_policy"],
+        "seed": rng_seed, "relay_policy": g["relay_policy"],
+        "dandelion": {k: v for k, v in g["dandelion"].items() if k not in ("epoch", "embargo")},
+        "misbehaviour_policy": g["misbehaviour_policy"],
         "allowlist": allowlist, "connect": [],
-        # the scenario's bantime is Core time; timer overrides are wall seconds
-        "timers": {"bantime": g["bantime"] * network.time_scale},
+        # the scenario's bantime and Dandelion epoch are Core time; timer overrides are wall seconds
+        "timers": {"bantime": g["bantime"] * network.time_scale,
+                   **_dandelion_timers(g["dandelion"], network.time_scale)},
         "link": {"delay_ms": 1000.0 * latency["delay"], "jitter_ms": 1000.0 * latency["jitter"],
                  "loss": latency["loss"]},
         "peering": {
@@ -294,6 +298,13 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
         "capture": g["capture"], "capture_max_bytes": network.capture_max_bytes,
         "extra": extra,
     }
+
+
+def _dandelion_timers(dandelion: dict[str, Any], time_scale: float) -> dict[str, float]:
+    """The scenario's Dandelion epoch and embargo as wall-seconds timer overrides, only those it
+    changed (the node scales BIP 156's own values itself)."""
+    return {f"dandelion_{key}": dandelion[key] * time_scale for key in ("epoch", "embargo")
+            if dandelion[key] != CORE_TIMERS[f"dandelion_{key}"]}
 
 
 def _seeders(scenario: Scenario, endpoints: dict[str, Endpoint]) -> list[str]:

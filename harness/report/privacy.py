@@ -12,7 +12,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from harness.analysis.privacy import ESTIMATORS, PolicyRun, privacy_rows
+from harness.analysis.model import Report
+from harness.analysis.privacy import ESTIMATORS, PolicyRun, policy_runs, privacy_rows
 from harness.report.plots import _new_figure, _no_data, _save
 from harness.report.summary import _seconds, _table
 
@@ -26,6 +27,21 @@ def privacy_table(runs: Sequence[PolicyRun]) -> list[str]:
                             f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['precision_micro']:.3f}",
                             r["transactions"], _seconds(r["p50"]), _seconds(r["p90"]), _seconds(r["p100"])]
                            for r in privacy_rows(runs)))
+
+
+def privacy_section(report: Report) -> list[str]:
+    """The run report's "Privacy" section (summary.md): the spy's scores per relay policy and
+    estimator next to the propagation of those senders' transactions; empty without a spy."""
+    if not report.privacy:
+        return []
+    p = report.privacy[0].spy_share
+    return ["", "## Privacy", "",
+            f"The spy (p = {p:.3f} of the nodes) against the honest nodes' transactions: per relay policy of "
+            "the sender, each source estimator's precision (mean over senders) and recall (share of "
+            "transactions attributed to their sender), and how fast those transactions spread "
+            "(median over transactions of the time to 50/90/100 % of the honest nodes). "
+            "Dandelion++ predicts recall near p (docs/results.md#privacy).", "",
+            *privacy_table(policy_runs(report.privacy, report.items, report.seed))]
 
 
 def _mean(values: Sequence[float]) -> float:

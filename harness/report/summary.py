@@ -200,8 +200,10 @@ def _spam(figures: ReportFigures) -> list[str]:
             *_table(header, rows), "", overhead]
 
 
-def render_summary(report: Report, figures: ReportFigures, plots: Mapping[str, str] | None = None) -> str:
-    """The markdown text. ``plots`` maps a plot title to its file name relative to summary.md."""
+def render_summary(report: Report, figures: ReportFigures, plots: Mapping[str, str] | None = None,
+                   sections: Sequence[str] = ()) -> str:
+    """The markdown text. ``plots`` maps a plot title to its file name relative to summary.md;
+    ``sections``: more lines before the plots (report/privacy.py's, which builds on this module)."""
     lines = [
         f"# Scenario `{report.scenario}`",
         "",
@@ -231,6 +233,7 @@ def render_summary(report: Report, figures: ReportFigures, plots: Mapping[str, s
         "",
         *_eclipse(figures),
         *_spam(figures),
+        *sections,
     ]
     if plots:
         lines += ["", "## Plots", ""]

@@ -15,7 +15,9 @@ from harness.analysis.figures import ReportFigures, compute_figures
 from harness.analysis.figures.eclipse import eclipse_share
 from harness.report import plots
 from harness.report.junit import write_junit
+from harness.report.privacy import plot_privacy, privacy_section
 from harness.analysis.model import CheckVerdict, Report
+from harness.analysis.privacy import policy_runs
 from harness.report.summary import render_summary
 
 REPORT_FORMAT_VERSION = 1  # bump when report.json changes incompatibly
@@ -29,6 +31,7 @@ PLOT_FILES = {
     "Peer graph": "peer_graph.png",
     "Eclipse share": "eclipse.png",
 }
+PRIVACY_PLOT = ("Privacy against latency", "privacy.png")  # only in runs with a spy
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,7 +96,9 @@ def report_document(report: Report, figures: ReportFigures) -> dict[str, Any]:
             "by_behaviour": _jsonable(figures.spam_by_behaviour),
             "load": {"overhead": _jsonable(figures.load_overhead), "nodes": _jsonable(list(report.load))},
         },
-        "plots": dict(PLOT_FILES),
+        # the spy's source estimators per relay policy (harness/analysis/privacy.py); [] without a spy
+        "privacy": _jsonable(list(report.privacy)),
+        "plots": {**PLOT_FILES, **(dict([PRIVACY_PLOT]) if report.privacy else {})},
     }
 
 
@@ -129,6 +134,12 @@ def write_report(out_dir: Path | str, report: Report) -> list[Path]:
         plots.plot_eclipse(out / PLOT_FILES["Eclipse share"], figures.eclipse, report.duration),
     ]
 
+    plot_files = dict(PLOT_FILES)
+    if report.privacy:
+        title, name = PRIVACY_PLOT
+        plot_files[title] = name
+        plot_paths.append(plot_privacy(out / name, policy_runs(report.privacy, report.items, report.seed)))
+
     summary_path = out / SUMMARY_MD
-    summary_path.write_text(render_summary(report, figures, PLOT_FILES), encoding="utf-8")
+    summary_path.write_text(render_summary(report, figures, plot_files, privacy_section(report)), encoding="utf-8")
     return [json_path, junit_path, summary_path, *plot_paths]

@@ -266,6 +266,7 @@ def build_report(plan: Plan, backend: str, results: Results, run: RunDir | None 
         scenario=plan.name, seed=plan.seed, plan_digest=plan.digest, backend=backend, node_count=len(plan.peers()),
         started_at=obs.started_at, ended_at=obs.ended_at, checks=checks, items=obs.items, bans=obs.bans,
         attackers=obs.attackers, victims=obs.victims, graph=obs.graph, spam=obs.spam, load=obs.load,
+        privacy=obs.privacy,
         loop_lag=obs.loop_lag,
         smallest_delay=smallest_delay([n.config for n in plan.peers() if n.role in ("honest", "attacker")]),
         captures=failed_check_captures(run, plan, checks) if run is not None else {},

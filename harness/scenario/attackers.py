@@ -5,7 +5,7 @@ entry and `runs_as`:
 
 - `runs_as="node"` (sybil): *passive* attacker nodes, our own node software on the
   attacker's planned addresses, listening and answering the protocol, never dialling out;
-- `runs_as="attacker"` (spam, eclipse, bootstrap): *active* identities in a `harness-node attack` process
+- `runs_as="attacker"` (spam, eclipse, bootstrap, spy): *active* identities in a `harness-node attack` process
   (harness_node.attack), dialling their targets from their planned addresses; the planner writes
   each identity's config with `plan_params` (docs/attackers.md).
 
@@ -167,18 +167,27 @@ class SybilParams(AttackerParams):
     pass
 
 
-@ATTACKER_KINDS.register("spy", runnable=False,
-                         description="A supernode that connects to every target, relays nothing and times their "
-                                     "transaction announcements; listening identities that advertise Dandelion can "
-                                     "be chosen as stem relays (harness_node/attack/spy.py, harness/analysis/privacy.py). "
-                                     "Built on the attacker runtime; not runnable yet: its planner wiring (runs_as, plan params) "
-                                     "and the collector reading its views are still to do.")
 class SpyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    connections: int = Field(default=1, ge=0, le=8)  # links to each target (harness_node.attack.spy)
+    connections: int = Field(default=1, ge=0, le=8)  # links from identity 0 to each target (harness_node.attack.spy)
     listen: bool = True  # be dialled: a would-be Dandelion stem relay
     advertise_dandelion: bool = True
+
+
+def spy_plan_params(params: SpyParams, index: int) -> dict[str, Any]:
+    """Identity 0 is the supernode (it dials every target `connections` times); the others only
+    listen, so the spy's budget of inbound slots at each node stays `connections` whatever `count`
+    is, while `count` sets its share of nodes p (each identity is one node honest nodes may dial)."""
+    return {**params.model_dump(mode="json"), "connections": params.connections if index == 0 else 0}
+
+
+ATTACKER_KINDS.register("spy", runnable=True, runs_as="attacker", plan_params=spy_plan_params, listens="listen",
+                        description="A supernode that connects to every target, relays nothing and times their "
+                                    "transaction announcements; its listening identities advertise Dandelion and "
+                                    "can be chosen as stem relays (harness_node/attack/spy.py). The collector reads "
+                                    "its views and scores the source estimators (harness/analysis/privacy.py)."
+                        )(SpyParams)
 
 
 @ATTACKER_KINDS.register("malicious_seeder", runnable=False,

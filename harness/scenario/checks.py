@@ -96,6 +96,24 @@ class CensoredShare(Check):
         return self
 
 
+@CHECKS.register("spy_precision_at_most",
+                 description="A spy's source estimator names the right sender for at most this share (precision).")
+class SpyPrecisionAtMost(Check):
+    at_most: float = Field(ge=0.0, le=1.0)
+    estimator: Literal["first-spy", "timing"] = "first-spy"
+    # the senders' relay policy in a network that mixes them ("all": every honest node, the default)
+    relay_policy: Literal["flood", "diffusion", "dandelion", "all"] | None = None
+
+
+@CHECKS.register("spy_recall_within",
+                 description="A spy's recall (share of transactions it attributes to their sender) stays within "
+                             "tolerance of its share of nodes p (Dandelion++'s bound).")
+class SpyRecallWithin(Check):
+    tolerance: float = Field(ge=0.0, le=1.0)
+    estimator: Literal["first-spy", "timing"] = "first-spy"
+    relay_policy: Literal["flood", "diffusion", "dandelion", "all"] | None = None
+
+
 def parse_check(data: Any) -> Check:
     """Validate one `expect:` item with the model its `check` names (a pydantic validator)."""
     if not isinstance(data, dict):

@@ -143,6 +143,14 @@ class Dandelion(Strict):
 
     fluff_probability: float = Field(default=0.1, ge=0.0, le=1.0, allow_inf_nan=False)  # q
     stem_relays: Literal[1, 2] = 2  # outbound stem relays per epoch
+    # how long a node keeps its stem relays (and its own transactions' relay), Core time (scaled by
+    # time_scale): BIP 156's 10 minutes. Shorter epochs give a spy measurement more independent
+    # relay draws per node (docs/results.md#privacy).
+    epoch: Annotated[Duration, _at_most(MAX_CORE_TIME)] = 600.0
+    # the embargo's fixed part, Core time (BIP 156: 10 s, plus Exp(20 s)). It must outlast a stem's
+    # travel, or the sender's own timer fires first and it fluffs its transaction itself: on a loaded
+    # machine (event loops lagging seconds) scaled-down embargoes are too short for that.
+    embargo: Annotated[Duration, _at_most(MAX_CORE_TIME)] = 10.0
 
 
 class Group(Strict):

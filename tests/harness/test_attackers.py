@@ -48,13 +48,13 @@ attackers:
   - {kind: eclipse, name: eclipsers, count: 4, netgroups: 2}
 """
 
-SPY = """\
-name: spy-only
+UNRUNNABLE = """\
+name: rogue-only
 duration: 30s
 network: {nodes: 4, time_scale: 0.05}
 attackers:
   - {kind: sybil, count: 2}
-  - {kind: spy, name: spies, count: 2, params: {connections: 2}}
+  - {kind: malicious_seeder, name: rogue, count: 2}
 """
 
 class AsideAllocator(LoopbackAllocator):
@@ -118,19 +118,19 @@ def test_sybil_attackers_are_planned_as_nodes_that_never_dial_and_eclipse_as_att
 
 # --- kinds with no implementation yet ---------------------------------------------------------------
 
-def test_run_and_deploy_refuse_a_spy_attacker_before_starting_anything(tmp_path: Path) -> None:
-    path = tmp_path / "spy-only.yaml"
-    path.write_text(SPY)
+def test_run_and_deploy_refuse_an_unimplemented_attacker_before_starting_anything(tmp_path: Path) -> None:
+    path = tmp_path / "rogue-only.yaml"
+    path.write_text(UNRUNNABLE)
     assert cli.invoke(app, ["validate", str(path)]).exit_code == ExitCode.OK  # the schema has their place
     planned = cli.invoke(app, ["plan", str(path)])
-    assert planned.exit_code == ExitCode.OK and "spy" in planned.stdout
+    assert planned.exit_code == ExitCode.OK and "rogue-0" in planned.stdout
     for command in ("run", "deploy"):
         run_dir = tmp_path / f"run-{command}"
         refused = cli.invoke(app, [command, str(path), "--run-dir", str(run_dir)])
         assert refused.exit_code == ExitCode.INVALID_INPUT, refused.output
         message = " ".join(refused.stderr.split())  # rich may wrap the line
-        assert (f"{path}: attackers[1]: kind spy is not implemented yet — arrives with the attacks issue; "
-                f"attackers of kind bootstrap, eclipse, spam, sybil run today") in message
+        assert (f"{path}: attackers[1]: kind malicious_seeder does not run: a malicious seeder is the seeder's own "
+                f"mode") in message and "attackers of kind bootstrap, eclipse, spam, spy, sybil run today" in message
         assert not run_dir.exists()  # no run dir, so no process was ever recorded or started
 
 

@@ -128,3 +128,42 @@ def test_repeated_checks_get_unique_names_and_unknown_checks_are_errors() -> Non
               check_plan("made_up", {})]
     assert verdicts(expect, obs(items=items)) == [
         ("tx_propagation", CheckVerdict.PASS), ("tx_propagation#2", CheckVerdict.PASS), ("made_up", CheckVerdict.ERROR)]
+
+
+def _spy_scores(recall_flood: float, recall_dandelion: float) -> list:
+    from harness.analysis.privacy import spy_scores
+
+    # node-0..4 flood, node-5..9 dandelion; 10 txs each; the spy names the sender of the first
+    # `recall * 10` of each policy's txs, a node of the other policy for the rest
+    policy_of = {n: ("flood" if i < 5 else "dandelion") for i, n in enumerate(HONEST)}
+    truth, views = {}, {}
+    for policy, recall, senders, other in (("flood", recall_flood, HONEST[:5], "node-9"),
+                                           ("dandelion", recall_dandelion, HONEST[5:], "node-0")):
+        for k in range(10):
+            truth[f"{policy}{k}"] = senders[k % 5]
+            views[f"{policy}{k}"] = {senders[k % 5] if k < round(recall * 10) else other: 1.0}
+    return spy_scores(views, truth, policy_of, [], spy_nodes=1)  # p = 1/11
+
+
+def test_spy_recall_within_compares_the_policys_recall_with_the_spy_share() -> None:
+    scores = _spy_scores(recall_flood=1.0, recall_dandelion=0.1)
+    near = check_plan("spy_recall_within", {"tolerance": 0.05, "relay_policy": "dandelion"})
+    [result] = evaluate([near], obs(privacy=scores), plan(near))
+    assert (result.verdict, result.value, result.bound) == (CheckVerdict.PASS, 0.1, "0.091 ± 0.05")
+    flood = check_plan("spy_recall_within", {"tolerance": 0.05, "relay_policy": "flood"})
+    everyone = check_plan("spy_recall_within", {"tolerance": 0.05})  # default: all honest senders (0.55)
+    assert verdicts([flood, everyone], obs(privacy=scores)) == [
+        ("spy_recall_within", CheckVerdict.FAIL), ("spy_recall_within#2", CheckVerdict.FAIL)]
+
+
+def test_spy_precision_at_most_and_its_errors_without_a_spy() -> None:
+    scores = _spy_scores(recall_flood=1.0, recall_dandelion=0.2)
+    low = check_plan("spy_precision_at_most", {"at_most": 0.5, "relay_policy": "dandelion", "estimator": "timing"})
+    high = check_plan("spy_precision_at_most", {"at_most": 0.5, "relay_policy": "flood"})
+    assert verdicts([low, high], obs(privacy=scores)) == [
+        ("spy_precision_at_most", CheckVerdict.PASS), ("spy_precision_at_most#2", CheckVerdict.FAIL)]
+    [none] = evaluate([high], obs(), plan(high))
+    assert none.verdict is CheckVerdict.ERROR and "no spy scores" in none.details
+    unknown = check_plan("spy_precision_at_most", {"at_most": 0.5, "relay_policy": "bogus"})
+    [missing] = evaluate([unknown], obs(privacy=scores), plan(unknown))
+    assert missing.verdict is CheckVerdict.ERROR and "'bogus'" in missing.details

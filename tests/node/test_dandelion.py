@@ -125,6 +125,32 @@ def test_embargo_timer_fluffs_a_stem_tx_a_relay_drops(lt, make_node, test_peers)
     lt.eval(sink.resume)
 
 
+def test_automatically_dialled_full_relay_peers_are_stem_relays(lt, make_node):
+    """Peers the connection manager dials from the address table (kind outbound-full-relay, as in
+    every network `harness run` builds) carry stems; block-relay-only peers never do."""
+    import time
+
+    from harness_node.wire.codec import NetAddr
+
+    relays = [make_node(bind=f"127.{190 + i}.1.1", relay_policy="dandelion", time_scale=TIME_SCALE,
+                        dandelion={"fluff_probability": 1.0}) for i in range(3)]
+    a = make_node(bind="127.194.1.1", relay_policy="dandelion", time_scale=TIME_SCALE,
+                  dandelion={"fluff_probability": 0.0, "stem_relays": 2},
+                  peering={"outbound_full_relay": 2, "block_relay": 1}, timers={"connect_loop": 0.01,
+                                                                                "dandelion_embargo": 60.0})
+    lt.eval(lambda: a.connman.addrman.add([NetAddr(r.config.bind, r.port, 9, int(time.time())) for r in relays],
+                                          source_ip="127.99.0.1"))
+    lt.wait(lambda: sorted(p.kind for p in a.outbound_peers() if p.ready) == ["block-relay", "outbound-full-relay",
+                                                                              "outbound-full-relay"],
+            what="two automatic full-relay peers and one block-relay-only peer")
+    counts = stem_counts(lt, relays)
+    lt.eval(a.inject_tx)
+    got, _ = wait_new_stem(lt, relays, counts, "the own tx's stem")
+    kinds = lt.eval(lambda: {p.ip: p.kind for p in a.outbound_peers()})
+    assert kinds[relays[got].config.bind] == "outbound-full-relay"
+    assert lt.eval(lambda: a.dandelion.fluffs["no-relay"]) == 0 and lt.eval(lambda: a.dandelion.stems) == 1
+
+
 def test_a_stem_that_comes_back_is_fluffed_at_once(lt, make_node):
     # a ring a -> b -> c -> a of Dandelion nodes that never fluff by coin, embargo one minute away:
     # the stem goes round and the node it returns to fluffs it (cause "loop"), long before any timer

@@ -23,10 +23,25 @@ load_kinds()
 TIME_SCALE = 0.02
 
 
-def spy_config(address: str, targets: list[str], names: list[str], **params: Any) -> AttackConfig:
-    return AttackConfig.from_dict({"time_scale": TIME_SCALE, "attackers": [
-        {"name": "spy", "kind": "spy", "address": address, "port": 18444, "targets": targets,
-         "target_names": names, "params": params}]})
+def spy_config(address: str, targets: list[str], names: list[str], control_port: int | None = None,
+               **params: Any) -> AttackConfig:
+    spec = {"name": "spy", "kind": "spy", "address": address, "port": 18444, "targets": targets,
+            "target_names": names, "params": params}
+    if control_port is not None:
+        spec["control_port"] = control_port
+    return AttackConfig.from_dict({"time_scale": TIME_SCALE, "attackers": [spec]})
+
+
+def control_get(lt: Any, runtime: AttackRuntime, path: str) -> dict[str, Any]:
+    """GET `path` on the identity's real control API (the harness's collector reads views so)."""
+    import json
+    import urllib.request
+
+    from harness_node.attack.control import IDENTITIES
+
+    ip, port = lt.eval(lambda: next(iter(runtime.control.app[IDENTITIES])))
+    with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=30) as r:
+        return json.loads(r.read())
 
 
 def sent_commands(attacker: Any) -> set[str]:
@@ -49,7 +64,8 @@ def test_spy_times_every_node_and_first_spy_finds_flooded_sources(lt, make_node)
             lt.eval(lambda: n.add_manual(nodes[j].config.bind, nodes[j].port))
     lt.wait(lambda: all(len(n.outbound_peers()) >= 1 for n in nodes), what="the honest graph up")
     targets = [f"{n.config.bind}:{n.port}" for n in nodes]
-    runtime = AttackRuntime(spy_config(next_ip(), targets, [n.name for n in nodes], connections=2, listen=False))
+    runtime = AttackRuntime(spy_config(next_ip(), targets, [n.name for n in nodes], control_port=0, connections=2,
+                                       listen=False))
     lt.run(runtime.start())
     try:
         spy = runtime.attackers["spy"]
@@ -69,6 +85,10 @@ def test_spy_times_every_node_and_first_spy_finds_flooded_sources(lt, make_node)
         assert scores["first-spy"].precision >= 0.7
         assert not sent_commands(spy) & {"inv", "tx", "getdata", "dandeliontx", "headers"}, sent_commands(spy)
         assert spy.detail()["announcements"] == 8 * 16
+        # over the control API: counts on /status (polled every few seconds), the views on /data only
+        status = control_get(lt, runtime, "/status")
+        assert status["detail"]["transactions"] == 16 and "views" not in status["detail"]
+        assert control_get(lt, runtime, "/data")["views"] == lt.eval(lambda: {t: dict(v) for t, v in spy.views.items()})
     finally:
         lt.run(runtime.stop())
 

@@ -140,6 +140,11 @@ class Attacker:
         """Kind-specific part of /status."""
         return {}
 
+    def data(self) -> dict[str, Any]:
+        """Kind-specific bulk data for GET /data (read rarely: the controller polls /status every
+        few seconds, and a spy's views grow with every transaction)."""
+        return {}
+
     # --- helpers for kinds -----------------------------------------------------------------------
     def scaled(self, seconds: float) -> float:
         """Scenario seconds -> wall seconds under the network's time_scale."""

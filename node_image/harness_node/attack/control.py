@@ -2,6 +2,7 @@
 the node host's: a request is routed to the identity whose socket it arrived on.
 
     GET  /status   the identity: kind, targets, open connections, the kind's detail
+    GET  /data     the kind's bulk data (the spy's views), too large to ride on every /status poll
     GET  /metrics  its `harness_attacker_*` series (Prometheus text)
     POST /stop     stop this identity's attack (its connections close); needs the bearer token
 
@@ -62,6 +63,10 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(_identity(request).status())
 
 
+async def get_data(request: web.Request) -> web.Response:
+    return web.json_response(_identity(request).data())
+
+
 async def get_metrics(request: web.Request) -> web.Response:
     body = generate_latest(_identity(request).metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -82,6 +87,7 @@ class ControlServer:
         self.app[IDENTITIES] = {}
         self.app[RUNTIME] = runtime
         self.app.router.add_get("/status", get_status)
+        self.app.router.add_get("/data", get_data)
         self.app.router.add_get("/metrics", get_metrics)
         self.app.router.add_post("/stop", post_stop)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)

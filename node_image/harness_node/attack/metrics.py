@@ -51,6 +51,11 @@ class AttackerMetrics:
         self.addresses = Counter(PREFIX + "addresses_sent", "Addresses (own and trash) the attacker pushed to its "
                                  "victims in addr messages.", ["attacker"], registry=r)
         self.addresses.labels(attacker)
+        # the spy kind's view (attack/spy.py); every identity exports it (0 for other kinds), so the
+        # families of harness_attacker_* are the same whatever the kind
+        self.spy_announcements = Counter(PREFIX + "spy_announcements", "Transaction announcements the spy recorded "
+                                         "(first per transaction and announcing node).", ["attacker"], registry=r)
+        self.spy_announcements.labels(attacker)
         for outcome in CONNECTION_OUTCOMES:
             self.attempts.labels(attacker, kind, outcome)
         for event in OBSERVED_EVENTS:

@@ -15,7 +15,8 @@ It never sends `getdata`, `inv` or `tx`; it answers the handshake and pings only
 `wtxidrelay`, so announcements carry txids, the ids the harness journals.
 
 The view (`views`: txid hex -> {peer name: first announcement, unix seconds}) is read through the
-identity's `/status` (`detail`); the harness's estimators (harness/analysis/privacy.py) do the rest.
+identity's `GET /data` (its counts ride on `/status`); the harness's collector merges the views of
+all identities and its estimators (harness/analysis/privacy.py) do the rest.
 """
 
 from __future__ import annotations
@@ -26,18 +27,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter
-
 from .. import USER_AGENT
 from ..wire.codec import NetAddr, hash_to_hex
 from ..wire.messages import MSG_TX, MSG_WTX, NODE_DANDELION, NODE_NETWORK, NODE_WITNESS
 from .base import ATTACKS, Attacker, AttackPeer
 from .config import AttackConfigError
-from .metrics import PREFIX
 
 MAX_CONNECTIONS_PER_TARGET = 8  # a node's inbound slots are shared with honest peers; more is a flood
-MAX_VIEW_TRANSACTIONS = 100_000
-RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between dials of a target that is not up (yet)  # bounded memory: older transactions are forgotten first
+MAX_VIEW_TRANSACTIONS = 100_000  # bounded memory: older transactions are forgotten first
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds between dials of a target that is not up (yet)
 
 
 @dataclass
@@ -92,9 +90,6 @@ class SpyAttacker(Attacker):
         # planned ip -> the target's node name, so an accepted link is named like a dialled one
         names = self.spec.target_names or self.spec.targets
         self.names = {t.rsplit(":", 1)[0]: n for t, n in zip(self.spec.targets, names)}
-        self.announcements = Counter(PREFIX + "spy_announcements", "Transaction announcements the spy recorded.",
-                                     ["attacker"], registry=self.metrics.registry)
-        self.announcements.labels(self.name)
 
     def _peer_kwargs(self) -> dict[str, Any]:
         services = NODE_NETWORK | NODE_WITNESS | (NODE_DANDELION if self.params.advertise_dandelion else 0)
@@ -123,7 +118,7 @@ class SpyAttacker(Attacker):
         who = self.name_of(peer)
         if who not in view:
             view[who] = now
-            self.announcements.labels(self.name).inc()
+            self.metrics.spy_announcements.labels(self.metrics.attacker).inc()
         if stem:
             self.stems += 1
 
@@ -165,5 +160,7 @@ class SpyAttacker(Attacker):
 
     def detail(self) -> dict[str, Any]:
         return {"transactions": len(self.views), "announcements": sum(len(v) for v in self.views.values()),
-                "stem_transactions": self.stems, "accepted": sum(1 for p in self.accepted if not p.closed),
-                "views": self.views}
+                "stem_transactions": self.stems, "accepted": sum(1 for p in self.accepted if not p.closed)}
+
+    def data(self) -> dict[str, Any]:
+        return {"views": self.views}

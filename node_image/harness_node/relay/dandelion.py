@@ -34,7 +34,10 @@ from ..wire.messages import NODE_DANDELION, Tx, msg_dandeliontx
 from .relay import RelayHost
 
 MAX_STEM_POOL = 50_000  # testbed bound: a stem pool never outgrows Core's known-inventory filter
-STEM_RELAY_KINDS = frozenset({"full-relay", "manual"})  # never block-relay-only or feeler links
+# outbound full-relay links, automatic or manual (net/peer.py OUTBOUND_KINDS); never block-relay-only,
+# feeler or addr-fetch links. (This once said "full-relay", a kind no peer has: in networks built by
+# the connection manager no node had a stem relay and every own transaction fluffed at once.)
+STEM_RELAY_KINDS = frozenset({"outbound-full-relay", "manual"})
 OUR_AGENT_PREFIX = USER_AGENT.split(":")[0] + ":"  # "/harness-node:", any version
 
 
