@@ -335,7 +335,7 @@ def test_bootstrap_attackers_are_planned_as_listening_identities_of_an_attacker_
 
 def test_a_malicious_seeder_attacker_is_refused_with_what_to_use_instead(tmp_path: Path) -> None:
     path = tmp_path / "ms.yaml"
-    path.write_text(SPY.replace("{kind: spy, name: spies, count: 2, params: {connections: 2}}", "{kind: malicious_seeder}"))
+    path.write_text(UNRUNNABLE)  # a sybil entry, then a malicious_seeder one
     run_dir = tmp_path / "run"
     refused = cli.invoke(app, ["run", str(path), "--run-dir", str(run_dir)])
     assert refused.exit_code == ExitCode.INVALID_INPUT, refused.output
