@@ -199,6 +199,22 @@ class Attacker:
             self.peers.remove(peer)
         self.metrics.set_open(self.open_count())
 
+    @staticmethod
+    async def until_closed(peer: AttackPeer) -> None:
+        """Wait, however long, until ``peer``'s connection is closed (by either side)."""
+        while not peer.closed:
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await peer.wait_closed(timeout=3600.0)
+
+    async def hold_inbound(self, peer: AttackPeer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           live: set[Any]) -> None:
+        """A victim dialled us: serve ``peer`` on the connection, in ``live`` until it closes."""
+        peer.attach(reader, writer)
+        live.add(peer)
+        self.metrics.connection("connected")
+        await self.until_closed(peer)
+        live.discard(peer)
+
     def open_count(self) -> int:
         return sum(1 for p in self.peers if not p.closed)
 

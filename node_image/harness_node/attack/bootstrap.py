@@ -23,7 +23,6 @@ would and only valid blocks are ever announced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,9 +212,7 @@ class BootstrapAttacker(Attacker):
                 continue
             wait = FEED_RETRY[0]
             self.feeds[target] = peer  # FeedPeer.on_verack asked for headers during the handshake
-            while not peer.closed:
-                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                    await peer.wait_closed(timeout=3600.0)
+            await self.until_closed(peer)
             self.feeds.pop(target, None)
             await asyncio.sleep(wait)
 
@@ -231,14 +228,8 @@ class BootstrapAttacker(Attacker):
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = VictimPeer(self, services=SERVICES, start_height=self.chain.height)
         peer.target = "{}:{}".format(*writer.get_extra_info("peername")[:2])
-        peer.attach(reader, writer)
         self.accepted += 1
-        self.victims.add(peer)
-        self.metrics.connection("connected")
-        while not peer.closed:
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await peer.wait_closed(timeout=3600.0)
-        self.victims.discard(peer)
+        await self.hold_inbound(peer, reader, writer, self.victims)
 
     def victim_ready(self, peer: VictimPeer) -> None:
         if self.params.push_addresses:

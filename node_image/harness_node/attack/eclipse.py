@@ -172,14 +172,8 @@ class EclipseAttacker(Attacker):
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = ListenerPeer(self, services=SERVICES)
-        peer.attach(reader, writer)
         self.accepted += 1
-        self._listened.add(peer)
-        self.metrics.connection("connected")
-        while not peer.closed:
-            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                await peer.wait_closed(timeout=3600.0)
-        self._listened.discard(peer)
+        await self.hold_inbound(peer, reader, writer, self._listened)
 
     def peer_closed(self, peer: AttackPeer) -> None:
         if isinstance(peer, ListenerPeer):
