@@ -15,7 +15,9 @@ from conftest import next_ip
 
 N_NODES = 20
 MAX_OUTBOUND = 8
-TIME_SCALE = 0.02  # diffusion means: inbound 5 s -> 100 ms, outbound 2 s -> 40 ms
+# diffusion means: inbound 5 s -> 500 ms, outbound 2 s -> 200 ms. Long enough that the event loop's
+# lateness on a loaded 2-core CI machine (tens of ms) is small next to the timer it delays.
+TIME_SCALE = 0.1
 TXS = 8
 
 pytestmark = pytest.mark.slow
@@ -67,6 +69,8 @@ def test_an_injected_tx_reaches_all_20_nodes(lt, policy):
                 timeout=20, what="every node at its outbound target")
         assert sum(len(v) for v in graph.values()) > N_NODES * 6  # a dense graph, most nodes at 8
         hops: list[tuple[str, float]] = []
+        lag = nodes[0].lag.histogram  # one loop for the whole host
+        lag_before = (lag.sum, lag.count)
         for k in range(TXS):
             origin = nodes[k % N_NODES]
             tx = lt.eval(origin.inject_tx)
@@ -81,15 +85,18 @@ def test_an_injected_tx_reaches_all_20_nodes(lt, policy):
             # Long draws are still pending when the tx is everywhere: let every queue drain, or
             # the sample would be censored towards short waits.
             lt.wait(lambda: not any(n.relay.queued(p) for n in nodes for p in n.peers.values()), what="queues drained")
+            # Every timer fires as late as the loop is busy: the mean lateness of the loop's own probe
+            # timers over the same minutes is what the machine, not the timer, added to each wait.
+            late = lt.eval(lambda: (lag.sum - lag_before[0]) / max(1, lag.count - lag_before[1]))
             for direction, mean in (("outbound", timers.outbound_inv_mean), ("inbound", timers.inbound_inv_mean)):
                 # The queue wait of every announcement is one draw of the Poisson timer: exponential
                 # with the configured mean (hundreds of samples; bounds are generous on purpose).
                 count = sum(n.stats.inv_wait[direction].count for n in nodes)
                 waited = sum(n.stats.inv_wait[direction].sum for n in nodes) / count
-                assert count > 100 and 0.6 * mean < waited < 1.5 * mean, (direction, waited, mean, count)
+                assert count > 100 and 0.6 * mean < waited < 1.5 * mean + late, (direction, waited, late, mean, count)
                 # A receiver keeps the first of several competing announcements, so the hops it
                 # observes are shorter than the timer mean, yet far from flood's sub-millisecond.
                 observed = statistics.mean(by_dir[direction])
-                assert 0.02 * mean < observed < 1.5 * mean, (direction, observed, mean)
+                assert 0.02 * mean < observed < 1.5 * mean + late, (direction, observed, late, mean)
     finally:
         lt.run(host.stop())
