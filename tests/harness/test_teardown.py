@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from harness.plan.model import Plan
 from harness.backends.local import processes as lw
 from harness.errors import ExitCode
 from harness.run.rundir import RunDir
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -46,12 +46,6 @@ def start_run(tmp_path: Path, duration: str = "60s") -> tuple[subprocess.Popen[b
     return subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE), run, out
 
 
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def workers_recorded(run: RunDir) -> bool:

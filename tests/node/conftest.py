@@ -12,8 +12,8 @@ import itertools
 import os
 import struct
 import threading
-import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ import pytest
 from harness_node.config import NodeConfig
 from harness_node.node import Node
 from tests.p2p_peer import REGTEST_MAGIC, BlockingPeer  # REGTEST_MAGIC: re-exported for the tests
+from tests.waiting import wait_until as _wait_until
 
 # A per-process /16 in 127.0.0.0/8 so parallel test runs of other engineers do not collide.
 _OCTET = 64 + os.getpid() % 150
@@ -32,15 +33,8 @@ def next_ip() -> str:
     return f"127.{_OCTET}.{n // 250}.{n % 250 + 1}"
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+# Node tests poll in-process state (no I/O per poll), so often: some conditions hold only briefly.
+wait_until = partial(_wait_until, interval=0.005)
 
 
 class LoopThread:

@@ -199,7 +199,13 @@ def test_we_dial_bitcoind_and_complete_the_handshake_despite_its_extra_messages(
         assert len(info) == 1
         assert info[0]["inbound"] is True and info[0]["subver"] == USER_AGENT
         assert info[0]["version"] == PROTOCOL_VERSION and info[0]["banscore"] == 0
-        assert "pingtime" in info[0]  # it got the pong we sent to its ping
+        # it got the pong we sent to its ping: bitcoind's message thread may not have read it yet
+        # when the RPC answers (seen under CI load), so ask until it has, within the step timeout
+        deadline = asyncio.get_running_loop().time() + STEP_TIMEOUT_S
+        while "pingtime" not in info[0] and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            info = await rpc(node, "getpeerinfo")
+        assert "pingtime" in info[0], info[0]
         await peer.close()
 
     run(scenario())

@@ -1,21 +1,12 @@
-"""Waiting for a live system's condition, with a timeout that names what was awaited."""
+"""Waiting for a live system's condition (tests/waiting.py), polled every half second: each poll of
+these tests is an HTTP query to Prometheus or a node, and a faster poll would only load the machine."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TypeVar
+from functools import partial
 
-T = TypeVar("T")
+from tests.waiting import wait_until as _wait_until
+
 POLL_SECONDS = 0.5
 
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll ``predicate`` until it returns something true, and return that; AssertionError after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL_SECONDS)  # polling a condition of a live system
-    return value
+wait_until = partial(_wait_until, interval=POLL_SECONDS)
