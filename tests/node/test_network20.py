@@ -79,7 +79,9 @@ def test_an_injected_tx_reaches_all_20_nodes(lt, policy):
         assert len(hops) == TXS * (N_NODES - 1)
         by_dir = {d: [s for dd, s in hops if dd == d] for d in ("inbound", "outbound")}
         if policy == "flood":
-            assert statistics.mean(s for _, s in hops) < 0.05  # loopback, no artificial delay
+            late = lt.eval(lambda: (lag.sum - lag_before[0]) / max(1, lag.count - lag_before[1]))
+            # loopback, no artificial delay: only the machine's own lateness adds to a hop
+            assert statistics.mean(s for _, s in hops) < 0.05 + late, late
         else:
             timers = nodes[0].timers
             # Long draws are still pending when the tx is everywhere: let every queue drain, or
