@@ -1,3 +1,49 @@
 """Fixtures shared by every test package."""
 
+from __future__ import annotations
+
+import os
+import signal
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from tests.bitcoind import bitcoind_factory  # noqa: F401  (a fixture: the real bitcoind, loopback only)
+
+
+def _processes_under(root: Path) -> dict[int, str]:
+    """Pid -> command line of the processes (not ours) whose command line or working directory is
+    inside `root`."""
+    prefix, found = str(root), {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+            cwd = os.readlink(f"/proc/{entry.name}/cwd")
+        except OSError:  # gone, or a kernel thread
+            continue
+        if cwd.startswith(prefix) or any(prefix in arg for arg in argv):
+            found[int(entry.name)] = " ".join(argv).strip()
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _nothing_outlives_its_test(tmp_path: Path) -> Iterator[None]:
+    """Local networks bind fixed loopback addresses (127.1.0.1, ...): a test that fails half-way must
+    not leave its nodes or detached controller holding them, or every later local test fails for
+    that one. Whatever still runs from the test's directory is killed (pids only: the harness puts
+    its processes in their own groups, and a plain subprocess shares pytest's). Tests that check
+    teardown assert it themselves; this is the net under a failure, so it only warns."""
+    yield
+    left = _processes_under(tmp_path)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if left:
+        warnings.warn(f"killed what the test left running under {tmp_path}: {left}", stacklevel=1)

@@ -104,3 +104,34 @@ def test_a_complete_run_reports_passes_and_leaves_nothing(tmp_path: Path) -> Non
     assert_nothing_left(run)
     assert len(run.read_journal("item")) == 1  # the one tx the workload injected at 1 s
     assert any(out.iterdir())
+
+
+def test_ctrl_c_between_starting_a_process_and_recording_it_waits_for_the_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race behind a detached controller that outlived an interrupted deploy: Ctrl-C landing
+    after the fork but before the state names the process. It must take effect only once the record
+    is saved, so that teardown finds the process. The interrupt is delivered for real (SIGINT to
+    this process) at the worst moment: right after the child exists."""
+    from harness.backends.base import RunState
+    from harness.backends.local.backend import LocalBackend
+
+    run = RunDir(tmp_path / "run")
+    run.logs_dir.mkdir(parents=True)
+    state = RunState(scenario="race", backend="local", plan_digest="-")
+    run.save_state(state)
+    real_spawn = lw.spawn
+
+    def spawn_then_interrupted(*args, **kwargs):
+        started = real_spawn(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, while the process is not recorded yet
+        return started
+
+    monkeypatch.setattr(lw, "spawn", spawn_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        LocalBackend(run)._spawn(state, "sleeper", "controller", [sys.executable, "-c", "import time; time.sleep(60)"], [], None)
+    records = lw.records(run.load_state())
+    try:
+        assert [r.name for r in records] == ["sleeper"] and lw.is_ours(records[0])
+    finally:
+        for r in records:
+            os.killpg(r.pgid, signal.SIGKILL)

@@ -196,10 +196,11 @@ class DockerBackend(Backend):
         """The controller as a process on this host, recorded in the state so `down` stops it."""
         with self.run.locked():
             state = self.state()
-            proc, rec = lw.spawn("controller", "controller", [sys.executable, *argv], self.run.logs_dir / "controller.log",
-                                 watch_parent=False)
-            state.backend_state["controller"] = rec.__dict__
-            self.run.save_state(state)
+            with lw.interrupts_deferred():  # started => recorded, so that `down` finds it
+                proc, rec = lw.spawn("controller", "controller", [sys.executable, *argv],
+                                     self.run.logs_dir / "controller.log", watch_parent=False)
+                state.backend_state["controller"] = rec.__dict__
+                self.run.save_state(state)
 
     def _controller(self, state: RunState) -> lw.ProcessRecord | None:
         rec = state.backend_state.get("controller")

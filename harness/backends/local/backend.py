@@ -70,15 +70,16 @@ class LocalBackend(Backend):
         return node_config(node, str(datadir), token, self.transport_for(self.plan).get(node.name))
 
     def _spawn(self, state: RunState, name: str, kind: str, command: list[str], nodes: list[str], config: Any) -> None:
-        proc, rec = lw.spawn(
-            name, kind, command, self.run.logs_dir / f"{name}.log",
-            # PDEATHSIG fires when the *thread* that forked exits, so only the main thread may ask.
-            watch_parent=bool(state.backend_state.get("attached")) and threading.current_thread() is threading.main_thread(),
-            nodes=nodes, config=config,
-        )
-        self._children[proc.pid] = proc
-        lw.add_record(state, rec)
-        self.run.save_state(state)
+        with lw.interrupts_deferred():  # started => recorded, so that `down` finds it
+            proc, rec = lw.spawn(
+                name, kind, command, self.run.logs_dir / f"{name}.log",
+                # PDEATHSIG fires when the *thread* that forked exits, so only the main thread may ask.
+                watch_parent=bool(state.backend_state.get("attached")) and threading.current_thread() is threading.main_thread(),
+                nodes=nodes, config=config,
+            )
+            self._children[proc.pid] = proc
+            lw.add_record(state, rec)
+            self.run.save_state(state)
 
     @staticmethod
     def _endpoints(plan: Plan) -> dict[str, dict[str, Any]]:

@@ -7,13 +7,15 @@ Linux is assumed where noted (/proc, prctl); elsewhere the checks degrade to kil
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,25 @@ def _die_with_parent(parent_pid: int) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C waits until the block is done, then interrupts as usual. Around "start a process and
+    record it": a KeyboardInterrupt between the fork and the state write (even inside Popen, while
+    it waits for the exec) leaves a process in its own session that no record names, so no teardown
+    finds it; seen as a detached controller outliving an interrupted deploy."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers run in the main thread only; nothing to defer here
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            signal.raise_signal(signal.SIGINT)  # the restored handler: KeyboardInterrupt from here
 
 
 def spawn(
