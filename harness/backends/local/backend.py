@@ -95,6 +95,7 @@ class LocalBackend(Backend):
         binary = btc.resolve_binary(self.bitcoind_path) if bitcoinds else ""
         if bitcoinds:
             btc.check_binary(plan, binary)  # exit 2 before anything starts
+            btc.check_capture(plan)
         self.run.refuse_foreign()  # before anything reads or writes it: a foreign directory is left alone
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
