@@ -89,6 +89,8 @@ def test_a_bitcoind_members_messages_are_captured_from_the_outside(tmp_path: Pat
 
         # 2. known messages from a peer of the test, and bitcoind's answers
         peer = BlockingPeer(spec.address, spec.p2p_port, local_ip=TEST_PEER_IP, magic=BSV_MAGIC)
+        received: list[tuple[str, str]] = []  # every frame bitcoind sent the test peer, raw
+        peer.peer.on_frame = lambda command, payload, msg: received.append((command, payload.hex()))  # type: ignore[method-assign]
         try:
             version = peer.version_msg()
             peer.send(version)
@@ -107,9 +109,14 @@ def test_a_bitcoind_members_messages_are_captured_from_the_outside(tmp_path: Pat
             assert payloads(found, "recv")[:3] == [("version", version.serialize().hex()), ("verack", ""),
                                                    ("ping", nonce0)]
             sent = payloads(found, "sent")
-            assert sent[0] == ("version", theirs.serialize().hex()) and ("verack", "") in sent
+            n = min(len(sent), len(received))
+            assert n >= 3 and sent[:n] == received[:n] and ("pong", nonce0) in sent
+            assert sent[0][0] == "version" and theirs.nonce == struct.unpack_from("<Q", bytes.fromhex(sent[0][1]), 72)[0]
             assert {m["direction"] for m in found} == {"recv", "sent"}
             assert all(m["peer"].startswith(f"{TEST_PEER_IP}:") for m in found)
+            # nothing but its own P2P connections: not the light nodes' among themselves, not its RPC
+            peers = {m["peer"] for m in messages(run, "bitcoind-0")}
+            assert {p for p in peers if not p.startswith(f"{TEST_PEER_IP}:")} == set(spec.config["connect"])
 
             # 3. stopped, then started on a connection already open: found again mid-stream
             assert json.loads(cli("capture", "stop", "bitcoind-0", "--run-dir", str(run.path), "--json")) == {"on": False}
