@@ -30,6 +30,7 @@ from harness_node.wire.messages import msg_ping
 from tests.bitcoind import require_bitcoind
 from tests.harness.bitcoind_faults import ANSWER_TIMEOUT_S, BSV_MAGIC, SCENARIO, wait_for
 from tests.p2p_peer import BlockingPeer
+from tests.real import missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.bitcoind, pytest.mark.timeout(400)]
 
@@ -54,8 +55,8 @@ def payloads(found: list[dict], direction: str) -> list[tuple[str, str]]:
 
 def test_a_bitcoind_members_messages_are_captured_from_the_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARNESS_BITCOIND", str(require_bitcoind()))
-    if available("lo") is not None:
-        pytest.skip(f"capture of a bitcoind member needs a packet socket: {available('lo')}")
+    if (why := available("lo")) is not None:
+        missing("packet-socket", why)
     scenario = tmp_path / "capture.yaml"
     scenario.write_text(SCENARIO.format(nodes=4) + f"  capture: true\n  capture_max_bytes: {CAP}\n")
     run = RunDir(tmp_path / "run")
@@ -143,3 +144,17 @@ def test_a_bitcoind_members_messages_are_captured_from_the_outside(tmp_path: Pat
         assert messages(run, "bitcoind-0", "--command", "block")  # the newest survive, decoded
     finally:
         runner.down(run.path)
+
+
+def test_docker_refuses_capture_of_bitcoind_members_before_anything_starts(tmp_path: Path) -> None:
+    """The packet socket reads the local backend's loopback; in a container the supervisor could not
+    write where `harness messages` reads. Refused (exit 2) naming the field, nothing started."""
+    binary = require_bitcoind()
+    scenario = tmp_path / "capture.yaml"
+    scenario.write_text(SCENARIO.format(nodes=4) + "  capture: true\n")
+    result = CliRunner().invoke(app, ["deploy", str(scenario), "--backend", "docker", "--run-dir", str(tmp_path / "run"),
+                                      "--bitcoind", str(binary)])
+    assert result.exit_code == 2, result.output
+    assert "network.capture" in result.output and "local backend" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run" / "state.json").exists()

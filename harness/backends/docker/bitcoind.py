@@ -76,9 +76,9 @@ def resolve(path: str | None, plan: Plan) -> str:
     btc.check_binary(plan, binary)
     if any(n.role == "bitcoind" and n.config.get("capture") for n in plan.peers()):
         raise btc.BitcoindUnavailable(
-            "network.capture: true would capture the bitcoind members' messages, which works on the local "
-            "backend only (from the outside: docs/capture.md); on docker set network.capture: false and "
-            "capture light nodes with groups[i].capture")
+            "the scenario's network.capture: true also captures the bitcoind members' messages, which works on "
+            "the local backend only (from the outside: docs/capture.md); allowed on docker: network.capture: "
+            "false (capture light nodes with groups[i].capture)")
     return binary
 
 
