@@ -26,6 +26,8 @@ from harness_node.net.capture import MessageCapture, read_capture
 from harness_node.wire.codec import frame
 from tests.real import missing
 
+from conftest import next_ip, wait_until
+
 MAGIC = bytes.fromhex("dab5bffa")
 F1, F2, F3 = frame(MAGIC, "ping", b"\x01" * 8), frame(MAGIC, "inv", b"\x02" * 37), frame(MAGIC, "tx", os.urandom(300))
 
@@ -100,7 +102,8 @@ def test_the_kernel_filter_is_a_valid_program() -> None:
 
 # --- a real packet socket ---------------------------------------------------------------------------
 
-MEMBER, PEER, STRANGER, TEST_IP = "127.3.0.1", "127.3.0.2", "127.3.0.3", "127.3.0.9"
+# this process's own loopback addresses (conftest): parallel test runs do not collide
+MEMBER, PEER, STRANGER, TEST_IP = next_ip(), next_ip(), next_ip(), next_ip()
 PORT = 18444
 
 
@@ -135,15 +138,6 @@ def _serve(listener: socket.socket, reply: bytes, got: list[bytes]) -> None:
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
-def _wait(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.1)
-    return value
-
-
 def test_the_sniffer_records_the_members_connections_only(tmp_path: Path) -> None:
     if (why := available("lo")) is not None:
         missing("packet-socket", why)
@@ -173,7 +167,7 @@ def test_the_sniffer_records_the_members_connections_only(tmp_path: Path) -> Non
             c.recv(10)
         inbound.close()
         outbound.close()
-        found = _wait(lambda: (m := read_capture(tmp_path / "cap")) and len(m) >= 6 and m)
+        wait_until(lambda: len(read_capture(tmp_path / "cap")) >= 6, 60.0, "six records")
         time.sleep(1.0)  # anything wrongly recorded would be in by now
         found = read_capture(tmp_path / "cap")
         # strangers' traffic does not even reach the process: the kernel filter drops it
