@@ -3,7 +3,8 @@ the timeline's actions (`runner.inject`), on the real engine with the real binar
 missing engine, base image or binary fails): paused (`docker pause`), its control API and a P2P
 peer of the test get no answer; resumed, both answer again, the frozen ping included; restarted
 (the container started again), it answers with its chain (the same tip) and dials its planned light
-nodes again. Only objects of this test's run are touched; the bitcoind image it built is removed."""
+nodes again; `harness capture start` of it is refused (capture from the outside is the local backend's).
+Only objects of this test's run are touched; the bitcoind image it built is removed."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from pathlib import Path
 import docker
 import pytest
 
+from typer.testing import CliRunner
+
 from harness.backends.docker import bitcoind as dbtc
 from harness.backends.docker import engine
 from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image
 from harness.backends.registry import make_backend
+from harness.cli.app import app
 from harness.run import runner
 from harness.run.rundir import RunDir
 from tests.bitcoind import require_bitcoind
@@ -51,6 +55,10 @@ def test_pause_resume_and_restart_a_bitcoind_container(tmp_path: Path, monkeypat
 
             def outbound() -> list[str]:
                 return sorted(p["address"] for p in status(token, ep, 10.0)["peers"] if p["direction"] == "outbound")
+
+            # capture of a bitcoind member is the local backend's (from the outside): refused, with the reason
+            result = CliRunner().invoke(app, ["capture", "start", "bitcoind-0", "--run-dir", str(run_dir)])
+            assert result.exit_code != 0 and "409" in result.output and "local backend" in result.output, result.output
 
             runner.inject(run_dir, "inject_block", "bitcoind-0")
             tip = status(token, ep, ANSWER_TIMEOUT_S)["tip"]
