@@ -5,12 +5,12 @@ a frozen member from a live one through its control API and a P2P peer of the te
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.backends.endpoint import Endpoint
 from tests.p2p_peer import BlockingPeer
+from tests.waiting import wait_until
 
 BSV_MAGIC = bytes.fromhex("dab5bffa")
 SCENARIO = """\
@@ -30,17 +30,15 @@ ANSWER_TIMEOUT_S = 60.0  # a resumed or restarted member on a loaded 2-core mach
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
+    """tests/waiting.py's poller, with a member that does not answer yet (an error) taken as "not yet"."""
+
+    def attempt() -> Any:
         try:
-            value = predicate()
+            return predicate()
         except Exception:  # noqa: BLE001 - a member not answering yet
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+            return None
+
+    return wait_until(attempt, timeout, what, interval=0.5)
 
 
 def status(token: str, ep: Endpoint, timeout: float) -> dict[str, Any]:

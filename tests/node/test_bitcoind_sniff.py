@@ -25,8 +25,9 @@ from harness_node.bitcoind.sniff import SEQ_MOD, Sniffer, _Stream, available, bp
 from harness_node.net.capture import MessageCapture, read_capture
 from harness_node.wire.codec import frame
 from tests.real import missing
+from tests.waiting import wait_until
 
-from conftest import next_ip, wait_until
+from conftest import next_ip
 
 MAGIC = bytes.fromhex("dab5bffa")
 F1, F2, F3 = frame(MAGIC, "ping", b"\x01" * 8), frame(MAGIC, "inv", b"\x02" * 37), frame(MAGIC, "tx", os.urandom(300))
@@ -167,7 +168,7 @@ def test_the_sniffer_records_the_members_connections_only(tmp_path: Path) -> Non
             c.recv(10)
         inbound.close()
         outbound.close()
-        wait_until(lambda: len(read_capture(tmp_path / "cap")) >= 6, 60.0, "six records")
+        wait_until(lambda: len(read_capture(tmp_path / "cap")) >= 6, 60.0, "six records", interval=0.1)
         time.sleep(1.0)  # anything wrongly recorded would be in by now
         found = read_capture(tmp_path / "cap")
         # strangers' traffic does not even reach the process: the kernel filter drops it
