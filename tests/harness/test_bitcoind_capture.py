@@ -159,3 +159,21 @@ def test_docker_refuses_capture_of_bitcoind_members_before_anything_starts(tmp_p
     assert "network.capture" in result.output and "local backend" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run" / "state.json").exists()
+
+
+def test_local_deploy_without_a_packet_socket_is_refused_before_anything_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CAP_NET_RAW the supervisor could not capture. The tests run as root, where the packet
+    socket opens, so the missing permission is simulated (the one mock here): `available` answers
+    what it answers for a user without CAP_NET_RAW."""
+    from harness.backends.local import bitcoind as local_btc
+
+    binary = require_bitcoind()
+    monkeypatch.setattr(local_btc, "available", lambda interface: "opening a packet socket needs CAP_NET_RAW "
+                                                                  "(run the harness as root)")
+    scenario = tmp_path / "capture.yaml"
+    scenario.write_text(SCENARIO.format(nodes=4) + "  capture: true\n")
+    result = CliRunner().invoke(app, ["deploy", str(scenario), "--run-dir", str(tmp_path / "run"), "--bitcoind", str(binary)])
+    assert result.exit_code == 2, result.output
+    assert "network.capture" in result.output and "CAP_NET_RAW" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run" / "state.json").exists()
