@@ -25,6 +25,7 @@ INSTALL = {
     "promtool": "apt-get install prometheus (promtool comes with it)",
     "dig": "apt-get install dnsutils",
     "docker-compose": "apt-get install docker-compose",
+    "packet-socket": "run the tests as root (a packet socket needs CAP_NET_RAW), in `unshare -n` as the README says",
 }
 ENV_REQUIRE = "HARNESS_REQUIRE_REAL"
 

@@ -198,7 +198,9 @@ def _node_plan(scenario: Scenario, seed: int, member: Member, members: list[Memb
                                     fixed_seeds, node_seed(seed, member.name))
     elif member.role == "bitcoind":
         connect = _sample(rng_for(seed, "bitcoind", member.name), honest, BITCOIND_CONNECT)
-        config = {**common, "connect": connect, "args": _bitcoind_args(endpoint, connect)}
+        config = {**common, "connect": connect, "args": _bitcoind_args(endpoint, connect),
+                  # captured from the outside on the local backend (docs/capture.md); no group: the network's
+                  "capture": scenario.network.capture, "capture_max_bytes": scenario.network.capture_max_bytes}
     elif member.role == "attacker":
         attacker = next(a for a in scenario.attackers if a.label == member.group)
         if runnable(attacker.kind) and runs_as(attacker.kind) == "node":  # passive: our node software

@@ -74,6 +74,11 @@ def resolve(path: str | None, plan: Plan) -> str:
     """The binary, checked against the scenario's magic before anything starts (exit 2 otherwise)."""
     binary = btc.resolve_binary(path)
     btc.check_binary(plan, binary)
+    if any(n.role == "bitcoind" and n.config.get("capture") for n in plan.peers()):
+        raise btc.BitcoindUnavailable(
+            "the scenario's network.capture: true also captures the bitcoind members' messages, which works on "
+            "the local backend only (from the outside: docs/capture.md); allowed on docker: network.capture: "
+            "false (capture light nodes with groups[i].capture)")
     return binary
 
 
@@ -89,4 +94,5 @@ def member_config(spec: NodePlan, plan: Plan, lay: Layout, datadir: str, token: 
     connect = [endpoints[peer.rpartition(":")[0]] for peer in spec.config.get("connect", [])]
     local = btc.member_config(spec, BINARY_IN_IMAGE, Path(datadir), token)
     return dict(local, address=ip, port=p2p, control_port=control, rpc_port=control + 1, connect=connect,
-                identity=spec.address, peer_addresses=peer_addresses)
+                identity=spec.address, peer_addresses=peer_addresses,
+                capture_interface="", capture=False)  # capture from the outside: local backend only

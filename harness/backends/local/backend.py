@@ -96,6 +96,7 @@ class LocalBackend(Backend):
         binary = btc.resolve_binary(self.bitcoind_path) if bitcoinds else ""
         if bitcoinds:
             btc.check_binary(plan, binary)  # exit 2 before anything starts
+            btc.check_capture(plan)
         self.run.refuse_foreign()  # before anything reads or writes it: a foreign directory is left alone
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
@@ -215,6 +216,7 @@ class LocalBackend(Backend):
             ours = {r.pgid for r in records if lw.is_ours(r)}
             for pgid in ours:
                 lw.signal_group(pgid, signal.SIGTERM)
+                lw.signal_group(pgid, signal.SIGCONT)  # a paused (SIGSTOPped) member must see the SIGTERM
             left = self._wait_groups_gone(ours, TERM_GRACE_SECONDS)
             for pgid in left:
                 lw.signal_group(pgid, signal.SIGKILL)
@@ -274,10 +276,28 @@ class LocalBackend(Backend):
         call_sync(self._state().control_token, lambda c: fn(c, ep))
 
     def pause_node(self, name: str) -> None:
-        self._call(name, ControlClient.pause)
+        """A light node freezes itself (POST /pause: one node of a shared worker); a bitcoind member
+        is frozen whole, as `docker pause` does: SIGSTOP of its process group (supervisor and
+        bitcoind), sockets open and silent, nothing answers until resume_node."""
+        if self.plan.node(name).role == "bitcoind":
+            self._signal_member(name, signal.SIGSTOP)
+        else:
+            self._call(name, ControlClient.pause)
 
     def resume_node(self, name: str) -> None:
-        self._call(name, ControlClient.resume)
+        if self.plan.node(name).role == "bitcoind":
+            self._signal_member(name, signal.SIGCONT)
+        else:
+            self._call(name, ControlClient.resume)
+
+    def _signal_member(self, name: str, sig: int) -> None:
+        """``sig`` to the process group of the process hosting ``name`` alone (a bitcoind member)."""
+        state = self._state()
+        if name in state.stopped_nodes:
+            raise BackendError(f"{name} is stopped; start it before pausing or resuming it")
+        host = lw.host_of(state, name)
+        if not lw.is_ours(host) or not lw.signal_group(host.pgid, sig):
+            raise BackendError(f"{name}'s process {host.name} (pid {host.pid}) is not running; see {host.log}")
 
     def stop_node(self, name: str) -> None:
         """A node alone in its process (a restarted one) is stopped by stopping the process; a node
@@ -307,6 +327,7 @@ class LocalBackend(Backend):
         if not lw.is_ours(record):
             return
         lw.signal_group(record.pgid, signal.SIGTERM)
+        lw.signal_group(record.pgid, signal.SIGCONT)  # a paused (SIGSTOPped) member must see the SIGTERM
         if self._wait_groups_gone({record.pgid}, TERM_GRACE_SECONDS):
             lw.signal_group(record.pgid, signal.SIGKILL)
             self._wait_groups_gone({record.pgid}, KILL_GRACE_SECONDS)

