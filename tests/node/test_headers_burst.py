@@ -6,7 +6,7 @@ stored blocks counted every header after the first as unconnecting and banned ho
 from __future__ import annotations
 
 from harness_node.relay.relay import MAX_UNCONNECTING_HEADERS
-from harness_node.wire.messages import msg_headers
+from harness_node.wire.messages import MSG_BLOCK, CInv, msg_block, msg_headers, msg_inv, msg_notfound
 from harness_node.wire.synthetic import make_block
 
 from conftest import peer_from
@@ -40,3 +40,32 @@ def test_a_header_on_an_unknown_parent_still_counts(lt, make_node, test_peers):
         peer.send(msg_headers([make_block(b"\x01" * 32, 1).header]))
     lt.wait(lambda: node.stats.misbehaviour["headers-unconnecting"] == 1, timeout=15,
             what="the 10th unconnecting header to be charged")
+
+
+def test_a_block_still_in_flight_is_not_asked_of_the_same_peer_again(lt, make_node, test_peers):
+    """Every block that arrives out of order makes the node ask for the gap (getheaders), and the
+    answer lists again every block still on its way. Asking for those again multiplied a 101-block
+    burst ~15 times (a bitcoind member's capture); the node asks one peer for one block once, and
+    again only after it said `notfound`."""
+    node = make_node()
+    peer = test_peers(node)
+    peer.handshake()
+    tip = lt.eval(lambda: node.chain.tip)
+    prev, prev_time, blocks = tip.hash, tip.header.time, []
+    for height in range(1, 6):
+        blocks.append(make_block(prev, height, prev_time))
+        prev, prev_time = blocks[-1].hash, blocks[-1].header.time
+    headers = msg_headers([b.header for b in blocks])
+    peer.send(headers)
+    first = peer.expect("getdata", timeout=15)
+    assert [i.hash for i in first.inv] == [b.hash for b in blocks]
+    peer.send(headers)  # the same headers again, as the answer to a gap-filling getheaders would be
+    peer.send(msg_inv([CInv(MSG_BLOCK, b.hash) for b in blocks]))  # and announced once more
+    peer.ping_roundtrip()  # both processed
+    assert [m.inv for c, m in peer.inbox if c == "getdata"] == [], "a block in flight was asked for twice"
+    peer.send(msg_block(blocks[0]))
+    lt.wait(lambda: node.chain.has(blocks[0].hash), timeout=15, what="the first block stored")
+    peer.send(msg_notfound([CInv(MSG_BLOCK, blocks[1].hash)]))  # it cannot serve the second one now
+    peer.send(msg_inv([CInv(MSG_BLOCK, blocks[1].hash)]))  # and later announces it again
+    again = peer.expect("getdata", timeout=15, where=lambda m: any(i.hash == blocks[1].hash for i in m.inv))
+    assert [i.hash for i in again.inv] == [blocks[1].hash]

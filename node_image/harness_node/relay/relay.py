@@ -41,6 +41,7 @@ MAX_PEER_TX_REQUEST_IN_FLIGHT = 100  # txdownloadman.h: more wait until earlier 
 MAX_UNCONNECTING_HEADERS = 10  # net_processing.cpp: every 10th unconnecting headers message scores
 MAX_BLOCK_SEEN = 10_000  # testbed: first-sight records kept for the control API (oldest forgotten)
 MAX_HEADERS_PENDING = 10_000  # testbed: announced blocks asked for, remembered like Core's header index
+MAX_PEER_BLOCKS_ASKED = 2_000  # testbed: a peer's unanswered block requests remembered (one headers batch)
 TX_TYPES = frozenset({MSG_TX, MSG_WTX, MSG_TX | MSG_WITNESS_FLAG})
 BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
 
@@ -60,6 +61,8 @@ class PeerRelayState:
     announced: set[bytes] = field(default_factory=set)  # tx hashes it announced that we still track
     requested: set[bytes] = field(default_factory=set)  # tx hashes we asked it for, not yet answered
     unconnecting_headers: int = 0  # consecutive headers messages that did not connect
+    # blocks we asked it for that it has not delivered (insertion-ordered: the oldest forgotten first)
+    blocks_asked: dict[bytes, None] = field(default_factory=dict)
 
 
 class RelayHost(Protocol):
@@ -201,6 +204,7 @@ class Relay:
 
     def on_inv(self, peer: Peer, invs: list[CInv]) -> None:
         want: list[CInv] = []
+        blocks: list[bytes] = []
         now = self.node.loop.time()
         st = self.state(peer)
         for inv in invs:
@@ -221,10 +225,11 @@ class Relay:
                     continue
                 self._mark_requested(peer, h, now)
                 want.append(CInv(MSG_WTX if inv.type == MSG_WTX else MSG_TX, h))
-            elif inv.type in BLOCK_TYPES and not self.node.chain.has(inv.hash):
-                want.append(CInv(MSG_BLOCK, inv.hash))
+            elif inv.type in BLOCK_TYPES:
+                blocks.append(inv.hash)
         for i in range(0, len(want), MAX_GETDATA_BATCH):
             peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
+        self._ask_blocks(peer, blocks)
 
     def _mark_requested(self, peer: Peer, h: bytes, now: float) -> None:
         self.in_flight[h] = (peer, now + self.node.timers.getdata_tx_interval)
@@ -263,6 +268,7 @@ class Relay:
 
     def on_notfound(self, peer: Peer, invs: list[CInv]) -> None:
         for inv in invs:
+            self.state(peer).blocks_asked.pop(inv.hash, None)  # it may have the block later: ask again then
             asked = self.in_flight.get(inv.hash)
             if asked is not None and asked[0] is peer:
                 self._retry(inv.hash)
@@ -361,7 +367,24 @@ class Relay:
             else:
                 peer.send(msg_inv([CInv(MSG_BLOCK, b.hash) for b in new]))
 
+    def _ask_blocks(self, peer: Peer, hashes: list[bytes]) -> None:
+        """getdata for the blocks we lack and have not already asked this peer for. Without the
+        second condition every headers answer to our gap-filling getheaders (sent for each block
+        that arrives out of order) re-asked for every block still in flight: a light node asked a
+        bitcoind for each block of a 101-block burst ~15 times (seen in its capture). Core keeps
+        one request per block (mapBlocksInFlight); asking each announcer once is the testbed's
+        simpler rule, and never the same peer twice."""
+        chain, asked = self.node.chain, self.state(peer).blocks_asked
+        want = [CInv(MSG_BLOCK, h) for h in hashes if h not in asked and not chain.has(h) and not chain.is_orphan(h)]
+        for inv in want:
+            asked[inv.hash] = None
+        while len(asked) > MAX_PEER_BLOCKS_ASKED:
+            del asked[next(iter(asked))]
+        for i in range(0, len(want), MAX_GETDATA_BATCH):
+            peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
+
     def on_block(self, peer: Peer, block: Block) -> None:
+        self.state(peer).blocks_asked.pop(block.hash, None)
         self.mark_known(peer, block.hash)
         try:
             self.accept_block(block, peer)
@@ -386,13 +409,12 @@ class Relay:
                 peer.misbehaving("headers-unconnecting")
             return
         st.unconnecting_headers = 0
-        want = [CInv(MSG_BLOCK, h.hash) for h in headers if not chain.has(h.hash) and not chain.is_orphan(h.hash)]
-        for inv in want:
-            self.headers_pending[inv.hash] = None
+        want = [h.hash for h in headers if not chain.has(h.hash) and not chain.is_orphan(h.hash)]
+        for h in want:
+            self.headers_pending[h] = None
         while len(self.headers_pending) > MAX_HEADERS_PENDING:
             del self.headers_pending[next(iter(self.headers_pending))]
-        for i in range(0, len(want), MAX_GETDATA_BATCH):
-            peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
+        self._ask_blocks(peer, want)
         if len(headers) == 2000:  # a full batch: there may be more
             peer.send(msg_getheaders(locator=[headers[-1].hash] + chain.locator()))
 
