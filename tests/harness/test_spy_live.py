@@ -78,21 +78,23 @@ def _sample(metrics: str, name: str) -> float | None:
 
 def test_spy_precision_and_recall_are_exported_while_the_attack_runs(deployed: tuple[RunDir, str]) -> None:
     _, url = deployed
-    seen: list[tuple[float, str]] = []  # (recall, the controller's phase when it was read)
+    # (phase, transactions scored in /results, recall gauge) at each read
+    seen: list[tuple[str, int | None, float | None]] = []
 
     def scored_live() -> bool:
-        phase = json.loads(_get(f"{url}/results"))["phase"]
-        recall = _sample(_get(f"{url}/metrics"), RECALL)
-        if recall is not None:
-            seen.append((recall, phase))
-        return len({r for r, p in seen if p == "timeline"}) >= 2  # two different live values: it moves
+        results = json.loads(_get(f"{url}/results"))
+        privacy = (results.get("observations") or {}).get("privacy") or []
+        scored = next((p["transactions"] for p in privacy if p["estimator"] == "first-spy"), None)
+        seen.append((results["phase"], scored, _sample(_get(f"{url}/metrics"), RECALL)))
+        live = [(n, r) for phase, n, r in seen if phase == "timeline" and n is not None and r is not None]
+        return len({n for n, _ in live}) >= 2  # re-scored over more transactions: the figures move
 
-    wait_until(scored_live, timeout=140, what="two different live spy recall figures during the timeline")
-    live = [(r, p) for r, p in seen if p == "timeline"]
-    assert live and all(0.0 < r <= 1.0 for r, _ in live), seen
+    wait_until(scored_live, timeout=140, what="two live spy scores over different transaction counts")
+    live = [(n, r) for phase, n, r in seen if phase == "timeline" and n is not None and r is not None]
+    assert all(n > 0 and 0.5 < r <= 1.0 for n, r in live), seen  # flooding: the first announcer is the sender
     metrics = _get(f"{url}/metrics")
     precision = _sample(metrics, RECALL.replace("recall", "precision"))
-    assert precision is not None and precision > 0.5, metrics  # flooding: the first announcer is the sender
+    assert precision is not None and precision > 0.5, metrics
     assert _sample(metrics, "harness_controller_spy_share_ratio") == pytest.approx(SPY_IDENTITIES / (12 + SPY_IDENTITIES))
 
 
