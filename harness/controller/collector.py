@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.backends.base import Endpoint
 from harness.backends.client import ControlAPIError, ControlClient
+from harness.backends.node_config import is_attack_identity
 from harness.analysis.figures.bans import host_of
 from harness.plan.model import ATTACKER, BITCOIND, HONEST, Plan
 from harness.analysis.model import (
@@ -96,12 +97,13 @@ class Collector:
         self._views: dict[str, dict[str, float]] = {}
         self._views_since: dict[str, float] = {}  # per spy identity: its clock at the last read
         self._privacy: list[PrivacyScore] = []  # the last scores (live_privacy), until the next
-        # attacker identities (they answer GET /identities), and which of them share a process
-        self._attacker_names = [n.name for n in plan.peers() if n.role == ATTACKER]
+        # active attacker identities (an attack process's: they answer GET /identities; a sybil is a
+        # node and answers /status), and which of them share a process
+        self._attacker_names = [n.name for n in plan.peers() if is_attack_identity(n)]
         self._attacker_set = set(self._attacker_names)
         entries: dict[str | None, set[str]] = {}
         for n in plan.peers():
-            if n.role == ATTACKER:
+            if is_attack_identity(n):
                 entries.setdefault(n.group, set()).add(n.name)
         self._siblings = {name: entries[self.plan.node(name).group] for name in self._attacker_names}
 
