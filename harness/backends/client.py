@@ -7,6 +7,7 @@ Assumed node API (node_image/harness_node/api/control.py), on http://<bind>:<con
                               services, connected_time (or conntime), score}]}
     GET    /tx/{txid}       {first_seen_ns, from_peer, origin_ns, propagation_delay_s}; 404 if unseen
     GET    /block/{hash}    same as /tx for blocks; 404 if never seen       (assumed, not in brief)
+    GET    /items?tx=ID,..&block=ID,..  {"tx": {id: as /tx}, "block": {...}}, unseen ids absent
     POST   /tx              {"synthetic": true} -> {txid}
     POST   /block           {} -> {hash}
     POST   /peers           {"address": "ip:port"}
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
+from harness_node.names import MAX_ITEMS_PER_REQUEST
 
 from harness.backends.endpoint import Endpoint
 from harness.errors import BackendError
@@ -128,11 +131,26 @@ class ControlClient:
     async def item(self, ep: Endpoint, kind: str, item_id: str) -> dict[str, Any] | None:
         """{first_seen (epoch s), from_peer, delay (s)} of a tx or block at this node, None if unseen."""
         rec = await self.request(ep, "GET", ("/tx/" if kind == "tx" else "/block/") + item_id, allow_404=True)
-        if rec is None:
-            return None
-        first_seen = rec["first_seen_ns"] / 1e9 if "first_seen_ns" in rec else rec.get("first_seen")
-        return {"first_seen": first_seen, "from_peer": rec.get("from_peer"),
-                "delay": rec.get("propagation_delay_s", rec.get("delay"))}
+        return _item_record(rec) if rec is not None else None
+
+    async def items(self, ep: Endpoint, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """`item` for many (kind, id) at this node: GET /items, MAX_ITEMS_PER_REQUEST ids a request
+        (one request per item and node cost more than the run at 100 nodes and 300 txs); a member
+        without /items (a bitcoind's supervisor) is asked item by item."""
+        out: dict[tuple[str, str], dict[str, Any] | None] = {}
+        wanted = list(wanted)
+        for start in range(0, len(wanted), MAX_ITEMS_PER_REQUEST):
+            chunk = wanted[start:start + MAX_ITEMS_PER_REQUEST]
+            query = {kind: ",".join(i for k, i in chunk if k == kind) for kind in ("tx", "block")}
+            got = await self.request(ep, "GET", "/items?" + urlencode({k: v for k, v in query.items() if v}), allow_404=True)
+            if got is None:
+                records = await asyncio.gather(*(self.item(ep, kind, i) for kind, i in chunk))
+                out.update(zip(chunk, records))
+                continue
+            for kind, i in chunk:
+                rec = (got.get(kind) or {}).get(i)
+                out[(kind, i)] = _item_record(rec) if rec is not None else None
+        return out
 
     async def inject_tx(self, ep: Endpoint) -> str:
         # a bitcoind member's first payment mines 101 blocks first (docs/bitcoind.md): seconds on a busy machine
@@ -198,9 +216,14 @@ class ControlClient:
         await self.request(ep, "POST", "/restart", {"wipe_datadir": wipe_datadir}, retries=0)
 
     # --- seeder API -----------------------------------------------------------------------------
-    async def attacker_data(self, ep: Endpoint) -> dict[str, Any]:
-        """An attacker identity's bulk data (GET /data: the spy's views)."""
-        return await self.request(ep, "GET", "/data")
+    async def attacker_data(self, ep: Endpoint, since: float | None = None) -> dict[str, Any]:
+        """An attacker identity's bulk data (GET /data: the spy's views; `since`: only what it
+        recorded at or after that unix time, e.g. the `now` of the previous answer)."""
+        return await self.request(ep, "GET", "/data" + (f"?since={since!r}" if since is not None else ""))
+
+    async def attacker_identities(self, ep: Endpoint) -> dict[str, dict[str, Any]]:
+        """/status of every identity served by the process behind this identity's site."""
+        return await self.request(ep, "GET", "/identities")
 
     async def seeder_status(self, ep: Endpoint) -> dict[str, Any]:
         return await self.request(ep, "GET", "/status")
@@ -223,6 +246,12 @@ class ControlClient:
 
         results = await asyncio.gather(*(one(ep) for ep in eps))
         return {ep.name: r for ep, r in zip(eps, results)}
+
+
+def _item_record(rec: dict[str, Any]) -> dict[str, Any]:
+    first_seen = rec["first_seen_ns"] / 1e9 if "first_seen_ns" in rec else rec.get("first_seen")
+    return {"first_seen": first_seen, "from_peer": rec.get("from_peer"),
+            "delay": rec.get("propagation_delay_s", rec.get("delay"))}
 
 
 def call_sync(token: str | None, call: Callable[[ControlClient], Awaitable[T]], timeout: float = REQUEST_TIMEOUT_SECONDS) -> T:

@@ -36,6 +36,11 @@ COLLECT_INTERVAL_SECONDS = 2.0  # resolution of the eclipse time series and of b
 # measured (at 1,000 nodes the latest 5), so the live figures follow the latest probes at any size;
 # every item is measured once at the end.
 ITEM_QUERIES_PER_POLL = 5_000
+# The spy's precision and recall are re-scored this often during the run (Collector.live_privacy),
+# over the transactions injected at least SPY_SETTLE_SECONDS before (younger ones may not have
+# reached the spy: a stem waits for its embargo, ~6 s + Exp(2 s) wall in scenarios/spy.yaml).
+SPY_SCORE_INTERVAL_SECONDS = 10.0
+SPY_SETTLE_SECONDS = 10.0
 LOCALHOST = "127.0.0.1"
 
 
@@ -113,10 +118,14 @@ class Controller:
         return self.run.load_state().stopped_nodes
 
     async def _poll_forever(self, collector: Collector) -> None:
+        scored_at = time.monotonic()
         while True:
             await collector.poll(self._stopped())
             items = self.run.read_journal("item")
             self.metrics.injected(items)
+            if time.monotonic() - scored_at >= SPY_SCORE_INTERVAL_SECONDS:
+                scored_at = time.monotonic()
+                await collector.live_privacy(items, time.time() - SPY_SETTLE_SECONDS, self._stopped())
             window = max(1, ITEM_QUERIES_PER_POLL // max(1, len(self.plan.names("honest"))))
             obs = await collector.observe(items[-window:], self._stopped(), poll=False)
             self._publish(observations=obs)

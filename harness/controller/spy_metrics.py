@@ -1,8 +1,9 @@
 """The controller's spy metrics (issue 11): each source estimator's precision and recall per relay
 policy of the senders (both bounded sets: 2 estimators x 4 labels), and the spy's share of nodes p.
 
-Set only from an observation that carries the spy's scores (the run's full observation: the views
-are read then, collector.py); the live polls in between leave the last values standing.
+Set from every observation that carries the spy's scores: during the run the controller re-scores
+every SPY_SCORE_INTERVAL_SECONDS (service.py, Collector.live_privacy) so the gauges move while the
+attack runs; the run's full observation sets the final values.
 """
 
 from __future__ import annotations

@@ -46,3 +46,7 @@ def countermeasure_switches(profile: str) -> dict[str, bool]:
 
 # The DNS seeder's answer modes (seeder/modes.py).
 SEEDER_MODES: tuple[str, ...] = ("honest", "poison", "mixed", "stale", "empty", "nxdomain", "slow")
+
+# Item ids per `GET /items` (api/items.py; the harness's collector batches by it): 100 ids of 64 hex
+# digits keep the request line (~6.6 kB) under aiohttp's 8,190-byte limit.
+MAX_ITEMS_PER_REQUEST = 100

@@ -106,6 +106,14 @@ def test_identities_dial_from_their_own_addresses_and_report(lt: Any, make_node:
         assert 'harness_attacker_messages_sent_total{attacker="atk-0",behaviour="test-ping",command="ping",kind="test-ping"} 6.0' in text
         assert 'harness_attacker_connection_attempts_total{attacker="atk-0",kind="test-ping",outcome="connected"} 1.0' in text
         assert "atk-1" not in text  # each identity's /metrics shows its own series only
+        # GET /identities on any identity's site: every identity of the process (the collector's one
+        # request per process), each as its own /status says
+        b_ip_port = addrs["atk-1"]
+        status, body = _get(f"http://{b_ip_port[0]}:{b_ip_port[1]}/identities")
+        every = json.loads(body)
+        assert status == 200 and sorted(every) == ["atk-0", "atk-1"]
+        assert every["atk-0"] == st
+        assert every["atk-1"] == json.loads(_get(f"http://{b_ip_port[0]}:{b_ip_port[1]}/status")[1])
         assert _get(f"http://{ip}:{port}/stop", method="POST")[0] == 401
         assert _get(f"http://{ip}:{port}/stop", token="secret", method="POST")[0] == 200
         wait_until(lambda: peer_from(lt, node, a_ip) is None, what="the stopped identity's link gone")

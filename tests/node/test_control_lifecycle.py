@@ -28,6 +28,46 @@ def test_a_mined_block_is_reported_with_its_first_sight_and_delay_on_the_receive
     assert call(b.control_address, "GET", "/block/" + "00" * 32)[0] == 404
 
 
+def test_items_answers_for_many_txs_and_blocks_in_one_request_as_the_single_item_calls_do(lt, host):
+    """GET /items: the collector's batch (one request per node instead of one per item and node);
+    ControlClient.items splits longer lists into requests of MAX_ITEMS_PER_REQUEST ids."""
+    import asyncio
+
+    from harness.backends.client import ControlClient
+    from harness.backends.endpoint import Endpoint
+    from harness_node.names import MAX_ITEMS_PER_REQUEST
+
+    a, b = host.nodes.values()
+    _connect(lt, a, b)
+    _, mined = call(a.control_address, "POST", "/block", {})
+    txids = [call(a.control_address, "POST", "/tx", {"synthetic": True})[1]["txid"] for _ in range(3)]
+    lt.wait(lambda: b.chain.height == 1 and len(b.mempool) == 3, what="the block and the txs at b")
+    unseen = "ab" * 32
+    status, got = call(b.control_address, "GET", f"/items?tx={','.join(txids + [unseen])}&block={mined['hash']}")
+    assert status == 200 and sorted(got["tx"]) == sorted(txids)  # the unseen id is absent
+    for txid in txids:
+        assert got["tx"][txid] == call(b.control_address, "GET", f"/tx/{txid}")[1]
+    assert got["block"] == {mined["hash"]: call(b.control_address, "GET", f"/block/{mined['hash']}")[1]}
+    too_many = ",".join(f"{i:064x}" for i in range(MAX_ITEMS_PER_REQUEST + 1))
+    status, err = call(b.control_address, "GET", f"/items?tx={too_many}")
+    assert status == 400 and str(MAX_ITEMS_PER_REQUEST) in err["error"]
+    assert call(b.control_address, "GET", "/items?tx=zz")[0] == 400
+
+    # the harness's client: 250 ids (three requests), answers keyed by (kind, id), unseen -> None
+    wanted = [("tx", t) for t in txids] + [("block", mined["hash"])] + [("tx", f"{i:064x}") for i in range(246)]
+    ep = Endpoint(b.name, b.config.bind, b.port, f"http://{b.control_address[0]}:{b.control_address[1]}")
+
+    async def ask():
+        async with ControlClient("s3cret") as client:
+            return await client.items(ep, wanted), await client.item(ep, "tx", txids[0])
+
+    records, single = asyncio.run(ask())
+    assert list(records) == wanted
+    assert records[("tx", txids[0])] == single and single["from_peer"] == a.address
+    assert records[("block", mined["hash"])]["first_seen"] > 0
+    assert [k for k, r in records.items() if r is None] == wanted[4:]
+
+
 def test_a_paused_node_neither_reads_nor_relays_until_resumed(lt, host):
     a, b = host.nodes.values()
     _connect(lt, a, b)

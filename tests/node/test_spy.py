@@ -88,7 +88,17 @@ def test_spy_times_every_node_and_first_spy_finds_flooded_sources(lt, make_node)
         # over the control API: counts on /status (polled every few seconds), the views on /data only
         status = control_get(lt, runtime, "/status")
         assert status["detail"]["transactions"] == 16 and "views" not in status["detail"]
-        assert control_get(lt, runtime, "/data")["views"] == lt.eval(lambda: {t: dict(v) for t, v in spy.views.items()})
+        full = control_get(lt, runtime, "/data")
+        assert full["views"] == lt.eval(lambda: {t: dict(v) for t, v in spy.views.items()})
+        # ?since=: only the announcements heard since (the controller's live reads merge these)
+        assert control_get(lt, runtime, f"/data?since={full['now']!r}")["views"] == {}
+        tx = lt.eval(nodes[0].inject_tx)
+        wait_until(lambda: len(spy.views.get(hash_to_hex(tx.txid), {})) == 8, what="the new tx announced by all")
+        newer = control_get(lt, runtime, f"/data?since={full['now']!r}")
+        assert list(newer["views"]) == [hash_to_hex(tx.txid)] and len(newer["views"][hash_to_hex(tx.txid)]) == 8
+        assert newer["now"] >= full["now"]
+        with pytest.raises(Exception, match="400"):
+            control_get(lt, runtime, "/data?since=yesterday")
     finally:
         lt.run(runtime.stop())
 

@@ -25,7 +25,8 @@ from ..controlauth import bearer_ok
 from ..node import Node
 from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
 from ..wire.messages import Block, Tx
-from ..wire.synthetic import FILL_KINDS, MAX_SYNTHETIC_BLOCK, origin_of
+from ..wire.synthetic import FILL_KINDS, MAX_SYNTHETIC_BLOCK
+from . import items
 from .metrics import exposition
 
 NODES = web.AppKey("nodes", dict)  # (ip, port) -> Node
@@ -146,34 +147,30 @@ async def get_mempool(request: web.Request) -> web.Response:
 
 @routes.get("/tx/{txid}")
 async def get_tx(request: web.Request) -> web.Response:
-    node: Node = node_for(request)
-    txid = _hash_param(request.match_info["txid"])
-    rec = node.mempool.record(txid)
-    if rec is None:
-        return _error(404, "transaction not seen")
-    return web.json_response({
-        "txid": hash_to_hex(txid), "first_seen_ns": rec.first_seen_ns, "from_peer": rec.from_peer,
-        "in_mempool": txid in node.mempool, "harness_id": rec.harness_id.hex() if rec.harness_id else None,
-        "origin_ns": rec.origin_ns, "propagation_delay_s": rec.delay_s,
-    })
+    rec = items.tx_record(node_for(request), _hash_param(request.match_info["txid"]))
+    return _error(404, "transaction not seen") if rec is None else web.json_response(rec)
 
 
 @routes.get("/block/{hash}")
 async def get_block(request: web.Request) -> web.Response:
-    node: Node = node_for(request)
-    h = _hash_param(request.match_info["hash"])
-    seen = node.block_seen.get(h)
-    if seen is None:
-        return _error(404, "block not seen")
-    block = node.chain.get(h)
-    origin = origin_of(block) if block is not None else None
-    first_seen_ns, from_peer = seen
-    return web.json_response({
-        "hash": hash_to_hex(h), "first_seen_ns": first_seen_ns, "from_peer": from_peer,
-        "height": node.chain.heights.get(h), "harness_id": origin[0].hex() if origin else None,
-        "origin_ns": origin[1] if origin else None,
-        "propagation_delay_s": max(0.0, (first_seen_ns - origin[1]) / 1e9) if origin else None,
-    })
+    rec = items.block_record(node_for(request), _hash_param(request.match_info["hash"]))
+    return _error(404, "block not seen") if rec is None else web.json_response(rec)
+
+
+@routes.get("/items")
+async def get_items(request: web.Request) -> web.Response:
+    """?tx=ID,ID&block=ID: the records of many items at once ({"tx": {id: record}, "block": ...};
+    an unseen item is absent)."""
+    node = node_for(request)
+    wanted = {kind: [i for i in request.query.get(kind, "").split(",") if i] for kind in ("tx", "block")}
+    if sum(map(len, wanted.values())) > items.MAX_ITEMS_PER_REQUEST:
+        raise BadRequest(f"at most {items.MAX_ITEMS_PER_REQUEST} item ids per request")
+    record = {"tx": items.tx_record, "block": items.block_record}
+    out: dict[str, dict[str, Any]] = {}
+    for kind, ids in wanted.items():
+        found = ((i, record[kind](node, _hash_param(i))) for i in ids)
+        out[kind] = {i: rec for i, rec in found if rec is not None}
+    return web.json_response(out)
 
 
 @routes.get("/capture")

@@ -140,9 +140,10 @@ class Attacker:
         """Kind-specific part of /status."""
         return {}
 
-    def data(self) -> dict[str, Any]:
+    def data(self, since: float | None = None) -> dict[str, Any]:
         """Kind-specific bulk data for GET /data (read rarely: the controller polls /status every
-        few seconds, and a spy's views grow with every transaction)."""
+        few seconds, and a spy's views grow with every transaction); `since` (unix s): only what was
+        recorded at or after it, and the kind says what that means."""
         return {}
 
     # --- helpers for kinds -----------------------------------------------------------------------

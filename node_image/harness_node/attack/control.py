@@ -2,7 +2,10 @@
 the node host's: a request is routed to the identity whose socket it arrived on.
 
     GET  /status   the identity: kind, targets, open connections, the kind's detail
-    GET  /data     the kind's bulk data (the spy's views), too large to ride on every /status poll
+    GET  /identities  /status of every identity this process serves ({name: status}): the harness
+                   polls one site per process, not one per identity (hundreds for an eclipse)
+    GET  /data     the kind's bulk data (the spy's views), too large to ride on every /status poll;
+                   `?since=T` (unix s): only what was recorded at or after T (the spy: announcements)
     GET  /metrics  its `harness_attacker_*` series (Prometheus text)
     POST /stop     stop this identity's attack (its connections close); needs the bearer token
 
@@ -30,6 +33,7 @@ class Stoppable(Protocol):
     """What the control API needs from the runtime (runtime.AttackRuntime)."""
 
     token: str | None
+    attackers: dict[str, Attacker]
 
     async def stop_attacker(self, name: str) -> None: ...
 
@@ -63,8 +67,19 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(_identity(request).status())
 
 
+async def get_identities(request: web.Request) -> web.Response:
+    _identity(request)  # a site of this process: 404 otherwise, like every other path
+    runtime: Stoppable = request.app[RUNTIME]  # type: ignore[assignment]
+    return web.json_response({name: a.status() for name, a in runtime.attackers.items()})
+
+
 async def get_data(request: web.Request) -> web.Response:
-    return web.json_response(_identity(request).data())
+    since = request.query.get("since")
+    try:
+        after = float(since) if since is not None else None
+    except ValueError:
+        return web.json_response({"error": f"since: not a number of seconds: {since!r}"}, status=400)
+    return web.json_response(_identity(request).data(after))
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -87,6 +102,7 @@ class ControlServer:
         self.app[IDENTITIES] = {}
         self.app[RUNTIME] = runtime
         self.app.router.add_get("/status", get_status)
+        self.app.router.add_get("/identities", get_identities)
         self.app.router.add_get("/data", get_data)
         self.app.router.add_get("/metrics", get_metrics)
         self.app.router.add_post("/stop", post_stop)

@@ -162,5 +162,12 @@ class SpyAttacker(Attacker):
         return {"transactions": len(self.views), "announcements": sum(len(v) for v in self.views.values()),
                 "stem_transactions": self.stems, "accepted": sum(1 for p in self.accepted if not p.closed)}
 
-    def data(self) -> dict[str, Any]:
-        return {"views": self.views}
+    def data(self, since: float | None = None) -> dict[str, Any]:
+        """The views; with `since`, only the announcements first heard at or after it (a first
+        announcement never changes, so the reader merges these into what it read before), and
+        `now`, the `since` of the reader's next call."""
+        now = time.time()
+        if since is None:
+            return {"views": self.views, "now": now}
+        recent = {item: {who: t for who, t in view.items() if t >= since} for item, view in self.views.items()}
+        return {"views": {item: view for item, view in recent.items() if view}, "now": now}
