@@ -37,7 +37,8 @@ def call(addr: tuple[str, int], method: str, path: str, body: Any = None, token:
 
 @pytest.fixture
 def host(lt):
-    configs = [NodeConfig(name=f"c{i}", bind=next_ip(), port=0, control_port=0, control_token=TOKEN)
+    # seeded: the addrman key (so which addresses share a table slot) is fixed, not drawn per run
+    configs = [NodeConfig(name=f"c{i}", bind=next_ip(), port=0, control_port=0, control_token=TOKEN, seed=i + 1)
                for i in range(2)]
     h = Host(configs)
     lt.run(h.start())
