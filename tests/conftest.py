@@ -13,6 +13,14 @@ import pytest
 from tests.bitcoind import bitcoind_factory  # noqa: F401  (a fixture: the real bitcoind, loopback only)
 
 
+# A shell that starts a command in the background (`cmd &` without job control) makes it ignore
+# SIGINT, and an ignored signal stays ignored across exec: every harness CLI the tests start would
+# then shrug off the Ctrl-C that the interrupt tests send. A handled signal is reset to the default
+# on exec, so the children get Python's usual KeyboardInterrupt whatever launched the test run.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _processes_under(root: Path) -> dict[int, str]:
     """Pid -> command line of the processes (not ours) whose command line or working directory is
     inside `root`."""
