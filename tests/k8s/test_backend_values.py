@@ -24,11 +24,10 @@ pytestmark = pytest.mark.k8s_render
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.name for p in (ROOT / "scenarios").glob("*.yaml"))
-LISTENING = "accepts the victims' connections, which attack pods on the k8s backend cannot"
-REFUSED = {"spy.yaml": LISTENING,
-           "bootstrap-poison.yaml": LISTENING, "eclipse-heilman.yaml": LISTENING, "eclipse-defences.yaml": LISTENING,
-           "mixed-bitcoind.yaml": "role 'bitcoind' cannot run on the k8s backend"}  # bitcoind members run on the local backend only
+REFUSED = {"mixed-bitcoind.yaml": "role 'bitcoind' cannot run on the k8s backend"}  # bitcoind members run on the local backend only
 RUN_ID = "0123abcd"
+# Scenarios whose attacker identities must be dialled (attackers.listens): bootstrap, eclipse, spy.
+LISTENING_SCENARIOS = {"bootstrap-poison.yaml", "eclipse-heilman.yaml", "eclipse-defences.yaml", "spy.yaml"}
 
 
 def values_for(scenario: str, nodes_per_pod: int = 1) -> tuple[Any, dict[str, Any]]:
@@ -71,6 +70,11 @@ def test_every_scenario_renders_validates_and_carries_labels(rendered: tuple[str
     for name, (pod, spec) in attacking.items():
         assert pod == layout[name].pod and spec.address == plan.node(name).address  # dials as its planned address
         assert spec.bind == "0.0.0.0" and spec.control_port == layout[name].control_port
+        if layout[name].listens:  # it accepts dials on its planned port, which its pod exposes
+            sts = next(o for o in by_kind(objects, "StatefulSet") if o["metadata"]["name"] == layout[name].statefulset)
+            (container,) = sts["spec"]["template"]["spec"]["containers"]
+            assert {"name": "p2p-0", "containerPort": spec.port, "protocol": "TCP"} in container["ports"]
+            assert layout[name].port == spec.port == plan.node(name).p2p_port
     for name, (pod, node) in hosted.items():
         assert pod == layout[name].pod
         # the node's own strict loader, with the token the pod reads from its Secret (--token-file)
@@ -80,6 +84,11 @@ def test_every_scenario_renders_validates_and_carries_labels(rendered: tuple[str
     table = json.loads(next(cm for cm in by_kind(objects, "ConfigMap") if cm["metadata"]["name"].endswith("-transport"))
                        ["data"]["transport.json"])
     assert table["endpoints"] == {plan.node(n).address: p.p2p for n, p in layout.items() if p.listens}
+    listening = {n for n, p in layout.items() if p.attack and p.listens}
+    # a victim that learns a listening identity's planned address (addr, a poisoned seeder) reaches its pod
+    assert all(table["endpoints"][plan.node(n).address] == f"{layout[n].host}:{plan.node(n).p2p_port}" for n in listening)
+    if scenario in LISTENING_SCENARIOS:
+        assert listening, f"{scenario}: no listening attacker identity in the table"
     for _pod, spec in attacking.values():  # every target of every identity is reachable through the table
         assert {t.rpartition(":")[0] for t in spec.targets} <= table["endpoints"].keys()
     assert sum(len(v) for v in table["inbound_hosts"].values()) == len(plan.names())

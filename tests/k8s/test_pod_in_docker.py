@@ -284,3 +284,71 @@ def test_attacker_pods_ban_themselves_on_their_victims_by_planned_address(engine
     stop = f"http://127.0.0.1:{host_port(attacker, 18445)}/stop"
     assert request(stop, {})[0] == 401
     assert request(stop, {}, token=TOKEN)[0] == 200
+
+
+BOOTSTRAP_SCENARIO = """
+name: k8s-bootstrap
+seed: 4
+duration: 1m
+network:
+  groups:
+    - {name: victims, count: 2}
+  relay_policy: diffusion
+  time_scale: 0.2
+attackers:
+  - kind: bootstrap
+    name: poison
+    count: 2
+    netgroups: 2
+    targets: "node-0"
+    params: {push_every: 5s}
+"""
+
+
+def test_a_node_dials_a_listening_attacker_pod_by_its_planned_address(engine: Any, run_id: str, tmp_path: Path) -> None:
+    """A listening attacker (bootstrap, two identities: what a poisoned seeder hands out) from the
+    k8s backend's own values: its two pods and the victims' pod (2 nodes) on a Docker network whose
+    DNS answers the pods' stable names. node-1 is told to dial poison-0's planned address (as it
+    would after the seeder's answer); the transport table sends the dial to poison-0's pod, the
+    handshake completes, node-1 knows the peer only by its planned address, poison-0 counts its
+    victim, and its getaddr answer / addr push teaches node-1 poison-1's planned address (every
+    identity of the entry: the plan hands each the entry's addresses)."""
+    from harness.backends.k8s.layout import namespace_for, release_name
+    from harness.backends.k8s.values import ValuesOptions, chart_values
+    from harness.plan.planner import plan_file
+
+    (tmp_path / "bootstrap.yaml").write_text(BOOTSTRAP_SCENARIO)
+    plan = plan_file(tmp_path / "bootstrap.yaml")
+    rid = "b0075000"
+    release, namespace = release_name(rid), namespace_for(rid)
+    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=2, image=TAG), token=TOKEN),
+                     release=release, namespace=namespace)
+    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
+    pods = {f"{release}-victims-0": named(objects, "StatefulSet", f"{release}-victims"),
+            **{f"{release}-poison-{i}": named(objects, "StatefulSet", f"{release}-poison") for i in range(2)}}
+    containers = {pod: run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
+                               alias=f"{pod}.{sts['metadata']['name']}.{namespace}.svc") for pod, sts in pods.items()}
+    identity, fellow = plan.node("poison-0"), plan.node("poison-1")
+    attacker = containers[f"{release}-poison-0"]
+    attacker_url = f"http://127.0.0.1:{host_port(attacker, 18445)}"
+    assert wait_status(attacker, f"{attacker_url}/status")["name"] == "poison-0"
+    victim = containers[f"{release}-victims-0"]
+    victim_url = f"http://127.0.0.1:{host_port(victim, 18447)}"  # node-1, slot 1
+    assert wait_status(victim, f"{victim_url}/status")["id"] == "node-1"
+    deadline = time.monotonic() + 120
+    while True:  # the victim's host resolves the table at its start: retry the dial until it lands
+        assert request(f"{victim_url}/peers", {"address": identity.endpoint}, token=TOKEN)[0] == 202
+        time.sleep(2)
+        peers = wait_status(victim, f"{victim_url}/status")["peers"]
+        if any(p["address"] == identity.endpoint and p["handshake_done"] for p in peers):
+            break
+        assert time.monotonic() < deadline, f"node-1 never completed a handshake with {identity.endpoint}: {peers}"
+    planned = {n.endpoint for n in plan.peers()}
+    assert {p["address"] for p in peers} <= planned, f"a transport address leaked into node-1's peers: {peers}"
+    while True:
+        detail = wait_status(attacker, f"{attacker_url}/status")["detail"]
+        learned = request(f"{victim_url}/addrman?networks={fellow.address}/32")[1]
+        if detail["victims_connected"] and learned["new"]["matching"] + learned["tried"]["matching"] > 0:
+            break
+        assert time.monotonic() < deadline, f"poison-0: {detail}; node-1's tables for {fellow.address}: {learned}"
+        time.sleep(1)

@@ -143,13 +143,17 @@ def _member(node: NodePlan, layout: dict[str, Any], transport: dict[str, dict[st
 
 def _attack(name: str, kind: str, identities: list[NodePlan], layout: dict[str, Placement]) -> dict[str, Any]:
     """One attacker entry: a StatefulSet running `harness-node attack`, identity i alone in pod i.
-    ``targetPods``: the pods it may dial (its NetworkPolicy); the process-wide settings come from
+    ``targetPods``: the pods it may dial (its NetworkPolicy); ``listen``/``port``: the identities
+    accept dials there (the pod's P2P port, its Service's); the process-wide settings come from
     the first identity, as attack_process_config takes them."""
     first = identities[0].config
     targets = sorted({layout[t].pod for node in identities for t in node.config["attack"].get("target_names", [])
                       if t in layout})
+    place = layout[identities[0].name]
+    # `listen`: the identities accept the victims' dials on `port` (their planned one; one rule per
+    # entry, since `listens` depends on the entry's params only)
     return {"name": name, "kind": dns_label(kind), "magic": first["magic"], "timeScale": first["time_scale"],
-            "controlPort": layout[identities[0].name].control_port, "targetPods": targets,
+            "controlPort": place.control_port, "listen": place.listens, "port": place.port, "targetPods": targets,
             "identities": [{"name": n.name, "address": n.address,
                             "config": {k: v for k, v in n.config["attack"].items() if k not in ATTACK_CHART_OWNED}}
                            for n in identities]}
