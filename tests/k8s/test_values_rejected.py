@@ -47,6 +47,7 @@ SCHEMA_CASES = {
     "attack without identities": (make_values(attacks=[{**spam_attack(), "identities": []}]), "/attacks/0/identities"),
     "attack identity without address": (make_values(attacks=[{**spam_attack(), "identities": [{"name": "s", "config": {}}]}]),
                                         "/attacks/0/identities/0"),
+    "attack listen port out of range": (make_values(attacks=[{**spam_attack(), "listen": True, "port": 80}]), "/attacks/0/port"),
     "configMapMaxBytes over 1 MB": (make_values(configMapMaxBytes=2_000_000), "/configMapMaxBytes"),
 }
 
@@ -74,6 +75,11 @@ def test_two_groups_with_one_name() -> None:
 def test_an_attack_named_like_a_group() -> None:
     message = render_error(make_values(nodes=2, attacks=[spam_attack(name="honest")]))
     assert "attacks[0].name" in message and "unique" in message
+
+
+def test_a_listening_attack_without_a_port() -> None:
+    message = render_error(make_values(nodes=2, attacks=[{**spam_attack(), "listen": True}]))
+    assert "attacks[0].port" in message and "listen" in message
 
 
 def test_two_nodes_of_one_pod_on_one_port() -> None:
