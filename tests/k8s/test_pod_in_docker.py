@@ -352,3 +352,78 @@ def test_a_node_dials_a_listening_attacker_pod_by_its_planned_address(engine: An
             break
         assert time.monotonic() < deadline, f"poison-0: {detail}; node-1's tables for {fellow.address}: {learned}"
         time.sleep(1)
+
+
+BITCOIND_SCENARIO = """
+name: k8s-bitcoind
+seed: 5
+duration: 5m
+network:
+  nodes: 3
+  bitcoind: 1
+  magic: dab5bffa
+  time_scale: 0.05
+  outbound_full_relay: 2
+  block_relay: 0
+"""
+
+
+@pytest.mark.bitcoind
+def test_a_bitcoind_pod_dials_light_pods_and_both_sides_name_planned_addresses(engine: Any, run_id: str,
+                                                                                tmp_path: Path) -> None:
+    """A bitcoind member from the k8s backend's own values, its pod run on the bitcoind image (the
+    node image + the real binary: the docker backend's recipe), with three light-node pods, on a
+    Docker network whose DNS answers the pods' stable names. The supervisor resolves transport.json:
+    bitcoind dials its planned -connect peers at their pods, reports them by planned addresses (pod
+    IPs never leak into its /status), and the light nodes name it by its planned address too. A
+    block it mines reaches the light nodes."""
+    from harness.backends.docker import bitcoind as dbtc
+    from harness.backends.k8s.layout import namespace_for, release_name
+    from harness.backends.k8s.values import ValuesOptions, chart_values
+    from harness.plan.planner import plan_file
+    from tests.bitcoind import require_bitcoind
+
+    image = dbtc.ensure_image(engine, TAG, str(require_bitcoind()))
+    (tmp_path / "bitcoind.yaml").write_text(BITCOIND_SCENARIO)
+    plan = plan_file(tmp_path / "bitcoind.yaml")
+    rid = "b17c0100"
+    release, namespace = release_name(rid), namespace_for(rid)
+    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=1, image=TAG, bitcoind_image=image),
+                                  token=TOKEN), release=release, namespace=namespace)
+    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
+    pods = {f"{release}-honest-{i}": named(objects, "StatefulSet", f"{release}-honest") for i in range(3)}
+    for pod, sts in pods.items():
+        run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
+                alias=f"{pod}.{sts['metadata']['name']}.{namespace}.svc")
+    sts = named(objects, "StatefulSet", f"{release}-bitcoind")
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    pod = f"{release}-bitcoind-0"
+    member = run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
+                     alias=f"{pod}.{release}-bitcoind.{namespace}.svc", image=image)
+    url = f"http://127.0.0.1:{host_port(member, 18445)}"
+    spec = plan.node("bitcoind-0")
+    connect = {p.rpartition(":")[0] for p in spec.config["connect"]}
+    planned = {n.address for n in plan.peers()}
+    deadline = time.monotonic() + 180
+    while True:
+        status = wait_status(member, f"{url}/status", timeout=120)
+        peers = {p["address"].rpartition(":")[0] for p in status["peers"]}
+        if connect <= peers:
+            break
+        assert time.monotonic() < deadline, f"bitcoind-0 peers {sorted(peers)}, expected its -connect {sorted(connect)}"
+        time.sleep(1)
+    assert status["address"] == f"{spec.address}:{spec.p2p_port}"
+    assert peers <= planned, f"a pod IP leaked into bitcoind-0's peers: {sorted(peers - planned)}"
+    assert request(f"{url}/block", {}, token=TOKEN)[0] == 200
+    light = plan.node(sorted(n for n in plan.names() if n.startswith("node-") and plan.node(n).address in connect)[0])
+    index = int(light.name.split("-")[1])
+    container = engine.containers.get(f"harness-test-{run_id}-{release}-honest-{index}")
+    light_url = f"http://127.0.0.1:{host_port(container, 18445)}"
+    while True:
+        body = wait_status(container, f"{light_url}/status")
+        # bitcoind dialled it: an inbound peer, named by its planned address (the port is its source port)
+        if body["height"] >= 1 and any(p["address"].rpartition(":")[0] == spec.address and p["handshake_done"]
+                                       for p in body["peers"]):
+            break
+        assert time.monotonic() < deadline, f"{light.name}: height {body['height']}, peers {body['peers']}"
+        time.sleep(1)

@@ -77,6 +77,15 @@ def test_an_attack_named_like_a_group() -> None:
     assert "attacks[0].name" in message and "unique" in message
 
 
+def test_a_bitcoind_entry_named_like_a_group() -> None:
+    entry = {"name": "honest", "port": 18444, "controlPort": 18445,
+             "members": [{"name": "bitcoind-0", "address": "10.240.0.1", "config": {"magic": "dab5bffa"}}]}
+    message = render_error(make_values(nodes=2, bitcoinds=[entry]))
+    assert "bitcoinds[0].name" in message and "unique" in message
+    message = render_error(make_values(nodes=2, bitcoinds=[{**entry, "name": "btc", "controlPort": 65535}]))
+    assert "schema" in message and "/bitcoinds/0/controlPort" in message  # RPC listens one above
+
+
 def test_a_listening_attack_without_a_port() -> None:
     message = render_error(make_values(nodes=2, attacks=[{**spam_attack(), "listen": True}]))
     assert "attacks[0].port" in message and "listen" in message

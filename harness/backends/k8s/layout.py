@@ -28,7 +28,7 @@ import re
 
 from harness.backends.node_config import is_attack_identity
 from harness.errors import HarnessError
-from harness.plan.model import ATTACKER, HONEST, NodePlan, Plan
+from harness.plan.model import ATTACKER, BITCOIND, HONEST, NodePlan, Plan
 from harness.scenario.attackers import listens, runnable, runnable_kinds
 
 # Ports inside a pod: slot k of a packed pod listens on P2P_PORT + 2k and controls on +1. Each pod
@@ -63,8 +63,9 @@ def dns_label(name: str) -> str:
 
 def groups_of(plan: Plan) -> list[tuple[str, str, str, list[NodePlan]]]:
     """(chart group name, role, attacker kind, members) in plan order: honest groups first, then
-    passive attackers (nodes running our node software). Active attacker identities are
-    `attacks_of`'s. Refuses roles the chart cannot run and labels that collide as DNS labels."""
+    passive attackers (nodes running our node software), then bitcoind members. Active attacker
+    identities are `attacks_of`'s. Refuses roles the chart cannot run and labels that collide as
+    DNS labels."""
     return _grouped(plan)[0]
 
 
@@ -77,9 +78,9 @@ def attacks_of(plan: Plan) -> list[tuple[str, str, list[NodePlan]]]:
 def _grouped(plan: Plan) -> tuple[list[tuple[str, str, str, list[NodePlan]]], list[tuple[str, str, list[NodePlan]]]]:
     out: dict[tuple[str, str], list[NodePlan]] = {}
     for node in plan.peers():
-        if node.role not in (HONEST, ATTACKER):
+        if node.role not in (HONEST, ATTACKER, BITCOIND):
             raise ValuesError(f"plan node {node.name}: role {node.role!r} cannot run on the k8s backend "
-                              f"(allowed: honest, attacker); use --backend local")
+                              f"(allowed: honest, attacker, bitcoind); use --backend local")
         if is_attack_identity(node) and not runnable(str(node.config["attack"].get("kind"))):
             raise ValuesError(f"plan node {node.name}: attacker kind {node.config['attack'].get('kind')!r} has no "
                               f"implementation yet (runnable kinds: {', '.join(runnable_kinds())})")
@@ -87,7 +88,7 @@ def _grouped(plan: Plan) -> tuple[list[tuple[str, str, str, list[NodePlan]]], li
         out.setdefault((role, node.group or node.role), []).append(node)
     seen: dict[str, str] = {}
     groups, attacks = [], []
-    for role in (HONEST, ATTACKER, "attack"):
+    for role in (HONEST, ATTACKER, BITCOIND, "attack"):
         for (r, planned), members in out.items():
             if r != role:
                 continue
@@ -116,6 +117,7 @@ class Placement:
     host: str  # <pod>.<statefulset>.<namespace>.svc
     listens: bool = True  # False: an attacker identity that only dials (nobody dials it)
     attack: bool = False  # a `harness-node attack` identity (no NodeConfig: values.py writes its attack config)
+    bitcoind: bool = False  # a bitcoind member (no NodeConfig: values.py writes its supervisor's config)
 
     @property
     def p2p(self) -> str:
@@ -135,12 +137,14 @@ def pod_layout(plan: Plan, release: str, namespace: str, nodes_per_pod: int) -> 
     planned port in its pod, and the transport table sends a dial of its planned address there,
     exactly as for a node."""
     layout: dict[str, Placement] = {}
-    for group, _role, _kind, members in groups_of(plan):
+    for group, role, _kind, members in groups_of(plan):
         sts = f"{release}-{group}"
+        per_pod = 1 if role == BITCOIND else nodes_per_pod  # a bitcoind is one process with one address: alone
         for i, node in enumerate(members):
-            pod, slot = f"{sts}-{i // nodes_per_pod}", i % nodes_per_pod
+            pod, slot = f"{sts}-{i // per_pod}", i % per_pod
             layout[node.name] = Placement(pod=pod, statefulset=sts, slot=slot, port=P2P_PORT + 2 * slot,
-                                          control_port=CONTROL_PORT + 2 * slot, host=f"{pod}.{sts}.{namespace}.svc")
+                                          control_port=CONTROL_PORT + 2 * slot, host=f"{pod}.{sts}.{namespace}.svc",
+                                          bitcoind=role == BITCOIND)
     for attack, kind, identities in attacks_of(plan):
         sts = f"{release}-{attack}"
         for i, node in enumerate(identities):
@@ -169,8 +173,8 @@ def node_transport(plan: Plan, layout: dict[str, Placement], seeder_ip: str | No
     seeder address."""
     out: dict[str, dict[str, Any]] = {}
     for name, place in layout.items():
-        if place.attack:
-            continue  # attacker identities take no NodeConfig (values.py writes their attack config)
+        if place.attack or place.bitcoind:
+            continue  # they take no NodeConfig (values.py writes their attack or supervisor config)
         node = plan.node(name)
         fields: dict[str, Any] = {"extra": {**node.config.get("extra", {}), "address": node.address,
                                             "transport": TRANSPORT_FILE}}
