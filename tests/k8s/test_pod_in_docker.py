@@ -427,3 +427,28 @@ def test_a_bitcoind_pod_dials_light_pods_and_both_sides_name_planned_addresses(e
             break
         assert time.monotonic() < deadline, f"{light.name}: height {body['height']}, peers {body['peers']}"
         time.sleep(1)
+
+
+@pytest.mark.bitcoind
+def test_image_build_with_bitcoind_tags_the_charts_bitcoind_image(engine: Any) -> None:
+    """`harness image build --with-bitcoind`: the chart's default bitcoindImage (harness-bitcoind:latest)
+    is the node image with the binary, which runs as the node image's user. The tag is removed after."""
+    import subprocess
+    import sys
+
+    from harness.backends.images import LOCAL_BASE_IMAGE
+    from harness.backends.k8s.values import DEFAULT_BITCOIND_IMAGE
+    from tests.bitcoind import require_bitcoind
+
+    binary = str(require_bitcoind())
+    done = subprocess.run([str(Path(sys.executable).parent / "harness"), "image", "build", "--base", LOCAL_BASE_IMAGE,
+                           "--tag", TAG, "--with-bitcoind", "--bitcoind", binary],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    try:
+        assert f"built {DEFAULT_BITCOIND_IMAGE}" in done.stdout
+        out = engine.containers.run(DEFAULT_BITCOIND_IMAGE, entrypoint=["/usr/local/bin/bitcoind"], command=["-version"],
+                                    user=f"{NODE_UID}:{NODE_UID}", remove=True)
+        assert b"Bitcoin" in out
+    finally:
+        engine.images.remove(DEFAULT_BITCOIND_IMAGE)  # the tag only: the digest-named image stays for the docker backend
