@@ -14,7 +14,8 @@ transport.json next to its own config) names pods, not IPs:
   its version message's addr_from, docs/protocol.md §1.4).
 
 The node resolves the names when it dials and when it accepts (pod IPs change when a pod is
-deleted and recreated). One table, not one per node: per-node copies would grow with the square of
+deleted and recreated); so do an attacker process (`--transport`) and a bitcoind member's
+supervisor (`harness-node bitcoind --transport`: bitcoind itself cannot read the table). One table, not one per node: per-node copies would grow with the square of
 the nodes. NodeConfig's own ``endpoints``/``inbound_hosts`` take IPs only, so the node config names
 the file in ``extra.transport`` (docs/kubernetes.md, "Addresses").
 """
