@@ -146,6 +146,18 @@ def wait_status(container: Any, url: str, timeout: float = 60.0) -> dict[str, An
 
 
 @pytest.fixture
+def request_cleanup(engine: Any) -> Iterator[list[str]]:
+    """Image tags a test built (bitcoind images on top of this module's node image), removed after it."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        try:
+            engine.images.remove(tag)
+        except Exception as e:  # noqa: BLE001  (already gone, or still used by a container being removed)
+            print(f"could not remove {tag}: {e}")
+
+
+@pytest.fixture
 def run_id(engine: Any) -> Iterator[str]:
     rid = uuid.uuid4().hex[:12]
     try:
@@ -369,8 +381,8 @@ network:
 
 
 @pytest.mark.bitcoind
-def test_a_bitcoind_pod_dials_light_pods_and_both_sides_name_planned_addresses(engine: Any, run_id: str,
-                                                                                tmp_path: Path) -> None:
+def test_a_bitcoind_pod_dials_light_pods_and_both_sides_name_planned_addresses(
+        engine: Any, request_cleanup: list[str], run_id: str, tmp_path: Path) -> None:  # images removed after the containers
     """A bitcoind member from the k8s backend's own values, its pod run on the bitcoind image (the
     node image + the real binary: the docker backend's recipe), with three light-node pods, on a
     Docker network whose DNS answers the pods' stable names. The supervisor resolves transport.json:
@@ -384,6 +396,7 @@ def test_a_bitcoind_pod_dials_light_pods_and_both_sides_name_planned_addresses(e
     from tests.bitcoind import require_bitcoind
 
     image = dbtc.ensure_image(engine, TAG, str(require_bitcoind()))
+    request_cleanup.append(image)
     (tmp_path / "bitcoind.yaml").write_text(BITCOIND_SCENARIO)
     plan = plan_file(tmp_path / "bitcoind.yaml")
     rid = "b17c0100"
@@ -430,7 +443,7 @@ def test_a_bitcoind_pod_dials_light_pods_and_both_sides_name_planned_addresses(e
 
 
 @pytest.mark.bitcoind
-def test_image_build_with_bitcoind_tags_the_charts_bitcoind_image(engine: Any) -> None:
+def test_image_build_with_bitcoind_tags_the_charts_bitcoind_image(engine: Any, request_cleanup: list[str]) -> None:
     """`harness image build --with-bitcoind`: the chart's default bitcoindImage (harness-bitcoind:latest)
     is the node image with the binary, which runs as the node image's user. The tag is removed after."""
     import subprocess
@@ -440,15 +453,16 @@ def test_image_build_with_bitcoind_tags_the_charts_bitcoind_image(engine: Any) -
     from harness.backends.k8s.values import DEFAULT_BITCOIND_IMAGE
     from tests.bitcoind import require_bitcoind
 
+    from harness.backends.docker import bitcoind as dbtc
+
     binary = str(require_bitcoind())
+    request_cleanup.append(DEFAULT_BITCOIND_IMAGE)  # the tag only: first, then the image it names
     done = subprocess.run([str(Path(sys.executable).parent / "harness"), "image", "build", "--base", LOCAL_BASE_IMAGE,
                            "--tag", TAG, "--with-bitcoind", "--bitcoind", binary],
                           capture_output=True, text=True, timeout=600)
+    request_cleanup.append(dbtc.image_tag(binary, engine.images.get(TAG).id))
     assert done.returncode == 0, done.stderr
-    try:
-        assert f"built {DEFAULT_BITCOIND_IMAGE}" in done.stdout
-        out = engine.containers.run(DEFAULT_BITCOIND_IMAGE, entrypoint=["/usr/local/bin/bitcoind"], command=["-version"],
-                                    user=f"{NODE_UID}:{NODE_UID}", remove=True)
-        assert b"Bitcoin" in out
-    finally:
-        engine.images.remove(DEFAULT_BITCOIND_IMAGE)  # the tag only: the digest-named image stays for the docker backend
+    assert f"built {DEFAULT_BITCOIND_IMAGE}" in done.stdout
+    out = engine.containers.run(DEFAULT_BITCOIND_IMAGE, entrypoint=["/usr/local/bin/bitcoind"], command=["-version"],
+                                user=f"{NODE_UID}:{NODE_UID}", remove=True)
+    assert b"Bitcoin" in out
