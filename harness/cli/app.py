@@ -502,6 +502,10 @@ def image_build(
     prometheus: Annotated[bool, typer.Option("--prometheus", help="Build a Prometheus image from the base image and "
                                              "Debian's prometheus package instead (tag harness-prometheus:latest "
                                              "unless --tag).")] = False,
+    with_bitcoind: Annotated[bool, typer.Option("--with-bitcoind", help="Also build harness-bitcoind:latest, the "
+                                                "image of bitcoind members on Kubernetes: this image with the "
+                                                "bitcoind binary (--bitcoind) copied in; --load loads it too.")] = False,
+    bitcoind: BitcoindOption = None,
 ) -> None:
     """Build and tag the node image (node, seeder, host of many nodes); --prometheus: a Prometheus image."""
     from harness.backends import images
@@ -513,9 +517,23 @@ def image_build(
         else:
             image_id = images.build_node_image(tag, base)
         typer.echo(f"built {tag} ({image_id[:19]})")
-        if load is not None:
-            images.load_image(tag, load.value)
-            typer.echo(f"loaded {tag} into {load.value}")
+        built = [tag]
+        if with_bitcoind and not prometheus:
+            import docker
+
+            from harness.backends.docker import bitcoind as dbtc
+            from harness.backends.k8s.values import DEFAULT_BITCOIND_IMAGE
+            from harness.backends.local.bitcoind import resolve_binary
+
+            client = docker.from_env()
+            # the docker backend's recipe (tagged by the binary's and this image's digests), under the chart's default name
+            client.images.get(dbtc.ensure_image(client, tag, resolve_binary(str(bitcoind) if bitcoind else None))).tag(
+                *DEFAULT_BITCOIND_IMAGE.split(":"))
+            typer.echo(f"built {DEFAULT_BITCOIND_IMAGE}")
+            built.append(DEFAULT_BITCOIND_IMAGE)
+        for name in built if load is not None else []:
+            images.load_image(name, load.value)
+            typer.echo(f"loaded {name} into {load.value}")
 
 
 @app.command()

@@ -106,7 +106,15 @@ class BootstrapParams(BaseModel):
     block_delay: Duration = Field(default=DEFAULT_BLOCK_DELAY, ge=0, le=BLOCK_DOWNLOAD_TIMEOUT)
 
 
+def bootstrap_plan_params(params: BootstrapParams, index: int, fellows: Sequence[str]) -> dict[str, Any]:
+    """Identity `index`'s params with the entry's every planned "ip:port" (`fellows`) to advertise:
+    where each identity runs in a process of its own (a container, a pod) it could not otherwise
+    name the others in its addr pushes and getaddr answers, as one local process does."""
+    return {**params.model_dump(mode="json"), "attacker_addresses": list(fellows)}
+
+
 ATTACKER_KINDS.register("bootstrap", runnable=True, runs_as="attacker", listens=True,
+                        plan_params=bootstrap_plan_params, plan_fellows=True,
                         description="The nodes behind a poisoned or rogue seeder's answers: they listen at the "
                                     "addresses it hands out and, once a victim connects, fill its address table "
                                     "with attacker addresses, censor its transactions (accept, never relay) and "

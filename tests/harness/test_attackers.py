@@ -324,8 +324,9 @@ def test_bootstrap_attackers_are_planned_as_listening_identities_of_an_attacker_
         spec = node.config["attack"]
         assert spec["kind"] == "bootstrap" and spec["group"] == "poisoners" and spec["target_names"] == ["node-0"]
         assert (spec["address"], spec["port"]) == (node.address, node.p2p_port)  # where the seeder sends victims
+        # every identity advertises the whole entry, even alone in its process (a container, a pod)
         assert spec["params"] == {"push_addresses": True, "push_every": 60.0, "censor": True, "delay_blocks": True,
-                                  "block_delay": 300.0}
+                                  "block_delay": 300.0, "attacker_addresses": [n.endpoint for n in identities]}
     bad = BOOTSTRAP.replace("block_delay: 300s", "block_delay: 700s")  # past Core's 600 s download timeout
     with pytest.raises(ScenarioError, match="block_delay"):
         parse_scenario(bad)

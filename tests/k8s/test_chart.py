@@ -395,3 +395,21 @@ def test_active_attackers_run_one_identity_per_pod_and_dial_only_their_targets()
     prom = yaml.safe_load(named(monitored, "ConfigMap", "qs-prometheus")["data"]["prometheus.yml"])
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "spam-attack")
     assert job["dns_sd_configs"][0]["names"] == ["qs-spam.harness-qs.svc"] and job["dns_sd_configs"][0]["port"] == 18445
+
+
+def test_a_listening_attack_exposes_its_p2p_port_to_the_testnet() -> None:
+    """Identities that victims dial (bootstrap; eclipse and spy with listen): the pod and its
+    headless Service name the P2P port (the transport table sends planned addresses to
+    <pod>.<service>), and the entry's policy admits the release's pods, not only its targets."""
+    listening = {**spam_attack(), "name": "poison", "kind": "bootstrap", "listen": True, "port": 18444}
+    objects = render(make_values(nodes=4, attacks=[listening], transport={"endpoints": {}}))
+    (container,) = named(objects, "StatefulSet", "qs-poison")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "p2p-0", "containerPort": 18444, "protocol": "TCP"} in container["ports"]
+    service = named(objects, "Service", "qs-poison")["spec"]
+    assert service["clusterIP"] == "None"
+    assert {"name": "p2p-0", "port": 18444, "targetPort": "p2p-0", "protocol": "TCP"} in service["ports"]
+    policy = named(objects, "NetworkPolicy", "qs-poison-targets")["spec"]
+    assert {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "qs"}}}]} in policy["ingress"]
+    dialling = render(make_values(nodes=4, attacks=[spam_attack()], transport={"endpoints": {}}))
+    (container,) = named(dialling, "StatefulSet", "qs-spam")["spec"]["template"]["spec"]["containers"]
+    assert [p["name"] for p in container["ports"]] == ["ctl-0"]  # an attack that only dials exposes no P2P port

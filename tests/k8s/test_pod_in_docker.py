@@ -146,6 +146,18 @@ def wait_status(container: Any, url: str, timeout: float = 60.0) -> dict[str, An
 
 
 @pytest.fixture
+def request_cleanup(engine: Any) -> Iterator[list[str]]:
+    """Image tags a test built (bitcoind images on top of this module's node image), removed after it."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        try:
+            engine.images.remove(tag)
+        except Exception as e:  # noqa: BLE001  (already gone, or still used by a container being removed)
+            print(f"could not remove {tag}: {e}")
+
+
+@pytest.fixture
 def run_id(engine: Any) -> Iterator[str]:
     rid = uuid.uuid4().hex[:12]
     try:
@@ -284,3 +296,173 @@ def test_attacker_pods_ban_themselves_on_their_victims_by_planned_address(engine
     stop = f"http://127.0.0.1:{host_port(attacker, 18445)}/stop"
     assert request(stop, {})[0] == 401
     assert request(stop, {}, token=TOKEN)[0] == 200
+
+
+BOOTSTRAP_SCENARIO = """
+name: k8s-bootstrap
+seed: 4
+duration: 1m
+network:
+  groups:
+    - {name: victims, count: 2}
+  relay_policy: diffusion
+  time_scale: 0.2
+attackers:
+  - kind: bootstrap
+    name: poison
+    count: 2
+    netgroups: 2
+    targets: "node-0"
+    params: {push_every: 5s}
+"""
+
+
+def test_a_node_dials_a_listening_attacker_pod_by_its_planned_address(engine: Any, run_id: str, tmp_path: Path) -> None:
+    """A listening attacker (bootstrap, two identities: what a poisoned seeder hands out) from the
+    k8s backend's own values: its two pods and the victims' pod (2 nodes) on a Docker network whose
+    DNS answers the pods' stable names. node-1 is told to dial poison-0's planned address (as it
+    would after the seeder's answer); the transport table sends the dial to poison-0's pod, the
+    handshake completes, node-1 knows the peer only by its planned address, poison-0 counts its
+    victim, and its getaddr answer / addr push teaches node-1 poison-1's planned address (every
+    identity of the entry: the plan hands each the entry's addresses)."""
+    from harness.backends.k8s.layout import namespace_for, release_name
+    from harness.backends.k8s.values import ValuesOptions, chart_values
+    from harness.plan.planner import plan_file
+
+    (tmp_path / "bootstrap.yaml").write_text(BOOTSTRAP_SCENARIO)
+    plan = plan_file(tmp_path / "bootstrap.yaml")
+    rid = "b0075000"
+    release, namespace = release_name(rid), namespace_for(rid)
+    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=2, image=TAG), token=TOKEN),
+                     release=release, namespace=namespace)
+    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
+    pods = {f"{release}-victims-0": named(objects, "StatefulSet", f"{release}-victims"),
+            **{f"{release}-poison-{i}": named(objects, "StatefulSet", f"{release}-poison") for i in range(2)}}
+    containers = {pod: run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
+                               alias=f"{pod}.{sts['metadata']['name']}.{namespace}.svc") for pod, sts in pods.items()}
+    identity, fellow = plan.node("poison-0"), plan.node("poison-1")
+    attacker = containers[f"{release}-poison-0"]
+    attacker_url = f"http://127.0.0.1:{host_port(attacker, 18445)}"
+    assert wait_status(attacker, f"{attacker_url}/status")["name"] == "poison-0"
+    victim = containers[f"{release}-victims-0"]
+    victim_url = f"http://127.0.0.1:{host_port(victim, 18447)}"  # node-1, slot 1
+    assert wait_status(victim, f"{victim_url}/status")["id"] == "node-1"
+    deadline = time.monotonic() + 120
+    while True:  # the victim's host resolves the table at its start: retry the dial until it lands
+        assert request(f"{victim_url}/peers", {"address": identity.endpoint}, token=TOKEN)[0] == 202
+        time.sleep(2)
+        peers = wait_status(victim, f"{victim_url}/status")["peers"]
+        if any(p["address"] == identity.endpoint and p["handshake_done"] for p in peers):
+            break
+        assert time.monotonic() < deadline, f"node-1 never completed a handshake with {identity.endpoint}: {peers}"
+    planned = {n.endpoint for n in plan.peers()}
+    assert {p["address"] for p in peers} <= planned, f"a transport address leaked into node-1's peers: {peers}"
+    while True:
+        detail = wait_status(attacker, f"{attacker_url}/status")["detail"]
+        learned = request(f"{victim_url}/addrman?networks={fellow.address}/32")[1]
+        if detail["victims_connected"] and learned["new"]["matching"] + learned["tried"]["matching"] > 0:
+            break
+        assert time.monotonic() < deadline, f"poison-0: {detail}; node-1's tables for {fellow.address}: {learned}"
+        time.sleep(1)
+
+
+BITCOIND_SCENARIO = """
+name: k8s-bitcoind
+seed: 5
+duration: 5m
+network:
+  nodes: 3
+  bitcoind: 1
+  magic: dab5bffa
+  time_scale: 0.05
+  outbound_full_relay: 2
+  block_relay: 0
+"""
+
+
+@pytest.mark.bitcoind
+def test_a_bitcoind_pod_dials_light_pods_and_both_sides_name_planned_addresses(
+        engine: Any, request_cleanup: list[str], run_id: str, tmp_path: Path) -> None:  # images removed after the containers
+    """A bitcoind member from the k8s backend's own values, its pod run on the bitcoind image (the
+    node image + the real binary: the docker backend's recipe), with three light-node pods, on a
+    Docker network whose DNS answers the pods' stable names. The supervisor resolves transport.json:
+    bitcoind dials its planned -connect peers at their pods, reports them by planned addresses (pod
+    IPs never leak into its /status), and the light nodes name it by its planned address too. A
+    block it mines reaches the light nodes."""
+    from harness.backends.docker import bitcoind as dbtc
+    from harness.backends.k8s.layout import namespace_for, release_name
+    from harness.backends.k8s.values import ValuesOptions, chart_values
+    from harness.plan.planner import plan_file
+    from tests.bitcoind import require_bitcoind
+
+    image = dbtc.ensure_image(engine, TAG, str(require_bitcoind()))
+    request_cleanup.append(image)
+    (tmp_path / "bitcoind.yaml").write_text(BITCOIND_SCENARIO)
+    plan = plan_file(tmp_path / "bitcoind.yaml")
+    rid = "b17c0100"
+    release, namespace = release_name(rid), namespace_for(rid)
+    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=1, image=TAG, bitcoind_image=image),
+                                  token=TOKEN), release=release, namespace=namespace)
+    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
+    pods = {f"{release}-honest-{i}": named(objects, "StatefulSet", f"{release}-honest") for i in range(3)}
+    for pod, sts in pods.items():
+        run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
+                alias=f"{pod}.{sts['metadata']['name']}.{namespace}.svc")
+    sts = named(objects, "StatefulSet", f"{release}-bitcoind")
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    pod = f"{release}-bitcoind-0"
+    member = run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
+                     alias=f"{pod}.{release}-bitcoind.{namespace}.svc", image=image)
+    url = f"http://127.0.0.1:{host_port(member, 18445)}"
+    spec = plan.node("bitcoind-0")
+    connect = {p.rpartition(":")[0] for p in spec.config["connect"]}
+    planned = {n.address for n in plan.peers()}
+    deadline = time.monotonic() + 180
+    while True:
+        status = wait_status(member, f"{url}/status", timeout=120)
+        peers = {p["address"].rpartition(":")[0] for p in status["peers"]}
+        if connect <= peers:
+            break
+        assert time.monotonic() < deadline, f"bitcoind-0 peers {sorted(peers)}, expected its -connect {sorted(connect)}"
+        time.sleep(1)
+    assert status["address"] == f"{spec.address}:{spec.p2p_port}"
+    assert peers <= planned, f"a pod IP leaked into bitcoind-0's peers: {sorted(peers - planned)}"
+    assert request(f"{url}/block", {}, token=TOKEN)[0] == 200
+    light = plan.node(sorted(n for n in plan.names() if n.startswith("node-") and plan.node(n).address in connect)[0])
+    index = int(light.name.split("-")[1])
+    container = engine.containers.get(f"harness-test-{run_id}-{release}-honest-{index}")
+    light_url = f"http://127.0.0.1:{host_port(container, 18445)}"
+    while True:
+        body = wait_status(container, f"{light_url}/status")
+        # bitcoind dialled it: an inbound peer, named by its planned address (the port is its source port)
+        if body["height"] >= 1 and any(p["address"].rpartition(":")[0] == spec.address and p["handshake_done"]
+                                       for p in body["peers"]):
+            break
+        assert time.monotonic() < deadline, f"{light.name}: height {body['height']}, peers {body['peers']}"
+        time.sleep(1)
+
+
+@pytest.mark.bitcoind
+def test_image_build_with_bitcoind_tags_the_charts_bitcoind_image(engine: Any, request_cleanup: list[str]) -> None:
+    """`harness image build --with-bitcoind`: the chart's default bitcoindImage (harness-bitcoind:latest)
+    is the node image with the binary, which runs as the node image's user. The tag is removed after."""
+    import subprocess
+    import sys
+
+    from harness.backends.images import LOCAL_BASE_IMAGE
+    from harness.backends.k8s.values import DEFAULT_BITCOIND_IMAGE
+    from tests.bitcoind import require_bitcoind
+
+    from harness.backends.docker import bitcoind as dbtc
+
+    binary = str(require_bitcoind())
+    request_cleanup.append(DEFAULT_BITCOIND_IMAGE)  # the tag only: first, then the image it names
+    done = subprocess.run([str(Path(sys.executable).parent / "harness"), "image", "build", "--base", LOCAL_BASE_IMAGE,
+                           "--tag", TAG, "--with-bitcoind", "--bitcoind", binary],
+                          capture_output=True, text=True, timeout=600)
+    request_cleanup.append(dbtc.image_tag(binary, engine.images.get(TAG).id))
+    assert done.returncode == 0, done.stderr
+    assert f"built {DEFAULT_BITCOIND_IMAGE}" in done.stdout
+    out = engine.containers.run(DEFAULT_BITCOIND_IMAGE, entrypoint=["/usr/local/bin/bitcoind"], command=["-version"],
+                                user=f"{NODE_UID}:{NODE_UID}", remove=True)
+    assert b"Bitcoin" in out

@@ -39,8 +39,12 @@ def test_render_writes_values_and_manifests_deterministically(tmp_path: Path) ->
 
 def test_render_refuses_bad_input_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
     need("helm_python")
-    done = harness("render", "scenarios/mixed-bitcoind.yaml", "--backend", "k8s", "--out", str(tmp_path / "x"))
-    assert done.returncode == 2 and "role 'bitcoind' cannot run on the k8s backend" in done.stderr, done.stderr
+    # two groups the scenario allows but whose names collide once cut to the chart's 20-character label
+    (tmp_path / "collide.yaml").write_text("name: collide\nduration: 30s\nnetwork:\n  groups:\n"
+                                           "    - {name: a-very-long-group-name-one, count: 2}\n"
+                                           "    - {name: a-very-long-group-name-two, count: 2}\n")
+    done = harness("render", str(tmp_path / "collide.yaml"), "--backend", "k8s", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "both become the Kubernetes name 'a-very-long-group-na'" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists()
     done = harness("render", "scenarios/quickstart.yaml", "--nodes-per-pod", "0", "--out", str(tmp_path / "y"))

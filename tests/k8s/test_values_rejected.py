@@ -47,6 +47,7 @@ SCHEMA_CASES = {
     "attack without identities": (make_values(attacks=[{**spam_attack(), "identities": []}]), "/attacks/0/identities"),
     "attack identity without address": (make_values(attacks=[{**spam_attack(), "identities": [{"name": "s", "config": {}}]}]),
                                         "/attacks/0/identities/0"),
+    "attack listen port out of range": (make_values(attacks=[{**spam_attack(), "listen": True, "port": 80}]), "/attacks/0/port"),
     "configMapMaxBytes over 1 MB": (make_values(configMapMaxBytes=2_000_000), "/configMapMaxBytes"),
 }
 
@@ -74,6 +75,20 @@ def test_two_groups_with_one_name() -> None:
 def test_an_attack_named_like_a_group() -> None:
     message = render_error(make_values(nodes=2, attacks=[spam_attack(name="honest")]))
     assert "attacks[0].name" in message and "unique" in message
+
+
+def test_a_bitcoind_entry_named_like_a_group() -> None:
+    entry = {"name": "honest", "port": 18444, "controlPort": 18445,
+             "members": [{"name": "bitcoind-0", "address": "10.240.0.1", "config": {"magic": "dab5bffa"}}]}
+    message = render_error(make_values(nodes=2, bitcoinds=[entry]))
+    assert "bitcoinds[0].name" in message and "unique" in message
+    message = render_error(make_values(nodes=2, bitcoinds=[{**entry, "name": "btc", "controlPort": 65535}]))
+    assert "schema" in message and "/bitcoinds/0/controlPort" in message  # RPC listens one above
+
+
+def test_a_listening_attack_without_a_port() -> None:
+    message = render_error(make_values(nodes=2, attacks=[{**spam_attack(), "listen": True}]))
+    assert "attacks[0].port" in message and "listen" in message
 
 
 def test_two_nodes_of_one_pod_on_one_port() -> None:

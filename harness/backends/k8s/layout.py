@@ -14,7 +14,8 @@ transport.json next to its own config) names pods, not IPs:
   its version message's addr_from, docs/protocol.md §1.4).
 
 The node resolves the names when it dials and when it accepts (pod IPs change when a pod is
-deleted and recreated). One table, not one per node: per-node copies would grow with the square of
+deleted and recreated); so do an attacker process (`--transport`) and a bitcoind member's
+supervisor (`harness-node bitcoind --transport`: bitcoind itself cannot read the table). One table, not one per node: per-node copies would grow with the square of
 the nodes. NodeConfig's own ``endpoints``/``inbound_hosts`` take IPs only, so the node config names
 the file in ``extra.transport`` (docs/kubernetes.md, "Addresses").
 """
@@ -28,7 +29,7 @@ import re
 
 from harness.backends.node_config import is_attack_identity
 from harness.errors import HarnessError
-from harness.plan.model import ATTACKER, HONEST, NodePlan, Plan
+from harness.plan.model import ATTACKER, BITCOIND, HONEST, NodePlan, Plan
 from harness.scenario.attackers import listens, runnable, runnable_kinds
 
 # Ports inside a pod: slot k of a packed pod listens on P2P_PORT + 2k and controls on +1. Each pod
@@ -63,8 +64,9 @@ def dns_label(name: str) -> str:
 
 def groups_of(plan: Plan) -> list[tuple[str, str, str, list[NodePlan]]]:
     """(chart group name, role, attacker kind, members) in plan order: honest groups first, then
-    passive attackers (nodes running our node software). Active attacker identities are
-    `attacks_of`'s. Refuses roles the chart cannot run and labels that collide as DNS labels."""
+    passive attackers (nodes running our node software), then bitcoind members. Active attacker
+    identities are `attacks_of`'s. Refuses roles the chart cannot run and labels that collide as
+    DNS labels."""
     return _grouped(plan)[0]
 
 
@@ -77,23 +79,17 @@ def attacks_of(plan: Plan) -> list[tuple[str, str, list[NodePlan]]]:
 def _grouped(plan: Plan) -> tuple[list[tuple[str, str, str, list[NodePlan]]], list[tuple[str, str, list[NodePlan]]]]:
     out: dict[tuple[str, str], list[NodePlan]] = {}
     for node in plan.peers():
-        if node.role not in (HONEST, ATTACKER):
+        if node.role not in (HONEST, ATTACKER, BITCOIND):
             raise ValuesError(f"plan node {node.name}: role {node.role!r} cannot run on the k8s backend "
-                              f"(allowed: honest, attacker); use --backend local")
+                              f"(allowed: honest, attacker, bitcoind); use --backend local")
         if is_attack_identity(node) and not runnable(str(node.config["attack"].get("kind"))):
             raise ValuesError(f"plan node {node.name}: attacker kind {node.config['attack'].get('kind')!r} has no "
                               f"implementation yet (runnable kinds: {', '.join(runnable_kinds())})")
-        attack = node.config["attack"] if is_attack_identity(node) else None
-        if attack is not None and listens(str(attack.get("kind")), attack.get("params") or {}):
-            # attack pods only dial: nothing routes a victim's dial to an identity (docs/kubernetes.md)
-            raise ValuesError(f"plan node {node.name}: attacker kind {attack.get('kind')!r} accepts the victims' "
-                              f"connections, which attack pods on the k8s backend cannot (they only dial); "
-                              f"run it with --backend local or docker")
         role = "attack" if is_attack_identity(node) else node.role
         out.setdefault((role, node.group or node.role), []).append(node)
     seen: dict[str, str] = {}
     groups, attacks = [], []
-    for role in (HONEST, ATTACKER, "attack"):
+    for role in (HONEST, ATTACKER, BITCOIND, "attack"):
         for (r, planned), members in out.items():
             if r != role:
                 continue
@@ -120,7 +116,9 @@ class Placement:
     port: int
     control_port: int
     host: str  # <pod>.<statefulset>.<namespace>.svc
-    listens: bool = True  # False: an attacker identity (it dials, nobody dials it)
+    listens: bool = True  # False: an attacker identity that only dials (nobody dials it)
+    attack: bool = False  # a `harness-node attack` identity (no NodeConfig: values.py writes its attack config)
+    bitcoind: bool = False  # a bitcoind member (no NodeConfig: values.py writes its supervisor's config)
 
     @property
     def p2p(self) -> str:
@@ -135,26 +133,33 @@ def pod_layout(plan: Plan, release: str, namespace: str, nodes_per_pod: int) -> 
     """node name -> Placement, as the chart packs them (pod i of group g hosts members[i*N:(i+1)*N]).
     An active attacker identity is alone in pod i of its attack's StatefulSet (identity i), slot
     0: its own pod IP is its own transport address, so a victim charges a misbehaviour, even one
-    before `version`, to the right planned address."""
+    before `version`, to the right planned address. An identity that accepts the victims' dials
+    (`attackers.listens`: bootstrap; eclipse and spy unless `listen: false`) listens on its
+    planned port in its pod, and the transport table sends a dial of its planned address there,
+    exactly as for a node."""
     layout: dict[str, Placement] = {}
-    for group, _role, _kind, members in groups_of(plan):
+    for group, role, _kind, members in groups_of(plan):
         sts = f"{release}-{group}"
+        per_pod = 1 if role == BITCOIND else nodes_per_pod  # a bitcoind is one process with one address: alone
         for i, node in enumerate(members):
-            pod, slot = f"{sts}-{i // nodes_per_pod}", i % nodes_per_pod
+            pod, slot = f"{sts}-{i // per_pod}", i % per_pod
             layout[node.name] = Placement(pod=pod, statefulset=sts, slot=slot, port=P2P_PORT + 2 * slot,
-                                          control_port=CONTROL_PORT + 2 * slot, host=f"{pod}.{sts}.{namespace}.svc")
-    for attack, _kind, identities in attacks_of(plan):
+                                          control_port=CONTROL_PORT + 2 * slot, host=f"{pod}.{sts}.{namespace}.svc",
+                                          bitcoind=role == BITCOIND)
+    for attack, kind, identities in attacks_of(plan):
         sts = f"{release}-{attack}"
         for i, node in enumerate(identities):
-            pod = f"{sts}-{i}"
-            layout[node.name] = Placement(pod=pod, statefulset=sts, slot=0, port=P2P_PORT, control_port=CONTROL_PORT,
-                                          host=f"{pod}.{sts}.{namespace}.svc", listens=False)
+            pod, params = f"{sts}-{i}", node.config["attack"].get("params") or {}
+            # its own config's `port` (the planned one) is where the identity listens in its pod
+            layout[node.name] = Placement(pod=pod, statefulset=sts, slot=0, port=node.p2p_port, control_port=CONTROL_PORT,
+                                          host=f"{pod}.{sts}.{namespace}.svc", listens=listens(kind, params), attack=True)
     return layout
 
 
 def transport_table(plan: Plan, layout: dict[str, Placement]) -> dict[str, dict[str, Any]]:
-    """The release's one table (chart value ``transport``): ``endpoints`` (members that listen)
-    and ``inbound_hosts`` (every member, attacker identities too: how victims attribute them)."""
+    """The release's one table (chart value ``transport``): ``endpoints`` (members that listen,
+    listening attacker identities too) and ``inbound_hosts`` (every member, attacker identities
+    too: how victims attribute them)."""
     endpoints = {plan.node(name).address: place.p2p for name, place in layout.items() if place.listens}
     inbound: dict[str, list[str]] = {}
     for name, place in layout.items():
@@ -169,8 +174,8 @@ def node_transport(plan: Plan, layout: dict[str, Placement], seeder_ip: str | No
     seeder address."""
     out: dict[str, dict[str, Any]] = {}
     for name, place in layout.items():
-        if not place.listens:
-            continue  # attacker identities take no NodeConfig (values.py writes their attack config)
+        if place.attack or place.bitcoind:
+            continue  # they take no NodeConfig (values.py writes their attack or supervisor config)
         node = plan.node(name)
         fields: dict[str, Any] = {"extra": {**node.config.get("extra", {}), "address": node.address,
                                             "transport": TRANSPORT_FILE}}

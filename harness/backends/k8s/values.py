@@ -18,7 +18,7 @@ from typing import Any
 from harness.backends.k8s.layout import (Placement, ValuesError, attacks_of, dns_label, groups_of, namespace_for,
                                          node_transport, pod_layout, release_name, transport_table)
 from harness.backends.base import RunState
-from harness.plan.model import ATTACKER, NodePlan, Plan
+from harness.plan.model import ATTACKER, BITCOIND, NodePlan, Plan
 
 SEEDER_DNS_PORT = 5353
 SEEDER_CONTROL_PORT = 8053
@@ -27,6 +27,7 @@ CONTROLLER_PORT = 9100
 # seeder's Service gets a fixed address there so node configs can name it before anything runs.
 DEFAULT_SEEDER_SERVICE_IP = "10.96.0.53"
 DEFAULT_IMAGE = "harness-node:latest"
+DEFAULT_BITCOIND_IMAGE = "harness-bitcoind:latest"  # the node image + the binary (`harness image build --bitcoind`)
 # Keys of a node's config the chart owns (where it listens and keeps data) or that never go into a
 # ConfigMap (the token: it comes from the Secret's file).
 CHART_OWNED = ("name", "bind", "port", "control_bind", "control_port", "datadir", "control_token")
@@ -34,6 +35,9 @@ SEEDER_CHART_OWNED = ("dns_host", "dns_port", "control_host", "control_port", "c
 SEEDER_FILE = "seeder.json"  # the key of the chart's ConfigMap <release>-seeder
 # An attacker identity's keys the chart owns: where it dials from and serves its control site.
 ATTACK_CHART_OWNED = ("bind", "control_bind", "control_port")
+# A bitcoind supervisor's keys the chart owns: the binary in the image, its data, where it listens,
+# and the token (the Secret's file).
+BITCOIND_CHART_OWNED = ("binary", "datadir", "address", "port", "rpc_port", "control_port", "control_token")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ValuesOptions:
     image: str = DEFAULT_IMAGE
     controller_image: str = DEFAULT_IMAGE  # the image with harness + harness_node (harness image build)
     seeder_service_ip: str = DEFAULT_SEEDER_SERVICE_IP
+    bitcoind_image: str = DEFAULT_BITCOIND_IMAGE  # the image of bitcoind members' pods
     monitoring: dict[str, Any] = field(default_factory=dict)  # merged into values["monitoring"]
 
     def __post_init__(self) -> None:
@@ -110,11 +115,16 @@ def chart_values(plan: Plan, run_id: str, options: ValuesOptions | None = None, 
         "groups": [],
         "attackers": [],
         "attacks": [_attack(name, kind, identities, layout) for name, kind, identities in attacks_of(plan)],
+        "bitcoinds": [],
+        "bitcoindImage": split_image(options.bitcoind_image),
         # Rendered without a token, the release expects a Secret <release>-token made by whoever installs it.
         "transport": transport_table(plan, layout),
         "controlToken": {"value": token} if token else {"existingSecret": f"{release}-token"},
     }
     for name, role, kind, members in groups_of(plan):
+        if role == BITCOIND:
+            values["bitcoinds"].append(_bitcoinds(name, members, layout))
+            continue
         group: dict[str, Any] = {"name": name, "members": [_member(n, layout, transport) for n in members]}
         if role == ATTACKER:
             group["kind"] = dns_label(kind or "attacker")
@@ -143,16 +153,39 @@ def _member(node: NodePlan, layout: dict[str, Any], transport: dict[str, dict[st
 
 def _attack(name: str, kind: str, identities: list[NodePlan], layout: dict[str, Placement]) -> dict[str, Any]:
     """One attacker entry: a StatefulSet running `harness-node attack`, identity i alone in pod i.
-    ``targetPods``: the pods it may dial (its NetworkPolicy); the process-wide settings come from
+    ``targetPods``: the pods it may dial (its NetworkPolicy); ``listen``/``port``: the identities
+    accept dials there (the pod's P2P port, its Service's); the process-wide settings come from
     the first identity, as attack_process_config takes them."""
     first = identities[0].config
     targets = sorted({layout[t].pod for node in identities for t in node.config["attack"].get("target_names", [])
                       if t in layout})
+    place = layout[identities[0].name]
+    # `listen`: the identities accept the victims' dials on `port` (their planned one; one rule per
+    # entry, since `listens` depends on the entry's params only)
     return {"name": name, "kind": dns_label(kind), "magic": first["magic"], "timeScale": first["time_scale"],
-            "controlPort": layout[identities[0].name].control_port, "targetPods": targets,
+            "controlPort": place.control_port, "listen": place.listens, "port": place.port, "targetPods": targets,
             "identities": [{"name": n.name, "address": n.address,
                             "config": {k: v for k, v in n.config["attack"].items() if k not in ATTACK_CHART_OWNED}}
                            for n in identities]}
+
+
+def _bitcoinds(name: str, members: list[NodePlan], layout: dict[str, Placement]) -> dict[str, Any]:
+    """One entry of bitcoind members: the supervisor's config as the local backend writes it (one
+    translation: backends/local/bitcoind.member_config), without what the chart owns. Its `connect`
+    keeps planned addresses: the supervisor places them with the transport table at start."""
+    from harness.backends.local.bitcoind import member_config
+
+    captured = [n.name for n in members if n.config.get("capture")]
+    if captured:  # the supervisor captures from the outside, off the host's loopback: local backend only
+        raise ValuesError(f"plan node {captured[0]}: the scenario's network.capture: true also captures the bitcoind "
+                          f"members' messages, which works on the local backend only (docs/capture.md); allowed "
+                          f"on k8s: network.capture: false (capture light nodes with groups[i].capture)")
+    place = layout[members[0].name]
+    return {"name": name, "port": place.port, "controlPort": place.control_port,
+            "members": [{"name": n.name, "address": n.address,
+                         "config": {k: v for k, v in dict(member_config(n, "", "", ""), capture_interface="").items()
+                                    if k not in BITCOIND_CHART_OWNED}}
+                        for n in members]}
 
 
 def _seeder(plan: Plan, options: ValuesOptions) -> dict[str, Any]:

@@ -77,8 +77,32 @@ class BitcoindConfig:
         return self.peer_addresses.get(addr) or self.peer_addresses.get(host) or host
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "BitcoindConfig":
-        return from_mapping(cls, json.loads(Path(path).read_text()), f"bitcoind config {path}")
+    def from_file(cls, path: str | Path, token: str | None = None,
+                  transport: tuple[dict[str, str], dict[str, list[str]]] | None = None) -> "BitcoindConfig":
+        """``token``: the control token from a file (`--token-file`: a Kubernetes Secret), over the
+        config's; ``transport``: a resolved transport table (endpoints, inbound_hosts), see `placed`."""
+        data = json.loads(Path(path).read_text())
+        if isinstance(data, dict) and token is not None:
+            data = {**data, "control_token": token}
+        if isinstance(data, dict) and transport is not None:
+            data = placed(data, *transport)
+        return from_mapping(cls, data, f"bitcoind config {path}")
+
+
+def placed(data: dict[str, Any], endpoints: dict[str, str], inbound: dict[str, list[str]]) -> dict[str, Any]:
+    """A member config whose `connect` names planned "ip:port" peers, placed by a transport table
+    resolved at start (Kubernetes: pod IPs are known only then; harness_node/transportfile.py):
+    bitcoind dials each peer where the table says (a peer not resolved is left out, as if down),
+    and `peer_addresses` maps what bitcoind will report (a dialled "ip:port", or the IP of a pod
+    hosting one planned node) back to planned addresses. A packed pod's IP stands for several nodes:
+    its inbound links stay unattributed (they show the pod IP), and a ban bitcoind puts on that IP
+    hits every node of the pod."""
+    peer_addresses = {transport: planned for planned, transport in endpoints.items()}
+    for ip, planned in inbound.items():
+        if len(planned) == 1:
+            peer_addresses.setdefault(ip, planned[0])
+    connect = [endpoints[p.rpartition(":")[0]] for p in data.get("connect", []) if p.rpartition(":")[0] in endpoints]
+    return {**data, "connect": connect, "peer_addresses": {**peer_addresses, **dict(data.get("peer_addresses") or {})}}
 
 
 def flavour(binary: str) -> str:

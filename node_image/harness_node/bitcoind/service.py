@@ -28,6 +28,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from ..controlauth import bearer_ok
 from ..net.capture import CAPTURE_DIR, MessageCapture
+from ..tokenfile import read_token_file
+from ..transportfile import read_transport_file, resolve_table
 from .conduct import PEER_POLL_S, Conduct, ConductCollector, LogTail
 from .launch import RPC, RPC_WARMUP_ERROR, BitcoindConfig, RPCError, command, flavour, write_conf
 from .sniff import Sniffer, available
@@ -339,6 +342,14 @@ async def serve(config: BitcoindConfig) -> None:
         await member.stop()
 
 
-def run(config_path: str) -> int:
-    asyncio.run(serve(BitcoindConfig.from_file(config_path)))
+def run(config_path: str, token_file: str | None = None, transport: str | None = None) -> int:
+    token = read_token_file(token_file) if token_file else None
+    table = None
+    if transport:
+        endpoints, inbound, missing = resolve_table(read_transport_file(transport))
+        if missing:  # the member's own log: peers it cannot dial or name are worth a line
+            print(f"harness-node bitcoind: {len(missing)} name(s) of {transport} did not resolve, e.g. {missing[0]}",
+                  file=sys.stderr)
+        table = (endpoints, inbound)
+    asyncio.run(serve(BitcoindConfig.from_file(config_path, token=token, transport=table)))
     return 0
