@@ -117,12 +117,14 @@ class DockerBackend(Backend):
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
         client = self.client  # no engine: fail before anything is written
+        timer = engine.Phases(phases := {})  # where up's time goes: state.backend_state["up_phases"], bench_docker.py
         try:
             client.images.get(self.image)
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound or an API error: the message says which image
             raise BackendError(f"image {self.image} is not on the Docker engine; build it with `harness image build "
                                f"--tag {self.image}`") from None
         bitcoind_image = btc.ensure_image(client, self.image, binary) if has_bitcoind else ""
+        timer.mark("image")
         deploy = Deploy.model_validate(plan.scenario.get("deploy") or {})
         per_container = self.nodes_per_container or deploy.nodes_per_container
         self.run.reset()
@@ -140,14 +142,17 @@ class DockerBackend(Backend):
             net_name = f"harness-{state.run_id}"
             _, subnet = engine.create_network(client, net_name, subnet_candidates(state.run_id),
                                               labels_for(state.run_id, "network", "network", plan.name))
+            timer.mark("network")
             lay = layout(plan, subnet, per_container)
             state.backend_state.update(network=net_name, layout=lay.to_dict())
             state.endpoints = self._endpoints(plan, lay)
             self.run.save_state(state)
             specs = [self._spec(state, plan, lay, c) for c in lay.containers]
-            ids = engine.parallel(lambda s: engine.create_container(client, **s), specs)
-            engine.parallel(lambda cid: engine.start(client, cid), ids)
+            timer.mark("layout")
+            engine.parallel(lambda s: engine.create_and_start(client, s), specs)
+            timer.mark("containers")
             state.started_nodes = [n.name for n in plan.peers()]
+            state.backend_state["up_phases"] = {k: round(v, 3) for k, v in phases.items()}
             self.run.save_state(state)
         except BaseException:
             self.down()
