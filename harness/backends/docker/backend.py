@@ -52,11 +52,18 @@ READY_SECONDS_PER_CONTAINER = 3.0  # a budget under a shared, loaded engine; typ
 # A bitcoind member answers only once bitcoind's RPC does (chain and wallet loaded): seconds when
 # idle, past a minute on a loaded shared engine.
 READY_SECONDS_PER_BITCOIND = 90.0
+# While containers boot, two waiters poll (deploy's and the controller's): every round probes each
+# pending control API and asks the engine for the run's containers (raise_if_crashed). On 2 cores
+# that competes with the booting interpreters; a container boots in seconds, so rounds every 0.5 s
+# and a crash check every 2 s cost little latency (docs/benchmarks.md, the Docker backend).
+READY_POLL_SECONDS = 0.5
+CRASH_CHECK_SECONDS = 2.0
 
 
 class DockerBackend(Backend):
     name = "docker"
     OPTIONS = frozenset({"image", "nodes_per_container", "bitcoind_path"})
+    ready_poll_seconds = READY_POLL_SECONDS
 
     def __init__(self, run: RunStore, *, image: str | None = None, nodes_per_container: int | None = None,
                  bitcoind_path: str | None = None) -> None:
@@ -68,6 +75,7 @@ class DockerBackend(Backend):
         self.nodes_per_container = nodes_per_container
         self.bitcoind_path = bitcoind_path
         self._client: Any = None
+        self._crash_checked = float("-inf")  # monotonic time of raise_if_crashed's last engine call
         self.down_phases: dict[str, float] = {}  # seconds per step of the last `down` (bench/bench_docker.py)
 
     # --- helpers --------------------------------------------------------------------------------
@@ -211,6 +219,9 @@ class DockerBackend(Backend):
         return lw.ProcessRecord(**rec) if rec else None
 
     def raise_if_crashed(self) -> None:
+        if time.monotonic() - self._crash_checked < CRASH_CHECK_SECONDS:
+            return
+        self._crash_checked = time.monotonic()
         state = self.state()
         if not state.backend_state.get("layout"):
             return
