@@ -30,6 +30,7 @@ from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image, build_pr
 from harness.backends.registry import make_backend
 from harness.cli.app import app
 from harness.controller.service import Results
+from harness.errors import BackendError
 from harness.run import runner
 from harness.run.rundir import RunDir
 from tests.real import docker_engine
@@ -188,6 +189,9 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
         expected = (30 if per_container == 1 else 3) + 3
         assert len(labelled["container"]) == expected and len(labelled["network"]) == 1
         assert all(c.labels["harness.io/run"] == run_id for c in labelled["container"])
+        # up recorded where its time went (bench/bench_docker.py prints it)
+        phases = state.backend_state["up_phases"]
+        assert list(phases) == ["image", "network", "layout", "containers"] and phases["containers"] > 0, phases
         plan = be.plan
         eps = {n: ep for n, ep in be.node_endpoints().items() if plan.node(n).role == "honest"}
         assert len(eps) == 30 and len(be.node_endpoints()) == 31  # and spam-0
@@ -285,6 +289,27 @@ def _native_faults(be: Any, token: str, eps: dict[str, Endpoint]) -> None:
     assert _can_dial(n0, eps["node-7"].address, eps["node-7"].port)
     _tx_everywhere(token, eps["node-2"], list(eps.values()), HEAL_RELAY_TIMEOUT)
     client.close()
+
+
+@pytest.mark.docker
+def test_wait_ready_names_a_container_that_exited(image: str, tmp_path: Path) -> None:
+    """The readiness wait asks the engine about the run's containers at most every
+    CRASH_CHECK_SECONDS (not every round): a node container that died is still named within seconds."""
+    scenario = tmp_path / "two.yaml"
+    scenario.write_text(yaml.safe_dump({"name": "docker-crash", "duration": "5m", "seeder": {"enabled": False},
+                                        "network": {"nodes": 2}}))
+    be = make_backend("docker", RunDir(tmp_path / "run"))
+    be.up(runner.runnable_plan(scenario))
+    try:
+        be.wait_ready()
+        be.client.containers.get(be._container_name(be.state().run_id, "node-1")).kill()  # not through the backend
+        started = time.monotonic()
+        with pytest.raises(BackendError, match=r"node-1 exited during start-up"):
+            be.wait_ready(timeout=120.0)
+        assert time.monotonic() - started < 60.0  # named by the crash check, not by the timeout
+    finally:
+        summary = be.down()
+    assert summary.clean, summary
 
 
 @pytest.mark.parametrize("backend", ["local"])
