@@ -6,9 +6,12 @@ For each N: (1) `harness deploy --wait` of an N-node scenario without a seeder (
 node, and the controller process; runner.deploy), then `harness down` (DockerBackend.down); (2) N
 containers of the same image started one `docker run -d` after another (as a shell loop would)
 until each answers GET /status, then one `docker rm -f` of all. Memory per node container from the
-engine's stats (usage minus page cache) of (1), and where `down`'s time went
-(DockerBackend.down_phases: controller stop, listing, container removal, network removal with its
-retries, volumes, the final check that nothing is left). Then `--packed` nodes packed
+engine's stats (usage minus page cache) of (1). Where `up`'s time went: the backend's own steps
+(state.backend_state["up_phases"]: image check, network, layout, containers created and started),
+then, from deploy's progress events, spawning the controller, waiting until every node answers,
+and until the controller serves; raw's `docker run` loop and its wait for answers. Where `down`'s
+time went (DockerBackend.down_phases: controller stop, listing, container removal, network removal
+with its retries, volumes, the final check that nothing is left). Then `--packed` nodes packed
 `--per-container` to a container: up, ready, memory, down. Prints a table
 (markdown rows for docs/benchmarks.md). Everything it creates carries a label of its own run id
 and is removed at the end, whatever happens; nothing else on the engine is touched.
@@ -35,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from harness.backends.docker.backend import DockerBackend  # noqa: E402
 from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image  # noqa: E402
-from harness.run import runner  # noqa: E402
+from harness.run import progress, runner  # noqa: E402
 from harness.run.rundir import RunDir  # noqa: E402
 
 TAG = "harness-node:bench"
@@ -52,11 +55,20 @@ def scenario(tmp: Path, nodes: int, per_container: int) -> Path:
 def harness_cycle(tmp: Path, nodes: int, per_container: int) -> dict[str, float]:
     """As `harness deploy --backend docker --wait` then `harness down`: with the controller."""
     run = RunDir(tmp / f"run-{nodes}-{per_container}")
+    marks: dict[str, float] = {}  # progress event -> seconds since t0, first occurrence
+
+    def on_event(name: str, _data: object) -> None:
+        marks.setdefault(name, time.monotonic() - t0)
+
     t0, up = time.monotonic(), float("nan")  # nan: up failed (the traceback says why)
     try:
-        runner.deploy(scenario(tmp, nodes, per_container), "docker", run.path, wait=True, options={"image": TAG})
+        runner.deploy(scenario(tmp, nodes, per_container), "docker", run.path, wait=True, options={"image": TAG},
+                      on_event=on_event)
         up = time.monotonic() - t0
         be = DockerBackend(run, image=TAG)
+        steps = dict(be.state().backend_state.get("up_phases", {}))
+        steps.update(up_steps(marks, up))
+        print(f"  up {nodes}/{per_container} by step: " + " ".join(f"{k} {v:.1f}" for k, v in steps.items()), flush=True)
         time.sleep(5)  # let the nodes settle before sampling memory
         mem = container_memory(be.client, be.state().run_id)
     finally:
@@ -68,6 +80,15 @@ def harness_cycle(tmp: Path, nodes: int, per_container: int) -> dict[str, float]
     print(f"  up {nodes}/{per_container}: {up:.1f} s; down: {down:.1f} s ({phases})", flush=True)
     assert summary.clean, summary
     return {"up": up, "down": down, "mem_total": sum(mem), "mem_per_container": statistics.mean(mem), "containers": len(mem)}
+
+
+def up_steps(marks: dict[str, float], up: float) -> dict[str, float]:
+    """deploy's steps around the backend's `up`, from the times its progress events arrived."""
+    at = [marks.get(e, float("nan")) for e in (progress.STARTING_NODES, progress.STARTING_CONTROLLER,
+                                               progress.WAITING_FOR_NODES, progress.NODES_READY)]
+    at.append(up)
+    names = ["planning", "backend_up", "controller_spawn", "nodes_ready", "controller_serves"]
+    return {name: end - start for name, start, end in zip(names, [0.0, *at], at)}
 
 
 def container_memory(client: docker.DockerClient, run_id: str) -> list[float]:
@@ -102,12 +123,14 @@ def raw_cycle(nodes: int) -> dict[str, float]:
         for name in names:
             subprocess.run(["docker", "run", "-d", "--name", name, "--label", label, TAG, "run", "--bind", "0.0.0.0",
                             "--control-port", "18445", "--control-bind", "0.0.0.0", "--token", token], check=True, capture_output=True)
+        runs = time.monotonic() - t0
         ips = [client.containers.get(n).attrs["NetworkSettings"]["IPAddress"] for n in names]
         pending = set(ips)
         while pending:
             pending = {ip for ip in pending if not answers(ip, 18445)}
             time.sleep(0.2)
         up = time.monotonic() - t0
+        print(f"  raw up {nodes}: {up:.1f} s (docker run loop {runs:.1f} s, then answering {up - runs:.1f} s)", flush=True)
     finally:
         t1 = time.monotonic()
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True)

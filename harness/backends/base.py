@@ -162,6 +162,7 @@ class DownSummary:
 class Backend(abc.ABC):
     name: str = ""
     OPTIONS: frozenset[str] = frozenset()  # keyword options of __init__ that make_backend passes on
+    ready_poll_seconds: float = READY_POLL_SECONDS  # between wait_ready's rounds of GET /status
 
     def __init__(self, run: RunStore) -> None:
         self.run = run
@@ -231,7 +232,7 @@ class Backend(abc.ABC):
                         f"{len(pending)} of {len(targets)} nodes not ready after {timeout:.0f} s "
                         f"(first: {first}: {results[first].reason}); see `harness status` and the members' logs"
                     )
-                await asyncio.sleep(READY_POLL_SECONDS)
+                await asyncio.sleep(self.ready_poll_seconds)
 
     def raise_if_crashed(self) -> None:
         """Raise BackendError (with the log tail) if a member that should run has exited."""

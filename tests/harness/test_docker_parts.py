@@ -41,9 +41,9 @@ def plan() -> Any:
 
 def test_layout_one_container_per_node(plan: Any) -> None:
     lay = layout(plan, "10.130.16.0/20")
-    assert len(lay.containers) == 31  # 30 nodes + the seeder
+    assert len(lay.containers) == 32  # 30 nodes, the seeder and the spam identity
     ips = [c.ip for c in lay.containers]
-    assert len(set(ips)) == 31 and all(ipaddress.ip_address(ip) in ipaddress.ip_network("10.130.16.0/20") for ip in ips)
+    assert len(set(ips)) == 32 and all(ipaddress.ip_address(ip) in ipaddress.ip_network("10.130.16.0/20") for ip in ips)
     assert "10.130.16.1" not in ips  # the gateway
     node0 = plan.node("node-0")
     assert lay.endpoint("node-0")[1:] == (node0.p2p_port, node0.control_port)
@@ -135,7 +135,7 @@ def test_rendered_compose_file_is_valid(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["render", str(SCENARIO), "--backend", "docker", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     document = yaml.safe_load((tmp_path / "compose.yaml").read_text())
-    assert len(document["services"]) == 31
+    assert len(document["services"]) == 32  # 30 nodes, the seeder and the spam identity
     node0 = document["services"]["node-0"]
     assert node0["mem_limit"] == 128 * 1024 ** 2 and node0["user"] != "0:0"
     config = tmp_path / "config" / "node-0.json"

@@ -52,11 +52,18 @@ READY_SECONDS_PER_CONTAINER = 3.0  # a budget under a shared, loaded engine; typ
 # A bitcoind member answers only once bitcoind's RPC does (chain and wallet loaded): seconds when
 # idle, past a minute on a loaded shared engine.
 READY_SECONDS_PER_BITCOIND = 90.0
+# While containers boot, two waiters poll (deploy's and the controller's): every round probes each
+# pending control API and asks the engine for the run's containers (raise_if_crashed). On 2 cores
+# that competes with the booting interpreters; a container boots in seconds, so rounds every 0.5 s
+# and a crash check every 2 s cost little latency (docs/benchmarks.md, the Docker backend).
+READY_POLL_SECONDS = 0.5
+CRASH_CHECK_SECONDS = 2.0
 
 
 class DockerBackend(Backend):
     name = "docker"
     OPTIONS = frozenset({"image", "nodes_per_container", "bitcoind_path"})
+    ready_poll_seconds = READY_POLL_SECONDS
 
     def __init__(self, run: RunStore, *, image: str | None = None, nodes_per_container: int | None = None,
                  bitcoind_path: str | None = None) -> None:
@@ -68,6 +75,7 @@ class DockerBackend(Backend):
         self.nodes_per_container = nodes_per_container
         self.bitcoind_path = bitcoind_path
         self._client: Any = None
+        self._crash_checked = float("-inf")  # monotonic time of raise_if_crashed's last engine call
         self.down_phases: dict[str, float] = {}  # seconds per step of the last `down` (bench/bench_docker.py)
 
     # --- helpers --------------------------------------------------------------------------------
@@ -117,12 +125,14 @@ class DockerBackend(Backend):
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
         client = self.client  # no engine: fail before anything is written
+        timer = engine.Phases(phases := {})  # where up's time goes: state.backend_state["up_phases"], bench_docker.py
         try:
             client.images.get(self.image)
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound or an API error: the message says which image
             raise BackendError(f"image {self.image} is not on the Docker engine; build it with `harness image build "
                                f"--tag {self.image}`") from None
         bitcoind_image = btc.ensure_image(client, self.image, binary) if has_bitcoind else ""
+        timer.mark("image")
         deploy = Deploy.model_validate(plan.scenario.get("deploy") or {})
         per_container = self.nodes_per_container or deploy.nodes_per_container
         self.run.reset()
@@ -140,14 +150,17 @@ class DockerBackend(Backend):
             net_name = f"harness-{state.run_id}"
             _, subnet = engine.create_network(client, net_name, subnet_candidates(state.run_id),
                                               labels_for(state.run_id, "network", "network", plan.name))
+            timer.mark("network")
             lay = layout(plan, subnet, per_container)
             state.backend_state.update(network=net_name, layout=lay.to_dict())
             state.endpoints = self._endpoints(plan, lay)
             self.run.save_state(state)
             specs = [self._spec(state, plan, lay, c) for c in lay.containers]
-            ids = engine.parallel(lambda s: engine.create_container(client, **s), specs)
-            engine.parallel(lambda cid: engine.start(client, cid), ids)
+            timer.mark("layout")
+            engine.parallel(lambda s: engine.create_and_start(client, s), specs)
+            timer.mark("containers")
             state.started_nodes = [n.name for n in plan.peers()]
+            state.backend_state["up_phases"] = {k: round(v, 3) for k, v in phases.items()}
             self.run.save_state(state)
         except BaseException:
             self.down()
@@ -207,6 +220,9 @@ class DockerBackend(Backend):
         return lw.ProcessRecord(**rec) if rec else None
 
     def raise_if_crashed(self) -> None:
+        if time.monotonic() - self._crash_checked < CRASH_CHECK_SECONDS:
+            return
+        self._crash_checked = time.monotonic()
         state = self.state()
         if not state.backend_state.get("layout"):
             return

@@ -144,6 +144,15 @@ def start(client: Any, cid: str) -> None:
     client.api.start(cid)
 
 
+def create_and_start(client: Any, spec: dict[str, Any]) -> str:
+    """create_container, then start it at once: on a pool of threads a container's interpreter is
+    already importing while the engine creates the next ones (create all, then start all, kept every
+    container waiting for the slowest create; docs/benchmarks.md)."""
+    cid = create_container(client, **spec)
+    start(client, cid)
+    return cid
+
+
 PAUSE_TRIES = 5
 
 
@@ -201,7 +210,7 @@ def remove_run(client: Any, run_id: str, phases: dict[str, float] | None = None
     `docker rm -f` does."""
     import docker
 
-    timer = _Phases(phases)
+    timer = Phases(phases)
     selector = {"label": run_label(run_id)}
     containers = run_containers(client, run_id)
     networks, volumes = client.networks.list(filters=selector), client.volumes.list(filters=selector)
@@ -243,7 +252,7 @@ def remove_run(client: Any, run_id: str, phases: dict[str, float] | None = None
     return removed, {"container": forced}, left
 
 
-class _Phases:
+class Phases:
     """Seconds since the previous mark, by name, into ``into`` (nothing if None)."""
 
     def __init__(self, into: dict[str, float] | None) -> None:

@@ -29,7 +29,9 @@ from .forge import SENDERS
 
 PROBE_DELAY = 0.5  # s after the victim closed before probing whether the address is refused
 PROBE_TIMEOUT = 3.0  # s to wait for the victim's version on the probe
-TARGET_WAIT = 30.0  # s to keep dialling a target that is not listening yet (the run is starting)
+# s to keep dialling a target that is not listening yet (the run is starting): an attacker container
+# starts with the nodes' containers, and dozens of them booting on a loaded 2-core machine can take longer
+TARGET_WAIT = 120.0
 
 
 @dataclass
