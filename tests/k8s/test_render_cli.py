@@ -62,3 +62,15 @@ def test_deploy_without_a_cluster_is_exit_2_and_creates_nothing(tmp_path: Path) 
     assert done.returncode == 2, done.stderr
     assert "no Kubernetes cluster configured (context nowhere)" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_render_refuses_capture_of_bitcoind_members(tmp_path: Path) -> None:
+    """A bitcoind member is captured from the outside, off the local backend's loopback; in a pod
+    nothing could, so `network.capture: true` with bitcoind members is refused naming the field."""
+    need("helm_python")
+    scenario = yaml.safe_load((ROOT / "scenarios" / "mixed-bitcoind.yaml").read_text())
+    scenario["network"]["capture"] = True
+    (tmp_path / "capture.yaml").write_text(yaml.safe_dump(scenario))
+    done = harness("render", str(tmp_path / "capture.yaml"), "--backend", "k8s", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "network.capture" in done.stderr and "local backend" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "x").exists()
