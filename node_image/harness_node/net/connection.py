@@ -51,8 +51,15 @@ class WriteBatch:
 
     def run(self) -> None:
         conns, self.conns = self.conns, []
-        for conn in conns:
-            conn._flush()
+        for i, conn in enumerate(conns):
+            try:
+                conn._flush()
+            except Exception:
+                # one connection's failure must not leave the others' frames unsent (their
+                # _pending would stay non-empty and never be queued again): they go in a new batch
+                for rest in conns[i + 1:]:
+                    self.add(rest)
+                raise
 
 
 def framing_error_kind(e: FramingError) -> str:
@@ -238,7 +245,12 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if not pending or self.closing or transport is None or transport.is_closing():
             return
-        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        try:
+            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        except RuntimeError:
+            # uvloop closes a reset socket's handle before connection_lost arrives, and its
+            # is_closing() is still False then: the write has nowhere to go, as after a close.
+            return
         if transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             self.close("send-buffer-full", abort=True)
 
