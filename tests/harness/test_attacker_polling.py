@@ -11,9 +11,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from harness.backends.client import ControlClient
 from harness.backends.endpoint import Endpoint
 from harness.controller.collector import Collector
+from tests.harness.counting_client import CountingClient
 from harness.plan.planner import plan
 from harness.scenario import parse_scenario
 from harness_node.attack.config import AttackConfig
@@ -31,18 +31,6 @@ network: {nodes: 2}
 attackers:
   - {kind: spy, name: spy, count: 4, targets: {role: honest}, params: {connections: 0, listen: false}}
 """
-
-
-class CountingClient(ControlClient):
-    """The real client, counting the requests it sends per path."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.paths: Counter[str] = Counter()
-
-    async def request(self, ep: Endpoint, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        self.paths[path.split("?")[0]] += 1
-        return await super().request(ep, method, path, body, **kw)
 
 
 def _runtime(names: list[str]) -> AttackRuntime:

@@ -11,15 +11,13 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.backends.client import ControlClient
-from harness.backends.endpoint import Endpoint
 from harness.backends.registry import make_backend
 from harness.controller.collector import Collector
+from tests.harness.counting_client import CountingClient
 from harness.plan.model import Plan
 from harness.run import runner
 from harness.run.rundir import RunDir
@@ -96,18 +94,6 @@ def test_spy_precision_and_recall_are_exported_while_the_attack_runs(deployed: t
     precision = _sample(metrics, RECALL.replace("recall", "precision"))
     assert precision is not None and precision > 0.5, metrics
     assert _sample(metrics, "harness_controller_spy_share_ratio") == pytest.approx(SPY_IDENTITIES / (12 + SPY_IDENTITIES))
-
-
-class CountingClient(ControlClient):
-    """The real client, counting the requests it sends per path (without the query)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.paths: Counter[str] = Counter()
-
-    async def request(self, ep: Endpoint, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        self.paths[path.split("?")[0]] += 1
-        return await super().request(ep, method, path, body, **kw)
 
 
 def test_the_collector_asks_each_attacker_process_once_per_poll(deployed: tuple[RunDir, str]) -> None:
