@@ -96,7 +96,7 @@ def test_region_delay_matches_the_matrix(lt, make_node):
     assert abs(statistics.mean(hops) - 0.300) <= 0.030, (hops, lag)
 
 
-def _block_over_slow_link(lt, make_node, sender_bw: dict, receiver_bw: dict) -> float:
+def _block_over_slow_link(lt, make_node, sender_bw: dict, receiver_bw: dict) -> tuple[float, float]:
     a, b = next_ip(), next_ip()
     na = make_node(bind=a, port=18444, bandwidth=sender_bw)
     nb = make_node(bind=b, port=18444, bandwidth=receiver_bw, connect=[f"{a}:18444"])
@@ -109,17 +109,21 @@ def _block_over_slow_link(lt, make_node, sender_bw: dict, receiver_bw: dict) -> 
 
     took = (first_seen_ns - origin_of(block)[1]) / 1e9
     print(f"\n1 MB block {hash_to_hex(block.hash)[:12]} over 1 Mbit/s: {took:.2f} s; {_lag(lt, na)}")
-    return took
+    # The bucket holds the block for one timer of ~8 s; a loop that is blocked (seen: 10.8 s at load
+    # 30+) fires it late by at most its worst lateness of the last minute, which the emulation
+    # cannot help: the upper bound allows exactly that, so on a healthy loop it stays 8.8 s.
+    late = lt.eval(lambda: max(n.lag.summary()["max_s"] for n in (na, nb)))  # one loop, or one each
+    return took, late
 
 
 def test_a_1mb_block_over_a_1mbit_upload_takes_8s(lt, make_node):
-    took = _block_over_slow_link(lt, make_node, {"up_kbit": 1000}, {})
-    assert 7.2 <= took <= 8.8, took
+    took, late = _block_over_slow_link(lt, make_node, {"up_kbit": 1000}, {})
+    assert 7.2 <= took <= 8.8 + late, (took, late)
 
 
 def test_a_1mb_block_over_a_1mbit_download_takes_8s(lt, make_node):
-    took = _block_over_slow_link(lt, make_node, {}, {"down_kbit": 1000})
-    assert 7.2 <= took <= 8.8, took
+    took, late = _block_over_slow_link(lt, make_node, {}, {"down_kbit": 1000})
+    assert 7.2 <= took <= 8.8 + late, (took, late)
 
 
 def test_a_skewed_clock_is_seen_by_peers_with_that_offset(lt, make_node):
