@@ -12,27 +12,20 @@ Only objects of this test's run are touched; the bitcoind image it built is remo
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from harness.backends.client import ControlClient
-from harness.backends.docker import bitcoind as dbtc
 from harness.backends.docker import engine
-from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image
 from harness.backends.registry import make_backend
-from harness.run import runner
 from harness.run.rundir import RunDir
-from tests.bitcoind import require_bitcoind
-from tests.real import docker_engine
+from tests.harness.docker_bitcoind import bitcoind_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.bitcoind, pytest.mark.timeout(900)]
 
-BASE_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", LOCAL_BASE_IMAGE)
 TAG = "harness-node:test-docker-bitcoind"
 RELAY_TIMEOUT = 180.0  # 101 blocks through the light nodes, then the payment, on a shared engine
 SCENARIO = """\
@@ -68,70 +61,50 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
 
 
 def test_bitcoind_members_in_containers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    binary = str(require_bitcoind())
-    client = docker_engine(BASE_IMAGE)
-    build_node_image(TAG, BASE_IMAGE, client=client)
-    monkeypatch.setenv("HARNESS_IMAGE", TAG)
-    monkeypatch.setenv("HARNESS_BITCOIND", binary)
-    scenario = tmp_path / "docker-bitcoind.yaml"
-    scenario.write_text(SCENARIO)
-    run_dir = tmp_path / "run"
-    bitcoind_image = dbtc.image_tag(binary, client.images.get(TAG).id)
-    try:
-        state = runner.deploy(scenario, "docker", run_dir, wait=True)
+    with bitcoind_run(tmp_path, monkeypatch, TAG, SCENARIO) as run:
+        client, state, bitcoind_image = run.client, run.state, run.bitcoind_image
         token = state.control_token or ""
-        be = make_backend("docker", RunDir(run_dir))
-        try:
-            plan = be.plan
-            eps = be.node_endpoints()
-            containers = {c.labels["harness.io/member"]: c for c in engine.of_run(client, state.run_id)[0]}
-            for name in ("bitcoind-0", "bitcoind-1"):
-                assert containers[name].image.tags == [bitcoind_image]
-                assert containers[name].labels["harness.io/role"] == "bitcoind"
-                assert not eps[name].address.startswith("127.")  # it answers at its container IP
+        be = make_backend("docker", RunDir(run.run_dir))
+        plan = be.plan
+        eps = be.node_endpoints()
+        containers = {c.labels["harness.io/member"]: c for c in engine.of_run(client, state.run_id)[0]}
+        for name in ("bitcoind-0", "bitcoind-1"):
+            assert containers[name].image.tags == [bitcoind_image]
+            assert containers[name].labels["harness.io/role"] == "bitcoind"
+            assert not eps[name].address.startswith("127.")  # it answers at its container IP
 
-            async def pay() -> str:
-                async with ControlClient(token) as c:
-                    return await c.inject_tx(eps["bitcoind-0"])
+        async def pay() -> str:
+            async with ControlClient(token) as c:
+                return await c.inject_tx(eps["bitcoind-0"])
 
-            txid = _run(pay())
+        txid = _run(pay())
 
-            async def seen() -> Any:
-                async with ControlClient(token, timeout=5.0, retries=0) as c:
-                    return await c.item(eps["bitcoind-1"], "tx", txid)
+        async def seen() -> Any:
+            async with ControlClient(token, timeout=5.0, retries=0) as c:
+                return await c.item(eps["bitcoind-1"], "tx", txid)
 
-            _wait(lambda: _run(seen()), RELAY_TIMEOUT, f"{txid} at bitcoind-1")
-            raw = [containers[n].exec_run(["python3", "-c", _RAW.format(txid=txid)]).output.decode().strip()
-                   for n in ("bitcoind-0", "bitcoind-1")]
-            assert raw[0] and raw[0] == raw[1], raw
+        _wait(lambda: _run(seen()), RELAY_TIMEOUT, f"{txid} at bitcoind-1")
+        raw = [containers[n].exec_run(["python3", "-c", _RAW.format(txid=txid)]).output.decode().strip()
+               for n in ("bitcoind-0", "bitcoind-1")]
+        assert raw[0] and raw[0] == raw[1], raw
 
-            async def statuses() -> dict[str, Any]:
-                async with ControlClient(token) as c:
-                    return await c.gather(list(eps.values()), c.status)
+        async def statuses() -> dict[str, Any]:
+            async with ControlClient(token) as c:
+                return await c.gather(list(eps.values()), c.status)
 
-            by_name = _run(statuses())
-            planned = {n.address: n.name for n in plan.peers()}
-            for name in ("bitcoind-0", "bitcoind-1"):
-                spec = plan.node(name)
-                peers = by_name[name]["peers"]
-                # it dialled its planned light nodes and reports them by their planned addresses
-                assert sorted(p["address"] for p in peers if p["direction"] == "outbound") == sorted(spec.config["connect"])
-                assert by_name[name]["address"] == f"{spec.address}:{spec.p2p_port}"
-                # each of those light nodes attributes the bitcoind's container IP to its planned address
-                for peer in spec.config["connect"]:
-                    light = planned[peer.rpartition(":")[0]]
-                    inbound = {p["address"].rsplit(":", 1)[0] for p in by_name[light]["peers"] if p["direction"] == "inbound"}
-                    assert spec.address in inbound, (light, inbound)
-        finally:
-            summary = runner.down(run_dir)
-        assert not summary["left"].get("container")
-        assert not any(engine.of_run(client, state.run_id))
-    finally:
-        try:
-            client.images.remove(bitcoind_image, force=True)
-        except docker.errors.ImageNotFound:
-            pass
-        client.close()
+        by_name = _run(statuses())
+        planned = {n.address: n.name for n in plan.peers()}
+        for name in ("bitcoind-0", "bitcoind-1"):
+            spec = plan.node(name)
+            peers = by_name[name]["peers"]
+            # it dialled its planned light nodes and reports them by their planned addresses
+            assert sorted(p["address"] for p in peers if p["direction"] == "outbound") == sorted(spec.config["connect"])
+            assert by_name[name]["address"] == f"{spec.address}:{spec.p2p_port}"
+            # each of those light nodes attributes the bitcoind's container IP to its planned address
+            for peer in spec.config["connect"]:
+                light = planned[peer.rpartition(":")[0]]
+                inbound = {p["address"].rsplit(":", 1)[0] for p in by_name[light]["peers"] if p["direction"] == "inbound"}
+                assert spec.address in inbound, (light, inbound)
 
 
 # Inside a bitcoind container: the raw tx from its own RPC (the supervisor's config has the credentials).

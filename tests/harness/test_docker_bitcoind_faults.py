@@ -8,44 +8,29 @@ Only objects of this test's run are touched; the bitcoind image it built is remo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import docker
 import pytest
 
 from typer.testing import CliRunner
 
-from harness.backends.docker import bitcoind as dbtc
 from harness.backends.docker import engine
-from harness.backends.images import LOCAL_BASE_IMAGE, build_node_image
 from harness.backends.registry import make_backend
 from harness.cli.app import app
 from harness.run import runner
 from harness.run.rundir import RunDir
-from tests.bitcoind import require_bitcoind
 from tests.harness.bitcoind_faults import ANSWER_TIMEOUT_S, SCENARIO, pings_unanswered, probe, silent, status, wait_for
-from tests.real import docker_engine
+from tests.harness.docker_bitcoind import bitcoind_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.bitcoind, pytest.mark.timeout(900)]
 
-BASE_IMAGE = os.environ.get("HARNESS_BASE_IMAGE", LOCAL_BASE_IMAGE)
 TAG = "harness-node:test-docker-bitcoind-faults"
 
 
 def test_pause_resume_and_restart_a_bitcoind_container(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    binary = str(require_bitcoind())
-    client = docker_engine(BASE_IMAGE)
-    build_node_image(TAG, BASE_IMAGE, client=client)
-    monkeypatch.setenv("HARNESS_IMAGE", TAG)
-    monkeypatch.setenv("HARNESS_BITCOIND", binary)
-    scenario = tmp_path / "faults.yaml"
-    scenario.write_text(SCENARIO.format(nodes=4))
-    run_dir = tmp_path / "run"
-    bitcoind_image = dbtc.image_tag(binary, client.images.get(TAG).id)
     peer = None
-    try:
-        state = runner.deploy(scenario, "docker", run_dir, wait=True)
+    with bitcoind_run(tmp_path, monkeypatch, TAG, SCENARIO.format(nodes=4)) as run:
+        client, state, run_dir = run.client, run.state, run.run_dir
         token = state.control_token or ""
         try:
             be = make_backend("docker", RunDir(run_dir))
@@ -90,12 +75,3 @@ def test_pause_resume_and_restart_a_bitcoind_container(tmp_path: Path, monkeypat
         finally:
             if peer is not None:
                 peer.close()
-            summary = runner.down(run_dir)
-        assert not summary["left"].get("container")
-        assert not any(engine.of_run(client, state.run_id))
-    finally:
-        try:
-            client.images.remove(bitcoind_image, force=True)
-        except docker.errors.ImageNotFound:
-            pass
-        client.close()

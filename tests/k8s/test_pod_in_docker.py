@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,47 @@ def run_id(engine: Any) -> Iterator[str]:
             net.remove()
 
 
+@dataclass
+class Release:
+    """A release rendered from the k8s backend's own values, its pods run as containers on a Docker
+    network whose DNS answers the pods' stable names (<pod>.<statefulset>.<namespace>.svc)."""
+
+    plan: Any
+    name: str
+    namespace: str
+    objects: list[dict[str, Any]]
+    network: str
+    containers: dict[str, Any]  # pod name -> container
+
+    def run(self, engine: Any, run_id: str, tmp_path: Path, workload: str, index: int, **kw: Any) -> Any:
+        sts = named(self.objects, "StatefulSet", f"{self.name}-{workload}")
+        pod = f"{self.name}-{workload}-{index}"
+        self.containers[pod] = run_pod(engine, run_id, self.objects, sts, pod, tmp_path, network=self.network,
+                                       alias=f"{pod}.{sts['metadata']['name']}.{self.namespace}.svc", **kw)
+        return self.containers[pod]
+
+
+def start_release(engine: Any, run_id: str, tmp_path: Path, scenario: str, rid: str, pods: dict[str, int],
+                  **options: Any) -> Release:
+    """`scenario` planned and rendered as release `rid` (ValuesOptions `options`, the test image), and
+    `pods[workload]` pods of each StatefulSet started."""
+    from harness.backends.k8s.layout import namespace_for, release_name
+    from harness.backends.k8s.values import ValuesOptions, chart_values
+    from harness.plan.planner import plan_file
+
+    (tmp_path / "scenario.yaml").write_text(scenario)
+    plan = plan_file(tmp_path / "scenario.yaml")
+    release, namespace = release_name(rid), namespace_for(rid)
+    objects = render(chart_values(plan, rid, ValuesOptions(image=TAG, **options), token=TOKEN),
+                     release=release, namespace=namespace)
+    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
+    out = Release(plan, release, namespace, objects, network.name, {})
+    for workload, count in pods.items():
+        for i in range(count):
+            out.run(engine, run_id, tmp_path, workload, i)
+    return out
+
+
 def test_a_packed_pod_runs_its_own_nodes_with_the_secret_token(engine: Any, run_id: str, tmp_path: Path) -> None:
     # configMapMaxBytes small enough that the group's configs span several chunks.
     objects = render(make_values(nodes=16, nodes_per_pod=2, configMapMaxBytes=4096))
@@ -261,21 +303,8 @@ def test_attacker_pods_ban_themselves_on_their_victims_by_planned_address(engine
     transport.json and dials them; each victim charges the misbehaviour to the identity's planned
     address (inbound_hosts: one planned address per attacker pod) and bans it, never a pod IP. The
     identities' control sites answer on the wildcard bind, and need the Secret's token to stop."""
-    from harness.backends.k8s.layout import namespace_for, release_name
-    from harness.backends.k8s.values import ValuesOptions, chart_values
-    from harness.plan.planner import plan_file
-
-    (tmp_path / "spam.yaml").write_text(SPAM_SCENARIO)
-    plan = plan_file(tmp_path / "spam.yaml")
-    rid = "5ba40000"
-    release, namespace = release_name(rid), namespace_for(rid)
-    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=3, image=TAG), token=TOKEN),
-                     release=release, namespace=namespace)
-    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
-    pods = {f"{release}-victims-0": named(objects, "StatefulSet", f"{release}-victims"),
-            **{f"{release}-spam-{i}": named(objects, "StatefulSet", f"{release}-spam") for i in range(2)}}
-    containers = {pod: run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
-                               alias=f"{pod}.{sts['metadata']['name']}.{namespace}.svc") for pod, sts in pods.items()}
+    rel = start_release(engine, run_id, tmp_path, SPAM_SCENARIO, "5ba40000", {"victims": 1, "spam": 2}, nodes_per_pod=3)
+    plan, release, containers = rel.plan, rel.name, rel.containers
     identities = {f"spam-{i}": plan.node(f"spam-{i}").address for i in range(2)}
     for i, name in enumerate(identities):
         attacker = containers[f"{release}-spam-{i}"]
@@ -325,21 +354,9 @@ def test_a_node_dials_a_listening_attacker_pod_by_its_planned_address(engine: An
     handshake completes, node-1 knows the peer only by its planned address, poison-0 counts its
     victim, and its getaddr answer / addr push teaches node-1 poison-1's planned address (every
     identity of the entry: the plan hands each the entry's addresses)."""
-    from harness.backends.k8s.layout import namespace_for, release_name
-    from harness.backends.k8s.values import ValuesOptions, chart_values
-    from harness.plan.planner import plan_file
-
-    (tmp_path / "bootstrap.yaml").write_text(BOOTSTRAP_SCENARIO)
-    plan = plan_file(tmp_path / "bootstrap.yaml")
-    rid = "b0075000"
-    release, namespace = release_name(rid), namespace_for(rid)
-    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=2, image=TAG), token=TOKEN),
-                     release=release, namespace=namespace)
-    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
-    pods = {f"{release}-victims-0": named(objects, "StatefulSet", f"{release}-victims"),
-            **{f"{release}-poison-{i}": named(objects, "StatefulSet", f"{release}-poison") for i in range(2)}}
-    containers = {pod: run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
-                               alias=f"{pod}.{sts['metadata']['name']}.{namespace}.svc") for pod, sts in pods.items()}
+    rel = start_release(engine, run_id, tmp_path, BOOTSTRAP_SCENARIO, "b0075000", {"victims": 1, "poison": 2},
+                        nodes_per_pod=2)
+    plan, release, containers = rel.plan, rel.name, rel.containers
     identity, fellow = plan.node("poison-0"), plan.node("poison-1")
     attacker = containers[f"{release}-poison-0"]
     attacker_url = f"http://127.0.0.1:{host_port(attacker, 18445)}"
@@ -390,29 +407,16 @@ def test_a_bitcoind_pod_dials_light_pods_and_both_sides_name_planned_addresses(
     IPs never leak into its /status), and the light nodes name it by its planned address too. A
     block it mines reaches the light nodes."""
     from harness.backends.docker import bitcoind as dbtc
-    from harness.backends.k8s.layout import namespace_for, release_name
-    from harness.backends.k8s.values import ValuesOptions, chart_values
-    from harness.plan.planner import plan_file
     from tests.bitcoind import require_bitcoind
 
     image = dbtc.ensure_image(engine, TAG, str(require_bitcoind()))
     request_cleanup.append(image)
-    (tmp_path / "bitcoind.yaml").write_text(BITCOIND_SCENARIO)
-    plan = plan_file(tmp_path / "bitcoind.yaml")
-    rid = "b17c0100"
-    release, namespace = release_name(rid), namespace_for(rid)
-    objects = render(chart_values(plan, rid, ValuesOptions(nodes_per_pod=1, image=TAG, bitcoind_image=image),
-                                  token=TOKEN), release=release, namespace=namespace)
-    network = engine.networks.create(f"harness-test-{run_id}", driver="bridge", labels={"harness.test.run": run_id})
-    pods = {f"{release}-honest-{i}": named(objects, "StatefulSet", f"{release}-honest") for i in range(3)}
-    for pod, sts in pods.items():
-        run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
-                alias=f"{pod}.{sts['metadata']['name']}.{namespace}.svc")
-    sts = named(objects, "StatefulSet", f"{release}-bitcoind")
+    rel = start_release(engine, run_id, tmp_path, BITCOIND_SCENARIO, "b17c0100", {"honest": 3},
+                        nodes_per_pod=1, bitcoind_image=image)
+    plan, release = rel.plan, rel.name
+    sts = named(rel.objects, "StatefulSet", f"{release}-bitcoind")
     assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == image
-    pod = f"{release}-bitcoind-0"
-    member = run_pod(engine, run_id, objects, sts, pod, tmp_path, network=network.name,
-                     alias=f"{pod}.{release}-bitcoind.{namespace}.svc", image=image)
+    member = rel.run(engine, run_id, tmp_path, "bitcoind", 0, image=image)
     url = f"http://127.0.0.1:{host_port(member, 18445)}"
     spec = plan.node("bitcoind-0")
     connect = {p.rpartition(":")[0] for p in spec.config["connect"]}
