@@ -55,3 +55,14 @@ def _nothing_outlives_its_test(tmp_path: Path) -> Iterator[None]:
             pass
     if left:
         warnings.warn(f"killed what the test left running under {tmp_path}: {left}", stacklevel=1)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Waits that passed after more than half their timeout (tests/waiting.py): the bounds a slower
+    machine would break first."""
+    from tests.waiting import NEAR_MISS_SHARE, NEAR_MISSES
+
+    if NEAR_MISSES:
+        terminalreporter.section(f"waits that used more than {NEAR_MISS_SHARE:.0%} of their timeout")
+        for miss in sorted(NEAR_MISSES, key=lambda m: m.waited / m.timeout, reverse=True):
+            terminalreporter.write_line(f"{miss.waited:7.1f} s of {miss.timeout:5.0f} s  {miss.test}: {miss.what}")

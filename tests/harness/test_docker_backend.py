@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from functools import partial
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from harness.errors import BackendError
 from harness.run import runner
 from harness.run.rundir import RunDir
 from tests.real import docker_engine
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -44,7 +46,11 @@ TAG = "harness-node:test-docker-backend"
 PROMETHEUS_TAG = "harness-prometheus:test-docker-backend"  # built from the base and Debian's package
 SCRAPE_TIMEOUT = 60.0
 HEALTH_TIMEOUT = 90.0  # start period 20 s, interval 30 s (node_image/Dockerfile)
-FORM_TIMEOUT = 60.0  # every node has an outbound peer (seeder delay 0.55 s at time_scale 0.05)
+# Every node has an outbound peer: 5 s on an idle machine. A node whose seeder has crawled nobody yet
+# asks again after 0.55 s, doubling (x 1-1.5) each time (addr/bootstrap.py), so a seeder slowed by a
+# loaded engine can push a node's first peer past a minute (one CI run: 60 s was not enough in the
+# packed variant). The failure message names each node without one and what it knew.
+FORM_TIMEOUT = 120.0
 RELAY_TIMEOUT = 30.0
 # After a heal the partitioned node's TCP connections resume only when a retransmission gets
 # through (exponential back-off, seconds to tens of seconds) or its peers time it out and it dials
@@ -54,6 +60,7 @@ HEAL_RELAY_TIMEOUT = 120.0
 # moment every member answered; collecting from 32 members on a loaded machine takes seconds more.
 RESULTS_TIMEOUT = 180.0
 SPAM_TARGETS = {"node-20", "node-21", "node-22"}  # the scenario's spam entry
+wait = partial(wait_until, interval=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -83,21 +90,25 @@ async def _statuses(token: str, eps: list[Endpoint]) -> dict[str, Any]:
         return await c.gather(eps, lambda ep: c.status(ep, retries=0))
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what() if callable(what) else what}")
-        time.sleep(0.5)
 
 
-def _formed(token: str, eps: dict[str, Endpoint]) -> bool:
+def _formed(token: str, eps: dict[str, Endpoint], lacking: dict[str, Any] | None = None) -> bool:
+    """Every node has an outbound peer past the handshake; ``lacking`` gets, for each node that has
+    none, what it answered (its peers, peering and bootstrap state, or the error), for the failure message."""
     results = _run(_statuses(token, list(eps.values())))
-    return all(not isinstance(r, ControlAPIError) and any(p["direction"] == "outbound" and p["handshake_done"]
-                                                          for p in r["peers"]) for r in results.values())
+    without = {n: r for n, r in results.items()
+               if isinstance(r, ControlAPIError)
+               or not any(p["direction"] == "outbound" and p["handshake_done"] for p in r["peers"])}
+    if lacking is not None:
+        lacking.clear()
+        lacking.update({n: r if isinstance(r, ControlAPIError) else
+                        {k: r.get(k) for k in ("peers", "peering", "bootstrap")} for n, r in without.items()})
+    return not without
+
+
+def _wait_formed(token: str, eps: dict[str, Endpoint], what: str) -> None:
+    lacking: dict[str, Any] = {}
+    wait(lambda: _formed(token, eps, lacking), FORM_TIMEOUT, lambda: f"{what} (lacking: {lacking})")
 
 
 def _tx_everywhere(token: str, source: Endpoint, eps: list[Endpoint], timeout: float = RELAY_TIMEOUT) -> str:
@@ -115,7 +126,7 @@ def _tx_everywhere(token: str, source: Endpoint, eps: list[Endpoint], timeout: f
         lacking[:] = sorted(n for n, r in results.items() if isinstance(r, ControlAPIError) or r is None)
         return not lacking
 
-    _wait(lambda: _run(seen()), timeout, lambda: f"tx {txid} at every one of {len(eps)} nodes (lacking: {lacking})")
+    wait(lambda: _run(seen()), timeout, lambda: f"tx {txid} at every one of {len(eps)} nodes (lacking: {lacking})")
     return txid
 
 
@@ -129,7 +140,7 @@ def _controller_results(run_dir: Path) -> Results:
         results = Results.from_dict(journal.read_json(journal.results_file))
         return results if results.phase == "done" else None
 
-    return _wait(done, RESULTS_TIMEOUT, "the controller's results (phase done)")
+    return wait(done, RESULTS_TIMEOUT, "the controller's results (phase done)")
 
 
 def _spammer_banned_and_no_honest_node(results: Results) -> None:
@@ -200,7 +211,7 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
         assert all(not ep.address.startswith("127.") for ep in eps.values()), subnet
 
         # the network forms, and peers know each other by their planned (127.a.b.c) addresses
-        _wait(lambda: _formed(token, eps), FORM_TIMEOUT, "every node has an outbound peer")
+        _wait_formed(token, eps, "every node has an outbound peer")
         # (a packed container's inbound peer is attributed when its version arrives, so only peers
         # past the handshake are judged; the seeder's crawler is a planned member too)
         planned = {n.address for n in plan.nodes}
@@ -210,7 +221,7 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
 
         # the run's Prometheus scrapes every node, the spam identity, the seeder and the controller
         prometheus = state.backend_state["monitoring"]["prometheus"]
-        _wait(lambda: _scraped(prometheus, 33), SCRAPE_TIMEOUT, "Prometheus has 33 healthy targets")
+        wait(lambda: _scraped(prometheus, 33), SCRAPE_TIMEOUT, "Prometheus has 33 healthy targets")
 
         # a transaction reaches every node
         _tx_everywhere(token, eps["node-0"], list(eps.values()))
@@ -222,7 +233,7 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
 
         # the image's HEALTHCHECK (every 30 s) finds the seeder's control API answering
         seeder = docker.from_env().containers.get(be._container_name(run_id, "seeder"))
-        _wait(lambda: seeder.reload() or seeder.attrs["State"]["Health"]["Status"] == "healthy", HEALTH_TIMEOUT,
+        wait(lambda: seeder.reload() or seeder.attrs["State"]["Health"]["Status"] == "healthy", HEALTH_TIMEOUT,
               "the seeder container is healthy")
 
         # `harness logs MEMBER` reads a container's log through the backend; an unknown member is exit 2
@@ -267,7 +278,7 @@ def _native_faults(be: Any, token: str, eps: dict[str, Endpoint]) -> None:
     be.kill_node("node-5")
     assert client.containers.get(name(run_id, "node-5")).status == "exited"
     be.restart_node("node-5")
-    _wait(lambda: _formed(token, {"node-5": eps["node-5"]}), FORM_TIMEOUT, "restarted node-5 has an outbound peer")
+    _wait_formed(token, {"node-5": eps["node-5"]}, "restarted node-5 has an outbound peer")
     _tx_everywhere(token, eps["node-1"], list(eps.values()))
 
     # pause: a real freeze, its control API no longer answers; unpause: it answers again

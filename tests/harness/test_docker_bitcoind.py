@@ -12,7 +12,7 @@ Only objects of this test's run are touched; the bitcoind image it built is remo
 from __future__ import annotations
 
 import asyncio
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,13 @@ from harness.backends.docker import engine
 from harness.backends.registry import make_backend
 from harness.run.rundir import RunDir
 from tests.harness.docker_bitcoind import bitcoind_run
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.bitcoind, pytest.mark.timeout(900)]
 
 TAG = "harness-node:test-docker-bitcoind"
 RELAY_TIMEOUT = 180.0  # 101 blocks through the light nodes, then the payment, on a shared engine
+wait = partial(wait_until, interval=1.0)
 SCENARIO = """\
 name: docker-bitcoind
 seed: 5
@@ -46,18 +48,6 @@ def _run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - a member not answering yet
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1.0)
 
 
 def test_bitcoind_members_in_containers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,10 +70,13 @@ def test_bitcoind_members_in_containers(tmp_path: Path, monkeypatch: pytest.Monk
         txid = _run(pay())
 
         async def seen() -> Any:
-            async with ControlClient(token, timeout=5.0, retries=0) as c:
-                return await c.item(eps["bitcoind-1"], "tx", txid)
+            try:
+                async with ControlClient(token, timeout=5.0, retries=0) as c:
+                    return await c.item(eps["bitcoind-1"], "tx", txid)
+            except Exception:  # noqa: BLE001 - a member not answering yet
+                return None
 
-        _wait(lambda: _run(seen()), RELAY_TIMEOUT, f"{txid} at bitcoind-1")
+        wait(lambda: _run(seen()), RELAY_TIMEOUT, f"{txid} at bitcoind-1")
         raw = [containers[n].exec_run(["python3", "-c", _RAW.format(txid=txid)]).output.decode().strip()
                for n in ("bitcoind-0", "bitcoind-1")]
         assert raw[0] and raw[0] == raw[1], raw
