@@ -18,7 +18,7 @@ from harness.analysis.model import Observations, PrivacyScore, SpamRun
 from harness.analysis.privacy import ALL_POLICIES
 from harness.analysis.figures.bans import honest_nodes_banned, time_to_ban
 from harness.analysis.figures.bootstrap import censorship, heal_times, seeder_honest_at, victim_block_delays
-from harness.analysis.figures.eclipse import EclipseShare, VictimEclipse, attacker_share, eclipse_figures, eclipse_share
+from harness.analysis.figures.eclipse import EclipseShare, VictimEclipse, eclipse_figures, eclipse_share
 from harness.analysis.figures.propagation import time_to_reach
 from harness.plan.model import CheckPlan, Plan
 from harness.analysis.model import CheckResult, CheckVerdict

@@ -1,4 +1,4 @@
-"""The `harness` command (app.py) and how it shows results (render.py)."""
+"""The `harness` command (app.py; its shared options in options.py, `harness image` in image.py) and how it shows results (render.py)."""
 
 from __future__ import annotations
 

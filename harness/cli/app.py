@@ -1,7 +1,7 @@
 """The `harness` command: a thin client of the library (harness.run.runner).
 
 Commands are a few lines each; domain errors (HarnessError) are raised deep, caught once in
-`_boundary`, printed with rich to stderr, and turned into the exit code the error carries.
+`options.boundary`, printed with rich to stderr, and turned into the exit code the error carries.
 Output: tables and live progress at a terminal; otherwise one plain line per command, or the
 JSON with --json (harness.cli.render).
 """
@@ -12,8 +12,7 @@ import enum
 import json as jsonlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, Optional
@@ -21,9 +20,26 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 
-from harness.backends import registry
 from harness.backends.base import BackendError
 from harness.cli import render
+from harness.cli.image import image_app
+from harness.cli.options import (
+    Backend,
+    BackendOption,
+    BitcoindOption,
+    GrafanaImageOption,
+    JsonOption,
+    KubeContextOption,
+    MonitorOption,
+    NodesPerPodOption,
+    OutOption,
+    PrometheusImageOption,
+    RunDirOption,
+    ScenarioFile,
+    SeedOption,
+    WaitOption,
+    boundary,
+)
 from harness.errors import BackendUnavailable, ExitCode, HarnessError
 from harness.plan.model import Plan
 from harness.plan.planner import plan_file
@@ -38,61 +54,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-
-
-# The --backend choices: every name the registry knows (one that is not built yet says so, exit 2).
-Backend = enum.Enum("Backend", {name: name for name in registry.names()}, type=str)  # type: ignore[misc]
-
-
-LoadTarget = enum.Enum("LoadTarget", {"kind": "kind", "minikube": "minikube"}, type=str)  # type: ignore[misc]
-
-ScenarioFile = Annotated[Path, typer.Argument(help="Scenario file (YAML).", show_default=False)]
-SeedOption = Annotated[Optional[int], typer.Option(
-    "--seed", help="Override the scenario's seed (same file + seed = same plan).", envvar="HARNESS_SEED")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
-BackendOption = Annotated[Backend, typer.Option(
-    "--backend", help=f"Where to run: {', '.join(registry.names())}.", envvar="HARNESS_BACKEND")]
-RunDirOption = Annotated[Optional[Path], typer.Option(
-    "--run-dir", help="The run's directory (state, plan, logs, results). deploy/run: default runs/<scenario name>; "
-                      "other commands: default the most recently deployed run under ./runs.",
-    envvar="HARNESS_RUN_DIR", show_default=False)]
-OutOption = Annotated[Optional[Path], typer.Option(
-    "--out", help="Report directory (report.json, junit.xml, summary.md, PNGs). Default: <run dir>/report.",
-    envvar="HARNESS_OUT", show_default=False)]
-MonitorOption = Annotated[bool, typer.Option(
-    "--monitor", help="Also start a Prometheus scraping every node, the seeder and the controller (local "
-                      "backend: needs prometheus and promtool installed; docker: and Grafana with the "
-                      "dashboards); prints the URLs. `harness down` stops them.")]
-PrometheusImageOption = Annotated[str, typer.Option(
-    "--prom-image", help="docker: Prometheus image for --monitor (`harness image build --prometheus` builds one).")]
-GrafanaImageOption = Annotated[str, typer.Option(
-    "--graf-image", help="docker: Grafana image for --monitor; empty: none.")]
-KubeContextOption = Annotated[Optional[str], typer.Option(
-    "--kube-context", help="k8s: the kubeconfig context of the cluster (default: the current one).",
-    envvar="HARNESS_KUBE_CONTEXT", show_default=False, rich_help_panel="Kubernetes (--backend k8s)")]
-NodesPerPodOption = Annotated[Optional[int], typer.Option(
-    "--nodes-per-pod", help="k8s: nodes packed into one pod (each keeps its name and planned address); "
-                            "default: the scenario's deploy.nodes_per_container, else 1.", show_default=False,
-    envvar="HARNESS_NODES_PER_POD", rich_help_panel="Kubernetes (--backend k8s)")]
-BitcoindOption = Annotated[Optional[Path], typer.Option(
-    "--bitcoind", help="local, docker: the bitcoind binary for the scenario's bitcoind members (default: the one "
-                       "scripts/fetch-bitcoind.sh fetches).", envvar="HARNESS_BITCOIND", show_default=False)]
-WaitOption = Annotated[bool, typer.Option(
-    "--wait/--no-wait", help="Then follow the network in a live status table; Ctrl-C stops following "
-                             "only: the network keeps running until `harness down`.")]
-
-
-@contextmanager
-def _boundary() -> Iterator[None]:
-    """The one place errors become messages and exit codes (no tracebacks for user errors)."""
-    try:
-        yield
-    except HarnessError as error:
-        render.print_error(error)
-        raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:
-        render.print_error(HarnessError("interrupted"))
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
 
 
 def _plan_file(file: Path, seed: int | None = None) -> Plan:
@@ -183,14 +144,14 @@ def _show_outcome(outcome: dict[str, Any], json: bool) -> None:
 @app.command()
 def validate(file: ScenarioFile) -> None:
     """Check a scenario file; print a one-line summary, or the first problem with file:line:col."""
-    with _boundary():
+    with boundary():
         typer.echo(render.summary(_plan_file(file)))
 
 
 @app.command()
 def plan(file: ScenarioFile, seed: SeedOption = None, json: JsonOption = False) -> None:
     """Show what a scenario would run: every node, its address and settings, the timeline, the checks."""
-    with _boundary():
+    with boundary():
         resolved = _plan_file(file, seed)
         if json:
             typer.echo(resolved.to_json(), nl=False)
@@ -215,7 +176,7 @@ def render_release(file: ScenarioFile, out: Annotated[Path, typer.Option("--out"
     """Write a scenario as files another tool deploys, without deploying: --backend k8s writes the
     release's values.yaml and manifests.yaml; --backend docker writes DIR/compose.yaml and DIR/config/
     (`docker compose -f DIR/compose.yaml up -d`)."""
-    with _boundary():
+    with boundary():
         if backend.value == "docker":
             from harness.backends.docker import compose
 
@@ -260,7 +221,7 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
     prints the run directory, the controller URL (and with --monitor the Prometheus and Grafana
     URLs) and the next commands.
     """
-    with _boundary():
+    with boundary():
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         with render.progress_display(_rich(json)) as on_event:
             state = _runner().deploy(file, backend.value, path, wait=True, seed=seed, on_event=on_event,
@@ -319,7 +280,7 @@ def run(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: See
     Exit 0 if every check passed, 1 if one failed, 2 for invalid input, 130 on Ctrl-C (after
     tearing everything down).
     """
-    with _boundary():
+    with boundary():
         path = run_dir or default_run_dir(_plan_file(file, seed).name)
         out = out or path / "report"
         with render.progress_display(_rich(json), "planning") as on_event:
@@ -354,7 +315,7 @@ def sweep(
     """
     from harness.run import sweep as sweeping
 
-    with _boundary():
+    with boundary():
         planned = sweeping.prepare(file, set_, seeds)
         out = out or DEFAULT_RUNS_ROOT / f"sweep-{planned.name}"
         code, files = sweeping.run_sweep(planned, out)
@@ -371,7 +332,7 @@ def sweep(
 @app.command()
 def status(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     """Show a deployed network: nodes up/down, peers in/out, height, mempool, bans, propagation so far."""
-    with _boundary():
+    with boundary():
         info = _runner().status(_resolve_run_dir(run_dir))
         _show(info, json, render.print_status, render.status_line)
 
@@ -381,7 +342,7 @@ def dashboard(run_dir: RunDirOption = None) -> None:
     """A live terminal view of a deployed run: nodes and peers, propagation so far, bans, eclipse
     shares, the timeline's last actions (from the nodes, the controller's /results and /metrics).
     `q` or Ctrl-C leaves; the run keeps going. Not a terminal: prints one snapshot."""
-    with _boundary():
+    with boundary():
         from harness.cli import dashboard as view  # rich's live view: only for this command
         from harness.run import dashboard as data
 
@@ -407,7 +368,7 @@ def inject(
     json: JsonOption = False,
 ) -> None:
     """Apply one timeline action to a running network, now (journaled like a timeline event)."""
-    with _boundary():
+    with boundary():
         runner = _runner()
         params = runner.check_action(action, _parse_params(param))  # a bad action fails before any lookup
         record = runner.inject(_resolve_run_dir(run_dir), action, target, params)
@@ -431,7 +392,7 @@ def capture(
     json: JsonOption = False,
 ) -> None:
     """Start or stop recording every message a running node sends and receives (docs/capture.md)."""
-    with _boundary():
+    with boundary():
         from harness.run import capture as capture_lib
 
         info = capture_lib.set_capture(_resolve_run_dir(run_dir), member, switch is CaptureSwitch.start)
@@ -451,7 +412,7 @@ def messages(
     json: JsonOption = False,
 ) -> None:
     """Print a node's captured messages, decoded, in time order (running or finished run)."""
-    with _boundary():
+    with boundary():
         from harness.run import capture as capture_lib
 
         found = capture_lib.messages(_resolve_run_dir(run_dir), member, peer, command)
@@ -470,7 +431,7 @@ def report(run_dir: RunDirOption = None, out: OutOption = None, json: JsonOption
 
     Works on a finished run, or on a running one (observed now). Exit 0 if every check passed, 1 otherwise.
     """
-    with _boundary():
+    with boundary():
         path = _resolve_run_dir(run_dir)
         out = out or path / "report"
         with render.progress_display(_rich(json), "writing the report") as on_event:
@@ -485,61 +446,17 @@ def logs(member: Annotated[str, typer.Argument(help="A member `harness status` l
                                                   "worker-0, seeder, controller ...", show_default=False)],
          run_dir: RunDirOption = None) -> None:
     """Print the log of one member of a run (any backend)."""
-    with _boundary():
+    with boundary():
         typer.echo(_runner().logs(_resolve_run_dir(run_dir), member), nl=False)
 
 
-image_app = typer.Typer(help="Build the image every member runs from (and a Prometheus image).", no_args_is_help=True)
 app.add_typer(image_app, name="image")
-
-
-@image_app.command("build")
-def image_build(
-    base: Annotated[Optional[str], typer.Option("--base", help="Base image (never pulled when given; "
-                                                "default python:3.12-slim, pulled if missing).")] = None,
-    tag: Annotated[str, typer.Option("--tag", help="Tag of the image built.")] = "harness-node:latest",
-    load: Annotated[Optional[LoadTarget], typer.Option("--load", help="Then load it into a local cluster.")] = None,
-    prometheus: Annotated[bool, typer.Option("--prometheus", help="Build a Prometheus image from the base image and "
-                                             "Debian's prometheus package instead (tag harness-prometheus:latest "
-                                             "unless --tag).")] = False,
-    with_bitcoind: Annotated[bool, typer.Option("--with-bitcoind", help="Also build harness-bitcoind:latest, the "
-                                                "image of bitcoind members on Kubernetes: this image with the "
-                                                "bitcoind binary (--bitcoind) copied in; --load loads it too.")] = False,
-    bitcoind: BitcoindOption = None,
-) -> None:
-    """Build and tag the node image (node, seeder, host of many nodes); --prometheus: a Prometheus image."""
-    from harness.backends import images
-
-    with _boundary():
-        if prometheus:
-            tag = "harness-prometheus:latest" if tag == "harness-node:latest" else tag
-            image_id = images.build_prometheus_image(tag, base)
-        else:
-            image_id = images.build_node_image(tag, base)
-        typer.echo(f"built {tag} ({image_id[:19]})")
-        built = [tag]
-        if with_bitcoind and not prometheus:
-            import docker
-
-            from harness.backends.docker import bitcoind as dbtc
-            from harness.backends.k8s.values import DEFAULT_BITCOIND_IMAGE
-            from harness.backends.local.bitcoind import resolve_binary
-
-            client = docker.from_env()
-            # the docker backend's recipe (tagged by the binary's and this image's digests), under the chart's default name
-            client.images.get(dbtc.ensure_image(client, tag, resolve_binary(str(bitcoind) if bitcoind else None))).tag(
-                *DEFAULT_BITCOIND_IMAGE.split(":"))
-            typer.echo(f"built {DEFAULT_BITCOIND_IMAGE}")
-            built.append(DEFAULT_BITCOIND_IMAGE)
-        for name in built if load is not None else []:
-            images.load_image(name, load.value)
-            typer.echo(f"loaded {name} into {load.value}")
 
 
 @app.command()
 def down(run_dir: RunDirOption = None, json: JsonOption = False) -> None:
     """Stop everything a deploy started. Idempotent: exit 0 when nothing runs."""
-    with _boundary():
+    with boundary():
         path = run_dir or _latest_run_dir()
         if path is None:
             summary: dict[str, Any] = {"already_down": True, "clean": True, "run_dir": None, "stopped": [], "left": {}}

@@ -36,7 +36,6 @@ from .net.linkem import LinkModel
 from .net.looplag import LoopLag, monitor_for
 from .net.peer import OUTBOUND_KINDS, LocalVersion, Peer
 from .net.sandbox import DialRefused, Sandbox
-from .net.stats import NodeStats
 from .net.shaping import Shaper
 from .net.stats import NodeStats
 from .peering.connman import ConnMan
@@ -46,7 +45,8 @@ from .relay.dandelion import Dandelion
 from .relay.relay import Relay
 from .timing import Clock
 from .wire.codec import NetAddr, hash_to_hex
-from .wire.messages import NODE_DANDELION, Block, Tx, msg_version
+from .wire.messages import NODE_DANDELION, msg_version
+from .wire.primitives import Block, Tx
 from .wire.synthetic import make_block, make_tx
 
 MISBEHAVIOUR_LOG = 10_000  # entries kept (a flood of 1-point messages is 100 entries per ban)

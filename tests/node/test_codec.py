@@ -38,13 +38,9 @@ from harness_node.wire.messages import (
     MSG_BLOCK,
     MSG_TX,
     MSG_WTX,
-    Block,
-    BlockHeader,
     CInv,
     Message,
-    Tx,
     decode,
-    merkle_root,
     msg_addr,
     msg_addrv2,
     msg_block,
@@ -68,6 +64,7 @@ from harness_node.wire.messages import (
     msg_version,
     msg_wtxidrelay,
 )
+from harness_node.wire.primitives import Block, BlockHeader, Tx, merkle_root
 
 # --- known vectors -----------------------------------------------------------------------------
 

@@ -14,9 +14,18 @@ from harness_node.peering.misbehaviour import DISCONNECT_ONLY, SCORES
 from harness_node.relay.relay import MAX_UNCONNECTING_HEADERS
 from harness_node.wire.codec import compact_size, var_bytes
 from harness_node.wire.messages import (
-    MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MAX_INV_SZ, MAX_LOCATOR_SZ, Block, BlockHeader, msg_getheaders,
-    msg_headers, msg_mempool, msg_ping, msg_tx, msg_verack, merkle_root,
+    MAX_ADDR_TO_SEND,
+    MAX_HEADERS_RESULTS,
+    MAX_INV_SZ,
+    MAX_LOCATOR_SZ,
+    msg_getheaders,
+    msg_headers,
+    msg_mempool,
+    msg_ping,
+    msg_tx,
+    msg_verack,
 )
+from harness_node.wire.primitives import Block, BlockHeader, merkle_root
 from harness_node.wire.synthetic import make_block, make_tx, meets_target
 
 from conftest import disconnect_reasons, peer_from

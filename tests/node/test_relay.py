@@ -8,8 +8,17 @@ import time
 import pytest
 
 from harness_node.wire.messages import (
-    MSG_BLOCK, MSG_TX, Block, BlockHeader, CInv, Tx, msg_block, msg_getdata, msg_getheaders, msg_headers, msg_inv, msg_tx,
+    MSG_BLOCK,
+    MSG_TX,
+    CInv,
+    msg_block,
+    msg_getdata,
+    msg_getheaders,
+    msg_headers,
+    msg_inv,
+    msg_tx,
 )
+from harness_node.wire.primitives import Block, BlockHeader, Tx
 from harness_node.wire.synthetic import make_block, make_tx, origin_of
 
 from conftest import peer_from

@@ -106,7 +106,7 @@ def restore(am: AddrTables, state: dict[str, Any], where: str = "addrman data") 
     must land exactly where it was (else AddrManCorruptError); with a changed rule, entries are
     re-bucketed (new ones by their primary source) and collisions are dropped, as in Core."""
 
-    def corrupt(msg: str) -> AddrTablesCorruptError:
+    def corrupt(msg: str) -> AddrManCorruptError:
         return AddrManCorruptError(f"{where}: {msg}")
 
     am._set_key(bytes.fromhex(state["key"]))
@@ -170,7 +170,7 @@ def _register(am: AddrTables, e: AddrInfo) -> None:
 
 
 def _check_structure(state: Any, where: str) -> None:
-    def bad(msg: str) -> AddrTablesCorruptError:
+    def bad(msg: str) -> AddrManCorruptError:
         return AddrManCorruptError(f"{where}: {msg}")
 
     if not isinstance(state, dict) or not {"key", "netgroups", "entries", "new"} <= state.keys():

@@ -2,107 +2,32 @@
 own listening socket (its 127.a.b.c:control_port) and a request is routed to the node whose socket
 it arrived on (the transport's sockname).
 
-Mutating calls (POST, DELETE) need `Authorization: Bearer <token>` when the node has a token.
+Mutating calls (POST, DELETE) need `Authorization: Bearer <token>` when the node has a token
+(request.py reads every request; chaos.py holds the network-emulation routes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import math
 import shutil
 import socket
+from collections.abc import Callable
 from io import BytesIO
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from ..chain.chain import BlockInvalid
-from ..config import MAX_CLOCK_SKEW, parse_endpoint
-from ..controlauth import bearer_ok
+from ..config import parse_endpoint
 from ..node import Node
-from ..wire.codec import DecodeError, hash_to_hex, hex_to_hash
-from ..wire.messages import Block, Tx
+from ..wire.codec import hash_to_hex
+from ..wire.primitives import Block, Tx
 from ..wire.synthetic import FILL_KINDS, MAX_SYNTHETIC_BLOCK
-from . import items
+from . import chaos, items
 from .metrics import exposition
-
-NODES = web.AppKey("nodes", dict)  # (ip, port) -> Node
-SERVER = web.AppKey("server", object)  # the ControlServer (for /shutdown and /restart)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class BadRequest(ValueError):
-    pass
-
-
-def node_for(request: web.Request) -> Node:
-    transport = request.transport
-    sock = transport.get_extra_info("sockname") if transport is not None else None
-    nodes: dict[tuple[str, int], Node] = request.app[NODES]
-    if sock is not None:
-        node = nodes.get((sock[0], sock[1]))
-        if node is not None:
-            return node
-        for (ip, port), node in nodes.items():  # a node listening on 0.0.0.0 / ::
-            if port == sock[1] and ipaddress.ip_address(ip).is_unspecified:
-                return node
-    raise web.HTTPNotFound(text=json.dumps({"error": "no node serves this address"}), content_type="application/json")
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authentication for mutating calls, and one place that turns bad input into 400."""
-    node = node_for(request)
-    if request.method in ("POST", "DELETE", "PUT") and not bearer_ok(request.headers, node.config.control_token):
-        return _error(401, "missing or wrong bearer token")
-    if getattr(node, "kept_stopped", False) and request.path != "/start":
-        # stopped with {"keep_control": true}: its site waits for POST /start and does nothing else
-        return _error(503 if request.path == "/status" else 409, f"node {node.name} is stopped; POST /start starts it")
-    try:
-        return await handler(request)
-    except (BadRequest, DecodeError) as e:
-        return _error(400, str(e))
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    text = await request.text()
-    if not text.strip():
-        return {}
-    try:
-        body = json.loads(text)
-    except ValueError as e:
-        raise BadRequest(f"body is not JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
-
-
-def _raw_hex(body: dict[str, Any]) -> bytes:
-    raw = body.get("raw")
-    if not isinstance(raw, str):
-        raise BadRequest("'raw' must be a hex string")
-    try:
-        return bytes.fromhex(raw)
-    except ValueError:
-        raise BadRequest("'raw' is not valid hex") from None
-
-
-def _hash_param(text: str) -> bytes:
-    try:
-        h = hex_to_hash(text)
-    except ValueError:
-        h = b""
-    if len(h) != 32:
-        raise BadRequest(f"{text!r} is not a 64-digit hex hash")
-    return h
-
+from .request import NODES, SERVER, BadRequest, error_response, guard, hash_param, json_body, node_for, raw_hex
 
 routes = web.RouteTableDef()
 
@@ -147,14 +72,14 @@ async def get_mempool(request: web.Request) -> web.Response:
 
 @routes.get("/tx/{txid}")
 async def get_tx(request: web.Request) -> web.Response:
-    rec = items.tx_record(node_for(request), _hash_param(request.match_info["txid"]))
-    return _error(404, "transaction not seen") if rec is None else web.json_response(rec)
+    rec = items.tx_record(node_for(request), hash_param(request.match_info["txid"]))
+    return error_response(404, "transaction not seen") if rec is None else web.json_response(rec)
 
 
 @routes.get("/block/{hash}")
 async def get_block(request: web.Request) -> web.Response:
-    rec = items.block_record(node_for(request), _hash_param(request.match_info["hash"]))
-    return _error(404, "block not seen") if rec is None else web.json_response(rec)
+    rec = items.block_record(node_for(request), hash_param(request.match_info["hash"]))
+    return error_response(404, "block not seen") if rec is None else web.json_response(rec)
 
 
 @routes.get("/items")
@@ -168,7 +93,7 @@ async def get_items(request: web.Request) -> web.Response:
     record = {"tx": items.tx_record, "block": items.block_record}
     out: dict[str, dict[str, Any]] = {}
     for kind, ids in wanted.items():
-        found = ((i, record[kind](node, _hash_param(i))) for i in ids)
+        found = ((i, record[kind](node, hash_param(i))) for i in ids)
         out[kind] = {i: rec for i, rec in found if rec is not None}
     return web.json_response(out)
 
@@ -181,13 +106,13 @@ async def get_capture(request: web.Request) -> web.Response:
 @routes.post("/capture")
 async def post_capture(request: web.Request) -> web.Response:
     """{"on": true|false}: start or stop message capture (docs/capture.md); answers its state."""
-    on = (await _json_body(request)).get("on")
+    on = (await json_body(request)).get("on")
     if not isinstance(on, bool):
         raise BadRequest("'on' must be true or false")
     try:
         return web.json_response(node_for(request).set_capture(on))
     except ValueError as e:
-        return _error(409, str(e))
+        return error_response(409, str(e))
 
 
 @routes.post("/pause")
@@ -209,7 +134,7 @@ async def post_shutdown(request: web.Request) -> web.Response:
     how a node packed in a pod, which no process or pod can be started for alone, is started again."""
     node: Node = node_for(request)
     server: ControlServer = request.app[SERVER]
-    keep = (await _json_body(request)).get("keep_control", False)
+    keep = (await json_body(request)).get("keep_control", False)
     if not isinstance(keep, bool):
         raise BadRequest("'keep_control' must be true or false")
     if keep:
@@ -233,7 +158,7 @@ async def post_restart(request: web.Request) -> web.Response:
     site stays up (this response leaves on it); the host's other nodes keep running. What a node
     packed in a pod has for a restart, where the pod cannot be restarted for one node."""
     node: Node = node_for(request)
-    wipe = (await _json_body(request)).get("wipe_datadir", False)
+    wipe = (await json_body(request)).get("wipe_datadir", False)
     if not isinstance(wipe, bool):
         raise BadRequest("'wipe_datadir' must be true or false")
     server: ControlServer = request.app[SERVER]
@@ -246,11 +171,11 @@ async def post_start(request: web.Request) -> web.Response:
     """Start again a node stopped with {"keep_control": true}: a fresh node of the same config on the
     same ports and control site, its data directory kept unless {"wipe_datadir": true}."""
     node: Node = node_for(request)
-    wipe = (await _json_body(request)).get("wipe_datadir", False)
+    wipe = (await json_body(request)).get("wipe_datadir", False)
     if not isinstance(wipe, bool):
         raise BadRequest("'wipe_datadir' must be true or false")
     if not getattr(node, "kept_stopped", False):
-        return _error(409, f"node {node.name} is not stopped (POST /restart restarts a running node)")
+        return error_response(409, f"node {node.name} is not stopped (POST /restart restarts a running node)")
     server: ControlServer = request.app[SERVER]
     await server.restart(node, wipe)
     return web.json_response({"status": "running", "wipe_datadir": wipe})
@@ -259,25 +184,25 @@ async def post_start(request: web.Request) -> web.Response:
 @routes.post("/tx")
 async def post_tx(request: web.Request) -> web.Response:
     node: Node = node_for(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     if body.get("synthetic") is True:
         tx = node.inject_tx()
         return web.json_response({"txid": hash_to_hex(tx.txid), "accepted": True})
     if "raw" not in body:
         raise BadRequest("expected {\"synthetic\": true} or {\"raw\": \"<hex>\"}")
-    tx = Tx.from_bytes(_raw_hex(body))
+    tx = Tx.from_bytes(raw_hex(body))
     return web.json_response({"txid": hash_to_hex(tx.txid), "accepted": node.submit_tx(tx)})
 
 
 @routes.post("/block")
 async def post_block(request: web.Request) -> web.Response:
     node: Node = node_for(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     unknown = set(body) - {"raw", "synthetic", "include_mempool", "size", "fill"}
     if unknown:
         raise BadRequest(f"unknown field(s) {sorted(unknown)}")
     if "raw" in body:
-        f = BytesIO(_raw_hex(body))
+        f = BytesIO(raw_hex(body))
         block = Block.read(f)
         if f.read(1):
             raise BadRequest("trailing bytes after block")
@@ -303,7 +228,7 @@ async def post_block(request: web.Request) -> web.Response:
 @routes.post("/peers")
 async def post_peer(request: web.Request) -> web.Response:
     node: Node = node_for(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     address = body.get("address")
     if not isinstance(address, str):
         raise BadRequest("expected {\"address\": \"ip:port\"}")
@@ -313,7 +238,7 @@ async def post_peer(request: web.Request) -> web.Response:
         raise BadRequest(f"bad address {address!r}: {e}") from None
     if not node.sandbox.allows(ip):
         node.stats.sandbox_refused += 1
-        return _error(403, f"{ip} is outside the dial allowlist")
+        return error_response(403, f"{ip} is outside the dial allowlist")
     node.add_manual(ip, port)
     return web.json_response({"address": f"{ip}:{port}", "status": "connecting"}, status=202)
 
@@ -326,7 +251,7 @@ async def delete_peer(request: web.Request) -> web.Response:
     except ValueError as e:
         raise BadRequest(f"bad address: {e}") from None
     if not node.remove_manual(ip, port):
-        return _error(404, f"not connected to {ip}:{port}")
+        return error_response(404, f"not connected to {ip}:{port}")
     return web.json_response({"address": f"{ip}:{port}", "status": "disconnecting"})
 
 
@@ -346,7 +271,7 @@ async def get_bans(request: web.Request) -> web.Response:
 async def post_ban(request: web.Request) -> web.Response:
     """Ban an address or subnet by hand, like Core's `setban add` (body: address, reason?, duration?)."""
     node: Node = node_for(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     address, duration = body.get("address"), body.get("duration")
     if not isinstance(address, str):
         raise BadRequest("expected {\"address\": \"ip or cidr\", \"duration\": seconds?, \"reason\": text?}")
@@ -367,96 +292,6 @@ async def delete_bans(request: web.Request) -> web.Response:
     return web.json_response({"status": "cleared"})
 
 
-def _ips(body: dict[str, Any], field: str = "addresses") -> list[str]:
-    ips = body.get(field)
-    if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
-        raise BadRequest(f"'{field}' must be a list of planned IP addresses")
-    for ip in ips:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise BadRequest(f"'{field}': {ip!r} is not an IP address (give the planned address, no port)") from None
-    return ips
-
-
-def _number(body: dict[str, Any], field: str, nullable: bool = False) -> float | None:
-    value = body.get(field)
-    if value is None and nullable:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"'{field}' must be a number{' or null' if nullable else ''}")
-    return float(value)
-
-
-def _checked(setter: Callable[..., None], *args: Any) -> None:
-    """Apply a chaos setting; the node's own bounds (ValueError) become a 400 naming them."""
-    try:
-        setter(*args)
-    except ValueError as e:
-        raise BadRequest(str(e)) from None
-
-
-# Chaos faults (docs/chaos.md): the node-level network emulation every backend has.
-@routes.get("/chaos")
-async def get_chaos(request: web.Request) -> web.Response:
-    return web.json_response(node_for(request).chaos_status())
-
-
-@routes.post("/chaos/unreachable")
-async def post_unreachable(request: web.Request) -> web.Response:
-    """Partition: hold every message to these planned addresses and do not dial them, until
-    DELETE /chaos/unreachable (all) or POST /chaos/reachable (some)."""
-    node: Node = node_for(request)
-    ips = _ips(await _json_body(request))
-    return web.json_response({"unreachable": ips, "peers_affected": node.set_unreachable(ips, True)})
-
-
-@routes.post("/chaos/reachable")
-async def post_reachable(request: web.Request) -> web.Response:
-    node: Node = node_for(request)
-    ips = _ips(await _json_body(request))
-    return web.json_response({"reachable": ips, "peers_released": node.set_unreachable(ips, False)})
-
-
-@routes.delete("/chaos/unreachable")
-async def delete_unreachable(request: web.Request) -> web.Response:
-    return web.json_response({"peers_released": node_for(request).heal()})
-
-
-@routes.post("/chaos/loss")
-async def post_loss(request: web.Request) -> web.Response:
-    """Drop this share of messages sent to these planned addresses (0 ends it)."""
-    node: Node = node_for(request)
-    body = await _json_body(request)
-    ips, loss = _ips(body), _number(body, "loss")
-    _checked(node.set_loss, ips, loss)
-    return web.json_response({"addresses": ips, "loss": loss})
-
-
-@routes.post("/chaos/bandwidth")
-async def post_bandwidth(request: web.Request) -> web.Response:
-    """Upload/download caps in kbit/s over all of the node's links; null lifts a cap."""
-    node: Node = node_for(request)
-    body = await _json_body(request)
-    unknown = set(body) - {"up_kbit", "down_kbit"}
-    if unknown:
-        raise BadRequest(f"unknown field(s) {sorted(unknown)}; known: ['down_kbit', 'up_kbit']")
-    up, down = _number(body, "up_kbit", True), _number(body, "down_kbit", True)
-    _checked(node.set_bandwidth, up, down)
-    return web.json_response({"up_kbit": up, "down_kbit": down})
-
-
-@routes.post("/chaos/clock")
-async def post_clock(request: web.Request) -> web.Response:
-    """Skew the node's wall clock by `skew` seconds (0 ends it)."""
-    node: Node = node_for(request)
-    skew = _number(await _json_body(request), "skew")
-    if abs(skew) > MAX_CLOCK_SKEW:  # type: ignore[arg-type]
-        raise BadRequest(f"'skew' must be within +-{MAX_CLOCK_SKEW:g} seconds")
-    node.set_clock_skew(skew)  # type: ignore[arg-type]
-    return web.json_response({"skew": skew})
-
-
 @routes.get("/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
     return web.Response(body=exposition(node_for(request)), headers={"Content-Type": "text/plain; version=0.0.4"})
@@ -466,6 +301,7 @@ def make_app() -> web.Application:
     app = web.Application(middlewares=[guard])
     app[NODES] = {}
     app.add_routes(routes)
+    app.add_routes(chaos.routes)
     return app
 
 

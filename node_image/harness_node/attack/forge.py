@@ -12,9 +12,20 @@ from collections.abc import Callable
 from ..chain.chain import regtest_genesis
 from ..wire.codec import NetAddr
 from ..wire.messages import (
-    MAX_ADDR_TO_SEND, MAX_HEADERS_RESULTS, MAX_INV_SZ, MSG_TX, Block, BlockHeader, CInv, Tx, msg_addr, msg_block,
-    msg_getdata, msg_headers, msg_inv, msg_ping, msg_tx,
+    MAX_ADDR_TO_SEND,
+    MAX_HEADERS_RESULTS,
+    MAX_INV_SZ,
+    MSG_TX,
+    CInv,
+    msg_addr,
+    msg_block,
+    msg_getdata,
+    msg_headers,
+    msg_inv,
+    msg_ping,
+    msg_tx,
 )
+from ..wire.primitives import Block, BlockHeader, Tx
 from ..wire.synthetic import REGTEST_BITS, _serialize_tx, make_block, make_tx, meets_target
 from .base import AttackPeer
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..net.capture import MessageCapture
-from ..wire.codec import HEADER_SIZE, MAX_PROTOCOL_MESSAGE_LENGTH, checksum, parse_header, FramingError
+from ..wire.codec import HEADER_SIZE, FramingError, checksum, parse_header
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..wire.messages import MAX_HEADERS_RESULTS, Block, BlockHeader, Tx, merkle_root
+from ..wire.messages import MAX_HEADERS_RESULTS
+from ..wire.primitives import Block, BlockHeader, Tx, merkle_root
 from ..wire.synthetic import meets_target
 
 # Regtest genesis (kernel/chainparams.cpp CRegTestParams): the 2009 Times coinbase, nonce 2.

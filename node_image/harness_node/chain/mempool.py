@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..wire.messages import Tx
+from ..wire.primitives import Tx
 
 DEFAULT_MAX_MEMPOOL_SIZE_MB = 300  # policy/policy.h DEFAULT_MAX_MEMPOOL_SIZE_MB
 MB = 1_000_000

@@ -8,7 +8,7 @@ outputs" cannot be checked (the table leaves them out).
 
 from __future__ import annotations
 
-from ..wire.messages import Tx
+from ..wire.primitives import Tx
 
 MAX_BLOCK_WEIGHT = 4_000_000  # consensus/consensus.h
 WITNESS_SCALE_FACTOR = 4  # consensus/consensus.h

@@ -30,7 +30,8 @@ from .. import USER_AGENT
 from ..names import DANDELION_FLUFF_CAUSES
 from ..net.peer import Peer
 from ..wire.codec import hash_to_hex
-from ..wire.messages import NODE_DANDELION, Tx, msg_dandeliontx
+from ..wire.messages import NODE_DANDELION, msg_dandeliontx
+from ..wire.primitives import Tx
 from .relay import RelayHost
 
 MAX_STEM_POOL = 50_000  # testbed bound: a stem pool never outgrows Core's known-inventory filter

@@ -25,9 +25,21 @@ from ..net.peer import Peer
 from ..net.stats import NodeStats
 from ..timing import Timers
 from ..wire.messages import (
-    MAX_LOCATOR_SZ, MSG_BLOCK, MSG_TX, MSG_WITNESS_FLAG, MSG_WTX, Block, BlockHeader, CInv, Tx,
-    msg_block, msg_getdata, msg_getheaders, msg_headers, msg_inv, msg_notfound, msg_tx,
+    MAX_LOCATOR_SZ,
+    MSG_BLOCK,
+    MSG_TX,
+    MSG_WITNESS_FLAG,
+    MSG_WTX,
+    CInv,
+    msg_block,
+    msg_getdata,
+    msg_getheaders,
+    msg_headers,
+    msg_inv,
+    msg_notfound,
+    msg_tx,
 )
+from ..wire.primitives import Block, BlockHeader, Tx
 from ..wire.synthetic import origin_of
 
 INVENTORY_BROADCAST_PER_SECOND = 7  # net_processing.cpp

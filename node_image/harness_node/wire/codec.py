@@ -115,6 +115,10 @@ def read_compact_size(f: BytesIO) -> int:
     return v
 
 
+# Only guards memory while decoding; a 4 MB payload cannot hold more entries than this.
+DECODE_VECTOR_LIMIT = 4_000_000
+
+
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -146,11 +150,13 @@ def read_var_bytes(f: BytesIO, limit: int = MAX_PROTOCOL_MESSAGE_LENGTH) -> byte
     return read_exact(f, n)
 
 
-def read_vector_len(f: BytesIO, limit: int) -> int:
-    """Length of a vector; `limit` only guards memory (protocol caps are checked by the peer)."""
+def read_vector_len(f: BytesIO, limit: int = DECODE_VECTOR_LIMIT) -> int:
+    """Length of a vector; `limit` only guards memory (protocol caps are checked by the peer), by
+    default the most entries a 4 MB message could hold."""
     n = read_compact_size(f)
     if n > limit:
-        raise DecodeError(f"vector of {n} entries exceeds {limit}")
+        raise DecodeError(f"vector length {n} impossible in a 4 MB message" if limit == DECODE_VECTOR_LIMIT
+                          else f"vector of {n} entries exceeds {limit}")
     return n
 
 

@@ -12,7 +12,7 @@ import struct
 import time
 
 from .codec import compact_size, var_bytes
-from .messages import Block, BlockHeader, Tx, merkle_root
+from .primitives import Block, BlockHeader, Tx, merkle_root
 
 MARKER = b"HRNS"
 _PAYLOAD_LEN = len(MARKER) + 16 + 8  # 28
