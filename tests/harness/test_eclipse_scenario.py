@@ -134,11 +134,13 @@ def test_legacy_victims_are_eclipsed_in_every_seed(sweep: Path) -> None:
 
 
 def test_todays_countermeasures_keep_every_victim_at_the_same_budget(sweep: Path) -> None:
+    judged = 0
     for run in runs(sweep, "current"):
         victims = bootstrapped_victims(run)
-        # measured in one CI run: node-0 and node-2 had their 8 honest peers at 2 s, node-1 and node-3
-        # 4-5 of 8 until the flood, in both seeds (docs/results.md)
-        assert len(victims) >= 2, (run["seed"], run["observations"]["victims"])
+        # measured in two CI runs (12 seeds of both profiles): 1-2 of the 4 victims per seed had all 8
+        # honest peers before the flood, 2 in 5 of 6 seeds (docs/results.md)
+        assert victims, (run["seed"], run["observations"]["victims"])
+        judged += len(victims)
         assert not [v["victim"] for v in victims if v["eclipsed_at_end"]], (run["seed"], victims)
         if len(victims) == len(run["report"]["eclipse"]):  # every victim counted: the scenario's own check holds
             assert run["report"]["eclipse_share"]["eclipsed"] == 0
@@ -149,3 +151,4 @@ def test_todays_countermeasures_keep_every_victim_at_the_same_budget(sweep: Path
         assert budget_in_tried(run) < 0.25, (run["seed"], run["observations"]["victim_tables"])
         verdicts = {c["name"]: c["verdict"] for c in run["report"]["checks"]}
         assert verdicts["no_honest_banned"] == "pass"
+    assert judged >= 3, judged
