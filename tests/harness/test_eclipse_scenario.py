@@ -137,8 +137,8 @@ def test_todays_countermeasures_keep_every_victim_at_the_same_budget(sweep: Path
     judged = 0
     for run in runs(sweep, "current"):
         victims = bootstrapped_victims(run)
-        # measured in two CI runs (12 seeds of both profiles): 1-2 of the 4 victims per seed had all 8
-        # honest peers before the flood, 2 in 5 of 6 seeds (docs/results.md)
+        # measured in two CI runs: 2 of the 4 victims had all 8 honest peers before the flood in each
+        # of the 4 seeds of this profile (docs/results.md)
         assert victims, (run["seed"], run["observations"]["victims"])
         judged += len(victims)
         assert not [v["victim"] for v in victims if v["eclipsed_at_end"]], (run["seed"], victims)
