@@ -37,8 +37,8 @@ NEAR_MISSES: list[NearMiss] = []
 def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str | Callable[[], str] = "condition",
                interval: float = 0.02) -> T:
     """Poll `predicate` every `interval` seconds until it returns something true, and return that;
-    `WaitTimeout` after `timeout` seconds, its message `what` (a callable is asked only then, so it
-    can describe the state the wait ended in). The default timeout is generous on purpose: a loaded
+    `WaitTimeout` after `timeout` seconds, its message `what` (a callable is asked only when the text
+    is needed, at the timeout or for a near miss, so it can describe the state the wait ended in). The default timeout is generous on purpose: a loaded
     2-core CI machine is slow, and a passing test never waits it out."""
     started = time.monotonic()
     deadline = started + timeout
@@ -49,6 +49,5 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str | Ca
     waited = time.monotonic() - started
     if waited > NEAR_MISS_SHARE * timeout:
         test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
-        NEAR_MISSES.append(NearMiss(test, what if isinstance(what, str) else getattr(what, "__name__", "condition"),
-                                    waited, timeout))
+        NEAR_MISSES.append(NearMiss(test, what() if callable(what) else what, waited, timeout))
     return value

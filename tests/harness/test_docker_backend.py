@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from functools import partial
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,6 @@ def _run(coro: Any) -> Any:
 async def _statuses(token: str, eps: list[Endpoint]) -> dict[str, Any]:
     async with ControlClient(token, timeout=3.0, retries=0) as c:
         return await c.gather(eps, lambda ep: c.status(ep, retries=0))
-
-
 
 
 def _formed(token: str, eps: dict[str, Endpoint], lacking: dict[str, Any] | None = None) -> bool:
@@ -234,7 +232,7 @@ def test_docker_30(image: str, tmp_path: Path, per_container: int) -> None:
         # the image's HEALTHCHECK (every 30 s) finds the seeder's control API answering
         seeder = docker.from_env().containers.get(be._container_name(run_id, "seeder"))
         wait(lambda: seeder.reload() or seeder.attrs["State"]["Health"]["Status"] == "healthy", HEALTH_TIMEOUT,
-              "the seeder container is healthy")
+             "the seeder container is healthy")
 
         # `harness logs MEMBER` reads a container's log through the backend; an unknown member is exit 2
         result = CliRunner().invoke(app, ["logs", "seeder", "--run-dir", str(run_dir)])
