@@ -4,19 +4,17 @@ runs the same attack at the same budget (480 addresses over 120 /16s, real `harn
 identities) against real victim nodes with the `legacy` profile and with today's countermeasures,
 two seeds each, and restarts the victims through the timeline.
 
-- legacy: the attack succeeds: in every seed at least one restarted victim, and over both seeds at
-  least half of them, end the run with attackers as every outbound peer, and their tried tables
-  are > 80 % attacker;
+The premise, in both profiles: every victim has bootstrapped (all 8 outbound slots honest) before
+the flood begins, as Heilman's victims had (30 honest nodes: docs/results.md, "Bootstrap first").
+
+- legacy: the attack succeeds: the victims' tried tables are > 80 % attacker, attackers are most
+  of every restarted victim's outbound peers, and victims end the run with attackers as every
+  outbound peer (at least two over both seeds: measured 14 of 20 in 5 seeds);
 - current: it fails: no victim ends eclipsed in any seed, and only a small part of the budget
   reaches tried (inbound peers never enter it, #8594; only feelers move flooded addresses there).
 
 A victim whose restart the backend could not carry out (the timeline check errs: the machine was
-too loaded to free its address in time) is not counted: it never ran the attack's last step. Nor,
-for today's defences, is a victim that had not yet filled its 8 outbound slots with honest peers
-when the flood began: it fills the rest from the flood, as Core would, and today's defences protect
-the tables of a node that has bootstrapped, not of one still bootstrapping (docs/results.md,
-"Bootstrap first"; in one CI run two victims of four had 4-5 honest peers of 8 at 18 s in both
-seeds, and one of them ended eclipsed)."""
+too loaded to free its address in time) is not counted: it never ran the attack's last step."""
 
 from __future__ import annotations
 
@@ -82,16 +80,17 @@ def attack_start() -> float:
     return parse_duration(scenario["attackers"][0]["params"]["start"]) * scenario["network"]["time_scale"]
 
 
-def bootstrapped_victims(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The restarted victims whose last sample before the attack began shows all their outbound
-    slots filled with honest peers."""
+def unbootstrapped(run: dict[str, Any]) -> list[tuple[str, int | None, int | None]]:
+    """The victims whose last sample before the attack began does not show all their outbound slots
+    filled with honest peers: (victim, outbound peers, attacker peers)."""
     begins = run["observations"]["started_at"] + attack_start()
-    ready = set()
+    late = []
     for victim in run["observations"]["victims"]:
         before = [s for s in victim["samples"] if s["time"] <= begins]
-        if before and before[-1]["outbound_total"] == OUTBOUND and before[-1]["outbound_attacker"] == 0:
-            ready.add(victim["victim"])
-    return [v for v in restarted_victims(run) if v["victim"] in ready]
+        last = before[-1] if before else {"outbound_total": None, "outbound_attacker": None}
+        if last["outbound_total"] != OUTBOUND or last["outbound_attacker"] != 0:
+            late.append((victim["victim"], last["outbound_total"], last["outbound_attacker"]))
+    return late
 
 
 def budget_in_tried(run: dict[str, Any]) -> float:
@@ -117,38 +116,36 @@ def test_the_sweep_writes_its_comparison(sweep: Path) -> None:
     assert {r["check"] for r in rows} >= {"not_eclipsed", "no_honest_banned"}
 
 
-def test_legacy_victims_are_eclipsed_in_every_seed(sweep: Path) -> None:
-    restarted = eclipsed = 0
+def test_legacy_victims_are_eclipsed(sweep: Path) -> None:
+    eclipsed = 0
     for run in runs(sweep, "legacy"):
+        assert not unbootstrapped(run), (run["seed"], unbootstrapped(run))  # measured 2-7 s, the flood at 18 s
         victims = restarted_victims(run)
         assert len(victims) >= 2, run["report"]["checks"]
-        held = [v["victim"] for v in victims if v["eclipsed_at_end"]]
-        assert held, (run["seed"], [(v["victim"], v["max_share"]) for v in victims])  # the attack works in every seed
-        restarted, eclipsed = restarted + len(victims), eclipsed + len(held)
         assert tried_share(run) > 0.8, (run["seed"], run["observations"]["victim_tables"])
+        # every restarted victim's outbound peers mostly attackers (measured 6-8 of 8); all of them for
+        # some: Select() draws a random non-empty tried bucket, and each honest entry has a bucket of
+        # its own, so one honest peer of 8 often survives (docs/results.md)
+        assert all(v["max_share"] > 0.5 for v in victims), (run["seed"], [(v["victim"], v["max_share"]) for v in victims])
+        held = [v["victim"] for v in victims if v["eclipsed_at_end"]]
+        eclipsed += len(held)
         verdicts = {c["name"]: c["verdict"] for c in run["report"]["checks"]}
-        assert verdicts["not_eclipsed"] == "fail" and verdicts["no_honest_banned"] == "pass"
-    # measured 4 of 4 and 1 of 3 (seeds 1, 2): Select() draws a random non-empty tried bucket, and
-    # the few honest entries each have a bucket of their own (docs/results.md)
-    assert eclipsed >= restarted / 2, (eclipsed, restarted)
+        assert verdicts["not_eclipsed"] == "fail" or not held, verdicts
+        assert verdicts["no_honest_banned"] == "pass"
+    assert eclipsed >= 2, eclipsed
 
 
 def test_todays_countermeasures_keep_every_victim_at_the_same_budget(sweep: Path) -> None:
-    judged = 0
     for run in runs(sweep, "current"):
-        victims = bootstrapped_victims(run)
-        # measured in two CI runs: 2 of the 4 victims had all 8 honest peers before the flood in each
-        # of the 4 seeds of this profile (docs/results.md)
-        assert victims, (run["seed"], run["observations"]["victims"])
-        judged += len(victims)
+        assert not unbootstrapped(run), (run["seed"], unbootstrapped(run))  # measured 2 s, the flood at 18 s
+        victims = restarted_victims(run)
+        assert len(victims) >= 2, run["report"]["checks"]
         assert not [v["victim"] for v in victims if v["eclipsed_at_end"]], (run["seed"], victims)
-        if len(victims) == len(run["report"]["eclipse"]):  # every victim counted: the scenario's own check holds
-            assert run["report"]["eclipse_share"]["eclipsed"] == 0
-            assert {c["name"]: c["verdict"] for c in run["report"]["checks"]}["not_eclipsed"] == "pass"
-        # inbound attackers never enter tried (legacy: most of the budget does); only the victims' feelers
-        # and outbound dials move flooded addresses there (measured 4-5 % of the budget; they can be
-        # most of a small tried table all the same)
-        assert budget_in_tried(run) < 0.25, (run["seed"], run["observations"]["victim_tables"])
         verdicts = {c["name"]: c["verdict"] for c in run["report"]["checks"]}
+        if len(victims) == len(run["report"]["eclipse"]):  # every victim restarted: the scenario's own check holds
+            assert run["report"]["eclipse_share"]["eclipsed"] == 0
+            assert verdicts["not_eclipsed"] == "pass"
+        # inbound attackers never enter tried (legacy: most of the budget does); only the victims' feelers
+        # and outbound dials move flooded addresses there (measured 4 % of the budget)
+        assert budget_in_tried(run) < 0.25, (run["seed"], run["observations"]["victim_tables"])
         assert verdicts["no_honest_banned"] == "pass"
-    assert judged >= 3, judged
