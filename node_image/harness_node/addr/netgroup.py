@@ -26,6 +26,8 @@ HENET_GROUP_BITS = 36  # netgroup.cpp: he.net (2001:470::/32) uses /36 groups
 VALID_IPV4_BITS = (8, 16, 24, 32)
 
 _UNROUTABLE_GROUP = bytes([NET_UNROUTABLE])
+_GROUP_MEMO_MAX = 1 << 16
+_GROUP_MEMOS: dict[tuple[int, bool], dict[str, bytes]] = {}  # (bits, all_routable) -> ip -> group
 
 
 def _v4(cidr: str) -> tuple[int, int]:
@@ -117,7 +119,7 @@ class NetGroups:
     (local and unroutable addresses share one group, and addrman refuses them).
     """
 
-    __slots__ = ("bits", "all_routable", "_v4_bytes")
+    __slots__ = ("bits", "all_routable", "_v4_bytes", "_groups")
 
     def __init__(self, bits: int = 16, all_routable: bool = True) -> None:
         if bits not in VALID_IPV4_BITS:
@@ -125,6 +127,10 @@ class NetGroups:
         self.bits = bits
         self.all_routable = all_routable
         self._v4_bytes = bits // 8
+        # addrman asks for the group of every address it hashes into a bucket, several times per
+        # address of every addr message; a group depends only on the ip and the rule, so every
+        # NetGroups of a process with the same rule shares one memo (bounded; cleared when full)
+        self._groups = _GROUP_MEMOS.setdefault((bits, all_routable), {})
 
     def __repr__(self) -> str:
         return f"NetGroups(bits={self.bits}, all_routable={self.all_routable})"
@@ -135,6 +141,8 @@ class NetGroups:
         return {"bits": self.bits, "all_routable": self.all_routable}
 
     def is_routable(self, ip: str) -> bool:
+        if self.all_routable and ip in self._groups:  # parsed before: a valid address
+            return True
         packed = _parse(ip)
         if self.all_routable:
             return True
@@ -144,6 +152,15 @@ class NetGroups:
         return not any(addr in net for net in _IPV6_UNROUTABLE)
 
     def group(self, ip: str) -> bytes:
+        group = self._groups.get(ip)
+        if group is None:
+            group = self._group(ip)
+            if len(self._groups) >= _GROUP_MEMO_MAX:
+                self._groups.clear()
+            self._groups[ip] = group
+        return group
+
+    def _group(self, ip: str) -> bytes:
         packed = _parse(ip)
         if len(packed) == 4:
             if not self.all_routable and not _ipv4_routable(packed):

@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Iterable
 
 DEFAULT_ALLOWLIST = ("127.0.0.0/8",)
+VERDICTS_MAX = 1 << 14
 
 
 class DialRefused(ConnectionError):
@@ -25,13 +26,25 @@ class SandboxError(DialRefused):
 
 
 class Sandbox:
-    __slots__ = ("networks", "refused")
+    __slots__ = ("networks", "refused", "_verdicts")
 
     def __init__(self, allowlist: Iterable[str] = DEFAULT_ALLOWLIST) -> None:
         self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in allowlist)
         self.refused = 0
+        # asked for every dial and every address a dial considers; the allowlist never changes,
+        # so each answer is kept (bounded: cleared when full)
+        self._verdicts: dict[str, bool] = {}
 
     def allows(self, ip: str) -> bool:
+        verdict = self._verdicts.get(ip)
+        if verdict is None:
+            verdict = self._allows(ip)
+            if len(self._verdicts) >= VERDICTS_MAX:
+                self._verdicts.clear()
+            self._verdicts[ip] = verdict
+        return verdict
+
+    def _allows(self, ip: str) -> bool:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

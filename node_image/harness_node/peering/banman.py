@@ -18,6 +18,7 @@ The clock is injected (wall-clock seconds), so a test or a time-scaled scenario 
 from __future__ import annotations
 
 import builtins
+import functools
 import ipaddress
 import json
 import os
@@ -53,6 +54,7 @@ class BanEntry:
         return d
 
 
+@functools.lru_cache(maxsize=1 << 14)  # every dial and inbound connection asks is_banned/is_discouraged
 def _address(ip: str | IPAddress) -> IPAddress:
     """Parse one address; IPv4-mapped IPv6 (::ffff:a.b.c.d) is treated as the IPv4 address, as a
     dual-stack socket reports IPv4 peers that way."""

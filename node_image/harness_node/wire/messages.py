@@ -21,6 +21,7 @@ from .codec import (
     read_exact,
     read_i32,
     read_i64,
+    read_timed_net_addrs,
     read_u8,
     read_u32,
     read_u64,
@@ -235,7 +236,7 @@ class msg_addr(Message):
 
     @classmethod
     def _read(cls, f: BytesIO) -> "msg_addr":
-        return cls([NetAddr.deserialize(f) for _ in range(read_vector_len(f))])
+        return cls(read_timed_net_addrs(f, read_vector_len(f)))
 
 
 # BIP155 network ids
