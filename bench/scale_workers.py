@@ -80,7 +80,10 @@ async def worker(k: int, workers: int, n: int) -> None:
                 recs = [nd.mempool.record(txid) for nd in nodes if txid in nd.mempool]
                 have[txid.hex()] = [len(recs), max((r.first_seen_ns for r in recs), default=0)]
             xs = sorted(list(lag.recent)[-int(5 / INTERVAL):])
+            kinds = [[p.kind for p in nd.outbound_peers() if p.verack_received] for nd in nodes]
             emit(event="status", full=sum(full(nd) for nd in nodes), rss_kb=rss_kb(), rss0_kb=rss0,
+                 full_relay=sum(k.count("outbound-full-relay") >= 8 for k in kinds),
+                 block_relay=sum(k.count("block-relay") >= 2 for k in kinds),
                  cpu=time.process_time(), msgs=sum(nd.stats.messages_total for nd in nodes),
                  lag_p99=xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None, have=have)
             await asyncio.sleep(REPORT_EVERY)
@@ -183,7 +186,8 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
             if time.monotonic() - last[0] >= 30 and all(w.status):
                 last[0] = time.monotonic()
                 lags = [s["lag_p99"] or 0 for s in w.status]
-                progress(f"{last[0] - t0:.0f} s: {int(w.total('full'))} of {n} with 8 + 2, "
+                progress(f"{last[0] - t0:.0f} s: {int(w.total('full'))} of {n} with 8 + 2 "
+                         f"({int(w.total('full_relay'))} with 8 full-relay, {int(w.total('block_relay'))} with 2 block-relay), "
                          f"RSS {w.total('rss_kb') / 1024:.0f} MB, worst lag p99 {max(lags) * 1000:.0f} ms")
             return w.total("full") >= n and all(w.status)
 

@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from .config import NodeConfig
-from .net.dialgate import DialGate
 from .net.stats import Histogram
 from .node import Node
 from .procutil import new_event_loop, raise_fd_limit, stop_on_signals
@@ -25,9 +24,6 @@ class Host:
         if dupes:
             raise ValueError(f"node names must be unique in a host; repeated: {dupes}")
         self.nodes: dict[str, Node] = {c.name: node_factory(c) for c in configs}
-        self.dial_gate = DialGate()  # one per process: its nodes share one event loop (net/dialgate.py)
-        for node in self.nodes.values():
-            node.dial_gate = self.dial_gate
         self.control = None
         self.started = False
         # The process's event-loop lag (net/looplag.py, one monitor per loop), labelled with its
@@ -59,7 +55,6 @@ class Host:
             raise
 
     def _replaced(self, node: Node) -> None:
-        node.dial_gate = self.dial_gate
         node.exports_lag = node.name == self.worker
         self.nodes[node.name] = node
         self._name_worker()

@@ -32,7 +32,6 @@ from .procutil import within
 from .wheel import SLOTS, TimerWheel, wheel_for
 from .net.capture import CAPTURE_DIR, MessageCapture
 from .net.connection import Connection, WriteBatch
-from .net.dialgate import DialGate, Permit
 from .net.chaos import ChaosFaults
 from .net.linkem import LinkModel
 from .net.looplag import LoopLag, monitor_for
@@ -76,9 +75,6 @@ class Node(ChaosFaults):
         # Dandelion++ stem phase in front of diffusion (relay/dandelion.py); None under other policies
         self.dandelion = Dandelion(self, self.relay, config.dandelion) if config.relay_policy == "dandelion" else None
         self.sandbox = Sandbox(config.allowlist)
-        # the host process's dial gate, shared by its nodes (host.py; None: dial at once)
-        self.dial_gate: DialGate | None = None
-        self._permits: dict[int, Permit] = {}  # outbound peers in their handshake -> their place in the gate
         self.peers: dict[int, Peer] = {}
         self.connman = ConnMan(self, config.peering)
         banman, cm = self.connman.banman, config.peering.countermeasures
@@ -281,7 +277,6 @@ class Node(ChaosFaults):
 
     def detach(self, peer: Peer, exc: Exception | None) -> None:
         self.peers.pop(peer.id, None)
-        self._permits.pop(peer.id, None)  # released by the connection's close
         self.misbehaviour.forget(peer.id)
         self.relay.peer_closed(peer)
         self.addrs.peer_gone(peer)
@@ -295,9 +290,6 @@ class Node(ChaosFaults):
 
     def peer_ready(self, peer: Peer) -> None:
         """The handshake completed (verack received)."""
-        permit = self._permits.pop(peer.id, None)
-        if permit is not None:
-            permit.release()
         self.manual.peer_ready(peer)
         self.relay.peer_ready(peer)
         self.addrs.peer_ready(peer)
@@ -349,27 +341,14 @@ class Node(ChaosFaults):
         bind = source_ip or self.config.bind
         local = None if ipaddress.ip_address(bind).is_unspecified else (bind, 0)
         conn = Connection(self, inbound=False, kind=kind, target=(ip, port))
-        permit = await self.dial_gate.enter() if self.dial_gate is not None else None
         try:
             dial = self.loop.create_connection(lambda: conn, host=dial_ip, port=dial_port, local_addr=local)
             await within(DEFAULT_CONNECT_TIMEOUT, dial)
         except (OSError, asyncio.TimeoutError):
             self.stats.connections[("outbound", "failed")] += 1
-            if permit is not None:
-                permit.release()
-            raise
-        except BaseException:  # cancelled (the node stops): the place is free again
-            if permit is not None:
-                permit.release()
             raise
         if conn.peer is None:
-            if permit is not None:
-                permit.release()
             raise ConnectionError(f"connection to {ip}:{port} closed at once")
-        if permit is not None:  # held through the handshake: until verack, the close, or hold_max
-            permit.hold(self.loop, self.dial_gate.hold_max)
-            conn.closed.add_done_callback(permit.release)
-            self._permits[conn.peer.id] = permit
         return conn.peer
 
     def add_manual(self, ip: str, port: int) -> None:
