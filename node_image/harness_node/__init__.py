@@ -5,7 +5,8 @@ Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_la
 
 0. leaves: ``names`` (every vocabulary), ``atomicfile`` (the one atomic write), ``dictconfig``, ``timing``, ``tokenfile``,
    ``transportfile`` (the Kubernetes transport table: pod names resolved into endpoints/inbound_hosts),
-   ``controlauth`` (the control APIs' token rule), ``procutil``, ``wheel`` (the host's one housekeeping timer)
+   ``controlauth`` (the control APIs' token rule), ``procutil``, ``wheel`` (the host's one housekeeping timer),
+   ``memo`` (the bounded memo of the address path)
 1. ``wire/``: frame codec, message classes, synthetic blocks and transactions
 2. ``net/``: connection, link emulation, sandbox, per-connection counters (``stats``), the node's
    ``Peer`` and the ``Protocol`` interfaces it reports to (``net.events``), and ``client`` — the
@@ -29,7 +30,8 @@ __version__ = "0.1.0"
 USER_AGENT = f"/harness-node:{__version__}/"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("names", "atomicfile", "dictconfig", "timing", "tokenfile", "transportfile", "controlauth", "procutil", "wheel"),
+    ("names", "atomicfile", "dictconfig", "timing", "tokenfile", "transportfile", "controlauth", "procutil", "wheel",
+     "memo"),
     ("wire",),
     ("net",),
     ("chain",),

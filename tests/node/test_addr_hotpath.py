@@ -51,10 +51,10 @@ def test_ip_to_bytes_refuses_what_ipaddress_refuses(bad: str) -> None:
 
 
 def test_codec_memos_stay_bounded() -> None:
-    for i in range(codec._CODEC_MEMO_MAX + 10):
+    for i in range(codec._to_bytes.limit + 10):
         ip = str(ipaddress.IPv4Address(0x0B000000 + i))
         assert bytes16_to_ip(ip_to_bytes16(ip)) == ip
-    assert len(codec._to_bytes) <= codec._CODEC_MEMO_MAX and len(codec._to_ip) <= codec._CODEC_MEMO_MAX
+    assert len(codec._to_bytes) <= codec._to_bytes.limit and len(codec._to_ip) <= codec._to_ip.limit
 
 
 @pytest.mark.parametrize("bits,all_routable", [(16, True), (8, True), (24, True), (16, False)])
@@ -83,9 +83,9 @@ def test_a_bad_address_is_refused_whether_or_not_others_are_memoised() -> None:
 
 def test_group_memo_stays_bounded() -> None:
     ng = NetGroups()
-    for i in range(netgroup._GROUP_MEMO_MAX + 10):
+    for i in range(netgroup._GROUP_MEMOS[(16, True)].limit + 10):
         ng.group(str(ipaddress.IPv4Address(0x0C000000 + i)))
-    assert len(netgroup._GROUP_MEMOS[(16, True)]) <= netgroup._GROUP_MEMO_MAX
+    assert len(netgroup._GROUP_MEMOS[(16, True)]) <= netgroup._GROUP_MEMOS[(16, True)].limit
 
 
 def test_addr_entries_read_at_once_are_the_ones_read_one_by_one() -> None:

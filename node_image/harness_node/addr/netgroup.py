@@ -16,6 +16,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from ..memo import BoundedMemo
+
 # Core's `enum Network` values used as the first group byte (netaddress.h).
 NET_UNROUTABLE = 0
 NET_IPV4 = 1
@@ -26,8 +28,7 @@ HENET_GROUP_BITS = 36  # netgroup.cpp: he.net (2001:470::/32) uses /36 groups
 VALID_IPV4_BITS = (8, 16, 24, 32)
 
 _UNROUTABLE_GROUP = bytes([NET_UNROUTABLE])
-_GROUP_MEMO_MAX = 1 << 16
-_GROUP_MEMOS: dict[tuple[int, bool], dict[str, bytes]] = {}  # (bits, all_routable) -> ip -> group
+_GROUP_MEMOS: dict[tuple[int, bool], BoundedMemo[str, bytes]] = {}  # (bits, all_routable) -> ip -> group
 
 
 def _v4(cidr: str) -> tuple[int, int]:
@@ -130,7 +131,7 @@ class NetGroups:
         # addrman asks for the group of every address it hashes into a bucket, several times per
         # address of every addr message; a group depends only on the ip and the rule, so every
         # NetGroups of a process with the same rule shares one memo (bounded; cleared when full)
-        self._groups = _GROUP_MEMOS.setdefault((bits, all_routable), {})
+        self._groups = _GROUP_MEMOS.setdefault((bits, all_routable), BoundedMemo())
 
     def __repr__(self) -> str:
         return f"NetGroups(bits={self.bits}, all_routable={self.all_routable})"
@@ -153,12 +154,7 @@ class NetGroups:
 
     def group(self, ip: str) -> bytes:
         group = self._groups.get(ip)
-        if group is None:
-            group = self._group(ip)
-            if len(self._groups) >= _GROUP_MEMO_MAX:
-                self._groups.clear()
-            self._groups[ip] = group
-        return group
+        return group if group is not None else self._groups.put(ip, self._group(ip))
 
     def _group(self, ip: str) -> bytes:
         packed = _parse(ip)

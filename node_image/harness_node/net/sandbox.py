@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from ..memo import BoundedMemo
+
 DEFAULT_ALLOWLIST = ("127.0.0.0/8",)
-VERDICTS_MAX = 1 << 14
 
 
 class DialRefused(ConnectionError):
@@ -33,16 +34,11 @@ class Sandbox:
         self.refused = 0
         # asked for every dial and every address a dial considers; the allowlist never changes,
         # so each answer is kept (bounded: cleared when full)
-        self._verdicts: dict[str, bool] = {}
+        self._verdicts: BoundedMemo[str, bool] = BoundedMemo(1 << 14)
 
     def allows(self, ip: str) -> bool:
         verdict = self._verdicts.get(ip)
-        if verdict is None:
-            verdict = self._allows(ip)
-            if len(self._verdicts) >= VERDICTS_MAX:
-                self._verdicts.clear()
-            self._verdicts[ip] = verdict
-        return verdict
+        return verdict if verdict is not None else self._verdicts.put(ip, self._allows(ip))
 
     def _allows(self, ip: str) -> bool:
         try:

