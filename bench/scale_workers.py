@@ -64,11 +64,6 @@ async def worker(k: int, workers: int, n: int) -> None:
     lag = nodes[0].lag  # one monitor per loop, shared by every node of this process
     watched: dict[bytes, int] = {}
 
-    def full(nd) -> bool:
-        peers = [p for p in nd.outbound_peers() if p.verack_received]
-        return (sum(p.kind == "outbound-full-relay" for p in peers) == 8
-                and sum(p.kind == "block-relay" for p in peers) == 2)
-
     def emit(**fields) -> None:
         sys.stdout.write(json.dumps(fields) + "\n")
         sys.stdout.flush()
@@ -80,10 +75,11 @@ async def worker(k: int, workers: int, n: int) -> None:
                 recs = [nd.mempool.record(txid) for nd in nodes if txid in nd.mempool]
                 have[txid.hex()] = [len(recs), max((r.first_seen_ns for r in recs), default=0)]
             xs = sorted(list(lag.recent)[-int(5 / INTERVAL):])
-            kinds = [[p.kind for p in nd.outbound_peers() if p.verack_received] for nd in nodes]
-            emit(event="status", full=sum(full(nd) for nd in nodes), rss_kb=rss_kb(), rss0_kb=rss0,
-                 full_relay=sum(k.count("outbound-full-relay") >= 8 for k in kinds),
-                 block_relay=sum(k.count("block-relay") >= 2 for k in kinds),
+            # (full-relay, block-relay) outbound peers past their handshake, per node: one pass for the three counts
+            slots = [(k.count("outbound-full-relay"), k.count("block-relay"))
+                     for k in ([p.kind for p in nd.outbound_peers() if p.verack_received] for nd in nodes)]
+            emit(event="status", full=sum(s == (8, 2) for s in slots), rss_kb=rss_kb(), rss0_kb=rss0,
+                 full_relay=sum(fr >= 8 for fr, _ in slots), block_relay=sum(br >= 2 for _, br in slots),
                  cpu=time.process_time(), msgs=sum(nd.stats.messages_total for nd in nodes),
                  lag_p99=xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None, have=have)
             await asyncio.sleep(REPORT_EVERY)

@@ -125,6 +125,7 @@ DECODE_VECTOR_LIMIT = 4_000_000
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_PORT = struct.Struct(">H")  # a net_addr's port is big-endian
 
 
 def compact_size_at(buf: bytes, pos: int = 0) -> tuple[int, int]:
@@ -237,7 +238,6 @@ class NetAddr:
         return (self.ip, self.port)
 
 
-_U32, _U64, _PORT = struct.Struct("<I"), struct.Struct("<Q"), struct.Struct(">H")
 _TIMED_NET_ADDR = struct.Struct("<IQ16s2s")  # an addr entry: time, services, ip, port (big-endian)
 
 
