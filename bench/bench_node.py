@@ -29,6 +29,7 @@ import urllib.request
 
 from harness_node.config import NodeConfig
 from harness_node.host import Host, new_event_loop
+from harness_node.procutil import tune_gc
 from hostile_load import bench_hostile
 from scale_workers import spread_ip, wait_for
 
@@ -178,6 +179,7 @@ def main() -> None:
     if need > hard or args.processes:
         multi_process(args.nodes, hard, args.connect_timeout)
         return
+    tune_gc()  # this process hosts the nodes of (b)-(d), as a host process does (host.run_host)
     loop = new_event_loop()
     loop_name = type(loop).__module__
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench_node import OUTBOUND, PORT, ip, random_outbound
 from harness_node.config import NodeConfig
 from harness_node.host import Host, new_event_loop
-from harness_node.procutil import raise_fd_limit
+from harness_node.procutil import raise_fd_limit, tune_gc
 from scale_workers import wait_for
 
 
@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, help="sample with py-spy during the rounds; write a summary here")
     args = ap.parse_args()
     raise_fd_limit()
+    tune_gc()  # as a host process does (host.run_host)
     loop = new_event_loop()
     try:
         loop.run_until_complete(relay_rounds(args.nodes, args.txs, args.rounds, args.profile))

@@ -295,6 +295,7 @@ def p2p_node_config(scenario: Scenario, name: str, group: str | None, endpoint: 
             "outbound_full_relay": g["outbound_full_relay"], "block_relay": g["block_relay"],
             "max_connections": g["max_connections"], "netgroup_bits": network.netgroup_bits,
             "all_routable": network.all_routable, "seeders": seeders, "fixed_seeds": fixed_seeds,
+            "self_advertise_in_ibd": network.self_advertise_in_ibd,
             "countermeasures": g["countermeasures"],
         },
         "capture": g["capture"], "capture_max_bytes": network.capture_max_bytes,

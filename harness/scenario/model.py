@@ -191,6 +191,9 @@ class Network(Strict):
     countermeasures: Countermeasures = Countermeasures()
     netgroup_bits: Literal[8, 16, 24, 32] = 16
     all_routable: bool = True
+    # false: Core's rule, a node in initial block download (a fresh testnet, until its first block)
+    # does not announce its own address; true: the testbed's default, it announces anyway
+    self_advertise_in_ibd: bool = True
     time_scale: float = Field(default=1.0, ge=MIN_TIME_SCALE, le=MAX_TIME_SCALE, allow_inf_nan=False)
     latency: Latency = Latency()
     regions: Regions | None = None  # who is where and the RTTs between regions (docs/chaos.md)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from .config import NodeConfig
 from .net.stats import Histogram
 from .node import Node
-from .procutil import new_event_loop, raise_fd_limit, stop_on_signals
+from .procutil import new_event_loop, raise_fd_limit, stop_on_signals, tune_gc
 
 NodeFactory = Callable[[NodeConfig], Node]
 
@@ -102,6 +102,7 @@ async def serve(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node,
 def run_host(configs: Iterable[NodeConfig], node_factory: NodeFactory = Node) -> None:
     """Blocking entry point: run the nodes until a signal arrives."""
     raise_fd_limit()
+    tune_gc()
     loop = new_event_loop()
     try:
         loop.run_until_complete(serve(configs, node_factory))

@@ -82,7 +82,9 @@ class Node(ChaosFaults):
             self, self.connman.addrman, self.connman.netgroups, time_scale=config.time_scale,
             advertise=config.listen and config.peering.self_advertise, rate_limit=cm.addr_rate_limit,
             getaddr_cache=cm.getaddr_cache, wake=self.connman.wake,
-            refused=lambda ip: banman.is_banned(ip) or banman.is_discouraged(ip))
+            refused=lambda ip: banman.is_banned(ip) or banman.is_discouraged(ip),
+            in_initial_download=(lambda: False) if config.peering.self_advertise_in_ibd else
+            lambda: self.chain.in_initial_download(self.clock(), self.timers.max_tip_age))
         # Core's on_<msg> idea placed where the services are: a Peer hands every message it does not
         # handle itself (handshake, keep-alive) to the handler registered here for its command.
         relay, addrs = self.relay, self.addrs

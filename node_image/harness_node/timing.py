@@ -20,6 +20,7 @@ CORE_TIMERS: dict[str, float] = {
     "outbound_inv_mean": 2.0,               # net_processing.cpp OUTBOUND_INVENTORY_BROADCAST_INTERVAL
     "addr_send_mean": 30.0,                 # net_processing.cpp AVG_ADDRESS_BROADCAST_INTERVAL
     "self_advertise_mean": 86400.0,         # net_processing.cpp AVG_LOCAL_ADDRESS_BROADCAST_INTERVAL
+    "max_tip_age": 86400.0,                 # validation.h DEFAULT_MAX_TIP_AGE (-maxtipage): older tip = IBD
     "feeler_mean": 120.0,                   # net.h FEELER_INTERVAL (2 min)
     "extra_block_relay_mean": 300.0,        # net.h EXTRA_BLOCK_RELAY_ONLY_PEER_INTERVAL
     "connect_loop": 0.5,                    # net.cpp ThreadOpenConnections 500 ms
@@ -53,6 +54,7 @@ class Timers:
     outbound_inv_mean: float
     addr_send_mean: float
     self_advertise_mean: float
+    max_tip_age: float
     feeler_mean: float
     extra_block_relay_mean: float
     connect_loop: float

@@ -203,3 +203,15 @@ def test_countermeasure_profiles_expand_to_switches_and_groups_override_them():
     assert off["legacy-feelers"] == set(COUNTERMEASURE_PROFILES["legacy"]) - {"feelers"}
     assert off["today"] == set()
     assert off["today-no-anchors"] == {"anchors"}
+
+
+def test_self_advertise_in_ibd_reaches_every_node_config_and_mainnet_scale_uses_cores_rule():
+    from harness_node.config import NodeConfig
+
+    def configs(extra: str) -> list:
+        text = f"name: ibd\nduration: 1m\nnetwork:\n  nodes: 3\n{extra}"
+        return [NodeConfig.from_dict(n.config) for n in plan(parse_scenario(text, "ibd.yaml")).by_role("honest")]
+
+    assert [c.peering.self_advertise_in_ibd for c in configs("")] == [True] * 3  # the testbed's default
+    assert [c.peering.self_advertise_in_ibd for c in configs("  self_advertise_in_ibd: false\n")] == [False] * 3
+    assert load_scenario(ROOT / "scenarios" / "mainnet-scale.yaml").network.self_advertise_in_ibd is False

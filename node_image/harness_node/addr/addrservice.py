@@ -34,13 +34,17 @@ class AddrHost(Protocol):
 class AddrService:
     def __init__(self, node: AddrHost, addrman: AddrMan, netgroups: NetGroups, *, time_scale: float,
                  advertise: bool, rate_limit: bool, getaddr_cache: bool,
-                 wake: Callable[[], None], refused: Callable[[str], bool]) -> None:
-        """`advertise`: announce our own address (listening and self-advertisement on); `wake`:
+                 wake: Callable[[], None], refused: Callable[[str], bool],
+                 in_initial_download: Callable[[], bool] = lambda: False) -> None:
+        """`advertise`: announce our own address (listening and self-advertisement on);
+        `in_initial_download`: Core's IBD test, which holds announcements back (the node passes a
+        constant False unless the scenario asks for Core's rule, protocol.md §2.3); `wake`:
         tell the connection manager new addresses arrived; `refused(ip)`: banned or discouraged
         (never handed out in a getaddr answer)."""
         self.node = node
         self.addrman = addrman
         self.advertise = advertise
+        self.in_initial_download = in_initial_download
         self.wake = wake
         self.refused = refused
         t = node.timers
@@ -67,10 +71,14 @@ class AddrService:
             self.next_self_advertise = now + self._exp(self.node.timers.self_advertise_mean)
         if peer.inbound or peer.kind not in GETADDR_KINDS:
             return
-        if self.advertise and peer.kind != "addr-fetch":
+        if peer.kind != "addr-fetch" and self.may_advertise():
             peer.send(msg_addr([self.node.self_address()]))  # Core advertises itself to new outbound peers
         peer.send(msg_getaddr())
         self.relay.we_sent_getaddr(state)
+
+    def may_advertise(self) -> bool:
+        """Core announces its address only out of initial block download (net_processing.cpp)."""
+        return self.advertise and not self.in_initial_download()
 
     def peer_gone(self, peer: Peer) -> None:
         self.states.pop(peer.id, None)
@@ -119,10 +127,13 @@ class AddrService:
         t = self.node.timers
         if self.next_self_advertise and now >= self.next_self_advertise and self.advertise:
             self.next_self_advertise = now + self._exp(t.self_advertise_mean)
-            me = self.node.self_address()
-            for state in self.states.values():
-                state.known.pop((me.ip, me.port), None)  # Core clears the peer's filter for this
-                self.relay.queue(state, me)
+            # in IBD a round is skipped, not postponed: when one block ends every node's IBD at
+            # once, they do not all announce together (a deviation, protocol.md §2.3)
+            if self.may_advertise():
+                me = self.node.self_address()
+                for state in self.states.values():
+                    state.known.pop((me.ip, me.port), None)  # Core clears the peer's filter for this
+                    self.relay.queue(state, me)
         for pid, due in list(self.next_send.items()):
             if now < due:
                 continue

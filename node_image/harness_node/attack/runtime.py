@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from ..procutil import new_event_loop, raise_fd_limit, stop_on_signals
+from ..procutil import new_event_loop, raise_fd_limit, stop_on_signals, tune_gc
 from .base import ATTACKS, Attacker
 from .config import AttackConfig
 from .control import ControlServer
@@ -73,6 +73,7 @@ async def serve(config: AttackConfig, ready: Callable[[AttackRuntime], None] | N
 def run_attackers(config: AttackConfig) -> None:
     """Blocking entry point of `harness-node attack`: run until a signal arrives."""
     raise_fd_limit()
+    tune_gc()
     loop = new_event_loop()
     try:
         loop.run_until_complete(serve(config))

@@ -75,6 +75,16 @@ class Chain:
         self.main: list[bytes] = [g.hash]  # main chain by height
         self.orphans: dict[bytes, list[Block]] = {}  # missing parent hash -> blocks
         self.orphan_count = 0
+        self._initial_download = True
+
+    def in_initial_download(self, now: float, max_tip_age: float) -> bool:
+        """Core's IsInitialBlockDownload (validation.cpp) as regtest sees it: the minimum chain work
+        is 0, so a node is in initial block download while its tip is older than `max_tip_age`
+        (regtest's genesis is from 2011, so every fresh node is), and once out it stays out (Core
+        latches the answer)."""
+        if self._initial_download and self.tip.header.time >= now - max_tip_age:
+            self._initial_download = False
+        return self._initial_download
 
     @property
     def tip(self) -> Block:

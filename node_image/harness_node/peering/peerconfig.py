@@ -70,6 +70,10 @@ class PeerConfig:
     fixed_seeds: list[str] = field(default_factory=list)  # "ip:port", used after 60 s with an empty addrman
     seednodes: list[str] = field(default_factory=list)  # one-shot address-fetch peers (-seednode)
     self_advertise: bool = True
+    # False: Core's rule, no self-announcement in initial block download (a fresh testnet is in it
+    # until its first block). True, the testbed's default: announce anyway, so a block-less testnet
+    # still spreads addresses by gossip (protocol.md §2.3).
+    self_advertise_in_ibd: bool = True
     countermeasures: Countermeasures = field(default_factory=Countermeasures)
 
     def __post_init__(self) -> None:
