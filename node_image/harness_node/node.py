@@ -246,7 +246,7 @@ class Node(ChaosFaults):
     def housekeeping_step(self, now: float) -> None:
         """One round of the periodic task: peer timeouts and pings, relay retries, addr sending."""
         for peer in list(self.peers.values()):
-            if not peer.conn.closing:
+            if now >= peer.next_check and not peer.conn.closing:
                 peer.check_timeouts(now)
         self.relay.tick(now)
         self.addrs.tick()
@@ -346,8 +346,12 @@ class Node(ChaosFaults):
         try:
             dial = self.loop.create_connection(lambda: conn, host=dial_ip, port=dial_port, local_addr=local)
             await within(DEFAULT_CONNECT_TIMEOUT, dial)
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError) as e:
+            conn.abandon(e)
             self.stats.connections[("outbound", "failed")] += 1
+            raise
+        except asyncio.CancelledError as e:  # the node stops
+            conn.abandon(e)
             raise
         if conn.peer is None:
             raise ConnectionError(f"connection to {ip}:{port} closed at once")

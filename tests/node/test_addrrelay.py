@@ -121,3 +121,38 @@ def test_queued_addresses_are_sent_once():
     assert relay.take_pending(state) == a
     relay.queue(state, a[0])
     assert relay.take_pending(state) == []
+
+
+def test_the_known_filter_remembers_as_cores_rolling_bloom_filter_does():
+    """m_addr_known (CRollingBloomFilter 5000): at least the last 5000 insertions, at most 1.5 times
+    as many; an address inserted again is recent again; nothing it was not given."""
+    from harness_node.addr.addrrelay import KNOWN_ADDR_FILTER, KnownAddrs
+
+    known = KnownAddrs()
+    stream = addrs(20_000, 0)
+    for i, a in enumerate(stream):
+        known.add(a)
+        if i % 997 == 0:
+            assert min(i + 1, KNOWN_ADDR_FILTER) <= len(known) <= min(i + 1, 1.5 * KNOWN_ADDR_FILTER)
+    assert all(a in known for a in stream[-KNOWN_ADDR_FILTER:])
+    assert not any(a in known for a in stream[:20_000 - 3 * KNOWN_ADDR_FILTER // 2])
+    assert not any(a in known for a in addrs(2000, 0, base=99))
+    # refreshed: the first address, inserted again, outlives the 5000 inserted after it
+    known.add(stream[0])
+    for a in addrs(KNOWN_ADDR_FILTER - 1, 0, base=50):
+        known.add(a)
+    assert stream[0] in known
+    known.discard(stream[0])
+    assert stream[0] not in known
+
+
+def test_what_we_sent_or_received_is_known_and_not_sent_back():
+    clock = Clock()
+    relay = make(clock)
+    state = relay.new_peer(inbound=False, block_relay_only=False)
+    relay.we_sent_getaddr(state)
+    got = addrs(5, clock())
+    relay.receive(state, got)
+    assert all(state.knows(a) for a in got)
+    other = addrs(3, clock(), base=7)
+    assert not any(state.knows(a) for a in other)

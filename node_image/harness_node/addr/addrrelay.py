@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections import OrderedDict
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -26,7 +27,60 @@ KNOWN_ADDR_FILTER = 5000  # net_processing.cpp m_addr_known rolling bloom of 500
 RELAY_EPOCH = 86400  # RelayAddress: target choice is stable for 24 h
 
 
-@dataclass
+class KnownAddrs:
+    """Core's m_addr_known: the addresses a peer is known to have (sent to it or received from it).
+
+    Core keeps them in a CRollingBloomFilter of 5000 entries, which remembers at least the last 5000
+    insertions and up to 1.5 times as many, in generations of half that size. The same generations
+    here, each a sorted array of a 64-bit key per ip:port: 8 bytes an entry, where an ordered dict of
+    ip:port tuples took ~200 and a set of ints ~100 (a node holds thousands: issue 17's memory
+    budget), and without the bloom filter's false positives (a 64-bit collision is far rarer than its
+    1 in 1000)."""
+
+    __slots__ = ("_generation", "_gens")
+
+    def __init__(self, capacity: int = KNOWN_ADDR_FILTER) -> None:
+        self._generation = (capacity + 1) // 2
+        self._gens: list[array[int]] = [array("q")]  # newest last; at most 3 (1.5 x capacity remembered)
+
+    @staticmethod
+    def _key(addr: NetAddr) -> int:
+        return hash((addr.ip, addr.port))  # this process's hash: the filter never leaves it
+
+    @staticmethod
+    def _find(gen: array[int], key: int) -> int:
+        """Index of `key` in `gen`, or -1-(where it would go)."""
+        i = bisect_left(gen, key)
+        return i if i < len(gen) and gen[i] == key else -1 - i
+
+    def add(self, addr: NetAddr) -> None:
+        key = self._key(addr)
+        current = self._gens[-1]
+        i = self._find(current, key)
+        if i >= 0:
+            return
+        current.insert(-1 - i, key)  # also when an older generation has it: it is recent again
+        if len(current) >= self._generation:
+            self._gens.append(array("q"))
+            if len(self._gens) > 3:
+                del self._gens[0]
+
+    def __contains__(self, addr: NetAddr) -> bool:
+        key = self._key(addr)
+        return any(self._find(g, key) >= 0 for g in self._gens)
+
+    def discard(self, addr: NetAddr) -> None:
+        key = self._key(addr)
+        for g in self._gens:
+            i = self._find(g, key)
+            if i >= 0:
+                del g[i]
+
+    def __len__(self) -> int:
+        return sum(map(len, self._gens))
+
+
+@dataclass(slots=True)  # no instance dict: one per connection end
 class PeerAddrState:
     """Per-connection addr relay state."""
 
@@ -36,19 +90,15 @@ class PeerAddrState:
     last_refill: float = 0.0
     getaddr_answered: bool = False
     sent_getaddr: bool = False
-    known: "OrderedDict[tuple[str, int], None]" = field(default_factory=OrderedDict)
+    known: KnownAddrs = field(default_factory=KnownAddrs)
     pending: list[NetAddr] = field(default_factory=list)
     rate_limited: int = 0  # addresses dropped by the token bucket
 
     def remember(self, addr: NetAddr) -> None:
-        key = (addr.ip, addr.port)
-        self.known[key] = None
-        self.known.move_to_end(key)
-        if len(self.known) > KNOWN_ADDR_FILTER:
-            self.known.popitem(last=False)
+        self.known.add(addr)
 
     def knows(self, addr: NetAddr) -> bool:
-        return (addr.ip, addr.port) in self.known
+        return addr in self.known
 
 
 @dataclass

@@ -132,7 +132,7 @@ class AddrService:
             if self.may_advertise():
                 me = self.node.self_address()
                 for state in self.states.values():
-                    state.known.pop((me.ip, me.port), None)  # Core clears the peer's filter for this
+                    state.known.discard(me)  # Core clears the peer's filter for this
                     self.relay.queue(state, me)
         for pid, due in list(self.next_send.items()):
             if now < due:

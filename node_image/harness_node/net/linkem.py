@@ -90,8 +90,10 @@ class LinkEmulator:
         self.shaper = shaper
         self.rng = rng
         self.loop = loop
-        self._queue: deque[tuple[float, bytes, Callable[[bytes], None]]] = deque()  # FIFO: keeps link order
-        self._held: deque[tuple[bytes, Callable[[bytes], None]]] = deque()
+        # Made on first use: every connection has an emulator, few ever queue or hold, and two empty
+        # deques are ~1.2 kB per connection (30 kB per node at 20 peers; issue 17's memory budget).
+        self._queue: deque[tuple[float, bytes, Callable[[bytes], None]]] | None = None  # FIFO: keeps link order
+        self._held: deque[tuple[bytes, Callable[[bytes], None]]] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._last_due = 0.0
         self.dropped = 0
@@ -105,6 +107,8 @@ class LinkEmulator:
     def send(self, data: bytes, write: Callable[[bytes], None], ip: str = "") -> bool:
         """Deliver `data` to `ip` through `write` after the emulated delay; False if it was dropped."""
         if self._held or ip in self.shaper.held:
+            if self._held is None:
+                self._held = deque()
             self._held.append((data, write))  # TCP holds what it cannot deliver; order is kept
             self.held_bytes += len(data)
             return True
@@ -112,7 +116,7 @@ class LinkEmulator:
 
     def release(self, ip: str) -> None:
         """The peer is reachable again: what was held goes out, in order, paced and delayed."""
-        held, self._held = self._held, deque()
+        held, self._held = self._held or (), None
         self.held_bytes = 0
         for data, write in held:
             self._schedule(data, write, ip)
@@ -133,6 +137,8 @@ class LinkEmulator:
         due = max(due, self._last_due)
         self._last_due = due
         self.delayed += 1
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append((due, data, write))
         if self._timer is None:
             self._timer = self.loop.call_at(due, self._drain)
@@ -142,6 +148,7 @@ class LinkEmulator:
         self._timer = None
         now = self.loop.time()
         queue = self._queue
+        assert queue is not None  # the timer is only set after an append
         while queue and queue[0][0] <= now:
             _, data, write = queue.popleft()
             write(data)
@@ -152,7 +159,7 @@ class LinkEmulator:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._queue.clear()
-        self.shaper.dropped["partition"] += len(self._held)  # held for a peer that is gone now
-        self._held.clear()
+        self._queue = None
+        self.shaper.dropped["partition"] += len(self._held or ())  # held for a peer that is gone now
+        self._held = None
         self.held_bytes = 0

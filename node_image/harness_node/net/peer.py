@@ -87,6 +87,15 @@ class PeerEvents(Protocol):
 
 
 class Peer:
+    # Slots: a 36-attribute instance dict is ~1.3 kB, twice per connection (both ends in one host
+    # process); slots are ~0.3 kB. `__dict__` stays for what other layers attach (an attacker's `target`).
+    __slots__ = ("id", "owner", "conn", "ip", "port", "local_ip", "local_port", "inbound", "kind", "opened_at",
+                 "connected_time", "last_recv", "last_send", "first_misbehaviour", "local_nonce", "version_sent",
+                 "version_received", "verack_received", "version", "services", "user_agent", "start_height",
+                 "time_offset", "relay", "wtxid_relay", "addrv2", "prefers_headers", "ping_nonce", "ping_sent_at",
+                 "next_ping_at", "ping_time", "min_ping", "last_tx_time", "last_block_time", "disconnect_reason",
+                 "prefer_evict", "next_check", "__dict__")  # fmt: skip
+
     def __init__(self, owner: PeerEvents, conn: PeerLink, addr: tuple[str, int], local: tuple[str, int],
                  inbound: bool, kind: str) -> None:
         self.id = next(_peer_ids)
@@ -127,6 +136,8 @@ class Peer:
         self.last_tx_time = 0.0  # wall clock of the last novel tx / block (eviction protection)
         self.last_block_time = 0.0
         self.disconnect_reason: str | None = None
+        self.next_check = now  # no timeout of this peer can expire before this loop time (check_timeouts)
+        self.prefer_evict = False  # admitted while discouraged: first to go when inbound is full (node.attach)
 
     # --- identity --------------------------------------------------------------------------------
 
@@ -257,6 +268,7 @@ class Peer:
         if self.verack_received:
             return
         self.verack_received = True
+        self.next_check = 0.0  # the handshake deadline is over: the keep-alive ones start
         if self.version >= SENDHEADERS_VERSION:
             self.send(msg_sendheaders())
         self.send_ping()  # Core pings right after the handshake
@@ -296,11 +308,14 @@ class Peer:
             self.ping_nonce = 0
 
     def check_timeouts(self, now: float) -> None:
-        """Called by the node's housekeeping tick (net.cpp InactivityCheck, MaybeSendPing)."""
+        """Called by the node's housekeeping tick (net.cpp InactivityCheck, MaybeSendPing) once
+        `now` reaches `next_check`: most ticks find nothing due for most peers, and a thousand nodes
+        of a host tick their twenty peers every second."""
         t = self.owner.timers
         if not self.verack_received:
             if now - self.opened_at > t.handshake_timeout:
                 self.disconnect("handshake-timeout")
+            self.next_check = self.opened_at + t.handshake_timeout  # on_verack makes it now again
             return
         if self.ping_nonce and now - self.ping_sent_at > t.ping_timeout:
             self.disconnect("ping-timeout")
@@ -308,6 +323,10 @@ class Peer:
             self.disconnect("inactivity-timeout")
         elif not self.ping_nonce and now >= self.next_ping_at:
             self.send_ping()
+        # The earliest deadline as things stand: last_recv and last_send only move later, and a
+        # pong only removes the ping deadline, so checking again at this time is never late.
+        due = min(self.next_ping_at, min(self.last_recv, self.last_send) + t.inactivity_timeout)
+        self.next_check = min(due, self.ping_sent_at + t.ping_timeout) if self.ping_nonce else due
 
     # --- per-peer state the node's services read --------------------------------------------------
 

@@ -374,7 +374,7 @@ class ConnMan:
             last_block_time=p.last_block_time, last_tx_time=p.last_tx_time,
             relevant_services=(p.services & (NODE_NETWORK | NODE_WITNESS)) == (NODE_NETWORK | NODE_WITNESS),
             relay_txs=p.relay, bloom_filter=False, keyed_netgroup=keyed,
-            prefer_evict=getattr(p, "prefer_evict", False),
+            prefer_evict=p.prefer_evict,
             # testbed adaptation 1: loopback is the testnet's network, not "local"
             is_local=not self.cfg.all_routable and p.ip.startswith("127."), network="ipv4")
 

@@ -68,7 +68,7 @@ def broadcast_max(queued: int) -> int:
     return min(INVENTORY_BROADCAST_MAX, INVENTORY_BROADCAST_TARGET + queued // 1000 * 5)
 
 
-@dataclass
+@dataclass(slots=True)  # no instance dict: one per connection end
 class PeerRelayState:
     """What relay remembers about one peer (Core keeps it in net_processing's per-peer Peer/TxRelay)."""
 

@@ -1,0 +1,125 @@
+"""The dial timeout, on real loopback sockets and both event loops (asyncio, uvloop).
+
+procutil.within counts the time the loop could look at the socket: a host process whose loop runs
+late (thousands of nodes handshaking at once) sees a connect's completion and its expired timer in
+the same turn, timers first; the timeout re-arms once for the time the loop lost, so the dial that
+did connect is kept, and an operation that never completes still fails, at most its timeout after
+the late timer. And a dial given up just after its socket connected leaves no half-made peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from harness_node.config import NodeConfig
+from harness_node.net.connection import Connection
+from harness_node.node import Node
+from harness_node.procutil import within
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+def run(kind: str, coro_fn):
+    if kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")  # a declared dependency: present wherever the package installs
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro_fn())
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_a_connect_the_loop_saw_late_is_kept(kind: str) -> None:
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop.call_soon(time.sleep, 1.0)  # the loop is busy for 1 s right after the connect starts
+        t0 = time.monotonic()
+        transport, _ = await within(0.3, loop.create_connection(asyncio.Protocol, "127.0.0.1", port))
+        took = time.monotonic() - t0
+        transport.close()
+        server.close()
+        return took
+
+    took = run(kind, main)
+    assert took >= 1.0  # it did wait out the busy loop, and was not given up at 0.3 s
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_what_never_completes_still_times_out(kind: str) -> None:
+    async def main():
+        loop = asyncio.get_running_loop()
+        never = loop.create_future()
+        loop.call_soon(time.sleep, 0.6)  # late by ~0.3 s: re-armed once, for that long
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await within(0.3, never)
+        late = time.monotonic() - t0
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):  # on time: no re-arming
+            await within(0.3, loop.create_future())
+        return late, time.monotonic() - t0
+
+    late, on_time = run(kind, main)
+    assert 0.8 <= late <= 1.5  # busy 0.6 s, then at most one re-arm of <= 0.3 s (and timer granularity)
+    assert 0.28 <= on_time < 0.5
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_a_result_in_time_is_returned(kind: str) -> None:
+    async def main():
+        return await within(1.0, asyncio.sleep(0.05, result="done"))
+
+    assert run(kind, main) == "done"
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_a_dial_given_up_after_its_socket_connected_leaves_no_peer(kind: str, monkeypatch) -> None:
+    """The timeout lands between connection_made (the Peer exists, our version is queued) and the
+    end of create_connection. uvloop then neither closes the transport nor reports it lost: without
+    Connection.abandon the dialler kept a peer that never heard back, holding an outbound slot
+    until the handshake timeout and its socket for ever."""
+    from tests.node.conftest import next_ip
+
+    async def main():
+        a, b = (Node(NodeConfig(name=n, bind=next_ip(), port=0)) for n in ("a", "b"))
+        await a.start()
+        await b.start()
+        made = Connection.connection_made
+        dial: list[asyncio.Task] = []
+
+        def made_then_timeout(self, transport):
+            made(self, transport)
+            if not self.inbound and dial:
+                dial.pop().cancel()  # what the timeout does, in this very turn
+
+        monkeypatch.setattr(Connection, "connection_made", made_then_timeout)
+        task = asyncio.ensure_future(a.open_connection(b.config.bind, b.port, "outbound-full-relay"))
+        dial.append(task)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.5)
+        ghosts = [(p.kind, p.verack_received) for p in a.peers.values()]
+        inbound_left = [p for p in b.peers.values()]
+        monkeypatch.setattr(Connection, "connection_made", made)
+        peer = await a.open_connection(b.config.bind, b.port, "outbound-full-relay")  # dials again at once
+        for _ in range(200):
+            if peer.verack_received:
+                break
+            await asyncio.sleep(0.01)
+        ok = peer.verack_received
+        await a.stop()
+        await b.stop()
+        return ghosts, inbound_left, ok
+
+    ghosts, inbound_left, handshake = run(kind, main)
+    assert ghosts == []  # no half-made outbound peer on the dialler
+    assert inbound_left == []  # the listener saw the connection go
+    assert handshake
