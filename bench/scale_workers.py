@@ -94,6 +94,7 @@ async def worker(k: int, workers: int, n: int) -> None:
     loop = asyncio.get_running_loop()
     lag = nodes[0].lag  # one monitor per loop, shared by every node of this process
     watched: dict[bytes, int] = {}
+    complete: dict[bytes, list[int]] = {}  # watched txs every node here holds: [count, last first-seen]
 
     def emit(**fields) -> None:
         sys.stdout.write(json.dumps(fields) + "\n")
@@ -103,8 +104,13 @@ async def worker(k: int, workers: int, n: int) -> None:
         while True:
             have = {}
             for txid in watched:
-                recs = [nd.mempool.record(txid) for nd in nodes if txid in nd.mempool]
-                have[txid.hex()] = [len(recs), max((r.first_seen_ns for r in recs), default=0)]
+                got = complete.get(txid)
+                if got is None:  # once every node of this process has it, the count and time stay
+                    recs = [nd.mempool.record(txid) for nd in nodes if txid in nd.mempool]
+                    got = [len(recs), max((r.first_seen_ns for r in recs), default=0)]
+                    if len(recs) == len(nodes):
+                        complete[txid] = got
+                have[txid.hex()] = got
             xs = sorted(list(lag.recent)[-int(5 / INTERVAL):])
             emit(event="status", full=sum(s == [8, 2] for s in slots), rss_kb=rss_kb(), rss0_kb=rss0,
                  full_relay=sum(fr >= 8 for fr, _ in slots), block_relay=sum(br >= 2 for _, br in slots),

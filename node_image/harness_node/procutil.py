@@ -77,7 +77,8 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
     for a link nobody used (21,411 of 130,482 dials while 10,000 nodes formed their graph,
     docs/benchmarks.md). So a timer that fires more than LATE_TIMER late is re-armed once, for as
     long as it was late (at most `seconds`): the operation gets back the time the loop lost, and a
-    peer that really does not answer still fails, at most `seconds` after the late timer.
+    peer that really does not answer still fails, at most `seconds` after the late timer
+    (protocol.md, testbed adaptation 9).
 
     asyncio.timeout where it exists (3.11), which cancels in place, instead of wait_for's extra task
     per call (about 8 % of the CPU a thousand nodes spend dialling each other); on 3.10 wait_for,

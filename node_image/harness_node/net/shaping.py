@@ -105,6 +105,12 @@ class Shaper:
         self.dropped = {"loss": 0, "partition": 0}  # messages, by cause (metrics)
         self.waited = {"in": 0.0, "out": 0.0}  # seconds messages waited for a bucket, by direction
         self._models: dict[str, LinkModel] = {}
+        self._flat = self._is_flat()
+
+    def _is_flat(self) -> bool:
+        """No delay, jitter or loss towards any peer (no base model, no regions, no loss fault): then
+        no message needs a per-peer model, and none is built (a node of a big host has ~20 peers)."""
+        return not self.base.active and self.regions.region is None and not self.loss
 
     def set_bandwidth(self, bw: Bandwidth) -> None:
         bw.validate()
@@ -121,6 +127,7 @@ class Shaper:
             else:
                 self.loss.pop(ip, None)
         self._models.clear()
+        self._flat = self._is_flat()
 
     def model_for(self, ip: str) -> LinkModel:
         """The link model towards planned address `ip`: the node's base link plus the region delay."""
@@ -135,7 +142,7 @@ class Shaper:
 
     def shapes(self, ip: str) -> bool:
         """Whether a message to `ip` needs the emulator at all (the fast path skips it)."""
-        return self.up is not None or ip in self.held or self.model_for(ip).active
+        return self.up is not None or ip in self.held or (not self._flat and self.model_for(ip).active)
 
     def upload_done(self, nbytes: int, now: float) -> float:
         """When the last of `nbytes` sent now has left through the upload cap."""

@@ -224,8 +224,8 @@ class Relay:
         blocks: list[bytes] = []
         now = self.node.loop.time()
         st = self.state(peer)
+        _remember(st.known_inv, tuple(inv.hash for inv in invs))
         for inv in invs:
-            self.mark_known(peer, inv.hash)
             if inv.type in TX_TYPES:
                 h = inv.hash
                 if self.node.mempool.known(h) or h in st.announced:
@@ -246,7 +246,8 @@ class Relay:
                 blocks.append(inv.hash)
         for i in range(0, len(want), MAX_GETDATA_BATCH):
             peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
-        self._ask_blocks(peer, blocks)
+        if blocks:
+            self._ask_blocks(peer, blocks)
 
     def _mark_requested(self, peer: Peer, h: bytes, now: float) -> None:
         self.in_flight[h] = (peer, now + self.node.timers.getdata_tx_interval)
