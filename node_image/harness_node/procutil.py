@@ -27,8 +27,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 # ones, so with the default the collector ran ~2,700 young and ~250 middle collections and 14 full ones
 # (each walking every object) while such a network formed: 3.0 of its 9.3 CPU seconds. At 50,000 it
 # runs ~35 young collections and no full one in the same work (docs/benchmarks.md, issue 17, fifth round).
-# Cyclic garbage is still collected, only in larger batches; gen1/gen2 keep CPython's ratios loosely.
-GC_THRESHOLDS = (50_000, 20, 10)
+# Cyclic garbage is still collected, only in larger batches.
+# The middle generation runs after every 4 young collections, not 20: every object it walks is walked
+# there once before it moves on to the oldest, so its total work does not depend on this number, but
+# after 20 each run walked a million objects at once (~0.5 CPU s: a loop stalled 2.4 s with 12
+# processes on 2 cores, seen as idle lag and a late first transaction at 10,000 nodes). A full
+# collection still waits for 200 young ones (4 x 50) and for CPython's 25 % growth rule.
+GC_THRESHOLDS = (50_000, 4, 50)
 
 
 def tune_gc() -> None:

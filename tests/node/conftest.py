@@ -96,7 +96,7 @@ def peer_from(lt: LoopThread, node: Node, ip: str) -> Any:
 
 
 def disconnect_reasons(lt: LoopThread, node: Node) -> list[str]:
-    return lt.eval(lambda: [d["reason"] for d in node.disconnects])
+    return lt.eval(lambda: [d.reason for d in node.disconnects])
 
 
 class TestPeer(BlockingPeer):

@@ -44,7 +44,7 @@ def test_a_peer_below_min_proto_version_is_disconnected(lt, make_node, test_peer
 def test_a_node_that_dials_itself_detects_the_nonce(lt, make_node):
     node = make_node()
     lt.eval(lambda: node.add_manual(node.config.bind, node.port))
-    lt.wait(lambda: "self-connection" in [d["reason"] for d in node.disconnects], what="self-connection")
+    lt.wait(lambda: "self-connection" in [d.reason for d in node.disconnects], what="self-connection")
     assert lt.eval(lambda: not any(p.ready for p in node.peers.values()))
 
 

@@ -198,5 +198,26 @@ def test_flush_to_a_transport_whose_handle_is_gone_drops_the_frames_quietly() ->
         return conn
 
     conn = asyncio.run(main())
-    assert GoneTransport.writes == 3 and conn._pending == []
+    assert GoneTransport.writes == 3 and not conn._pending
     assert errors == []  # nothing escaped to the loop (it did before: every reset logged a traceback)
+
+
+def test_closed_is_done_once_the_connection_is_lost_whenever_it_is_first_asked_for():
+    # the future is made on first use (memory); a node stopping waits on it, so it must resolve
+    # both when made before the loss and when made after it
+    from types import SimpleNamespace
+
+    from harness_node.net.connection import Connection
+
+    async def main() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        owner = SimpleNamespace(loop=loop, magic=MAGIC_REGTEST, write_batch=WriteBatch(loop))
+        early, late = Connection(owner, inbound=True), Connection(owner, inbound=True)  # type: ignore[arg-type]
+        waiting = early.closed
+        seen = [waiting.done()]
+        early.connection_lost(None)
+        late.connection_lost(None)
+        await asyncio.wait_for(asyncio.wait([waiting, late.closed]), 1.0)
+        return seen + [waiting.done(), late.closed.done(), early.closed is waiting]
+
+    assert asyncio.run(main()) == [False, True, True, True]

@@ -18,7 +18,7 @@ import pytest
 
 from harness_node.chain.chain import MB
 from harness_node.net.client import ClientPeer
-from harness_node.relay.relay import MAX_PEER_TX_ANNOUNCEMENTS, MAX_PEER_TX_REQUEST_IN_FLIGHT
+from harness_node.relay.relay import MAX_PEER_TX_ANNOUNCEMENTS, MAX_PEER_TX_REQUEST_IN_FLIGHT, NO_HASHES
 from harness_node.wire.messages import MSG_TX, CInv, msg_block, msg_inv, msg_tx
 from harness_node.wire.synthetic import make_block, make_tx
 
@@ -59,6 +59,24 @@ def test_a_peer_gets_at_most_100_requests_in_flight_and_5000_announcements_track
     lt.eval(lambda: node.relay._forget(asked.inv[0].hash))  # as if its tx had arrived
     nxt = peer.expect("getdata", timeout=5)
     assert len(nxt.inv) == 1 and nxt.inv[0].hash in set(hashes[MAX_PEER_TX_REQUEST_IN_FLIGHT:MAX_PEER_TX_ANNOUNCEMENTS])
+
+
+def test_a_delivered_tx_leaves_no_tracking_set_behind(lt, make_node, test_peers):
+    # between bursts a peer holds the shared empty set, not a 216-byte empty set of its own
+    node = make_node()
+    peer = test_peers(node)
+    peer.handshake()
+    tx = make_tx()
+    peer.send(msg_inv([CInv(MSG_TX, tx.txid)]))
+    peer.expect("getdata")
+    ours = peer_from(lt, node, peer.ip)
+    st = lt.eval(lambda: node.relay.state(ours))
+    assert lt.eval(lambda: (set(st.announced), set(st.requested))) == ({tx.txid}, {tx.txid})
+    peer.send(msg_tx(tx))
+    peer.ping_roundtrip()
+    assert lt.eval(lambda: tx.txid in node.mempool)
+    assert lt.eval(lambda: (st.announced, st.requested)) == (NO_HASHES, NO_HASHES)
+    assert lt.eval(lambda: st.announced is NO_HASHES and st.requested is NO_HASHES)
 
 
 def test_the_mempool_is_bounded_in_megabytes(lt, make_node, test_peers):

@@ -222,7 +222,7 @@ def test_feelers_test_new_addresses_and_hang_up_after_version(lt, make_node):
     lt.eval(lambda: node.connman.addrman.add([NetAddr(t.config.bind, t.port, 9, int(time.time())) for t in targets],
                                              source_ip="127.99.0.1"))
     lt.wait(lambda: node.connman.counters["feelers"] >= 2, what="feeler connections")
-    lt.wait(lambda: "feeler-done" in [d["reason"] for d in node.disconnects], what="a feeler to hang up")
+    lt.wait(lambda: "feeler-done" in [d.reason for d in node.disconnects], what="a feeler to hang up")
     # a feeler that answered moved its address to tried
     lt.wait(lambda: node.connman.addrman.counts()[1] >= 2, what="feeler successes in tried")
 

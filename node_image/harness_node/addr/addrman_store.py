@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,6 @@ from .tables import (
     AddrTables,
     _addr_key,
 )
-from ..wire.codec import NetAddr
 
 MAGIC = b"HARNESS-ADDRMAN"
 FORMAT_VERSION = 1
@@ -93,11 +93,11 @@ def snapshot(am: AddrTables) -> dict[str, Any]:
     """The plain, JSON-able state of `am`: key, grouping rule, entries and new-table slots."""
     index = {id(e): i for i, e in enumerate(am._random)}
     rows = [
-        [e.addr.ip, e.addr.port, e.addr.services, e.addr.time, e.source,
+        [e.ip, e.port, e.services, e.time, e.source,
          e.last_try, e.last_success, e.last_count_attempt, e.attempts, e.in_tried]
         for e in am._random
     ]  # fmt: skip
-    new = [[slot, index[id(e)]] for slot, e in am._new.slots.items()]
+    new = [[slot, index[id(e)]] for slot, e in am._new.items()]
     return {"key": am._key.hex(), "netgroups": am._netgroups.config, "entries": rows, "new": new}
 
 
@@ -112,13 +112,13 @@ def restore(am: AddrTables, state: dict[str, Any], where: str = "addrman data") 
     am._set_key(bytes.fromhex(state["key"]))
     am._reset()
     same_grouping = state["netgroups"] == am._netgroups.config
-    entries = [_entry(row) for row in state["entries"]]
-    if len({(e.addr.ip, e.addr.port) for e in entries}) != len(entries):
+    entries = [_entry(row, am._port) for row in state["entries"]]
+    if len({(e.ip, e.port) for e in entries}) != len(entries):
         raise corrupt("duplicate address entries")
     try:
         for e in entries:
             if e.in_tried:
-                slot = am._tried_slot(e.addr)
+                slot = am._tried_slot(e)
                 if am._tried.get(slot) is not None:
                     if same_grouping:
                         raise corrupt(f"two tried entries claim slot {slot}")
@@ -132,8 +132,8 @@ def restore(am: AddrTables, state: dict[str, Any], where: str = "addrman data") 
             if e.in_tried or e.refcount >= NEW_BUCKETS_PER_ADDRESS:
                 raise corrupt(f"bad new-table reference to {e!r}")
             if not same_grouping:
-                slot = am._new_slot(e.addr, e.source)
-            elif slot % BUCKET_SIZE != am._position(b"N", slot // BUCKET_SIZE, _addr_key(*e.addr.endpoint)):
+                slot = am._new_slot(e, e.source)
+            elif slot % BUCKET_SIZE != am._position(b"N", slot // BUCKET_SIZE, _addr_key(e.ip, e.port)):
                 raise corrupt(f"{e!r} stored at the wrong position (slot {slot})")
             if am._new.get(slot) is not None:
                 if same_grouping:
@@ -151,9 +151,10 @@ def restore(am: AddrTables, state: dict[str, Any], where: str = "addrman data") 
         raise corrupt("an entry is in neither table")
 
 
-def _entry(row: list[Any]) -> AddrInfo:
+def _entry(row: list[Any], common_port: int) -> AddrInfo:
     ip, port, services, t, source, last_try, last_success, last_count, attempts, in_tried = row
-    e = AddrInfo(NetAddr(ip=ip, port=port, services=services, time=t), source)
+    port = common_port if port == common_port else port  # one int object, as tables.py keeps it
+    e = AddrInfo(sys.intern(ip), port, services, t, sys.intern(source))
     e.last_try, e.last_success, e.last_count_attempt = last_try, last_success, last_count
     e.attempts, e.in_tried = attempts, in_tried
     return e
@@ -162,7 +163,7 @@ def _entry(row: list[Any]) -> AddrInfo:
 def _register(am: AddrTables, e: AddrInfo) -> None:
     e.random_pos = len(am._random)
     am._random.append(e)
-    am._by_key[(e.addr.ip, e.addr.port)] = e
+    am._by_key[am._entry_key(e.ip, e.port)] = e
     if e.in_tried:
         am._n_tried += 1
     else:

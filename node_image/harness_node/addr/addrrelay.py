@@ -32,20 +32,21 @@ class KnownAddrs:
 
     Core keeps them in a CRollingBloomFilter of 5000 entries, which remembers at least the last 5000
     insertions and up to 1.5 times as many, in generations of half that size. The same generations
-    here, each a sorted array of a 64-bit key per ip:port: 8 bytes an entry, where an ordered dict of
-    ip:port tuples took ~200 and a set of ints ~100 (a node holds thousands: issue 17's memory
-    budget), and without the bloom filter's false positives (a 64-bit collision is far rarer than its
-    1 in 1000)."""
+    here, each a sorted array of a 32-bit key per ip:port: 4 bytes an entry, where an ordered dict of
+    ip:port tuples took ~200 and a set of ints ~100 (20 peers a node, 10,000 nodes: issue 17's
+    memory budget). Core's filter is built for 1 false positive in 1,000 lookups; with at most 7,500
+    keys of 32 bits a lookup here is wrong at most 7,500 / 2^32 ≈ 1 in 570,000 times, and a wrong
+    answer has Core's consequence (the address is not sent to that peer)."""
 
     __slots__ = ("_generation", "_gens")
 
     def __init__(self, capacity: int = KNOWN_ADDR_FILTER) -> None:
         self._generation = (capacity + 1) // 2
-        self._gens: list[array[int]] = [array("q")]  # newest last; at most 3 (1.5 x capacity remembered)
+        self._gens: list[array[int]] = [array("I")]  # newest last; at most 3 (1.5 x capacity remembered)
 
     @staticmethod
     def _key(addr: NetAddr) -> int:
-        return hash((addr.ip, addr.port))  # this process's hash: the filter never leaves it
+        return hash((addr.ip, addr.port)) & 0xFFFFFFFF  # this process's hash: the filter never leaves it
 
     @staticmethod
     def _find(gen: array[int], key: int) -> int:
@@ -61,7 +62,7 @@ class KnownAddrs:
             return
         current.insert(-1 - i, key)  # also when an older generation has it: it is recent again
         if len(current) >= self._generation:
-            self._gens.append(array("q"))
+            self._gens.append(array("I"))
             if len(self._gens) > 3:
                 del self._gens[0]
 

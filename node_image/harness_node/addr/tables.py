@@ -8,23 +8,20 @@ Pure: time comes from `clock`, randomness from `rng`; no disk (addrman.py adds s
 Testbed additions: every time window is multiplied by `time_scale` (adaptation 5), and
 `use_tried=False` makes `select` draw from the new table only (a countermeasure switch).
 
-Memory: 1000 nodes share one process, so the 1024x64 and 256x64 tables are stored sparsely
-(a slot dict plus the sorted occupied positions of each non-empty bucket) and entries use
-__slots__. Drawing uniformly among non-empty buckets is exactly Core's "pick a random bucket,
-retry if empty" distribution, without the empty retries.
+Memory: up to 1,000 nodes share one process, so entries and tables are compact (buckets.py), and
+entries on the common port are indexed by their ip alone.
 """
 
 from __future__ import annotations
 
 import hashlib
-import socket
 import sys
-from bisect import bisect_left, insort
 from dataclasses import dataclass
 from random import Random
 from typing import Callable
 
-from ..wire.codec import IPV4_MAPPED_PREFIX, NetAddr, var_bytes
+from ..wire.codec import NetAddr, ip_to_bytes16, var_bytes
+from .buckets import BUCKET_SIZE, AddrInfo, BucketTable
 from .netgroup import NetGroups
 
 __all__ = ["AddrTables", "AddrInfo", "AddrManCorruptError", "Windows"]
@@ -32,7 +29,6 @@ __all__ = ["AddrTables", "AddrInfo", "AddrManCorruptError", "Windows"]
 # --- Core's constants (addrman_impl.h / addrman.cpp unless noted) ---------------------------
 NEW_BUCKET_COUNT = 1024  # ADDRMAN_NEW_BUCKET_COUNT (1 << 10)
 TRIED_BUCKET_COUNT = 256  # ADDRMAN_TRIED_BUCKET_COUNT (1 << 8)
-BUCKET_SIZE = 64  # ADDRMAN_BUCKET_SIZE (1 << 6)
 TRIED_BUCKETS_PER_GROUP = 8  # ADDRMAN_TRIED_BUCKETS_PER_GROUP
 NEW_BUCKETS_PER_SOURCE_GROUP = 64  # ADDRMAN_NEW_BUCKETS_PER_SOURCE_GROUP
 NEW_BUCKETS_PER_ADDRESS = 8  # ADDRMAN_NEW_BUCKETS_PER_ADDRESS: max refcount in new
@@ -90,86 +86,10 @@ class AddrManCorruptError(ValueError):
     """A saved addrman that cannot be trusted: bad header, checksum, JSON or content."""
 
 
-class AddrInfo:
-    """One known address: Core's AddrInfo. `addr.time` is Core's nTime (last seen, as gossiped)."""
-
-    __slots__ = ("addr", "source", "last_try", "last_success", "last_count_attempt", "attempts",
-                 "new_slots", "in_tried", "random_pos")  # fmt: skip
-
-    def __init__(self, addr: NetAddr, source: str) -> None:
-        self.addr = addr
-        self.source = source  # ip of the peer that first told us (decides the primary new bucket)
-        self.last_try = 0.0
-        self.last_success = 0.0
-        self.last_count_attempt = 0.0
-        self.attempts = 0
-        self.new_slots: tuple[int, ...] = ()  # new-table slots (bucket * 64 + pos) holding us
-        self.in_tried = False
-        self.random_pos = -1  # index in AddrTables._random (Core's nRandomPos)
-
-    @property
-    def refcount(self) -> int:
-        """How many new-table slots reference this entry (Core's nRefCount; 0 when in tried)."""
-        return len(self.new_slots)
-
-    def __repr__(self) -> str:
-        where = "tried" if self.in_tried else f"new x{self.refcount}"
-        return f"AddrInfo({self.addr.ip}:{self.addr.port}, {where}, attempts={self.attempts})"
-
-
-class _Table:
-    """A sparse bucket table: slot -> entry, plus sorted occupied positions per non-empty bucket."""
-
-    __slots__ = ("slots", "positions", "nonempty", "nonempty_index")
-
-    def __init__(self) -> None:
-        self.slots: dict[int, AddrInfo] = {}
-        self.positions: dict[int, list[int]] = {}
-        self.nonempty: list[int] = []
-        self.nonempty_index: dict[int, int] = {}
-
-    def get(self, slot: int) -> AddrInfo | None:
-        return self.slots.get(slot)
-
-    def put(self, slot: int, entry: AddrInfo) -> None:
-        self.slots[slot] = entry
-        bucket, pos = divmod(slot, BUCKET_SIZE)
-        occupied = self.positions.get(bucket)
-        if occupied is None:
-            self.positions[bucket] = [pos]
-            self.nonempty_index[bucket] = len(self.nonempty)
-            self.nonempty.append(bucket)
-        else:
-            insort(occupied, pos)
-
-    def remove(self, slot: int) -> None:
-        del self.slots[slot]
-        bucket, pos = divmod(slot, BUCKET_SIZE)
-        occupied = self.positions[bucket]
-        occupied.remove(pos)
-        if not occupied:
-            del self.positions[bucket]
-            i = self.nonempty_index.pop(bucket)
-            last = self.nonempty.pop()
-            if last != bucket:
-                self.nonempty[i] = last
-                self.nonempty_index[last] = i
-
-    def pick(self, rng: Random) -> AddrInfo:
-        """Core's draw: a random non-empty bucket, a random start position, the next occupied one."""
-        bucket = self.nonempty[rng.randrange(len(self.nonempty))]
-        occupied = self.positions[bucket]
-        i = bisect_left(occupied, rng.randrange(BUCKET_SIZE))
-        return self.slots[bucket * BUCKET_SIZE + occupied[i % len(occupied)]]
-
-
 def _addr_key(ip: str, port: int) -> bytes:
-    """Core's CService::GetKey(): the 16-byte (IPv4-mapped) address, then the port big-endian."""
-    try:
-        raw = IPV4_MAPPED_PREFIX + socket.inet_pton(socket.AF_INET, ip)
-    except OSError:
-        raw = socket.inet_pton(socket.AF_INET6, ip)
-    return raw + port.to_bytes(2, "big")
+    """Core's CService::GetKey(): the 16-byte (IPv4-mapped) address, then the port big-endian.
+    The address bytes come from the codec's per-process memo (the same ips recur in every node)."""
+    return ip_to_bytes16(ip) + port.to_bytes(2, "big")
 
 
 class AddrTables:
@@ -185,8 +105,12 @@ class AddrTables:
         use_tried: bool = True,
         test_before_evict: bool = True,
         time_scale: float = 1.0,
+        common_port: int = 0,
     ) -> None:
         self._netgroups = netgroups
+        # Entries on this port are keyed by their ip string alone (no (ip, port) tuple: ~80 B an
+        # entry, and a testnet's nodes mostly share one port); other ports by (ip, port).
+        self._port = common_port
         self._rng = rng
         self._clock = clock
         self.use_tried = use_tried
@@ -202,9 +126,9 @@ class AddrTables:
         self._keyed = hashlib.sha256(key)  # SHA256 state after the key, copied for each hash
 
     def _reset(self) -> None:
-        self._new = _Table()
-        self._tried = _Table()
-        self._by_key: dict[tuple[str, int], AddrInfo] = {}
+        self._new = BucketTable()
+        self._tried = BucketTable()
+        self._by_key: dict[str | tuple[str, int], AddrInfo] = {}  # see _entry_key
         self._random: list[AddrInfo] = []  # Core's vRandom: every entry, for get_addr
         self._n_new = 0
         self._n_tried = 0
@@ -219,14 +143,14 @@ class AddrTables:
         h.update(data)
         return int.from_bytes(hashlib.sha256(h.digest()).digest()[:8], "little")
 
-    def _tried_slot(self, addr: NetAddr) -> int:
+    def _tried_slot(self, addr: NetAddr | AddrInfo) -> int:
         akey = _addr_key(addr.ip, addr.port)
         h1 = self._hash(akey) % TRIED_BUCKETS_PER_GROUP
         group = var_bytes(self._netgroups.group(addr.ip))
         bucket = self._hash(group + h1.to_bytes(8, "little")) % TRIED_BUCKET_COUNT
         return bucket * BUCKET_SIZE + self._position(b"K", bucket, akey)
 
-    def _new_slot(self, addr: NetAddr, source_ip: str) -> int:
+    def _new_slot(self, addr: NetAddr | AddrInfo, source_ip: str) -> int:
         group = var_bytes(self._netgroups.group(addr.ip))
         src_group = var_bytes(self._netgroups.group(source_ip))
         h1 = self._hash(group + src_group) % NEW_BUCKETS_PER_SOURCE_GROUP
@@ -246,7 +170,7 @@ class AddrTables:
         w = self.windows
         if now - e.last_try <= w.try_grace:
             return False
-        t = e.addr.time
+        t = e.time
         return (
             t > now + w.future_slack
             or now - t > w.horizon
@@ -263,11 +187,10 @@ class AddrTables:
 
     # --- bookkeeping -----------------------------------------------------------------------
 
-    def _create(self, addr: NetAddr, source_ip: str) -> AddrInfo:
-        entry = AddrInfo(addr, sys.intern(source_ip))
+    def _create(self, entry: AddrInfo) -> AddrInfo:
         entry.random_pos = len(self._random)
         self._random.append(entry)
-        self._by_key[(addr.ip, addr.port)] = entry
+        self._by_key[self._entry_key(entry.ip, entry.port)] = entry
         self._n_new += 1
         return entry
 
@@ -277,7 +200,7 @@ class AddrTables:
         if last is not entry:
             self._random[entry.random_pos] = last
             last.random_pos = entry.random_pos
-        del self._by_key[(entry.addr.ip, entry.addr.port)]
+        del self._by_key[self._entry_key(entry.ip, entry.port)]
         self._n_new -= 1
 
     def _clear_new(self, slot: int) -> None:
@@ -294,14 +217,14 @@ class AddrTables:
             self._new.remove(slot)
         entry.new_slots = ()
         self._n_new -= 1
-        slot = self._tried_slot(entry.addr)
+        slot = self._tried_slot(entry)
         old = self._tried.get(slot)
         if old is not None:
             # The evicted tried entry goes back to new, in its primary source's bucket.
             self._tried.remove(slot)
             old.in_tried = False
             self._n_tried -= 1
-            new_slot = self._new_slot(old.addr, old.source)
+            new_slot = self._new_slot(old, old.source)
             self._clear_new(new_slot)
             self._new.put(new_slot, old)
             old.new_slots = (new_slot,)
@@ -312,8 +235,11 @@ class AddrTables:
 
     # --- Core's public operations ----------------------------------------------------------
 
+    def _entry_key(self, ip: str, port: int) -> str | tuple[str, int]:
+        return ip if port == self._port else (ip, port)
+
     def find(self, ip: str, port: int) -> AddrInfo | None:
-        return self._by_key.get((ip, port))
+        return self._by_key.get(ip if port == self._port else (ip, port))
 
     def add(self, addrs: list[NetAddr], source_ip: str, time_penalty: float = 0.0) -> int:
         """Learn `addrs` from the peer at `source_ip`; returns how many took a new-table slot.
@@ -325,27 +251,25 @@ class AddrTables:
         if not self._netgroups.is_routable(addr.ip):
             return False
         penalty = 0.0 if addr.ip == source_ip else time_penalty  # no penalty on self-announcements
-        entry = self._by_key.get((addr.ip, addr.port))
+        entry = self.find(addr.ip, addr.port)
         if entry is not None:
-            old = entry.addr
             online = now - addr.time < self.windows.online_window
             interval = self.windows.online_update if online else self.windows.offline_update
-            time = old.time
-            if old.time < addr.time - interval - penalty:
-                time = max(0, int(addr.time - penalty))
-            services = old.services | addr.services
-            if time != old.time or services != old.services:
-                entry.addr = NetAddr(ip=old.ip, port=old.port, services=services, time=time)
+            time = entry.time
+            if time < addr.time - interval - penalty:
+                time = entry.time = max(0, int(addr.time - penalty))
+            entry.services |= addr.services
             if addr.time <= time or entry.in_tried or entry.refcount >= NEW_BUCKETS_PER_ADDRESS:
                 return False
             # Each extra copy is 2^refcount times harder to get (Core's stochastic test).
             if entry.refcount and self._rng.randrange(1 << entry.refcount) != 0:
                 return False
         else:
-            # Interned: the same few thousand address strings recur in every node of the process.
-            stored = NetAddr(ip=sys.intern(addr.ip), port=addr.port, services=addr.services,
-                             time=max(0, int(addr.time - penalty)))  # fmt: skip
-            entry = self._create(stored, source_ip)
+            # Interned: the same few thousand address strings recur in every node of the process;
+            # the common port is one int object, not one per entry.
+            port = self._port if addr.port == self._port else addr.port
+            entry = self._create(AddrInfo(sys.intern(addr.ip), port, addr.services,
+                                          max(0, int(addr.time - penalty)), sys.intern(source_ip)))
         slot = self._new_slot(addr, source_ip)
         occupant = self._new.get(slot)
         if occupant is entry:
@@ -371,7 +295,7 @@ class AddrTables:
 
     def _good(self, ip: str, port: int, now: float, test_before_evict: bool) -> bool:
         self._last_good = now
-        entry = self._by_key.get((ip, port))
+        entry = self.find(ip, port)
         if entry is None:
             return False
         entry.last_success = now
@@ -380,7 +304,7 @@ class AddrTables:
         # nTime is deliberately not updated: it would leak who we are connected to (Core).
         if entry.in_tried or entry.refcount == 0:
             return False
-        if test_before_evict and self._tried.get(self._tried_slot(entry.addr)) is not None:
+        if test_before_evict and self._tried.get(self._tried_slot(entry)) is not None:
             if len(self._collisions) < SET_TRIED_COLLISION_SIZE:
                 self._collisions[(ip, port)] = None
             return False
@@ -389,7 +313,7 @@ class AddrTables:
 
     def attempt(self, ip: str, port: int, count_failure: bool = True) -> None:
         """We are trying to connect. A failure counts at most once per `good` of any address."""
-        entry = self._by_key.get((ip, port))
+        entry = self.find(ip, port)
         if entry is None:
             return
         now = self._clock()
@@ -400,13 +324,12 @@ class AddrTables:
 
     def connected(self, ip: str, port: int) -> None:
         """A connection to ip:port ended or is alive: refresh nTime, at most every 20 min."""
-        entry = self._by_key.get((ip, port))
+        entry = self.find(ip, port)
         if entry is None:
             return
         now = self._clock()
-        a = entry.addr
-        if now - a.time > self.windows.connected_update:
-            entry.addr = NetAddr(ip=a.ip, port=a.port, services=a.services, time=int(now))
+        if now - entry.time > self.windows.connected_update:
+            entry.time = int(now)
 
     def select(self, new_only: bool = False) -> NetAddr | None:
         """An address to dial: tried or new at 50/50, weighted by GetChance (Core's Select)."""
@@ -430,11 +353,11 @@ class AddrTables:
         if not self._collisions:
             return None
         key = list(self._collisions)[self._rng.randrange(len(self._collisions))]
-        entry = self._by_key.get(key)
+        entry = self.find(*key)
         if entry is None:
             del self._collisions[key]
             return None
-        old = self._tried.get(self._tried_slot(entry.addr))
+        old = self._tried.get(self._tried_slot(entry))
         return None if old is None else old.addr
 
     def resolve_collisions(self) -> None:
@@ -444,10 +367,10 @@ class AddrTables:
         now = self._clock()
         w = self.windows
         for key in list(self._collisions):
-            entry = self._by_key.get(key)
+            entry = self.find(*key)
             settled = True
             if entry is not None:
-                old = self._tried.get(self._tried_slot(entry.addr))
+                old = self._tried.get(self._tried_slot(entry))
                 if old is None:  # no longer a collision
                     self._good(*key, now, test_before_evict=False)
                 elif now - old.last_success < w.replacement:
@@ -498,8 +421,8 @@ class AddrTables:
 
     def new_slots(self) -> dict[int, tuple[str, int]]:
         """Occupied new-table slots (bucket * 64 + position) -> (ip, port). For tests and metrics."""
-        return {s: (e.addr.ip, e.addr.port) for s, e in self._new.slots.items()}
+        return {s: (e.ip, e.port) for s, e in self._new.items()}
 
     def tried_slots(self) -> dict[int, tuple[str, int]]:
         """Occupied tried-table slots (bucket * 64 + position) -> (ip, port)."""
-        return {s: (e.addr.ip, e.addr.port) for s, e in self._tried.slots.items()}
+        return {s: (e.ip, e.port) for s, e in self._tried.items()}

@@ -88,7 +88,7 @@ class ConnMan:
         # addr times and ban expiries read the node's clock, which a chaos fault may skew
         self.addrman = AddrMan(node.rng.randbytes(32), self.netgroups, node.rng, node.clock,
                                use_tried=self.cm.tried_table, test_before_evict=self.cm.test_before_evict,
-                               time_scale=scale)
+                               time_scale=scale, common_port=node.config.port)
         self.banman = self._open_banlist()
         self._ban_flush: asyncio.Task[None] | None = None
         self._bans_dirty = False
