@@ -168,7 +168,14 @@ def test_without_netgroup_diversity_several_outbound_peers_share_a_group(lt, mak
                      peering={"block_relay": 0, "countermeasures": {"netgroup_diversity": False}})
     lt.eval(lambda: node.connman.addrman.add([NetAddr(t.config.bind, t.port, 9, int(time.time())) for t in targets],
                                              source_ip="127.99.0.1"))
-    wait_until(lambda: len(_outbound_groups(lt, node)) == 6, what="all six targets dialled")
+    # Two addresses from one source can land on the same new-table position (Core's addrman keeps the
+    # first): with ephemeral ports one target is lost in ~5 % of runs, two in ~0.1 %, so every target
+    # the table kept is waited for; four or more peers in three netgroups always share one.
+    kept = lt.eval(lambda: node.connman.addrman.size())
+    assert kept >= 4, kept
+    wait_until(lambda: len(_outbound_groups(lt, node)) == kept, what=f"all {kept} targets kept by addrman dialled")
+    groups = _outbound_groups(lt, node)
+    assert len(set(groups)) < len(groups) == kept
 
 
 def _restart(lt, node: Node) -> Node:
