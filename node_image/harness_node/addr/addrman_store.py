@@ -26,7 +26,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..atomicfile import write_bytes_atomic
 from .tables import (
@@ -112,7 +112,7 @@ def restore(am: AddrTables, state: dict[str, Any], where: str = "addrman data") 
     am._set_key(bytes.fromhex(state["key"]))
     am._reset()
     same_grouping = state["netgroups"] == am._netgroups.config
-    entries = [_entry(row, am._port) for row in state["entries"]]
+    entries = [_entry(row, am._shared_port) for row in state["entries"]]
     if len({(e.ip, e.port) for e in entries}) != len(entries):
         raise corrupt("duplicate address entries")
     try:
@@ -151,10 +151,9 @@ def restore(am: AddrTables, state: dict[str, Any], where: str = "addrman data") 
         raise corrupt("an entry is in neither table")
 
 
-def _entry(row: list[Any], common_port: int) -> AddrInfo:
+def _entry(row: list[Any], shared_port: Callable[[int], int]) -> AddrInfo:
     ip, port, services, t, source, last_try, last_success, last_count, attempts, in_tried = row
-    port = common_port if port == common_port else port  # one int object, as tables.py keeps it
-    e = AddrInfo(sys.intern(ip), port, services, t, sys.intern(source))
+    e = AddrInfo(sys.intern(ip), shared_port(port), services, t, sys.intern(source))
     e.last_try, e.last_success, e.last_count_attempt = last_try, last_success, last_count
     e.attempts, e.in_tried = attempts, in_tried
     return e

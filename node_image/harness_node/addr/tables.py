@@ -235,6 +235,10 @@ class AddrTables:
 
     # --- Core's public operations ----------------------------------------------------------
 
+    def _shared_port(self, port: int) -> int:
+        """The common port as its one int object (an entry's own copy is 28 B)."""
+        return self._port if port == self._port else port
+
     def _entry_key(self, ip: str, port: int) -> str | tuple[str, int]:
         return ip if port == self._port else (ip, port)
 
@@ -267,8 +271,7 @@ class AddrTables:
         else:
             # Interned: the same few thousand address strings recur in every node of the process;
             # the common port is one int object, not one per entry.
-            port = self._port if addr.port == self._port else addr.port
-            entry = self._create(AddrInfo(sys.intern(addr.ip), port, addr.services,
+            entry = self._create(AddrInfo(sys.intern(addr.ip), self._shared_port(addr.port), addr.services,
                                           max(0, int(addr.time - penalty)), sys.intern(source_ip)))
         slot = self._new_slot(addr, source_ip)
         occupant = self._new.get(slot)

@@ -61,6 +61,13 @@ BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
 NO_HASHES: frozenset[bytes] = frozenset()
 
 
+def _without(hashes: set[bytes] | frozenset[bytes], h: bytes) -> set[bytes] | frozenset[bytes]:
+    """`hashes` less `h`, given back as the shared NO_HASHES once empty."""
+    if h in hashes:
+        hashes.discard(h)  # type: ignore[union-attr]  (holds h: a set, not NO_HASHES)
+    return hashes or NO_HASHES
+
+
 def _remember(known: set[bytes], hashes: tuple[bytes, ...]) -> None:
     if len(known) >= MAX_KNOWN_INV:  # a rolling filter forgets; a set is cleared
         known.clear()
@@ -275,14 +282,8 @@ class Relay:
     def _release(self, peer: Peer, h: bytes) -> None:
         st = self.peer_state.get(peer.id)
         if st is not None:
-            if h in st.requested:
-                st.requested.discard(h)  # type: ignore[union-attr]  (non-empty: a set)
-                if not st.requested:
-                    st.requested = NO_HASHES
-            if h in st.announced:
-                st.announced.discard(h)  # type: ignore[union-attr]
-                if not st.announced:
-                    st.announced = NO_HASHES
+            st.requested = _without(st.requested, h)
+            st.announced = _without(st.announced, h)
 
     def on_getdata(self, peer: Peer, invs: list[CInv]) -> None:
         pool, missing = self.node.mempool, []
