@@ -13,6 +13,7 @@ import pytest
 from harness_node.attack.config import AttackConfig, AttackConfigError
 from harness_node.attack.kinds import load_kinds
 from harness_node.attack.runtime import AttackRuntime
+from harness_node.wire.codec import NetAddr
 
 from conftest import next_ip, wait_until
 
@@ -55,11 +56,14 @@ def test_a_victim_of_the_bootstrap_attackers_is_filled_censored_and_delayed(lt, 
         # The victim knows nothing but the attacker (what a poisoned seeder's answer gives it).
         victim = make_node(name="victim", relay_policy="flood", connect=[f"{ips[0]}:18444"])
         lt.wait(lambda: sum(p.ready for p in victim.outbound_peers()) == 1, what="the victim's link to the attacker")
-        # (a) getaddr answered with attacker addresses only: every identity lands in the victim's table
+        # (a) getaddr answered with attacker addresses only: every identity lands in the victim's table,
+        # except that two from one source can share a new-table position, where Core keeps the first
+        # (all three are in one /16 here: p ~ 5 %), so the wait is for one identity per position.
+        positions = lt.eval(lambda: {victim.connman.addrman._new_slot(NetAddr(ip, 18444, 0, 0), ips[0]) for ip in ips})
         def table() -> set[str]:
             return set(lt.eval(lambda: [ip for ip in ips if victim.connman.addrman.find(ip, 18444) is not None]))
-        wait_until(lambda: table() == set(ips), what="all attacker addresses in the victim's addrman")
-        assert lt.eval(lambda: victim.connman.addrman.size()) == len(ips)  # and nothing else
+        wait_until(lambda: len(table()) == len(positions), what=f"{len(positions)} attacker addresses in the victim's addrman")
+        assert lt.eval(lambda: victim.connman.addrman.size()) == len(positions)  # and nothing else
         assert boots[0].getaddr_answered >= 1 and boots[0].addr_pushes >= 1
 
         # (b) the victim's transaction is fetched and never relayed
