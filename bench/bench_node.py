@@ -248,11 +248,13 @@ def multi_process(n: int, hard: int, connect_timeout: float = 300.0) -> None:
          f"{connect} ({r['full_nodes']} of {n} nodes{'' if r['connect_s'] else f' in {connect_timeout:.0f} s'})",
          "<= 60 s"),
         ("idle event-loop lag p99 (worst host process)", f"{r['idle_lag_p99_s'] * 1000:.1f} ms", "<= 50 ms"),
+        ("idle CPU of the formed network (all processes)", f"{r['idle_cores']:.2f} cores", ""),
         (f"(c) injected tx reaches all {n} (flood), median of 3",
          "-" if r["reach_s"] is None else f"{r['reach_s']:.2f} s  ({', '.join(f'{x:.2f}' for x in r['reach_all'])})",
          "<= 5 s"),
         ("(d) messages processed per CPU second (all processes)",
-         f"{r['msgs_per_cpu_s']:,.0f} msg/s  ({r['msgs']:,} msgs{', burst not everywhere' if r.get('burst_partial') else ''})",
+         f"{r['msgs_per_cpu_s']:,.0f} msg/s  ({r['msgs']:,} msgs, {r['burst_cpu_s']:.1f} CPU-s in {r['burst_wall_s']:.1f} s"
+         f"{', burst not everywhere' if r.get('burst_partial') else ''})",
          ">= 100,000"),
     ]
     print_rows(rows, loop_name)

@@ -228,7 +228,10 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
             result["connect_s"] = None
         result["full_nodes"] = int(w.total("full"))
         progress(f"connected: {result['full_nodes']} of {n} in {time.monotonic() - t0:.1f} s")
+        cpu_idle0, idle0 = w.total("cpu"), time.monotonic()
         await asyncio.sleep(6)  # idle: a full lag window with the network formed
+        # CPU the formed network spends doing nothing (timers, pings), in cores: what every later window carries
+        result["idle_cores"] = (w.total("cpu") - cpu_idle0) / (time.monotonic() - idle0)
         result["idle_lag_p99_s"] = max(s["lag_p99"] or 0 for s in w.status)
         result["rss_total_mb"] = w.total("rss_kb") / 1024
         result["per_node_kb"] = (w.total("rss_kb") - w.total("rss0_kb")) / n
@@ -248,7 +251,7 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
         result["reach_all"] = reach
         result["reach_s"] = statistics.median(reach) if reach else None
         await asyncio.sleep(1)
-        msgs0, cpu0, before = w.total("msgs"), w.total("cpu"), len(w.injected)
+        msgs0, cpu0, before, burst0 = w.total("msgs"), w.total("cpu"), len(w.injected), time.monotonic()
         w.send("burst 2")  # 2 per process: enough traffic that idle timers do not dominate
         await wait_for(lambda: len(w.injected) >= before + 2 * workers, 30, "burst injection")
         burst = [t["txid"] for t in w.injected[before:]]
@@ -261,7 +264,9 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
             result["burst_partial"] = True
         await asyncio.sleep(2 * REPORT_EVERY)  # one more report of every worker: counters after the burst
         result["msgs"] = int(w.total("msgs") - msgs0)
-        result["msgs_per_cpu_s"] = result["msgs"] / max(1e-9, w.total("cpu") - cpu0)
+        result["burst_cpu_s"] = w.total("cpu") - cpu0
+        result["burst_wall_s"] = time.monotonic() - burst0
+        result["msgs_per_cpu_s"] = result["msgs"] / max(1e-9, result["burst_cpu_s"])
     finally:
         w.stop()
     return result

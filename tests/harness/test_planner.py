@@ -130,6 +130,17 @@ def test_every_honest_config_is_one_the_node_accepts_unchanged():
         assert cfg.peering.seeders and cfg.make_timers().bantime > 0
 
 
+@pytest.mark.parametrize("nodes, workers", [(30, 16), (2000, 100), (10000, 500)])
+def test_the_seeder_crawls_every_honest_node_with_workers_for_the_network_size(nodes: int, workers: int):
+    from harness.backends.node_config import seeder_config
+    from harness_node.seeder import SeederConfig
+
+    result = plan(parse_scenario(f"name: big\nseed: 1\nduration: 1m\nnetwork: {{nodes: {nodes}}}\n"))
+    config = SeederConfig(**seeder_config(result.seeder, "t"))
+    assert config.concurrency == workers
+    assert len(config.seeds) == nodes == len(set(config.seeds))
+
+
 def test_selector_modes_pick_the_stated_number_of_nodes():
     result = random_plan()
     assert len(result.node("spy-0").config["targets"]) == 4  # fixed 4

@@ -178,3 +178,27 @@ def test_harness_messages_names_a_member_without_captures(tmp_path):
     assert result.exit_code == 2 and "no captures" in result.output
     result = CliRunner().invoke(app, ["messages", "ghost", "--run-dir", str(run)])
     assert result.exit_code == 2 and "ghost" in result.output
+
+
+def test_the_cap_holds_on_disk_at_every_write(tmp_path, monkeypatch):
+    """Room is made before a record is written, so a reader summing the files at any moment (the
+    bitcoind test, `du`) never sees more than the cap, not only after each record."""
+    import os
+
+    from harness_node.net import capture as capture_module
+
+    cap = 4096
+    root = tmp_path / CAPTURE_DIR
+    seen = []
+    real_write = os.write
+
+    def checked_write(fd: int, data: bytes) -> int:
+        seen.append(sum(p.stat().st_size for p in root.rglob("msgs_*.dat")) + len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(capture_module.os, "write", checked_write)
+    writer = capture_module.MessageCapture(root, cap)
+    for i in range(200):
+        writer.record(f"127.0.0.{1 + i % 3}:18444", "recv" if i % 2 else "sent", "ping", struct.pack("<Q", i) * 4)
+    writer.close()
+    assert len(seen) == 200 and max(seen) <= cap and writer.dropped_bytes > 0

@@ -28,9 +28,11 @@ class FakePeer:
     """Answers version/verack/getaddr like a node: its own version, then an addr with `gossip`."""
 
     def __init__(self, ip: str, port: int = PORT, version: int = 70016, services: int = NODE_NETWORK | NODE_WITNESS,
-                 gossip: list[tuple[str, int]] | None = None) -> None:
+                 gossip: list[tuple[str, int]] | None = None, getaddr: str = "answer") -> None:
         self.ip, self.port, self.version, self.services = ip, port, version, services
         self.gossip = gossip or []
+        # "answer"; "silent": never (a node in initial download has nothing to say); "garbage": a bad header
+        self.getaddr = getaddr
         self.connections = 0
         self.user_agents: list[str] = []
         self._server: asyncio.base_events.Server | None = None
@@ -72,6 +74,11 @@ class _FakeNodeLink(ClientPeer):
         self.fake.user_agents.append(msg.user_agent)
 
     def on_getaddr(self, msg: object) -> None:
+        if self.fake.getaddr == "silent":
+            return
+        if self.fake.getaddr == "garbage":
+            self.writer.write(b"\x00" * 24)  # wrong magic: a header the seeder bans for
+            return
         now = int(time.time())
         self.send(msg_addr([NetAddr(ip, port, NODE_NETWORK | NODE_WITNESS, now) for ip, port in self.fake.gossip]))
 
@@ -192,6 +199,87 @@ async def test_a_peer_below_version_31900_is_banned():
     finally:
         await seeder.stop()
         await ancient.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_a_node_with_nothing_to_say_is_good_at_its_handshake_and_holds_no_crawl_worker():
+    # one worker, a 20 s addr wait: waiting each one out (sipa's thread) would take 80 s for four
+    peers = [FakePeer(f"{NET}.{i + 1}", getaddr="silent") for i in range(4)]
+    for p in peers:
+        await p.start()
+    seeder = Seeder(seeder_config(seeds=[f"{p.ip}" for p in peers], concurrency=1, timeout=20.0, time_scale=1.0))
+    try:
+        await seeder.start()
+        took = await wait_until(lambda: len(seeder.db.good) == 4, 15, "four silent peers good")
+        assert took < 10, took
+        assert len(seeder.crawler._collecting) == 4  # each still waits for its addr answer, off the worker
+    finally:
+        await seeder.stop()
+        for p in peers:
+            await p.stop()
+    assert not seeder.crawler._collecting and all(p.connections == 1 for p in peers)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_a_bad_header_after_the_handshake_still_bans_the_node():
+    rogue = FakePeer(f"{NET}.1", getaddr="garbage")
+    await rogue.start()
+    seeder = Seeder(seeder_config(time_scale=1.0, timeout=10.0))
+    try:
+        await seeder.start()
+        await wait_until(lambda: (rogue.ip, PORT) in seeder.db.banned, 10, "the ban")
+        assert (rogue.ip, PORT) not in seeder.db.good and (rogue.ip, PORT) not in seeder.db.records
+        assert seeder.db.banned[(rogue.ip, PORT)] - time.time() > 0.9 * 100_000  # bitcoin.cpp's 100,000 s
+    finally:
+        await seeder.stop()
+        await rogue.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_a_seed_that_starts_after_the_seeder_is_good_within_seconds_not_a_retry_interval():
+    late = FakePeer(f"{NET}.1")
+    seeder = Seeder(seeder_config(time_scale=1.0, timeout=5.0))  # retry interval 1000 s
+    try:
+        await seeder.start()
+        await wait_until(lambda: seeder.db.attempts >= 1 and not seeder.db._in_flight, 10, "the first, refused probe")
+        assert not seeder.db.good
+        await asyncio.sleep(1.0)
+        await late.start()
+        took = await wait_until(lambda: (late.ip, PORT) in seeder.db.good, 30, "the late seed to be good")
+        assert took < 20, took  # retried after 2, 4, 8 s
+        assert seeder.db.attempts >= 2
+    finally:
+        await seeder.stop()
+        await late.stop()
+
+
+def test_a_node_never_seen_up_is_retried_soon_then_as_sipa(monkeypatch: pytest.MonkeyPatch):
+    from harness_node.net.sandbox import Sandbox
+    from harness_node.seeder.nodedb import BOOT_RETRY, BOOT_TRIES, NodeDb
+
+    now = [1_000_000.0]
+    db = NodeDb(RULE, 1000.0, Sandbox(["127.0.0.0/8"]), clock=lambda: now[0], rng=random.Random(1))
+    db.add("127.9.0.1", PORT, force=True)
+    waits = []
+    for _ in range(BOOT_TRIES + 1):
+        rec = db.next_to_try()
+        assert rec is not None and db.next_to_try() is None  # nothing else is due meanwhile
+        db.record_failure(rec.endpoint)
+        waits.append(db.seconds_until_due())
+        now[0] += waits[-1]
+    assert waits == [min(1000.0, BOOT_RETRY * 2 ** i) for i in range(BOOT_TRIES)] + [1000.0]
+    # a node once good that fails is retried as sipa does
+    db2 = NodeDb(RULE, 1000.0, Sandbox(["127.0.0.0/8"]), clock=lambda: now[0], rng=random.Random(1))
+    db2.add("127.9.0.2", PORT, force=True)
+    ep = db2.next_to_try().endpoint
+    db2.record_success(ep, 70016, "/x/", 0, NODE_NETWORK)
+    now[0] += 1000.0
+    assert db2.next_to_try().endpoint == ep
+    db2.record_failure(ep)
+    assert db2.seconds_until_due() == 1000.0
 
 
 # --- reliability rules (pure) ------------------------------------------------------------------

@@ -190,6 +190,8 @@ class Member:
     # --- what the control API answers ------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
+        """`/status` in the light node's shape. getpeerinfo has no handshake flag: a peer counts as
+        handshaken once its version arrived (`version` is 0 until then; the verack comes with it)."""
         chain = await self.call("getblockchaininfo")
         peers = await self.call("getpeerinfo")
         mempool = await self.call("getrawmempool")
@@ -201,7 +203,7 @@ class Member:
                        "kind": "inbound" if p.get("inbound") else "manual", "user_agent": p.get("subver", ""),
                        "services": int(p.get("services", "0"), 16), "version": p.get("version"),
                        "connected_time": p.get("conntime"), "misbehaviour_score": p.get("banscore", 0),
-                       "handshake_done": True, "ping_s": p.get("pingtime")} for p in peers],
+                       "handshake_done": bool(p.get("version")), "ping_s": p.get("pingtime")} for p in peers],
         }
 
     async def bans(self) -> list[dict[str, Any]]:

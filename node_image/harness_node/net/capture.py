@@ -69,7 +69,7 @@ class _Stream:
 
 
 class MessageCapture:
-    """Writes a member's captures; ``total_bytes`` never exceeds ``max_bytes`` after a record."""
+    """Writes a member's captures; ``total_bytes`` (and what is on disk) never exceeds ``max_bytes``."""
 
     def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_bytes < MIN_MAX_BYTES:
@@ -122,6 +122,8 @@ class MessageCapture:
             stream = self._streams[(peer, direction)] = _Stream(self.root / peer_dirname(peer), direction)
         if stream.current is not None and stream.current.size + len(data) > self.segment_bytes:
             self._roll(stream)
+        # room first, then the write: the cap holds on disk at every moment (a reader may look any time)
+        self._enforce_cap(incoming=len(data))
         if stream.current is None:
             stream.directory.mkdir(parents=True, exist_ok=True)
             stream.fd = os.open(stream.current_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -131,7 +133,6 @@ class MessageCapture:
         stream.current.size += len(data)
         self.total_bytes += len(data)
         self.records += 1
-        self._enforce_cap()
 
     def _roll(self, stream: _Stream) -> None:
         segment = stream.current
@@ -144,8 +145,9 @@ class MessageCapture:
         self._rolled.append(segment)
         self._rolled.sort(key=lambda s: s.seq)
 
-    def _enforce_cap(self) -> None:
-        while self.total_bytes > self.max_bytes:
+    def _enforce_cap(self, incoming: int = 0) -> None:
+        """Drop the oldest segments until `incoming` more bytes fit under the cap."""
+        while self.total_bytes + incoming > self.max_bytes:
             if not self._rolled:
                 # Only open segments are left (many peers): roll the oldest one so it can go.
                 oldest = min((s for s in self._streams.values() if s.current is not None),

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..net.client import ClientPeer
 from ..wire.codec import DecodeError, FramingError, NetAddr
@@ -35,6 +35,12 @@ ADDR_BOGUS_AGE = 5 * 86400.0  # ... and replaced with now - 5 days
 BOGUS_TIME_FLOOR = 100_000_000  # bitcoin.cpp: nTime <= 1e8 is bogus too
 BAD_HEADER_BAN = 100_000.0  # bitcoin.cpp: an invalid message header sets ban = 100000 s
 ATTEMPT_LOG_SIZE = 100_000
+# Testbed adaptation 10 (docs/protocol.md): a probe's verdict is recorded once its handshake is
+# done, and its wait for the addr answer (up to the 30 s timeout: a node in initial download has
+# nothing to say) goes on without holding a crawl worker, at most this many at a time; beyond that
+# a probe does not ask. sipa's thread waits, which crawls ~3 silent nodes a second: a fresh
+# 10,000-node testnet would get its first answers after an hour.
+MAX_COLLECTING = 1024
 RECANCEL_INTERVAL = 0.1  # stop(): how long to wait before cancelling a worker that ignored a cancel
 
 
@@ -115,41 +121,82 @@ class _Prober(ClientPeer):
 
 async def probe(ip: str, port: int, settings: ProbeSettings, want_addrs: bool) -> ProbeResult:
     """Handshake with one node and, if asked, collect its addresses. Never raises for network trouble."""
+    verdict, rest = await start_probe(ip, port, settings, want_addrs)
+    return verdict if rest is None else await rest.finish()
+
+
+class PendingProbe:
+    """What is left of a probe whose handshake is done: sipa's wait for the addr answer."""
+
+    def __init__(self, prober: _Prober, deadline: float) -> None:
+        self.prober = prober
+        self.deadline = deadline
+
+    async def finish(self) -> ProbeResult:
+        """The whole probe's result: the addresses, and not ok if the peer misbehaved meanwhile
+        (with `ban_seconds` for a bad header)."""
+        try:
+            await _drive(self.prober, self.deadline, handshake_only=False)
+        finally:
+            await self.prober.close()
+        return self.prober.result
+
+    async def close(self) -> None:
+        await self.prober.close()
+
+
+async def start_probe(ip: str, port: int, settings: ProbeSettings,
+                      want_addrs: bool) -> tuple[ProbeResult, PendingProbe | None]:
+    """The probe up to its verdict: the result once the handshake is done (ok) or failed, and what
+    is left of it (PendingProbe), None when nothing is."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout  # handshake must finish by then (bitcoin.cpp HANDSHAKE_TIMEOUT)
     p = _Prober(settings, want_addrs)
     try:
         await p.connect(ip, port, settings.timeout)
     except (OSError, asyncio.TimeoutError) as e:
-        return ProbeResult(False, reason=f"connect: {e or 'timeout'}")
-    result = p.result
+        return ProbeResult(False, reason=f"connect: {e or 'timeout'}"), None
     try:
         p.send_version()
         await p.drain()
-        while not p.finished:
-            now = loop.time()
-            until = p.done_after if p.done_after is not None else deadline
-            if now >= until:
-                if p.done_after is None:
-                    result.reason = "handshake timeout"
-                else:
-                    result.ok = True
-                break
-            before = p.done_after
-            try:
-                await p.wait_until(lambda: p.finished or p.done_after != before, until - now, what="probe step")
-            except TimeoutError:
-                continue
-            except ConnectionError:
-                # a failed check, or the peer left (bitcoin.cpp: "connection closed prematurely")
-                result.reason = p.failure or p.close_reason
-                break
-            await p.drain()
-        else:
-            result.ok = True
-    finally:
+        over = await _drive(p, deadline, handshake_only=True)
+    except BaseException:
         await p.close()
-    return result
+        raise
+    if over:
+        await p.close()
+        return p.result, None
+    return replace(p.result, ok=True, addrs=[]), PendingProbe(p, deadline)
+
+
+async def _drive(p: _Prober, deadline: float, handshake_only: bool) -> bool:
+    """Run the probe until it is over (True, p.result final) or, with `handshake_only`, until the
+    handshake is done (False)."""
+    loop = asyncio.get_running_loop()
+    result = p.result
+    while not p.finished:
+        if handshake_only and p.done_after is not None:
+            return False
+        now = loop.time()
+        until = p.done_after if p.done_after is not None else deadline
+        if now >= until:
+            if p.done_after is None:
+                result.reason = "handshake timeout"
+            else:
+                result.ok = True
+            return True
+        before = p.done_after
+        try:
+            await p.wait_until(lambda: p.finished or p.done_after != before, until - now, what="probe step")
+        except TimeoutError:
+            continue
+        except ConnectionError:
+            # a failed check, or the peer left (bitcoin.cpp: "connection closed prematurely")
+            result.reason = p.failure or p.close_reason
+            return True
+        await p.drain()
+    result.ok = True
+    return True
 
 
 def _sanitise(addrs: list[NetAddr]) -> list[NetAddr]:
@@ -182,6 +229,7 @@ class Crawler:
         self._wake_seq = 0
         self._wake_event = asyncio.Event()
         self._workers: list[asyncio.Task] = []
+        self._collecting: dict[asyncio.Task, PendingProbe] = {}  # addr collections of judged probes
         self._next_slot = 0.0
         self._slot_lock = asyncio.Lock()
 
@@ -203,7 +251,7 @@ class Crawler:
         # Before Python 3.12, asyncio.wait_for swallows a cancellation that arrives in the loop turn
         # in which the awaited future completes (CPython gh-86296): a worker woken by _notify() just
         # as stop() cancels it carries on crawling. So cancel again until every worker is gone.
-        pending = set(self._workers)
+        pending = set(self._workers) | set(self._collecting)
         while pending:
             for t in pending:
                 t.cancel()
@@ -212,6 +260,9 @@ class Crawler:
                 if not t.cancelled() and t.exception() is not None:
                     log.error("crawler worker failed", exc_info=t.exception())
         self._workers = []
+        # a collection cancelled before its first step never ran its own close
+        await asyncio.gather(*(rest.close() for rest in self._collecting.values()))
+        self._collecting.clear()
 
     async def _worker(self) -> None:
         while True:
@@ -221,14 +272,22 @@ class Crawler:
                 await self._idle(seq)
                 continue
             ep = rec.endpoint
-            want_addrs = rec.our_last_success + self.getaddr_interval < time.time()
+            want_addrs = rec.our_last_success + self.getaddr_interval < time.time() and \
+                len(self._collecting) < MAX_COLLECTING
             try:
                 await self._rate_limit()
-                result = await self._dial(ep, want_addrs)
+                verdict, rest = await self._dial(ep, want_addrs)
+                if rest is not None and not want_addrs:
+                    verdict = await rest.finish()  # its linger: nothing more to wait for
+                    rest = None
             except asyncio.CancelledError:
                 self.db.skip(ep)  # shutting down: no verdict on this node, just put it back
                 raise
-            self._record(ep, result)
+            self._record(ep, verdict)
+            if rest is not None:
+                task = asyncio.create_task(self._collect(ep, rest), name=f"seeder-addrs-{ep[0]}")
+                self._collecting[task] = rest
+                task.add_done_callback(lambda t: self._collecting.pop(t, None))
 
     async def _idle(self, seq: int) -> None:
         if seq != self._wake_seq:
@@ -250,12 +309,22 @@ class Crawler:
         if slot > now:
             await asyncio.sleep(slot - now)
 
-    async def _dial(self, ep: Endpoint, want_addrs: bool) -> ProbeResult:
+    async def _collect(self, ep: Endpoint, rest: PendingProbe) -> None:
+        """The rest of a probe already judged good: learn its addresses; a bad header meanwhile
+        bans the node as it would have failed the probe (other trouble after the handshake, like
+        the peer leaving, does not undo the verdict)."""
+        result = await rest.finish()
+        if not result.ok and result.ban_seconds:
+            self.counters.probes["failed"] += 1
+            self.db.ban(ep, result.ban_seconds * self.config.time_scale)
+        self._learn(result.addrs)
+
+    async def _dial(self, ep: Endpoint, want_addrs: bool) -> tuple[ProbeResult, PendingProbe | None]:
         self.db.sandbox.check(ep[0])  # raises SandboxError; the db never queues such a node anyway
         self.attempts.append((time.time(), ep[0], ep[1]))
         dial = self.config.endpoints.get(ep[0])
         host, port = (dial.rsplit(":", 1)[0], int(dial.rsplit(":", 1)[1])) if dial else ep
-        return await probe(host, port, self.settings, want_addrs)
+        return await start_probe(host, port, self.settings, want_addrs)
 
     def _record(self, ep: Endpoint, result: ProbeResult) -> None:
         if result.ok:
@@ -266,9 +335,11 @@ class Crawler:
             self.db.record_failure(ep, result.ban_seconds * self.config.time_scale)
         log.debug("probe %s:%d ok=%s version=%d reason=%s addrs=%d", ep[0], ep[1], result.ok, result.version,
                   result.reason, len(result.addrs))
-        if result.addrs:
+        # the node just tried is queued again, which changes when the next one is due
+        self._learn(result.addrs)
+
+    def _learn(self, addrs: list[NetAddr]) -> None:
+        if addrs:
             # addrman applies a 2 h penalty to relayed times; sipa does not, nor do we.
-            self.db.add_many((a.ip, a.port, a.services, float(a.time)) for a in result.addrs)
-        # Wake idle workers: there may be new addresses, and the node just tried is queued again,
-        # which changes when the next one is due.
-        self._notify()
+            self.db.add_many((a.ip, a.port, a.services, float(a.time)) for a in addrs)
+        self._notify()  # wake idle workers: there may be new addresses, or a node due sooner

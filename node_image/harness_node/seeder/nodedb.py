@@ -7,6 +7,7 @@ never queued for a connection (testbed adaptation 6). Pure bookkeeping: the craw
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import random
 import time
@@ -19,6 +20,10 @@ from .reliability import OLD_VERSION, GoodRule, NodeRecord
 
 Endpoint = tuple[str, int]
 
+# A node never seen up is retried after 2, 4, 8 ... s (wall time: how long a host takes to start,
+# capped by retry_seconds), for its first BOOT_TRIES failures; then as sipa (_fail).
+BOOT_RETRY = 2.0
+BOOT_TRIES = 8
 # Guards memory against an addr flood; sipa has no cap, a testbed has at most thousands of hosts.
 MAX_KNOWN = 200_000
 
@@ -48,6 +53,7 @@ class NodeDb:
         self._new: deque[Endpoint] = deque()
         self._tracked: deque[Endpoint] = deque()  # ordered by our_last_try, oldest first
         self._in_flight: set[Endpoint] = set()
+        self._booting: list[tuple[float, Endpoint]] = []  # heap by due time: never seen up (_fail)
         self.attempts = 0
         self._undialable = 0  # never probed, so never banned or removed: a plain count suffices
         self.generation = 0  # bumped whenever the good set changes (DNS answer caches watch it)
@@ -101,6 +107,11 @@ class NodeDb:
         nodes are due `retry_seconds` after their last try and skipped while ignored.
         """
         now = self.clock()
+        ep = self._pop_booting(now)
+        if ep is not None:
+            self._in_flight.add(ep)
+            self.attempts += 1
+            return self.records[ep]
         n_new, n_tracked = len(self._new), len(self._tracked)
         if n_new + n_tracked == 0:
             return None
@@ -111,6 +122,13 @@ class NodeDb:
                 self._in_flight.add(ep)
                 self.attempts += 1
                 return self.records[ep]
+        return None
+
+    def _pop_booting(self, now: float) -> Endpoint | None:
+        while self._booting and self._booting[0][0] <= now:
+            ep = heapq.heappop(self._booting)[1]
+            if ep in self.records and ep not in self._in_flight:
+                return ep
         return None
 
     def _pop_new(self) -> Endpoint | None:
@@ -137,11 +155,11 @@ class NodeDb:
         return None
 
     def seconds_until_due(self) -> float | None:
-        """When the oldest tracked node becomes due; None if nothing is queued at all."""
+        """When the next node becomes due (a starting one or the oldest tracked); None if nothing is queued."""
         if self._new:
             return 0.0
         now = self.clock()
-        soonest: float | None = None
+        soonest: float | None = self._booting[0][0] if self._booting else None
         for ep in self._tracked:
             rec = self.records.get(ep)
             if rec is None:
@@ -190,6 +208,13 @@ class NodeDb:
         if rec is not None:
             self._fail(rec, ban_seconds)
 
+    def ban(self, ep: Endpoint, seconds: float) -> None:
+        """Ban a node judged good whose probe went bad after the handshake (a bad header while
+        the crawler waited for its addr answer): as the failed probe would have."""
+        rec = self.records.get(ep)
+        if rec is not None and seconds > 0:
+            self._fail(rec, seconds)
+
     def _fail(self, rec: NodeRecord, ban_seconds: float) -> None:
         now = self.clock()
         rec.record(False, now, self.retry_seconds, self.rule)
@@ -201,6 +226,11 @@ class NodeDb:
         if ban > 0:
             self.banned[ep] = now + ban
             del self.records[ep]
+        elif rec.success == 0 and rec.total <= BOOT_TRIES:
+            # Testbed adaptation 11: a testnet's nodes start together with its seeder, so a node never
+            # seen up is most likely still starting; sipa would retry it after retry_seconds (1000 s)
+            due = now + min(self.retry_seconds, BOOT_RETRY * 2 ** (rec.total - 1))
+            heapq.heappush(self._booting, (due, ep))
         else:
             self._tracked.append(ep)
 
