@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +77,9 @@ def bench(nodes: int, root: Path, time_scale: float, deadline_s: float = 300) ->
             full = sum(1 for s in honest if (s.get("outbound") or 0) >= CONNECTED_OUTBOUND)
             slots = sum(1 for s in honest if (s.get("outbound") or 0) >= ALL_SLOTS)
             most_slots = max(most_slots, slots)
+            some = sum(1 for s in honest if (s.get("outbound") or 0) >= 1)
+            print(f"  {time.monotonic() - started:6.1f} s: {some} with an outbound peer, {full} with >= 8, {slots} with 10",
+                  file=sys.stderr, flush=True)
             # not all: in a small testnet a few nodes become hubs, inbound-connected to most others,
             # and Core never dials an address it already has a link with
             if full >= CONNECTED_SHARE * len(honest) and connected is None:

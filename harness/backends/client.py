@@ -125,8 +125,10 @@ class ControlClient:
         raise ControlAPIError(ep.name, call, last)
 
     # --- node API -------------------------------------------------------------------------------
-    async def status(self, ep: Endpoint, retries: int | None = None) -> dict[str, Any]:
-        return await self.request(ep, "GET", "/status", retries=retries)
+    async def status(self, ep: Endpoint, retries: int | None = None, peer_counts: bool = False) -> dict[str, Any]:
+        """`peer_counts`: a light node answers `peer_counts` {inbound, outbound} instead of the peer
+        list; other members (a bitcoind's supervisor) ignore it and list their peers."""
+        return await self.request(ep, "GET", "/status?peers=counts" if peer_counts else "/status", retries=retries)
 
     async def item(self, ep: Endpoint, kind: str, item_id: str) -> dict[str, Any] | None:
         """{first_seen (epoch s), from_peer, delay (s)} of a tx or block at this node, None if unseen."""

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -138,17 +139,16 @@ def status(run_dir: str | Path) -> dict[str, Any]:
 
         async def poll() -> dict[str, Any]:
             async with ControlClient(state.control_token, timeout=3.0, retries=0) as client:
-                return await client.gather(endpoints, client.status)
+                return await client.gather(endpoints, partial(client.status, peer_counts=True))
 
         for name, s in asyncio.run(poll()).items():
             if isinstance(s, ControlAPIError):
                 nodes[name] = {"reachable": False, "error": s.reason}
             else:
-                peers = s.get("peers", [])
-                nodes[name] = {"reachable": True, "height": s.get("height"), "peers": len(peers),
-                               "outbound": sum(1 for p in peers if p.get("direction") == "outbound"),
-                               "inbound": sum(1 for p in peers if p.get("direction") == "inbound"),
-                               "mempool": s.get("mempool")}
+                counts = s.get("peer_counts") or {d: sum(1 for p in s.get("peers", []) if p.get("direction") == d)
+                                                  for d in ("inbound", "outbound")}
+                nodes[name] = {"reachable": True, "height": s.get("height"), "peers": counts["inbound"] + counts["outbound"],
+                               "outbound": counts["outbound"], "inbound": counts["inbound"], "mempool": s.get("mempool")}
     results = run.read_json(run.results_file) if run.results_file.exists() else {}
     return {
         "run_dir": str(run.path), "scenario": state.scenario, "backend": state.backend, "plan_digest": state.plan_digest,

@@ -486,13 +486,18 @@ class Node(ChaosFaults):
         self.submit_block(block)
         return block
 
-    def status(self) -> dict[str, Any]:
+    def status(self, peer_list: bool = True) -> dict[str, Any]:
+        """Without `peer_list`, `peer_counts` by direction replaces `peers` (a poll of 10,000 nodes
+        that needs the counts only: 3 kB of JSON a node instead of 15 kB)."""
+        peers: dict[str, Any] = {"peers": [p.info() for p in self.peers.values()]} if peer_list else \
+            {"peer_counts": {"inbound": sum(p.inbound for p in self.peers.values()),
+                             "outbound": sum(not p.inbound for p in self.peers.values())}}
         return {
             "id": self.name, "address": self.address, "height": self.chain.height,
             "tip": hash_to_hex(self.chain.tip.hash), "mempool": len(self.mempool),
             "relay_policy": self.config.relay_policy,
             "dandelion": self.dandelion.status() if self.dandelion is not None else None, "user_agent": self.config.user_agent,
-            "peers": [p.info() for p in self.peers.values()], "paused": self.paused,
+            **peers, "paused": self.paused,
             "peering": self.connman.status(),
             "chaos": self.chaos_status(),
             "load": {"processing_seconds": self.stats.processing_seconds,

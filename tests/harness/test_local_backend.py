@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from pathlib import Path
@@ -14,6 +15,7 @@ from harness.plan.planner import plan_file
 from harness.run import runner
 from harness.backends.registry import backend_class, make_backend
 from harness.backends.local import processes as lw
+from harness.backends.local.backend import SEEDER_NICE
 from harness.backends.base import BackendError
 from harness.backends.client import ControlClient
 from harness.errors import BackendUnavailable
@@ -87,6 +89,22 @@ def test_eight_nodes_come_up_connect_and_down_leaves_no_process_and_no_port(tmp_
     assert not be.is_running()
     again = runner.down(run.path)
     assert again["already_down"] and again["clean"]
+
+
+def test_the_seeder_runs_at_a_higher_cpu_priority_than_the_workers(tmp_path: Path) -> None:
+    """It shares the cores with every worker (on a real network it is a machine of its own): where
+    the priority may be granted (root, as CI) it gets it; otherwise the deploy is unchanged."""
+    path = tmp_path / "seeded.yaml"
+    path.write_text("name: seeded\nseed: 3\nduration: 5s\nnetwork:\n  nodes: 4\n  time_scale: 0.05\n")
+    run = RunDir(tmp_path / "run")
+    be = make_backend("local", run)
+    be.up(plan_file(path))
+    try:
+        be.wait_ready(timeout=30)
+        nice = {r.kind: os.getpriority(os.PRIO_PROCESS, r.pid) for r in lw.records(run.load_state())}
+        assert nice == ({"seeder": SEEDER_NICE, "worker": 0} if os.geteuid() == 0 else {"seeder": 0, "worker": 0})
+    finally:
+        assert be.down().clean
 
 
 def test_down_of_a_directory_with_no_run_is_fine(tmp_path: Path) -> None:

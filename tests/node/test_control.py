@@ -64,6 +64,13 @@ def test_status_lists_peers_with_their_details(lt, host):
     assert peer["address"] == a.address and peer["direction"] == "outbound"
     assert peer["user_agent"].startswith("/harness-node:") and peer["services"] == 9
     assert peer["misbehaviour_score"] == 0 and "connected_time" in peer and "ping_s" in peer
+    # the brief form `harness status` polls: counts by direction instead of the list
+    _, brief = call(b.control_address, "GET", "/status?peers=counts")
+    _, brief_a = call(a.control_address, "GET", "/status?peers=counts")
+    assert "peers" not in brief and brief["peer_counts"] == {"inbound": 0, "outbound": 1}
+    assert brief_a["peer_counts"] == {"inbound": 1, "outbound": 0} and brief["height"] == body["height"]
+    status, err = call(b.control_address, "GET", "/status?peers=some")
+    assert status == 400 and "peers must be list or counts" in err["error"]
     status, _ = call(b.control_address, "DELETE", f"/peers/{a.address}")
     assert status == 200
     lt.wait(lambda: not b.peers, what="peer removed")

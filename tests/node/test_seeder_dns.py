@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import subprocess
+import time
 
 import dns.flags
 import dns.message
@@ -254,3 +256,27 @@ def test_server_still_answers_after_garbage(seeder):
         s.recv(100)
     assert addresses(tcp(seeder, "x9." + ZONE))
     assert addresses(udp(seeder, "x9." + ZONE))
+
+
+def test_a_burst_of_queries_while_the_seeder_is_busy_is_answered_not_dropped(seeder):
+    """A testnet's nodes ask together: queries that arrive while the seeder's loop is busy (a crawl
+    round) wait in its socket, which is made large enough for thousands, and are all answered. With
+    the kernel's default buffer (~200 kB) most of this burst was dropped."""
+    burst = 2000
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        client.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", socket.SO_RCVBUF), 32 * 1024 * 1024)
+        client.bind((DNS_IP, 0))
+        query = dns.message.make_query(f"x9.{ZONE}", "A")
+        seeder.thread._loop.call_soon_threadsafe(time.sleep, 1.5)  # the seeder's loop is busy meanwhile
+        for i in range(burst):
+            query.id = i
+            client.sendto(query.to_wire(), (DNS_IP, seeder.dns.port))
+        client.settimeout(10)
+        ids = set()
+        with contextlib.suppress(TimeoutError):
+            while len(ids) < burst:
+                ids.add(dns.message.from_wire(client.recv(4096)).id)
+        assert len(ids) == burst
+    finally:
+        client.close()

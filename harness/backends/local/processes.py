@@ -146,10 +146,11 @@ def interrupts_deferred() -> Iterator[None]:
 
 def spawn(
     name: str, kind: str, command: list[str], log: Path, *, watch_parent: bool, nodes: list[str] | None = None,
-    config: Path | None = None, env: dict[str, str] | None = None,
+    config: Path | None = None, env: dict[str, str] | None = None, nice: int = 0,
 ) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
     """Start ``command`` in a new session (its own process group: teardown signals the group, and
-    Ctrl-C in the user's terminal does not reach it; the CLI decides when it stops)."""
+    Ctrl-C in the user's terminal does not reach it; the CLI decides when it stops). A negative
+    ``nice`` (a higher CPU priority) is asked for and silently not had without the privilege."""
     preexec = None
     if watch_parent and sys.platform.startswith("linux"):
         parent = os.getpid()
@@ -159,6 +160,9 @@ def spawn(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=preexec, env={**os.environ, **(env or {})}, close_fds=True,
         )
+    if nice:
+        with contextlib.suppress(OSError):  # EPERM/EACCES without CAP_SYS_NICE
+            os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
     record = ProcessRecord(
         name=name, kind=kind, pid=proc.pid, pgid=proc.pid, start_time=process_start_time(proc.pid),
         command=command, log=str(log), nodes=list(nodes or []), config=str(config) if config else None,

@@ -34,7 +34,10 @@ routes = web.RouteTableDef()
 
 @routes.get("/status")
 async def get_status(request: web.Request) -> web.Response:
-    return web.json_response(node_for(request).status())
+    peers = request.query.get("peers", "list")
+    if peers not in ("list", "counts"):
+        raise BadRequest("peers must be list or counts")
+    return web.json_response(node_for(request).status(peer_list=peers == "list"))
 
 
 @routes.get("/addrman")

@@ -37,7 +37,7 @@ class ServedNode:
 class NodeSource(Protocol):
     """What the answer policies read: the crawler's database or a static list."""
 
-    generation: int  # changes whenever the good set changes
+    generation: int  # changes whenever a node leaves the good set
 
     def good_nodes(self) -> Sequence[ServedNode]: ...
 
@@ -62,7 +62,8 @@ class GoodCache:
     """sipa's per-flag answer cache: min(1000, good/2) random good nodes, refreshed when hit often.
 
     The half-of-good cap means one answer never reveals the whole good set. The cache is also
-    dropped when the source's good set changes, so a node that went bad is never served again.
+    dropped when a node leaves the source's good set, so a node that went bad is never served again;
+    nodes that become good are served from the next refill.
     """
 
     def __init__(self, source: NodeSource, max_age: float, rng: random.Random,
