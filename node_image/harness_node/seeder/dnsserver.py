@@ -274,8 +274,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = None
 
 
-def _grow_receive_buffer(sock: socket.socket) -> int:
-    """Ask for UDP_RECEIVE_BUFFER (beyond net.core.rmem_max where allowed: root); the size granted."""
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    """Ask for UDP_RECEIVE_BUFFER (beyond net.core.rmem_max where allowed: root)."""
     for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
         if option is None:
             continue
@@ -284,7 +284,6 @@ def _grow_receive_buffer(sock: socket.socket) -> int:
             break
         except OSError:  # SO_RCVBUFFORCE needs CAP_NET_ADMIN; SO_RCVBUF is capped by rmem_max instead
             continue
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
 class DnsServer:

@@ -103,15 +103,19 @@ class NodeDb:
     def next_to_try(self) -> NodeRecord | None:
         """Pick a node to probe and mark it in flight (db.cpp Get_), or None if nothing is due.
 
-        Like sipa, choose between new and tracked nodes in proportion to their numbers; tracked
-        nodes are due `retry_seconds` after their last try and skipped while ignored.
+        A node never seen up whose retry is due goes first (adaptation 11). Then, like sipa, choose
+        between new and tracked nodes in proportion to their numbers; tracked nodes are due
+        `retry_seconds` after their last try and skipped while ignored.
         """
         now = self.clock()
-        ep = self._pop_booting(now)
-        if ep is not None:
-            self._in_flight.add(ep)
-            self.attempts += 1
-            return self.records[ep]
+        ep = self._pop_booting(now) or self._pop_new_or_due(now)
+        if ep is None:
+            return None
+        self._in_flight.add(ep)
+        self.attempts += 1
+        return self.records[ep]
+
+    def _pop_new_or_due(self, now: float) -> Endpoint | None:
         n_new, n_tracked = len(self._new), len(self._tracked)
         if n_new + n_tracked == 0:
             return None
@@ -119,9 +123,7 @@ class NodeDb:
         for which in order:
             ep = self._pop_new() if which == "new" else self._pop_due(now)
             if ep is not None:
-                self._in_flight.add(ep)
-                self.attempts += 1
-                return self.records[ep]
+                return ep
         return None
 
     def _pop_booting(self, now: float) -> Endpoint | None:
