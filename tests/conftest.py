@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,24 @@ def _nothing_outlives_its_test(tmp_path: Path) -> Iterator[None]:
             pass
     if left:
         warnings.warn(f"killed what the test left running under {tmp_path}: {left}", stacklevel=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_listener_outlives_its_module() -> Iterator[None]:
+    """Nodes that tests run inside this process (tests/node) listen on loopback addresses that a
+    later test's deploy may plan: a listener left open by one test made a run of
+    scenarios/bootstrap-poison.yaml 40 minutes later refuse its addresses as in use. So each module
+    must close what it opened in this process; the error names what is left and where."""
+    from harness.backends.local.sockets import listening
+
+    before = listening()
+    yield
+    deadline = time.monotonic() + 3.0  # a stop may still be closing its server
+    while (left := listening() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if left:
+        raise AssertionError(f"this module left {len(left)} socket(s) listening in the test process: "
+                             f"{sorted(f'{ip}:{port}' + ('/udp' if udp else '') for ip, port, udp in left)[:10]}")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

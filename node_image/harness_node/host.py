@@ -74,8 +74,12 @@ class Host:
         if self.control is not None:
             await self.control.stop()
             self.control = None
-        await asyncio.gather(*(n.stop() for n in self.nodes.values() if n.running), return_exceptions=True)
+        # every node stops even if one fails; the first failure is then raised, not swallowed
+        results = await asyncio.gather(*(n.stop() for n in self.nodes.values() if n.running), return_exceptions=True)
         self.started = False
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def __aenter__(self) -> "Host":
         await self.start()

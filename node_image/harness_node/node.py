@@ -201,31 +201,33 @@ class Node(ChaosFaults):
         if not self.running:  # idempotent: a second stop must not overwrite the saved state
             return
         self.running = False
-        if self.lag is not None:
-            self.lag.release()
-        if self._tick_wheel is not None:
-            self._tick_wheel.remove(self._tick_key)
-            self._tick_wheel = None
-        if self._bootstrap_task is not None:
-            self._bootstrap_task.cancel()
-        await self.connman.stop()  # saves addrman and anchors before the links go
-        self.manual.stop()
-        for task in list(self._dials):
-            task.cancel()
-        self.relay.stop()
-        if self.dandelion is not None:
-            self.dandelion.stop()
         if self.server is not None:
-            self.server.close()
-        conns = [p.conn for p in self.peers.values()]
-        for c in conns:
-            c.close("shutdown")
-        if conns:
-            await asyncio.wait([c.closed for c in conns], timeout=5.0)
-        if self.server is not None:
-            await self.server.wait_closed()
-        if self.capture is not None:
-            self.capture.close()
+            self.server.close()  # first: whatever fails below, the address is not left held
+        try:
+            if self.lag is not None:
+                self.lag.release()
+            if self._tick_wheel is not None:
+                self._tick_wheel.remove(self._tick_key)
+                self._tick_wheel = None
+            if self._bootstrap_task is not None:
+                self._bootstrap_task.cancel()
+            await self.connman.stop()  # saves addrman and anchors before the links go
+            self.manual.stop()
+            for task in list(self._dials):
+                task.cancel()
+            self.relay.stop()
+            if self.dandelion is not None:
+                self.dandelion.stop()
+        finally:
+            conns = [p.conn for p in self.peers.values()]
+            for c in conns:
+                c.close("shutdown")
+            if conns:
+                await asyncio.wait([c.closed for c in conns], timeout=5.0)
+            if self.server is not None:
+                await self.server.wait_closed()
+            if self.capture is not None:
+                self.capture.close()
 
     def set_capture(self, on: bool) -> dict[str, Any]:
         """Start or stop recording every message (net/capture.py) under <datadir>/message_capture.

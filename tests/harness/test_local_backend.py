@@ -201,6 +201,7 @@ def test_a_deploy_onto_addresses_in_use_starts_nothing_and_says_so(tmp_path: Pat
             make_backend("local", run).up(plan)
         assert err.value.exit_code == 2
         assert not run.exists()  # nothing started, not even a run directory
+        assert f"held by pid {os.getpid()}: " in str(err.value), str(err.value)  # the squatter: this process
     finally:
         squatter.close()
 

@@ -8,8 +8,6 @@ from the test thread while the loop mutates it.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import struct
 import threading
 from collections.abc import Callable
@@ -20,17 +18,10 @@ import pytest
 
 from harness_node.config import NodeConfig
 from harness_node.node import Node
+from tests.loopback import next_ip  # noqa: F401 (re-exported for the tests)
 from tests.p2p_peer import REGTEST_MAGIC, BlockingPeer  # REGTEST_MAGIC: re-exported for the tests
 from tests.waiting import wait_until as _wait_until
 
-# A per-process /16 in 127.0.0.0/8 so parallel test runs of other engineers do not collide.
-_OCTET = 64 + os.getpid() % 150
-_hosts = itertools.count(1)
-
-
-def next_ip() -> str:
-    n = next(_hosts)
-    return f"127.{_OCTET}.{n // 250}.{n % 250 + 1}"
 
 
 # Node tests poll in-process state (no I/O per poll), so often: some conditions hold only briefly.

@@ -16,6 +16,7 @@ from dnslib.server import BaseResolver, DNSServer
 from harness_node.addr.bootstrap import MAX_IPS_PER_SEED, SEED_AGE_MAX, SEED_AGE_MIN, SeedServer, query_seed, \
     stamp_seed_results
 from harness_node.config import NodeConfig
+from harness_node.procutil import new_event_loop
 from harness_node.wire.codec import NetAddr
 from harness_node.seeder.config import SeederConfig
 from harness_node.seeder.service import SeederThread
@@ -65,6 +66,46 @@ def test_a_seed_that_answers_only_over_tcp_is_still_read():
     finally:
         server.stop()
     assert ips == answers[:MAX_IPS_PER_SEED]
+
+
+class _Slow(_Fixed):
+    def resolve(self, request, handler):
+        time.sleep(1.2)
+        return super().resolve(request, handler)
+
+
+def test_a_query_gets_back_the_time_its_loop_lost():
+    """A host process seconds behind (thousands of nodes starting at once) must not give up on its
+    seed for time it could not look: the loop stalls for a second right after the query, the seed
+    answers 1.2 s after it (later than the 0.5 s timeout, but only 0.15 s after the loop is back).
+    The query is given the lost time back, as a dial's connect is (testbed adaptation 9); a
+    wall-clock timeout gave up and asked over TCP, which this UDP-only seed refuses. On the node
+    hosts' loop (uvloop)."""
+    ip = next_ip()
+    port = free_port(ip)
+    answers = [f"127.76.{i}.1" for i in range(10)]
+    server = DNSServer(_Slow(answers), port=port, address=ip)  # UDP only
+    server.start_thread()
+
+    async def query_while_busy() -> list[str]:
+        asyncio.get_running_loop().call_later(0.05, time.sleep, 1.0)  # the loop stalls once the query is out
+        return await query_seed(SeedServer(ip, port), timeout=0.5)
+
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            ips = runner.run(query_while_busy())
+    finally:
+        server.stop()
+    assert ips == answers
+
+
+def test_a_silent_seed_still_times_out():
+    ip = next_ip()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers; no TCP listener
+        silent.bind((ip, 0))
+        started = time.monotonic()
+        assert asyncio.run(query_seed(SeedServer(ip, silent.getsockname()[1]), timeout=0.5)) == []
+    assert time.monotonic() - started < 3
 
 
 def test_seed_results_are_stamped_three_to_seven_days_old_in_scaled_time():

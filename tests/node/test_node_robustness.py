@@ -4,10 +4,17 @@ round of housekeeping, a corrupt banlist.json, a ban storm."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 
+import pytest
+
+from harness_node.config import NodeConfig
+from harness_node.host import Host
 from harness_node.peering.connman import BANLIST_FLUSH_DELAY, BANLIST_FILE
 from harness_node.wire.messages import msg_pong
+
+from conftest import next_ip
 
 FAST = {"ping_interval": 0.3, "ping_timeout": 5.0}
 
@@ -71,3 +78,27 @@ def test_bans_made_just_before_stop_are_on_disk(lt, make_node, tmp_path):
     lt.run(node.stop())
     on_disk = json.loads((tmp_path / BANLIST_FILE).read_text())
     assert [b["address"] for b in on_disk["banned"]] == ["10.9.9.9/32"]
+
+
+def test_a_failing_stop_still_frees_the_address_and_a_host_reports_it(lt, test_peers):
+    """A node whose shutdown fails half-way (here: saving its tables) must not keep its listener or
+    its links: a later run on the same loopback address would be refused as "in use". Its host stops
+    every other node and then raises the failure instead of swallowing it."""
+    host = Host([NodeConfig(name="a", bind=next_ip(), port=0), NodeConfig(name="b", bind=next_ip(), port=0)])
+    lt.run(host.start())
+    a, b = host.nodes["a"], host.nodes["b"]
+    peer = test_peers(a)
+    peer.handshake()
+
+    async def broken() -> None:
+        raise RuntimeError("disk full")
+
+    a.connman.stop = broken
+    with pytest.raises(RuntimeError, match="disk full"):
+        lt.run(host.stop())
+    assert not b.running and lt.eval(lambda: not a.peers)
+    peer.wait_closed(5)
+    for node in (a, b):  # both listeners are gone: the addresses bind again (past TIME_WAIT, as a listener does)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((node.config.bind, node.port))

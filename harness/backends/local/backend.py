@@ -29,7 +29,7 @@ from harness.backends.endpoint import endpoint_record
 from harness.backends import monitor
 from harness.backends.local import monitor as lmon
 from harness.backends.local import bitcoind as btc
-from harness.backends.local import capacity, processes as lw
+from harness.backends.local import capacity, processes as lw, sockets
 from harness.backends.local.processes import ProcessRecord
 from harness.backends.node_config import (
     attack_process_config, is_attack_identity, node_config, rogue_seeder_config, seeder_config,
@@ -104,11 +104,13 @@ class LocalBackend(Backend):
         self.run.refuse_foreign()  # before anything reads or writes it: a foreign directory is left alone
         if self.run.exists() and self.is_running():
             raise BackendError(f"a run is already deployed in {self.run.path}; run `harness down --run-dir {self.run.path}` first")
-        busy = self._bound_ports(plan)
+        busy = self._busy(plan)
         if busy:
             # another deployment (or anything else) holds the planned addresses: start nothing,
             # rather than have nodes of two runs answer for each other
-            raise AddressesInUse(f"{len(busy)} planned address(es) already in use, e.g. {', '.join(busy[:3])}; "
+            held = "; ".join(f"pid {pid}: {cmd[:120]}" for pid, cmd in sorted(sockets.holders(busy).items())[:3])
+            raise AddressesInUse(f"{len(busy)} planned address(es) already in use, e.g. {', '.join(_named(busy[:3]))}"
+                                 f"{f' (held by {held})' if held else ''}; "
                                  f"is another run deployed? stop it with `harness down --run-dir DIR`")
         # before anything is started or deleted: a plan this machine cannot hold is refused whole
         peers = [n for n in plan.peers() if not is_attack_identity(n) and n.role != "bitcoind"]
@@ -246,13 +248,17 @@ class LocalBackend(Backend):
                 return alive
             time.sleep(EXIT_POLL_SECONDS)
 
-    def _bound_ports(self, plan: Plan | None = None) -> list[str]:
+    def _busy(self, plan: Plan | None = None) -> list[tuple[str, int, bool]]:
+        """The plan's (ip, port, udp) that something is bound to now."""
         plan = plan or self.plan
         checks = [(n.address, p, False) for n in plan.peers() for p in (n.p2p_port, n.control_port)]
         if plan.seeder:
             s = plan.seeder
             checks += [(s.address, s.p2p_port, True), (s.address, s.control_port, False)]
-        return [f"{ip}:{port}{'/udp' if udp else ''}" for ip, port, udp in checks if lw.port_is_bound(ip, port, udp)]
+        return [c for c in checks if lw.port_is_bound(*c)]
+
+    def _bound_ports(self) -> list[str]:
+        return _named(self._busy())
 
     def is_running(self) -> bool:
         if not self.run.exists():
@@ -411,3 +417,7 @@ def _wait_ports_free(name: str, checks: list[tuple[str, int, bool]]) -> None:
         if time.monotonic() > deadline:
             raise BackendError(f"{name} still holds {busy[0]} {TERM_GRACE_SECONDS:.0f} s after stop")
         time.sleep(EXIT_POLL_SECONDS)
+
+
+def _named(addresses: Sequence[tuple[str, int, bool]]) -> list[str]:
+    return [f"{ip}:{port}{'/udp' if udp else ''}" for ip, port, udp in addresses]

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..procutil import within
 from ..wire.codec import NetAddr
 from ..wire.messages import NODE_NETWORK, NODE_WITNESS
 
@@ -76,7 +77,13 @@ def parse_seed_endpoint(spec: str, default_port: int) -> tuple[str, int]:
 
 
 async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT) -> list[str]:
-    """A records for `x9.<zone>` from the seed: UDP, then TCP when truncated or unanswered."""
+    """A records for `x9.<zone>` from the seed: UDP, then TCP when truncated or unanswered.
+
+    Each query gets `timeout` seconds of time the loop could look at it (procutil.within, testbed
+    adaptation 9), not dnspython's wall-clock deadline: while thousands of nodes start in one host
+    process its loop runs seconds behind, and a query whose timer fired late gave up on an answer
+    that came a moment later, then asked again (35,148 answers reached a closed port when 10,000
+    nodes bootstrapped, docs/benchmarks.md). A seed that does not answer still fails."""
     # imported here: dnspython costs a node ~10 MB of RSS, and most nodes never ask a seed twice
     import dns.asyncquery
     import dns.exception
@@ -86,15 +93,19 @@ async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT) -> list[str
 
     qname = f"{FLAGS_SUBDOMAIN}.{seed.zone}"
     query = dns.message.make_query(qname, dns.rdatatype.A)
-    try:
-        response = await dns.asyncquery.udp(query, seed.ip, timeout=timeout, port=seed.port)
+
+    async def ask(transport: Any) -> Any:
+        return await within(timeout, transport(query, seed.ip, timeout=None, port=seed.port))
+
+    try:  # TimeoutError is an OSError
+        response = await ask(dns.asyncquery.udp)
         if response.flags & dns.flags.TC:
-            response = await dns.asyncquery.tcp(query, seed.ip, timeout=timeout, port=seed.port)
+            response = await ask(dns.asyncquery.tcp)
     except (dns.exception.DNSException, OSError):
         try:
-            response = await dns.asyncquery.tcp(query, seed.ip, timeout=timeout, port=seed.port)
+            response = await ask(dns.asyncquery.tcp)
         except (dns.exception.DNSException, OSError) as e:
-            log.info("seed %s:%d unanswered: %s", seed.ip, seed.port, e)
+            log.info("seed %s:%d unanswered: %r", seed.ip, seed.port, e)
             return []
     ips: list[str] = []
     for rrset in response.answer:
