@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -39,6 +41,8 @@ REQUEST_TIMEOUT_SECONDS = 5.0
 INJECT_TX_TIMEOUT_SECONDS = 60.0
 RETRIES = 3
 RETRY_BACKOFF_SECONDS = 0.2  # doubled on each retry
+HOST_PICKS = 4  # endpoints asked for their whole host per round of `statuses`
+HOST_STATUS_TIMEOUT_SECONDS = 30.0  # a host of 800 nodes answers ~2.5 MB, from a loop that may lag seconds
 MAX_CONCURRENT_REQUESTS = 64  # bounded so 1,000 nodes do not open 1,000 sockets at once
 ADDRMAN_NETWORKS_PER_QUERY = 200  # ~4 kB of URL; aiohttp refuses request lines over 8 kB
 IDEMPOTENT = frozenset({"GET", "DELETE", "HEAD"})
@@ -129,6 +133,39 @@ class ControlClient:
         """`peer_counts`: a light node answers `peer_counts` {inbound, outbound} instead of the peer
         list; other members (a bitcoind's supervisor) ignore it and list their peers."""
         return await self.request(ep, "GET", "/status?peers=counts" if peer_counts else "/status", retries=retries)
+
+    async def statuses(self, eps: Sequence[Endpoint], rng: random.Random | None = None) -> dict[str, Any]:
+        """`status(peer_counts=True)` of every endpoint, asking each host process once where it can:
+        a light node's `GET /host/status` answers for every node its process serves. Rounds of
+        HOST_PICKS random endpoints not yet answered for; once a round learns nothing beyond the
+        endpoints it asked (bitcoind supervisors, a hung or older worker), the rest are asked one by
+        one as `gather` does. Failures come back in place as ControlAPIError."""
+        rng = rng or random.Random()
+        pending = {ep.name: ep for ep in eps}
+        out: dict[str, Any] = {}
+        while pending:
+            picks = rng.sample(list(pending.values()), min(HOST_PICKS, len(pending)))
+            answers = await asyncio.gather(*(self._host_status(ep) for ep in picks))
+            learnt = 0
+            for ep, got in zip(picks, answers):
+                if not isinstance(got, dict):  # no such route, or the call failed: ask it alone below
+                    continue
+                for name, status in got.items():
+                    if name in pending:
+                        out[name] = status
+                        del pending[name]
+                        learnt += 1
+            if learnt <= len(picks):
+                break
+        out.update(await self.gather(list(pending.values()), partial(self.status, peer_counts=True)))
+        return out
+
+    async def _host_status(self, ep: Endpoint) -> dict[str, Any] | ControlAPIError | None:
+        try:
+            got = await self.request(ep, "GET", "/host/status", allow_404=True, timeout=HOST_STATUS_TIMEOUT_SECONDS)
+        except ControlAPIError as e:
+            return e
+        return got.get("nodes") if isinstance(got, dict) and isinstance(got.get("nodes"), dict) else None
 
     async def item(self, ep: Endpoint, kind: str, item_id: str) -> dict[str, Any] | None:
         """{first_seen (epoch s), from_peer, delay (s)} of a tx or block at this node, None if unseen."""

@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +138,7 @@ def status(run_dir: str | Path) -> dict[str, Any]:
 
         async def poll() -> dict[str, Any]:
             async with ControlClient(state.control_token, timeout=3.0, retries=0) as client:
-                return await client.gather(endpoints, partial(client.status, peer_counts=True))
+                return await client.statuses(endpoints)  # one request per host process where it can
 
         for name, s in asyncio.run(poll()).items():
             if isinstance(s, ControlAPIError):

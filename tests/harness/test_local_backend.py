@@ -17,7 +17,7 @@ from harness.backends.registry import backend_class, make_backend
 from harness.backends.local import processes as lw
 from harness.backends.local.backend import SEEDER_NICE
 from harness.backends.base import BackendError
-from harness.backends.client import ControlClient
+from harness.backends.client import ControlAPIError, ControlClient
 from harness.errors import BackendUnavailable
 from harness.run.rundir import RunDir
 from tests.waiting import wait_until
@@ -89,6 +89,43 @@ def test_eight_nodes_come_up_connect_and_down_leaves_no_process_and_no_port(tmp_
     assert not be.is_running()
     again = runner.down(run.path)
     assert again["already_down"] and again["clean"]
+
+
+def test_status_asks_each_worker_once_and_a_member_without_the_host_route_alone(tmp_path: Path) -> None:
+    """ControlClient.statuses (what `harness status` polls): 12 nodes in 3 workers answer in a few
+    GET /host/status, with the counts each node gives on its own; an endpoint that cannot answer
+    for a host (here a closed port) is asked alone and reported unreachable."""
+    from harness.backends.endpoint import Endpoint
+    from tests.harness.counting_client import CountingClient
+
+    run = RunDir(tmp_path / "run")
+    be = make_backend("local", run, cores=3, nodes_per_worker=4)
+    state = be.up(plan_file(scenario(tmp_path, nodes=12)))
+    try:
+        be.wait_ready(timeout=30)
+        assert len([r for r in lw.records(state) if r.kind == "worker"]) == 3
+        connect_ring(run)
+        eps = list(be.node_endpoints().values())
+        wait_until(lambda: all(n["outbound"] >= 1 for n in runner.status(run.path)["nodes"].values()), what="the ring")
+        with socket.socket() as s:
+            s.bind(("127.243.8.1", 0))
+            closed = Endpoint("ghost", "127.243.8.1", 18444, f"http://127.243.8.1:{s.getsockname()[1]}")
+
+        async def poll() -> tuple[dict, dict, CountingClient]:
+            async with CountingClient(state.control_token, timeout=3.0, retries=0) as client:
+                each = await client.gather(eps, lambda ep: client.status(ep, peer_counts=True))
+                client.paths.clear()
+                return each, await client.statuses([*eps, closed]), client
+
+        each, hosts, client = asyncio.run(poll())
+    finally:
+        be.down()
+    assert set(hosts) == {*each, "ghost"} and isinstance(hosts["ghost"], ControlAPIError)
+    for name, alone in each.items():
+        assert {k: hosts[name][k] for k in ("id", "height", "peer_counts")} == \
+               {k: alone[k] for k in ("id", "height", "peer_counts")}, name
+    # 3 workers: at most two rounds of 4 picks, then the ghost alone
+    assert client.paths["/host/status"] <= 8 and client.paths["/status"] <= 1, client.paths
 
 
 def test_the_seeder_runs_at_a_higher_cpu_priority_than_the_workers(tmp_path: Path) -> None:

@@ -69,6 +69,10 @@ def test_status_lists_peers_with_their_details(lt, host):
     _, brief_a = call(a.control_address, "GET", "/status?peers=counts")
     assert "peers" not in brief and brief["peer_counts"] == {"inbound": 0, "outbound": 1}
     assert brief_a["peer_counts"] == {"inbound": 1, "outbound": 0} and brief["height"] == body["height"]
+    # one request for the whole host process (`harness status` at 10,000 nodes): every node, by name
+    _, both = call(a.control_address, "GET", "/host/status")
+    assert {n: s["peer_counts"] for n, s in both["nodes"].items()} == \
+           {b.name: brief["peer_counts"], a.name: brief_a["peer_counts"]}, both
     status, err = call(b.control_address, "GET", "/status?peers=some")
     assert status == 400 and "peers must be list or counts" in err["error"]
     status, _ = call(b.control_address, "DELETE", f"/peers/{a.address}")

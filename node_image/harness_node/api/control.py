@@ -40,6 +40,13 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(node_for(request).status(peer_list=peers == "list"))
 
 
+@routes.get("/host/status")
+async def get_host_status(request: web.Request) -> web.Response:
+    """`/status?peers=counts` of every node this process serves, by name: `harness status` asks a
+    host of 800 nodes once instead of 800 times (at 10,000 nodes, one poll took 270 s)."""
+    return web.json_response({"nodes": {n.name: n.status(peer_list=False) for n in request.app[NODES].values()}})
+
+
 @routes.get("/addrman")
 async def get_addrman(request: web.Request) -> web.Response:
     """Occupied new and tried slots, and with `?networks=CIDR,CIDR` how many of them hold an
