@@ -147,10 +147,8 @@ class ControlClient:
             picks = rng.sample(list(pending.values()), min(HOST_PICKS, len(pending)))
             answers = await asyncio.gather(*(self._host_status(ep) for ep in picks))
             learnt = 0
-            for ep, got in zip(picks, answers):
-                if not isinstance(got, dict):  # no such route, or the call failed: ask it alone below
-                    continue
-                for name, status in got.items():
+            for got in answers:  # None: no such route, or the call failed (asked alone below)
+                for name, status in (got or {}).items():
                     if name in pending:
                         out[name] = status
                         del pending[name]
@@ -160,11 +158,11 @@ class ControlClient:
         out.update(await self.gather(list(pending.values()), partial(self.status, peer_counts=True)))
         return out
 
-    async def _host_status(self, ep: Endpoint) -> dict[str, Any] | ControlAPIError | None:
+    async def _host_status(self, ep: Endpoint) -> dict[str, Any] | None:
         try:
             got = await self.request(ep, "GET", "/host/status", allow_404=True, timeout=HOST_STATUS_TIMEOUT_SECONDS)
-        except ControlAPIError as e:
-            return e
+        except ControlAPIError:
+            return None
         return got.get("nodes") if isinstance(got, dict) and isinstance(got.get("nodes"), dict) else None
 
     async def item(self, ep: Endpoint, kind: str, item_id: str) -> dict[str, Any] | None:

@@ -227,7 +227,7 @@ class LocalBackend(Backend):
             for pgid in left:
                 lw.signal_group(pgid, signal.SIGKILL)
             leftover = self._wait_groups_gone(left, KILL_GRACE_SECONDS)
-            bound = self._bound_ports() if self.run.plan_file.exists() else []
+            bound = _named(self._busy()) if self.run.plan_file.exists() else []
             already = not ours and state.status == STOPPED
             state.status, state.stopped_at = STOPPED, state.stopped_at if already else time.time()
             self.run.save_state(state)
@@ -256,9 +256,6 @@ class LocalBackend(Backend):
             s = plan.seeder
             checks += [(s.address, s.p2p_port, True), (s.address, s.control_port, False)]
         return [c for c in checks if lw.port_is_bound(*c)]
-
-    def _bound_ports(self) -> list[str]:
-        return _named(self._busy())
 
     def is_running(self) -> bool:
         if not self.run.exists():

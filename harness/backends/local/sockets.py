@@ -73,7 +73,7 @@ def socket_inodes(pid: int | str) -> set[int]:
 def listening(pid: int | str = "self") -> set[tuple[str, int, bool]]:
     """(ip, port, udp) of the TCP listeners and bound UDP sockets a process holds."""
     mine = socket_inodes(pid)
-    return {(s.ip, s.port, s.udp) for s in bound_sockets(pid) if s.inode in mine and s.inode
+    return {(s.ip, s.port, s.udp) for s in bound_sockets(pid) if s.inode in mine
             and (s.state == LISTEN or (s.udp and s.state == UNCONNECTED))}
 
 
