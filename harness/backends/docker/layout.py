@@ -121,9 +121,12 @@ def endpoints_table(plan: Plan, lay: Layout) -> dict[str, str]:
 
 
 def inbound_table(plan: Plan, lay: Layout) -> dict[str, list[str]]:
-    """container ip -> the planned addresses of the nodes it hosts."""
+    """container ip -> the planned addresses of the nodes it hosts; the seeder's container is the
+    seeder's address (its crawler dials from there, as it dials from 127.0.53.1 locally)."""
     by_name = {n.name: n for n in plan.peers()}
-    return {c.ip: [by_name[n].address for n in c.nodes] for c in lay.containers if c.kind in ("node", "bitcoind", "attacker")}
+    table = {c.ip: [by_name[n].address for n in c.nodes] for c in lay.containers if c.kind in ("node", "bitcoind", "attacker")}
+    table.update({c.ip: [plan.seeder.address] for c in lay.containers if c.kind == "seeder" and plan.seeder})
+    return table
 
 
 def transport(plan: Plan, lay: Layout) -> dict[str, dict[str, Any]]:
