@@ -24,7 +24,8 @@ from dnslib import AAAA, NS, OPCODE, QTYPE, RCODE, RR, SOA, A, DNSBuffer, DNSHea
 
 from .config import SeederConfig
 from .metrics import SeederCounters
-from .modes import AnswerContext, AnswerQuery, Mode
+from .dnsfast import SimpleQuery, pack_answer, parse_simple
+from .modes import Answer, AnswerContext, AnswerQuery, Mode
 
 log = logging.getLogger("harness_node.seeder.dns")
 
@@ -44,6 +45,10 @@ TCP_MAX_CLIENTS = 256  # bounds what a connection flood can hold open
 # crawler keeps the loop busy, and the default buffer (~200 kB, ~500 queries with their kernel
 # overhead) dropped 26,615 of 40,507 of them in one 10,000-node deploy. 16 MiB holds ~20,000.
 UDP_RECEIVE_BUFFER = 16 * 1024 * 1024
+QUESTIONS_KEPT = 1024  # distinct seed questions whose authority bytes the fast path keeps
+# what a question's name is in the zone (Responder._classify)
+NAME_OUTSIDE, NAME_APEX, NAME_SEEDS, NAME_NODATA, NAME_NS, NAME_NXDOMAIN = (
+    "outside", "apex", "seeds", "nodata", "ns", "nxdomain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ def _rr_sizes() -> dict[int, int]:
 
 
 RR_SIZE = _rr_sizes()  # {A: 16, AAAA: 28}
+A_SIZE, AAAA_SIZE = RR_SIZE[QTYPE.A], RR_SIZE[QTYPE.AAAA]
 
 
 def pack_within(reply: DNSRecord, limit: int) -> tuple[DNSRecord, bytes]:
@@ -92,10 +98,22 @@ class Responder:
         self._ns_relative = ns_labels[:-n] if ns_labels[-n:] == self._zone_labels else None
         self._ns_ip = ipaddress.ip_address(config.dns_host)
         self._authority_size = self._measure_authority()
+        self._questions: dict[bytes, tuple[bytes, str] | None] = {}  # question -> (authority, qname)
 
     # --- entry point ------------------------------------------------------------------------
 
     def respond(self, data: bytes, transport: str, client: str = "") -> Reply | None:
+        limit = self.config.udp_payload if transport == "udp" else TCP_MAX_MESSAGE
+        simple = parse_simple(data) if len(data) <= limit else None
+        if simple is not None:
+            kind, flags = self._classify(simple.labels)
+            if kind in (NAME_APEX, NAME_SEEDS):
+                return self._answer_seeds(data, simple, flags, limit, transport, client)
+        return self._respond(data, limit, transport, client)
+
+    def _respond(self, data: bytes, limit: int, transport: str, client: str,
+                 answer: Answer | None = None) -> Reply | None:
+        """dnslib's path: every query the fast path does not take, and the reference for the ones it does."""
         if len(data) < DNS_HEADER_SIZE:
             self.counters.dropped += 1
             return None
@@ -103,7 +121,6 @@ class Responder:
         if header.qr:
             self.counters.dropped += 1
             return None
-        limit = self.config.udp_payload if transport == "udp" else TCP_MAX_MESSAGE
         try:
             query = DNSRecord.parse(data)
         except Exception:  # noqa: BLE001 -- untrusted bytes: any parse failure is a format error
@@ -115,45 +132,55 @@ class Responder:
         if len(query.questions) != 1:
             return self._error(header, RCODE.FORMERR, transport, client, "qdcount")
         try:
-            return self._answer(query, limit, transport, client)
+            return self._answer(query, limit, transport, client, answer)
         except Exception:  # noqa: BLE001 -- one bad query must not stop the server
             log.warning("cannot answer %r", data, exc_info=True)
             return self._error(header, RCODE.SERVFAIL, transport, client, "internal")
 
+    def _classify(self, labels: tuple[bytes, ...]) -> tuple[str, int]:
+        """What a question's (lower-cased) name is in our zone, and the service flags it asks for."""
+        n = len(self._zone_labels)
+        if labels[-n:] != self._zone_labels:
+            return NAME_OUTSIDE, 0
+        relative = labels[:-n]
+        if not relative:
+            return NAME_APEX, 0
+        if len(relative) == 1 and (m := FLAG_LABEL.fullmatch(relative[0])):
+            flags = int(m.group(1), 16)
+            # a flag outside the whitelist: the name exists, with no data
+            return (NAME_SEEDS, flags) if flags in WHITELISTED_FLAGS else (NAME_NODATA, 0)
+        if relative == self._ns_relative:
+            return NAME_NS, 0
+        return NAME_NXDOMAIN, 0
+
     # --- building answers -------------------------------------------------------------------
 
-    def _answer(self, query: DNSRecord, limit: int, transport: str, client: str) -> Reply:
+    def _answer(self, query: DNSRecord, limit: int, transport: str, client: str,
+                answer: Answer | None = None) -> Reply:
         q: DNSQuestion = query.q
         reply = query.reply(ra=0, aa=1)
         reply.header.tc = 0
         reply.header.rcode = RCODE.NOERROR
         qtype, qclass = q.qtype, q.qclass
-        labels = tuple(lbl.lower() for lbl in q.qname.label)
-        n = len(self._zone_labels)
-        if qclass not in (CLASS_IN, CLASS_ANY) or labels[-n:] != self._zone_labels:
+        kind, flags = self._classify(tuple(lbl.lower() for lbl in q.qname.label))
+        if qclass not in (CLASS_IN, CLASS_ANY) or kind == NAME_OUTSIDE:
             reply.header.aa = 0
             reply.header.rcode = RCODE.REFUSED
             return self._finish(reply, limit, transport, client, source="zone")
-        relative = labels[:-n]
         source, records, delay = "zone", 0, 0.0
-        if not relative:
+        if kind == NAME_APEX:
             if qtype in (QTYPE.NS, QTYPE.ANY):
                 reply.add_answer(self._ns_rr())
             if qtype in (QTYPE.SOA, QTYPE.ANY):
                 reply.add_answer(self._soa_rr())
-            if qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY):
-                source, (records, delay) = "mode", self._add_seeds(reply, 0, qtype, limit)
-        elif len(relative) == 1 and (m := FLAG_LABEL.fullmatch(relative[0])):
-            flags = int(m.group(1), 16)
-            if flags in WHITELISTED_FLAGS and qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY):
-                source, (records, delay) = "mode", self._add_seeds(reply, flags, qtype, limit)
-            # a flag outside the whitelist, or another type: the name exists, with no data
-        elif relative == self._ns_relative:
+        if kind in (NAME_APEX, NAME_SEEDS) and qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY):
+            source, (records, delay) = "mode", self._add_seeds(reply, flags, qtype, limit, answer)
+        elif kind == NAME_NS:
             want = QTYPE.A if self._ns_ip.version == 4 else QTYPE.AAAA
             if qtype in (want, QTYPE.ANY):
                 rdata = A(str(self._ns_ip)) if want == QTYPE.A else AAAA(str(self._ns_ip))
                 reply.add_answer(RR(q.qname, want, rdata=rdata, ttl=self.config.ns_ttl))
-        else:
+        elif kind == NAME_NXDOMAIN:
             reply.header.rcode = RCODE.NXDOMAIN
         if reply.header.rcode == RCODE.NOERROR and reply.rr:
             if not any(rr.rtype == QTYPE.NS for rr in reply.rr):
@@ -162,31 +189,83 @@ class Responder:
             reply.add_auth(self._soa_rr())  # negative answer (RFC 2308): SOA, never NS (no referral loop)
         return self._finish(reply, limit, transport, client, source, records, delay)
 
-    def _add_seeds(self, reply: DNSRecord, flags: int, qtype: int, limit: int) -> tuple[int, float]:
-        """Ask the mode for addresses and add as many as fit `limit` next to the authority record.
+    def _add_seeds(self, reply: DNSRecord, flags: int, qtype: int, limit: int,
+                   answer: Answer | None = None) -> tuple[int, float]:
+        """Ask the mode for addresses (unless the fast path already did) and add those that fit.
 
         Returns (records added, delay the mode asked for).
         """
         families = {QTYPE.A: (4,), QTYPE.AAAA: (6,)}.get(qtype, (4, 6))
         budget = limit - len(reply.pack()) - self._authority_size
-        # For ANY, ask for as many as would fit if all were A; the loop below stops when full.
-        smallest = RR_SIZE[QTYPE.A] if 4 in families else RR_SIZE[QTYPE.AAAA]
-        ask = max(0, min(self.config.max_records, budget // smallest))
-        answer = self.mode.answer(AnswerQuery(families, flags, ask), self.ctx)
+        if answer is None:
+            answer = self._ask_mode(families, flags, budget)
         if answer.nxdomain:
             reply.header.rcode = RCODE.NXDOMAIN
             return 0, answer.delay
-        added = 0
-        for ip in answer.addresses[:ask]:
+        fitted = self._fit(answer, budget)
+        for ip in fitted:
             rtype = QTYPE.AAAA if ":" in ip else QTYPE.A
-            if RR_SIZE[rtype] > budget:
-                break
             rdata = AAAA(ip) if rtype == QTYPE.AAAA else A(ip)
             reply.add_answer(RR(reply.q.qname, rtype, rdata=rdata, ttl=self.config.ttl))
-            budget -= RR_SIZE[rtype]
-            added += 1
-        self.counters.records[self.mode.name] += added
-        return added, answer.delay
+        return len(fitted), answer.delay
+
+    def _ask_mode(self, families: tuple[int, ...], flags: int, budget: int) -> Answer:
+        # For ANY, ask for as many as would fit if all were A; _fit stops when the reply is full.
+        smallest = RR_SIZE[QTYPE.A] if 4 in families else RR_SIZE[QTYPE.AAAA]
+        ask = max(0, min(self.config.max_records, budget // smallest))
+        answer = self.mode.answer(AnswerQuery(families, flags, ask), self.ctx)
+        if len(answer.addresses) > ask:
+            answer = Answer(answer.addresses[:ask], answer.nxdomain, answer.delay)
+        return answer
+
+    def _fit(self, answer: Answer, budget: int) -> list[str]:
+        """The addresses, in order, that fit `budget` bytes of answer records."""
+        fitted = []
+        for ip in answer.addresses:
+            size = AAAA_SIZE if ":" in ip else A_SIZE
+            if size > budget:
+                break
+            fitted.append(ip)
+            budget -= size
+        self.counters.records[self.mode.name] += len(fitted)
+        return fitted
+
+    def _answer_seeds(self, data: bytes, query: SimpleQuery, flags: int, limit: int, transport: str,
+                      client: str) -> Reply:
+        """The fast path (dnsfast.py) for a plain A/AAAA query of the apex or an `x<hex>` name."""
+        if query.question not in self._questions:
+            self._questions[query.question] = self._learn_question(data)
+        known = self._questions[query.question]
+        if known is None:
+            return self._respond(data, limit, transport, client)
+        authority, qname = known
+        families = (4,) if query.qtype == QTYPE.A else (6,)
+        budget = limit - DNS_HEADER_SIZE - len(query.question) - self._authority_size
+        answer = self._ask_mode(families, flags, budget)
+        fitted = [] if answer.nxdomain else self._fit(answer, budget)
+        if not fitted:  # NXDOMAIN or no data: a negative answer, with its dated SOA, is dnslib's
+            return self._respond(data, limit, transport, client, answer)
+        self._note(query.qtype, RCODE.NOERROR, False, qname, transport, client, "mode", len(fitted), answer.delay,
+                   fitted)
+        return Reply(pack_answer(query, fitted, self.config.ttl, authority), answer.delay)
+
+    def _learn_question(self, data: bytes) -> tuple[bytes, str] | None:
+        """The authority section (NS) packed after this question, and the name as dnslib prints it.
+
+        None if those bytes depend on the answers before them: dnslib compresses names case-sensitively,
+        so after `X9.Seed.TESTNET.` it writes the zone in full and the NS name points there.
+        """
+        if len(self._questions) >= QUESTIONS_KEPT:
+            self._questions.clear()  # bounded: a client can vary the letter case of a name at will
+        query = DNSRecord.parse(data)
+        packed = []
+        for answers in (0, 1):
+            reply = query.reply(ra=0, aa=1)
+            for _ in range(answers):
+                reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A("192.0.2.1"), ttl=1))
+            reply.add_auth(self._ns_rr())
+            packed.append(bytes(reply.pack())[len(data) + answers * A_SIZE:])
+        return (packed[0], str(query.q.qname)) if packed[0] == packed[1] else None
 
     def _measure_authority(self) -> int:
         """Room to keep for the authority record (NS with answers, SOA without): the larger one.
@@ -225,18 +304,23 @@ class Responder:
 
     def _account(self, reply: DNSRecord, transport: str, client: str, source: str, records: int,
                  delay: float) -> None:
-        qtype = QTYPE.get(reply.q.qtype, str(reply.q.qtype)) if reply.questions else "none"
+        self._note(reply.q.qtype if reply.questions else None, reply.header.rcode, bool(reply.header.tc),
+                   str(reply.q.qname) if reply.questions else "", transport, client, source, records, delay,
+                   [str(rr.rdata) for rr in reply.rr if rr.rtype in (QTYPE.A, QTYPE.AAAA)])
+
+    def _note(self, qtype_code: int | None, rcode_code: int, tc: bool, qname: str, transport: str, client: str,
+              source: str, records: int, delay: float, addresses: list[str]) -> None:
+        """Count the answer, and log it as one JSON line at INFO (docs/seeder.md)."""
+        qtype = "none" if qtype_code is None else QTYPE.get(qtype_code, str(qtype_code))
         if qtype not in _QTYPE_LABELS:
             qtype = "other"  # keep the label set small and fixed
-        rcode = RCODE.get(reply.header.rcode, str(reply.header.rcode))
+        rcode = RCODE.get(rcode_code, str(rcode_code))
         self.counters.queries[(qtype, rcode)] += 1
         if log.isEnabledFor(logging.INFO):
             log.info(json.dumps({
                 "event": "dns_answer", "mode": self.mode.name, "source": source, "transport": transport,
-                "client": client, "qname": str(reply.q.qname) if reply.questions else "",
-                "qtype": qtype, "rcode": rcode, "records": records, "tc": bool(reply.header.tc),
-                "delay": delay,
-                "addresses": [str(rr.rdata) for rr in reply.rr if rr.rtype in (QTYPE.A, QTYPE.AAAA)],
+                "client": client, "qname": qname, "qtype": qtype, "rcode": rcode, "records": records,
+                "tc": tc, "delay": delay, "addresses": addresses,
             }, separators=(",", ":")))
 
 
