@@ -34,7 +34,8 @@ DEPLOYING, RUNNING, STOPPED = "deploying", "running", "stopped"
 READY_TIMEOUT_BASE_SECONDS = 30.0  # interpreter or container start + imports of the first member
 READY_TIMEOUT_PER_NODE_SECONDS = 0.05  # 1,000 nodes: +50 s
 READY_POLL_SECONDS = 0.2
-READY_PROBE_TIMEOUT_SECONDS = 2.0
+READY_PROBE_TIMEOUT_SECONDS = 2.0  # the first round's; doubled each round up to the next constant
+READY_PROBE_MAX_SECONDS = 30.0  # a worker forming a 10,000-node network answers seconds late, yet is up
 
 LABEL_PREFIX = "harness.io"
 
@@ -219,11 +220,17 @@ class Backend(abc.ABC):
     async def _poll_ready(self, state: RunState, targets: list[Endpoint], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pending = {ep.name: ep for ep in targets}
+        probe = READY_PROBE_TIMEOUT_SECONDS
         async with ControlClient(state.control_token, timeout=READY_PROBE_TIMEOUT_SECONDS, retries=0) as client:
             while True:
                 self.raise_if_crashed()
-                results = await client.gather(pending.values(), lambda ep: client.request(ep, "GET", "/status", retries=0))
+                # peer counts only: a full status lists every peer, and 10,000 of them a round is load
+                results = await client.gather(pending.values(), lambda ep: client.request(
+                    ep, "GET", "/status?peers=counts", retries=0, timeout=min(probe, max(0.1, deadline - time.monotonic()))))
                 pending = {n: pending[n] for n, r in results.items() if isinstance(r, ControlAPIError)}
+                # a member whose loop runs seconds behind is up, only late: ask it with more patience
+                # (mainnet-scale.yaml: 483 of 10,000 nodes never answered a 2 s probe in 530 s)
+                probe = min(probe * 2, READY_PROBE_MAX_SECONDS)
                 if not pending:
                     return
                 if time.monotonic() > deadline:
