@@ -138,7 +138,10 @@ class Controller:
         runner = await self._serve(port, host) if serve else None
         lag = asyncio.create_task(watch_loop_lag(self.metrics.loop_lag.observe))
         try:
-            async with ControlClient(self.state.control_token) as client:
+            # two clients, two pools of connections: at 10,000 nodes the collector's polls fill its
+            # 64 request slots, and a timeline action queued behind them started tens of seconds late
+            async with ControlClient(self.state.control_token) as client, \
+                    ControlClient(self.state.control_token) as actions:
                 try:
                     await asyncio.to_thread(self.backend.wait_ready)
                 except Exception as e:
@@ -147,7 +150,7 @@ class Controller:
                 start_wall, start = time.time(), time.monotonic()
                 self._publish(phase="timeline", started_at=start_wall)
                 collector = Collector(self.plan, client, self.backend.node_endpoints(), start_wall)
-                ctx = timeline.TimelineContext(self.plan, self.backend, client, self.run, self.backend.node_endpoints(),
+                ctx = timeline.TimelineContext(self.plan, self.backend, actions, self.run, self.backend.node_endpoints(),
                                                self.backend.seeder_endpoint(), on_record=self.metrics.action)
                 self.records = ctx.records
                 poller = asyncio.create_task(self._poll_forever(collector))

@@ -85,6 +85,7 @@ class RunWatcher:
         self._started = 0
         self._phase: str | None = None
         self._journal_offset = 0
+        self._parsed: dict[Path, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
 
     def __enter__(self) -> "RunWatcher":
         if self.on_event is not None:
@@ -153,10 +154,18 @@ class RunWatcher:
                 self._emit(TIMELINE_EVENT, at=entry.get("at"), action=entry.get("action"), target=entry.get("target"),
                            ok=entry.get("ok"), error=entry.get("error"))
 
-    @staticmethod
-    def _read(path: Path) -> dict[str, Any] | None:
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        """The file's JSON, parsed again only when the file changed: four times a second, a
+        10,000-node run's results.json (23 MB) and state.json (1.8 MB) took the harness process's
+        GIL from its controller for a fifth of the time."""
         try:
+            st = path.stat()
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)  # replaced atomically: a new inode each write
+            if path in self._parsed and self._parsed[path][0] == key:
+                return self._parsed[path][1]
             data = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             return None  # not there yet (files are replaced atomically, so never half-written)
-        return data if isinstance(data, dict) else None
+        parsed = data if isinstance(data, dict) else None
+        self._parsed[path] = (key, parsed)
+        return parsed

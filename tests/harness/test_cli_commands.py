@@ -197,6 +197,29 @@ def test_the_watcher_reports_node_start_up_phases_and_executed_actions(tmp_path:
     assert [name for name, _ in events] == [progress.TIMELINE_PROGRESS]  # each action is reported once
 
 
+def test_the_watcher_parses_a_file_again_only_when_it_was_replaced(tmp_path: Path, monkeypatch) -> None:
+    run = RunDir(tmp_path / "run")
+    run.create()
+    state = RunState(scenario="six", backend="local", plan_digest="d")
+    state.started_nodes = ["node-0"]
+    run.save_state(state)
+    run.write_json(run.results_file, {"phase": "timeline", "started_at": state.created_at})
+    events: list[tuple[str, dict]] = []
+    watcher = progress.RunWatcher(run, lambda name, data: events.append((name, data)), total_nodes=2, duration=10.0)
+    parsed: list[int] = []
+    real_loads = progress.json.loads
+    monkeypatch.setattr(progress.json, "loads", lambda text: parsed.append(len(text)) or real_loads(text))
+    watcher.tick()
+    assert len(parsed) == 2  # state.json and results.json
+    for _ in range(3):
+        watcher.tick()
+    assert len(parsed) == 2  # unchanged files: not read again (a 10,000-node results.json is 23 MB)
+    state.started_nodes = ["node-0", "node-1"]
+    run.save_state(state)
+    watcher.tick()
+    assert len(parsed) == 3 and (progress.NODES_STARTED, {"started": 2, "total": 2}) in events
+
+
 def test_the_progress_display_logs_finished_steps_and_failed_actions() -> None:
     console = Console(record=True, width=120, force_terminal=False)
     display = render.ProgressDisplay(console, "starting")
