@@ -32,6 +32,10 @@ MAX_LABELLED_NODES = 40  # beyond this, node names would cover the graph
 MAX_ARROWS = 400  # beyond this, edges are plain lines: an arrow patch each is slow (1,100 arrows of the
 # 100-node spy run took 10-17 s of its report at load 30-40; as lines 0.7 s)
 LAYOUT_SEED = 1  # spring layout seed: the same graph always gets the same picture
+# beyond this, the peer graph is drawn as its degree distribution: the spring layout of 10,000 nodes
+# and ~100,000 links took minutes of the report (the members still running meanwhile), and the
+# picture it gives is a grey disc
+MAX_LAYOUT_NODES = 1500
 _KIND_TITLE = {"tx": "transactions", "block": "blocks"}
 
 
@@ -145,6 +149,9 @@ def plot_peer_graph(path: Path, graph: PeerGraph, seed: int = LAYOUT_SEED) -> Pa
     if g.number_of_nodes() == 0:
         _no_data(ax)
         return _save(fig, path)
+    if g.number_of_nodes() > MAX_LAYOUT_NODES:
+        _plot_degrees(ax, connections, graph.roles, g.nodes)
+        return _save(fig, path)
     pos = nx.spring_layout(g, seed=seed, k=1.5 / math.sqrt(g.number_of_nodes()))
     if arrows:
         for a, b in sorted(connections):
@@ -167,6 +174,26 @@ def plot_peer_graph(path: Path, graph: PeerGraph, seed: int = LAYOUT_SEED) -> Pa
             ax.annotate(node, (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7, zorder=3)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: never hides a node
     return _save(fig, path)
+
+
+def _plot_degrees(ax: Axes, connections: set[tuple[str, str]], roles: Mapping[str, str], nodes: Sequence[str]) -> None:
+    """How many nodes have how many outbound (dialled) and inbound (accepted) links, honest nodes only
+    where there are any: the shape of a network too large to lay out."""
+    outbound = {n: 0 for n in nodes}
+    inbound = dict(outbound)
+    for a, b in connections:
+        outbound[a] += 1
+        inbound[b] += 1
+    nodes = list(nodes)
+    shown = [n for n in nodes if roles.get(n) == "honest"] or nodes
+    ax.set_axis_on()
+    for label, counts, colour in (("outbound", outbound, "tab:blue"), ("inbound", inbound, "tab:orange")):
+        values = [counts[n] for n in shown]
+        ax.hist(values, bins=range(0, max(values) + 2), alpha=0.6, color=colour, label=f"{label} (median {sorted(values)[len(values) // 2]})")
+    ax.set_xlabel("links per node")
+    ax.set_ylabel("nodes" if shown is nodes else "honest nodes")
+    ax.grid(True, alpha=0.3)
+    ax.legend(title=f"too many nodes to lay out (> {MAX_LAYOUT_NODES})", fontsize=8)
 
 
 def plot_eclipse(path: Path, victims: Sequence[VictimEclipse], duration: float | None = None) -> Path:

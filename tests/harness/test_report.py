@@ -208,3 +208,34 @@ def test_bad_report_inputs_are_refused_with_the_field_named():
         Report("s", 1, "d", "local", 1, T0, T0 - 1)
     with pytest.raises(ReportInputError, match="direction"):
         PeerEdge("a", "b", "sideways")
+
+
+def test_a_network_too_large_to_lay_out_is_drawn_as_its_degrees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mainnet-scale's 10,000 nodes spent minutes of the report in the spring layout: above
+    MAX_LAYOUT_NODES the figure is the distribution of links per node instead, counted right."""
+    import random
+
+    from matplotlib.figure import Figure
+
+    from harness.report import plots
+
+    def no_layout(*_a, **_k):
+        raise AssertionError("the spring layout ran on a graph too large for it")
+
+    monkeypatch.setattr(plots.nx, "spring_layout", no_layout)
+    rng = random.Random(3)
+    names = [f"node-{i}" for i in range(plots.MAX_LAYOUT_NODES + 100)]
+    edges = [PeerEdge(a, b, "outbound") for a in names for b in rng.sample(names, 8) if b != a]
+    out = plots.plot_peer_graph(tmp_path / "peer_graph.png", PeerGraph(edges, {n: "honest" for n in names}))
+    assert imread(out).shape[0] > 100
+
+    # the counts: three honest nodes (a dials b and c, b dials c) and an attacker dialling a
+    fig = Figure()
+    ax = fig.add_subplot()
+    plots._plot_degrees(ax, {("a", "b"), ("a", "c"), ("b", "c"), ("x", "a")},
+                        {"a": "honest", "b": "honest", "c": "honest", "x": "attacker"}, ["a", "b", "c", "x"])
+    heights = [round(p.get_height()) for p in ax.patches]
+    bins = len(heights) // 2
+    assert heights[:bins] == [1, 1, 1]  # outbound: c 0, b 1, a 2 (x, not honest, is left out)
+    assert heights[bins:] == [0, 2, 1]  # inbound: a 1 (from x), b 1, c 2
+    assert ax.get_ylabel() == "honest nodes"
