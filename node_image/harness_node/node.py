@@ -504,5 +504,7 @@ class Node(ChaosFaults):
             "chaos": self.chaos_status(),
             "load": {"processing_seconds": self.stats.processing_seconds,
                      "bytes_in": sum(b for (d, _), b in self.stats.bytes.items() if d == "in")},
-            "bootstrap": self.bootstrap.status(),
+            "bootstrap": {"queried": self.bootstrap.queried, "refused": self.bootstrap.refused,
+                          "learned": self.bootstrap.learned,
+                          "fixed_seeds_used": self.bootstrap.fixed_seeds_used},
         }

@@ -156,40 +156,6 @@ def test_a_seed_that_answered_nothing_is_asked_again(lt, make_node):
         server.stop()
 
 
-class _ByName(BaseResolver):
-    """Answers by name: a seeder whose `x9` subdomain is still empty but whose zone is not."""
-
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-
-    def resolve(self, request, handler):
-        reply = request.reply()
-        for ip in self.answers.get(str(request.q.qname), []):
-            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(ip), ttl=60))
-        return reply
-
-
-def test_a_seed_that_answered_nothing_gets_cores_addr_fetch_to_a_node_its_zone_names(lt, make_node):
-    ip = next_ip()
-    port = free_port(ip)
-    hub = make_node(bind="127.195.1.1")
-    known = [NetAddr(f"127.{40 + i}.5.1", 18444, 9, int(time.time()) - 600) for i in range(100)]
-    lt.eval(lambda: hub.connman.addrman.add(known, source_ip="127.99.0.1"))
-    server = DNSServer(_ByName({"x9.seed.testnet.": [], "seed.testnet.": [hub.config.bind]}), port=port, address=ip)
-    server.start_thread()
-    try:
-        node = make_node(bind="127.196.1.1", port=hub.port, peering={"seeders": [f"seed.testnet.@{ip}:{port}"]},
-                         timers={"dns_seed_delay": 3600, "connect_loop": 0.05})  # no second DNS round
-        lt.wait(lambda: node.bootstrap.addr_fetched == [hub.config.bind], what="an addr-fetch to the zone's node")
-        assert lt.eval(lambda: node.bootstrap.learned) == 0  # nothing came from the x9 answer itself
-        lt.wait(lambda: node.connman.addrman.size() >= 20, what="the hub's getaddr answer")
-        lt.wait(lambda: not node.peers, what="the addr-fetch link to close")
-        assert "addr-fetch done" in disconnect_reasons(lt, node)
-        assert lt.eval(lambda: node.status()["bootstrap"]["addr_fetched"]) == [hub.config.bind]
-    finally:
-        server.stop()
-
-
 # --- the sandbox and the seed lists (issue 9 item 6) ------------------------------------------------
 
 

@@ -76,8 +76,8 @@ def parse_seed_endpoint(spec: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT, apex: bool = False) -> list[str]:
-    """A records for `x9.<zone>` (or the zone itself) from the seed: UDP, then TCP when truncated or unanswered.
+async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT) -> list[str]:
+    """A records for `x9.<zone>` from the seed: UDP, then TCP when truncated or unanswered.
 
     Each query gets `timeout` seconds of time the loop could look at it (procutil.within, testbed
     adaptation 9), not dnspython's wall-clock deadline: while thousands of nodes start in one host
@@ -91,7 +91,7 @@ async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT, apex: bool 
     import dns.message
     import dns.rdatatype
 
-    qname = seed.zone if apex else f"{FLAGS_SUBDOMAIN}.{seed.zone}"
+    qname = f"{FLAGS_SUBDOMAIN}.{seed.zone}"
     query = dns.message.make_query(qname, dns.rdatatype.A)
 
     async def ask(transport: Any) -> Any:
@@ -127,26 +127,18 @@ class BootstrapState:
     refused: list[str] = field(default_factory=list)  # seeds not asked: outside the dial allowlist
     learned: int = 0  # addresses added to addrman from seeds
     fixed_seeds_used: bool = False
-    addr_fetched: list[str] = field(default_factory=list)  # nodes dialled for a seed that gave nothing
-
-    def status(self) -> dict[str, Any]:
-        return {"queried": self.queried, "refused": self.refused, "learned": self.learned,
-                "fixed_seeds_used": self.fixed_seeds_used, "addr_fetched": self.addr_fetched}
 
 
 async def run_bootstrap(node: Any, connman: Any, state: BootstrapState) -> None:
     """Core's ThreadDNSAddressSeed plus -seednode and fixed seeds, against the scenario's seeds.
-    The fixed-seed fallback runs beside the DNS rounds, as in Core (it does not wait for them).
-    One task group: stopping the node cancels every one-shot dial the bootstrap started."""
-    async with asyncio.TaskGroup() as group:
-        for spec in connman.cfg.seednodes:  # -seednode: one-shot connections that only fetch addresses
-            ip, port = _endpoint(spec, node.config.port)
-            group.create_task(_addr_fetch(node, ip, port))
-        group.create_task(_dns_seeds(node, connman, state, group))
-        group.create_task(_fixed_seeds(node, connman, state))
+    The fixed-seed fallback runs beside the DNS rounds, as in Core (it does not wait for them)."""
+    for spec in connman.cfg.seednodes:  # -seednode: one-shot connections that only fetch addresses
+        ip, port = _endpoint(spec, node.config.port)
+        node.loop.create_task(_addr_fetch(node, ip, port))
+    await asyncio.gather(_dns_seeds(node, connman, state), _fixed_seeds(node, connman, state))
 
 
-async def _dns_seeds(node: Any, connman: Any, state: BootstrapState, group: asyncio.TaskGroup) -> None:
+async def _dns_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
     t, addrman = node.timers, connman.addrman
     seeds = [SeedServer.parse(s, connman.cfg.seed_zone) for s in connman.cfg.seeders]
     node.rng.shuffle(seeds)
@@ -171,14 +163,12 @@ async def _dns_seeds(node: Any, connman: Any, state: BootstrapState, group: asyn
                 continue
             state.queried.append(f"{seed.ip}:{seed.port}")
             ips = await query_seed(seed)
-            if not ips:
-                group.create_task(_seed_addr_fetch(node, seed, state))
             addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
             state.learned += addrman.add(addrs, source_ip=seed.ip)
             connman.wake()
-        # Core asks its seeds once and leaves the rest to the ADDR_FETCH fallback above; a freshly
-        # started testnet's seeder may not have crawled anyone for a while, so the node asks again
-        # (testbed), doubling the wait with jitter so a thousand nodes do not hammer it
+        # Core falls back to an ADDR_FETCH connection to a seed that gave nothing; our seeder
+        # speaks only DNS, so the node asks again (a freshly started testnet's seeder has not
+        # crawled anyone yet), doubling the wait with jitter so a thousand nodes do not hammer it
         wait = t.dns_seed_delay * (2 ** attempt) * node.rng.uniform(1.0, 1.5)
         if state.learned or await _wait_for_peers(node, wait):
             return
@@ -215,24 +205,8 @@ async def _wait_for_peers(node: Any, seconds: float) -> bool:
     return _full_outbound(node) >= ENOUGH_OUTBOUND
 
 
-async def _seed_addr_fetch(node: Any, seed: SeedServer, state: BootstrapState) -> None:
-    """Core's fallback for a seed that gave nothing (net.cpp: AddAddrFetch(seed)).
-
-    ThreadOpenConnections picks the request up at its next turn (it sleeps 500 ms between turns),
-    resolves the seed's own name (the zone, not the `x9` subdomain) and makes an ADDR_FETCH
-    connection to one of the addresses: that peer's `getaddr` answer fills addrman. In a fresh
-    testnet this is what turns an empty first answer (the seeder had crawled no one yet) into peers
-    half a second later instead of at the next DNS round (11 s, then 22 s ...)."""
-    await asyncio.sleep(node.timers.connect_loop)
-    ips = await query_seed(seed, apex=True)
-    if ips:
-        ip = node.rng.choice(ips)  # net.cpp ConnectNode: the resolved addresses, shuffled
-        state.addr_fetched.append(ip)
-        await _addr_fetch(node, ip, node.config.port)
-
-
 async def _addr_fetch(node: Any, ip: str, port: int) -> None:
     try:
         await node.open_connection(ip, port, "addr-fetch")
     except (OSError, asyncio.TimeoutError, ConnectionError) as e:
-        log.info("addr-fetch %s:%d unreachable: %s", ip, port, e)
+        log.info("seednode %s:%d unreachable: %s", ip, port, e)
