@@ -179,12 +179,12 @@ def plot_peer_graph(path: Path, graph: PeerGraph, seed: int = LAYOUT_SEED) -> Pa
 def _plot_degrees(ax: Axes, connections: set[tuple[str, str]], roles: Mapping[str, str], nodes: Sequence[str]) -> None:
     """How many nodes have how many outbound (dialled) and inbound (accepted) links, honest nodes only
     where there are any: the shape of a network too large to lay out."""
+    nodes = list(nodes)
     outbound = {n: 0 for n in nodes}
     inbound = dict(outbound)
     for a, b in connections:
         outbound[a] += 1
         inbound[b] += 1
-    nodes = list(nodes)
     shown = [n for n in nodes if roles.get(n) == "honest"] or nodes
     ax.set_axis_on()
     for label, counts, colour in (("outbound", outbound, "tab:blue"), ("inbound", inbound, "tab:orange")):

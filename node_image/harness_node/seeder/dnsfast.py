@@ -25,7 +25,7 @@ RR_FIXED = struct.Struct(">HHIH")  # type, class, ttl, rdlength
 QTYPE_A, QTYPE_AAAA, CLASS_IN = 1, 28, 1
 OWNER_IS_QNAME = b"\xc0\x0c"  # a pointer to the question's name, which starts right after the header
 
-QR, OPCODE, AA, TC, RD, RA, RCODE = 0x8000, 0x7800, 0x0400, 0x0200, 0x0100, 0x0080, 0x000F
+QR, OPCODE, AA, TC, RA, RCODE = 0x8000, 0x7800, 0x0400, 0x0200, 0x0080, 0x000F  # RD and the rest are echoed
 _FAMILY = {QTYPE_A: (socket.AF_INET, 4), QTYPE_AAAA: (socket.AF_INET6, 16)}
 
 

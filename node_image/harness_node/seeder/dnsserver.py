@@ -211,7 +211,7 @@ class Responder:
 
     def _ask_mode(self, families: tuple[int, ...], flags: int, budget: int) -> Answer:
         # For ANY, ask for as many as would fit if all were A; _fit stops when the reply is full.
-        smallest = RR_SIZE[QTYPE.A] if 4 in families else RR_SIZE[QTYPE.AAAA]
+        smallest = A_SIZE if 4 in families else AAAA_SIZE
         ask = max(0, min(self.config.max_records, budget // smallest))
         answer = self.mode.answer(AnswerQuery(families, flags, ask), self.ctx)
         if len(answer.addresses) > ask:

@@ -75,9 +75,6 @@ class GoodCache:
         self._flags: dict[int, _Cached] = {}
         self._generation = -1
 
-    def pool(self, flags: int) -> list[ServedNode]:
-        return self._entry(flags).nodes
-
     def ips(self, flags: int, families: tuple[int, ...]) -> list[str]:
         """The cached pool's addresses of these families; each answer samples from it."""
         entry = self._entry(flags)
