@@ -78,8 +78,9 @@ def bench(nodes: int, root: Path, time_scale: float, deadline_s: float = 300) ->
             slots = sum(1 for s in honest if (s.get("outbound") or 0) >= ALL_SLOTS)
             most_slots = max(most_slots, slots)
             some = sum(1 for s in honest if (s.get("outbound") or 0) >= 1)
-            print(f"  {time.monotonic() - started:6.1f} s: {some} with an outbound peer, {full} with >= 8, {slots} with 10",
-                  file=sys.stderr, flush=True)
+            silent = sum(1 for s in honest if not s["reachable"])  # a busy host process is not a node without peers
+            print(f"  {time.monotonic() - started:6.1f} s: {some} with an outbound peer, {full} with >= 8, {slots} with 10"
+                  f"{f', {silent} not answering' if silent else ''}", file=sys.stderr, flush=True)
             # not all: in a small testnet a few nodes become hubs, inbound-connected to most others,
             # and Core never dials an address it already has a link with
             if full >= CONNECTED_SHARE * len(honest) and connected is None:

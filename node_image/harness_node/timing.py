@@ -27,6 +27,7 @@ CORE_TIMERS: dict[str, float] = {
     "bantime": 86400.0,                     # banman.h DEFAULT_MISBEHAVING_BANTIME
     "dns_seed_delay": 11.0,                 # net.cpp DNSSEEDS_DELAY_FEW_PEERS
     "dns_seed_delay_many": 300.0,           # net.cpp DNSSEEDS_DELAY_MANY_PEERS
+    "dns_seed_retry": 1.0,                  # testbed: first wait before asking a seed again (addr/bootstrap.py)
     "fixed_seed_delay": 60.0,               # net.cpp: fixed seeds after 1 min
     "getaddr_cache": 21 * 3600.0,           # net.h ADDRMAN cache 21 h (+ U(0, 6 h))
     "getaddr_cache_jitter": 6 * 3600.0,     # net.cpp
@@ -61,6 +62,7 @@ class Timers:
     bantime: float
     dns_seed_delay: float
     dns_seed_delay_many: float
+    dns_seed_retry: float
     fixed_seed_delay: float
     getaddr_cache: float
     getaddr_cache_jitter: float

@@ -29,7 +29,7 @@ SEED_AGE_MAX = 7 * 86400
 DNS_TIMEOUT = 5.0  # seconds per query; a slow (malicious) seeder must not stall the node forever
 SEED_SERVICES = NODE_NETWORK | NODE_WITNESS  # Core assumes the default services for seed results
 FLAGS_SUBDOMAIN = "x9"  # NODE_NETWORK|NODE_WITNESS, the subdomain Core asks for
-EMPTY_SEED_RETRIES = 10  # testbed: rounds of asking again while every seed answered nothing
+SEED_RETRIES = 12  # testbed: rounds of asking the seeds again while the node has too few addresses
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,17 @@ async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT) -> list[str
     async def ask(transport: Any) -> Any:
         return await within(timeout, transport(query, seed.ip, timeout=None, port=seed.port))
 
-    try:  # TimeoutError is an OSError
+    # TimeoutError is an OSError. EOFError: the seed closed the TCP connection unanswered, as our
+    # seeder does beyond its client limit; it ended the whole bootstrap of ~180 of 1,000 nodes
+    unanswered = (dns.exception.DNSException, OSError, EOFError)
+    try:
         response = await ask(dns.asyncquery.udp)
         if response.flags & dns.flags.TC:
             response = await ask(dns.asyncquery.tcp)
-    except (dns.exception.DNSException, OSError):
+    except unanswered:
         try:
             response = await ask(dns.asyncquery.tcp)
-        except (dns.exception.DNSException, OSError) as e:
+        except unanswered as e:
             log.info("seed %s:%d unanswered: %r", seed.ip, seed.port, e)
             return []
     ips: list[str] = []
@@ -135,7 +138,11 @@ async def run_bootstrap(node: Any, connman: Any, state: BootstrapState) -> None:
     for spec in connman.cfg.seednodes:  # -seednode: one-shot connections that only fetch addresses
         ip, port = _endpoint(spec, node.config.port)
         node.loop.create_task(_addr_fetch(node, ip, port))
-    await asyncio.gather(_dns_seeds(node, connman, state), _fixed_seeds(node, connman, state))
+    parts = {"DNS seeds": _dns_seeds(node, connman, state), "fixed seeds": _fixed_seeds(node, connman, state)}
+    # each part goes on when the other fails, and a failure is logged: the task is never awaited
+    for part, outcome in zip(parts, await asyncio.gather(*parts.values(), return_exceptions=True)):
+        if isinstance(outcome, Exception):
+            log.error("%s: bootstrap from %s failed", node.name, part, exc_info=outcome)
 
 
 async def _dns_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
@@ -150,7 +157,7 @@ async def _dns_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
         if await _wait_for_peers(node, delay):
             return
     per_round = len(seeds) if addrman.size() == 0 else SEEDS_PER_ROUND
-    for attempt in range(EMPTY_SEED_RETRIES + 1):
+    for attempt in range(SEED_RETRIES + 1):
         for i, seed in enumerate(seeds):
             if _full_outbound(node) >= ENOUGH_OUTBOUND:
                 return
@@ -162,15 +169,23 @@ async def _dns_seeds(node: Any, connman: Any, state: BootstrapState) -> None:
                 state.refused.append(f"{seed.ip}:{seed.port}")
                 continue
             state.queried.append(f"{seed.ip}:{seed.port}")
-            ips = await query_seed(seed)
+            try:
+                ips = await query_seed(seed)
+            except Exception:  # a bug in one query must not end the node's seeding
+                log.exception("%s: query to seed %s:%d failed", node.name, seed.ip, seed.port)
+                ips = []
             addrs = stamp_seed_results(ips, node.config.port, time.time(), node.rng, node.config.time_scale)
             state.learned += addrman.add(addrs, source_ip=seed.ip)
             connman.wake()
-        # Core falls back to an ADDR_FETCH connection to a seed that gave nothing; our seeder
-        # speaks only DNS, so the node asks again (a freshly started testnet's seeder has not
-        # crawled anyone yet), doubling the wait with jitter so a thousand nodes do not hammer it
-        wait = t.dns_seed_delay * (2 ** attempt) * node.rng.uniform(1.0, 1.5)
-        if state.learned or await _wait_for_peers(node, wait):
+        # Core asks its next seeds until 2 full-relay peers are up (and ADDR_FETCHes a seed that gave
+        # nothing). A testnet has one seeder, and a fresh one has crawled no one, or names the same
+        # one or two nodes to everyone, whose inbound slots then fill. So while the node knows fewer
+        # addresses than it has outbound slots, it asks again, the wait doubling up to the seed
+        # delay, with jitter so a thousand nodes do not ask at once (testbed adaptation 12).
+        if addrman.size() >= connman.cfg.outbound_full_relay + connman.cfg.block_relay:
+            return
+        wait = min(t.dns_seed_delay, t.dns_seed_retry * 2 ** attempt) * node.rng.uniform(1.0, 1.5)
+        if await _wait_for_peers(node, wait):
             return
 
 
