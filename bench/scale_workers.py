@@ -6,7 +6,8 @@ i with i % K == k on 127.{20 + i % 200}.{i // 200}.1 with 100 random addresses i
 the connection manager fills Core's 8 full-relay + 2 block-relay slots, one per netgroup, across
 processes; they follow Core's rule of no self-announcement in initial block download. Commands:
 dial, inject, watch <txid>, burst <count>, stop. Each worker reports twice a second: nodes with
-all 10 slots, RSS, CPU seconds, messages, event-loop lag (p99 of the last 5 s of the process's own
+all 10 slots, RSS, CPU seconds (and those spent in the garbage collector, with its full
+collections), messages, event-loop lag (p99 of the last 5 s of the process's own
 lag monitor, net/looplag.py, the one behind the lag metric), and, for every
 watched tx, how many of its nodes hold it and when the last one got it (wall clock, comparable
 across processes).
@@ -15,6 +16,7 @@ across processes).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import statistics
@@ -115,9 +117,23 @@ async def worker(k: int, workers: int, n: int) -> None:
             emit(event="status", full=sum(s == [8, 2] for s in slots), rss_kb=rss_kb(), rss0_kb=rss0,
                  full_relay=sum(fr >= 8 for fr, _ in slots), block_relay=sum(br >= 2 for _, br in slots),
                  cpu=time.process_time(), msgs=sum(nd.stats.messages_total for nd in nodes),
+                 gc_cpu=gc_cpu[0], gc_full=gc_full[0],
                  lag_p99=xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None, have=have)
             await asyncio.sleep(REPORT_EVERY)
 
+    # CPU seconds this process spends in the garbage collector, and its full collections: a full one
+    # walks every object of ~830 nodes (seconds of CPU), and whether one lands in the burst window
+    # moves (d) by tens of percent between runs, so (d) says how much of its CPU was collection
+    gc_cpu, gc_full, gc_start = [0.0], [0], [0.0]
+
+    def gc_timer(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_start[0] = time.process_time()
+        else:
+            gc_cpu[0] += time.process_time() - gc_start[0]
+            gc_full[0] += info["generation"] == 2
+
+    gc.callbacks.append(gc_timer)
     emit(event="listening", nodes=len(nodes))
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -252,6 +268,7 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
         result["reach_s"] = statistics.median(reach) if reach else None
         await asyncio.sleep(1)
         msgs0, cpu0, before, burst0 = w.total("msgs"), w.total("cpu"), len(w.injected), time.monotonic()
+        gc0, full0 = w.total("gc_cpu"), w.total("gc_full")
         w.send("burst 2")  # 2 per process: enough traffic that idle timers do not dominate
         await wait_for(lambda: len(w.injected) >= before + 2 * workers, 30, "burst injection")
         burst = [t["txid"] for t in w.injected[before:]]
@@ -265,6 +282,7 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
         await asyncio.sleep(2 * REPORT_EVERY)  # one more report of every worker: counters after the burst
         result["msgs"] = int(w.total("msgs") - msgs0)
         result["burst_cpu_s"] = w.total("cpu") - cpu0
+        result["burst_gc_s"], result["burst_gc_full"] = w.total("gc_cpu") - gc0, int(w.total("gc_full") - full0)
         result["burst_wall_s"] = time.monotonic() - burst0
         result["msgs_per_cpu_s"] = result["msgs"] / max(1e-9, result["burst_cpu_s"])
     finally:

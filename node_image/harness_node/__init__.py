@@ -14,11 +14,13 @@ Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_la
 3. ``chain/``: block tree and mempool
 4. ``addr/``: netgroups, addrman and its store, addr relay rules, addr service, bootstrap
 5. ``peering/``: misbehaviour, ban list, eviction, peer config, connection manager (uses addrman)
-6. ``relay/``: inv/tx/block relay with its per-peer state keyed by peer id
+6. ``relay/``: inv/tx/block relay with its per-peer state keyed by peer id, Dandelion++, and the
+   command -> handler table (``dispatch``)
 7. ``config``: ``NodeConfig``
 8. ``attack/``: the attacker process (kinds registry, identities dialling with ``net.client``,
    control API, ``harness_attacker_*`` metrics); below ``node``, which it never imports
 9. ``node``: the only composition root: builds the services and registers the message handlers
+   (their table: ``relay.dispatch``)
 10. ``api/``: control API and Prometheus metrics (they read a built node)
 11. ``host``: runs several nodes in one process
 12. ``seeder/``: the DNS seeder, built on ``wire``, ``net.client`` and ``atomicfile`` only

@@ -1,8 +1,9 @@
 """The node, and the package's only composition root: it builds the services (chain, mempool,
 relay, misbehaviour, connection manager, addr service), registers which service handles each
-message command, and is what every lower layer reports to through its small Protocol
-(net.peer.PeerEvents, net.connection.ConnectionEvents, peering.connman.ConnManHost,
-relay.relay.RelayHost, addr.addrservice.AddrHost); none of them imports this module.
+message command (the table: relay/dispatch.py), and is what every lower layer reports to
+through its small Protocol (net.peer.PeerEvents, net.connection.ConnectionEvents,
+peering.connman.ConnManHost, relay.relay.RelayHost, addr.addrservice.AddrHost); none of them
+imports this module.
 
 Manual peers (`connect`, control API) are kept here and redialled when they drop. Automatic peer
 management lives in peering/connman.py (8 full-relay + 2 block-relay outbound, feelers, anchors,
@@ -19,7 +20,6 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from .peering.connman import ConnMan
 from .peering.manual import ManualPeers
 from .peering.misbehaviour import Action, Misbehaviour
 from .relay.dandelion import Dandelion
+from .relay.dispatch import message_handlers, payload_handlers
 from .relay.relay import Relay
 from .timing import Clock
 from .wire.codec import NetAddr, hash_to_hex
@@ -95,27 +96,11 @@ class Node(ChaosFaults):
             self, self.connman.addrman, self.connman.netgroups, time_scale=config.time_scale,
             advertise=config.listen and config.peering.self_advertise, rate_limit=cm.addr_rate_limit,
             getaddr_cache=cm.getaddr_cache, wake=self.connman.wake,
-            refused=lambda ip: banman.is_banned(ip) or banman.is_discouraged(ip),
+            refused=lambda ip: not banman.empty and (banman.is_banned(ip) or banman.is_discouraged(ip)),
             in_initial_download=(lambda: False) if config.peering.self_advertise_in_ibd else
             lambda: self.chain.in_initial_download(self.clock(), self.timers.max_tip_age))
-        # Core's on_<msg> idea placed where the services are: a Peer hands every message it does not
-        # handle itself (handshake, keep-alive) to the handler registered here for its command.
-        relay, addrs = self.relay, self.addrs
-        self.handlers: dict[str, Callable[[Peer, Any], None]] = {
-            "addr": lambda p, m: addrs.on_addr(p, m.addrs),
-            "addrv2": lambda p, m: addrs.on_addr(p, m.addrs),
-            "getaddr": lambda p, m: addrs.on_getaddr(p),
-            "inv": lambda p, m: relay.on_inv(p, m.inv),
-            "getdata": lambda p, m: relay.on_getdata(p, m.inv),
-            "notfound": lambda p, m: relay.on_notfound(p, m.inv),
-            "tx": lambda p, m: relay.on_tx(p, m.tx),
-            "block": lambda p, m: relay.on_block(p, m.block),
-            "headers": lambda p, m: relay.on_headers(p, m.headers),
-            "getheaders": lambda p, m: relay.on_getheaders(p, m.locator, m.hash_stop),
-            # a stem tx: only Dandelion peers are sent one (we advertise NODE_DANDELION only under that
-            # policy); a node without the policy takes it as a plain tx, so it is never lost
-            "dandeliontx": lambda p, m: (self.dandelion.on_stem_tx if self.dandelion is not None else relay.on_tx)(p, m.tx),
-        }
+        self.handlers = message_handlers(self.relay, self.addrs, self.dandelion)  # command -> service
+        self.payload_handlers = payload_handlers(self.relay)  # tried first, on the raw bytes
         self.bootstrap = BootstrapState()
         self.paused = False
         self.manual = ManualPeers(self)  # -connect/addnode targets (peering/manual.py)
@@ -129,6 +114,7 @@ class Node(ChaosFaults):
         self.write_batch: WriteBatch = None  # type: ignore[assignment]  # set by start()
         self.server: asyncio.AbstractServer | None = None
         self._tick_wheel: TimerWheel | None = None
+        self._next_peer_check = 0.0  # loop time: no peer's timeout can expire before it (housekeeping_step)
         self._tick_key = 0
         self._dials: set[asyncio.Task[Any]] = set()
         self._bootstrap_task: asyncio.Task[None] | None = None
@@ -260,9 +246,15 @@ class Node(ChaosFaults):
 
     def housekeeping_step(self, now: float) -> None:
         """One round of the periodic task: peer timeouts and pings, relay retries, addr sending."""
-        for peer in list(self.peers.values()):
-            if now >= peer.next_check and not peer.conn.closing:
-                peer.check_timeouts(now)
+        if now >= self._next_peer_check:
+            # Most ticks find no peer due (a ping every 2 min): the earliest deadline is kept here, and
+            # a new peer or a finished handshake (attach, peer_ready) makes it "now" again.
+            earliest = float("inf")
+            for peer in list(self.peers.values()):
+                if now >= peer.next_check and not peer.conn.closing:
+                    peer.check_timeouts(now)
+                earliest = min(earliest, peer.next_check)
+            self._next_peer_check = earliest
         self.relay.tick(now)
         self.addrs.tick()
 
@@ -287,6 +279,7 @@ class Node(ChaosFaults):
         if self.paused:
             conn.pause()
         self.peers[peer.id] = peer
+        self._next_peer_check = 0.0  # its handshake deadline counts from now
         self.stats.connections[(direction, "accepted")] += 1
         if not conn.inbound:
             peer.send_version()
@@ -306,6 +299,7 @@ class Node(ChaosFaults):
 
     def peer_ready(self, peer: Peer) -> None:
         """The handshake completed (verack received)."""
+        self._next_peer_check = 0.0  # its keep-alive deadlines start now (Peer.on_verack)
         self.manual.peer_ready(peer)
         self.relay.peer_ready(peer)
         self.addrs.peer_ready(peer)

@@ -135,8 +135,12 @@ def test_the_known_filter_remembers_as_cores_rolling_bloom_filter_does():
         if i % 997 == 0:
             assert min(i + 1, KNOWN_ADDR_FILTER) <= len(known) <= min(i + 1, 1.5 * KNOWN_ADDR_FILTER)
     assert all(a in known for a in stream[-KNOWN_ADDR_FILTER:])
-    assert not any(a in known for a in stream[:20_000 - 3 * KNOWN_ADDR_FILTER // 2])
-    assert not any(a in known for a in addrs(2000, 0, base=99))
+    # forgotten, and never given: none found but for a rare false positive of the 32-bit keys (at
+    # most 1 in 570,000 lookups, KnownAddrs; with this process's random str hash, any one lookup of
+    # these 14,500 was wrong in ~2.5 % of runs, so a test of "none at all" failed that often)
+    forgotten = sum(a in known for a in stream[:20_000 - 3 * KNOWN_ADDR_FILTER // 2])
+    never = sum(a in known for a in addrs(2000, 0, base=99))
+    assert forgotten + never <= 2
     # refreshed: the first address, inserted again, outlives the 5000 inserted after it
     known.add(stream[0])
     for a in addrs(KNOWN_ADDR_FILTER - 1, 0, base=50):

@@ -134,10 +134,14 @@ class AddrService:
                 for state in self.states.values():
                     state.known.discard(me)  # Core clears the peer's filter for this
                     self.relay.queue(state, me)
-        for pid, due in list(self.next_send.items()):
-            if now < due:
-                continue
-            self.next_send[pid] = now + self._exp(t.addr_send_mean)
+        next_send = self.next_send
+        # each peer is due every exp(30 s), so about half the ticks of a node with 20 peers find
+        # none: min() looks in C, and only a tick with one due walks them in Python (the walk, every
+        # second for each of 10,000 nodes, was ~1/7 of what the formed network spent idle, py-spy)
+        if not next_send or min(next_send.values()) > now:
+            return
+        for pid in [pid for pid, due in next_send.items() if due <= now]:
+            next_send[pid] = now + self._exp(t.addr_send_mean)
             peer = self.node.peers.get(pid)
             state = self.states.get(pid)
             if peer is None or state is None:

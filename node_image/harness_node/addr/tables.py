@@ -82,6 +82,10 @@ class Windows:
         return cls(*(v * time_scale for v in base))
 
 
+_sha256 = hashlib.sha256  # looked up once: _hash runs three times for every address placed
+_from_bytes = int.from_bytes
+
+
 class AddrManCorruptError(ValueError):
     """A saved addrman that cannot be trusted: bad header, checksum, JSON or content."""
 
@@ -123,7 +127,6 @@ class AddrTables:
         if not isinstance(key, bytes) or len(key) != 32:
             raise ValueError("addrman key must be 32 bytes")
         self._key = key
-        self._keyed = hashlib.sha256(key)  # SHA256 state after the key, copied for each hash
 
     def _reset(self) -> None:
         self._new = BucketTable()
@@ -139,9 +142,9 @@ class AddrTables:
 
     def _hash(self, data: bytes) -> int:
         """Core's CHashWriter(key, data...).GetCheapHash(): SHA256d, first 8 bytes little-endian."""
-        h = self._keyed.copy()
-        h.update(data)
-        return int.from_bytes(hashlib.sha256(h.digest()).digest()[:8], "little")
+        # hashing key + data afresh beats copying a keyed state (1.1 against 1.5 us): three of these
+        # place every new address, the largest part of a forming network's CPU (py-spy)
+        return _from_bytes(_sha256(_sha256(self._key + data).digest()).digest()[:8], "little")
 
     def _tried_slot(self, addr: NetAddr | AddrInfo) -> int:
         akey = _addr_key(addr.ip, addr.port)

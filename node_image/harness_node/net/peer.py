@@ -65,6 +65,7 @@ class PeerLink(Protocol):
     closing: bool
 
     def send(self, msg: Message) -> None: ...
+    def send_payload(self, command: str, payload: bytes) -> None: ...
     def close(self, reason: str) -> None: ...
 
 
@@ -77,6 +78,9 @@ class PeerEvents(Protocol):
     timers: Timers
     clock: Callable[[], float]  # the node's wall clock (skewed by a chaos fault)
     handlers: Mapping[str, Callable[[Any, Any], None]]  # command -> handler(peer, decoded message)
+    # command -> handler(peer, raw payload) tried first: True if it took the message (a common shape
+    # read straight from its bytes), False to have it decoded for `handlers`
+    payload_handlers: Mapping[str, Callable[[Any, bytes], bool]]
 
     def local_version(self, peer: "Peer") -> LocalVersion: ...
     def check_incoming_nonce(self, nonce: int) -> bool: ...
@@ -176,6 +180,10 @@ class Peer:
     def send(self, msg: Message) -> None:
         self.conn.send(msg)
 
+    def send_payload(self, command: str, payload: bytes) -> None:
+        """Send a payload serialised already (one built once for many peers)."""
+        self.conn.send_payload(command, payload)
+
     def send_version(self) -> None:
         if self.version_sent:
             return
@@ -212,6 +220,9 @@ class Peer:
             return
         if not self.verack_received and command not in ("version", "verack") and command not in HANDSHAKE_ONLY:
             self.misbehaving("pre-verack-message")
+            return
+        fast = self.owner.payload_handlers.get(command)
+        if fast is not None and fast(self, payload):
             return
         cap = SIZE_CAPS.get(command)
         try:

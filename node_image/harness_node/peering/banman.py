@@ -138,6 +138,12 @@ class BanMan:
         self._save()
         return True
 
+    @property
+    def empty(self) -> bool:
+        """Nothing banned or discouraged: a caller asking about many addresses it holds already (a
+        getaddr answer's) can skip parsing each one."""
+        return not self._prefixes and not self._discouraged
+
     def is_banned(self, ip: str) -> bool:
         """Whether `ip` falls in an unexpired banned address or subnet."""
         addr = _address(ip)

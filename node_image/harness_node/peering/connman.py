@@ -102,7 +102,7 @@ class ConnMan:
         self.counters: dict[str, int] = {"feelers": 0, "sandbox_skipped": 0, "evictions": 0,
                                          "inbound_refused_full": 0, "dials": 0, "dial_failures": 0}
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the outbound loop's pause, while it waits
         self._dials: set[asyncio.Task[Any]] = set()
 
     def _open_banlist(self) -> BanMan:
@@ -210,16 +210,24 @@ class ConnMan:
             # nothing changes, so idle rounds back off (x2 up to 32x) until a peer leaves or new
             # addresses arrive (wake())
             idle_rounds = 0 if dialled else min(idle_rounds + 1, IDLE_BACKOFF_MAX)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), period * (1 << idle_rounds if idle_rounds else 1))
-            except asyncio.TimeoutError:
-                pass
+            await self._pause(period * (1 << idle_rounds if idle_rounds else 1))
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less if wake() is called: a future and a timer, where wait_for on an
+        Event made a task every round (~6 % of what 10,000 formed nodes spend idle, py-spy)."""
+        loop = self.node.loop
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def wake(self) -> None:
         """Something changed (a peer left, addresses arrived): look for a dial now."""
         if self.node.running:  # not while a stopped node's dial tasks unwind
-            self._wake.set()
+            _resolve(self._waiter)
 
     def _count(self, kind: str) -> int:
         """Peers of `kind` plus dials of `kind` still in flight (a dial whose link is already up
@@ -394,3 +402,8 @@ class ConnMan:
         n_new, n_tried = self.addrman.counts()
         return {"addrman": {"new": n_new, "tried": n_tried}, "anchors_pending": len(self.anchors),
                 "pending_dials": len(self.pending), **self.counters}
+
+
+def _resolve(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

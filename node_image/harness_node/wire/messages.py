@@ -333,8 +333,8 @@ class _InvMessage(Message):
     def serialize(self) -> bytes:
         inv = self.inv
         if len(inv) == 1:
-            return b"\x01" + _U32.pack(inv[0].type) + inv[0].hash
-        pack = _U32.pack
+            return one_inv(inv[0].type, inv[0].hash)
+        pack = U32.pack
         return compact_size(len(inv)) + b"".join([pack(i.type) + i.hash for i in inv])
 
     @classmethod
@@ -345,11 +345,16 @@ class _InvMessage(Message):
         end = pos + 36 * n
         if len(payload) < end:
             raise DecodeError(f"truncated: wanted {36 * n} bytes, got {len(payload) - pos}")
-        unpack = _U32.unpack_from
+        unpack = U32.unpack_from
         return cls([CInv(unpack(payload, i)[0], payload[i + 4:i + 36]) for i in range(pos, end, 36)])
 
 
-_U32 = struct.Struct("<I")
+U32 = struct.Struct("<I")
+
+
+def one_inv(inv_type: int, h: bytes) -> bytes:
+    """The payload of an inv, getdata or notfound with the one entry (`inv_type`, `h`)."""
+    return b"\x01" + U32.pack(inv_type) + h
 
 
 class msg_inv(_InvMessage):
