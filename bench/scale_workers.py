@@ -121,9 +121,10 @@ async def worker(k: int, workers: int, n: int) -> None:
                  lag_p99=xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None, have=have)
             await asyncio.sleep(REPORT_EVERY)
 
-    # CPU seconds this process spends in the garbage collector, and its full collections: a full one
-    # walks every object of ~830 nodes (seconds of CPU), and whether one lands in the burst window
-    # moves (d) by tens of percent between runs, so (d) says how much of its CPU was collection
+    # CPU seconds this process spends in the garbage collector, and its full collections (a full one
+    # walks every object of ~830 nodes, seconds of CPU), so that (d) says how much of its CPU was
+    # collection: (d) varies by a quarter between runs, and this rules the collector in or out
+    # (measured: 3.3 of 86.9 CPU-s, no full collection, in a slow run; docs/benchmarks.md)
     gc_cpu, gc_full, gc_start = [0.0], [0], [0.0]
 
     def gc_timer(phase: str, info: dict) -> None:

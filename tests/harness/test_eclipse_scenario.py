@@ -8,8 +8,10 @@ The premise, in both profiles: every victim has bootstrapped (all 8 outbound slo
 the flood begins, as Heilman's victims had (30 honest nodes: docs/results.md, "Bootstrap first").
 
 - legacy: the attack succeeds: the victims' tried tables are > 80 % attacker, attackers are most
-  of every restarted victim's outbound peers, and victims end the run with attackers as every
-  outbound peer (at least two over both seeds: measured 14 of 20 in 5 seeds);
+  of every restarted victim's outbound peers, and on average at least 6 of a victim's 8 at the
+  end. How many victims end with attackers as *every* outbound peer depends on the machine's load
+  (idle: 6 of 8 over both seeds, 14 of 20 in 5 seeds; beside one busy core: 3 of 8; one CI run: 1
+  of 8), so it is not asserted: whether one honest entry of ~30 is among 8 draws is chance;
 - current: it fails: no victim ends eclipsed in any seed, and only a small part of the budget
   reaches tried (inbound peers never enter it, #8594; only feelers move flooded addresses there).
 
@@ -117,7 +119,7 @@ def test_the_sweep_writes_its_comparison(sweep: Path) -> None:
 
 
 def test_legacy_victims_are_eclipsed(sweep: Path) -> None:
-    eclipsed = 0
+    final: list[tuple[str, str, float]] = []  # (seed, victim, attacker share of outbound peers at the end)
     for run in runs(sweep, "legacy"):
         assert not unbootstrapped(run), (run["seed"], unbootstrapped(run))  # measured 2-7 s, the flood at 18 s
         victims = restarted_victims(run)
@@ -128,11 +130,14 @@ def test_legacy_victims_are_eclipsed(sweep: Path) -> None:
         # its own, so one honest peer of 8 often survives (docs/results.md)
         assert all(v["max_share"] > 0.5 for v in victims), (run["seed"], [(v["victim"], v["max_share"]) for v in victims])
         held = [v["victim"] for v in victims if v["eclipsed_at_end"]]
-        eclipsed += len(held)
         verdicts = {c["name"]: c["verdict"] for c in run["report"]["checks"]}
         assert verdicts["not_eclipsed"] == "fail" or not held, verdicts
         assert verdicts["no_honest_banned"] == "pass"
-    assert eclipsed >= 2, eclipsed
+        final.extend((run["seed"], v["victim"], v["share_series"][-1][1]) for v in victims)
+    # the attacker's share of the victims' outbound peers at the end: measured 0.97 idle, 0.91 beside
+    # a busy core (7-8 of 8 each); today's defences: at most 0.5 for any victim
+    mean = sum(share for *_, share in final) / len(final)
+    assert mean >= 0.75, final
 
 
 def test_todays_countermeasures_keep_every_victim_at_the_same_budget(sweep: Path) -> None:

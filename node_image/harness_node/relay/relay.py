@@ -77,6 +77,13 @@ def _remember(known: set[bytes], hashes: tuple[bytes, ...]) -> None:
     known.update(hashes)
 
 
+def _announced(st: PeerRelayState, hashes: tuple[bytes, ...], sequence: int) -> None:
+    """Invs for `hashes` go to the peer now: it knows them, and may get any tx the mempool held at
+    `sequence` (on_getdata serves none added later: Core's m_last_inv_sequence)."""
+    _remember(st.known_inv, hashes)
+    st.last_inv_sequence = sequence
+
+
 def broadcast_max(queued: int) -> int:
     return min(INVENTORY_BROADCAST_MAX, INVENTORY_BROADCAST_TARGET + queued // 1000 * 5)
 
@@ -158,7 +165,7 @@ class Relay:
                 node.stats.tx_delay.observe(max(0.0, rec.delay_s))
         txid, wtxid, flood = tx.txid, tx.wtxid, self.policy == "flood"
         if flood:
-            # the two one-entry invs every peer is sent, built once (_send_tx_invs's steps, inline)
+            # the two one-entry invs every peer is sent, built once (what _send_tx_invs builds per peer)
             by_txid, by_wtxid, sequence = one_inv(MSG_TX, txid), one_inv(MSG_WTX, wtxid), node.mempool.sequence
         for peer in node.peers.values():
             if peer is from_peer or not peer.ready or not peer.relay or peer.kind == "block-relay":
@@ -167,9 +174,7 @@ class Relay:
             if st is not None and (txid in st.known_inv or wtxid in st.known_inv):
                 continue
             if flood:
-                st = st or self.state(peer)
-                _remember(st.known_inv, (txid, wtxid))
-                st.last_inv_sequence = sequence
+                _announced(st or self.state(peer), (txid, wtxid), sequence)
                 peer.send_payload("inv", by_wtxid if peer.wtxid_relay else by_txid)
             else:
                 self.state(peer).inv_queue.append((txid, node.loop.time()))
@@ -177,17 +182,18 @@ class Relay:
         return True
 
     def _send_tx_invs(self, peer: Peer, txids: list[bytes]) -> None:
-        invs = []
-        pool, st = self.node.mempool, self.state(peer)
+        invs, hashes = [], []
+        pool = self.node.mempool
         for txid in txids:
             tx = pool.get(txid)
             if tx is None:
                 continue
-            _remember(st.known_inv, (tx.txid, tx.wtxid))
+            hashes += (tx.txid, tx.wtxid)
             invs.append(CInv(MSG_WTX, tx.wtxid) if peer.wtxid_relay else CInv(MSG_TX, tx.txid))
         if invs:
-            st.last_inv_sequence = pool.sequence
+            _announced(self.state(peer), tuple(hashes), pool.sequence)
             peer.send(msg_inv(invs))
+
 
     def _arm(self, peer: Peer) -> None:
         """Start the Poisson timer that will flush `peer`'s queue (lazily; exp() is memoryless)."""
