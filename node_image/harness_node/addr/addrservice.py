@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from heapq import heapify, heappop, heappush
 from typing import Protocol
 
 from ..net.peer import Peer
@@ -54,7 +55,7 @@ class AddrService:
                                getaddr_cache=getaddr_cache, is_routable=netgroups.is_routable,
                                time_scale=self.scale)
         self.states: dict[int, PeerAddrState] = {}
-        self.next_send: dict[int, float] = {}
+        self._send_due: list[tuple[float, int]] = []  # heap: (next addr send, peer id), see tick()
         self.next_self_advertise = 0.0
         self.received = 0
         self.rate_limited = 0
@@ -66,7 +67,7 @@ class AddrService:
         state = self.relay.new_peer(peer.inbound, block_relay_only=peer.kind == "block-relay")
         self.states[peer.id] = state
         now = time.time()
-        self.next_send[peer.id] = now + self._exp(self.node.timers.addr_send_mean)
+        heappush(self._send_due, (now + self._exp(self.node.timers.addr_send_mean), peer.id))
         if self.next_self_advertise == 0.0:
             self.next_self_advertise = now + self._exp(self.node.timers.self_advertise_mean)
         if peer.inbound or peer.kind not in GETADDR_KINDS:
@@ -82,7 +83,10 @@ class AddrService:
 
     def peer_gone(self, peer: Peer) -> None:
         self.states.pop(peer.id, None)
-        self.next_send.pop(peer.id, None)
+        # its heap entry stays until due; churning peers must not grow the heap without bound
+        if len(self._send_due) > 2 * len(self.states) + 32:
+            self._send_due = [e for e in self._send_due if e[1] in self.states]
+            heapify(self._send_due)
 
     def on_addr(self, peer: Peer, addrs: list[NetAddr]) -> None:
         state = self.states.get(peer.id)
@@ -134,17 +138,22 @@ class AddrService:
                 for state in self.states.values():
                     state.known.discard(me)  # Core clears the peer's filter for this
                     self.relay.queue(state, me)
-        next_send = self.next_send
-        # each peer is due every exp(30 s), so about half the ticks of a node with 20 peers find
-        # none: min() looks in C, and only a tick with one due walks them in Python (the walk, every
-        # second for each of 10,000 nodes, was ~1/7 of what the formed network spent idle, py-spy)
-        if not next_send or min(next_send.values()) > now:
+        # Each ready peer's next send (Core's exp(30 s) per peer) waits in a heap: a tick looks at
+        # the earliest only, where walking a 20-peer node's timers every second was a quarter of
+        # what 10,000 formed nodes spent idle (py-spy; docs/benchmarks.md, fourteenth round)
+        heap = self._send_due
+        if not heap or heap[0][0] > now:
             return
-        for pid in [pid for pid, due in next_send.items() if due <= now]:
-            next_send[pid] = now + self._exp(t.addr_send_mean)
-            peer = self.node.peers.get(pid)
+        due = []
+        while heap and heap[0][0] <= now:
+            due.append(heappop(heap)[1])
+        for pid in due:  # rescheduled after the pops: a zero mean must not loop
             state = self.states.get(pid)
-            if peer is None or state is None:
+            if state is None:
+                continue  # gone: its entry ends here
+            heappush(heap, (now + self._exp(t.addr_send_mean), pid))
+            peer = self.node.peers.get(pid)
+            if peer is None:
                 continue
             batch = self.relay.take_pending(state)
             if batch:
