@@ -15,6 +15,7 @@ from io import BytesIO
 import pytest
 
 from harness_node.net.connection import WriteBatch
+from harness_node.net.stats import NodeStats
 from harness_node.wire import codec
 from harness_node.wire.codec import (
     MAGIC_REGTEST, DecodeError, FrameDecoder, FramingError, checksum, compact_size, compact_size_at, frame,
@@ -84,6 +85,27 @@ def test_inv_bytes_match_the_wire_format_both_ways() -> None:
         decode("getdata", compact_size(2) + struct.pack("<I", 1) + os.urandom(32))  # one entry short
     with pytest.raises(DecodeError):
         decode("inv", b"")
+
+
+def test_message_counters_keep_each_direction_and_command_apart() -> None:
+    """NodeStats counts under a small int per (direction, label); what it shows (the metrics read
+    `msgs`, `bytes`, `processing`) must be exactly what was counted, labelled, with commands outside
+    the known set under "other" and a pair never counted reading 0."""
+    stats = NodeStats()
+    stats.count_received("inv", 61, 0.5)
+    stats.count_received("inv", 61, 0.25)
+    stats.count_sent("inv", 61)
+    stats.count_sent("tx", 300)
+    stats.count_received("bogus1", 30, 1.0)
+    stats.count_received("bogus2", 40, 2.0)
+    stats.count_sent("bogus3", 50)
+    assert dict(stats.msgs) == {("in", "inv"): 2, ("out", "inv"): 1, ("out", "tx"): 1,
+                                ("in", "other"): 2, ("out", "other"): 1}
+    assert dict(stats.bytes) == {("in", "inv"): 122, ("out", "inv"): 61, ("out", "tx"): 300,
+                                 ("in", "other"): 70, ("out", "other"): 50}
+    assert dict(stats.processing) == {"inv": 0.75, "other": 3.0}
+    assert stats.messages_total == 7 and stats.processing_seconds == 3.75
+    assert stats.msgs[("in", "getdata")] == 0 and stats.bytes[("out", "version")] == 0
 
 
 def test_header_parsed_in_place_at_an_offset() -> None:

@@ -194,7 +194,6 @@ class Relay:
             _announced(self.state(peer), tuple(hashes), pool.sequence)
             peer.send(msg_inv(invs))
 
-
     def _arm(self, peer: Peer) -> None:
         """Start the Poisson timer that will flush `peer`'s queue (lazily; exp() is memoryless)."""
         node = self.node
