@@ -44,7 +44,7 @@ from .peering.connman import ConnMan
 from .peering.manual import ManualPeers
 from .peering.misbehaviour import Action, Misbehaviour
 from .relay.dandelion import Dandelion
-from .relay.dispatch import message_handlers, payload_handlers
+from .relay.dispatch import MESSAGE_HANDLERS, PAYLOAD_HANDLERS
 from .relay.relay import Relay
 from .timing import Clock
 from .wire.codec import NetAddr, hash_to_hex
@@ -99,8 +99,8 @@ class Node(ChaosFaults):
             refused=lambda ip: not banman.empty and (banman.is_banned(ip) or banman.is_discouraged(ip)),
             in_initial_download=(lambda: False) if config.peering.self_advertise_in_ibd else
             lambda: self.chain.in_initial_download(self.clock(), self.timers.max_tip_age))
-        self.handlers = message_handlers(self.relay, self.addrs, self.dandelion)  # command -> service
-        self.payload_handlers = payload_handlers(self.relay)  # tried first, on the raw bytes
+        self.handlers = MESSAGE_HANDLERS  # command -> service (through peer.owner: this node)
+        self.payload_handlers = PAYLOAD_HANDLERS  # tried first, on the raw bytes
         self.bootstrap = BootstrapState()
         self.paused = False
         self.manual = ManualPeers(self)  # -connect/addnode targets (peering/manual.py)

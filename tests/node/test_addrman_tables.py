@@ -99,3 +99,36 @@ def test_the_common_port_changes_no_placement_and_survives_a_restart():
     assert restarted.new_slots() == keyed.new_slots() and restarted.tried_slots() == keyed.tried_slots()
     assert all(restarted.find(a.ip, a.port) is not None for a in addrs if keyed.find(a.ip, a.port))
 
+
+
+def test_only_dialled_entries_carry_a_history_and_a_restart_keeps_each_kind():
+    """An entry keeps its connection history (Core's nLastTry, nLastSuccess, nLastCountAttempt,
+    nAttempts) in a record made on its first dial: the ~300 entries of each of 10,000 nodes are
+    mostly never dialled and pay nothing for it (node.md, memory). What the history says must not
+    depend on that: an undialled entry reads as all zero, a dialled one as Core counts it, and a
+    snapshot and restore keeps both, and where each entry is (new, tried)."""
+    clock = [NOW]
+    am = AddrMan(bytes(range(32)), NetGroups(), random.Random(1), lambda: clock[0], common_port=8333)
+    addrs = [NetAddr(f"127.{i}.0.1", 8333, 1, int(NOW - 3600)) for i in range(1, 40)]
+    am.add(addrs, source_ip="127.200.0.1")
+    never, failing, good = am.find("127.1.0.1", 8333), am.find("127.2.0.1", 8333), am.find("127.3.0.1", 8333)
+    assert never.tries is None and (never.last_try, never.last_success, never.attempts) == (0.0, 0.0, 0)
+    for _ in range(3):  # counted once per `good` of any address (Core's nLastCountAttempt rule)
+        am.attempt(failing.ip, failing.port)
+    assert failing.attempts == 1 and failing.last_try > 0 and failing.last_success == 0
+    clock[0] += 60
+    am.good("127.9.0.1", 8333)  # a success elsewhere lets the next failure count
+    clock[0] += 60
+    am.attempt(failing.ip, failing.port)
+    assert failing.attempts == 2
+    assert am.good(good.ip, good.port) and good.in_tried and good.refcount == 0 and good.new_slots == ()
+    assert good.attempts == 0 and good.last_success == good.last_try > 0
+    assert not failing.in_tried and failing.refcount == 1
+    restarted = make(8333)
+    restore(restarted, decode(encode(snapshot(am))))
+    for e in (never, failing, good):
+        r = restarted.find(e.ip, e.port)
+        assert (r.in_tried, r.refcount, r.attempts, r.last_try, r.last_success, r.last_count_attempt) == (
+            e.in_tried, e.refcount, e.attempts, e.last_try, e.last_success, e.last_count_attempt)
+    assert restarted.find(never.ip, never.port).tries is None
+    assert restarted.tried_slots() == am.tried_slots() and restarted.new_slots() == am.new_slots()

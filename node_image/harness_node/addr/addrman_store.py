@@ -154,8 +154,10 @@ def restore(am: AddrTables, state: dict[str, Any], where: str = "addrman data") 
 def _entry(row: list[Any], shared_port: Callable[[int], int]) -> AddrInfo:
     ip, port, services, t, source, last_try, last_success, last_count, attempts, in_tried = row
     e = AddrInfo(sys.intern(ip), shared_port(port), services, t, sys.intern(source))
-    e.last_try, e.last_success, e.last_count_attempt = last_try, last_success, last_count
-    e.attempts, e.in_tried = attempts, in_tried
+    if last_try or last_success or last_count or attempts:  # a never-dialled entry keeps no history
+        t = e.history()
+        t.last_try, t.last_success, t.last_count_attempt, t.attempts = last_try, last_success, last_count, attempts
+    e.in_tried = in_tried
     return e
 
 

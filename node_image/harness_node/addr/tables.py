@@ -171,20 +171,25 @@ class AddrTables:
 
     def _terrible(self, e: AddrInfo, now: float) -> bool:
         w = self.windows
-        if now - e.last_try <= w.try_grace:
+        tr = e.tries  # read once: getaddr answers ask this of every entry they walk
+        last_try, last_success, attempts = (
+            (0.0, 0.0, 0) if tr is None else (tr.last_try, tr.last_success, tr.attempts))
+        if now - last_try <= w.try_grace:
             return False
         t = e.time
         return (
             t > now + w.future_slack
             or now - t > w.horizon
-            or (e.last_success == 0 and e.attempts >= RETRIES)
-            or (now - e.last_success > w.min_fail and e.attempts >= MAX_FAILURES)
+            or (last_success == 0 and attempts >= RETRIES)
+            or (now - last_success > w.min_fail and attempts >= MAX_FAILURES)
         )
 
     def _chance(self, e: AddrInfo, now: float) -> float:
         """Core's GetChance: relative odds of `select` accepting this entry."""
-        chance = _FAILURE_FACTORS[min(e.attempts, MAX_CHANCE_FAILURES)]
-        if now - e.last_try < self.windows.recent_try:
+        tr = e.tries
+        attempts, last_try = (0, 0.0) if tr is None else (tr.attempts, tr.last_try)
+        chance = _FAILURE_FACTORS[min(attempts, MAX_CHANCE_FAILURES)]
+        if now - last_try < self.windows.recent_try:
             chance *= RECENT_TRY_CHANCE
         return chance
 
@@ -304,9 +309,10 @@ class AddrTables:
         entry = self.find(ip, port)
         if entry is None:
             return False
-        entry.last_success = now
-        entry.last_try = now
-        entry.attempts = 0
+        tries = entry.history()
+        tries.last_success = now
+        tries.last_try = now
+        tries.attempts = 0
         # nTime is deliberately not updated: it would leak who we are connected to (Core).
         if entry.in_tried or entry.refcount == 0:
             return False
@@ -323,10 +329,11 @@ class AddrTables:
         if entry is None:
             return
         now = self._clock()
-        entry.last_try = now
-        if count_failure and entry.last_count_attempt < self._last_good:
-            entry.last_count_attempt = now
-            entry.attempts += 1
+        tries = entry.history()
+        tries.last_try = now
+        if count_failure and tries.last_count_attempt < self._last_good:
+            tries.last_count_attempt = now
+            tries.attempts += 1
 
     def connected(self, ip: str, port: int) -> None:
         """A connection to ip:port ended or is alive: refresh nTime, at most every 20 min."""
