@@ -89,7 +89,7 @@ def test_inv_bytes_match_the_wire_format_both_ways() -> None:
 
 def test_message_counters_keep_each_direction_and_command_apart() -> None:
     """NodeStats counts under a small int per (direction, label); what it shows (the metrics read
-    `msgs`, `bytes`, `processing`) must be exactly what was counted, labelled, with commands outside
+    `message_counts`, `processing`; tests `msgs`, `bytes`) must be exactly what was counted, labelled, with commands outside
     the known set under "other" and a pair never counted reading 0."""
     stats = NodeStats()
     stats.count_received("inv", 61, 0.5)
@@ -106,6 +106,9 @@ def test_message_counters_keep_each_direction_and_command_apart() -> None:
     assert dict(stats.processing) == {"inv": 0.75, "other": 3.0}
     assert stats.messages_total == 7 and stats.processing_seconds == 3.75
     assert stats.msgs[("in", "getdata")] == 0 and stats.bytes[("out", "version")] == 0
+    # what a scrape reads: the same pairs, sorted, with their counts and bytes
+    assert stats.message_counts() == [("in", "inv", 2, 122), ("in", "other", 2, 70), ("out", "inv", 1, 61),
+                                      ("out", "other", 1, 50), ("out", "tx", 1, 300)]
 
 
 def test_header_parsed_in_place_at_an_offset() -> None:

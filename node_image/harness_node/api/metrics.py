@@ -60,9 +60,9 @@ class NodeCollector:
                                    labels=["node", "direction", "command"])
         size = CounterMetricFamily(PREFIX + "message_bytes", "P2P bytes (with headers) by command and direction.",
                                    labels=["node", "direction", "command"])
-        for (direction, command), count in sorted(s.msgs.items()):
+        for direction, command, count, nbytes in s.message_counts():
             msgs.add_metric([n, direction, command], count)
-            size.add_metric([n, direction, command], s.bytes[(direction, command)])
+            size.add_metric([n, direction, command], nbytes)
         yield msgs
         yield size
 

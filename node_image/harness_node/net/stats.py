@@ -95,6 +95,12 @@ class NodeStats:
         """(direction, command label) -> bytes, headers included."""
         return defaultdict(int, {_PAIRS[i]: n for i, n in self._bytes.items()})
 
+    def message_counts(self) -> list[tuple[str, str, int, int]]:
+        """(direction, command label, messages, bytes) of every pair counted, sorted: what a scrape
+        reads, built from the int keys directly (no labelled copy of each dict per node)."""
+        sizes = self._bytes
+        return sorted((*_PAIRS[i], n, sizes[i]) for i, n in self._msgs.items())
+
     @property
     def processing(self) -> defaultdict[str, float]:
         """Command label -> seconds spent handling received messages."""
