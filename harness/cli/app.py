@@ -20,7 +20,6 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 
-from harness.backends.base import BackendError
 from harness.cli import render
 from harness.cli.image import image_app
 from harness.cli.options import (
@@ -40,7 +39,7 @@ from harness.cli.options import (
     WaitOption,
     boundary,
 )
-from harness.errors import BackendUnavailable, ExitCode, HarnessError
+from harness.errors import BackendError, BackendUnavailable, ExitCode, HarnessError
 from harness.plan.model import Plan
 from harness.plan.planner import plan_file
 from harness.run.rundir import DEFAULT_RUNS_ROOT, RunDir, RunDirError, default_run_dir

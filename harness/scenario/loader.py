@@ -33,7 +33,7 @@ Loc = tuple[str | int, ...]
 MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: read no further (a 10 MB file is refused unread)
 MAX_DEPTH = 64  # nesting levels; PyYAML's composer recurses once per level (a RecursionError at ~1000)
 MAX_ALIASES = 100  # `*name` uses; anchors reuse a few blocks, a "billion laughs" bomb needs many
-MAX_VALUES = 20_000  # values composed, and after expanding aliases: ~0.5 s of pure-Python YAML; 1,000 faults are ~5,000
+MAX_VALUES = 20_000  # values composed, and after expanding aliases: ~1 s of pure-Python YAML, 25 ms of libyaml; 1,000 faults are ~5,000
 
 
 @dataclass
@@ -106,15 +106,14 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
     return validate_scenario(data, source)
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with the bounds above enforced while composing, event by event.
+class _Budget:
+    """The bounds above, checked one parse event at a time.
 
-    Composing stops at the first bound crossed, so scanning stops there too: the cost of a hostile
-    file is bounded by MAX_VALUES nodes, not by what its aliases expand to.
+    Fed by PyYAML's composer while it builds nodes, and first by libyaml's event stream alone
+    (`_prescan`), so both paths share one rule and one wording.
     """
 
-    def __init__(self, text: str, file: str) -> None:
-        super().__init__(text)
+    def __init__(self, file: str) -> None:
         self.file = file
         self.depth = 0
         self.aliases = 0
@@ -124,6 +123,77 @@ class _BoundedLoader(yaml.SafeLoader):
     def fail(self, problem: str, mark: yaml.Mark | None) -> ScenarioError:
         return ScenarioError(problem, file=self.file, line=mark.line + 1 if mark else None,
                              column=mark.column + 1 if mark else None)
+
+    def alias(self, event: yaml.AliasEvent) -> None:
+        self.aliases += 1
+        if event.anchor in self.open_anchors:
+            raise self.fail(f"the alias *{event.anchor} refers to itself (its anchor &{event.anchor} "
+                            f"contains it); a scenario cannot be infinite", event.start_mark)
+        if self.aliases > MAX_ALIASES:
+            raise self.fail(f"more than {MAX_ALIASES} aliases (*name); write the values out, "
+                            f"or reuse fewer blocks", event.start_mark)
+
+    def enter(self, event: yaml.NodeEvent) -> str | None:
+        """A node starts: count it and nest; its anchor, which `leave` takes back."""
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self.fail(f"more than {MAX_VALUES} values; a scenario is much smaller", event.start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise self.fail(f"nested deeper than {MAX_DEPTH} levels; a scenario nests fewer than 10", event.start_mark)
+        self.depth += 1
+        if event.anchor is not None:
+            self.open_anchors.append(event.anchor)
+        return event.anchor
+
+    def leave(self, anchor: str | None) -> None:
+        self.depth -= 1
+        if anchor is not None:
+            self.open_anchors.pop()
+
+
+def _prescan(text: str, file: str) -> None:
+    """Hold the event stream to the bounds with libyaml's C parser before PyYAML composes it.
+
+    PyYAML's pure-Python scanner needs ~1 s of CPU for MAX_VALUES values, libyaml ~25 ms, so a file
+    dense up to the size cap ends within the issue's bound on a loaded machine. Only the budget is
+    checked here: any problem libyaml reports is left to the PyYAML pass, which words it as before
+    and enforces the same budget as it composes.
+    """
+    if not yaml.__with_libyaml__:
+        return
+    budget = _Budget(file)
+    opened: list[str | None] = []
+    parser = yaml.CSafeLoader(text)
+    try:
+        while True:
+            event = parser.get_event()
+            if isinstance(event, yaml.AliasEvent):
+                budget.alias(event)
+            elif isinstance(event, yaml.ScalarEvent):
+                budget.leave(budget.enter(event))
+            elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                opened.append(budget.enter(event))
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                budget.leave(opened.pop())
+            elif isinstance(event, yaml.StreamEndEvent):
+                return
+    except yaml.YAMLError:
+        return
+    finally:
+        parser.dispose()
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the bounds above enforced while composing, event by event.
+
+    Composing stops at the first bound crossed, so scanning stops there too: the cost of a hostile
+    file is bounded by MAX_VALUES nodes, not by what its aliases expand to.
+    """
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.budget = _Budget(file)
+        self.fail = self.budget.fail
 
     def flatten_mapping(self, node: yaml.MappingNode) -> None:
         # Merge keys (`<<: [*a, *a, ...]`) copy pairs; PyYAML releases that keep duplicate merged keys
@@ -136,40 +206,25 @@ class _BoundedLoader(yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            self.aliases += 1
-            if event.anchor in self.open_anchors:
-                raise self.fail(f"the alias *{event.anchor} refers to itself (its anchor &{event.anchor} "
-                                f"contains it); a scenario cannot be infinite", event.start_mark)
-            if self.aliases > MAX_ALIASES:
-                raise self.fail(f"more than {MAX_ALIASES} aliases (*name); write the values out, "
-                                f"or reuse fewer blocks", event.start_mark)
+            self.budget.alias(event)
             return super().compose_node(parent, index)
-        self.values += 1
-        if self.values > MAX_VALUES:
-            raise self.fail(f"more than {MAX_VALUES} values; a scenario is much smaller", event.start_mark)
-        if self.depth >= MAX_DEPTH:
-            raise self.fail(f"nested deeper than {MAX_DEPTH} levels; a scenario nests fewer than 10", event.start_mark)
-        anchor = getattr(event, "anchor", None)
-        self.depth += 1
-        if anchor is not None:
-            self.open_anchors.append(anchor)
+        anchor = self.budget.enter(event)
         try:
             return super().compose_node(parent, index)
         finally:
-            self.depth -= 1
-            if anchor is not None:
-                self.open_anchors.pop()
+            self.budget.leave(anchor)
 
 
 def read_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     source = SourceMap(file)
     loader: _BoundedLoader | None = None
     try:
+        _prescan(text, file)
         loader = _BoundedLoader(text, file)  # the reader checks every character here
         node = loader.get_single_node()
         if node is None:
             raise ScenarioError("the file is empty; a scenario needs at least name, duration and network", file=file)
-        loader.values = 0
+        loader.budget.values = 0
         data = _convert(node, (), source, loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -195,8 +250,8 @@ def read_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
 
 
 def _convert(node: yaml.Node, loc: Loc, source: SourceMap, loader: _BoundedLoader) -> Any:
-    loader.values += 1  # aliases are expanded here: bound what they expand to
-    if loader.values > MAX_VALUES:
+    loader.budget.values += 1  # aliases are expanded here: bound what they expand to
+    if loader.budget.values > MAX_VALUES:
         raise loader.fail(f"more than {MAX_VALUES} values once aliases (*name) are expanded; "
                           f"a scenario is much smaller", node.start_mark)
     source.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
