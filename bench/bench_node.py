@@ -254,7 +254,7 @@ def multi_process(n: int, hard: int, connect_timeout: float = 300.0) -> None:
          "<= 5 s"),
         ("(d) messages processed per CPU second (all processes)",
          f"{r['msgs_per_cpu_s']:,.0f} msg/s  ({r['msgs']:,} msgs, {r['burst_cpu_s']:.1f} CPU-s in {r['burst_wall_s']:.1f} s"
-         f"; collector {r['burst_gc_s']:.1f} CPU-s, {r['burst_gc_full']} full collections"
+         f"; kernel {r['burst_sys_s']:.1f} CPU-s; collector {r['burst_gc_s']:.1f} CPU-s, {r['burst_gc_full']} full collections"
          f"{', burst not everywhere' if r.get('burst_partial') else ''})",
          ">= 100,000"),
     ]

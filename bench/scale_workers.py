@@ -6,8 +6,8 @@ i with i % K == k on 127.{20 + i % 200}.{i // 200}.1 with 100 random addresses i
 the connection manager fills Core's 8 full-relay + 2 block-relay slots, one per netgroup, across
 processes; they follow Core's rule of no self-announcement in initial block download. Commands:
 dial, inject, watch <txid>, burst <count>, stop. Each worker reports twice a second: nodes with
-all 10 slots, RSS, CPU seconds (and those spent in the garbage collector, with its full
-collections), messages, event-loop lag (p99 of the last 5 s of the process's own
+all 10 slots, RSS, CPU seconds (of them the kernel's, and those spent in the garbage collector,
+with its full collections), messages, event-loop lag (p99 of the last 5 s of the process's own
 lag monitor, net/looplag.py, the one behind the lag metric), and, for every
 watched tx, how many of its nodes hold it and when the last one got it (wall clock, comparable
 across processes).
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -116,7 +117,7 @@ async def worker(k: int, workers: int, n: int) -> None:
             xs = sorted(list(lag.recent)[-int(5 / INTERVAL):])
             emit(event="status", full=sum(s == [8, 2] for s in slots), rss_kb=rss_kb(), rss0_kb=rss0,
                  full_relay=sum(fr >= 8 for fr, _ in slots), block_relay=sum(br >= 2 for _, br in slots),
-                 cpu=time.process_time(), msgs=sum(nd.stats.messages_total for nd in nodes),
+                 cpu=time.process_time(), sys_cpu=os.times().system, msgs=sum(nd.stats.messages_total for nd in nodes),
                  gc_cpu=gc_cpu[0], gc_full=gc_full[0],
                  lag_p99=xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None, have=have)
             await asyncio.sleep(REPORT_EVERY)
@@ -269,7 +270,7 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
         result["reach_s"] = statistics.median(reach) if reach else None
         await asyncio.sleep(1)
         msgs0, cpu0, before, burst0 = w.total("msgs"), w.total("cpu"), len(w.injected), time.monotonic()
-        gc0, full0 = w.total("gc_cpu"), w.total("gc_full")
+        gc0, full0, sys0 = w.total("gc_cpu"), w.total("gc_full"), w.total("sys_cpu")
         w.send("burst 2")  # 2 per process: enough traffic that idle timers do not dominate
         await wait_for(lambda: len(w.injected) >= before + 2 * workers, 30, "burst injection")
         burst = [t["txid"] for t in w.injected[before:]]
@@ -284,6 +285,8 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
         result["msgs"] = int(w.total("msgs") - msgs0)
         result["burst_cpu_s"] = w.total("cpu") - cpu0
         result["burst_gc_s"], result["burst_gc_full"] = w.total("gc_cpu") - gc0, int(w.total("gc_full") - full0)
+        # the kernel's share (loopback TCP: every message is a send and a receive system call at least)
+        result["burst_sys_s"] = w.total("sys_cpu") - sys0
         result["burst_wall_s"] = time.monotonic() - burst0
         result["msgs_per_cpu_s"] = result["msgs"] / max(1e-9, result["burst_cpu_s"])
     finally:
