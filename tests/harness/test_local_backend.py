@@ -224,6 +224,39 @@ def test_a_stopping_nodes_process_is_never_dead_while_the_node_counts_as_running
     nothing_left(run)
 
 
+def test_a_crash_check_whose_state_predates_a_concurrent_stop_does_not_report_it(tmp_path: Path) -> None:
+    """The interleaving one CI run hit while a group of four restarted at once: another thread's
+    raise_if_crashed reads the state, then this node is stopped (recorded, signalled, gone) before
+    that thread looks at the processes. The dead process is a stop, not a crash. The stale read is
+    made here by running the stop inside the check's first state read."""
+    run = RunDir(tmp_path / "run")
+    be = make_backend("local", run)
+    be.up(plan_file(scenario(tmp_path, nodes=3)))
+    try:
+        be.wait_ready(timeout=30)
+        be.restart_node("node-1")  # alone in its process: stopping it ends that process
+        host = lw.host_of(run.load_state(), "node-1")
+        read_state = be._state
+        reads = []
+
+        def read_then_stop():
+            state = read_state()
+            if not reads:
+                reads.append(state)
+                be.stop_node("node-1")  # its own reads come back here and go straight through
+            return state
+
+        be._state = read_then_stop
+        be.raise_if_crashed()
+        assert not lw.live_groups({host.pgid})  # the process was gone when the check looked
+        assert "node-1" not in reads[0].stopped_nodes  # and the first read predated the stop
+        be._state = read_state
+        be.raise_if_crashed()
+    finally:
+        be.down()
+    nothing_left(run)
+
+
 def test_a_deploy_onto_addresses_in_use_starts_nothing_and_says_so(tmp_path: Path) -> None:
     from harness.backends.base import AddressesInUse
 

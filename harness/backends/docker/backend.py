@@ -230,6 +230,8 @@ class DockerBackend(Backend):
         stopped = set(state.stopped_nodes)
         for c in engine.run_containers(self.client, state.run_id):
             if c.member in want and c.member not in stopped and c.status in ("exited", "dead"):
+                if c.member in self.state().stopped_nodes:  # stopped after the read above: on purpose
+                    continue
                 tail = self.client.api.logs(c.id, tail=15).decode(errors="replace")
                 raise BackendError(f"container {c.name} exited during start-up; its last lines:\n{tail}")
 
@@ -326,6 +328,9 @@ class DockerBackend(Backend):
         if name in self.state().stopped_nodes:
             return
         container = self._alone(name)
+        # Recorded before the container goes: a concurrent restart's wait_ready (raise_if_crashed)
+        # must not take this node's exit for a crash.
+        self._mark("stopped", name, True)
         if container is None:
             try:
                 self._call(name, ControlClient.shutdown)
@@ -333,7 +338,6 @@ class DockerBackend(Backend):
                 pass  # a node that shuts down may drop the connection before answering
         else:
             container.stop(timeout=engine.STOP_TIMEOUT_SECONDS)
-        self._mark("stopped", name, True)
 
     def kill_node(self, name: str) -> None:
         """SIGKILL the node's container: no clean shutdown, as a crash."""
@@ -341,8 +345,8 @@ class DockerBackend(Backend):
         if container is None:
             raise BackendError(f"{name} shares its container with other nodes (nodes_per_container > 1): "
                                f"it cannot be killed alone; use stop_node")
+        self._mark("stopped", name, True)  # first, as in stop_node
         container.kill()
-        self._mark("stopped", name, True)
 
     def restart_node(self, name: str, wipe_datadir: bool = False) -> None:
         """Start the node's container again (same IP, ports, config and datadir; ``wipe_datadir``

@@ -196,7 +196,18 @@ class LocalBackend(Backend):
                 monitor.write_targets(self._monitor_dir / "targets", monitor.scrape_targets(state, self.plan))
 
     def raise_if_crashed(self) -> None:
-        state = self._state()
+        if self._dead_member(self._state()) is None:
+            return
+        # stop_node saves the stop before it signals the process, so a death seen now is on purpose
+        # if a state read now says so: the first read may predate a concurrent stop (a restart of a
+        # group stops its nodes from several threads; one CI run took such a stop for a crash).
+        record = self._dead_member(self._state())
+        if record is not None:
+            raise BackendError(f"{record.name} (pid {record.pid}) exited during start-up; "
+                               f"last lines of {record.log}:\n{lw.log_tail(record.log)}")
+
+    def _dead_member(self, state: RunState) -> ProcessRecord | None:
+        """The first process that should run and does not: one hosting a node not stopped, or the seeder."""
         seeder = _current_seeder(state)
         # a process whose nodes the timeline stopped (stop_node, churn) is gone on purpose
         stopped = set(state.stopped_nodes)
@@ -204,10 +215,9 @@ class LocalBackend(Backend):
         for record in lw.records(state):
             if record.name in hosts or record == seeder:
                 proc = self._children.get(record.pid)
-                dead = proc.poll() is not None if proc else not lw.is_ours(record)
-                if dead:
-                    raise BackendError(f"{record.name} (pid {record.pid}) exited during start-up; "
-                                      f"last lines of {record.log}:\n{lw.log_tail(record.log)}")
+                if (proc.poll() is not None) if proc else not lw.is_ours(record):
+                    return record
+        return None
 
     def down(self) -> DownSummary:
         started = time.monotonic()
