@@ -245,7 +245,8 @@ def multi_process(n: int, hard: int, connect_timeout: float = 300.0) -> None:
         (f"(b) memory per node ({n} in {workers} host processes)", f"{r['per_node_kb']:.0f} kB", "<= 200 kB"),
         ("(b) RSS of all host processes", f"{r['rss_total_mb']:.0f} MB", ""),
         ("(b2) every node has 8 full-relay + 2 block-relay (automatic)",
-         f"{connect} ({r['full_nodes']} of {n} nodes{'' if r['connect_s'] else f' in {connect_timeout:.0f} s'})",
+         f"{connect} ({r['full_nodes']} of {n} nodes{'' if r['connect_s'] else f' in {connect_timeout:.0f} s'}; "
+         f"{r['connect_cpu_s']:.1f} CPU-s, kernel {r['connect_sys_s']:.1f})",
          "<= 60 s"),
         ("idle event-loop lag p99 (worst host process)", f"{r['idle_lag_p99_s'] * 1000:.1f} ms", "<= 50 ms"),
         ("idle CPU of the formed network (all processes)", f"{r['idle_cores']:.2f} cores", ""),

@@ -40,7 +40,10 @@ if TYPE_CHECKING:
     import aiohttp
 
 REQUEST_TIMEOUT_SECONDS = 5.0
-INJECT_TX_TIMEOUT_SECONDS = 60.0
+# An injection (a tx, a block) is a POST, never retried (it would inject twice), so it gets time: a
+# bitcoind member's first payment mines 101 blocks first (docs/bitcoind.md), and a light node's host
+# process at 10,000 nodes lags seconds at its p99 (a block's 5 s timed out there, docs/benchmarks.md).
+INJECT_TIMEOUT_SECONDS = 60.0
 RETRIES = 3
 RETRY_BACKOFF_SECONDS = 0.2  # doubled on each retry
 HOST_PICKS = 4  # endpoints asked for their whole host per round of `statuses`
@@ -140,32 +143,41 @@ class ControlClient:
         return await self.request(ep, "GET", "/status?peers=counts" if peer_counts else "/status", retries=retries)
 
     async def statuses(self, eps: Sequence[Endpoint], rng: random.Random | None = None) -> dict[str, Any]:
-        """`status(peer_counts=True)` of every endpoint, asking each host process once where it can:
-        a light node's `GET /host/status` answers for every node its process serves. Rounds of
+        """`status(peer_counts=True)` of every endpoint, asking each host process once where it can
+        (`per_host`)."""
+        return await self.per_host(eps, "/host/status", partial(self.status, peer_counts=True), rng)
+
+    async def per_host(self, eps: Sequence[Endpoint], host_path: str, one: Callable[[Endpoint], Awaitable[T]],
+                       rng: random.Random | None = None, convert: Callable[[Any], T] | None = None
+                       ) -> dict[str, T | ControlAPIError]:
+        """`one` of every endpoint, asking each host process once where it can: a light node's
+        `GET /host/...` answers {"nodes": {name: answer}} for every node its process serves, each
+        answer what `one` returns (or, with `convert`, what `convert` makes of it). Rounds of
         HOST_PICKS random endpoints not yet answered for; once a round learns nothing beyond the
-        endpoints it asked (bitcoind supervisors, a hung or older worker), the rest are asked one by
-        one as `gather` does. Failures come back in place as ControlAPIError."""
+        endpoints it asked (bitcoind supervisors, a hung or older worker, a container of one node),
+        the rest are asked one by one as `gather` does. Failures come back in place as
+        ControlAPIError."""
         rng = rng or random.Random()
         pending = {ep.name: ep for ep in eps}
         out: dict[str, Any] = {}
         while pending:
             picks = rng.sample(list(pending.values()), min(HOST_PICKS, len(pending)))
-            answers = await asyncio.gather(*(self._host_status(ep) for ep in picks))
+            answers = await asyncio.gather(*(self._host_answers(ep, host_path) for ep in picks))
             learnt = 0
             for got in answers:  # None: no such route, or the call failed (asked alone below)
-                for name, status in (got or {}).items():
+                for name, answer in (got or {}).items():
                     if name in pending:
-                        out[name] = status
+                        out[name] = convert(answer) if convert is not None else answer
                         del pending[name]
                         learnt += 1
             if learnt <= len(picks):
                 break
-        out.update(await self.gather(list(pending.values()), partial(self.status, peer_counts=True)))
+        out.update(await self.gather(list(pending.values()), one))
         return out
 
-    async def _host_status(self, ep: Endpoint) -> dict[str, Any] | None:
+    async def _host_answers(self, ep: Endpoint, path: str) -> dict[str, Any] | None:
         try:
-            got = await self.request(ep, "GET", "/host/status", allow_404=True, timeout=HOST_STATUS_TIMEOUT_SECONDS)
+            got = await self.request(ep, "GET", path, allow_404=True, timeout=HOST_STATUS_TIMEOUT_SECONDS)
         except ControlAPIError:
             return None
         return got.get("nodes") if isinstance(got, dict) and isinstance(got.get("nodes"), dict) else None
@@ -180,28 +192,35 @@ class ControlClient:
         (one request per item and node cost more than the run at 100 nodes and 300 txs); a member
         without /items (a bitcoind's supervisor) is asked item by item."""
         out: dict[tuple[str, str], dict[str, Any] | None] = {}
-        wanted = list(wanted)
-        for start in range(0, len(wanted), MAX_ITEMS_PER_REQUEST):
-            chunk = wanted[start:start + MAX_ITEMS_PER_REQUEST]
-            query = {kind: ",".join(i for k, i in chunk if k == kind) for kind in ("tx", "block")}
-            got = await self.request(ep, "GET", "/items?" + urlencode({k: v for k, v in query.items() if v}), allow_404=True)
+        for chunk in _chunks(wanted):
+            got = await self.request(ep, "GET", "/items?" + _items_query(chunk), allow_404=True)
             if got is None:
                 records = await asyncio.gather(*(self.item(ep, kind, i) for kind, i in chunk))
                 out.update(zip(chunk, records))
                 continue
-            for kind, i in chunk:
-                rec = (got.get(kind) or {}).get(i)
-                out[(kind, i)] = _item_record(rec) if rec is not None else None
+            out.update(_item_records(got, chunk))
+        return out
+
+    async def items_of(self, eps: Sequence[Endpoint], wanted: Sequence[tuple[str, str]]
+                       ) -> dict[str, dict[tuple[str, str], dict[str, Any] | None] | ControlAPIError]:
+        """`items` of every endpoint, each host process asked once per chunk of ids where it can
+        (`per_host`, GET /host/items); an endpoint that failed any chunk is its ControlAPIError."""
+        out: dict[str, dict[tuple[str, str], dict[str, Any] | None] | ControlAPIError] = {ep.name: {} for ep in eps}
+        for chunk in _chunks(wanted):
+            got = await self.per_host(eps, "/host/items?" + _items_query(chunk), partial(self.items, wanted=chunk),
+                                      convert=partial(_item_records, chunk=chunk))
+            for name, answer in got.items():
+                if not isinstance(out[name], ControlAPIError):
+                    out[name] = answer if isinstance(answer, ControlAPIError) else {**out[name], **answer}
         return out
 
     async def inject_tx(self, ep: Endpoint) -> str:
-        # a bitcoind member's first payment mines 101 blocks first (docs/bitcoind.md): seconds on a busy machine
-        return (await self.request(ep, "POST", "/tx", {"synthetic": True}, timeout=INJECT_TX_TIMEOUT_SECONDS))["txid"]
+        return (await self.request(ep, "POST", "/tx", {"synthetic": True}, timeout=INJECT_TIMEOUT_SECONDS))["txid"]
 
     async def mine_block(self, ep: Endpoint, size: int | None = None, fill: str = "txs") -> str:
         """A block on the node's tip; with `size`, filled to about that many bytes (docs/chaos.md)."""
         body: dict[str, Any] = {} if size is None else {"size": size, "fill": fill}
-        return (await self.request(ep, "POST", "/block", body))["hash"]
+        return (await self.request(ep, "POST", "/block", body, timeout=INJECT_TIMEOUT_SECONDS))["hash"]
 
     async def chaos(self, ep: Endpoint, what: str, body: dict[str, Any] | None = None,
                     method: str = "POST") -> dict[str, Any]:
@@ -215,8 +234,11 @@ class ControlClient:
         await self.request(ep, "DELETE", f"/peers/{address}")
 
     async def bans(self, ep: Endpoint) -> list[dict[str, Any]]:
-        data = await self.request(ep, "GET", "/bans")
-        return list(data.get("bans", []) if isinstance(data, dict) else data)
+        return _ban_list(await self.request(ep, "GET", "/bans"))
+
+    async def bans_of(self, eps: Sequence[Endpoint]) -> dict[str, list[dict[str, Any]] | ControlAPIError]:
+        """`bans` of every endpoint, each host process asked once where it can (GET /host/bans)."""
+        return await self.per_host(eps, "/host/bans", self.bans, convert=_ban_list)
 
     async def addrman_count(self, ep: Endpoint, hosts: Iterable[str]) -> dict[str, tuple[int, int]] | None:
         """table -> (slots holding one of ``hosts``, all occupied slots); None if the node cannot say.
@@ -288,6 +310,31 @@ class ControlClient:
 
         results = await asyncio.gather(*(one(ep) for ep in eps))
         return {ep.name: r for ep, r in zip(eps, results)}
+
+
+def _ban_list(data: Any) -> list[dict[str, Any]]:
+    """A node's ban list; a bitcoind's supervisor answers {"bans": [...]}."""
+    return list(data.get("bans", []) if isinstance(data, dict) else data or [])
+
+
+def _chunks(wanted: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    wanted = list(wanted)
+    return [wanted[i:i + MAX_ITEMS_PER_REQUEST] for i in range(0, len(wanted), MAX_ITEMS_PER_REQUEST)]
+
+
+def _items_query(chunk: Sequence[tuple[str, str]]) -> str:
+    query = {kind: ",".join(i for k, i in chunk if k == kind) for kind in ("tx", "block")}
+    return urlencode({k: v for k, v in query.items() if v})
+
+
+def _item_records(got: Any, chunk: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """GET /items' answer ({"tx": {id: record}, "block": ...}) -> (kind, id) -> record or None."""
+    out: dict[tuple[str, str], dict[str, Any] | None] = {}
+    got = got if isinstance(got, dict) else {}
+    for kind, i in chunk:
+        rec = (got.get(kind) or {}).get(i)
+        out[(kind, i)] = _item_record(rec) if rec is not None else None
+    return out
 
 
 def _item_record(rec: dict[str, Any]) -> dict[str, Any]:

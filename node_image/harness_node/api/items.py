@@ -13,7 +13,7 @@ from ..node import Node
 from ..wire.codec import hash_to_hex
 from ..wire.synthetic import origin_of
 
-__all__ = ["MAX_ITEMS_PER_REQUEST", "block_record", "tx_record"]
+__all__ = ["MAX_ITEMS_PER_REQUEST", "block_record", "records", "tx_record"]
 
 
 def tx_record(node: Node, txid: bytes) -> dict[str, Any] | None:
@@ -40,3 +40,14 @@ def block_record(node: Node, h: bytes) -> dict[str, Any] | None:
         "origin_ns": origin[1] if origin else None,
         "propagation_delay_s": max(0.0, (first_seen_ns - origin[1]) / 1e9) if origin else None,
     }
+
+
+def records(node: Node, wanted: dict[str, list[tuple[str, bytes]]]) -> dict[str, dict[str, Any]]:
+    """{kind: {id as asked: record}} for `wanted` {kind: [(id as asked, hash)]}; an unseen item is
+    absent (GET /items answers this for one node, GET /host/items for each node of the process)."""
+    record = {"tx": tx_record, "block": block_record}
+    out: dict[str, dict[str, Any]] = {}
+    for kind, ids in wanted.items():
+        found = ((i, record[kind](node, h)) for i, h in ids)
+        out[kind] = {i: rec for i, rec in found if rec is not None}
+    return out
