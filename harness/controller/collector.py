@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 
 from typing import Any
 
@@ -115,15 +116,20 @@ class Collector:
         down = set(stopped)
         return [self.endpoints[n] for n in names if n not in down]
 
-    async def poll(self, stopped: Iterable[str] = ()) -> None:
-        """One round: every running node's status (peers), every honest node's bans."""
+    async def poll(self, stopped: Iterable[str] = (), peer_lists: bool = True) -> None:
+        """One round: every running node's status (peers), every honest node's bans. Without
+        `peer_lists`, nodes give peer counts instead of their peer lists unless something live
+        reads the lists (victims' samples, the spy's estimators), and the peer graph and outbound
+        counts of the observations built on it are empty: the final observation polls with lists."""
         stopped = list(stopped)
         now = time.time()
         members = [n for n in self.plan.names() if n not in self._attacker_set]
+        brief = not (peer_lists or self.victims or self._spies)
         # each host process once for all its nodes (GET /host/status): at 10,000 nodes a request per
-        # node and call was 30,000 requests a poll, ~0.6 of this machine's 2 cores (benchmarks.md)
-        statuses = await self.client.per_host(self._running(members, stopped), "/host/status?peers=list",
-                                              self.client.status)
+        # node and call was 30,000 requests a poll, and the peer lists 150 MB of JSON (benchmarks.md)
+        statuses = await self.client.per_host(self._running(members, stopped),
+                                              f"/host/status?peers={'counts' if brief else 'list'}",
+                                              partial(self.client.status, peer_counts=brief))
         down = set(stopped)
         statuses.update(await self._attacker_statuses([n for n in self._attacker_names if n not in down]))
         self._unreachable = sorted(n for n, s in statuses.items() if isinstance(s, ControlAPIError))

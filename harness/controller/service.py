@@ -120,7 +120,7 @@ class Controller:
     async def _poll_forever(self, collector: Collector) -> None:
         scored_at = time.monotonic()
         while True:
-            await collector.poll(self._stopped())
+            await collector.poll(self._stopped(), peer_lists=False)  # the final observation has them
             items = self.run.read_journal("item")
             self.metrics.injected(items)
             if time.monotonic() - scored_at >= SPY_SCORE_INTERVAL_SECONDS:

@@ -68,9 +68,12 @@ def test_a_poll_asks_each_host_once_per_call_and_matches_asking_each_node() -> N
                 client.paths.clear()
                 collector = Collector(view, client, endpoints, time.time())
                 obs = await collector.observe(journal)
-                return alone, dict(client.paths), collector, obs, await client.bans_of(eps), await client.items_of(eps, keys)
+                paths, full = dict(client.paths), dict(collector._status)
+                await collector.poll(peer_lists=False)  # the live loop's: counts, no lists to decode
+                brief = dict(collector._status), collector.graph()
+                return alone, paths, (collector, full), obs, await client.bans_of(eps), await client.items_of(eps, keys), brief
 
-        (statuses, bans, items), paths, collector, obs, host_bans, host_items = asyncio.run(poll())
+        (statuses, bans, items), paths, (collector, full), obs, host_bans, host_items, (brief, live_graph) = asyncio.run(poll())
     finally:
         for h in hosts:
             lt.run(h.stop())
@@ -83,10 +86,14 @@ def test_a_poll_asks_each_host_once_per_call_and_matches_asking_each_node() -> N
     assert host_bans == bans and bans["node-4"] and not bans["node-0"]
     assert host_items == items and all(items[n][("tx", txid)] for n in names)
     for n in names:
-        assert sorted(p["address"] for p in collector._status[n]["peers"]) == \
+        assert sorted(p["address"] for p in full[n]["peers"]) == \
                sorted(p["address"] for p in statuses[n]["peers"]), n
     assert sorted((e.a, e.b, e.direction) for e in obs.graph.edges) == sorted(
         (n, collector._role_of_ip(p["address"])[0], p["direction"]) for n in names for p in statuses[n]["peers"])
     assert len(obs.graph.edges) == 2 * (len(names) - 1)
     tx_seen = next(i for i in obs.items if i.item_id == txid).first_seen
     assert tx_seen == {n: items[n][("tx", txid)]["first_seen"] for n in names}
+    # a live poll with nothing that reads peer lists (no victims, no spy) asks for counts only
+    assert sorted(brief) == names and live_graph.edges == []
+    for n in names:
+        assert "peers" not in brief[n] and sum(brief[n]["peer_counts"].values()) == len(statuses[n]["peers"]), n
