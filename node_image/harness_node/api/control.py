@@ -53,7 +53,7 @@ async def get_status(request: web.Request) -> web.Response:
 # The /host/ routes answer for every node the process serves, by name ({"nodes": {name: answer}}),
 # what the same path without /host/ answers for one: a host of 800 nodes is asked once instead of
 # 800 times. At 10,000 nodes one `harness status` poll took 270 s, and the run's collector, asking
-# each node for its status, bans and items every 2 s, spent ~0.6 of this machine's 2 cores on it.
+# each node for its status, bans and items every 2 s, sent 30,000 requests a poll.
 HOST_SLICE = 50  # nodes answered for between two turns of the loop
 
 
