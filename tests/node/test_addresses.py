@@ -140,3 +140,24 @@ def test_bad_address_maps_are_refused_with_the_field_named(field, value, needle)
     with pytest.raises(ValueError) as e:
         NodeConfig(**{field: value})
     assert needle in str(e.value)
+
+
+def test_an_inbound_link_is_listed_only_once_its_version_names_a_hosted_address(lt, packed):
+    """Between its TCP accept and its version, a link from a transport IP that packs several planned
+    addresses has only the transport address; /status leaves it out until the version says which
+    planned address it is (a k8s test polled in that window and saw the pod IP among the peers)."""
+    host, ta, tb = packed
+    b = host.nodes["b"]
+    lt.wait(lambda: len([p for p in b.peers.values() if p.verack_received]) == 2, timeout=15, what="a1 and a2")
+    peer = BlockingPeer(tb, P2P_PORT, local_ip=ta, addr_from=NetAddr(planned(2), P2P_PORT + 1))
+    try:
+        lt.wait(lambda: any(p.ip == ta for p in b.peers.values()), timeout=10, what="the connection accepted")
+        listed = lt.eval(lambda: [p["address"] for p in b.status()["peers"]])
+        assert not any(a.startswith(f"{ta}:") for a in listed), listed
+        assert lt.eval(lambda: b.status(peer_list=False)["peer_counts"]["inbound"]) == 3  # still a connection
+        peer.send(peer.peer.version_message())
+        peer.expect("verack", 10)
+        listed = lt.eval(lambda: [p["address"] for p in b.status()["peers"]])
+        assert sum(a.startswith(f"{planned(2)}:") for a in listed) == 2, listed  # a2's own link and this one
+    finally:
+        peer.close()
