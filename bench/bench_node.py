@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 import urllib.request
 
 from harness_node.config import NodeConfig
@@ -127,9 +128,12 @@ async def bench_host(n: int) -> dict[str, float]:
             "msgs": msgs, "msgs_per_cpu_s": msgs / cpu}
 
 
-async def bench_automatic(n: int, known: int = 100) -> dict[str, float]:
+async def bench_automatic(n: int, known: int = 100, blocks: int = 3) -> dict[str, Any]:
     """(b2) automatic outbound: every node's addrman holds `known` random peers; the connection
-    manager fills 8 full-relay + 2 block-relay slots, one per netgroup, as Core does."""
+    manager fills 8 full-relay + 2 block-relay slots, one per netgroup, as Core does. (b3) then
+    `blocks` blocks, one at a time from a random node: how long each takes to reach every node, and
+    how many `block` messages a node receives for one (1.0 when each downloads it once, as Core's
+    one request per block in flight does)."""
     from harness_node.wire.codec import NetAddr
 
     rng = random.Random(2)
@@ -154,8 +158,17 @@ async def bench_automatic(n: int, known: int = 100) -> dict[str, float]:
     except TimeoutError:  # say how far it got rather than lose the other figures
         connect_s = None
     filled = sum(full(nd) for nd in nodes)
+    reach, downloads = [], []
+    for _ in range(blocks if connect_s is not None else 0):
+        received = lambda: sum(nd.stats.msgs[("in", "block")] for nd in nodes)  # noqa: E731
+        before, t = received(), time.monotonic()
+        block = rng.choice(nodes).mine_block()
+        await wait_for(lambda: all(nd.chain.has(block.hash) for nd in nodes), 120, "the block everywhere", 0.05)
+        reach.append(time.monotonic() - t)
+        await asyncio.sleep(2)  # copies still on their way count too
+        downloads.append((received() - before) / (n - 1))
     await host.stop()
-    return {"connect_s": connect_s, "nodes": n, "filled": filled}
+    return {"connect_s": connect_s, "nodes": n, "filled": filled, "block_reach": reach, "block_downloads": downloads}
 
 
 def main() -> None:
@@ -167,6 +180,7 @@ def main() -> None:
     ap.add_argument("--connect-timeout", type=float, default=300.0,
                     help="several host processes: how long to wait for every node's 8 + 2 outbound")
     ap.add_argument("--hostile-only", action="store_true", help="run only row (e), the hostile load")
+    ap.add_argument("--automatic-only", action="store_true", help="run only rows (b2) and (b3) in this process")
     ap.add_argument("--spam-peers", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=20.0, help="length of the idle and the hostile window")
     args = ap.parse_args()
@@ -175,6 +189,17 @@ def main() -> None:
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if args.automatic_only:
+        tune_gc()
+        loop = new_event_loop()
+        try:
+            auto = loop.run_until_complete(bench_automatic(min(args.nodes, (hard - 1000) // 21)))
+        finally:
+            loop.close()
+        print_rows([(f"(b2) automatic ({auto['nodes']} nodes): every node has 8 full-relay + 2 block-relay",
+                     f"{auto['connect_s']:.1f} s" if auto["connect_s"] is not None else "not all", "<= 30 s"),
+                    *block_rows(auto)], type(loop).__module__)
+        return
     need = args.nodes * (2 * OUTBOUND + 1) + 100
     if need > hard or args.processes:
         multi_process(args.nodes, hard, args.connect_timeout)
@@ -199,12 +224,22 @@ def main() -> None:
         (f"(b2) automatic ({auto['nodes']} nodes): every node has 8 full-relay + 2 block-relay",
          f"{auto['connect_s']:.1f} s" if auto["connect_s"] is not None
          else f"{auto['filled']} of {auto['nodes']} in 300 s", "<= 30 s"),
+        *block_rows(auto),
         (f"(c) injected tx reaches all {h['nodes']} (flood), median of 3",
          f"{h['reach_s']:.2f} s  ({', '.join(f'{r:.2f}' for r in h['reach_all'])})", "<= 2 s"),
         ("(d) messages processed per CPU second", f"{h['msgs_per_cpu_s']:,.0f} msg/s  ({h['msgs']:,} msgs)", ""),
     ]
     rows += hostile_rows(asyncio.run(bench_hostile(args.spam_peers, args.seconds)))
     print_rows(rows, loop_name)
+
+
+def block_rows(auto: dict) -> list[tuple[str, str, str]]:
+    if not auto["block_reach"]:
+        return []
+    return [(f"(b3) a block reaches all {auto['nodes']} (automatic 8 + 2), each of {len(auto['block_reach'])}",
+             ", ".join(f"{x:.2f} s" for x in auto["block_reach"]), ""),
+            ("(b3) block messages a node receives for one block",
+             ", ".join(f"{x:.2f}" for x in auto["block_downloads"]), "1.0 (Core)")]
 
 
 def hostile_rows(r: dict) -> list[tuple[str, str, str]]:

@@ -34,6 +34,7 @@ CORE_TIMERS: dict[str, float] = {
     "addr_token_rate": 0.1,                 # net_processing.cpp MAX_ADDR_RATE_PER_SECOND (per second; inverse-scaled)
     "tx_relay_cache": 900.0,                # net_processing.cpp RELAY_TX_CACHE_TIME (15 min)
     "getdata_tx_interval": 60.0,            # txdownloadman.h GETDATA_TX_INTERVAL
+    "block_download_timeout": 600.0,        # net_processing.cpp BLOCK_DOWNLOAD_TIMEOUT_BASE (a block interval)
     "nonpref_tx_delay": 2.0,                # txdownloadman.h NONPREF_PEER_TX_DELAY (inbound announcers)
     "dandelion_epoch": 600.0,               # BIP156 / Dandelion++ epoch (10 min)
     "dandelion_embargo": 10.0,              # BIP156 embargo base 10 s (+ exp(20 s))
@@ -69,6 +70,7 @@ class Timers:
     addr_token_rate: float
     tx_relay_cache: float
     getdata_tx_interval: float
+    block_download_timeout: float
     nonpref_tx_delay: float
     dandelion_epoch: float
     dandelion_embargo: float

@@ -5,9 +5,9 @@
   peers (mean ``inbound_inv_mean`` 5 s) and a timer per outbound peer (mean ``outbound_inv_mean``
   2 s); a flush sends at most 35 tx invs + 5 per 1000 queued, never more than 1000.
 
-Blocks are never delayed: ``headers`` to peers that sent ``sendheaders``, otherwise ``inv``. A tx is
-served by getdata only if it entered the mempool before the last inv we sent that peer (Core's
-mempool-sequence rule); otherwise the answer is ``notfound``.
+A tx is served by getdata only if it entered the mempool before the last inv we sent that peer
+(Core's mempool-sequence rule); otherwise the answer is ``notfound``. Blocks: blocks.py, the half of
+Relay that announces, asks for and stores them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..chain.chain import BlockInvalid, Chain
+from ..chain.chain import Chain
 from ..chain.mempool import Mempool
 from ..chain.txcheck import TxInvalid, check_standard, check_transaction
 from ..net.peer import Peer
@@ -26,7 +26,6 @@ from ..net.stats import NodeStats
 from ..timing import Timers
 from ..wire.codec import ONE_ENTRY_SIZE
 from ..wire.messages import (
-    MAX_LOCATOR_SZ,
     MSG_BLOCK,
     MSG_TX,
     MSG_WITNESS_FLAG,
@@ -35,28 +34,24 @@ from ..wire.messages import (
     CInv,
     msg_block,
     msg_getdata,
-    msg_getheaders,
-    msg_headers,
     msg_inv,
     msg_notfound,
     msg_tx,
     one_inv,
 )
-from ..wire.primitives import Block, BlockHeader, Tx
+from ..wire.primitives import Tx
 from ..wire.synthetic import origin_of
+from .blockflight import BlocksInFlight
+from .blocks import MAX_GETDATA_BATCH, MAX_UNCONNECTING_HEADERS, BlockRelay
+
+__all__ = ["MAX_UNCONNECTING_HEADERS", "NO_HASHES", "Relay", "RelayHost"]
 
 INVENTORY_BROADCAST_PER_SECOND = 7  # net_processing.cpp
 INVENTORY_BROADCAST_TARGET = 35  # 7/s x 5 s inbound interval
 INVENTORY_BROADCAST_MAX = 1000  # net_processing.cpp (master)
-MAX_GETDATA_BATCH = 1000  # we send getdata in batches of <= 1000 (protocol.md §4)
-MAX_BLOCKS_TO_ANNOUNCE = 8  # net_processing.cpp: more than 8 new blocks -> inv instead of headers
 MAX_KNOWN_INV = 50_000  # Core's rolling bloom filter size for known inventory
 MAX_PEER_TX_ANNOUNCEMENTS = 5000  # txdownloadman.h: announcements tracked per peer; more are ignored
 MAX_PEER_TX_REQUEST_IN_FLIGHT = 100  # txdownloadman.h: more wait until earlier requests finish
-MAX_UNCONNECTING_HEADERS = 10  # net_processing.cpp: every 10th unconnecting headers message scores
-MAX_BLOCK_SEEN = 10_000  # testbed: first-sight records kept for the control API (oldest forgotten)
-MAX_HEADERS_PENDING = 10_000  # testbed: announced blocks asked for, remembered like Core's header index
-MAX_PEER_BLOCKS_ASKED = 2_000  # testbed: a peer's unanswered block requests remembered (one headers batch)
 TX_TYPES = frozenset({MSG_TX, MSG_WTX, MSG_TX | MSG_WITNESS_FLAG})
 BLOCK_TYPES = frozenset({MSG_BLOCK, MSG_BLOCK | MSG_WITNESS_FLAG})
 
@@ -119,7 +114,7 @@ class RelayHost(Protocol):
     block_seen: dict[bytes, tuple[int, str | None]]
 
 
-class Relay:
+class Relay(BlockRelay):
     def __init__(self, node: RelayHost, policy: str) -> None:
         self.node = node
         self.policy = policy
@@ -127,11 +122,8 @@ class Relay:
         self.in_flight: dict[bytes, tuple[Peer, float]] = {}  # announced hash -> (asked peer, deadline)
         # other peers that announced it, oldest first; a dict so a repeated announcement is one entry
         self.announcers: dict[bytes, dict[int, Peer]] = {}
-        # Blocks whose header connected and which we asked for: Core keeps such headers in its block
-        # index, so the next header in a burst (a bitcoind mining 101 blocks) connects to one whose
-        # block is still in flight; without this every such header counted as unconnecting and
-        # honest relays were banned (insertion-ordered dict: the oldest is forgotten first).
-        self.headers_pending: dict[bytes, None] = {}
+        self.headers_pending: dict[bytes, None] = {}  # blocks.py says why
+        self.blocks_in_flight = BlocksInFlight(node.timers.block_download_timeout)
         self._inbound_timer = None
 
     def state(self, peer: Peer) -> PeerRelayState:
@@ -340,7 +332,10 @@ class Relay:
 
     def on_notfound(self, peer: Peer, invs: list[CInv]) -> None:
         for inv in invs:
-            self.state(peer).blocks_asked.pop(inv.hash, None)  # it may have the block later: ask again then
+            blocks = self.state(peer).blocks_asked
+            if inv.hash in blocks:  # it may have the block later: ask again then; meanwhile another announcer
+                del blocks[inv.hash]
+                self._reask_block(inv.hash, peer)
             asked = self.in_flight.get(inv.hash)
             if asked is not None and asked[0] is peer:
                 self._retry(inv.hash)
@@ -382,6 +377,8 @@ class Relay:
             self._retry(h)
         for h in [h for h in self.announcers if h not in self.in_flight]:
             self._retry(h)
+        for h, asked in self.blocks_in_flight.expired(self.node.loop.time()):
+            self._reask_block(h, asked)
 
     def peer_closed(self, peer: Peer) -> None:
         st = self.peer_state.pop(peer.id, None)
@@ -389,116 +386,10 @@ class Relay:
             st.inv_timer.cancel()
         for h in [h for h, (p, _) in self.in_flight.items() if p is peer]:
             self._retry(h)
+        for h in self.blocks_in_flight.asked_of(peer):
+            self._reask_block(h, peer)
 
     def stop(self) -> None:
         if self._inbound_timer is not None:
             self._inbound_timer.cancel()
             self._inbound_timer = None
-
-    # --- blocks ------------------------------------------------------------------------------------
-
-    def accept_block(self, block: Block, from_peer: Peer | None) -> bool:
-        """Store a block (raises BlockInvalid); announce every block it connects. False if known."""
-        node = self.node
-        result = node.chain.add(block)
-        if result.dropped:  # over the chain's byte budget for orphans or blocks off the best chain
-            node.stats.protocol_errors["block-not-stored"] += 1
-            return False
-        if result.duplicate:
-            return False
-        node.stats.blocks_received += 1
-        now_ns = time.time_ns()
-        if from_peer is not None:
-            from_peer.last_block_time = time.time()
-            origin = origin_of(block)
-            if origin is not None:
-                node.stats.block_delay.observe(max(0.0, (now_ns - origin[1]) / 1e9))
-        node.block_seen.setdefault(block.hash, (now_ns, from_peer.address if from_peer else None))
-        if len(node.block_seen) > MAX_BLOCK_SEEN:
-            del node.block_seen[next(iter(node.block_seen))]  # insertion order: the oldest
-        if result.orphan and from_peer is not None:
-            from_peer.send(msg_getheaders(locator=node.chain.locator()))  # fill the gap
-        for b in result.connected:
-            for tx in b.txs:
-                node.mempool.remove(tx.txid)
-        best = [b for b in result.connected if node.chain.on_best_chain(b.hash)]
-        if best:  # Core announces its new best chain, never a side branch
-            self.announce_blocks(best, from_peer)
-        return True
-
-    def announce_blocks(self, blocks: list[Block], from_peer: Peer | None) -> None:
-        for peer in self.node.peers.values():
-            if peer is from_peer or not peer.ready:
-                continue
-            new = [b for b in blocks if not self.knows(peer, b.hash)]
-            if not new:
-                continue
-            self.mark_known(peer, *(b.hash for b in new))
-            if peer.prefers_headers and len(new) <= MAX_BLOCKS_TO_ANNOUNCE:
-                peer.send(msg_headers([b.header for b in new]))
-            else:
-                peer.send(msg_inv([CInv(MSG_BLOCK, b.hash) for b in new]))
-
-    def _ask_blocks(self, peer: Peer, hashes: list[bytes]) -> None:
-        """getdata for the blocks we lack and have not already asked this peer for. Without the
-        second condition every headers answer to our gap-filling getheaders (sent for each block
-        that arrives out of order) re-asked for every block still in flight: a light node asked a
-        bitcoind for each block of a 101-block burst ~15 times (seen in its capture). Core keeps
-        one request per block (mapBlocksInFlight); asking each announcer once is the testbed's
-        simpler rule, and never the same peer twice."""
-        chain, asked = self.node.chain, self.state(peer).blocks_asked
-        want = [CInv(MSG_BLOCK, h) for h in hashes if h not in asked and not chain.has(h) and not chain.is_orphan(h)]
-        for inv in want:
-            asked[inv.hash] = None
-        while len(asked) > MAX_PEER_BLOCKS_ASKED:
-            del asked[next(iter(asked))]
-        for i in range(0, len(want), MAX_GETDATA_BATCH):
-            peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
-
-    def on_block(self, peer: Peer, block: Block) -> None:
-        self.state(peer).blocks_asked.pop(block.hash, None)
-        self.mark_known(peer, block.hash)
-        try:
-            self.accept_block(block, peer)
-        except BlockInvalid as e:
-            peer.misbehaving(e.reason)
-
-    def on_headers(self, peer: Peer, headers: list[BlockHeader]) -> None:
-        if not headers:
-            return
-        for prev, h in zip(headers, headers[1:]):
-            if h.prev != prev.hash:
-                peer.misbehaving("headers-non-continuous")
-                return
-        chain = self.node.chain
-        self.mark_known(peer, *(h.hash for h in headers))
-        st = self.state(peer)
-        prev = headers[0].prev
-        if not chain.has(prev) and not chain.is_orphan(prev) and prev not in self.headers_pending:
-            peer.send(msg_getheaders(locator=chain.locator()))  # unconnecting: ask for the gap
-            st.unconnecting_headers += 1
-            if st.unconnecting_headers % MAX_UNCONNECTING_HEADERS == 0:
-                peer.misbehaving("headers-unconnecting")
-            return
-        st.unconnecting_headers = 0
-        want = [h.hash for h in headers if not chain.has(h.hash) and not chain.is_orphan(h.hash)]
-        for h in want:
-            self.headers_pending[h] = None
-        while len(self.headers_pending) > MAX_HEADERS_PENDING:
-            del self.headers_pending[next(iter(self.headers_pending))]
-        self._ask_blocks(peer, want)
-        if len(headers) == 2000:  # a full batch: there may be more
-            peer.send(msg_getheaders(locator=[headers[-1].hash] + chain.locator()))
-
-    def on_getheaders(self, peer: Peer, locator: list[bytes], stop: bytes) -> None:
-        if len(locator) > MAX_LOCATOR_SZ:
-            peer.misbehaving("locator-too-large")  # disconnect-only (misbehaviour.DISCONNECT_ONLY)
-            return
-        headers = self.node.chain.headers_after(locator, stop)
-        self.mark_known(peer, *(h.hash for h in headers))
-        peer.send(msg_headers(headers))
-
-    def peer_ready(self, peer: Peer) -> None:
-        """After the handshake: catch up with a peer whose chain is longer than ours."""
-        if peer.start_height > self.node.chain.height:
-            peer.send(msg_getheaders(locator=self.node.chain.locator()))

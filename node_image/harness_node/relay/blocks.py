@@ -1,0 +1,155 @@
+"""Block relay, the half of Relay (relay.py) for blocks: never delayed, ``headers`` to peers that sent
+``sendheaders`` (at most 8 new blocks), otherwise ``inv``; headers-first download with one request
+per block in flight (blockflight.py); storing, and announcing the new best chain.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..chain.chain import BlockInvalid
+from ..net.peer import Peer
+from ..wire.messages import MAX_LOCATOR_SZ, MSG_BLOCK, CInv, msg_getdata, msg_getheaders, msg_headers, msg_inv
+from ..wire.primitives import Block, BlockHeader
+from ..wire.synthetic import origin_of
+from .blockflight import BlocksInFlight, next_announcer
+
+MAX_GETDATA_BATCH = 1000  # we send getdata in batches of <= 1000 (protocol.md §4)
+MAX_BLOCKS_TO_ANNOUNCE = 8  # net_processing.cpp: more than 8 new blocks -> inv instead of headers
+MAX_UNCONNECTING_HEADERS = 10  # net_processing.cpp: every 10th unconnecting headers message scores
+MAX_BLOCK_SEEN = 10_000  # testbed: first-sight records kept for the control API (oldest forgotten)
+MAX_HEADERS_PENDING = 10_000  # testbed: announced blocks asked for, remembered like Core's header index
+MAX_PEER_BLOCKS_ASKED = 2_000  # testbed: a peer's unanswered block requests remembered (one headers batch)
+
+
+class BlockRelay:
+    """Relay's block methods. They read what Relay builds (and its `state`, `knows`, `mark_known`)."""
+
+    node: Any  # relay.RelayHost
+    # Blocks whose header connected and which we asked for: Core keeps such headers in its block
+    # index, so the next header in a burst (a bitcoind mining 101 blocks) connects to one whose
+    # block is still in flight; without this every such header counted as unconnecting and
+    # honest relays were banned (insertion-ordered dict: the oldest is forgotten first).
+    headers_pending: dict[bytes, None]
+    blocks_in_flight: BlocksInFlight  # one request a block
+
+    def accept_block(self, block: Block, from_peer: Peer | None) -> bool:
+        """Store a block (raises BlockInvalid); announce every block it connects. False if known."""
+        node = self.node
+        result = node.chain.add(block)
+        if result.dropped:  # over the chain's byte budget for orphans or blocks off the best chain
+            node.stats.protocol_errors["block-not-stored"] += 1
+            return False
+        if result.duplicate:
+            return False
+        node.stats.blocks_received += 1
+        now_ns = time.time_ns()
+        if from_peer is not None:
+            from_peer.last_block_time = time.time()
+            origin = origin_of(block)
+            if origin is not None:
+                node.stats.block_delay.observe(max(0.0, (now_ns - origin[1]) / 1e9))
+        node.block_seen.setdefault(block.hash, (now_ns, from_peer.address if from_peer else None))
+        if len(node.block_seen) > MAX_BLOCK_SEEN:
+            del node.block_seen[next(iter(node.block_seen))]  # insertion order: the oldest
+        if result.orphan and from_peer is not None:
+            from_peer.send(msg_getheaders(locator=node.chain.locator()))  # fill the gap
+        for b in result.connected:
+            for tx in b.txs:
+                node.mempool.remove(tx.txid)
+        best = [b for b in result.connected if node.chain.on_best_chain(b.hash)]
+        if best:  # Core announces its new best chain, never a side branch
+            self.announce_blocks(best, from_peer)
+        return True
+
+    def announce_blocks(self, blocks: list[Block], from_peer: Peer | None) -> None:
+        for peer in self.node.peers.values():
+            if peer is from_peer or not peer.ready:
+                continue
+            new = [b for b in blocks if not self.knows(peer, b.hash)]
+            if not new:
+                continue
+            self.mark_known(peer, *(b.hash for b in new))
+            if peer.prefers_headers and len(new) <= MAX_BLOCKS_TO_ANNOUNCE:
+                peer.send(msg_headers([b.header for b in new]))
+            else:
+                peer.send(msg_inv([CInv(MSG_BLOCK, b.hash) for b in new]))
+
+    def _ask_blocks(self, peer: Peer, hashes: list[bytes]) -> None:
+        """getdata for the blocks we lack and have not already asked this peer for. Without the
+        second condition every headers answer to our gap-filling getheaders (sent for each block
+        that arrives out of order) re-asked for every block still in flight: a light node asked a
+        bitcoind for each block of a 101-block burst ~15 times (seen in its capture). Core keeps
+        one request per block (mapBlocksInFlight); asking each announcer once is the testbed's
+        simpler rule, and never the same peer twice. A block another live peer is being asked for
+        is not asked again (blockflight.py, Core's one request per block in flight)."""
+        chain, asked, now = self.node.chain, self.state(peer).blocks_asked, self.node.loop.time()
+        want = [CInv(MSG_BLOCK, h) for h in hashes if h not in asked and not chain.has(h) and not chain.is_orphan(h)
+                and self.blocks_in_flight.claim(h, peer, now)]
+        for inv in want:
+            asked[inv.hash] = None
+        while len(asked) > MAX_PEER_BLOCKS_ASKED:
+            del asked[next(iter(asked))]
+        for i in range(0, len(want), MAX_GETDATA_BATCH):
+            peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
+
+    def _reask_block(self, h: bytes, failed: Peer) -> None:
+        """The request for block `h` to `failed` failed: ask another peer that announced it."""
+        self.blocks_in_flight.done(h)
+        if self.node.chain.has(h) or self.node.chain.is_orphan(h):
+            return
+        nxt = next_announcer(h, self.node.peers.values(), self.knows,
+                             lambda p, x: x in self.state(p).blocks_asked, failed)
+        if nxt is not None:
+            self.state(nxt).blocks_asked.pop(h, None)  # (an expired request to it is asked again)
+            self._ask_blocks(nxt, [h])
+
+    def on_block(self, peer: Peer, block: Block) -> None:
+        self.state(peer).blocks_asked.pop(block.hash, None)
+        self.blocks_in_flight.done(block.hash)
+        self.mark_known(peer, block.hash)
+        try:
+            self.accept_block(block, peer)
+        except BlockInvalid as e:
+            peer.misbehaving(e.reason)
+
+    def on_headers(self, peer: Peer, headers: list[BlockHeader]) -> None:
+        if not headers:
+            return
+        for prev, h in zip(headers, headers[1:]):
+            if h.prev != prev.hash:
+                peer.misbehaving("headers-non-continuous")
+                return
+        chain = self.node.chain
+        self.mark_known(peer, *(h.hash for h in headers))
+        st = self.state(peer)
+        prev = headers[0].prev
+        if not chain.has(prev) and not chain.is_orphan(prev) and prev not in self.headers_pending:
+            peer.send(msg_getheaders(locator=chain.locator()))  # unconnecting: ask for the gap
+            st.unconnecting_headers += 1
+            if st.unconnecting_headers % MAX_UNCONNECTING_HEADERS == 0:
+                peer.misbehaving("headers-unconnecting")
+            return
+        st.unconnecting_headers = 0
+        want = [h.hash for h in headers if not chain.has(h.hash) and not chain.is_orphan(h.hash)]
+        for h in want:
+            self.headers_pending[h] = None
+        while len(self.headers_pending) > MAX_HEADERS_PENDING:
+            del self.headers_pending[next(iter(self.headers_pending))]
+        self._ask_blocks(peer, want)
+        if len(headers) == 2000:  # a full batch: there may be more
+            peer.send(msg_getheaders(locator=[headers[-1].hash] + chain.locator()))
+
+    def on_getheaders(self, peer: Peer, locator: list[bytes], stop: bytes) -> None:
+        if len(locator) > MAX_LOCATOR_SZ:
+            peer.misbehaving("locator-too-large")  # disconnect-only (misbehaviour.DISCONNECT_ONLY)
+            return
+        headers = self.node.chain.headers_after(locator, stop)
+        self.mark_known(peer, *(h.hash for h in headers))
+        peer.send(msg_headers(headers))
+
+    def peer_ready(self, peer: Peer) -> None:
+        """After the handshake: catch up with a peer whose chain is longer than ours."""
+        if peer.start_height > self.node.chain.height:
+            peer.send(msg_getheaders(locator=self.node.chain.locator()))
