@@ -259,7 +259,20 @@ def print_rows(rows: list[tuple[str, str, str]], loop: str = "asyncio") -> None:
     print(f"{'benchmark'.ljust(width)}  {'result':<32}  target")
     for name, value, target in rows:
         print(f"{name.ljust(width)}  {value:<32}  {target}")
-    print(f"(python {sys.version.split()[0]}, loop {loop}, pid {os.getpid()}, {os.cpu_count()} cores)")
+    print(f"(python {sys.version.split()[0]} {interpreter_build()}, loop {loop}, pid {os.getpid()}, "
+          f"{os.cpu_count()} cores)")
+
+
+def interpreter_build() -> str:
+    """Which interpreter ran, and how it was linked: pyenv's default build (a shared libpython,
+    no PGO) ran a pure-Python loop ~10 % slower here than Debian's python3 (libpython in the
+    executable, PGO and LTO), so a figure says which it came from (docs/benchmarks.md)."""
+    try:
+        with open("/proc/self/maps") as f:
+            shared = "libpython" in f.read()
+    except OSError:
+        return "(build unknown)"
+    return f"({sys.executable}, libpython {'shared' if shared else 'in the executable'})"
 
 
 def multi_process(n: int, hard: int, connect_timeout: float = 300.0) -> None:
@@ -281,7 +294,7 @@ def multi_process(n: int, hard: int, connect_timeout: float = 300.0) -> None:
         ("(b) RSS of all host processes", f"{r['rss_total_mb']:.0f} MB", ""),
         ("(b2) every node has 8 full-relay + 2 block-relay (automatic)",
          f"{connect} ({r['full_nodes']} of {n} nodes{'' if r['connect_s'] else f' in {connect_timeout:.0f} s'}; "
-         f"{r['connect_cpu_s']:.1f} CPU-s, kernel {r['connect_sys_s']:.1f})",
+         f"{r['connect_cpu_s']:.1f} CPU-s, kernel {r['connect_sys_s']:.1f}; stolen {r['connect_steal_s']:.1f})",
          "<= 60 s"),
         ("idle event-loop lag p99 (worst host process)", f"{r['idle_lag_p99_s'] * 1000:.1f} ms", "<= 50 ms"),
         ("idle CPU of the formed network (all processes)", f"{r['idle_cores']:.2f} cores", ""),
@@ -290,7 +303,7 @@ def multi_process(n: int, hard: int, connect_timeout: float = 300.0) -> None:
          "<= 5 s"),
         ("(d) messages processed per CPU second (all processes)",
          f"{r['msgs_per_cpu_s']:,.0f} msg/s  ({r['msgs']:,} msgs, {r['burst_cpu_s']:.1f} CPU-s in {r['burst_wall_s']:.1f} s"
-         f"; kernel {r['burst_sys_s']:.1f} CPU-s; collector {r['burst_gc_s']:.1f} CPU-s, {r['burst_gc_full']} full collections"
+         f"; kernel {r['burst_sys_s']:.1f} CPU-s; stolen {r['burst_steal_s']:.1f} CPU-s; collector {r['burst_gc_s']:.1f} CPU-s, {r['burst_gc_full']} full collections"
          f"{', burst not everywhere' if r.get('burst_partial') else ''})",
          ">= 100,000"),
     ]
