@@ -47,9 +47,11 @@ MESSAGE_HANDLERS: dict[str, Handler] = {
 }
 
 # command -> handler(peer, raw payload), tried before decoding (Peer.receive): True if it took the
-# message. Flood relay's one-entry invs are read straight from their 37 bytes. Shared, as above.
+# message. Flood relay's one-entry invs are read straight from their 37 bytes, and a one-header
+# `headers` for a block the node holds from its 82. Shared, as above.
 PAYLOAD_HANDLERS: dict[str, Callable[[Any, bytes], bool]] = {
     "inv": lambda p, payload: p.owner.relay.on_one_inv(p, payload),
+    "headers": lambda p, payload: p.owner.relay.on_one_header(p, payload),
 }
 
 
