@@ -20,11 +20,16 @@ def one_header(header_bytes: bytes) -> bytes:
     return b"\x01" + header_bytes + b"\x00"  # CompactSize 1, the header, its tx count 0
 
 
-def test_a_held_blocks_header_is_read_from_its_bytes_and_does_what_the_decoded_path_does(lt, make_node, test_peers):
+def node_and_peer(lt, make_node, test_peers):
+    """A node, a test peer past the handshake, and the node's Peer for it."""
     node = make_node()
     peer = test_peers(node)
     peer.handshake()
-    ours = peer_from(lt, node, peer.ip)
+    return node, peer, peer_from(lt, node, peer.ip)
+
+
+def test_a_held_blocks_header_is_read_from_its_bytes_and_does_what_the_decoded_path_does(lt, make_node, test_peers):
+    node, peer, ours = node_and_peer(lt, make_node, test_peers)
     held = lt.eval(lambda: node.mine_block())
     wire = one_header(struct.pack("<i", held.header.version) + held.header.prev + held.header.merkle_root
                       + struct.pack("<III", held.header.time, held.header.bits, held.header.nonce))
@@ -41,10 +46,7 @@ def test_a_held_blocks_header_is_read_from_its_bytes_and_does_what_the_decoded_p
 
 
 def test_a_header_of_a_block_the_node_lacks_goes_the_decoded_way_and_is_asked_for(lt, make_node, test_peers):
-    node = make_node()
-    peer = test_peers(node)
-    peer.handshake()
-    ours = peer_from(lt, node, peer.ip)
+    node, peer, ours = node_and_peer(lt, make_node, test_peers)
     tip = lt.eval(lambda: node.chain.tip)
     new = make_block(tip.hash, 1, tip.header.time)
     wire = msg_headers([new.header]).serialize()
@@ -54,10 +56,7 @@ def test_a_header_of_a_block_the_node_lacks_goes_the_decoded_way_and_is_asked_fo
 
 
 def test_only_the_one_header_shape_takes_the_shortcut(lt, make_node, test_peers):
-    node = make_node()
-    peer = test_peers(node)
-    peer.handshake()
-    ours = peer_from(lt, node, peer.ip)
+    node, peer, ours = node_and_peer(lt, make_node, test_peers)
     a = lt.eval(lambda: node.mine_block())
     b = lt.eval(lambda: node.mine_block())
     shapes = {
