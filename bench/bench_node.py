@@ -266,7 +266,7 @@ def print_rows(rows: list[tuple[str, str, str]], loop: str = "asyncio") -> None:
 def reference_loop(rounds: int = 3) -> float:
     """CPU seconds of a fixed pure-Python loop (dict lookups, method calls, appends: what handling a
     message is made of), the best of `rounds`, timed when the table is printed. The same code here
-    took 89 CPU-s to form 10,000 nodes in one hour and 122 in the next, with no steal time: the
+    took 89 CPU-s to form 10,000 nodes in one run and 122 half an hour later, with no steal time: the
     host's speed drifts, and this says how fast it was around the run."""
     table: dict[int, list[int]] = {}
 

@@ -67,7 +67,7 @@ class BlockRelay:
 
     def announce_blocks(self, blocks: list[Block], from_peer: Peer | None) -> None:
         # one payload per distinct announcement, built once: a new block goes the same way to each
-        # of ~20 peers, and serialising (and checksumming) it per peer was most of a send
+        # of ~20 peers, which need not each serialise it again (as accept_tx's one-entry invs)
         payloads: dict[tuple[bool, tuple[bytes, ...]], tuple[str, bytes]] = {}
         for peer in self.node.peers.values():
             if peer is from_peer or not peer.ready:
