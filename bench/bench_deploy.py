@@ -14,6 +14,7 @@ rss_per_node_kib, down_s, clean.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import tempfile
@@ -21,7 +22,8 @@ import time
 from pathlib import Path
 
 from harness.plan.planner import plan_file
-from harness.run import runner
+from harness.backends.client import ControlAPIError, ControlClient
+from harness.backends.endpoint import Endpoint
 from harness.backends.local import processes as lw
 from harness.backends.registry import make_backend
 from harness.run.rundir import RunDir
@@ -68,28 +70,8 @@ def bench(nodes: int, root: Path, time_scale: float, deadline_s: float = 300) ->
     try:
         backend.wait_ready()
         ready = time.monotonic() - started
-        connected = all_slots = None
-        most_slots = 0
-        deadline = started + deadline_s
-        while time.monotonic() < deadline:  # sampling until bootstrap (DNS seeder, gossip) is done
-            nodes_status = runner.status(run.path)["nodes"]
-            honest = [s for n, s in nodes_status.items() if plan.node(n).role == "honest"]
-            full = sum(1 for s in honest if (s.get("outbound") or 0) >= CONNECTED_OUTBOUND)
-            slots = sum(1 for s in honest if (s.get("outbound") or 0) >= ALL_SLOTS)
-            most_slots = max(most_slots, slots)
-            some = sum(1 for s in honest if (s.get("outbound") or 0) >= 1)
-            silent = sum(1 for s in honest if not s["reachable"])  # a busy host process is not a node without peers
-            print(f"  {time.monotonic() - started:6.1f} s: {some} with an outbound peer, {full} with >= 8, {slots} with 10"
-                  f"{f', {silent} not answering' if silent else ''}", file=sys.stderr, flush=True)
-            # not all: in a small testnet a few nodes become hubs, inbound-connected to most others,
-            # and Core never dials an address it already has a link with
-            if full >= CONNECTED_SHARE * len(honest) and connected is None:
-                connected = time.monotonic() - started
-            if slots == len(honest):
-                all_slots = time.monotonic() - started
-            if connected is not None and (all_slots is not None or nodes < 5000):
-                break
-            time.sleep(3.0)  # each sample asks every node: keep the probe light
+        honest = [ep for n, ep in backend.node_endpoints().items() if plan.node(n).role == "honest"]
+        connected, all_slots, most_slots = asyncio.run(watch(honest, state.control_token, started, started + deadline_s))
         groups = lw.live_groups({p.pgid for p in lw.records(state)})
         rss = rss_kib([pid for pids in groups.values() for pid in pids])
     finally:
@@ -100,6 +82,38 @@ def bench(nodes: int, root: Path, time_scale: float, deadline_s: float = 300) ->
             "most_nodes_with_10_outbound": most_slots,
             "rss_mib": round(rss / 1024, 1), "rss_per_node_kib": round(rss / nodes), "down_s": round(summary.seconds, 2),
             "clean": summary.clean}
+
+
+async def watch(honest: list[Endpoint], token: str | None, started: float, deadline: float
+                ) -> tuple[float | None, float | None, int]:
+    """Sample every honest node's outbound count until bootstrap (DNS seeder, gossip) is done:
+    (95 % with >= 8, every node with 10, most nodes with 10 seen). One client for every sample, as
+    the run's collector keeps one: after the first it asks each host process once, in one round
+    (`harness status` starts afresh and needs several while the graph forms)."""
+    connected = all_slots = None
+    most_slots = 0
+    async with ControlClient(token, timeout=3.0, retries=0) as client:
+        while time.monotonic() < deadline:
+            answers = list((await client.statuses(honest)).values())
+            outbound = [0 if isinstance(s, ControlAPIError) else (s.get("peer_counts") or {}).get("outbound") or 0
+                        for s in answers]
+            full = sum(1 for o in outbound if o >= CONNECTED_OUTBOUND)
+            slots = sum(1 for o in outbound if o >= ALL_SLOTS)
+            most_slots = max(most_slots, slots)
+            some = sum(1 for o in outbound if o >= 1)
+            silent = sum(1 for s in answers if isinstance(s, ControlAPIError))  # a busy host is not a node without peers
+            print(f"  {time.monotonic() - started:6.1f} s: {some} with an outbound peer, {full} with >= 8, {slots} with 10"
+                  f"{f', {silent} not answering' if silent else ''}", file=sys.stderr, flush=True)
+            # not all: in a small testnet a few nodes become hubs, inbound-connected to most others,
+            # and Core never dials an address it already has a link with
+            if full >= CONNECTED_SHARE * len(honest) and connected is None:
+                connected = time.monotonic() - started
+            if slots == len(honest):
+                all_slots = time.monotonic() - started
+            if connected is not None and (all_slots is not None or len(honest) < CORE_IBD_FROM):
+                break
+            await asyncio.sleep(3.0)  # each sample asks every node: keep the probe light
+    return connected, all_slots, most_slots
 
 
 def main() -> None:

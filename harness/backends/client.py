@@ -76,6 +76,9 @@ class ControlClient:
         self.token, self.timeout, self.retries, self.concurrency = token, timeout, retries, concurrency
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(concurrency)
+        # endpoint name -> the endpoint whose host process last answered for it (`per_host`): the
+        # next call asks each known host at once, in one round
+        self._host_of: dict[str, str] = {}
 
     async def __aenter__(self) -> "ControlClient":
         import aiohttp  # here, not at the top: aiohttp is ~0.2 s of import that `harness validate` never needs
@@ -148,36 +151,55 @@ class ControlClient:
         return await self.per_host(eps, "/host/status", partial(self.status, peer_counts=True), rng)
 
     async def per_host(self, eps: Sequence[Endpoint], host_path: str, one: Callable[[Endpoint], Awaitable[T]],
-                       rng: random.Random | None = None, convert: Callable[[Any], T] | None = None
-                       ) -> dict[str, T | ControlAPIError]:
+                       rng: random.Random | None = None, convert: Callable[[Any], T] | None = None,
+                       host_timeout: float = HOST_STATUS_TIMEOUT_SECONDS) -> dict[str, T | ControlAPIError]:
         """`one` of every endpoint, asking each host process once where it can: a light node's
         `GET /host/...` answers {"nodes": {name: answer}} for every node its process serves, each
-        answer what `one` returns (or, with `convert`, what `convert` makes of it). Rounds of
-        HOST_PICKS random endpoints not yet answered for; once a round learns nothing beyond the
-        endpoints it asked (bitcoind supervisors, a hung or older worker, a container of one node),
-        the rest are asked one by one as `gather` does. Failures come back in place as
-        ControlAPIError."""
+        answer what `one` returns (or, with `convert`, what `convert` makes of it). The first round
+        asks one endpoint of each host an earlier call learnt and HOST_PICKS random others, later
+        rounds HOST_PICKS random endpoints not yet answered for; once a round learns nothing beyond
+        the endpoints it asked (bitcoind supervisors, a hung or older worker, a container of one
+        node), the rest are asked one by one as `gather` does. Failures come back in place as
+        ControlAPIError. `host_timeout`: how long a host's answer may take."""
         rng = rng or random.Random()
         pending = {ep.name: ep for ep in eps}
         out: dict[str, Any] = {}
+        picks = self._known_hosts(pending, rng)
         while pending:
-            picks = rng.sample(list(pending.values()), min(HOST_PICKS, len(pending)))
-            answers = await asyncio.gather(*(self._host_answers(ep, host_path) for ep in picks))
+            answers = await asyncio.gather(*(self._host_answers(ep, host_path, host_timeout) for ep in picks))
             learnt = 0
-            for got in answers:  # None: no such route, or the call failed (asked alone below)
+            for asked, got in zip(picks, answers):  # None: no such route, or the call failed (asked alone below)
                 for name, answer in (got or {}).items():
+                    self._host_of[name] = asked.name
                     if name in pending:
                         out[name] = convert(answer) if convert is not None else answer
                         del pending[name]
                         learnt += 1
             if learnt <= len(picks):
                 break
+            picks = rng.sample(list(pending.values()), min(HOST_PICKS, len(pending)))
         out.update(await self.gather(list(pending.values()), one))
         return out
 
-    async def _host_answers(self, ep: Endpoint, path: str) -> dict[str, Any] | None:
+    def _known_hosts(self, pending: dict[str, Endpoint], rng: random.Random) -> list[Endpoint]:
+        """The first round's picks: one endpoint of each host process an earlier call learnt, and
+        HOST_PICKS random ones of those not placed yet. Random picks alone need several rounds to
+        find 13 workers, each round as slow as its slowest host (one `harness status` took 40 s
+        while 10,000 nodes formed their graph), and the run's collector and `wait_ready` ask again
+        every few seconds."""
+        hosts: dict[str, list[Endpoint]] = {}
+        unplaced: list[Endpoint] = []
+        for name, ep in pending.items():
+            host = self._host_of.get(name)
+            if host is None:
+                unplaced.append(ep)
+            else:
+                hosts.setdefault(host, []).append(ep)
+        return [rng.choice(eps) for eps in hosts.values()] + rng.sample(unplaced, min(HOST_PICKS, len(unplaced)))
+
+    async def _host_answers(self, ep: Endpoint, path: str, timeout: float) -> dict[str, Any] | None:
         try:
-            got = await self.request(ep, "GET", path, allow_404=True, timeout=HOST_STATUS_TIMEOUT_SECONDS)
+            got = await self.request(ep, "GET", path, allow_404=True, timeout=timeout)
         except ControlAPIError:
             return None
         return got.get("nodes") if isinstance(got, dict) and isinstance(got.get("nodes"), dict) else None

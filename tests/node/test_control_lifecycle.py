@@ -116,10 +116,13 @@ def test_a_node_stopped_keeping_its_control_site_answers_only_start(lt, host):
     with pytest.raises(OSError):  # its P2P listener is closed
         socket.create_connection((b.config.bind, b.port), timeout=5).close()
     assert call(control, "GET", "/status")[0] == 503
+    # wait_ready asks a host which of its nodes answer: not this one now
+    assert call(a.control_address, "GET", "/host/ready") == (200, {"nodes": {a.name: True}})
     assert call(control, "POST", "/tx", {"synthetic": True})[0] == 409
     assert call(control, "POST", "/start", {}, token=None)[0] == 401
     assert call(control, "POST", "/start", {}) == (200, {"status": "running", "wipe_datadir": False})
     assert call(control, "GET", "/status")[0] == 200 and host.nodes[b.name].running
+    assert call(control, "GET", "/host/ready") == (200, {"nodes": {a.name: True, b.name: True}})
     fresh = host.nodes[b.name]  # listening again (this fixture's port 0: a port of its own)
     socket.create_connection((fresh.config.bind, fresh.port), timeout=5).close()
     assert call(a.control_address, "GET", "/status")[0] == 200

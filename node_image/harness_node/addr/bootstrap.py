@@ -17,6 +17,7 @@ from typing import Any
 from ..procutil import within
 from ..wire.codec import NetAddr
 from ..wire.messages import NODE_NETWORK, NODE_WITNESS
+from . import dnswire
 
 log = logging.getLogger(__name__)
 
@@ -80,41 +81,73 @@ async def query_seed(seed: SeedServer, timeout: float = DNS_TIMEOUT) -> list[str
     """A records for `x9.<zone>` from the seed: UDP, then TCP when truncated or unanswered.
 
     Each query gets `timeout` seconds of time the loop could look at it (procutil.within, testbed
-    adaptation 9), not dnspython's wall-clock deadline: while thousands of nodes start in one host
-    process its loop runs seconds behind, and a query whose timer fired late gave up on an answer
-    that came a moment later, then asked again (35,148 answers reached a closed port when 10,000
-    nodes bootstrapped, docs/benchmarks.md). A seed that does not answer still fails."""
-    # imported here: dnspython costs a node ~10 MB of RSS, and most nodes never ask a seed twice
-    import dns.asyncquery
-    import dns.exception
-    import dns.flags
-    import dns.message
-    import dns.rdatatype
-
+    adaptation 9), not a wall-clock deadline: while thousands of nodes start in one host process
+    its loop runs seconds behind, and a query whose timer fired late gave up on an answer that came
+    a moment later, then asked again (35,148 answers reached a closed port when 10,000 nodes
+    bootstrapped, docs/benchmarks.md). A seed that does not answer still fails. The messages are
+    dnswire.py's; a datagram that answers another question is ignored."""
     qname = f"{FLAGS_SUBDOMAIN}.{seed.zone}"
-    query = dns.message.make_query(qname, dns.rdatatype.A)
-
-    async def ask(transport: Any) -> Any:
-        return await within(timeout, transport(query, seed.ip, timeout=None, port=seed.port))
-
-    # TimeoutError is an OSError. EOFError: the seed closed the TCP connection unanswered, as our
-    # seeder does beyond its client limit; it ended the whole bootstrap of ~180 of 1,000 nodes
-    unanswered = (dns.exception.DNSException, OSError, EOFError)
+    qid = random.getrandbits(16)
+    asked = dnswire.question(qname)
+    query = dnswire.encode_query(qid, qname)
+    # EOFError (asyncio.IncompleteReadError): the seed closed the TCP connection unanswered, as our
+    # seeder does beyond its client limit; it ended the whole bootstrap of ~180 of 1,000 nodes.
+    # asyncio.TimeoutError is an OSError from 3.11 on, not on 3.10.
+    unanswered = (OSError, EOFError, asyncio.TimeoutError, dnswire.DNSWireError)
     try:
-        response = await ask(dns.asyncquery.udp)
-        if response.flags & dns.flags.TC:
-            response = await ask(dns.asyncquery.tcp)
+        data = await within(timeout, _ask_udp(seed, query, qid, asked))
+        if dnswire.is_truncated(data):
+            data = await within(timeout, _ask_tcp(seed, query))
+        ips = dnswire.a_records(data, qid, asked)
     except unanswered:
         try:
-            response = await ask(dns.asyncquery.tcp)
+            ips = dnswire.a_records(await within(timeout, _ask_tcp(seed, query)), qid, asked)
         except unanswered as e:
             log.info("seed %s:%d unanswered: %r", seed.ip, seed.port, e)
             return []
-    ips: list[str] = []
-    for rrset in response.answer:
-        if rrset.rdtype == dns.rdatatype.A:
-            ips.extend(r.address for r in rrset)
     return ips[:MAX_IPS_PER_SEED]
+
+
+class _Answer(asyncio.DatagramProtocol):
+    """The first datagram from the seed that answers our question (the socket is connected to the
+    seed, so the kernel drops datagrams from anyone else)."""
+
+    def __init__(self, qid: int, asked: bytes) -> None:
+        self.qid, self.asked = qid, asked
+        self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.done.done() and dnswire.answers_to(data, self.qid, self.asked):
+            self.done.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable: refused
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc or ConnectionError("the UDP socket closed"))
+
+
+async def _ask_udp(seed: SeedServer, query: bytes, qid: int, asked: bytes) -> bytes:
+    transport, answer = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: _Answer(qid, asked), remote_addr=(seed.ip, seed.port))
+    try:
+        transport.sendto(query)
+        return await answer.done
+    finally:
+        transport.close()
+
+
+async def _ask_tcp(seed: SeedServer, query: bytes) -> bytes:
+    """The query over TCP: each message after its two-octet length (RFC 1035 §4.2.2)."""
+    reader, writer = await asyncio.open_connection(seed.ip, seed.port)
+    try:
+        writer.write(len(query).to_bytes(2, "big") + query)
+        length = int.from_bytes(await reader.readexactly(2), "big")
+        return await reader.readexactly(length)
+    finally:
+        writer.close()
 
 
 def stamp_seed_results(ips: list[str], port: int, now: float, rng: random.Random,
