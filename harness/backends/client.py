@@ -157,27 +157,34 @@ class ControlClient:
         `GET /host/...` answers {"nodes": {name: answer}} for every node its process serves, each
         answer what `one` returns (or, with `convert`, what `convert` makes of it). The first round
         asks one endpoint of each host an earlier call learnt and HOST_PICKS random others, later
-        rounds HOST_PICKS random endpoints not yet answered for; once a round learns nothing beyond
-        the endpoints it asked (bitcoind supervisors, a hung or older worker, a container of one
-        node), the rest are asked one by one as `gather` does. Failures come back in place as
+        rounds HOST_PICKS random endpoints not yet answered for nor asked; once no answer of a round
+        names more than the endpoint asked (bitcoind supervisors, a hung or older worker, a
+        container of one node), or a round learns nothing new, or every endpoint left was asked,
+        the rest are asked one by one as `gather` does. Failures come back in place as
         ControlAPIError. `host_timeout`: how long a host's answer may take."""
         rng = rng or random.Random()
         pending = {ep.name: ep for ep in eps}
         out: dict[str, Any] = {}
+        asked: set[str] = set()  # its host route failed or answered: not asked that way again
         picks = self._known_hosts(pending, rng)
-        while pending:
+        while picks:
+            asked.update(ep.name for ep in picks)
             answers = await asyncio.gather(*(self._host_answers(ep, host_path, host_timeout) for ep in picks))
-            learnt = 0
-            for asked, got in zip(picks, answers):  # None: no such route, or the call failed (asked alone below)
+            learnt, wider = 0, False
+            for ep, got in zip(picks, answers):  # None: no such route, or the call failed (asked alone below)
+                wider = wider or any(name != ep.name for name in got or {})
                 for name, answer in (got or {}).items():
-                    self._host_of[name] = asked.name
+                    self._host_of[name] = ep.name
                     if name in pending:
                         out[name] = convert(answer) if convert is not None else answer
                         del pending[name]
                         learnt += 1
-            if learnt <= len(picks):
+            # no host answered for more than itself, or nothing new: the rest one by one. (Counting
+            # names against picks instead stopped early when the picks all fell on one small host.)
+            if not wider or not learnt:
                 break
-            picks = rng.sample(list(pending.values()), min(HOST_PICKS, len(pending)))
+            left = [ep for name, ep in pending.items() if name not in asked]
+            picks = rng.sample(left, min(HOST_PICKS, len(left)))
         out.update(await self.gather(list(pending.values()), one))
         return out
 

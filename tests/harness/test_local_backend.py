@@ -124,8 +124,8 @@ def test_status_asks_each_worker_once_and_a_member_without_the_host_route_alone(
     for name, alone in each.items():
         assert {k: hosts[name][k] for k in ("id", "height", "peer_counts")} == \
                {k: alone[k] for k in ("id", "height", "peer_counts")}, name
-    # 3 workers: at most two rounds of 4 picks, then the ghost alone
-    assert client.paths["/host/status"] <= 8 and client.paths["/status"] <= 1, client.paths
+    # 3 workers: rounds of 4 picks, no endpoint asked twice (at most 3 rounds), then the ghost alone
+    assert client.paths["/host/status"] <= 12 and client.paths["/status"] <= 1, client.paths
 
 
 def test_the_seeder_runs_at_a_higher_cpu_priority_than_the_workers(tmp_path: Path) -> None:
