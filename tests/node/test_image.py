@@ -42,8 +42,8 @@ NODE_CONFIG = "/etc/harness-node/node.yaml"  # the image's default CMD reads it
 STOP_WITHIN_S = 5.0  # SIGTERM to exit: "within a few seconds" (Docker would SIGKILL at 10 s)
 TIME_SCALE = 0.1  # Core's timers x 0.1: the inbound tx trickle averages 0.5 s instead of 5 s
 # Installed with the harness, never in the node image.
-HARNESS_ONLY_MODULES = ("harness", "typer", "rich", "pydantic", "docker", "kubernetes", "matplotlib", "networkx")
-NODE_MODULES = ("harness_node", "aiohttp", "prometheus_client", "dns", "dnslib", "yaml", "uvloop")
+HARNESS_ONLY_MODULES = ("harness", "typer", "rich", "pydantic", "docker", "kubernetes", "matplotlib", "networkx", "dns")
+NODE_MODULES = ("harness_node", "aiohttp", "prometheus_client", "dnslib", "yaml", "uvloop")
 
 
 @pytest.fixture(scope="module")
