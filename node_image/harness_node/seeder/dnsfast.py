@@ -20,12 +20,14 @@ import socket
 import struct
 from dataclasses import dataclass
 
-HEADER = struct.Struct(">HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount (RFC 1035 §4.1.1)
-RR_FIXED = struct.Struct(">HHIH")  # type, class, ttl, rdlength
-QTYPE_A, QTYPE_AAAA, CLASS_IN = 1, 28, 1
+# RFC 1035's header and record layout, as the node's side of the query reads them
+from ..addr.dnswire import CLASS_IN, FLAG_QR as QR, FLAG_TC as TC, HEADER, RCODE_MASK as RCODE, RR_FIXED
+from ..addr.dnswire import TYPE_A as QTYPE_A
+
+QTYPE_AAAA = 28
 OWNER_IS_QNAME = b"\xc0\x0c"  # a pointer to the question's name, which starts right after the header
 
-QR, OPCODE, AA, TC, RA, RCODE = 0x8000, 0x7800, 0x0400, 0x0200, 0x0080, 0x000F  # RD and the rest are echoed
+OPCODE, AA, RA = 0x7800, 0x0400, 0x0080  # RD and the rest are echoed
 _FAMILY = {QTYPE_A: (socket.AF_INET, 4), QTYPE_AAAA: (socket.AF_INET6, 16)}
 
 
