@@ -71,7 +71,8 @@ def bench(nodes: int, root: Path, time_scale: float, deadline_s: float = 300) ->
         backend.wait_ready()
         ready = time.monotonic() - started
         honest = [ep for n, ep in backend.node_endpoints().items() if plan.node(n).role == "honest"]
-        connected, all_slots, most_slots = asyncio.run(watch(honest, state.control_token, started, started + deadline_s))
+        connected, all_slots, most_slots = asyncio.run(watch(honest, state.control_token, started, started + deadline_s,
+                                                             backend.host_groups()))
         groups = lw.live_groups({p.pgid for p in lw.records(state)})
         rss = rss_kib([pid for pids in groups.values() for pid in pids])
     finally:
@@ -84,8 +85,8 @@ def bench(nodes: int, root: Path, time_scale: float, deadline_s: float = 300) ->
             "clean": summary.clean}
 
 
-async def watch(honest: list[Endpoint], token: str | None, started: float, deadline: float
-                ) -> tuple[float | None, float | None, int]:
+async def watch(honest: list[Endpoint], token: str | None, started: float, deadline: float,
+                hosts: list[list[str]]) -> tuple[float | None, float | None, int]:
     """Sample every honest node's outbound count until bootstrap (DNS seeder, gossip) is done:
     (95 % with >= 8, every node with 10, most nodes with 10 seen). One client for every sample, as
     the run's collector keeps one: after the first it asks each host process once, in one round
@@ -93,6 +94,7 @@ async def watch(honest: list[Endpoint], token: str | None, started: float, deadl
     connected = all_slots = None
     most_slots = 0
     async with ControlClient(token, timeout=3.0, retries=0) as client:
+        client.place(hosts)  # the first sample asks each host once too (it took up to 43 s to find them)
         while time.monotonic() < deadline:
             answers = list((await client.statuses(honest)).values())
             outbound = [0 if isinstance(s, ControlAPIError) else (s.get("peer_counts") or {}).get("outbound") or 0

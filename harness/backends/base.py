@@ -222,6 +222,7 @@ class Backend(abc.ABC):
         pending = {ep.name: ep for ep in targets}
         probe = READY_PROBE_TIMEOUT_SECONDS
         async with ControlClient(state.control_token, timeout=READY_PROBE_TIMEOUT_SECONDS, retries=0) as client:
+            client.place(self.host_groups())
             while True:
                 self.raise_if_crashed()
                 left = max(0.1, deadline - time.monotonic())
@@ -272,6 +273,12 @@ class Backend(abc.ABC):
         """Every planned node's endpoints, as recorded by `up` (``RunState.endpoints``)."""
         recorded = self.state().endpoints
         return {n.name: _endpoint(n.name, recorded[n.name]) for n in self.plan.peers() if n.name in recorded}
+
+    def host_groups(self) -> list[list[str]]:
+        """The node names each host process serves together (one control site, `GET /host/...`),
+        for a control client to ask each process once from its first round (`ControlClient.place`).
+        [] where every node is a process of its own (a container, a pod)."""
+        return []
 
     def seeder_endpoint(self) -> Endpoint | None:
         seeder = self.plan.seeder

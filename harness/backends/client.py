@@ -80,6 +80,16 @@ class ControlClient:
         # next call asks each known host at once, in one round
         self._host_of: dict[str, str] = {}
 
+    def place(self, groups: Iterable[Sequence[str]]) -> None:
+        """Tell the client which endpoints share a host process (`Backend.host_groups`), so that its
+        first `per_host` round asks each process once: finding 13 workers by random picks took
+        rounds as slow as their slowest host, 43 s for the first sample of 10,000 forming nodes
+        (docs/benchmarks.md, issue 17, twentieth round). A wrong or stale group costs nothing but
+        that: a host answers only for the nodes it serves, and the others are asked as before."""
+        for group in groups:
+            for name in group:
+                self._host_of[name] = group[0]
+
     async def __aenter__(self) -> "ControlClient":
         import aiohttp  # here, not at the top: aiohttp is ~0.2 s of import that `harness validate` never needs
 

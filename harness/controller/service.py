@@ -142,6 +142,7 @@ class Controller:
             # 64 request slots, and a timeline action queued behind them started tens of seconds late
             async with ControlClient(self.state.control_token) as client, \
                     ControlClient(self.state.control_token) as actions:
+                client.place(self.backend.host_groups())
                 try:
                     await asyncio.to_thread(self.backend.wait_ready)
                 except Exception as e:

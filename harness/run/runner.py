@@ -138,6 +138,7 @@ def status(run_dir: str | Path) -> dict[str, Any]:
 
         async def poll() -> dict[str, Any]:
             async with ControlClient(state.control_token, timeout=3.0, retries=0) as client:
+                client.place(be.host_groups())
                 return await client.statuses(endpoints)  # one request per host process where it can
 
         for name, s in asyncio.run(poll()).items():

@@ -163,6 +163,8 @@ class Node(ChaosFaults):
         self.lag = monitor_for(self.loop)
         self.lag.acquire()
         self.connman.load()  # addrman tables, bans and anchors from the data dir
+        # before the listener: an inbound link counts against the process's descriptors from the first
+        self.connman.hold_descriptors(listeners=int(self.config.listen), manual=len(self.config.connect_endpoints))
         self.running = True
         if self.config.listen:
             self.server = await self.loop.create_server(
@@ -205,6 +207,7 @@ class Node(ChaosFaults):
             if self.dandelion is not None:
                 self.dandelion.stop()
         finally:
+            self.connman.release_descriptors()
             conns = [p.conn for p in self.peers.values()]
             for c in conns:
                 c.close("shutdown")
@@ -276,6 +279,8 @@ class Node(ChaosFaults):
                 return None
         peer = Peer(self, conn, addr if conn.inbound else (conn.target or addr), local, conn.inbound, conn.kind)
         peer.prefer_evict = prefer_evict
+        if conn.inbound and self.connman.descriptors is not None:
+            self.connman.descriptors.inbound_opened()
         if self.paused:
             conn.pause()
         self.peers[peer.id] = peer
@@ -292,6 +297,8 @@ class Node(ChaosFaults):
         self.addrs.peer_gone(peer)
         if not peer.inbound:
             self.connman.wake()  # an outbound slot is free
+        elif self.connman.descriptors is not None:
+            self.connman.descriptors.inbound_closed()
         reason = peer.disconnect_reason or (f"connection lost: {exc}" if exc else "closed by peer")
         self.disconnects.append(Disconnect(peer.address, peer.kind, reason, peer.verack_received, time.time()))
         self.manual.peer_gone(peer)

@@ -7,7 +7,9 @@ alone says."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from harness.backends.client import ControlAPIError
@@ -100,19 +102,29 @@ def test_a_poll_asks_each_host_once_per_call_and_matches_asking_each_node() -> N
         assert "peers" not in brief[n] and sum(brief[n]["peer_counts"].values()) == len(statuses[n]["peers"]), n
 
 
+@contextlib.contextmanager
+def two_hosts(prefix: str) -> Iterator[tuple[list[Host], list[Endpoint]]]:
+    """Two real host processes' worth of nodes (three each, one loop) and their endpoints."""
+    lt = LoopThread()
+    hosts = [Host(NodeConfig(name=f"{prefix}{k}n{i}", bind=next_ip(), port=0, control_port=0, seed=3 * k + i + 1)
+                  for i in range(3)) for k in range(2)]
+    try:
+        for h in hosts:
+            lt.run(h.start())
+        yield hosts, [Endpoint(n, nd.config.bind, nd.port, f"http://{nd.control_address[0]}:{nd.control_address[1]}")
+                      for h in hosts for n, nd in h.nodes.items()]
+    finally:
+        for h in hosts:
+            lt.run(h.stop())
+        lt.close()
+
+
 def test_once_a_client_knows_the_hosts_it_asks_each_exactly_once_in_one_round() -> None:
     """After one call has learnt which host process answers for which node, the next call (any
     /host/ route) asks one endpoint of each host, all in its first round: 2 requests for 2 hosts,
     where random picks need up to a few rounds (at 10,000 nodes in 13 workers a round waits for its
     slowest host, seconds while the graph forms)."""
-    lt = LoopThread()
-    hosts = [Host(NodeConfig(name=f"k{k}n{i}", bind=next_ip(), port=0, control_port=0, seed=3 * k + i + 1)
-                  for i in range(3)) for k in range(2)]
-    try:
-        for h in hosts:
-            lt.run(h.start())
-        eps = [Endpoint(n, nd.config.bind, nd.port, f"http://{nd.control_address[0]}:{nd.control_address[1]}")
-               for h in hosts for n, nd in h.nodes.items()]
+    with two_hosts("k") as (hosts, eps):
 
         async def calls() -> list[tuple[dict[str, int], Any]]:
             out = []
@@ -124,11 +136,27 @@ def test_once_a_client_knows_the_hosts_it_asks_each_exactly_once_in_one_round() 
             return out
 
         (_, first), (paths, second), (ban_paths, bans) = asyncio.run(calls())
-    finally:
-        for h in hosts:
-            lt.run(h.stop())
-        lt.close()
     names = sorted(ep.name for ep in eps)
     assert sorted(first) == sorted(second) == sorted(bans) == names
     assert not any(isinstance(x, ControlAPIError) for d in (first, second, bans) for x in d.values())
     assert paths == {"/host/status": 2} and ban_paths == {"/host/bans": 2}, (paths, ban_paths)
+
+
+def test_a_client_told_the_host_groups_asks_each_host_once_from_its_first_call() -> None:
+    """`ControlClient.place` with the backend's `host_groups`: the very first call is one request a
+    host (the first sample of 10,000 forming nodes took 43 s to find 13 workers by random picks).
+    A wrong grouping (all six under one host) still answers every node, right."""
+    with two_hosts("g") as (hosts, eps):
+
+        async def first_call(groups: list[list[str]]) -> tuple[dict[str, int], Any]:
+            async with CountingClient(None) as client:
+                client.place(groups)
+                got = await client.statuses(eps)
+                return dict(client.paths), got
+
+        paths, got = asyncio.run(first_call([list(h.nodes) for h in hosts]))
+        _, wrong = asyncio.run(first_call([[ep.name for ep in eps]]))
+    assert paths == {"/host/status": 2}, paths
+    for answers in (got, wrong):
+        assert sorted(answers) == sorted(ep.name for ep in eps)
+        assert all(not isinstance(s, ControlAPIError) and s["id"] == n for n, s in answers.items()), answers

@@ -117,9 +117,20 @@ def test_status_asks_each_worker_once_and_a_member_without_the_host_route_alone(
                 client.paths.clear()
                 return each, await client.statuses([*eps, closed]), client
 
+        async def placed() -> dict[str, int]:
+            async with CountingClient(state.control_token, timeout=3.0, retries=0) as client:
+                client.place(be.host_groups())
+                await client.statuses(eps)
+                return dict(client.paths)
+
         each, hosts, client = asyncio.run(poll())
+        groups = be.host_groups()
+        placed_paths = asyncio.run(placed())
     finally:
         be.down()
+    workers = [r.nodes for r in lw.records(state) if r.kind == "worker"]
+    assert sorted(map(sorted, groups)) == sorted(map(sorted, workers))
+    assert placed_paths == {"/host/status": 3}, placed_paths  # told the groups: one request a worker
     assert set(hosts) == {*each, "ghost"} and isinstance(hosts["ghost"], ControlAPIError)
     for name, alone in each.items():
         assert {k: hosts[name][k] for k in ("id", "height", "peer_counts")} == \
@@ -138,8 +149,14 @@ def test_the_seeder_runs_at_a_higher_cpu_priority_than_the_workers(tmp_path: Pat
     be.up(plan_file(path))
     try:
         be.wait_ready(timeout=30)
-        nice = {r.kind: os.getpriority(os.PRIO_PROCESS, r.pid) for r in lw.records(run.load_state())}
+        records = lw.records(run.load_state())
+        nice = {r.kind: os.getpriority(os.PRIO_PROCESS, r.pid) for r in records}
         assert nice == ({"seeder": SEEDER_NICE, "worker": 0} if os.geteuid() == 0 else {"seeder": 0, "worker": 0})
+        # where Linux shares the CPU between sessions first (autogroup), the seeder's session has the
+        # weight: each member is a session of its own, so its own nice alone would count for nothing
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").exists() and os.geteuid() == 0:
+            group = {r.kind: Path(f"/proc/{r.pid}/autogroup").read_text().split()[-1] for r in records}
+            assert group == {"seeder": str(SEEDER_NICE), "worker": "0"}, group
     finally:
         assert be.down().clean
 
@@ -190,6 +207,7 @@ def test_restart_node_comes_back_on_the_same_address(tmp_path: Path) -> None:
     try:
         be.wait_ready(timeout=30)
         be.restart_node("node-1", wipe_datadir=True)
+        assert ["node-1"] in be.host_groups()  # a process of its own now
         assert runner.status(run.path)["nodes"]["node-1"]["reachable"]
         assert "node-node-1-1" in {m.name for m in be.members()}
     finally:

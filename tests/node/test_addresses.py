@@ -34,7 +34,10 @@ def packed(lt):
     ta, tb = next_ip(), next_ip()
     pa1, pa2, pb = planned(1), planned(2), planned(3)
     fast = {"ping_interval": 3600.0, "feeler_mean": 3600.0}
-    b = NodeConfig(name="b", bind=tb, port=P2P_PORT, address=pb, timers=fast,
+    # b's netgroups are /32: a1 and a2 share a /16, and Core files two addresses of one group from
+    # sources of one group in the same new bucket, where they take the same slot 1 time in 64 and
+    # the second is dropped (as Core drops it; seen in CI as b "never learning" a2)
+    b = NodeConfig(name="b", bind=tb, port=P2P_PORT, address=pb, timers=fast, peering={"netgroup_bits": 32},
                    inbound_hosts={ta: [pa1, pa2]},
                    endpoints={pa1: f"{ta}:{P2P_PORT}", pa2: f"{ta}:{P2P_PORT + 1}"})
     a1 = NodeConfig(name="a1", bind=ta, port=P2P_PORT, address=pa1, timers=fast,

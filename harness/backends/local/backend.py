@@ -43,8 +43,11 @@ LOOPBACK = "127.0.0.1"  # where the run's Prometheus listens: reachable from thi
 EXIT_POLL_SECONDS = 0.05
 # On a real network the seeder is a machine of its own; here it shares the cores with every worker,
 # and at 10,000 nodes its share (1/14 of two cores) left 17,000 DNS queries unread in its socket
-# while it crawled. A higher priority where the user may grant it (root); otherwise unchanged.
-SEEDER_NICE = -10
+# while it crawled. A higher priority where the user may grant it (root); otherwise unchanged. -5
+# (3x a worker's weight), not -10 (9x): at -10 its crawl of 10,000 starting nodes took the CPU they
+# needed to start, and every node listened 39-52 s after deploy instead of 16-32 s
+# (docs/benchmarks.md, issue 17, twentieth round).
+SEEDER_NICE = -5
 
 
 class LocalBackend(Backend):
@@ -205,6 +208,17 @@ class LocalBackend(Backend):
         if record is not None:
             raise BackendError(f"{record.name} (pid {record.pid}) exited during start-up; "
                                f"last lines of {record.log}:\n{lw.log_tail(record.log)}")
+
+    def host_groups(self) -> list[list[str]]:
+        """Nodes by the process hosting them now (`node_hosts`: a restart moves a node to a process
+        of its own); stopped nodes left out."""
+        state = self._state()
+        stopped = set(state.stopped_nodes)
+        groups: dict[str, list[str]] = {}
+        for node, host in state.backend_state.get("node_hosts", {}).items():
+            if node not in stopped:
+                groups.setdefault(host, []).append(node)
+        return list(groups.values())
 
     def _dead_member(self, state: RunState) -> ProcessRecord | None:
         """The first process that should run and does not: one hosting a node not stopped, or the seeder."""

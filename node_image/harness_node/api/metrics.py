@@ -184,7 +184,9 @@ def peering_metrics(node: "Node") -> Iterator[Metric]:
             ("evictions", "evictions", "Inbound peers evicted to make room."),
             ("feeler_connections", "feelers", "Feeler connections opened."),
             ("sandbox_skipped_addresses", "sandbox_skipped", "Addresses never dialled: outside the allowlist."),
-            ("inbound_refused_full", "inbound_refused_full", "Inbound refused: slots full, nobody evictable.")):
+            ("inbound_refused_full", "inbound_refused_full", "Inbound refused: slots full, nobody evictable."),
+            ("inbound_refused_descriptors", "inbound_refused_descriptors",
+             "Inbound refused: the host process's open-files budget is spent.")):
         yield _single(CounterMetricFamily, name, doc, n, cm.counters[key])
     yield _single(CounterMetricFamily, "addr_received", "Addresses received in addr/addrv2.", n, node.addrs.received)
     yield _single(CounterMetricFamily, "addr_rate_limited", "Addresses dropped by the addr token bucket.", n,

@@ -25,9 +25,10 @@ from ..net.sandbox import DialRefused, Sandbox
 from ..timing import Timers
 from ..wire.messages import NODE_NETWORK, NODE_WITNESS, NetAddr
 from .banman import BanListError, BanMan
+from .descriptors import DescriptorBudget, budget_for
 from .eviction import EvictionCandidate, select_node_to_evict
 from .misbehaviour import Action
-from .peerconfig import MAX_ANCHORS, PeerConfig
+from .peerconfig import MAX_ANCHORS, MAX_FEELER, PeerConfig
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,10 @@ class ConnMan:
         self.dump_interval = max(1.0, DUMP_PEERS_INTERVAL * scale)
         self.recent_try = RECENT_TRY_SECONDS * scale
         self.counters: dict[str, int] = {"feelers": 0, "sandbox_skipped": 0, "evictions": 0,
-                                         "inbound_refused_full": 0, "dials": 0, "dial_failures": 0}
+                                         "inbound_refused_full": 0, "inbound_refused_descriptors": 0,
+                                         "dials": 0, "dial_failures": 0}
+        self.descriptors: DescriptorBudget | None = None
+        self._set_aside = 0
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None  # the outbound loop's pause, while it waits
         self._dials: set[asyncio.Task[Any]] = set()
@@ -165,6 +169,19 @@ class ConnMan:
                 except (ValueError, KeyError, TypeError):
                     log.warning("%s: unreadable %s ignored", self.node.name, anchors)
             anchors.unlink()  # Core deletes anchors.dat once read
+
+    def hold_descriptors(self, listeners: int, manual: int) -> None:
+        """Set this node's own descriptors aside from its process's budget (descriptors.py):
+        listeners, every outbound slot (feeler included) and its manual peers."""
+        self.release_descriptors()  # a restarted node sets its share aside once
+        self.descriptors = budget_for(self.node.loop)
+        self._set_aside = listeners + self.cfg.outbound_full_relay + self.cfg.block_relay + MAX_FEELER + manual
+        self.descriptors.set_aside(self._set_aside)
+
+    def release_descriptors(self) -> None:
+        if self.descriptors is not None:
+            self.descriptors.give_back(self._set_aside)
+            self._set_aside = 0
 
     def start(self) -> None:
         now = time.time()
@@ -327,8 +344,10 @@ class ConnMan:
         except (OSError, asyncio.TimeoutError, DialRefused):
             self.counters["dial_failures"] += 1
         finally:
+            # The slot is free again, and the loop's next round (every connect_loop, Core's 500 ms)
+            # fills it: waking the loop at once made a dial that fails at once (a process out of
+            # descriptors, a refused port) a busy loop across every node of the process.
             self.pending.pop((ip, port), None)
-            self.wake()  # a failed dial frees its slot
 
     # --- hooks from the node ---------------------------------------------------------------------
 
@@ -352,6 +371,9 @@ class ConnMan:
     def admit_inbound(self, ip: str) -> tuple[bool, bool]:
         """(admit, prefer_evict) for a new inbound connection from `ip` (net.cpp AcceptConnection)."""
         if self.banman.is_banned(ip):
+            return False, False
+        if self.descriptors is not None and not self.descriptors.admits_inbound():
+            self.counters["inbound_refused_descriptors"] += 1  # the process's share is spent
             return False, False
         discouraged = self.banman.is_discouraged(ip)
         inbound = self.node.inbound_peers()
