@@ -21,7 +21,10 @@ from harness.errors import ExitCode, HarnessError
 # and on average as many inbound (every link has two ends), plus a feeler or dial in flight.
 FDS_PER_NODE = 23
 # Per process, not per node: stdio, the log, the event loop's selector and self-pipe, the seeder's
-# DNS queries, imported modules' files, and dials in flight while the graph forms.
+# DNS queries, imported modules' files, and dials in flight while the graph forms. A host keeps the
+# same 300 for itself when its nodes share its descriptors (harness_node/peering/descriptors.py):
+# there, inbound links get what the nodes' listeners and outbound slots leave, whatever this plan
+# assumed about their spread.
 FDS_PER_PROCESS = 300
 # Measured (docs/benchmarks.md): ~145 kB per node in a host process, ~40 MB per interpreter with
 # the node code, aiohttp and prometheus-client. Budgeted with headroom.
