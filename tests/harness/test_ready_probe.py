@@ -66,7 +66,7 @@ def late_member(delay: float):
 
 
 def poll(targets: list[Endpoint], timeout: float) -> float:
-    backend = SimpleNamespace(raise_if_crashed=lambda: None, ready_poll_seconds=0.1)
+    backend = SimpleNamespace(raise_if_crashed=lambda: None, ready_poll_seconds=0.1, host_groups=lambda: [])
     started = time.monotonic()
     asyncio.run(Backend._poll_ready(backend, SimpleNamespace(control_token=None), targets, timeout))
     return time.monotonic() - started
