@@ -145,6 +145,9 @@ NODE_METRICS = (
        "Addresses never dialled because they are outside the sandbox allowlist."),
     _m("harness_node_inbound_refused_full_total", "counter", "connections", (NODE,),
        "Inbound connections refused: slots full and nobody evictable."),
+    _m("harness_node_inbound_refused_descriptors_total", "counter", "connections", (NODE,),
+       "Inbound connections refused because the host process's open-files budget is spent, though the "
+       "node's own slots are free (Core's descriptor-bound connection limit, shared by a process's nodes)."),
     _m("harness_node_addr_received_total", "counter", "addresses", (NODE,), "Addresses received in addr/addrv2."),
     _m("harness_node_addr_rate_limited_total", "counter", "addresses", (NODE,), "Addresses dropped by the addr token bucket."),
     # One per worker process, exported by the worker's first node only (see PER_WORKER).
