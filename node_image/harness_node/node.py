@@ -279,8 +279,8 @@ class Node(ChaosFaults):
                 return None
         peer = Peer(self, conn, addr if conn.inbound else (conn.target or addr), local, conn.inbound, conn.kind)
         peer.prefer_evict = prefer_evict
-        if conn.inbound and self.connman.descriptors is not None:
-            self.connman.descriptors.inbound_opened()
+        if conn.inbound:
+            self.connman.inbound_held(+1)
         if self.paused:
             conn.pause()
         self.peers[peer.id] = peer
@@ -297,8 +297,8 @@ class Node(ChaosFaults):
         self.addrs.peer_gone(peer)
         if not peer.inbound:
             self.connman.wake()  # an outbound slot is free
-        elif self.connman.descriptors is not None:
-            self.connman.descriptors.inbound_closed()
+        else:
+            self.connman.inbound_held(-1)
         reason = peer.disconnect_reason or (f"connection lost: {exc}" if exc else "closed by peer")
         self.disconnects.append(Disconnect(peer.address, peer.kind, reason, peer.verack_received, time.time()))
         self.manual.peer_gone(peer)

@@ -178,6 +178,11 @@ class ConnMan:
         self._set_aside = listeners + self.cfg.outbound_full_relay + self.cfg.block_relay + MAX_FEELER + manual
         self.descriptors.set_aside(self._set_aside)
 
+    def inbound_held(self, change: int) -> None:
+        """An inbound link of this node opened (+1) or went (-1): it counts against the process's share."""
+        if self.descriptors is not None:
+            self.descriptors.inbound += change
+
     def release_descriptors(self) -> None:
         if self.descriptors is not None:
             self.descriptors.give_back(self._set_aside)

@@ -45,12 +45,6 @@ class DescriptorBudget:
         """Room for one more inbound link once every node's own needs are met."""
         return self.reserved + self.inbound < self.limit
 
-    def inbound_opened(self) -> None:
-        self.inbound += 1
-
-    def inbound_closed(self) -> None:
-        self.inbound -= 1
-
 
 # One budget per event loop: a host runs all its nodes on one loop, and tests run a loop each.
 _BUDGETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DescriptorBudget] = weakref.WeakKeyDictionary()
