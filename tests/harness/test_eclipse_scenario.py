@@ -95,6 +95,20 @@ def unbootstrapped(run: dict[str, Any]) -> list[tuple[str, int | None, int | Non
     return late
 
 
+def evidence(run: dict[str, Any], victims: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a failed assertion about the victims' outbound peers prints: each victim's share over
+    time (was it restarted, when did attackers arrive), its tables at the end, its process's
+    counters (a restarted victim's bytes count from its restart) and the bans it set (a banned
+    attacker is never dialled: banlist.json outlives the restart)."""
+    load = {entry["node"]: entry for entry in run["observations"]["load"]}
+    return {"seed": run["seed"], "victims": [
+        {"victim": v["victim"], "max_share": v["max_share"],
+         "share_series": [(round(t), share) for t, share in v["share_series"]][::2],
+         "tables": run["observations"]["victim_tables"].get(v["victim"]), "load": load.get(v["victim"]),
+         "bans": sum(1 for b in run["observations"]["bans"] if b["banning_node"] == v["victim"])}
+        for v in victims], "timeline": [c for c in run["report"]["checks"] if c["name"] == "timeline"]}
+
+
 def budget_in_tried(run: dict[str, Any]) -> float:
     """The share of the attacker's addresses that reached a victim's tried table (mean over victims)."""
     tables = run["observations"]["victim_tables"]
@@ -128,7 +142,7 @@ def test_legacy_victims_are_eclipsed(sweep: Path) -> None:
         # every restarted victim's outbound peers mostly attackers (measured 6-8 of 8); all of them for
         # some: Select() draws a random non-empty tried bucket, and each honest entry has a bucket of
         # its own, so one honest peer of 8 often survives (docs/results.md)
-        assert all(v["max_share"] > 0.5 for v in victims), (run["seed"], [(v["victim"], v["max_share"]) for v in victims])
+        assert all(v["max_share"] > 0.5 for v in victims), evidence(run, victims)
         held = [v["victim"] for v in victims if v["eclipsed_at_end"]]
         verdicts = {c["name"]: c["verdict"] for c in run["report"]["checks"]}
         assert verdicts["not_eclipsed"] == "fail" or not held, verdicts
