@@ -142,7 +142,12 @@ def test_a_bitcoind_members_messages_are_captured_from_the_outside(tmp_path: Pat
         assert info["bytes"] <= CAP
         on_disk = sum(os.path.getsize(p) for p in root.rglob("msgs_*.dat"))
         assert on_disk <= CAP
-        assert messages(run, "bitcoind-0", "--command", "block")  # the newest survive, decoded
+        # the newest survive, decoded: the burst's blocks, or the headers announcing them (under load a
+        # light node asks getheaders for each block that arrives before its parent, and 101-header
+        # answers, 8 kB each, can be all of the last 64 KiB: a run beside another suite held 70 getheaders and
+        # no block)
+        newest = {m["command"] for m in messages(run, "bitcoind-0")}
+        assert newest & {"block", "headers"}, newest
     finally:
         runner.down(run.path)
 
