@@ -91,5 +91,17 @@ def test_fifty_nodes_bootstrap_from_the_seeder_into_one_diverse_connected_graph(
     gossiped = [size - learned for size, learned in sizes]
     assert min(size for size, _ in sizes) >= 8, sizes
     assert sum(1 for g in gossiped if g > 0) >= 0.8 * N_NODES, sizes
-    tried = lt.eval(lambda: [n.connman.addrman.counts()[1] for n in nodes])
-    assert min(tried) >= 8  # every outbound handshake moved its address to tried
+    assert lt.eval(lambda: [n.name for n in nodes if not outbound_in_tried(n)]) == []
+
+
+def outbound_in_tried(node) -> bool:
+    """Every outbound handshake moved its address to tried, unless its tried slot was taken: then
+    test-before-evict keeps the incumbent, a live peer too (Core's ResolveCollisions). 8 addresses
+    share a slot 1 time in ~600, so one node of 50 in ~8 % of runs (a CI run: tried 7 of 8)."""
+    am = node.connman.addrman
+    taken = am.tried_slots()
+    for p in full_outbound(node):
+        entry = am.find(p.ip, p.port)
+        if entry is None or not (entry.in_tried or am._tried_slot(entry) in taken):
+            return False
+    return True
