@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from harness.scenario.durations import parse_duration
+from harness_node.addr.addrman_store import ENTRY_FIELDS, decode
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -58,7 +59,7 @@ def runs(out: Path, profile: str) -> list[dict[str, Any]]:
         for seed in sorted(cell.glob("seed-*")):
             report = json.loads((seed / "report" / "report.json").read_text())
             observed = json.loads((seed / "run" / "results.json").read_text())["observations"]
-            found.append({"seed": seed.name, "report": report, "observations": observed})
+            found.append({"seed": seed.name, "report": report, "observations": observed, "run_dir": seed / "run"})
     assert len(found) == 2, f"{profile}: {found}"
     return found
 
@@ -73,6 +74,33 @@ def restarted_victims(run: dict[str, Any]) -> list[dict[str, Any]]:
 
 BUDGET = 480  # the scenario's eclipse count
 OUTBOUND = 8  # the victims' full-relay slots (block_relay: 0)
+
+
+def flooded_before_restart(run: dict[str, Any]) -> set[str]:
+    """The victims that took the flood before their restart: more than half the budget in their
+    saved tried table with an inbound handshake (`last_success`, legacy) from before the restart
+    began. Two CI runs had a victim end with no attacker among its 8 outbound peers; in the one whose
+    files were kept, that victim took no identity during the flood (all ~435 reached its tried table
+    3-15 s after its restart, none before; the likeliest cause, not confirmed: every inbound slot
+    held an honest peer that eviction protects, so Core refuses newcomers). Its restart had no
+    poisoned table to draw from, and the identities' handshakes, arriving as it came back, made it
+    skip them as just tried (Core's 10-minute rule) while it filled its slots from the honest
+    entries. Such a victim was never attacked as Heilman's were; the outcome is judged on the others."""
+    attackers = {ip for a in run["observations"]["attackers"] for ip in a["addresses"]}
+    restarts = {}
+    for line in (run["run_dir"] / "journal.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event.get("action") == "restart_node":
+            restarts[event["target"]] = event["started"]
+    flooded = set()
+    for victim, began in restarts.items():
+        state = decode((run["run_dir"] / "data" / victim / "peers.json").read_bytes())
+        fields = {name: i for i, name in enumerate(ENTRY_FIELDS)}
+        early = sum(1 for e in state["entries"] if e[fields["in_tried"]] and e[fields["ip"]] in attackers
+                    and e[fields["last_success"]] < began)
+        if early > BUDGET / 2:
+            flooded.add(victim)
+    return flooded
 
 
 def attack_start() -> float:
@@ -136,8 +164,9 @@ def test_legacy_victims_are_eclipsed(sweep: Path) -> None:
     final: list[tuple[str, str, float]] = []  # (seed, victim, attacker share of outbound peers at the end)
     for run in runs(sweep, "legacy"):
         assert not unbootstrapped(run), (run["seed"], unbootstrapped(run))  # measured 2-7 s, the flood at 18 s
-        victims = restarted_victims(run)
-        assert len(victims) >= 2, run["report"]["checks"]
+        flooded = flooded_before_restart(run)
+        victims = [v for v in restarted_victims(run) if v["victim"] in flooded]
+        assert len(victims) >= 2, (run["report"]["checks"], flooded)
         assert tried_share(run) > 0.8, (run["seed"], run["observations"]["victim_tables"])
         # every restarted victim's outbound peers mostly attackers (measured 6-8 of 8); all of them for
         # some: Select() draws a random non-empty tried bucket, and each honest entry has a bucket of
