@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.run.rundir import RunDir
 from harness.scenario.durations import parse_duration
 from harness_node.addr.addrman_store import ENTRY_FIELDS, decode
 
@@ -59,7 +60,8 @@ def runs(out: Path, profile: str) -> list[dict[str, Any]]:
         for seed in sorted(cell.glob("seed-*")):
             report = json.loads((seed / "report" / "report.json").read_text())
             observed = json.loads((seed / "run" / "results.json").read_text())["observations"]
-            found.append({"seed": seed.name, "report": report, "observations": observed, "run_dir": seed / "run"})
+            found.append({"seed": seed.name, "report": report, "observations": observed,
+                          "run_dir": RunDir(seed / "run")})
     assert len(found) == 2, f"{profile}: {found}"
     return found
 
@@ -87,17 +89,13 @@ def flooded_before_restart(run: dict[str, Any]) -> set[str]:
     skip them as just tried (Core's 10-minute rule) while it filled its slots from the honest
     entries. Such a victim was never attacked as Heilman's were; the outcome is judged on the others."""
     attackers = {ip for a in run["observations"]["attackers"] for ip in a["addresses"]}
-    restarts = {}
-    for line in (run["run_dir"] / "journal.jsonl").read_text().splitlines():
-        event = json.loads(line)
-        if event.get("action") == "restart_node":
-            restarts[event["target"]] = event["started"]
+    rundir: RunDir = run["run_dir"]
+    restarts = {e["target"]: e["started"] for e in rundir.read_journal("event") if e["action"] == "restart_node"}
     flooded = set()
     for victim, began in restarts.items():
-        state = decode((run["run_dir"] / "data" / victim / "peers.json").read_bytes())
-        fields = {name: i for i, name in enumerate(ENTRY_FIELDS)}
-        early = sum(1 for e in state["entries"] if e[fields["in_tried"]] and e[fields["ip"]] in attackers
-                    and e[fields["last_success"]] < began)
+        entries = decode((rundir.datadir(victim) / "peers.json").read_bytes())["entries"]
+        rows = (dict(zip(ENTRY_FIELDS, e)) for e in entries)
+        early = sum(1 for e in rows if e["in_tried"] and e["ip"] in attackers and e["last_success"] < began)
         if early > BUDGET / 2:
             flooded.add(victim)
     return flooded
