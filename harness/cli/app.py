@@ -8,9 +8,10 @@ JSON with --json (harness.cli.render).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json as jsonlib
-import time
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ from harness.cli.options import (
     SeedOption,
     WaitOption,
     boundary,
+    ctrl_c_sets_flag,
 )
 from harness.errors import BackendError, BackendUnavailable, ExitCode, HarnessError
 from harness.plan.model import Plan
@@ -233,13 +235,14 @@ def deploy(file: ScenarioFile, backend: BackendOption = Backend("local"), seed: 
                 "nodes": len(state.started_nodes), "status": state.status,
                 "members": dict(Counter(m["kind"] for m in members)), "member_list": members,
                 "monitoring": _monitoring_urls(state)}
-        try:
-            _show_deployed(info, state.started_nodes[0], f" --run-dir {path}" if run_dir else "", json)
-            if wait:
-                _follow(path)
-        except KeyboardInterrupt:
-            if not wait:
-                raise
+        flag = f" --run-dir {path}" if run_dir else ""
+        if not wait:
+            _show_deployed(info, state.started_nodes[0], flag, json)
+            return
+        with ctrl_c_sets_flag() as pressed:  # from before the line the user (or a test) waits for
+            _show_deployed(info, state.started_nodes[0], flag, json)
+            finished = _follow(path, pressed)
+        if not finished:
             render.stderr_console().print(f"stopped following; the network keeps running: stop it with "
                                           f"`harness down --run-dir {path}`")
 
@@ -250,22 +253,22 @@ def _show_deployed(info: dict[str, Any], a_node: str, flag: str, json: bool) -> 
     _show(info, json, lambda i: render.print_deployed(i, next_steps), render.deployed_line)
 
 
-def _follow(path: Path) -> None:
+def _follow(path: Path, pressed: threading.Event) -> bool:
     """`deploy --wait`: show the status until the run stops (e.g. `harness down` from another
-    shell) or Ctrl-C (KeyboardInterrupt, which the caller turns into "stopped following")."""
+    shell), True, or until Ctrl-C sets `pressed`, False (the caller says the network keeps running)."""
     runner = _runner()
-    if render.is_terminal():
-        with render.live_status() as show:
-            while (status := runner.status(path))["running"]:
-                show(status)
-                time.sleep(FOLLOW_INTERVAL_SECONDS)  # the refresh period of the view
+    view = render.live_status() if render.is_terminal() else contextlib.nullcontext(lambda _status: None)
+    with view as show:
+        while not pressed.is_set() and (status := runner.status(path))["running"]:
             show(status)
-    else:
-        while (status := runner.status(path))["running"]:
-            time.sleep(FOLLOW_INTERVAL_SECONDS)
+            pressed.wait(FOLLOW_INTERVAL_SECONDS)  # the refresh period of the view; Ctrl-C ends it at once
+        if pressed.is_set():
+            return False
+        show(status)
     if status["status"] == "crashed":
         raise BackendError(f"the network's processes exited; logs in {Path(status['run_dir']) / 'logs'}, "
                            f"clean up with `harness down --run-dir {path}`")
+    return True
 
 
 @app.command()

@@ -4,6 +4,8 @@ variable), and `boundary`, the one place a domain error becomes a message and an
 from __future__ import annotations
 
 import enum
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,3 +70,17 @@ def boundary() -> Iterator[None]:
     except KeyboardInterrupt:
         render.print_error(HarnessError("interrupted"))
         raise typer.Exit(ExitCode.INTERRUPTED) from None
+
+
+@contextmanager
+def ctrl_c_sets_flag() -> Iterator[threading.Event]:
+    """Within: Ctrl-C sets the event it yields instead of raising KeyboardInterrupt. For a loop that
+    must stop on Ctrl-C every time: Python raises KeyboardInterrupt wherever the main thread happens
+    to be, and when that is a finalizer (a weakref callback run by the garbage collector) it is printed
+    as "Exception ignored" and lost, so the loop would go on (seen in CI under `deploy --wait`)."""
+    pressed = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: pressed.set())
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)

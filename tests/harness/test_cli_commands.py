@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import weakref
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from harness.cli import render
 from harness.run import progress, runner
 from harness.backends.local import processes as lw
 from harness.cli.app import app
+from harness.cli.options import ctrl_c_sets_flag
 from harness.errors import ExitCode
 from harness.run.rundir import RunDir, RunState
 from tests.harness.test_teardown import assert_nothing_left, phase, wait_until
@@ -338,6 +340,30 @@ def test_ctrl_c_while_following_a_deploy_leaves_the_network_running(tmp_path: Pa
             proc.kill()
         runner.down(run_dir)
     assert_nothing_left(RunDir(run_dir))
+
+
+class _Finalized:
+    """An object whose collection runs a callback, as the garbage collector runs weakref callbacks."""
+
+
+def _ctrl_c_inside_a_finalizer() -> None:
+    """SIGINT handled while the main thread runs a finalizer (the case CI met under `deploy --wait`)."""
+    obj = _Finalized()
+    weakref.finalize(obj, signal.raise_signal, signal.SIGINT)
+    del obj
+
+
+def test_ctrl_c_during_a_finalizer_still_stops_following(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The premise: with Python's own handler, the KeyboardInterrupt raised there is "ignored" and lost.
+    lost: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: lost.append(u.exc_value))
+    _ctrl_c_inside_a_finalizer()  # would raise here if it were not lost
+    assert len(lost) == 1 and isinstance(lost[0], KeyboardInterrupt)
+    with ctrl_c_sets_flag() as pressed:
+        _ctrl_c_inside_a_finalizer()
+        assert pressed.is_set()
+    assert len(lost) == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_deploy_interrupted_while_starting_exits_130_and_leaves_no_process(tmp_path: Path) -> None:
