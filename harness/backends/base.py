@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 from harness.backends.client import ControlAPIError, ControlClient
 from harness.backends.endpoint import Endpoint
+from harness.backends.funding import fund_wallets
 from harness.errors import AddressesInUse, BackendError, MonitorUnavailable
-from harness.plan.model import Plan
+from harness.plan.model import BITCOIND, Plan
 
 __all__ = ["AddressesInUse", "Backend", "BackendError", "DownSummary", "Endpoint", "MemberStatus", "RunState",
            "RunStore", "labels_for", "new_run_id"]
@@ -211,11 +212,21 @@ class Backend(abc.ABC):
         else:
             targets = [endpoints[n] for n in names]
         asyncio.run(self._poll_ready(state, targets, timeout if timeout is not None else ready_timeout(len(targets))))
+        if state.status == DEPLOYING and names is None:
+            # part of being ready: a payment from any of them reaches every bitcoind (funding.py)
+            bitcoinds = [endpoints[n.name] for n in self.plan.peers() if n.role == BITCOIND and n.name in endpoints
+                         and n.name not in state.stopped_nodes]
+            if bitcoinds:
+                asyncio.run(self._fund(state, bitcoinds))
         if state.status == DEPLOYING:
             with self.run.locked():
                 state = self.state()
                 state.status, state.ready_at = RUNNING, time.time()
                 self.run.save_state(state)
+
+    async def _fund(self, state: RunState, bitcoinds: list[Endpoint]) -> None:
+        async with ControlClient(state.control_token) as client:
+            await fund_wallets(client, bitcoinds)
 
     async def _poll_ready(self, state: RunState, targets: list[Endpoint], timeout: float) -> None:
         deadline = time.monotonic() + timeout

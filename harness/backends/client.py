@@ -256,6 +256,11 @@ class ControlClient:
     async def inject_tx(self, ep: Endpoint) -> str:
         return (await self.request(ep, "POST", "/tx", {"synthetic": True}, timeout=INJECT_TIMEOUT_SECONDS))["txid"]
 
+    async def fund(self, ep: Endpoint) -> dict[str, Any]:
+        """A bitcoind member's wallet made able to pay (harness.backends.funding): {tip, height, mined}."""
+        answer: dict[str, Any] = await self.request(ep, "POST", "/fund", {}, timeout=INJECT_TIMEOUT_SECONDS)
+        return answer
+
     async def mine_block(self, ep: Endpoint, size: int | None = None, fill: str = "txs") -> str:
         """A block on the node's tip; with `size`, filled to about that many bytes (docs/chaos.md)."""
         body: dict[str, Any] = {} if size is None else {"size": size, "fill": fill}

@@ -2,12 +2,13 @@
 `-capturemessages`, so its supervisor reads its traffic off the loopback interface (a packet socket,
 root) and writes the light node's capture files; `harness messages` reads them unchanged.
 
-One run (four light nodes, one bitcoind, `network.capture: true` with a 64 KiB cap):
+One run (four light nodes, one bitcoind, `network.capture: true`, a cap it never reaches):
 - its handshakes with its planned light nodes, recorded from their SYN, match the light nodes' own
   captures of the same connections byte for byte, both ways;
 - known messages from a peer of the test arrive as "recv" byte for byte, its answers as "sent";
-- after `harness capture stop` and `start`, a connection already open is picked up mid-stream;
-- 101 mined blocks later the capture files hold at most the cap, the oldest dropped.
+- after `harness capture stop` and `start`, a connection already open is picked up mid-stream.
+Another, with a 64 KiB cap: the 101 blocks its wallet is funded with during the deploy leave the
+capture files at most the cap, the oldest dropped.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tests.real import missing
 pytestmark = [pytest.mark.slow, pytest.mark.bitcoind, pytest.mark.timeout(400)]
 
 CAP = 64 * 1024  # the run records ~4 kB before its blocks and ~170 kB with them
+NO_CAP = 64 * 1024 * 1024  # the default: the 101 funding blocks (~170 kB, ~600 kB seen under load) fit
 RELAY_TIMEOUT_S = 180.0  # 101 blocks mined and relayed to its light nodes, on a loaded machine
 TEST_PEER_IP = "127.1.0.210"
 NONCES = (0x0DDBA11CAFE, 0xFEEDFACE0001)
@@ -54,14 +56,21 @@ def payloads(found: list[dict], direction: str) -> list[tuple[str, str]]:
     return [(m["command"], m["payload"]) for m in found if m["direction"] == direction]
 
 
-def test_a_bitcoind_members_messages_are_captured_from_the_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _deploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int) -> RunDir:
+    """Four light nodes and bitcoind-0, everyone's capture on from the start (the bitcoind's from
+    its packet socket); by the time the deploy returns the wallet is funded (101 blocks)."""
     monkeypatch.setenv("HARNESS_BITCOIND", str(require_bitcoind()))
     if (why := available("lo")) is not None:
         missing("packet-socket", why)
     scenario = tmp_path / "capture.yaml"
-    scenario.write_text(SCENARIO.format(nodes=4) + f"  capture: true\n  capture_max_bytes: {CAP}\n")
+    scenario.write_text(SCENARIO.format(nodes=4) + f"  capture: true\n  capture_max_bytes: {cap}\n")
     run = RunDir(tmp_path / "run")
     runner.deploy(scenario, "local", run.path, wait=True)
+    return run
+
+
+def test_a_bitcoind_members_messages_are_captured_from_the_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _deploy(tmp_path, monkeypatch, NO_CAP)
     try:
         plan = Plan.from_json(run.plan_file.read_text())
         spec = plan.node("bitcoind-0")
@@ -130,9 +139,13 @@ def test_a_bitcoind_members_messages_are_captured_from_the_outside(tmp_path: Pat
                      "ping and pong of an open connection captured after a restart of the capture")
         finally:
             peer.close()
+    finally:
+        runner.down(run.path)
 
-        # 4. the cap: 101 blocks mined for the first payment, each sent once to each of its 4 light nodes
-        runner.inject(run.path, "inject_tx", "bitcoind-0")
+
+def test_a_bitcoind_members_capture_keeps_to_its_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _deploy(tmp_path, monkeypatch, CAP)  # the funding: 101 blocks, each sent to each of its 4 light nodes
+    try:
         root = run.datadir("bitcoind-0") / CAPTURE_DIR
 
         def state() -> dict:  # `start` of a running capture changes nothing and answers its state

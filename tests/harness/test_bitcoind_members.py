@@ -1,10 +1,13 @@
 """bitcoind members on the local backend, end to end with the real binary (docs/bitcoind.md):
 two bitcoinds and 20 light nodes from scenarios/mixed-bitcoind.yaml; a wallet payment of bitcoind-0
 reaches bitcoind-1 byte-identical through the light nodes (the bitcoinds never link directly); their
-first-seen times and peers are in report.json; `down` leaves no bitcoind running."""
+first-seen times and peers are in report.json; `down` leaves no bitcoind running. Both wallets are
+funded on one chain by the time the deploy returns; a bitcoind that does not connect a funder's tip
+is named."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -12,8 +15,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from harness.backends.client import ControlClient
+from harness.backends.funding import fund_wallets
 from harness.backends.local import processes as lw
+from harness.backends.registry import make_backend
 from harness.cli.app import app
+from harness.errors import BackendError
 from harness.plan.model import Plan
 from harness.run import runner
 from harness.run.rundir import RunDir
@@ -23,7 +30,7 @@ from tests.bitcoind import require_bitcoind
 pytestmark = [pytest.mark.slow, pytest.mark.bitcoind, pytest.mark.timeout(400)]
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "mixed-bitcoind.yaml"
-RELAY_TIMEOUT_S = 120.0  # 101 blocks to sync through the light nodes, then the tx; ~10 s when idle
+RELAY_TIMEOUT_S = 120.0  # the tx through the light nodes; a few s when idle
 
 
 def rpc_of(run: RunDir, plan: Plan, name: str) -> RPC:
@@ -53,6 +60,9 @@ def test_a_wallet_tx_crosses_the_light_network_between_two_bitcoinds(tmp_path, m
     plan = Plan.from_json(run.plan_file.read_text())
     try:
         btc0, btc1 = rpc_of(run, plan, "bitcoind-0"), rpc_of(run, plan, "bitcoind-1")
+        # funded while the run got ready: 101 blocks each, in turn, on one chain both have connected
+        assert btc0("getbestblockhash") == btc1("getbestblockhash") and btc0("getblockcount") == 202
+        assert btc0("getbalance") > 0 and btc1("getbalance") > 0
         record = runner.inject(run.path, "inject_tx", "bitcoind-0")
         (txid,) = record["result"]["txids"]
         raw0 = btc0("getrawtransaction", txid)
@@ -75,6 +85,18 @@ def test_a_wallet_tx_crosses_the_light_network_between_two_bitcoinds(tmp_path, m
             # inbound: only the scenario's spammers (from 30 s), which may be connected by now
             assert {p["peer"] for p in peers if p["direction"] == "inbound"} <= spam
         assert report["propagation"]["items"][0]["item_id"] == txid
+
+        # funding waits for every bitcoind to connect the funder's tip, and names one that does not
+        runner.inject(run.path, "pause_node", "bitcoind-1")
+        btc0("generatetoaddress", 1, btc0("getnewaddress"))  # a tip the paused one cannot connect
+        eps = make_backend("local", run).node_endpoints()
+
+        async def fund() -> None:
+            async with ControlClient(run.load_state().control_token, timeout=2.0, retries=0) as client:
+                await fund_wallets(client, [eps["bitcoind-0"], eps["bitcoind-1"]], timeout=3.0)
+
+        with pytest.raises(BackendError, match="bitcoind-1 did not connect bitcoind-0's funding blocks"):
+            asyncio.run(fund())
     finally:
         summary = runner.down(run.path)
     state = run.load_state()

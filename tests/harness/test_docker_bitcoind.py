@@ -28,7 +28,7 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.bitcoind, pytest.mark.timeout(900)]
 
 TAG = "harness-node:test-docker-bitcoind"
-RELAY_TIMEOUT = 180.0  # 101 blocks through the light nodes, then the payment, on a shared engine
+RELAY_TIMEOUT = 180.0  # the payment through the light nodes, on a shared engine (both wallets funded at deploy)
 wait = partial(wait_until, interval=1.0)
 SCENARIO = """\
 name: docker-bitcoind

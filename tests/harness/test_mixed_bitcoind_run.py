@@ -64,9 +64,9 @@ def test_the_mixed_bitcoind_scenario_runs_to_the_end(tmp_path: Path) -> None:
         match = re.fullmatch(r"prometheus (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line + (proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
         url = match.group(1)
-        # the first wallet payment (at 20 s) mines 101 blocks; the light nodes carry them to the other bitcoind
+        # funded before the timeline: 101 blocks each, in turn, on one chain through the light nodes
         wait_until(lambda: (h := _by_node(url, "harness_bitcoind_chain_height")).keys() == set(BITCOINDS)
-                   and min(h.values()) >= 101, 150, "both bitcoinds at height >= 101 in Prometheus")
+                   and min(h.values()) >= 202, 150, "both bitcoinds at height >= 202 in Prometheus")
         peers = _by_node(url, 'harness_bitcoind_peers{direction="outbound"}')
         assert peers == {b: 8.0 for b in BITCOINDS}, peers  # each dials its 8 planned light nodes (-connect)
         # the spam (from 30 s): a scored peer that bitcoind let go, counted from its RPC

@@ -14,8 +14,9 @@ checks and reports observe it exactly like a light node (docs/bitcoind.md):
     GET  /metrics       harness_bitcoind_* from the same polls (conduct.py)
     GET  /capture       message capture state; POST /capture {"on": bool} starts or stops it: its
                         traffic read off the interface (sniff.py), in the light node's capture files
-    POST /tx            {"synthetic": true}: a wallet payment (sendtoaddress to itself), after mining
-                        101 blocks once so a coinbase is spendable
+    POST /fund          mine 101 blocks once so a coinbase is spendable; {"tip", "height", "mined"}
+                        (the harness funds every bitcoind member before the run counts as ready)
+    POST /tx            {"synthetic": true}: a wallet payment (sendtoaddress to itself)
     POST /block         generatetoaddress 1
 
 On SIGTERM (the backend's `down`) it asks bitcoind to stop by RPC and waits for it; bitcoind is in
@@ -211,21 +212,38 @@ class Member:
                  "until": b.get("banned_until"), "created": b.get("ban_created"), "kind": "ban"}
                 for b in await self.call("listbanned")]
 
-    async def pay(self) -> str:
-        """A wallet transaction: mature a coinbase once (101 blocks), then pay itself."""
+    async def fund(self) -> dict[str, Any]:
+        """Make the wallet able to pay: mine 101 blocks once so a coinbase is spendable (none when it
+        already can). The harness asks every bitcoind member in turn while the run gets ready
+        (harness/backends/funding.py). Returns the tip and how many blocks this call mined."""
         async with self._wallet_lock:
-            if self.wallet_address is None:
-                self.wallet_address = await self.call("getnewaddress")
-            if await self.call("getbalance") < PAYMENT_BTC * 2:
-                await self.call("generatetoaddress", COINBASE_MATURITY + 1, self.wallet_address)
-            txid = await self.call("sendtoaddress", self.wallet_address, PAYMENT_BTC)
+            mined = await self._mature()
+            tip = await self.call("getbestblockhash")
+            height = await self.call("getblockcount")
+        return {"tip": tip, "height": height, "mined": mined}
+
+    async def _mature(self) -> int:
+        if await self.call("getbalance") >= PAYMENT_BTC * 2:
+            return 0
+        await self.call("generatetoaddress", COINBASE_MATURITY + 1, await self._address())
+        return COINBASE_MATURITY + 1
+
+    async def _address(self) -> str:
+        if self.wallet_address is None:
+            self.wallet_address = await self.call("getnewaddress")
+        return self.wallet_address
+
+    async def pay(self) -> str:
+        """A wallet transaction paying itself (funded first if the harness has not funded it: a
+        member restarted with a wiped data dir)."""
+        async with self._wallet_lock:
+            await self._mature()
+            txid = await self.call("sendtoaddress", await self._address(), PAYMENT_BTC)
         self.tx_seen.setdefault(txid, time.time_ns())
         return txid
 
     async def mine(self) -> str:
-        if self.wallet_address is None:
-            self.wallet_address = await self.call("getnewaddress")
-        (block,) = await self.call("generatetoaddress", 1, self.wallet_address)
+        (block,) = await self.call("generatetoaddress", 1, await self._address())
         self.block_seen.setdefault(block, time.time_ns())
         return block
 
@@ -310,6 +328,10 @@ def make_app(member: Member) -> web.Application:
         if body.get("synthetic") is not True:
             return _error(400, "a bitcoind member sends wallet payments only: {\"synthetic\": true}")
         return web.json_response({"txid": await member.pay(), "accepted": True})
+
+    @routes.post("/fund")
+    async def post_fund(request: web.Request) -> web.Response:
+        return web.json_response(await member.fund())
 
     @routes.post("/block")
     async def post_block(request: web.Request) -> web.Response:
