@@ -308,6 +308,7 @@ class Node(ChaosFaults):
         """The handshake completed (verack received)."""
         self._next_peer_check = 0.0  # its keep-alive deadlines start now (Peer.on_verack)
         self.manual.peer_ready(peer)
+        self.connman.peer_ready(peer)
         self.relay.peer_ready(peer)
         self.addrs.peer_ready(peer)
         self.on_peer_connected(peer)

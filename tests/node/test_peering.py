@@ -162,6 +162,30 @@ def test_automatic_outbound_takes_one_peer_per_netgroup(lt, make_node):
     assert len(groups) == len(set(groups)) == 3 and rounds >= 3
 
 
+def test_the_time_every_outbound_slot_first_held_a_ready_peer_is_kept(lt, make_node):
+    targets = _targets(make_node)  # three netgroups: room for 2 full-relay + 1 block-relay peers
+    node = make_node(bind="127.162.1.1", peering={"outbound_full_relay": 2, "block_relay": 1},
+                     timers={"connect_loop": 0.01})
+    assert lt.eval(lambda: node.connman.status()["slots_filled_at"]) is None  # no peer yet
+    before = time.time()
+    lt.eval(lambda: node.connman.addrman.add([NetAddr(t.config.bind, t.port, 9, int(time.time())) for t in targets],
+                                             source_ip="127.99.0.1"))
+
+    def ready() -> dict[str, int]:
+        return lt.eval(lambda: {k: sum(p.verack_received for p in node.outbound_peers(k))
+                                for k in ("outbound-full-relay", "block-relay")})
+
+    wait_until(lambda: ready() == {"outbound-full-relay": 2, "block-relay": 1}, what="2 + 1 ready outbound peers")
+    at = lt.eval(lambda: node.connman.status()["slots_filled_at"])
+    assert at is not None and before <= at <= time.time()
+    # kept: a slot that empties and fills again later does not move it
+    gone = lt.eval(lambda: next(p for p in node.outbound_peers() if p.kind == "block-relay"))
+    lt.eval(lambda: gone.disconnect("test"))
+    wait_until(lambda: lt.eval(lambda: gone not in node.peers.values()), what="the block-relay peer gone")
+    wait_until(lambda: ready()["block-relay"] == 1, what="the slot filled again")  # from the other address of its group
+    assert lt.eval(lambda: node.connman.status()["slots_filled_at"]) == at
+
+
 def test_without_netgroup_diversity_several_outbound_peers_share_a_group(lt, make_node):
     targets = _targets(make_node)
     node = make_node(bind="127.161.1.1", timers={"connect_loop": 0.01},

@@ -104,6 +104,7 @@ class ConnMan:
                                          "inbound_refused_full": 0, "inbound_refused_descriptors": 0,
                                          "dials": 0, "dial_failures": 0}
         self.descriptors: DescriptorBudget | None = None
+        self.slots_filled_at: float | None = None  # epoch s: every outbound slot first held a ready peer
         self._set_aside = 0
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None  # the outbound loop's pause, while it waits
@@ -425,10 +426,21 @@ class ConnMan:
             if p is peer or (action is Action.BAN and p.ip == peer.ip):
                 p.disconnect(f"misbehaviour: {reason}")
 
+    def peer_ready(self, peer: Peer) -> None:
+        """A handshake completed. The first time every full-relay and block-relay slot holds a
+        ready peer is kept (`slots_filled_at`): how long this node took to join the network, read
+        once at the end instead of sampled (bench/bench_deploy.py)."""
+        if self.slots_filled_at is not None or peer.inbound or peer.kind not in ("outbound-full-relay", "block-relay"):
+            return
+        if all(sum(p.verack_received for p in self.node.outbound_peers(kind)) >= want
+               for kind, want in (("outbound-full-relay", self.cfg.outbound_full_relay),
+                                  ("block-relay", self.cfg.block_relay))):
+            self.slots_filled_at = time.time()
+
     def status(self) -> dict[str, Any]:
         n_new, n_tried = self.addrman.counts()
         return {"addrman": {"new": n_new, "tried": n_tried}, "anchors_pending": len(self.anchors),
-                "pending_dials": len(self.pending), **self.counters}
+                "pending_dials": len(self.pending), "slots_filled_at": self.slots_filled_at, **self.counters}
 
 
 def _resolve(waiter: asyncio.Future[None] | None) -> None:
