@@ -30,16 +30,12 @@ FUND_POLL_SECONDS = 0.5
 
 
 async def fund_wallets(client: ControlClient, members: Sequence[Endpoint],
-                       timeout: float = FUND_TIMEOUT_SECONDS) -> list[dict[str, object]]:
+                       timeout: float = FUND_TIMEOUT_SECONDS) -> None:
     """Fund each bitcoind member in turn; after each, wait until all of them have its tip.
-    BackendError naming the members without it after ``timeout`` seconds. Returns what each
-    member's POST /fund answered, with its name."""
-    funded: list[dict[str, object]] = []
+    BackendError naming the members without it after ``timeout`` seconds."""
     for ep in members:
         answer = await client.fund(ep)
-        funded.append({"member": ep.name, **answer})
         await _until_everyone_has(client, members, ep.name, answer["tip"], answer["height"], timeout)
-    return funded
 
 
 async def _until_everyone_has(client: ControlClient, members: Sequence[Endpoint], funder: str, tip: str,
