@@ -282,6 +282,34 @@ def test_a_node_never_seen_up_is_retried_soon_then_as_sipa(monkeypatch: pytest.M
     assert db2.seconds_until_due() == 1000.0
 
 
+
+def test_failures_before_a_nodes_first_answer_are_not_held_against_it():
+    """Probes refused while a node starts (its host process was slower than the seeder) leave no
+    mark: at its first answer it is good and stays good through a later success, as a node first
+    probed when it was up would be. sipa keeps them, and the node stays "not good" for long."""
+    from harness_node.net.sandbox import Sandbox
+    from harness_node.seeder.nodedb import NodeDb
+
+    now = [1_000_000.0]
+    db = NodeDb(RULE, 1000.0, Sandbox(["127.0.0.0/8"]), clock=lambda: now[0], rng=random.Random(1))
+    db.add("127.9.0.3", PORT, force=True)
+    for _ in range(3):
+        rec = db.next_to_try()
+        db.record_failure(rec.endpoint)
+        now[0] += db.seconds_until_due()
+    rec = db.next_to_try()
+    db.record_success(rec.endpoint, 70016, "/x/", 0, NODE_NETWORK)
+    assert rec.endpoint in db.good
+    assert (rec.total, rec.success) == (1, 1)
+    now[0] += 1000.0
+    db.record_success(db.next_to_try().endpoint, 70016, "/x/", 0, NODE_NETWORK)
+    assert rec.endpoint in db.good
+    # a node that answered once and then fails is judged on its whole history, as sipa does
+    now[0] += 1000.0
+    db.record_failure(db.next_to_try().endpoint)
+    assert (rec.total, rec.success) == (3, 2)
+
+
 # --- reliability rules (pure) ------------------------------------------------------------------
 
 RULE = GoodRule(default_port=PORT, time_scale=1.0)

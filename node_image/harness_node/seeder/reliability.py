@@ -116,6 +116,14 @@ class NodeRecord:
         if ignore:
             self.ignore_till = max(self.ignore_till, now + ignore)
 
+    def forget_history(self) -> None:
+        """As if never tried: the next result is the first (the seeder's own knowledge, not gossip,
+        is what goes)."""
+        self.our_last_try = self.ignore_till = 0.0
+        self.total = self.success = 0
+        self.last_ok = None
+        self.stats = {w[0]: DecayedStat() for w in WINDOWS}
+
     def is_good(self, rule: GoodRule) -> bool:
         if self.port != rule.default_port or not self.services & NODE_NETWORK:
             return False
