@@ -75,6 +75,11 @@ class GoodRule:
     time_scale: float = 1.0
 
 
+def _fresh_windows() -> dict[str, DecayedStat]:
+    """One empty statistic per window: a record's history before its first probe."""
+    return {w[0]: DecayedStat() for w in WINDOWS}
+
+
 @dataclass(slots=True)
 class NodeRecord:
     """Everything the seeder knows about one endpoint."""
@@ -92,7 +97,7 @@ class NodeRecord:
     total: int = 0
     success: int = 0
     last_ok: bool | None = None  # result of the newest probe
-    stats: dict[str, DecayedStat] = field(default_factory=lambda: {w[0]: DecayedStat() for w in WINDOWS})
+    stats: dict[str, DecayedStat] = field(default_factory=_fresh_windows)
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -122,7 +127,7 @@ class NodeRecord:
         self.our_last_try = self.ignore_till = 0.0
         self.total = self.success = 0
         self.last_ok = None
-        self.stats = {w[0]: DecayedStat() for w in WINDOWS}
+        self.stats = _fresh_windows()
 
     def is_good(self, rule: GoodRule) -> bool:
         if self.port != rule.default_port or not self.services & NODE_NETWORK:
