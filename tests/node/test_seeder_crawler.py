@@ -282,7 +282,6 @@ def test_a_node_never_seen_up_is_retried_soon_then_as_sipa(monkeypatch: pytest.M
     assert db2.seconds_until_due() == 1000.0
 
 
-
 def test_failures_before_a_nodes_first_answer_are_not_held_against_it():
     """Probes refused while a node starts (its host process was slower than the seeder) leave no
     mark: at its first answer it is good and stays good through a later success, as a node first
