@@ -39,12 +39,19 @@ def crawl_concurrency(honest: int) -> int:
     return max(16, honest // 20)
 
 
+# Testbed adaptation 13 (docs/protocol.md): a testnet's seeder answers once this share of the nodes it
+# has tried answered (or its warm-up ran out), so that its first answers are not only the nodes of
+# the host that started first
+SEEDER_WARMUP_SHARE = 0.9
+
+
 def seeder_config(spec: NodePlan, token: str) -> dict[str, Any]:
     plan = dict(spec.config)
     out: dict[str, Any] = {k: plan[k] for k in ("zone", "ttl", "mode", "magic", "time_scale") if k in plan}
     seeds = list(plan.get("honest") or [])
     out.update(dns_host=spec.address, dns_port=spec.p2p_port, control_host=spec.address, control_port=spec.control_port,
                control_token=token, seeds=seeds, concurrency=crawl_concurrency(len(seeds)),
+               warmup_share=SEEDER_WARMUP_SHARE,
                mode_params=seeder_mode_params(plan.get("mode", "honest"), dict(plan.get("params") or {}),
                                               list(plan.get("attackers") or [])))
     return out

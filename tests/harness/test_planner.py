@@ -139,6 +139,7 @@ def test_the_seeder_crawls_every_honest_node_with_workers_for_the_network_size(n
     config = SeederConfig(**seeder_config(result.seeder, "t"))
     assert config.concurrency == workers
     assert len(config.seeds) == nodes == len(set(config.seeds))
+    assert config.warmup_share == 0.9  # adaptation 13: a testnet's seeder waits for its nodes to answer
 
 
 def test_selector_modes_pick_the_stated_number_of_nodes():

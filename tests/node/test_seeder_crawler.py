@@ -309,6 +309,72 @@ def test_failures_before_a_nodes_first_answer_are_not_held_against_it():
     assert (rec.total, rec.success) == (3, 2)
 
 
+async def served(seeder: Seeder, queries: int = 12) -> set[str]:
+    """The addresses a dozen real UDP queries for x9 got."""
+    q = dns.message.make_query("x9.seed.testnet.", "A")
+    got: set[str] = set()
+    for _ in range(queries):
+        r = await dns.asyncquery.udp(q, seeder.config.dns_host, port=seeder.dns.port, timeout=3)
+        got |= {rd.address for rrset in r.answer for rd in rrset}
+    return got
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+@pytest.mark.parametrize("warmup_share", [0.0, 0.9])
+async def test_a_warm_up_holds_the_answers_until_the_nodes_the_seeder_tried_answer(warmup_share: float):
+    """Testbed adaptation 13. Two of eight seeds are up when the seeder starts (their host process
+    started first). Without a warm-up (sipa) the seeder names those two to every node asking at
+    once; with one, it names no one while most nodes it tried were refused, and once the other six
+    are up and answer its retries it names them too."""
+    early = [FakePeer(f"{NET}.{i}") for i in (1, 2)]
+    late = [FakePeer(f"{NET}.{i}") for i in range(3, 9)]
+    for p in early:
+        await p.start()
+    seeder = Seeder(seeder_config(time_scale=1.0, timeout=5.0, seeds=[p.ip for p in early + late],
+                                  warmup_share=warmup_share, warmup_seconds=60.0))
+    try:
+        await seeder.start()
+        await wait_until(lambda: len(seeder.db.judged) == 8 and not seeder.db._in_flight, 10, "every seed's first probe")
+        assert seeder.db.good == {(p.ip, PORT) for p in early} and len(seeder.db.seen_up) == 2
+        first = await served(seeder)
+        if not warmup_share:
+            assert first and first <= {p.ip for p in early} and seeder.status()["warm"]
+            return
+        assert first == set() and not seeder.status()["warm"]
+        for p in late:
+            await p.start()
+        await wait_until(lambda: seeder.source.warm, 20, "the late seeds to answer a retry")  # after 2 s
+        later = await served(seeder)
+        assert later & {p.ip for p in late} and later <= {p.ip for p in early + late}
+    finally:
+        await seeder.stop()
+        for p in early + late:
+            await p.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.asyncio
+async def test_a_warm_up_ends_after_warmup_seconds_even_if_nodes_stay_down():
+    """Nodes down for good (a scenario may start some stopped) hold the answers back no longer than
+    warmup_seconds: then the seeder serves the good ones it has."""
+    early = FakePeer(f"{NET}.1")
+    await early.start()
+    seeder = Seeder(seeder_config(time_scale=1.0, timeout=5.0, seeds=[early.ip, f"{NET}.2", f"{NET}.3"],
+                                  warmup_share=0.9, warmup_seconds=1.5))
+    try:
+        await seeder.start()
+        start = time.monotonic()
+        await wait_until(lambda: (early.ip, PORT) in seeder.db.good and len(seeder.db.judged) == 3, 10, "first probes")
+        assert await served(seeder, 2) == set()
+        await wait_until(lambda: seeder.source.warm, 10, "the warm-up to run out")
+        assert time.monotonic() - start >= 1.0
+        assert await served(seeder, 2) == {early.ip}
+    finally:
+        await seeder.stop()
+        await early.stop()
+
+
 # --- reliability rules (pure) ------------------------------------------------------------------
 
 RULE = GoodRule(default_port=PORT, time_scale=1.0)

@@ -217,6 +217,10 @@ def test_config_errors_name_the_setting(tmp_path):
         SeederConfig(mode="evil")
     with pytest.raises(SeederConfigError, match="allowlist"):
         SeederConfig(allowlist=["10.0.0.0/33"])
+    with pytest.raises(SeederConfigError, match="warmup_share must be 0..1"):
+        SeederConfig(warmup_share=1.5)
+    with pytest.raises(SeederConfigError, match="warmup_seconds must be >= 0"):
+        SeederConfig(warmup_seconds=-1)
     bad = tmp_path / "seeder.yaml"
     bad.write_text("seeder:\n  magic: zz\n")
     assert main_from_args(["--config", str(bad)]) == 2

@@ -29,6 +29,8 @@ REGTEST_PORT = 18444
 SEEDER_USER_AGENT = "/harness-seeder:0.1/"
 CRAWL_CONCURRENCY = 16  # sipa runs 96 threads; a testbed has tens of nodes, not 10^4
 CACHE_MAX_AGE = 5.0  # main.cpp cacheHit: refresh a flag's cache when older than 5 s (and hit often)
+WARMUP_SECONDS = 10.0  # adaptation 13: the longest a warm-up holds the honest answers back
+WARMUP_SAMPLE = 100  # adaptation 13: judge the share answered over this many nodes at least (or every seed)
 
 
 class SeederConfigError(ValueError):
@@ -74,6 +76,10 @@ class SeederConfig:
     max_records: int = MAX_RECORDS
     udp_payload: int = UDP_PAYLOAD
     cache_max_age: float = CACHE_MAX_AGE
+    # Testbed adaptation 13: honest answers wait until this share of the nodes judged have answered,
+    # for at most warmup_seconds after the start (0: answer at once, as sipa)
+    warmup_share: float = 0.0
+    warmup_seconds: float = WARMUP_SECONDS
     # answer policy (modes.py)
     mode: str = "honest"
     mode_params: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +148,10 @@ class SeederConfig:
             raise SeederConfigError(f"time_scale must be > 0, got {self.time_scale}")
         if self.concurrency < 1:
             raise SeederConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+        if not 0 <= self.warmup_share <= 1:
+            raise SeederConfigError(f"warmup_share must be 0..1, got {self.warmup_share}")
+        if self.warmup_seconds < 0:
+            raise SeederConfigError(f"warmup_seconds must be >= 0, got {self.warmup_seconds}")
         if self.crawl_rate < 0:
             raise SeederConfigError(f"crawl_rate must be >= 0, got {self.crawl_rate}")
         for name in ("retry_interval", "timeout"):

@@ -55,6 +55,9 @@ class NodeDb:
         self._in_flight: set[Endpoint] = set()
         self._booting: list[tuple[float, Endpoint]] = []  # heap by due time: never seen up (_fail)
         self.attempts = 0
+        # adaptation 13's warm-up: the endpoints ever judged, and how many of them ever answered
+        self.judged: set[Endpoint] = set()
+        self.seen_up: set[Endpoint] = set()
         self._undialable = 0  # never probed, so never banned or removed: a plain count suffices
         self.generation = 0  # bumped whenever a node leaves the good set (DNS answer caches watch it)
 
@@ -192,6 +195,7 @@ class NodeDb:
         if rec is None:
             return
         rec.client_version, rec.user_agent, rec.height, rec.services = version, user_agent, height, services
+        self.judged.add(ep)
         if rec.success == 0 and rec.total:
             # Testbed adaptation 11: failures before a node's first answer were its start, not its
             # unreliability; kept, they left it "not good" once up (2,057 of 10,000 good after 97 s
@@ -202,6 +206,7 @@ class NodeDb:
             self._fail(rec, 0.0)
             return
         rec.record(True, self.clock(), self.retry_seconds, self.rule)
+        self.seen_up.add(ep)
         self.banned.pop(ep, None)
         if rec.is_good(self.rule):
             # no generation bump: a new good node reaches the answers at the cache's next refresh
@@ -226,6 +231,7 @@ class NodeDb:
 
     def _fail(self, rec: NodeRecord, ban_seconds: float) -> None:
         now = self.clock()
+        self.judged.add(rec.endpoint)
         rec.record(False, now, self.retry_seconds, self.rule)
         ep = rec.endpoint
         ban = max(ban_seconds, rec.ban_seconds(self.rule))

@@ -13,17 +13,19 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..net.sandbox import Sandbox
 from ..procutil import new_event_loop
 from ..tokenfile import read_token_file
 from .args import build_parser
-from .config import SeederConfig, SeederConfigError
+from .config import WARMUP_SAMPLE, SeederConfig, SeederConfigError
 from .control import ControlServer
 from .crawler import Crawler
 from .dnsserver import DnsServer, Responder
@@ -36,18 +38,43 @@ log = logging.getLogger("harness_node.seeder")
 
 
 class DbNodeSource:
-    """Serves the crawler's good set, plus any static nodes from the config."""
+    """Serves the crawler's good set, plus any static nodes from the config.
 
-    def __init__(self, db: NodeDb, static: Sequence[ServedNode] = ()) -> None:
+    Testbed adaptation 13 (docs/protocol.md): with a warm-up (`share` > 0), the crawled good set is
+    served only once `share` of the nodes judged so far have answered, judged over `sample` nodes at
+    least, or once `open_at` (set when the seeder starts) has passed. A testnet's seeder is told every
+    node while their host processes still start, and while some hosts are not up yet its good set
+    holds only the others' nodes: answering from it named the nodes of the process that started
+    first to every node asking, whose slots those few then filled and kept evicting from
+    (docs/benchmarks.md, issue 17, twenty-fourth round). Once the nodes it tries do answer, the
+    good set is a sample of the whole testnet however small it still is.
+    """
+
+    def __init__(self, db: NodeDb, static: Sequence[ServedNode] = (), share: float = 0.0, sample: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.static = list(static)
+        self.share, self.sample = share, sample
+        self.clock = clock
+        self.open_at = math.inf
+        self._warm = share <= 0
+
+    @property
+    def warm(self) -> bool:
+        if not self._warm:
+            judged, up = len(self.db.judged), len(self.db.seen_up)
+            if (judged >= self.sample and up >= self.share * judged) or self.clock() >= self.open_at:
+                self._warm = True
+                log.info("seeder warm: %d of the %d nodes judged answered", up, judged)
+        return self._warm
 
     @property
     def generation(self) -> int:
         return self.db.generation
 
     def good_nodes(self) -> list[ServedNode]:
-        return [ServedNode(r.ip, r.services) for r in self.db.good_records()] + self.static
+        crawled = [ServedNode(r.ip, r.services) for r in self.db.good_records()] if self.warm else []
+        return crawled + self.static
 
     def failed_nodes(self) -> list[ServedNode]:
         return [ServedNode(r.ip, r.services) for r in self.db.failed_records()]
@@ -61,7 +88,8 @@ class Seeder:
                         required_version=config.required_version, time_scale=config.time_scale)
         self.db = NodeDb(rule, config.retry_seconds, Sandbox(config.allowlist))
         static = [ServedNode(ip, config.static_services) for ip, _ in config.static_endpoints]
-        self.source = DbNodeSource(self.db, static)
+        share = config.warmup_share if config.crawl and config.seeds else 0.0
+        self.source = DbNodeSource(self.db, static, share, min(len(config.seeds), WARMUP_SAMPLE))
         rng = random.Random()
         ctx = AnswerContext(self.source, GoodCache(self.source, config.cache_max_age, rng), rng)
         self.responder = Responder(config, make_mode(config.mode, config.mode_params), ctx, self.counters)
@@ -77,6 +105,7 @@ class Seeder:
             await self.dns.start()
             await self.control.start()
             if self.crawler is not None:
+                self.source.open_at = self.source.clock() + self.config.warmup_seconds
                 self.crawler.add_seeds(self.config.seed_endpoints)
                 await self.crawler.start()
         except BaseException:
@@ -119,7 +148,7 @@ class Seeder:
         good += [f"{ip}:{port}" for ip, port in self.config.static_endpoints]
         return {
             "zone": self.config.zone, "mode": self.mode.name, "params": self.mode.params(),
-            "crawler": self.crawler is not None, "good": good, "known": s.known, "new": s.new,
+            "crawler": self.crawler is not None, "good": good, "warm": self.source.warm, "known": s.known, "new": s.new,
             "tracked": s.tracked, "banned": s.banned, "undialable": s.undialable, "attempts": s.attempts,
             "dns": f"{self.config.dns_host}:{self.dns.port}",
         }
