@@ -30,7 +30,7 @@ from typing import Any
 
 from harness.backends.base import DEPLOYING, RUNNING, STOPPED, RunState
 from harness.errors import ExitCode, HarnessError
-from harness_node.atomicfile import write_json_atomic
+from harness_node.atomicfile import write_bytes_atomic, write_json_atomic
 
 MARKER_FILE = ".harness-run"
 STATE_FILE = "state.json"
@@ -165,7 +165,7 @@ class RunDir:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def save_state(self, state: RunState) -> None:
-        write_json_atomic(self.state_file, state.to_dict(), mode=0o600, indent=2)
+        write_bytes_atomic(self.state_file, state.to_json().encode(), mode=0o600)
 
     def write_json(self, path: Path, data: Any, mode: int = 0o644) -> None:
         write_json_atomic(path, data, mode=mode, indent=2)

@@ -72,9 +72,11 @@ def host_of(state: RunState, node: str) -> ProcessRecord:
 def add_record(state: RunState, rec: ProcessRecord) -> None:
     state.backend_state.setdefault("processes", []).append(asdict(rec))
     hosts = state.backend_state.setdefault("node_hosts", {})
+    started = set(state.started_nodes)  # not a list scan per node: 10,000 of them took 2 s
     for node in rec.nodes:
         hosts[node] = rec.name
-        if node not in state.started_nodes:
+        if node not in started:
+            started.add(node)
             state.started_nodes.append(node)
 
 
@@ -110,7 +112,9 @@ def _harness_node() -> list[str]:
 def write_host_config(path: Path, node_configs: list[dict[str, Any]]) -> None:
     """The node host's config file: {"nodes": [node config dict, ...]} (harness_node.config
     .load_host_configs)."""
-    write_json_atomic(path, {"nodes": node_configs}, mode=0o600, indent=1)  # holds the control token
+    # holds the control token; compact, as the C encoder writes it (10,000 nodes' configs indented
+    # took 2 s of `up`)
+    write_json_atomic(path, {"nodes": node_configs}, mode=0o600)
 
 
 def _die_with_parent(parent_pid: int) -> None:
