@@ -294,6 +294,31 @@ def test_a_deploy_onto_addresses_in_use_starts_nothing_and_says_so(tmp_path: Pat
         squatter.close()
 
 
+
+def test_an_address_held_by_no_visible_process_is_said_so(tmp_path: Path) -> None:
+    """A listener no descriptor table here shows, as one in another pid namespace sharing this
+    loopback (a container, another user's CI job): made real by passing the socket through a unix
+    socket pair and closing every descriptor of it, so it lives only in the pair's queue."""
+    from harness.backends.base import AddressesInUse
+
+    plan = plan_file(scenario(tmp_path, nodes=3))
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((plan.peers()[1].address, plan.peers()[1].p2p_port))
+    squatter.listen()
+    pair = socket.socketpair(socket.AF_UNIX)
+    socket.send_fds(pair[0], [b"x"], [squatter.fileno()])
+    squatter.close()
+    try:
+        with pytest.raises(AddressesInUse, match="already in use") as err:
+            make_backend("local", RunDir(tmp_path / "run")).up(plan)
+        assert "(held by no process visible here)" in str(err.value), str(err.value)
+    finally:
+        _, (fd,), _, _ = socket.recv_fds(pair[1], 1, 1)
+        os.close(fd)
+        pair[0].close()
+        pair[1].close()
+
 def test_down_right_after_deploy_stops_the_controller_on_sigterm(tmp_path: Path) -> None:
     """`down` while the detached controller still waits for the nodes (its wait_ready is a thread):
     it leaves on SIGTERM at once instead of waiting for that thread until the grace runs out and

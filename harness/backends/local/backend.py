@@ -110,10 +110,11 @@ class LocalBackend(Backend):
         busy = self._busy(plan)
         if busy:
             # another deployment (or anything else) holds the planned addresses: start nothing,
-            # rather than have nodes of two runs answer for each other
+            # rather than have nodes of two runs answer for each other. A holder /proc does not show
+            # lives in another pid namespace sharing this loopback (a container, another user's CI).
             held = "; ".join(f"pid {pid}: {cmd[:120]}" for pid, cmd in sorted(sockets.holders(busy).items())[:3])
             raise AddressesInUse(f"{len(busy)} planned address(es) already in use, e.g. {', '.join(_named(busy[:3]))}"
-                                 f"{f' (held by {held})' if held else ''}; "
+                                 f" (held by {held or 'no process visible here'}); "
                                  f"is another run deployed? stop it with `harness down --run-dir DIR`")
         # before anything is started or deleted: a plan this machine cannot hold is refused whole
         peers = [n for n in plan.peers() if not is_attack_identity(n) and n.role != "bitcoind"]
