@@ -42,12 +42,13 @@ class DbNodeSource:
 
     Testbed adaptation 13 (docs/protocol.md): with a warm-up (`share` > 0), the crawled good set is
     served only once `share` of the nodes judged so far have answered, judged over `sample` nodes at
-    least, or once `open_at` (set when the seeder starts) has passed. A testnet's seeder is told every
-    node while their host processes still start, and while some hosts are not up yet its good set
-    holds only the others' nodes: answering from it named the nodes of the process that started
-    first to every node asking, whose slots those few then filled and kept evicting from
-    (docs/benchmarks.md, issue 17, twenty-fourth round). Once the nodes it tries do answer, the
-    good set is a sample of the whole testnet however small it still is.
+    least, or once the seconds given to `start_warmup` (called as the seeder starts) have passed. A
+    testnet's seeder is told every node while their host processes still start, and while some
+    hosts are not up yet its good set holds only the others' nodes: answering from it named the
+    nodes of the process that started first to every node asking, whose slots those few then
+    filled and kept evicting from (docs/benchmarks.md, issue 17, twenty-fourth round). Once the
+    nodes it tries do answer, the good set is a sample of the whole testnet however small it still
+    is.
     """
 
     def __init__(self, db: NodeDb, static: Sequence[ServedNode] = (), share: float = 0.0, sample: int = 0,
@@ -56,14 +57,18 @@ class DbNodeSource:
         self.static = list(static)
         self.share, self.sample = share, sample
         self.clock = clock
-        self.open_at = math.inf
+        self._open_at = math.inf  # no deadline until start_warmup
         self._warm = share <= 0
+
+    def start_warmup(self, seconds: float) -> None:
+        """The crawl begins now: the wait for the nodes ends in `seconds` at the latest."""
+        self._open_at = self.clock() + seconds
 
     @property
     def warm(self) -> bool:
         if not self._warm:
             judged, up = len(self.db.judged), len(self.db.seen_up)
-            if (judged >= self.sample and up >= self.share * judged) or self.clock() >= self.open_at:
+            if (judged >= self.sample and up >= self.share * judged) or self.clock() >= self._open_at:
                 self._warm = True
                 log.info("seeder warm: %d of the %d nodes judged answered", up, judged)
         return self._warm
@@ -105,7 +110,7 @@ class Seeder:
             await self.dns.start()
             await self.control.start()
             if self.crawler is not None:
-                self.source.open_at = self.source.clock() + self.config.warmup_seconds
+                self.source.start_warmup(self.config.warmup_seconds)
                 self.crawler.add_seeds(self.config.seed_endpoints)
                 await self.crawler.start()
         except BaseException:
