@@ -164,7 +164,8 @@ class Node(ChaosFaults):
         self.lag.acquire()
         self.connman.load()  # addrman tables, bans and anchors from the data dir
         # before the listener: an inbound link counts against the process's descriptors from the first
-        self.connman.hold_descriptors(listeners=int(self.config.listen), manual=len(self.config.connect_endpoints))
+        self.connman.hold_descriptors(listeners=int(self.config.listen), manual=len(self.config.connect_endpoints),
+                                      automatic=not self.config.connect)
         self.running = True
         if self.config.listen:
             self.server = await self.loop.create_server(
