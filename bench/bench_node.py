@@ -30,6 +30,7 @@ import urllib.request
 
 from harness_node.config import NodeConfig
 from harness_node.host import Host, new_event_loop
+from harness_node.peering.descriptors import PROCESS_RESERVE
 from harness_node.procutil import tune_gc
 from hostile_load import bench_hostile
 from scale_workers import spread_ip, wait_for
@@ -49,6 +50,16 @@ def rss_mb(pid: int | str = "self") -> float:
 def ip(prefix: int, i: int) -> str:
     return f"127.{prefix}.{i // 250}.{i % 250 + 1}"
 
+
+
+def automatic_nodes(asked: int, limit: int) -> int:
+    """How many nodes with automatic 8 + 2 fit one process under `limit` open files, as the nodes'
+    own descriptor budget counts (harness_node/peering/descriptors.py): the process's reserve, each
+    node's listener and 11 outbound slots (the feeler's too) set aside, and its 10 outbound links'
+    inbound ends, all in this process. 21 a node and 1,000 spare, as counted before the budget,
+    let 904 nodes start of which only ~740 could fill their slots."""
+    per_node = 1 + OUTBOUND + 2 + 1 + OUTBOUND + 2
+    return min(asked, (limit - PROCESS_RESERVE) // per_node)
 
 async def bench_single_rss() -> float:
     """One node process; 8 peers from this process dial it (their inbound = its 8 peers)."""
@@ -193,7 +204,7 @@ def main() -> None:
         tune_gc()
         loop = new_event_loop()
         try:
-            auto = loop.run_until_complete(bench_automatic(min(args.nodes, (hard - 1000) // 21)))
+            auto = loop.run_until_complete(bench_automatic(automatic_nodes(args.nodes, hard)))
         finally:
             loop.close()
         print_rows([(f"(b2) automatic ({auto['nodes']} nodes): every node has 8 full-relay + 2 block-relay",
@@ -211,8 +222,7 @@ def main() -> None:
         rss = None if args.skip_rss else loop.run_until_complete(bench_single_rss())
         h = loop.run_until_complete(bench_host(args.nodes))
         print(f"(b)-(d) done: {h}", flush=True)  # before (b2), which takes the longest
-        # 10 automatic outbound links per node, both ends in this process: 20 descriptors per node
-        auto_nodes = min(args.nodes, (hard - 1000) // 21)
+        auto_nodes = automatic_nodes(args.nodes, hard)
         auto = loop.run_until_complete(bench_automatic(auto_nodes))
     finally:
         loop.close()
