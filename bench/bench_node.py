@@ -30,12 +30,14 @@ import urllib.request
 
 from harness_node.config import NodeConfig
 from harness_node.host import Host, new_event_loop
+from harness_node.peering.peerconfig import MAX_FEELER
 from harness_node.peering.descriptors import PROCESS_RESERVE
 from harness_node.procutil import tune_gc
 from hostile_load import bench_hostile
 from scale_workers import spread_ip, wait_for
 
 OUTBOUND = 8
+BLOCK_RELAY = 2  # Core's block-relay-only slots, beside the 8 full-relay
 PORT = 18444
 
 
@@ -51,15 +53,16 @@ def ip(prefix: int, i: int) -> str:
     return f"127.{prefix}.{i // 250}.{i % 250 + 1}"
 
 
-
 def automatic_nodes(asked: int, limit: int) -> int:
     """How many nodes with automatic 8 + 2 fit one process under `limit` open files, as the nodes'
     own descriptor budget counts (harness_node/peering/descriptors.py): the process's reserve, each
     node's listener and 11 outbound slots (the feeler's too) set aside, and its 10 outbound links'
     inbound ends, all in this process. 21 a node and 1,000 spare, as counted before the budget,
     let 904 nodes start of which only ~740 could fill their slots."""
-    per_node = 1 + OUTBOUND + 2 + 1 + OUTBOUND + 2
+    set_aside = 1 + OUTBOUND + BLOCK_RELAY + MAX_FEELER  # what ConnMan.hold_descriptors holds
+    per_node = set_aside + OUTBOUND + BLOCK_RELAY  # and the inbound ends of its own links
     return min(asked, (limit - PROCESS_RESERVE) // per_node)
+
 
 async def bench_single_rss() -> float:
     """One node process; 8 peers from this process dial it (their inbound = its 8 peers)."""

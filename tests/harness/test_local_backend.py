@@ -294,7 +294,6 @@ def test_a_deploy_onto_addresses_in_use_starts_nothing_and_says_so(tmp_path: Pat
         squatter.close()
 
 
-
 def test_an_address_held_by_no_visible_process_is_said_so(tmp_path: Path) -> None:
     """A listener no descriptor table here shows, as one in another pid namespace sharing this
     loopback (a container, another user's CI job): made real by passing the socket through a unix
@@ -318,6 +317,7 @@ def test_an_address_held_by_no_visible_process_is_said_so(tmp_path: Path) -> Non
         os.close(fd)
         pair[0].close()
         pair[1].close()
+
 
 def test_down_right_after_deploy_stops_the_controller_on_sigterm(tmp_path: Path) -> None:
     """`down` while the detached controller still waits for the nodes (its wait_ready is a thread):

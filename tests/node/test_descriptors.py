@@ -30,7 +30,6 @@ def test_each_node_sets_its_own_descriptors_aside_once_and_gives_them_back_when_
     assert budget.reserved == PROCESS_RESERVE + OWN_DESCRIPTORS
 
 
-
 def test_a_node_told_whom_to_connect_to_holds_no_automatic_slots(lt, make_node):
     """Core's -connect: no automatic outbound and no feeler, so only the listener and the manual
     peers are set aside (else 1,000 such nodes in a process spend its whole budget on slots)."""
@@ -40,6 +39,7 @@ def test_a_node_told_whom_to_connect_to_holds_no_automatic_slots(lt, make_node):
     assert budget.reserved == before + 1 + 2
     lt.run(node.stop())
     assert budget.reserved == before
+
 
 def test_when_the_process_share_is_spent_a_node_with_free_slots_refuses_inbound_and_still_dials(lt, make_node, test_peers):
     a, b = make_node(), make_node()
