@@ -1,14 +1,17 @@
 """What a formed network does while idle, made cheaper for 10,000 nodes (issue 17), still does its
 job: the connection manager's idle wait ends when addresses arrive, queued addresses still leave
-on each peer's own send timer, and peers that come and go leave no timers behind. Real nodes and
+on each peer's own send timer, an idle peer holds no timer, and peers that come and go leave no
+timers behind. Real nodes and
 peers on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from harness_node.net.client import ClientPeer
 from harness_node.wire.codec import NetAddr
+from harness_node.wire.messages import msg_getaddr
 
 from conftest import REGTEST_MAGIC, next_ip
 
@@ -43,26 +46,62 @@ def test_a_queued_address_leaves_on_each_peers_send_timer(lt, make_node):
     lt.wait(lambda: learned(a) and learned(c), timeout=15, what="b's address at both of its inbound peers")
 
 
+def _queue_for_every_peer(node, addr: NetAddr) -> int:
+    """Queue `addr` for each of `node`'s ready peers that takes addresses, as forwarding does; how many."""
+    ready = [(pid, st) for pid, st in node.addrs.states.items() if st.relay_enabled]
+    for pid, st in ready:
+        node.addrs.queue(pid, st, addr)
+    return len(ready)
+
+
+async def _taking_addresses(node, peer: ClientPeer) -> None:
+    """`peer` (inbound) asks for addresses, which lets the node relay to it (Core's rule)."""
+    peer.send(msg_getaddr())
+    while not any(st.relay_enabled for st in node.addrs.states.values()):
+        await asyncio.sleep(0.01)
+
+
+def test_an_idle_peer_holds_no_addr_timer_until_an_address_is_queued(lt, make_node):
+    # Core reschedules every peer's exp(30 s) send as it passes; the testbed starts a peer's timer
+    # when something is queued for it (memoryless: the same wait), so a formed network's idle peers
+    # cost nothing. The address still leaves on that timer (mean 0.2 s here).
+    node = make_node(timers={"addr_send_mean": 0.2})
+    peer = ClientPeer(REGTEST_MAGIC)
+    lt.run(peer.connect(node.config.bind, node.port, 10, local_ip=next_ip()))
+    lt.run(peer.handshake(10))
+    lt.run(_taking_addresses(node, peer))
+    time.sleep(1.5)  # several mean send intervals, nothing queued
+    assert lt.eval(lambda: list(node.addrs._send_due)) == []
+    addr = NetAddr("100.64.7.7", 8333, 9, int(time.time()))
+    before = lt.eval(lambda: peer.counts["addr"])
+    # queued and its timer started, read in one turn of the node's loop (a send may follow at once)
+    assert lt.eval(lambda: (_queue_for_every_peer(node, addr), len(node.addrs._send_due))) == (1, 1)
+    lt.run(peer.wait_until(lambda: peer.counts["addr"] > before, 10, what="the queued addr"))
+    assert [a.ip for a in peer.last_message["addr"].addrs] == ["100.64.7.7"]
+    lt.wait(lambda: not node.addrs._send_due, timeout=5, what="the timer gone once the batch left")
+    lt.run(peer.close())
+
+
 def test_peers_that_come_and_go_leave_the_addr_timers_bounded(lt, make_node):
     # A gone peer's send time stays in the addr service's heap until due (mean 10 min here): 60
-    # peers that handshake and leave must not leave 60 entries behind (a hostile peer's churn would
-    # grow it without bound); the heap is compacted once it holds twice the live peers + 32.
+    # peers that handshake, have an address queued and leave must not leave 60 entries behind (a
+    # hostile peer's churn would grow it without bound); the heap is compacted once it holds twice
+    # the live peers + 32.
     node = make_node(timers={"addr_send_mean": 600.0})
+    addr = NetAddr("100.64.7.7", 8333, 9, int(time.time()))
+    armed = []
 
     async def churn() -> None:
         for _ in range(60):
             peer = ClientPeer(REGTEST_MAGIC)
             await peer.connect(node.config.bind, node.port, 10, local_ip=next_ip())
             await peer.handshake(10)
+            await _taking_addresses(node, peer)
+            armed.append(_queue_for_every_peer(node, addr))
             await peer.close()
+            while node.peers:
+                await asyncio.sleep(0.01)
 
-    lt.run(churn())
-    lt.wait(lambda: not node.peers, timeout=10, what="every churned peer detached")
+    lt.run(churn(), timeout=60)
+    assert armed == [1] * 60  # each churned peer had its timer started
     assert lt.eval(lambda: len(node.addrs._send_due)) <= 32 + 1
-    # and a peer that stays still gets its timer
-    stay = ClientPeer(REGTEST_MAGIC)
-    lt.run(stay.connect(node.config.bind, node.port, 10, local_ip=next_ip()))
-    lt.run(stay.handshake(10))
-    lt.wait(lambda: len(node.addrs.states) == 1, timeout=10, what="the staying peer ready")
-    assert any(pid in node.addrs.states for _, pid in lt.eval(lambda: list(node.addrs._send_due)))
-    lt.run(stay.close())

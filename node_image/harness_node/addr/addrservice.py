@@ -1,6 +1,11 @@
 """Addr gossip on live peers: getaddr on outbound links, answering getaddr, forwarding fresh
 addresses, the per-peer exp(30 s) send timer and self-advertisement. Decisions are addrrelay.py's;
 this module owns the timers and sends the messages.
+
+A peer's send timer runs only while something is queued for it. Core reschedules every peer's
+exp(30 s) timer whenever it passes, queue or no queue; an exponential wait is memoryless, so a timer
+started when the first address is queued sends it after the same exp(30 s) wait, and an idle
+peer costs nothing (docs/benchmarks.md, issue 17, twenty-sixth round).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class AddrService:
                                time_scale=self.scale)
         self.states: dict[int, PeerAddrState] = {}
         self._send_due: list[tuple[float, int]] = []  # heap: (next addr send, peer id), see tick()
+        self._armed: set[int] = set()  # peers with a send time in the heap (something queued)
         self.next_self_advertise = 0.0
         self.received = 0
         self.rate_limited = 0
@@ -67,7 +73,6 @@ class AddrService:
         state = self.relay.new_peer(peer.inbound, block_relay_only=peer.kind == "block-relay")
         self.states[peer.id] = state
         now = time.time()
-        heappush(self._send_due, (now + self._exp(self.node.timers.addr_send_mean), peer.id))
         if self.next_self_advertise == 0.0:
             self.next_self_advertise = now + self._exp(self.node.timers.self_advertise_mean)
         if peer.inbound or peer.kind not in GETADDR_KINDS:
@@ -83,9 +88,10 @@ class AddrService:
 
     def peer_gone(self, peer: Peer) -> None:
         self.states.pop(peer.id, None)
+        self._armed.discard(peer.id)
         # its heap entry stays until due; churning peers must not grow the heap without bound
         if len(self._send_due) > 2 * len(self.states) + 32:
-            self._send_due = [e for e in self._send_due if e[1] in self.states]
+            self._send_due = [e for e in self._send_due if e[1] in self._armed]
             heapify(self._send_due)
 
     def on_addr(self, peer: Peer, addrs: list[NetAddr]) -> None:
@@ -108,7 +114,7 @@ class AddrService:
             candidates = [pid for pid, s in self.states.items() if pid != peer.id and s.relay_enabled]
             for a in verdict.forward:
                 for pid in self.relay.forward_targets(a, candidates):
-                    self.relay.queue(self.states[pid], a)
+                    self.queue(pid, self.states[pid], a)
         if peer.kind == "addr-fetch":
             peer.disconnect("addr-fetch done")
 
@@ -135,10 +141,10 @@ class AddrService:
             # once, they do not all announce together (a deviation, protocol.md §2.3)
             if self.may_advertise():
                 me = self.node.self_address()
-                for state in self.states.values():
+                for pid, state in self.states.items():
                     state.known.discard(me)  # Core clears the peer's filter for this
-                    self.relay.queue(state, me)
-        # Each ready peer's next send (Core's exp(30 s) per peer) waits in a heap: a tick looks at
+                    self.queue(pid, state, me)
+        # Each armed peer's next send (Core's exp(30 s) per peer) waits in a heap: a tick looks at
         # the earliest only, where walking a 20-peer node's timers every second was a quarter of
         # what 10,000 formed nodes spent idle (py-spy; docs/benchmarks.md, fourteenth round)
         heap = self._send_due
@@ -147,14 +153,22 @@ class AddrService:
         due = []
         while heap and heap[0][0] <= now:
             due.append(heappop(heap)[1])
-        for pid in due:  # rescheduled after the pops: a zero mean must not loop
+        for pid in due:
             state = self.states.get(pid)
-            if state is None:
+            if state is None or pid not in self._armed:
                 continue  # gone: its entry ends here
-            heappush(heap, (now + self._exp(t.addr_send_mean), pid))
+            self._armed.discard(pid)  # what is queued after this send arms a new timer
             peer = self.node.peers.get(pid)
             if peer is None:
                 continue
             batch = self.relay.take_pending(state)
             if batch:
                 peer.send(msg_addr(batch))
+
+    def queue(self, pid: int, state: PeerAddrState, addr: NetAddr) -> None:
+        """Queue `addr` for peer `pid` (if addrrelay.py says so), and start the peer's send timer
+        if this is the first address of its next batch."""
+        self.relay.queue(state, addr)
+        if state.pending and pid not in self._armed:
+            self._armed.add(pid)
+            heappush(self._send_due, (time.time() + self._exp(self.node.timers.addr_send_mean), pid))
