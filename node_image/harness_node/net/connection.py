@@ -128,8 +128,12 @@ class Connection(asyncio.Protocol):
         if self.closing:
             return
         self.bytes_in += len(data)
+        shaper = self.owner.shaper
+        if shaper.down is None:  # no download cap (the common case): nothing to pace
+            self._process(data)
+            return
         now = self.owner.loop.time()
-        done = self.owner.shaper.download_done(len(data), now)
+        done = shaper.download_done(len(data), now)
         if done > now and self.transport is not None:
             # The download cap: this chunk "arrives" when the node's bucket has passed it; reading
             # stops until then, so later chunks of this link queue behind it in the kernel.
@@ -154,7 +158,8 @@ class Connection(asyncio.Protocol):
             self.owner.stats.protocol_errors[framing_error_kind(e)] += 1
             self.close(f"framing: {e}")
             return
-        peer, stats = self.peer, self.owner.stats
+        owner = self.owner
+        peer, stats, capture = self.peer, owner.stats, owner.capture
         for header, payload, valid in frames:
             if self.closing or peer is None:
                 return
@@ -165,7 +170,6 @@ class Connection(asyncio.Protocol):
             if command is None:
                 stats.protocol_errors["bad-command"] += 1
                 continue
-            capture = self.owner.capture
             if capture is not None:
                 capture.record(peer.address, "recv", command, payload)
             # Handling is synchronous on the host's one thread, so its wall time is the CPU the node spent
@@ -262,8 +266,9 @@ class Connection(asyncio.Protocol):
             self.linkem.release(self.peer.ip)
 
     def _write(self, data: bytes) -> None:
-        transport = self.transport
-        if self.closing or transport is None or transport.is_closing():
+        # A transport the other side closed is caught by _flush (is_closing there, once per batch,
+        # not once per message: 0.5 % of a burst's CPU at 10,000 nodes, perf)
+        if self.closing or self.transport is None:
             return
         if not self._pending:
             self.owner.write_batch.add(self)

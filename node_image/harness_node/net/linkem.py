@@ -84,7 +84,7 @@ class LinkEmulator:
     a peer it has held too much for, as a full send buffer would."""
 
     __slots__ = ("shaper", "rng", "loop", "_queue", "_held", "_timer", "_last_due", "dropped", "delayed",
-                 "held_bytes")
+                 "held_bytes", "busy")
 
     def __init__(self, shaper: LinkShaper, rng: random.Random, loop: asyncio.AbstractEventLoop) -> None:
         self.shaper = shaper
@@ -99,10 +99,9 @@ class LinkEmulator:
         self.dropped = 0
         self.delayed = 0
         self.held_bytes = 0
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._queue or self._held)
+        # Something queued or held: a later message must follow it. A plain attribute, kept by the
+        # methods below, where a property was a Python call for every message every node sends.
+        self.busy = False
 
     def send(self, data: bytes, write: Callable[[bytes], None], ip: str = "") -> bool:
         """Deliver `data` to `ip` through `write` after the emulated delay; False if it was dropped."""
@@ -111,6 +110,7 @@ class LinkEmulator:
                 self._held = deque()
             self._held.append((data, write))  # TCP holds what it cannot deliver; order is kept
             self.held_bytes += len(data)
+            self.busy = True
             return True
         return self._schedule(data, write, ip)
 
@@ -118,6 +118,7 @@ class LinkEmulator:
         """The peer is reachable again: what was held goes out, in order, paced and delayed."""
         held, self._held = self._held or (), None
         self.held_bytes = 0
+        self.busy = bool(self._queue)
         for data, write in held:
             self._schedule(data, write, ip)
 
@@ -140,6 +141,7 @@ class LinkEmulator:
         if self._queue is None:
             self._queue = deque()
         self._queue.append((due, data, write))
+        self.busy = True
         if self._timer is None:
             self._timer = self.loop.call_at(due, self._drain)
         return True
@@ -152,6 +154,7 @@ class LinkEmulator:
         while queue and queue[0][0] <= now:
             _, data, write = queue.popleft()
             write(data)
+        self.busy = bool(queue or self._held)
         if queue:
             self._timer = self.loop.call_at(queue[0][0], self._drain)
 
@@ -163,3 +166,4 @@ class LinkEmulator:
         self.shaper.dropped["partition"] += len(self._held or ())  # held for a peer that is gone now
         self._held = None
         self.held_bytes = 0
+        self.busy = False

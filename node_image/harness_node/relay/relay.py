@@ -72,6 +72,12 @@ def _remember(known: set[bytes], hashes: tuple[bytes, ...]) -> None:
     known.update(hashes)
 
 
+def tx_hashes(tx: Tx) -> tuple[bytes, ...]:
+    """The hashes a peer may know `tx` by: its txid and wtxid, once when they are one (a tx without
+    witness data, as every synthetic one is): each peer's known set then takes one insert a tx."""
+    return (tx.txid,) if tx.txid == tx.wtxid else (tx.txid, tx.wtxid)
+
+
 def _announced(st: PeerRelayState, hashes: tuple[bytes, ...], sequence: int) -> None:
     """Invs for `hashes` go to the peer now: it knows them, and may get any tx the mempool held at
     `sequence` (on_getdata serves none added later: Core's m_last_inv_sequence)."""
@@ -144,7 +150,8 @@ class Relay(BlockRelay):
     def accept_tx(self, tx: Tx, from_peer: Peer | None) -> bool:
         """Store a tx seen for the first time and announce it; False if already known."""
         node = self.node
-        for h in (tx.txid, tx.wtxid):
+        hashes = tx_hashes(tx)
+        for h in hashes:
             self._forget(h)
         origin = origin_of(tx)
         rec = node.mempool.add(tx, time.time_ns(), from_peer.address if from_peer else None, origin)
@@ -156,6 +163,7 @@ class Relay(BlockRelay):
             if rec.delay_s is not None:
                 node.stats.tx_delay.observe(max(0.0, rec.delay_s))
         txid, wtxid, flood = tx.txid, tx.wtxid, self.policy == "flood"
+        other = wtxid if len(hashes) == 2 else None  # a second hash to test, if it has one
         if flood:
             # the two one-entry invs every peer is sent, built once (what _send_tx_invs builds per peer)
             by_txid, by_wtxid, sequence = one_inv(MSG_TX, txid), one_inv(MSG_WTX, wtxid), node.mempool.sequence
@@ -163,10 +171,10 @@ class Relay(BlockRelay):
             if peer is from_peer or not peer.ready or not peer.relay or peer.kind == "block-relay":
                 continue
             st = self.peer_state.get(peer.id)  # knows(txid) or knows(wtxid), one lookup
-            if st is not None and (txid in st.known_inv or wtxid in st.known_inv):
+            if st is not None and (txid in st.known_inv or (other is not None and other in st.known_inv)):
                 continue
             if flood:
-                _announced(st or self.state(peer), (txid, wtxid), sequence)
+                _announced(st or self.state(peer), hashes, sequence)
                 peer.send_payload("inv", by_wtxid if peer.wtxid_relay else by_txid)
             else:
                 self.state(peer).inv_queue.append((txid, node.loop.time()))
@@ -359,12 +367,13 @@ class Relay(BlockRelay):
             self.announcers.pop(h, None)
 
     def on_tx(self, peer: Peer, tx: Tx) -> None:
-        self.mark_known(peer, tx.txid, tx.wtxid)
+        hashes = tx_hashes(tx)
+        _remember(self.state(peer).known_inv, hashes)
         try:
             check_transaction(tx)
             check_standard(tx)
         except TxInvalid as e:
-            for h in (tx.txid, tx.wtxid):
+            for h in hashes:
                 self._forget(h)
             peer.misbehaving(e.reason)  # a policy reject scores 0 (protocol.md §3.2)
             return
@@ -373,6 +382,8 @@ class Relay(BlockRelay):
     def tick(self, now: float) -> None:
         """Re-request txs whose getdata went unanswered (GETDATA_TX_INTERVAL), and ask announcers
         that waited for a free request slot."""
+        if not (self.in_flight or self.announcers or self.blocks_in_flight.asked):
+            return  # a formed network's idle ticks: every node, every second
         for h in [h for h, (p, deadline) in self.in_flight.items() if deadline <= now or not p.ready]:
             self._retry(h)
         for h in [h for h in self.announcers if h not in self.in_flight]:
