@@ -297,3 +297,24 @@ def test_a_restarted_node_comes_back_with_its_address_tables(lt, make_node, tmp_
         assert after == before and after[0][1] == 1  # same buckets, and the tried entry
     finally:
         lt.run(again.stop())
+
+
+def test_dials_in_flight_fill_their_own_kind_of_slot(lt, make_node):
+    # next_kind counts every outbound peer and pending dial in one walk: a dial in flight holds a
+    # slot of its own kind, and only a link of that same kind already up makes it count once
+    node = make_node(peering={"outbound_full_relay": 1, "block_relay": 1,
+                              "countermeasures": {"feelers": False, "anchors": False}})
+
+    def kind_with(pending: dict[tuple[str, int], str]) -> str | None:
+        node.connman.pending.update(pending)
+        try:
+            return node.connman.next_kind(time.time())
+        finally:
+            for ep in pending:
+                del node.connman.pending[ep]
+
+    assert lt.eval(lambda: kind_with({})) == "outbound-full-relay"
+    assert lt.eval(lambda: kind_with({("127.30.1.1", 8333): "outbound-full-relay"})) == "block-relay"
+    assert lt.eval(lambda: kind_with({("127.30.1.1", 8333): "outbound-full-relay",
+                                      ("127.31.1.1", 8333): "block-relay"})) is None
+    assert lt.eval(lambda: kind_with({("127.31.1.1", 8333): "block-relay"})) == "outbound-full-relay"
