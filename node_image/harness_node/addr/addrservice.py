@@ -155,7 +155,7 @@ class AddrService:
             due.append(heappop(heap)[1])
         for pid in due:
             state = self.states.get(pid)
-            if state is None or pid not in self._armed:
+            if state is None:
                 continue  # gone: its entry ends here
             self._armed.discard(pid)  # what is queued after this send arms a new timer
             peer = self.node.peers.get(pid)

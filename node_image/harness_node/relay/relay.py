@@ -368,7 +368,7 @@ class Relay(BlockRelay):
 
     def on_tx(self, peer: Peer, tx: Tx) -> None:
         hashes = tx_hashes(tx)
-        _remember(self.state(peer).known_inv, hashes)
+        self.mark_known(peer, *hashes)
         try:
             check_transaction(tx)
             check_standard(tx)
