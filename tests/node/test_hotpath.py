@@ -21,7 +21,9 @@ from harness_node.wire.codec import (
     MAGIC_REGTEST, DecodeError, FrameDecoder, FramingError, checksum, compact_size, compact_size_at, frame,
     frame_cache_size, frame_shared, parse_header, read_compact_size,
 )
+from harness_node.wire import messages
 from harness_node.wire.messages import MSG_TX, MSG_WTX, CInv, decode, msg_getdata, msg_inv
+from harness_node.wire.synthetic import make_tx
 
 
 def sha256d_sum(b: bytes) -> bytes:
@@ -43,6 +45,32 @@ def test_checksum_memo_stays_bounded_under_unique_payloads() -> None:
     big = os.urandom(codec.SUM_CACHE_MAX_PAYLOAD + 1)
     checksum(big)
     assert big not in codec._SUMS
+
+
+def test_a_tx_payload_is_parsed_once_per_process_with_its_own_hashes() -> None:
+    raw = make_tx(size=400).raw
+    first = decode("tx", bytes(raw)).tx  # each node's payload is its own bytes object
+    second = decode("tx", bytes(raw)).tx
+    assert second is first  # shared, not parsed again
+    # the hashes are the wire's, computed independently (no witness: txid == wtxid == sha256d(raw))
+    assert first.txid == first.wtxid == hashlib.sha256(hashlib.sha256(raw).digest()).digest()
+    assert first.raw == raw and (first.n_in, first.n_out) == (1, len(first.outputs))
+    unhashable = decode("tx", bytearray(raw)).tx  # a bytearray is parsed, not looked up or kept
+    assert unhashable is not first and unhashable.txid == first.txid
+    with pytest.raises(DecodeError):
+        decode("tx", raw[:-5])  # truncated: still an error, every time, and nothing kept
+    with pytest.raises(DecodeError):
+        decode("tx", raw[:-5])
+    assert raw[:-5] not in messages._TXS
+
+
+def test_the_tx_parse_memo_stays_bounded_under_unique_payloads() -> None:
+    for _ in range(2 * messages.TX_CACHE_ENTRIES + 10):
+        decode("tx", make_tx().raw)
+        assert len(messages._TXS) <= messages.TX_CACHE_ENTRIES
+    big = make_tx(size=messages.TX_CACHE_MAX_PAYLOAD + 1).raw
+    assert decode("tx", big).tx.raw == big
+    assert big not in messages._TXS
 
 
 def test_one_entry_inv_frames_are_shared_and_longer_ones_are_not() -> None:
