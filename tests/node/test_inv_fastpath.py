@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from harness_node.wire.messages import (
-    MSG_BLOCK, MSG_TX, MSG_WITNESS_FLAG, MSG_WTX, CInv, msg_getdata, msg_inv,
+    MSG_BLOCK, MSG_TX, MSG_WITNESS_FLAG, MSG_WTX, CInv, msg_getdata, msg_inv, msg_verack,
 )
 from conftest import peer_from
 
@@ -92,3 +92,31 @@ def test_flood_announces_to_each_peer_in_its_own_relay_mode_and_serves_it(lt, ma
     assert by_txid.expect("tx").tx.txid == tx.txid
     by_wtxid.ping_roundtrip()
     assert not any(name == "inv" for name, _ in by_wtxid.inbox)  # announced once (expect took it out)
+
+
+def test_flood_announces_a_tx_only_to_the_peers_that_relay_txs(lt, make_node, test_peers):
+    """accept_tx walks the relay's list of tx-relay peers (Relay.tx_peers), kept as peers finish
+    their handshake and leave: a peer whose version asked for no tx relay and a block-relay-only
+    link are never announced a tx, and a peer that left is no longer walked."""
+    node, other = make_node(), make_node()
+    relaying, quiet, gone = test_peers(node), test_peers(node), test_peers(node)
+    relaying.handshake()
+    gone.handshake()
+    version = quiet.version_msg()
+    version.relay = False  # BIP37's fRelay: no tx invs for this peer
+    quiet.send(version)
+    quiet.expect("version")
+    quiet.expect("verack")
+    quiet.send(msg_verack())
+    quiet.ping_roundtrip()
+    block_only = lt.run(node.open_connection(other.config.bind, other.port, kind="block-relay"))
+    lt.wait(lambda: block_only.verack_received, what="the block-relay link's handshake")
+    gone_peer = peer_from(lt, node, gone.ip)
+    gone.close()
+    lt.wait(lambda: gone_peer.id not in node.peers, what="the peer that left")
+    assert lt.eval(lambda: [p.ip for p in node.relay.tx_peers]) == [relaying.ip]
+    tx = lt.eval(node.inject_tx)
+    assert relaying.expect("inv").inv == [CInv(MSG_TX, tx.txid)]
+    quiet.ping_roundtrip()
+    assert not any(name == "inv" for name, _ in quiet.inbox)
+    assert lt.eval(lambda: other.stats.msgs[("in", "inv")]) == 0  # sent in the same walk as relaying's

@@ -241,10 +241,13 @@ class Connection(asyncio.Protocol):
         self.send_payload(msg.command, msg.serialize())
 
     def send_payload(self, command: str, payload: bytes) -> None:
+        self.send_frame(command, payload, frame_shared(self.owner.magic, command, payload))
+
+    def send_frame(self, command: str, payload: bytes, data: bytes) -> None:
+        """Send `payload` framed already as `data` (flood relay frames one inv for all its peers)."""
         if self.closing or self.transport is None or self.frozen:
             return
         owner, peer = self.owner, self.peer
-        data = frame_shared(owner.magic, command, payload)
         owner.stats.count_sent(command, len(data))
         if peer is not None:
             peer.last_send = owner.loop.time()

@@ -66,6 +66,7 @@ class PeerLink(Protocol):
 
     def send(self, msg: Message) -> None: ...
     def send_payload(self, command: str, payload: bytes) -> None: ...
+    def send_frame(self, command: str, payload: bytes, data: bytes) -> None: ...
     def close(self, reason: str) -> None: ...
 
 
@@ -205,6 +206,12 @@ class Peer:
 
     def receive(self, command: str, payload: bytes) -> None:
         self.last_recv = self.owner.loop.time()
+        if self.verack_received:
+            # the hot path first (flood relay's one-entry invs): its commands are known, not bloom
+            # commands, and after the handshake, so none of the checks below could stop them
+            fast = self.owner.payload_handlers.get(command)
+            if fast is not None and fast(self, payload):
+                return
         if command in BLOOM_COMMANDS and not self.owner.local_version(self).services & NODE_BLOOM:
             if self.version >= NO_BLOOM_VERSION:
                 self.misbehaving("bloom-not-offered")
@@ -220,9 +227,6 @@ class Peer:
             return
         if not self.verack_received and command not in ("version", "verack") and command not in HANDSHAKE_ONLY:
             self.misbehaving("pre-verack-message")
-            return
-        fast = self.owner.payload_handlers.get(command)
-        if fast is not None and fast(self, payload):
             return
         cap = SIZE_CAPS.get(command)
         try:
