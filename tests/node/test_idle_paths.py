@@ -1,8 +1,8 @@
 """What a formed network does while idle, made cheaper for 10,000 nodes (issue 17), still does its
-job: the connection manager's idle wait ends when addresses arrive, queued addresses still leave
-on each peer's own send timer, an idle peer holds no timer, and peers that come and go leave no
-timers behind. Real nodes and
-peers on loopback."""
+job: the connection manager's idle wait ends when addresses arrive, a node whose slots are all held
+sleeps until its next feeler and wakes when a peer leaves, queued addresses still leave on each
+peer's own send timer, an idle peer holds no timer, and peers that come and go leave no timers
+behind. Real nodes and peers on loopback."""
 
 from __future__ import annotations
 
@@ -30,6 +30,38 @@ def test_new_addresses_end_the_connection_managers_idle_wait(lt, make_node):
     lt.eval(node.connman.wake)  # as the addr service does when addresses arrive
     lt.wait(lambda: outbound_to(node, target.config.bind), timeout=10, what="a dial to the new address")
     assert time.monotonic() - asked < 2.5  # at once, not at the end of the backed-off wait
+
+
+def test_a_node_whose_slots_are_held_sleeps_until_its_next_feeler_or_a_peer_leaves(lt, make_node):
+    target = make_node()
+    # one slot, rounds every 0.05 s (backed off: 0.1 s doubling to 1.6 s), a feeler in ~an hour
+    node = make_node(peering={"outbound_full_relay": 1, "block_relay": 0, "max_connections": 10},
+                     timers={"connect_loop": 0.05, "feeler_mean": 3600})
+    rounds: list[float] = []
+    step = node.connman.step
+
+    def counted() -> bool:
+        rounds.append(time.monotonic())
+        return step()
+
+    lt.eval(lambda: setattr(node.connman, "step", counted))
+    lt.eval(lambda: node.connman.addrman.add([NetAddr(target.config.bind, target.port, 9, int(time.time()))],
+                                             source_ip="127.1.1.1"))
+    lt.eval(node.connman.wake)
+    lt.wait(node.connman.settled, timeout=10, what="the one slot held")
+    time.sleep(0.3)  # the round that found it held
+    since = time.monotonic()
+    time.sleep(3.0)  # the backoff alone would run ~4 rounds here (1.6 s apart at most)
+    assert [t for t in rounds if t >= since] == []
+    # a dial in flight is not settled: it may fail without a wake, and its slot must be filled then
+    lt.eval(lambda: node.connman.pending.__setitem__(("127.0.0.9", 1), "outbound-full-relay"))
+    assert not lt.eval(node.connman.settled)
+    lt.eval(lambda: node.connman.pending.clear())
+    # the peer leaves: the wake ends the sleep at once
+    left = time.monotonic()
+    lt.eval(lambda: next(p for p in node.outbound_peers()).disconnect("test"))
+    lt.wait(lambda: [t for t in rounds if t >= left] != [], timeout=5, what="a round after the peer left")
+    assert min(t for t in rounds if t >= left) - left < 1.0
 
 
 def test_a_queued_address_leaves_on_each_peers_send_timer(lt, make_node):

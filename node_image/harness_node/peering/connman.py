@@ -39,6 +39,7 @@ SERVICES_UNTIL = 40  # net.cpp: skip peers without NETWORK|WITNESS (until try 40
 DUMP_PEERS_INTERVAL = 900.0  # net.cpp DUMP_PEERS_INTERVAL 15 min (scaled; at least 1 s)
 AUTOMATIC_KINDS = ("outbound-full-relay", "block-relay", "feeler")
 IDLE_BACKOFF_MAX = 5  # idle rounds wait up to 2^5 = 32 loop periods (16 s at Core's 500 ms)
+INF = float("inf")
 ADDRMAN_FILE = "peers.json"
 ANCHORS_FILE = "anchors.json"
 BANLIST_FILE = "banlist.json"
@@ -236,7 +237,19 @@ class ConnMan:
             # nothing changes, so idle rounds back off (x2 up to 32x) until a peer leaves or new
             # addresses arrive (wake())
             idle_rounds = 0 if dialled else min(idle_rounds + 1, IDLE_BACKOFF_MAX)
-            await self._pause(period * (1 << idle_rounds if idle_rounds else 1))
+            pause = period * (1 << idle_rounds if idle_rounds else 1)
+            if not dialled and self.settled():
+                pause = max(pause, min(self.next_feeler if self.cm.feelers else INF, self.next_dump) - time.time())
+            await self._pause(pause)
+
+    def settled(self) -> bool:
+        """Whether no round can dial before the next feeler or dump is due, unless wake() says
+        something changed: every slot is held by a peer (no dial in flight, whose failure frees a
+        slot without a wake) and no tried-table collision waits to be settled (its windows are
+        time). A formed node then sleeps until its next feeler (Core's exp(2 min)) where the
+        backoff woke it every 16 s: those rounds were a fifth of what 800 formed, idle nodes
+        spent (docs/benchmarks.md, issue 17, twenty-seventh round)."""
+        return not self.pending and not self.addrman.collisions() and self.next_kind(time.time(), peek=True) is None
 
     async def _pause(self, seconds: float) -> None:
         """Wait `seconds`, or less if wake() is called: a future and a timer, where wait_for on an
@@ -269,8 +282,9 @@ class ConnMan:
                 counts[kind] = counts.get(kind, 0) + 1
         return counts
 
-    def next_kind(self, now: float) -> str | None:
-        """Which slot to fill now, in Core's priority order (anchors are block-relay)."""
+    def next_kind(self, now: float, peek: bool = False) -> str | None:
+        """Which slot to fill now, in Core's priority order (anchors are block-relay); `peek`
+        only asks (the next feeler's time stays)."""
         count = self._counts().get
         block_relay = count("block-relay", 0)
         if block_relay < self.cfg.block_relay and self.anchors:
@@ -280,7 +294,8 @@ class ConnMan:
         if block_relay < self.cfg.block_relay:
             return "block-relay"
         if self.cm.feelers and now >= self.next_feeler and count("feeler", 0) == 0:
-            self.next_feeler = now + self.node.rng.expovariate(1 / self.node.timers.feeler_mean)
+            if not peek:
+                self.next_feeler = now + self.node.rng.expovariate(1 / self.node.timers.feeler_mean)
             return "feeler"
         return None
 
