@@ -108,8 +108,10 @@ async def worker(k: int, workers: int, n: int) -> None:
         await nd.start()
     loop = asyncio.get_running_loop()
     lag = nodes[0].lag  # one monitor per loop, shared by every node of this process
-    watched: dict[bytes, int] = {}
-    complete: dict[bytes, list[int]] = {}  # watched txs every node here holds: [count, last first-seen]
+    # watched tx -> [nodes here still without it, count holding it, latest first-seen]: a report looks
+    # only at the nodes still waiting, where asking every node for every watched tx twice a second
+    # was ~2.7 % of a 10,000-node burst's CPU (2.0 of 73.7 CPU-s), counted as the nodes' own
+    watched: dict[bytes, list] = {}
 
     def emit(**fields) -> None:
         sys.stdout.write(json.dumps(fields) + "\n")
@@ -118,14 +120,17 @@ async def worker(k: int, workers: int, n: int) -> None:
     async def report() -> None:
         while True:
             have = {}
-            for txid in watched:
-                got = complete.get(txid)
-                if got is None:  # once every node of this process has it, the count and time stay
-                    recs = [nd.mempool.record(txid) for nd in nodes if txid in nd.mempool]
-                    got = [len(recs), max((r.first_seen_ns for r in recs), default=0)]
-                    if len(recs) == len(nodes):
-                        complete[txid] = got
-                have[txid.hex()] = got
+            for txid, w in watched.items():
+                if w[0]:
+                    waiting = []
+                    for nd in w[0]:
+                        rec = nd.mempool.record(txid) if txid in nd.mempool else None
+                        if rec is None:
+                            waiting.append(nd)
+                        else:
+                            w[1], w[2] = w[1] + 1, max(w[2], rec.first_seen_ns)
+                    w[0] = waiting
+                have[txid.hex()] = w[1:]
             xs = sorted(list(lag.recent)[-int(5 / INTERVAL):])
             emit(event="status", full=sum(s == [8, 2] for s in slots), rss_kb=rss_kb(), rss0_kb=rss0,
                  full_relay=sum(fr >= 8 for fr, _ in slots), block_relay=sum(br >= 2 for _, br in slots),
@@ -159,7 +164,7 @@ async def worker(k: int, workers: int, n: int) -> None:
             for nd in nodes:
                 nd.start_dialling()
         elif cmd == "watch":
-            watched[bytes.fromhex(args[0])] = 1
+            watched[bytes.fromhex(args[0])] = [nodes, 0, 0]
         elif cmd in ("inject", "burst"):
             count = int(args[0]) if args else 1
             for _ in range(count):
