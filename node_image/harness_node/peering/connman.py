@@ -398,6 +398,8 @@ class ConnMan:
             self.addrman.good(peer.ip, port)
         if peer.kind == "feeler":
             self.addrman.resolve_collisions()
+        if self.addrman.collisions():
+            self.wake()  # a settled loop sleeps until its next feeler: a collision is settled in rounds
 
     # --- inbound admission and eviction ----------------------------------------------------------
 
