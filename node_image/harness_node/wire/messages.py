@@ -11,6 +11,7 @@ import struct
 from io import BytesIO
 from typing import ClassVar
 
+from ..memo import BoundedMemo
 from .codec import (
     DECODE_VECTOR_LIMIT,
     DecodeError,
@@ -388,11 +389,9 @@ class msg_tx(Message):
         Tx never changes once read (slots only, its hashes computed at parse time), so they share it."""
         tx = _TXS.get(payload) if type(payload) is bytes else None
         if tx is None:
-            tx = Tx.read(BytesIO(payload))
+            tx = cls._read(BytesIO(payload)).tx
             if type(payload) is bytes and len(payload) <= TX_CACHE_MAX_PAYLOAD:
-                if len(_TXS) >= TX_CACHE_ENTRIES:
-                    _TXS.clear()  # relay is bursty: the current ones are parsed again at once
-                _TXS[payload] = tx
+                _TXS.put(payload, tx)  # full: cleared, and the current ones are parsed again at once
         return cls(tx)
 
     @classmethod
@@ -406,9 +405,9 @@ class msg_tx(Message):
 # Parsed transactions by payload (msg_tx.deserialize), bounded to TX_CACHE_ENTRIES x
 # TX_CACHE_MAX_PAYLOAD bytes (4 MB), so a peer's unique spam only churns it. Parsing is two SHA-256d
 # and ~20 reads; a burst at 10,000 nodes parsed each tx ~830 times per host process.
-_TXS: dict[bytes, Tx] = {}
 TX_CACHE_ENTRIES = 1024
 TX_CACHE_MAX_PAYLOAD = 4096
+_TXS: BoundedMemo[bytes, Tx] = BoundedMemo(TX_CACHE_ENTRIES)
 
 
 # --- blocks ------------------------------------------------------------------------------------
