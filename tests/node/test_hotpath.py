@@ -122,20 +122,20 @@ def test_message_counters_keep_each_direction_and_command_apart() -> None:
     stats = NodeStats()
     stats.count_received("inv", 61, 0.5)
     stats.count_received("inv", 61, 0.25)
-    stats.count_sent("inv", 61)
+    stats.count_sent("inv", 61, 3)  # one flood inv to three peers
     stats.count_sent("tx", 300)
     stats.count_received("bogus1", 30, 1.0)
     stats.count_received("bogus2", 40, 2.0)
     stats.count_sent("bogus3", 50)
-    assert dict(stats.msgs) == {("in", "inv"): 2, ("out", "inv"): 1, ("out", "tx"): 1,
+    assert dict(stats.msgs) == {("in", "inv"): 2, ("out", "inv"): 3, ("out", "tx"): 1,
                                 ("in", "other"): 2, ("out", "other"): 1}
-    assert dict(stats.bytes) == {("in", "inv"): 122, ("out", "inv"): 61, ("out", "tx"): 300,
+    assert dict(stats.bytes) == {("in", "inv"): 122, ("out", "inv"): 183, ("out", "tx"): 300,
                                  ("in", "other"): 70, ("out", "other"): 50}
     assert dict(stats.processing) == {"inv": 0.75, "other": 3.0}
-    assert stats.messages_total == 7 and stats.processing_seconds == 3.75
+    assert stats.messages_total == 9 and stats.processing_seconds == 3.75
     assert stats.msgs[("in", "getdata")] == 0 and stats.bytes[("out", "version")] == 0
     # what a scrape reads: the same pairs, sorted, with their counts and bytes
-    assert stats.message_counts() == [("in", "inv", 2, 122), ("in", "other", 2, 70), ("out", "inv", 1, 61),
+    assert stats.message_counts() == [("in", "inv", 2, 122), ("in", "other", 2, 70), ("out", "inv", 3, 183),
                                       ("out", "other", 1, 50), ("out", "tx", 1, 300)]
 
 

@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from harness_node.wire.codec import HEADER_SIZE, ONE_ENTRY_SIZE
 from harness_node.wire.messages import (
     MSG_BLOCK, MSG_TX, MSG_WITNESS_FLAG, MSG_WTX, CInv, msg_getdata, msg_inv, msg_verack,
 )
@@ -120,3 +121,38 @@ def test_flood_announces_a_tx_only_to_the_peers_that_relay_txs(lt, make_node, te
     quiet.ping_roundtrip()
     assert not any(name == "inv" for name, _ in quiet.inbox)
     assert lt.eval(lambda: other.stats.msgs[("in", "inv")]) == 0  # sent in the same walk as relaying's
+
+
+def test_a_flood_inv_reaches_each_peer_once_counted_once_each_and_a_held_peer_after_the_heal(lt, make_node, test_peers):
+    """Connection.send_frame_to_all queues the one inv frame for each peer inline while nothing is
+    shaped; once a peer is cut off (a partition: its link emulator holds its frames) every peer
+    takes the whole send_frame way, and the held one is counted as sent at once, as send_frame
+    counts, and gets the frame when the partition heals. Every peer gets each inv exactly once."""
+    node = make_node()
+    peers = near_a, near_b, far = test_peers(node), test_peers(node), test_peers(node)
+    for p in peers:
+        p.handshake()
+    conns = {p.ip: peer_from(lt, node, p.ip).conn for p in peers}
+    frame = HEADER_SIZE + ONE_ENTRY_SIZE
+
+    def sent_since(before):
+        return lt.eval(lambda: {ip: c.bytes_out - before[ip] for ip, c in conns.items()})
+
+    for cut_off in (False, True):
+        out0 = lt.eval(lambda: node.stats.msgs[("out", "inv")])
+        bytes0 = lt.eval(lambda: {ip: c.bytes_out for ip, c in conns.items()})
+        lt.eval(lambda: node.set_unreachable([far.ip], cut_off))
+        tx = lt.eval(node.inject_tx)
+        for p in (near_a, near_b) if cut_off else peers:
+            assert p.expect("inv").inv == [CInv(MSG_TX, tx.txid)]
+        assert lt.eval(lambda: node.stats.msgs[("out", "inv")]) - out0 == 3
+        if cut_off:
+            # far's frame waits in its emulator, unsent
+            assert sent_since(bytes0) == {near_a.ip: frame, near_b.ip: frame, far.ip: 0}
+            assert not any(name == "inv" for name, _ in far.inbox)
+            lt.eval(node.heal)
+            assert far.expect("inv").inv == [CInv(MSG_TX, tx.txid)]
+        assert sent_since(bytes0) == {ip: frame for ip in conns}
+        for p in peers:
+            p.ping_roundtrip()
+            assert not any(name == "inv" for name, _ in p.inbox)  # once each

@@ -160,6 +160,7 @@ class Connection(asyncio.Protocol):
             return
         owner = self.owner
         peer, stats, capture = self.peer, owner.stats, owner.capture
+        started = perf_counter()
         for header, payload, valid in frames:
             if self.closing or peer is None:
                 return
@@ -172,14 +173,17 @@ class Connection(asyncio.Protocol):
                 continue
             if capture is not None:
                 capture.record(peer.address, "recv", command, payload)
+                started = perf_counter()  # writing the capture file is not handling the message
             # Handling is synchronous on the host's one thread, so its wall time is the CPU the node spent
             # (plus any time the OS took the CPU away). perf_counter costs ~0.3 us; thread_time ~5 us here,
-            # a sixth of handling a message.
-            started = perf_counter()
+            # a sixth of handling a message. One reading a frame: where the last frame's handling ended
+            # is where this one's starts (the few checks above are counted with it).
             try:
                 peer.receive(command, payload)
             finally:
-                stats.count_received(command, HEADER_SIZE + len(payload), perf_counter() - started)
+                ended = perf_counter()
+                stats.count_received(command, HEADER_SIZE + len(payload), ended - started)
+                started = ended
 
     @property
     def closed(self) -> asyncio.Future[None]:
@@ -262,6 +266,37 @@ class Connection(asyncio.Protocol):
                 self.close("send-buffer-full")
         else:
             self._write(data)
+
+    @staticmethod
+    def send_frame_to_all(conns: list["Connection"], command: str, payload: bytes, data: bytes) -> None:
+        """send_frame(command, payload, data) on each of `conns`, all of one node: flood relay's one
+        inv for a new tx to its ~15 peers. What is the same for every peer (the counters, the clock,
+        whether anything shapes) is done once, and a peer that needs nothing special gets its frame
+        queued inline: four calls a peer were ~10 % of a burst's Python time (cProfile)."""
+        if not conns:
+            return
+        owner = conns[0].owner
+        if owner.capture is not None or not owner.shaper.idle:
+            for conn in conns:  # captured or shaped: every peer goes the whole way
+                conn.send_frame(command, payload, data)
+            return
+        now, size, sent = owner.loop.time(), len(data), 0
+        for conn in conns:
+            if conn.closing or conn.transport is None or conn.frozen:
+                continue
+            peer = conn.peer
+            if peer is None or (conn.linkem is not None and conn.linkem.busy):
+                conn.send_frame(command, payload, data)  # frames held behind a delay keep their order
+                continue
+            sent += 1
+            peer.last_send = now
+            if not conn._pending:
+                owner.write_batch.add(conn)
+                conn._pending = [data]
+            else:
+                conn._pending.append(data)  # type: ignore[union-attr]  (non-empty: a list)
+            conn.bytes_out += size
+        owner.stats.count_sent(command, size, sent)
 
     def release(self) -> None:
         """The peer is reachable again (a partition healed): send what was held for it."""

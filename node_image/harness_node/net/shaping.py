@@ -140,6 +140,11 @@ class Shaper:
             self._models[ip] = m
         return m
 
+    @property
+    def idle(self) -> bool:
+        """No message to any peer needs the emulator (no cap, no partition, no delay or loss)."""
+        return self.up is None and not self.held and self._flat
+
     def shapes(self, ip: str) -> bool:
         """Whether a message to `ip` needs the emulator at all (the fast path skips it)."""
         return self.up is not None or ip in self.held or (not self._flat and self.model_for(ip).active)

@@ -80,10 +80,11 @@ class NodeStats:
         self._bytes[i] += size
         self._seconds[i] += seconds
 
-    def count_sent(self, command: str, size: int) -> None:
+    def count_sent(self, command: str, size: int, times: int = 1) -> None:
+        """`times` messages of `size` bytes each (a flood inv counted once for all its peers)."""
         i = _OUT.get(command, _OUT_OTHER)
-        self._msgs[i] += 1
-        self._bytes[i] += size
+        self._msgs[i] += times
+        self._bytes[i] += size * times
 
     @property
     def msgs(self) -> defaultdict[tuple[str, str], int]:

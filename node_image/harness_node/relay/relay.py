@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ..chain.chain import Chain
 from ..chain.mempool import Mempool
 from ..chain.txcheck import TxInvalid, check_standard, check_transaction
+from ..net.connection import Connection
 from ..net.peer import Peer
 from ..net.stats import NodeStats
 from ..timing import Timers
@@ -176,6 +177,8 @@ class Relay(BlockRelay):
             by_txid, by_wtxid, sequence = one_inv(MSG_TX, txid), one_inv(MSG_WTX, wtxid), node.mempool.sequence
             framed_txid, framed_wtxid = frame_shared(node.magic, "inv", by_txid), frame_shared(node.magic, "inv", by_wtxid)
         states = self.peer_state
+        to_wtxid: list[Connection] = []
+        to_txid: list[Connection] = []
         for peer in self.tx_peers:
             if peer is from_peer or peer.conn.closing:
                 continue
@@ -186,13 +189,13 @@ class Relay(BlockRelay):
                 continue
             if flood:
                 _announced(st, hashes, sequence)
-                if peer.wtxid_relay:
-                    peer.conn.send_frame("inv", by_wtxid, framed_wtxid)
-                else:
-                    peer.conn.send_frame("inv", by_txid, framed_txid)
+                (to_wtxid if peer.wtxid_relay else to_txid).append(peer.conn)
             else:
                 st.inv_queue.append((txid, node.loop.time()))
                 self._arm(peer)
+        if flood:
+            Connection.send_frame_to_all(to_wtxid, "inv", by_wtxid, framed_wtxid)
+            Connection.send_frame_to_all(to_txid, "inv", by_txid, framed_txid)
         return True
 
     def _send_tx_invs(self, peer: Peer, txids: list[bytes]) -> None:
@@ -285,9 +288,16 @@ class Relay(BlockRelay):
         if len(payload) != ONE_ENTRY_SIZE or payload[0] != 1:
             return False
         inv_type, h = U32.unpack_from(payload, 1)[0], payload[5:]
-        st = self.state(peer)
-        _remember(st.known_inv, (h,))
+        st = self.peer_state.get(peer.id)
+        if st is None:
+            st = self.state(peer)
+        known = st.known_inv  # _remember, inline: ~13 of these a tx per node
+        if len(known) >= MAX_KNOWN_INV:
+            known.clear()
+        known.add(h)
         if inv_type in TX_TYPES:
+            if self.node.mempool.known(h):
+                return True  # most of a flood's invs: a tx the node holds (_want_tx's first test)
             if self._want_tx(peer, st, h, self.node.loop.time()):
                 # the same 37 bytes with the type we ask by (a witness-flagged MSG_TX is asked as MSG_TX)
                 peer.send_payload("getdata", payload if inv_type in (MSG_TX, MSG_WTX) else one_inv(MSG_TX, h))
@@ -309,7 +319,10 @@ class Relay(BlockRelay):
                 len(st.requested) >= MAX_PEER_TX_REQUEST_IN_FLIGHT:
             # someone else was asked, or this peer has too many requests open: it waits
             # as an announcer (tick() asks it once a slot frees)
-            self.announcers.setdefault(h, {})[peer.id] = peer
+            waiting = self.announcers.get(h)  # not setdefault: it would build a dict each call
+            if waiting is None:
+                waiting = self.announcers[h] = {}
+            waiting[peer.id] = peer
             return False
         self._mark_requested(peer, h, now)
         return True
