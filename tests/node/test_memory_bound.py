@@ -39,6 +39,31 @@ def test_one_inv_repeating_a_hash_adds_one_announcer(lt, make_node, test_peers):
     second.ping_roundtrip()
     second_id = peer_from(lt, node, second.ip).id
     assert lt.eval(lambda: list(node.relay.announcers[h])) == [second_id]
+    # each announcement counted once against its peer's cap, the asked one's repeat included
+    first.send(msg_inv([CInv(MSG_TX, h)] * 3))
+    first.ping_roundtrip()
+    counts = lt.eval(lambda: {p.ip: node.relay.state(p).announcements for p in node.peers.values()})
+    assert counts == {first.ip: 1, second.ip: 1}
+
+
+def test_an_expired_request_frees_its_peer_when_another_announcer_is_asked(lt, make_node, test_peers):
+    """A request that timed out before tick() retried it: the next announcer is asked at once, and
+    the peer that never answered holds neither the request slot nor the announcement any more."""
+    node = make_node()
+    slow, quick = test_peers(node), test_peers(node)
+    slow.handshake()
+    quick.handshake()
+    h = os.urandom(32)
+    slow.send(msg_inv([CInv(MSG_TX, h)]))
+    slow.expect("getdata")
+    ours_slow, ours_quick = peer_from(lt, node, slow.ip), peer_from(lt, node, quick.ip)
+    lt.eval(lambda: node.relay.in_flight.__setitem__(h, (ours_slow, 0.0)))  # its deadline has passed
+    quick.send(msg_inv([CInv(MSG_TX, h)]))
+    assert quick.expect("getdata").inv == [CInv(MSG_TX, h)]
+    assert lt.eval(lambda: node.relay.in_flight[h][0]) is ours_quick
+    st_slow, st_quick = lt.eval(lambda: (node.relay.state(ours_slow), node.relay.state(ours_quick)))
+    assert lt.eval(lambda: (st_slow.announcements, st_slow.requested)) == (0, NO_HASHES)
+    assert lt.eval(lambda: (st_quick.announcements, set(st_quick.requested))) == (1, {h})
 
 
 def test_a_peer_gets_at_most_100_requests_in_flight_and_5000_announcements_tracked(lt, make_node, test_peers):
@@ -53,8 +78,11 @@ def test_a_peer_gets_at_most_100_requests_in_flight_and_5000_announcements_track
     assert not any(name == "getdata" for name, _ in peer.inbox)
     ours = peer_from(lt, node, peer.ip)
     st = lt.eval(lambda: node.relay.state(ours))
-    assert lt.eval(lambda: (len(st.announced), len(st.requested))) == (MAX_PEER_TX_ANNOUNCEMENTS,
-                                                                       MAX_PEER_TX_REQUEST_IN_FLIGHT)
+    assert lt.eval(lambda: (st.announcements, len(st.requested))) == (MAX_PEER_TX_ANNOUNCEMENTS,
+                                                                      MAX_PEER_TX_REQUEST_IN_FLIGHT)
+    # what the count stands for: the hashes asked of it and those it waits for in announcers
+    assert lt.eval(lambda: sum(ours.id in w for w in node.relay.announcers.values())) == \
+        MAX_PEER_TX_ANNOUNCEMENTS - MAX_PEER_TX_REQUEST_IN_FLIGHT
     # answering a request frees a slot: the next waiting announcement is asked for
     lt.eval(lambda: node.relay._forget(asked.inv[0].hash))  # as if its tx had arrived
     nxt = peer.expect("getdata", timeout=5)
@@ -71,12 +99,12 @@ def test_a_delivered_tx_leaves_no_tracking_set_behind(lt, make_node, test_peers)
     peer.expect("getdata")
     ours = peer_from(lt, node, peer.ip)
     st = lt.eval(lambda: node.relay.state(ours))
-    assert lt.eval(lambda: (set(st.announced), set(st.requested))) == ({tx.txid}, {tx.txid})
+    assert lt.eval(lambda: (st.announcements, set(st.requested))) == (1, {tx.txid})
     peer.send(msg_tx(tx))
     peer.ping_roundtrip()
     assert lt.eval(lambda: tx.txid in node.mempool)
-    assert lt.eval(lambda: (st.announced, st.requested)) == (NO_HASHES, NO_HASHES)
-    assert lt.eval(lambda: st.announced is NO_HASHES and st.requested is NO_HASHES)
+    assert lt.eval(lambda: (st.announcements, st.requested)) == (0, NO_HASHES)
+    assert lt.eval(lambda: st.requested is NO_HASHES)
 
 
 def test_the_mempool_is_bounded_in_megabytes(lt, make_node, test_peers):

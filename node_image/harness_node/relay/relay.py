@@ -98,10 +98,13 @@ class PeerRelayState:
     inv_queue: list[tuple[bytes, float]] = field(default_factory=list)  # (txid, queued at loop time)
     last_inv_sequence: int = 0  # mempool sequence at our last inv to this peer (getdata rule)
     inv_timer: Any = None  # the outbound peer's own trickle timer
-    # Tx hashes it announced that we still track, and those we asked it for and await. Both are
-    # empty between bursts: they hold the shared empty NO_HASHES until a hash arrives and again
-    # once the last leaves (an empty set is 216 B; 20,000 of them per 1,000 nodes).
-    announced: set[bytes] | frozenset[bytes] = NO_HASHES
+    # How many of its tx announcements we track (asked of it, or waiting in Relay.announcers): what
+    # Core caps at MAX_PEER_TX_ANNOUNCEMENTS. A count, not a set of hashes: whether it announced a
+    # hash is read where the hash is tracked (Relay.in_flight, Relay.announcers), so an announcement
+    # that arrives while another peer is asked (most of a flood's, at 10,000 nodes) builds no set.
+    announcements: int = 0
+    # The tx hashes we asked it for and await: empty between bursts, when it holds the shared empty
+    # NO_HASHES until a hash arrives and again once the last leaves (an empty set is 216 B).
     requested: set[bytes] | frozenset[bytes] = NO_HASHES
     unconnecting_headers: int = 0  # consecutive headers messages that did not connect
     # blocks we asked it for that it has not delivered (insertion-ordered: the oldest forgotten first)
@@ -307,19 +310,18 @@ class Relay(BlockRelay):
 
     def _want_tx(self, peer: Peer, st: PeerRelayState, h: bytes, now: float) -> bool:
         """`peer` announced tx `h`: track the announcement, and True if we ask `peer` for it now."""
-        if self.node.mempool.known(h) or h in st.announced:
+        if self.node.mempool.known(h):
             return False
-        if len(st.announced) >= MAX_PEER_TX_ANNOUNCEMENTS:
+        asked, waiting = self.in_flight.get(h), self.announcers.get(h)
+        if (asked is not None and asked[0] is peer) or (waiting is not None and peer.id in waiting):
+            return False  # announced again: tracked already
+        if st.announcements >= MAX_PEER_TX_ANNOUNCEMENTS:
             return False  # Core ignores a peer's announcements beyond the cap
-        if not st.announced:
-            st.announced = set()
-        st.announced.add(h)
-        asked = self.in_flight.get(h)
+        st.announcements += 1
         if (asked is not None and asked[1] > now and asked[0].ready) or \
                 len(st.requested) >= MAX_PEER_TX_REQUEST_IN_FLIGHT:
             # someone else was asked, or this peer has too many requests open: it waits
             # as an announcer (tick() asks it once a slot frees)
-            waiting = self.announcers.get(h)  # not setdefault: it would build a dict each call
             if waiting is None:
                 waiting = self.announcers[h] = {}
             waiting[peer.id] = peer
@@ -328,6 +330,11 @@ class Relay(BlockRelay):
         return True
 
     def _mark_requested(self, peer: Peer, h: bytes, now: float) -> None:
+        before = self.in_flight.get(h)
+        if before is not None and before[0] is not peer:
+            # a request that timed out (tick has not retried it yet) or whose peer is leaving:
+            # that peer no longer holds it, and its slot and its count are freed
+            self._release(before[0], h)
         self.in_flight[h] = (peer, now + self.node.timers.getdata_tx_interval)
         st = self.state(peer)
         if not st.requested:
@@ -343,10 +350,12 @@ class Relay(BlockRelay):
             self._release(p, h)
 
     def _release(self, peer: Peer, h: bytes) -> None:
+        """`peer`'s announcement of `h` is no longer tracked (every caller takes it from in_flight
+        or announcers, where it was counted)."""
         st = self.peer_state.get(peer.id)
         if st is not None:
             st.requested = _without(st.requested, h)
-            st.announced = _without(st.announced, h)
+            st.announcements = max(0, st.announcements - 1)
 
     def on_getdata(self, peer: Peer, invs: list[CInv]) -> None:
         pool, missing = self.node.mempool, []
