@@ -101,7 +101,7 @@ class PeerRelayState:
     # How many of its tx announcements we track (asked of it, or waiting in Relay.announcers): what
     # Core caps at MAX_PEER_TX_ANNOUNCEMENTS. A count, not a set of hashes: whether it announced a
     # hash is read where the hash is tracked (Relay.in_flight, Relay.announcers), so an announcement
-    # that arrives while another peer is asked (most of a flood's, at 10,000 nodes) builds no set.
+    # that arrives while another peer is asked (many of a flood's at 10,000 nodes) builds no set.
     announcements: int = 0
     # The tx hashes we asked it for and await: empty between bursts, when it holds the shared empty
     # NO_HASHES until a hash arrives and again once the last leaves (an empty set is 216 B).
