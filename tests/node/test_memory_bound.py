@@ -27,7 +27,8 @@ from conftest import REGTEST_MAGIC, next_ip, peer_from, wait_until
 MAX_STANDARD_SIZE = 99_000  # a non-witness tx of 99 kB weighs 396,000 <= 400,000: standard
 
 
-def test_one_inv_repeating_a_hash_adds_one_announcer(lt, make_node, test_peers):
+def _asked_of_the_first(make_node, test_peers):
+    """A node with two peers; the first announced a tx hash and was asked for it."""
     node = make_node()
     first, second = test_peers(node), test_peers(node)
     first.handshake()
@@ -35,6 +36,11 @@ def test_one_inv_repeating_a_hash_adds_one_announcer(lt, make_node, test_peers):
     h = os.urandom(32)
     first.send(msg_inv([CInv(MSG_TX, h)]))
     first.expect("getdata")
+    return node, first, second, h
+
+
+def test_one_inv_repeating_a_hash_adds_one_announcer(lt, make_node, test_peers):
+    node, first, second, h = _asked_of_the_first(make_node, test_peers)
     second.send(msg_inv([CInv(MSG_TX, h)] * 50_000))
     second.ping_roundtrip()
     second_id = peer_from(lt, node, second.ip).id
@@ -49,13 +55,7 @@ def test_one_inv_repeating_a_hash_adds_one_announcer(lt, make_node, test_peers):
 def test_an_expired_request_frees_its_peer_when_another_announcer_is_asked(lt, make_node, test_peers):
     """A request that timed out before tick() retried it: the next announcer is asked at once, and
     the peer that never answered holds neither the request slot nor the announcement any more."""
-    node = make_node()
-    slow, quick = test_peers(node), test_peers(node)
-    slow.handshake()
-    quick.handshake()
-    h = os.urandom(32)
-    slow.send(msg_inv([CInv(MSG_TX, h)]))
-    slow.expect("getdata")
+    node, slow, quick, h = _asked_of_the_first(make_node, test_peers)
     ours_slow, ours_quick = peer_from(lt, node, slow.ip), peer_from(lt, node, quick.ip)
     lt.eval(lambda: node.relay.in_flight.__setitem__(h, (ours_slow, 0.0)))  # its deadline has passed
     quick.send(msg_inv([CInv(MSG_TX, h)]))
