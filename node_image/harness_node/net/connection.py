@@ -272,7 +272,7 @@ class Connection(asyncio.Protocol):
         """send_frame(command, payload, data) on each of `conns`, all of one node: flood relay's one
         inv for a new tx to its ~15 peers, at every node for every tx. What is the same for every
         peer (the counters, the clock, whether anything shapes) is done once, and a peer that needs
-        nothing special gets its frame queued inline, where send_frame took four calls a peer."""
+        nothing special has its frame queued straight away."""
         if not conns:
             return
         owner = conns[0].owner
@@ -290,12 +290,7 @@ class Connection(asyncio.Protocol):
                 continue
             sent += 1
             peer.last_send = now
-            if not conn._pending:
-                owner.write_batch.add(conn)
-                conn._pending = [data]
-            else:
-                conn._pending.append(data)  # type: ignore[union-attr]  (non-empty: a list)
-            conn.bytes_out += size
+            conn._write(data)
         owner.stats.count_sent(command, size, sent)
 
     def release(self) -> None:

@@ -291,16 +291,9 @@ class Relay(BlockRelay):
         if len(payload) != ONE_ENTRY_SIZE or payload[0] != 1:
             return False
         inv_type, h = U32.unpack_from(payload, 1)[0], payload[5:]
-        st = self.peer_state.get(peer.id)
-        if st is None:
-            st = self.state(peer)
-        known = st.known_inv  # _remember, inline: ~13 of these a tx per node
-        if len(known) >= MAX_KNOWN_INV:
-            known.clear()
-        known.add(h)
+        st = self.state(peer)
+        _remember(st.known_inv, (h,))
         if inv_type in TX_TYPES:
-            if self.node.mempool.known(h):
-                return True  # most of a flood's invs: a tx the node holds (_want_tx's first test)
             if self._want_tx(peer, st, h, self.node.loop.time()):
                 # the same 37 bytes with the type we ask by (a witness-flagged MSG_TX is asked as MSG_TX)
                 peer.send_payload("getdata", payload if inv_type in (MSG_TX, MSG_WTX) else one_inv(MSG_TX, h))
