@@ -331,7 +331,8 @@ def multi_process(n: int, hard: int, connect_timeout: float = 300.0) -> None:
         ("(b) RSS of all host processes", f"{r['rss_total_mb']:.0f} MB", ""),
         ("(b2) every node has 8 full-relay + 2 block-relay (automatic)",
          f"{connect} ({r['full_nodes']} of {n} nodes{'' if r['connect_s'] else f' in {connect_timeout:.0f} s'}; "
-         f"{r['connect_cpu_s']:.1f} CPU-s, kernel {r['connect_sys_s']:.1f}; stolen {r['connect_steal_s']:.1f})",
+         f"{r['connect_cpu_s']:.1f} CPU-s, kernel {r['connect_sys_s']:.1f}, collector {r['connect_gc_s']:.1f}; "
+         f"stolen {r['connect_steal_s']:.1f}; {r['dials_per_node']:.2f} dials a node, {r['dial_failures']} failed)",
          "<= 60 s"),
         ("idle event-loop lag p99 (worst host process)", f"{r['idle_lag_p99_s'] * 1000:.1f} ms", "<= 50 ms"),
         ("idle CPU of the formed network (all processes)", f"{r['idle_cores']:.2f} cores", ""),

@@ -136,6 +136,8 @@ async def worker(k: int, workers: int, n: int) -> None:
                  full_relay=sum(fr >= 8 for fr, _ in slots), block_relay=sum(br >= 2 for _, br in slots),
                  cpu=time.process_time(), sys_cpu=os.times().system, msgs=sum(nd.stats.messages_total for nd in nodes),
                  gc_cpu=gc_cpu[0], gc_full=gc_full[0],
+                 dials=sum(nd.connman.counters["dials"] for nd in nodes),
+                 dial_failures=sum(nd.connman.counters["dial_failures"] for nd in nodes),
                  lag_p99=xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None, have=have)
             await asyncio.sleep(REPORT_EVERY)
 
@@ -245,6 +247,7 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
         await w.start()
         await wait_for(lambda: all(w.status), 30, "a first status of every worker")
         t0, cpu_dial, sys_dial, steal_dial = time.monotonic(), w.total("cpu"), w.total("sys_cpu"), steal_s()
+        gc_dial = w.total("gc_cpu")
         w.send("dial")
         last = [t0]
 
@@ -266,6 +269,9 @@ async def run(n: int, workers: int, progress=print, connect_timeout: float = 300
         # what forming the graph cost (handshakes, addr gossip, dials): on 2 cores it is CPU-bound
         result["connect_cpu_s"], result["connect_sys_s"] = w.total("cpu") - cpu_dial, w.total("sys_cpu") - sys_dial
         result["connect_steal_s"] = steal_s() - steal_dial
+        # whether forming did only what it must (10 dials a node, none failing) and the collector's share
+        result["connect_gc_s"] = w.total("gc_cpu") - gc_dial
+        result["dials_per_node"], result["dial_failures"] = w.total("dials") / n, int(w.total("dial_failures"))
         progress(f"connected: {result['full_nodes']} of {n} in {time.monotonic() - t0:.1f} s")
         cpu_idle0, idle0 = w.total("cpu"), time.monotonic()
         await asyncio.sleep(6)  # idle: a full lag window with the network formed

@@ -164,3 +164,15 @@ def test_an_inbound_link_is_listed_only_once_its_version_names_a_hosted_address(
         assert sum(a.startswith(f"{planned(2)}:") for a in listed) == 2, listed  # a2's own link and this one
     finally:
         peer.close()
+
+
+def test_nodes_with_different_allowlists_keep_their_own_verdicts():
+    """Sandboxes with one allowlist share their memo of verdicts (a host process's nodes ask about
+    the same addresses); a different allowlist must never read another's answers."""
+    from harness_node.net.sandbox import Sandbox
+
+    loopback, private, loopback_too = Sandbox(["127.0.0.0/8"]), Sandbox(["10.0.0.0/8"]), Sandbox(["127.0.0.0/8"])
+    for first, second in ((loopback, private), (private, loopback)):
+        assert first.allows("10.9.9.9") is (first is private)
+        assert second.allows("10.9.9.9") is (second is private)
+        assert loopback_too.allows("10.9.9.9") is False and loopback_too.allows("127.9.9.9") is True

@@ -5,6 +5,7 @@ the same ip on another port (protocol.md §2.2; node.md, memory)."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from bisect import bisect_left
 
@@ -132,3 +133,66 @@ def test_only_dialled_entries_carry_a_history_and_a_restart_keeps_each_kind():
             e.in_tried, e.refcount, e.attempts, e.last_try, e.last_success, e.last_count_attempt)
     assert restarted.find(never.ip, never.port).tries is None
     assert restarted.tried_slots() == am.tried_slots() and restarted.new_slots() == am.new_slots()
+
+
+# --- placement: Core's keyed hashes, written out plainly -------------------------------------
+
+
+def core_cheap_hash(key: bytes, *parts: bytes) -> int:
+    """CHashWriter(key, parts...).GetCheapHash(): SHA256d of the serialised fields, first 8 bytes LE."""
+    return int.from_bytes(hashlib.sha256(hashlib.sha256(key + b"".join(parts)).digest()).digest()[:8], "little")
+
+
+def core_group_vector(ip: str) -> bytes:
+    """GetGroup() of an IPv4 address under the /16 rule, serialised as a vector: length, then bytes."""
+    group = bytes([1]) + bytes(int(o) for o in ip.split(".")[:2])  # NET_IPV4, the first two octets
+    return bytes([len(group)]) + group
+
+
+def core_service_key(ip: str, port: int) -> bytes:
+    """CService::GetKey(): the IPv4-mapped 16 bytes, then the port big-endian."""
+    return bytes(10) + b"\xff\xff" + bytes(int(o) for o in ip.split(".")) + port.to_bytes(2, "big")
+
+
+def core_new_slot(key: bytes, ip: str, port: int, source: str) -> int:
+    """GetNewBucket, then GetBucketPosition(fNew=true)."""
+    h1 = core_cheap_hash(key, core_group_vector(ip), core_group_vector(source)) % 64
+    bucket = core_cheap_hash(key, core_group_vector(source), h1.to_bytes(8, "little")) % 1024
+    return bucket * 64 + core_cheap_hash(key, b"N", bucket.to_bytes(4, "little"), core_service_key(ip, port)) % 64
+
+
+def core_tried_slot(key: bytes, ip: str, port: int) -> int:
+    """GetTriedBucket, then GetBucketPosition(fNew=false)."""
+    h1 = core_cheap_hash(key, core_service_key(ip, port)) % 8
+    bucket = core_cheap_hash(key, core_group_vector(ip), h1.to_bytes(8, "little")) % 256
+    return bucket * 64 + core_cheap_hash(key, b"K", bucket.to_bytes(4, "little"), core_service_key(ip, port)) % 64
+
+
+def test_addresses_land_in_the_slots_cores_keyed_hashes_give() -> None:
+    rng = random.Random(5)
+    key = rng.randbytes(32)
+    am = AddrMan(key, NetGroups(), random.Random(1), lambda: NOW, common_port=8333)
+    for _ in range(300):
+        ip = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        port = rng.choice([8333, 18444])
+        source = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.0.1"
+        assert am._new_slot(NetAddr(ip, port, 1, 0), source) == core_new_slot(key, ip, port, source)
+        assert am._tried_slot(NetAddr(ip, port, 1, 0)) == core_tried_slot(key, ip, port)
+    # and `add`, which looks the source's group up once for a whole message, places each the same
+    source = "10.20.0.1"
+    batch = [NetAddr(f"10.{30 + i}.{i}.{i + 1}", 8333, 1, int(NOW) - 60) for i in range(40)]
+    fresh = AddrMan(key, NetGroups(), random.Random(1), lambda: NOW, common_port=8333)
+    assert fresh.add(batch, source_ip=source) == len(fresh.new_slots())
+    for slot, (ip, port) in fresh.new_slots().items():
+        assert slot == core_new_slot(key, ip, port, source)
+
+
+def test_an_entry_in_slot_0_keeps_it_when_it_gains_a_second_slot() -> None:
+    """Slot 0 (bucket 0, position 0) is a slot like any other: a falsy int must not read as 'none'."""
+    entry = AddrInfo("127.0.0.1", 8333, 1, 0, "127.0.0.2")
+    entry.add_new_slot(0)
+    assert entry.new_slots == (0,) and entry.refcount == 1
+    entry.add_new_slot(70)
+    assert entry.new_slots == (0, 70) and entry.refcount == 2
+    entry.add_new_slot(5)
+    assert entry.new_slots == (0, 70, 5) and entry.refcount == 3

@@ -283,6 +283,19 @@ def test_addr_and_addrv2_round_trip(addrs: list[NetAddr]) -> None:
         assert again.addrs == addrs and again.serialize() == payload
 
 
+@given(st.lists(net_addrs, max_size=20))
+def test_an_addr_payload_is_its_entries_serialised_one_by_one(addrs: list[NetAddr]) -> None:
+    """msg_addr packs its entries in one pass; each must be what NetAddr.serialize writes."""
+    assert msg_addr(addrs).serialize() == compact_size(len(addrs)) + b"".join(a.serialize() for a in addrs)
+
+
+def test_an_addr_entry_has_the_wire_layout() -> None:
+    """time (LE u32), services (LE u64), the IPv4-mapped 16 bytes, the port big-endian."""
+    payload = msg_addr([NetAddr("10.0.0.1", 8333, 1, 1_700_000_000)]).serialize()
+    assert payload.hex() == ("01" + "00f15365" + "0100000000000000"
+                             + "00000000000000000000ffff0a000001" + "208d")
+
+
 @given(st.lists(cinvs, max_size=50), st.sampled_from([msg_inv, msg_getdata, msg_notfound]))
 def test_inventory_messages_round_trip(inv: list[CInv], cls: type[Message]) -> None:
     payload = cls(inv).serialize()

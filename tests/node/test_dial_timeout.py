@@ -2,9 +2,9 @@
 
 procutil.within counts the time the loop could look at the socket: a host process whose loop runs
 late (thousands of nodes handshaking at once) sees a connect's completion and its expired timer in
-the same turn, timers first; the timeout re-arms once for the time the loop lost, so the dial that
-did connect is kept, and an operation that never completes still fails, at most its timeout after
-the late timer. And a dial given up just after its socket connected leaves no half-made peer.
+the same turn, timers first; the timeout re-arms for the time the loop lost (again each time it
+fires late, a few times at most), so the dial that did connect is kept, and an operation that never
+completes still fails. And a dial given up just after its socket connected leaves no half-made peer.
 """
 
 from __future__ import annotations
@@ -70,6 +70,34 @@ def test_what_never_completes_still_times_out(kind: str) -> None:
     late, on_time = run(kind, main)
     assert 0.8 <= late <= 1.5  # busy 0.6 s, then at most one re-arm of <= 0.3 s (and timer granularity)
     assert 0.28 <= on_time < 0.5
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_a_timer_late_again_is_re_armed_again_and_a_bounded_number_of_times(kind: str) -> None:
+    """A loop seconds behind runs a connect's completion a whole turn after the first late timer:
+    a re-armed timer that comes due late again gets the lost time back again, up to MAX_REARMS."""
+    from harness_node.procutil import MAX_REARMS
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.call_soon(time.sleep, 0.6)  # the timer (due 0.3) fires at ~0.6: re-armed to ~0.9
+        loop.call_later(0.7, time.sleep, 0.6)  # busy 0.7-1.3: late again, re-armed to ~1.6
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await within(0.3, loop.create_future())
+        twice = time.monotonic() - t0
+        # busy 0.6 s of every 0.65 (each firing ~0.45 s late); the gaps let the given-up task run
+        for k in range(MAX_REARMS + 4):
+            loop.call_later(0.1 + 0.65 * k, time.sleep, 0.6)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await within(0.2, loop.create_future())
+        return twice, time.monotonic() - t0
+
+    twice, always_late = run(kind, main)
+    assert 1.5 <= twice <= 2.2  # once only would have given up at ~1.3
+    # given up at the (MAX_REARMS + 1)-th firing, ~0.65 s apart, while the loop stays busy after it
+    assert 0.65 * MAX_REARMS <= always_late <= 0.65 * (MAX_REARMS + 1) + 0.3
 
 
 @pytest.mark.parametrize("kind", LOOPS)

@@ -87,6 +87,14 @@ class AddrInfo:
     def new_slots(self, slots: tuple[int, ...]) -> None:
         self._new_slots = slots[0] if len(slots) == 1 else slots
 
+    def add_new_slot(self, slot: int) -> None:
+        """One more new-table slot holds this entry (it is not in tried)."""
+        s = self._new_slots
+        if s.__class__ is int:
+            self._new_slots = (s, slot)  # type: ignore[assignment]
+        else:
+            self._new_slots = s + (slot,) if s else slot  # type: ignore[operator]
+
     @property
     def refcount(self) -> int:
         """How many new-table slots reference this entry (Core's nRefCount; 0 when in tried)."""

@@ -17,6 +17,7 @@ import ipaddress
 import socket
 
 from ..memo import BoundedMemo
+from ..wire.codec import var_bytes
 
 # Core's `enum Network` values used as the first group byte (netaddress.h).
 NET_UNROUTABLE = 0
@@ -29,6 +30,7 @@ VALID_IPV4_BITS = (8, 16, 24, 32)
 
 _UNROUTABLE_GROUP = bytes([NET_UNROUTABLE])
 _GROUP_MEMOS: dict[tuple[int, bool], BoundedMemo[str, bytes]] = {}  # (bits, all_routable) -> ip -> group
+_KEY_MEMOS: dict[tuple[int, bool], BoundedMemo[str, bytes]] = {}  # the same -> ip -> group_key
 
 
 def _v4(cidr: str) -> tuple[int, int]:
@@ -120,7 +122,7 @@ class NetGroups:
     (local and unroutable addresses share one group, and addrman refuses them).
     """
 
-    __slots__ = ("bits", "all_routable", "_v4_bytes", "_groups")
+    __slots__ = ("bits", "all_routable", "_v4_bytes", "_groups", "_keys")
 
     def __init__(self, bits: int = 16, all_routable: bool = True) -> None:
         if bits not in VALID_IPV4_BITS:
@@ -132,6 +134,7 @@ class NetGroups:
         # address of every addr message; a group depends only on the ip and the rule, so every
         # NetGroups of a process with the same rule shares one memo (bounded; cleared when full)
         self._groups = _GROUP_MEMOS.setdefault((bits, all_routable), BoundedMemo())
+        self._keys = _KEY_MEMOS.setdefault((bits, all_routable), BoundedMemo())
 
     def __repr__(self) -> str:
         return f"NetGroups(bits={self.bits}, all_routable={self.all_routable})"
@@ -155,6 +158,12 @@ class NetGroups:
     def group(self, ip: str) -> bytes:
         group = self._groups.get(ip)
         return group if group is not None else self._groups.put(ip, self._group(ip))
+
+    def group_key(self, ip: str) -> bytes:
+        """The group as addrman hashes it (Core serialises the vector: its length, then the bytes).
+        Every address placed hashes two of these, so they are memoised like the groups."""
+        key = self._keys.get(ip)
+        return key if key is not None else self._keys.put(ip, var_bytes(self.group(ip)))
 
     def _group(self, ip: str) -> bytes:
         packed = _parse(ip)

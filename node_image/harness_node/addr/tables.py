@@ -84,6 +84,9 @@ class Windows:
 
 _sha256 = hashlib.sha256  # looked up once: _hash runs three times for every address placed
 _from_bytes = int.from_bytes
+# The little-endian encodings _new_slot and _tried_slot hash, made once: h1 < 64, bucket < 1024
+_LE8 = tuple(i.to_bytes(8, "little") for i in range(NEW_BUCKETS_PER_SOURCE_GROUP))
+_LE4 = tuple(b.to_bytes(4, "little") for b in range(NEW_BUCKET_COUNT))
 
 
 class AddrManCorruptError(ValueError):
@@ -149,19 +152,21 @@ class AddrTables:
     def _tried_slot(self, addr: NetAddr | AddrInfo) -> int:
         akey = _addr_key(addr.ip, addr.port)
         h1 = self._hash(akey) % TRIED_BUCKETS_PER_GROUP
-        group = var_bytes(self._netgroups.group(addr.ip))
-        bucket = self._hash(group + h1.to_bytes(8, "little")) % TRIED_BUCKET_COUNT
+        bucket = self._hash(self._netgroups.group_key(addr.ip) + _LE8[h1]) % TRIED_BUCKET_COUNT
         return bucket * BUCKET_SIZE + self._position(b"K", bucket, akey)
 
     def _new_slot(self, addr: NetAddr | AddrInfo, source_ip: str) -> int:
-        group = var_bytes(self._netgroups.group(addr.ip))
-        src_group = var_bytes(self._netgroups.group(source_ip))
-        h1 = self._hash(group + src_group) % NEW_BUCKETS_PER_SOURCE_GROUP
-        bucket = self._hash(src_group + h1.to_bytes(8, "little")) % NEW_BUCKET_COUNT
-        return bucket * BUCKET_SIZE + self._position(b"N", bucket, _addr_key(addr.ip, addr.port))
+        return self._new_slot_of(addr.ip, addr.port, self._netgroups.group_key(source_ip))
+
+    def _new_slot_of(self, ip: str, port: int, src_group: bytes) -> int:
+        """_new_slot with the source's group key (var_bytes of its netgroup) given: `add` places
+        a whole addr message from one source, so it looks that up once."""
+        h1 = self._hash(self._netgroups.group_key(ip) + src_group) % NEW_BUCKETS_PER_SOURCE_GROUP
+        bucket = self._hash(src_group + _LE8[h1]) % NEW_BUCKET_COUNT
+        return bucket * BUCKET_SIZE + self._position(b"N", bucket, _addr_key(ip, port))
 
     def _position(self, table: bytes, bucket: int, akey: bytes) -> int:
-        return self._hash(table + bucket.to_bytes(4, "little") + akey) % BUCKET_SIZE
+        return self._hash(table + _LE4[bucket] + akey) % BUCKET_SIZE
 
     # --- entry quality ---------------------------------------------------------------------
 
@@ -213,8 +218,11 @@ class AddrTables:
 
     def _clear_new(self, slot: int) -> None:
         occupant = self._new.get(slot)
-        if occupant is None:
-            return
+        if occupant is not None:
+            self._free_new(slot, occupant)
+
+    def _free_new(self, slot: int, occupant: AddrInfo) -> None:
+        """Empty `slot`, which `occupant` holds; forget the entry if it was its last slot."""
         self._new.remove(slot)
         occupant.new_slots = tuple(s for s in occupant.new_slots if s != slot)
         if not occupant.new_slots:
@@ -257,13 +265,19 @@ class AddrTables:
         """Learn `addrs` from the peer at `source_ip`; returns how many took a new-table slot.
         Gossiped addresses get `time_penalty` (Core: 2 h, `windows.time_penalty`)."""
         now = self._clock()
-        return sum(self._add_one(a, source_ip, time_penalty, now) for a in addrs)
+        # what every address of the message shares: an addr message comes from one source
+        source, src_group, add_one = sys.intern(source_ip), self._netgroups.group_key(source_ip), self._add_one
+        added = 0
+        for a in addrs:
+            added += add_one(a, source, src_group, time_penalty, now)
+        return added
 
-    def _add_one(self, addr: NetAddr, source_ip: str, time_penalty: float, now: float) -> bool:
-        if not self._netgroups.is_routable(addr.ip):
+    def _add_one(self, addr: NetAddr, source: str, src_group: bytes, time_penalty: float, now: float) -> bool:
+        ip = addr.ip
+        if not self._netgroups.is_routable(ip):
             return False
-        penalty = 0.0 if addr.ip == source_ip else time_penalty  # no penalty on self-announcements
-        entry = self.find(addr.ip, addr.port)
+        penalty = 0.0 if ip == source else time_penalty  # no penalty on self-announcements
+        entry = self.find(ip, addr.port)
         if entry is not None:
             online = now - addr.time < self.windows.online_window
             interval = self.windows.online_update if online else self.windows.offline_update
@@ -271,30 +285,29 @@ class AddrTables:
             if time < addr.time - interval - penalty:
                 time = entry.time = max(0, int(addr.time - penalty))
             entry.services |= addr.services
-            if addr.time <= time or entry.in_tried or entry.refcount >= NEW_BUCKETS_PER_ADDRESS:
+            refcount = entry.refcount
+            if addr.time <= time or entry.in_tried or refcount >= NEW_BUCKETS_PER_ADDRESS:
                 return False
             # Each extra copy is 2^refcount times harder to get (Core's stochastic test).
-            if entry.refcount and self._rng.randrange(1 << entry.refcount) != 0:
+            if refcount and self._rng.randrange(1 << refcount) != 0:
                 return False
         else:
             # Interned: the same few thousand address strings recur in every node of the process;
             # the common port is one int object, not one per entry.
-            entry = self._create(AddrInfo(sys.intern(addr.ip), self._shared_port(addr.port), addr.services,
-                                          max(0, int(addr.time - penalty)), sys.intern(source_ip)))
-        slot = self._new_slot(addr, source_ip)
+            entry = self._create(AddrInfo(sys.intern(ip), self._shared_port(addr.port), addr.services,
+                                          max(0, int(addr.time - penalty)), source))
+            refcount = 0
+        slot = self._new_slot_of(ip, addr.port, src_group)
         occupant = self._new.get(slot)
         if occupant is entry:
             return False
-        if (
-            occupant is None
-            or self._terrible(occupant, now)
-            or (occupant.refcount > 1 and entry.refcount == 0)
-        ):
-            self._clear_new(slot)
+        if occupant is None or self._terrible(occupant, now) or (occupant.refcount > 1 and refcount == 0):
+            if occupant is not None:
+                self._free_new(slot, occupant)
             self._new.put(slot, entry)
-            entry.new_slots += (slot,)
+            entry.add_new_slot(slot)
             return True
-        if entry.refcount == 0:
+        if refcount == 0:
             self._delete(entry)
         return False
 

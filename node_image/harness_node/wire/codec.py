@@ -249,6 +249,15 @@ def read_timed_net_addrs(f: BytesIO, n: int) -> list[NetAddr]:
             for t, services, ip, port in _TIMED_NET_ADDR.iter_unpack(raw)]
 
 
+def timed_net_addrs(addrs: list[NetAddr]) -> bytes:
+    """The entries of an addr message (what `NetAddr.serialize` gives one by one), one pack each:
+    every node answers ~8 getaddrs while a network forms, and a call per field and a concatenation
+    per entry took nearly twice as long."""
+    pack = _TIMED_NET_ADDR.pack
+    return b"".join([pack(a.time & 0xFFFFFFFF, a.services, ip_to_bytes16(a.ip), a.port.to_bytes(2, "big"))
+                     for a in addrs])
+
+
 # --- framing -------------------------------------------------------------------------------
 
 

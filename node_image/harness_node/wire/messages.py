@@ -28,6 +28,7 @@ from .codec import (
     read_u64,
     read_var_bytes,
     read_vector_len,
+    timed_net_addrs,
     var_bytes,
 )
 from .primitives import Block, BlockHeader, Tx
@@ -233,7 +234,7 @@ class msg_addr(Message):
         self.addrs = addrs or []
 
     def serialize(self) -> bytes:
-        return compact_size(len(self.addrs)) + b"".join(a.serialize() for a in self.addrs)
+        return compact_size(len(self.addrs)) + timed_net_addrs(self.addrs)
 
     @classmethod
     def _read(cls, f: BytesIO) -> "msg_addr":
