@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -81,13 +82,15 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
     handshaking at once) sees its timer and the socket's completion in the same late turn, and
     timers run first: the dial was given up although the socket had connected, and both ends paid
     for a link nobody used (21,411 of 130,482 dials while 10,000 nodes formed their graph,
-    docs/benchmarks.md). So a timer that fires more than LATE_TIMER late is re-armed, for as long as
-    it was late (at most `seconds`): the operation gets back the time the loop lost. Again each time
-    it fires late, up to MAX_REARMS times: a loop seconds behind runs a connect's completion one
-    whole turn after the first late timer, and the re-armed timer came due first (3,936 of 107,900
-    dials given up while 10,000 nodes formed, when it was re-armed once). A peer that really does
-    not answer still fails, once a timer fires on time or after the last re-arm (protocol.md,
-    testbed adaptation 9).
+    docs/benchmarks.md). So when the timer fires, it first asks whether the loop is behind: by how
+    late the timer ran, else by how long a callback queued now waits for its turn (whatever the loop
+    had queued before it, a connect's completion among them, runs first). Behind by more than
+    LATE_TIMER, the timer is re-armed for that long (at most `seconds`): the operation gets back the
+    time the loop lost. Up to MAX_REARMS times: a connect's completion can take several of a slow
+    loop's turns, and a timer that runs early in a long turn looks on time (3,936 of 107,900 dials
+    given up while 10,000 nodes formed, when only a late timer was re-armed, once). A peer that
+    really does not answer still fails, when the loop is not behind or after the last re-arm
+    (protocol.md, testbed adaptation 9).
 
     asyncio.timeout where it exists (3.11), which cancels in place, instead of wait_for's extra task
     per call (about 8 % of the CPU a thousand nodes spend dialling each other); on 3.10 wait_for,
@@ -100,12 +103,22 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
         rearms = 0
 
         def expire() -> None:
+            nonlocal handle
+            late = loop.time() - due
+            if late > LATE_TIMER or rearms >= MAX_REARMS:
+                settle(late)
+            else:  # on time, but is the loop behind? (the wall clock: uvloop's time() is per turn)
+                handle = loop.call_soon(probe, time.monotonic())
+
+        def probe(queued: float) -> None:
+            settle(time.monotonic() - queued)
+
+        def settle(behind: float) -> None:
             nonlocal handle, due, rearms
             now = loop.time()
-            late = now - due
-            if late > LATE_TIMER and rearms < MAX_REARMS:
+            if behind > LATE_TIMER and rearms < MAX_REARMS:
                 rearms += 1
-                due = now + min(late, seconds)
+                due = now + min(behind, seconds)
                 handle = loop.call_at(due, expire)
             else:
                 scope.reschedule(now)  # now: the scope cancels the awaiting task

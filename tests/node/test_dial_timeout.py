@@ -101,6 +101,35 @@ def test_a_timer_late_again_is_re_armed_again_and_a_bounded_number_of_times(kind
 
 
 @pytest.mark.parametrize("kind", LOOPS)
+def test_an_on_time_timer_waits_for_what_a_busy_loop_queued_before_it(kind: str) -> None:
+    """The timer runs on time, early in a turn, while the completion waits behind 0.6 s of
+    queued work: the loop is behind, so the operation is kept. With the loop idle, the same timer
+    gives up on time."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def completes_behind_work() -> None:  # due just before the timeout, run in the same turn
+            loop.call_soon(time.sleep, 0.6)
+            loop.call_soon(done.set_result, "done")
+
+        loop.call_soon(time.sleep, 0.35)  # both timers come due while the loop sleeps
+        loop.call_at(loop.time() + 0.29, completes_behind_work)
+        t0 = time.monotonic()
+        result = await within(0.3, done)
+        kept = time.monotonic() - t0
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await within(0.3, loop.create_future())
+        return result, kept, time.monotonic() - t0
+
+    result, kept, idle = run(kind, main)
+    assert result == "done" and kept < 1.5
+    assert 0.28 <= idle < 0.5
+
+
+@pytest.mark.parametrize("kind", LOOPS)
 def test_a_result_in_time_is_returned(kind: str) -> None:
     async def main():
         return await within(1.0, asyncio.sleep(0.05, result="done"))
