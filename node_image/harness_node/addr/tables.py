@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Callable
 
-from ..wire.codec import NetAddr, ip_to_bytes16, var_bytes
+from ..wire.codec import NetAddr, ip_to_bytes16
 from .buckets import BUCKET_SIZE, AddrInfo, BucketTable
 from .netgroup import NetGroups
 
