@@ -34,10 +34,10 @@ def test_bad_profiles_and_switches_name_the_field(bad, message):
     assert message in str(e.value)
 
 
-def _handshake_from(test_peers, node, announce_port):
+def _handshake_from(test_peers, node, announce_port, announce_ip=None):
     peer = test_peers(node)
     version = peer.version_msg()
-    version.addr_from = NetAddr(peer.ip, announce_port, version.services)
+    version.addr_from = NetAddr(peer.ip if announce_ip is None else announce_ip, announce_port, version.services)
     peer.send(version)
     peer.expect("version")
     peer.expect("verack")
@@ -52,6 +52,19 @@ def test_under_legacy_an_inbound_peer_enters_tried_at_its_announced_port(lt, mak
     info = lt.eval(lambda: node.connman.addrman.find(peer.ip, 18444))
     assert info is not None and info.in_tried
     assert lt.eval(lambda: node.connman.addrman.counts()) == (0, 1)
+
+
+@pytest.mark.parametrize("announce_ip, announce_port", [("0.0.0.0", 0), ("127.9.9.9", 18444)])
+def test_under_legacy_an_inbound_peer_naming_no_address_or_another_stays_out(lt, make_node, test_peers,
+                                                                            announce_ip, announce_port):
+    """0.9.3 added an inbound peer only when its addr_from named the address it connected from: a
+    crawler (empty addr_from, like today's Core) must not fill an empty addrman, whose fixed seeds
+    it would then stand in for."""
+    node = make_node(peering={"countermeasures": "legacy"})
+    peer = _handshake_from(test_peers, node, announce_port, announce_ip)
+    assert lt.eval(lambda: node.connman.addrman.counts()) == (0, 0)
+    assert lt.eval(lambda: node.connman.addrman.find(peer.ip, 18444)) is None
+    assert lt.eval(lambda: node.connman.addrman.find("127.9.9.9", 18444)) is None
 
 
 def test_today_an_inbound_peer_never_enters_addrman(lt, make_node, test_peers):

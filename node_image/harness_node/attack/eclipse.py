@@ -13,7 +13,8 @@ spread by the planner over `netgroups` /16s):
 (d) the victim's restart is the scenario's: a `restart_node` timeline action (or waiting).
 
 Against a node with inbound peers entering tried (the `legacy` profile), step (a)'s handshakes
-alone fill tried with attacker addresses; today's Core keeps inbound peers out of addrman (#8594),
+alone fill tried with attacker addresses (each `version` names the identity's own address, which
+0.9.3 required of an inbound peer it adds); today's Core keeps inbound peers out of addrman (#8594),
 rate-limits addr (#22387), tests before evicting (#9037), and redials its anchors (#17428).
 """
 
@@ -149,7 +150,9 @@ class EclipseAttacker(Attacker):
         while True:
             _raise_if_cancelled()
             try:
-                peer = await self.dial(target, services=SERVICES)
+                # addr_from names us: 0.9.3 added an inbound peer only if it named the address it came from
+                peer = await self.dial(target, services=SERVICES,
+                                       addr_from=NetAddr(self.spec.address, self.spec.port, SERVICES))
             except (OSError, asyncio.TimeoutError, ConnectionError, TimeoutError):
                 _raise_if_cancelled()
                 await asyncio.sleep(self.scaled(self.rng.uniform(0, self.params.ramp) if not flooded

@@ -387,15 +387,17 @@ class ConnMan:
     def on_version(self, peer: Peer, listen_port: int = 0) -> None:
         """Core marks an outbound address good once its version arrives (feelers included).
         With `inbound_not_tried` off (0.9.3, before #8594) an inbound peer's address goes into
-        addrman and straight to tried as well: the hole Heilman et al. filled tried through. Its
-        port is the one its version's addr_from announces (the source port is ephemeral), else ours."""
+        addrman and straight to tried as well: the hole Heilman et al. filled tried through.
+        `listen_port`: the port its version's addr_from announces when that names the address it
+        connected from, else 0. 0.9.3 added only such a peer, at that address: not a client that
+        names no address (a crawler, today's Core), whose entry would only stand in for the fixed
+        seeds a node with an empty addrman falls back on."""
         if not peer.inbound and peer.kind in AUTOMATIC_KINDS:
             self.addrman.good(peer.ip, peer.port)
-        elif peer.inbound and not self.cm.inbound_not_tried:
-            port = listen_port or self.node.port
-            self.addrman.add([NetAddr(ip=peer.ip, port=port, services=peer.services, time=int(self.node.clock()))],
-                             peer.ip)
-            self.addrman.good(peer.ip, port)
+        elif peer.inbound and not self.cm.inbound_not_tried and listen_port:
+            self.addrman.add([NetAddr(ip=peer.ip, port=listen_port, services=peer.services,
+                                      time=int(self.node.clock()))], peer.ip)
+            self.addrman.good(peer.ip, listen_port)
         if peer.kind == "feeler":
             self.addrman.resolve_collisions()
         if self.addrman.collisions():
