@@ -155,11 +155,15 @@ class Attacker:
         names = self.spec.target_names
         return names[self.spec.targets.index(target)] if names and target in self.spec.targets else target
 
+    def own_address(self, services: int = 0) -> NetAddr:
+        """This identity's planned address, as a `version`'s addr_from names it."""
+        return NetAddr(self.spec.address, self.spec.port, services)
+
     def new_peer(self, peer_cls: "type[AttackPeer] | None" = None, **kwargs: Any) -> AttackPeer:
         """A peer naming this identity's planned address in version (when the transport differs);
         `peer_cls`: a kind's AttackPeer subclass with its own message handlers."""
         if self.spec.bind and self.spec.bind != self.spec.address:
-            kwargs.setdefault("addr_from", NetAddr(self.spec.address, self.spec.port))
+            kwargs.setdefault("addr_from", self.own_address())
         return (peer_cls or AttackPeer)(self, **kwargs)
 
     async def dial(self, target: str, *, handshake: bool = True, timeout: float = 5.0, retry_for: float = 0.0,

@@ -151,8 +151,7 @@ class EclipseAttacker(Attacker):
             _raise_if_cancelled()
             try:
                 # addr_from names us: 0.9.3 added an inbound peer only if it named the address it came from
-                peer = await self.dial(target, services=SERVICES,
-                                       addr_from=NetAddr(self.spec.address, self.spec.port, SERVICES))
+                peer = await self.dial(target, services=SERVICES, addr_from=self.own_address(SERVICES))
             except (OSError, asyncio.TimeoutError, ConnectionError, TimeoutError):
                 _raise_if_cancelled()
                 await asyncio.sleep(self.scaled(self.rng.uniform(0, self.params.ramp) if not flooded

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import USER_AGENT
-from ..wire.codec import NetAddr, hash_to_hex
+from ..wire.codec import hash_to_hex
 from ..wire.messages import MSG_TX, MSG_WTX, NODE_DANDELION, NODE_NETWORK, NODE_WITNESS
 from .base import ATTACKS, Attacker, AttackPeer
 from .config import AttackConfigError
@@ -100,7 +100,7 @@ class SpyAttacker(Attacker):
         for k, v in self._peer_kwargs().items():
             kwargs.setdefault(k, v)
         if self.spec.bind and self.spec.bind != self.spec.address:
-            kwargs.setdefault("addr_from", NetAddr(self.spec.address, self.spec.port))
+            kwargs.setdefault("addr_from", self.own_address())
         return SpyPeer(self, **kwargs)
 
     def name_of(self, peer: AttackPeer) -> str:
