@@ -157,6 +157,19 @@ class Chain:
         height = self.heights.get(h)
         return height is not None and height < len(self.main) and self.main[height] == h
 
+    def is_ancestor(self, a: bytes, d: bytes) -> bool:
+        """Whether stored block `a` is `d` or one of its ancestors: Core's
+        `d->GetAncestor(a->nHeight) == a`. A block on the best chain answers from `main`; one off it
+        walks back to where its branch left the best chain (bounded: side branches have a byte budget)."""
+        ha, hd = self.heights.get(a), self.heights.get(d)
+        if ha is None or hd is None or ha > hd:
+            return False
+        while not self.on_best_chain(d):
+            if hd == ha:
+                return d == a
+            d, hd = self.blocks[d].header.prev, hd - 1
+        return self.main[ha] == a
+
     def _set_tip(self, h: bytes) -> None:
         path = []
         while self.heights[h] >= len(self.main) or self.main[self.heights[h]] != h:

@@ -1,6 +1,7 @@
 """Block relay, the half of Relay (relay.py) for blocks: never delayed, ``headers`` to peers that sent
-``sendheaders`` (at most 8 new blocks), otherwise ``inv``; headers-first download with one request
-per block in flight (blockflight.py); storing, and announcing the new best chain.
+``sendheaders`` (at most 8 new blocks, and only if the peer has the first one's parent, as far as
+we know: Core's PeerHasHeader), otherwise ``inv``; headers-first download with one request per
+block in flight (blockflight.py); storing, and announcing the new best chain.
 """
 
 from __future__ import annotations
@@ -65,6 +66,42 @@ class BlockRelay:
             self.announce_blocks(best, from_peer)
         return True
 
+    # --- what a peer is known to have: Core's PeerHasHeader (net_processing.cpp) --------------------
+
+    def update_block_availability(self, st: Any, h: bytes) -> None:
+        """The peer announced block `h` (inv, headers): Core's UpdateBlockAvailability. Its best
+        known block moves to `h` if we hold `h` and it is at least as high (regtest blocks are all
+        worth the same work); a block we lack yet is kept aside until we hold it."""
+        heights = self.node.chain.heights
+        height = heights.get(h)
+        if height is None:
+            st.last_unknown_block = h
+        elif st.best_known_block is None or height >= heights[st.best_known_block]:
+            st.best_known_block = h
+
+    def peer_has_block(self, st: Any, h: bytes) -> bool:
+        """Whether the peer has stored block `h`'s header, as far as we know: `h` is an ancestor of
+        (or is) the best block it announced to us, or the best header we sent it. Core's
+        PeerHasHeader, after ProcessBlockAvailability promotes a block it announced before we held it."""
+        chain = self.node.chain
+        if st.last_unknown_block is not None and chain.has(st.last_unknown_block):
+            unknown, st.last_unknown_block = st.last_unknown_block, None
+            self.update_block_availability(st, unknown)
+        return ((st.best_known_block is not None and chain.is_ancestor(h, st.best_known_block))
+                or (st.best_header_sent is not None and chain.is_ancestor(h, st.best_header_sent)))
+
+    def _headers_connect(self, st: Any, new: list[Block]) -> bool:
+        """Whether `headers` announcing `new` would connect at the peer (Core's SendMessages): the
+        blocks follow one another, and the peer has the first one's parent. Otherwise Core falls
+        back to `inv` and the peer's `getheaders` fills the gap. Without this check a light node
+        sent a bitcoind headers it could not connect while two bitcoinds mined in turn, and was
+        banned for `too-many-unconnected-headers` (docs/bitcoind.md). Testbed: every peer of the
+        network has its genesis block, which Core would learn from a getheaders first."""
+        if any(b.header.prev != a.hash for a, b in zip(new, new[1:])):
+            return False
+        first = new[0].header.prev
+        return first == self.node.chain.genesis.hash or self.peer_has_block(st, first)
+
     def announce_blocks(self, blocks: list[Block], from_peer: Peer | None) -> None:
         # one payload per distinct announcement, built once: a new block goes the same way to each
         # of ~20 peers, which need not each serialise it again (as accept_tx's one-entry invs)
@@ -72,12 +109,16 @@ class BlockRelay:
         for peer in self.node.peers.values():
             if peer is from_peer or not peer.ready:
                 continue
-            new = [b for b in blocks if not self.knows(peer, b.hash)]
+            st = self.state(peer)
+            new = [b for b in blocks if not self.knows(peer, b.hash) and not self.peer_has_block(st, b.hash)]
             if not new:
                 continue
             hashes = tuple(b.hash for b in new)
             self.mark_known(peer, *hashes)
-            as_headers = peer.prefers_headers and len(new) <= MAX_BLOCKS_TO_ANNOUNCE
+            as_headers = (peer.prefers_headers and len(new) <= MAX_BLOCKS_TO_ANNOUNCE
+                          and self._headers_connect(st, new))
+            if as_headers:
+                st.best_header_sent = hashes[-1]
             message = payloads.get((as_headers, hashes))
             if message is None:
                 message = payloads[(as_headers, hashes)] = \
@@ -135,7 +176,9 @@ class BlockRelay:
         if not self.node.chain.has(h):
             return False
         self.mark_known(peer, h)
-        self.state(peer).unconnecting_headers = 0
+        st = self.state(peer)
+        st.unconnecting_headers = 0
+        self.update_block_availability(st, h)
         return True
 
     def on_headers(self, peer: Peer, headers: list[BlockHeader]) -> None:
@@ -148,6 +191,7 @@ class BlockRelay:
         chain = self.node.chain
         self.mark_known(peer, *(h.hash for h in headers))
         st = self.state(peer)
+        self.update_block_availability(st, headers[-1].hash)  # connecting or not, as Core
         prev = headers[0].prev
         if not chain.has(prev) and not chain.is_orphan(prev) and prev not in self.headers_pending:
             peer.send(msg_getheaders(locator=chain.locator()))  # unconnecting: ask for the gap
@@ -169,8 +213,13 @@ class BlockRelay:
         if len(locator) > MAX_LOCATOR_SZ:
             peer.misbehaving("locator-too-large")  # disconnect-only (misbehaviour.DISCONNECT_ONLY)
             return
-        headers = self.node.chain.headers_after(locator, stop)
+        chain = self.node.chain
+        headers = chain.headers_after(locator, stop)
         self.mark_known(peer, *(h.hash for h in headers))
+        # the last header sent, or our tip when there was none to send (the peer has it): Core's
+        # pindexBestHeaderSent after a getheaders
+        if headers or locator:  # (no locator and an unknown stop: nothing sent, nothing learnt)
+            self.state(peer).best_header_sent = headers[-1].hash if headers else chain.tip.hash
         peer.send(msg_headers(headers))
 
     def peer_ready(self, peer: Peer) -> None:

@@ -109,6 +109,11 @@ class PeerRelayState:
     unconnecting_headers: int = 0  # consecutive headers messages that did not connect
     # blocks we asked it for that it has not delivered (insertion-ordered: the oldest forgotten first)
     blocks_asked: dict[bytes, None] = field(default_factory=dict)
+    # What Core's PeerHasHeader reads (blocks.py): the best block it announced to us, the last block it
+    # announced that we did not hold yet (promoted once we do), the best header we sent it.
+    best_known_block: bytes | None = None
+    last_unknown_block: bytes | None = None
+    best_header_sent: bytes | None = None
 
 
 class RelayHost(Protocol):
@@ -279,6 +284,7 @@ class Relay(BlockRelay):
                     want.append(CInv(MSG_WTX if inv.type == MSG_WTX else MSG_TX, inv.hash))
             elif inv.type in BLOCK_TYPES:
                 blocks.append(inv.hash)
+                self.update_block_availability(st, inv.hash)
         for i in range(0, len(want), MAX_GETDATA_BATCH):
             peer.send(msg_getdata(want[i:i + MAX_GETDATA_BATCH]))
         if blocks:
@@ -298,6 +304,7 @@ class Relay(BlockRelay):
                 # the same 37 bytes with the type we ask by (a witness-flagged MSG_TX is asked as MSG_TX)
                 peer.send_payload("getdata", payload if inv_type in (MSG_TX, MSG_WTX) else one_inv(MSG_TX, h))
         elif inv_type in BLOCK_TYPES:
+            self.update_block_availability(st, h)
             self._ask_blocks(peer, [h])
         return True
 
