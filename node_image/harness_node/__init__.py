@@ -13,7 +13,8 @@ Layers, lowest first (``LAYERS`` below is the same list, read by ``tests/test_la
    reusable client peer (handshake, keep-alive, frame loop) used by the seeder, tests and attackers
 3. ``chain/``: block tree and mempool
 4. ``addr/``: netgroups, addrman and its store, addr relay rules, addr service, bootstrap
-5. ``peering/``: misbehaviour, ban list, eviction, peer config, connection manager (uses addrman)
+5. ``peering/``: misbehaviour, ban list, eviction, peer config, connection manager (uses addrman), and
+   ``discipline`` (the node's misbehaviour hook, charge log and ban actions, a mixin Node inherits)
 6. ``relay/``: inv/tx/block relay with its per-peer state keyed by peer id, Dandelion++, and the
    command -> handler table (``dispatch``)
 7. ``config``: ``NodeConfig``
