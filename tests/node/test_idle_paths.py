@@ -78,16 +78,17 @@ def test_a_queued_address_leaves_on_each_peers_send_timer(lt, make_node):
     def state() -> str:
         """Where b's address got to, for a timeout (one CI run timed out here; 17 local runs did not)."""
         now = time.time()
-        at_b = {p.ip: (p.id, p.inbound) for p in b.peers.values()}
+        peer_ids = {p.ip: p.id for p in b.peers.values()}
         lines = [f"b's next self-advertisement in {b.addrs.next_self_advertise - now:.1f} s, "
                  f"{b.addrs.received} addresses received, send heap {b.addrs._send_due[:4]}"]
         for name, n in (("a", a), ("c", c)):
-            entry = n.connman.addrman.find(b.config.bind, b.port)
-            peer_at_b = at_b.get(n.config.bind)
-            st = b.addrs.states.get(peer_at_b[0]) if peer_at_b else None
-            lines.append(f"{name}: b's entry {entry!r} (terrible: {entry is not None and n.connman.addrman.is_terrible(entry)}); "
-                         f"{name} received {n.addrs.received}, rate-limited {n.addrs.rate_limited}; at b: "
-                         f"{'no peer' if st is None else f'relay {st.relay_enabled}, pending {len(st.pending)}, tokens {st.tokens:.1f}'}")
+            addrman = n.connman.addrman
+            entry = addrman.find(b.config.bind, b.port)
+            st = b.addrs.states.get(peer_ids.get(n.config.bind, -1))
+            at_b = "no peer" if st is None else \
+                f"relay {st.relay_enabled}, pending {len(st.pending)}, tokens {st.tokens:.1f}"
+            lines.append(f"{name}: b's entry {entry!r} (terrible: {entry is not None and addrman.is_terrible(entry)}); "
+                         f"{name} received {n.addrs.received}, rate-limited {n.addrs.rate_limited}; at b: {at_b}")
         return "b's address at both of its inbound peers; " + "; ".join(lines)
 
     lt.wait(lambda: learned(a) and learned(c), timeout=15, what=lambda: lt.eval(state))
