@@ -52,6 +52,17 @@ def test_the_sparse_table_draws_as_the_plain_model_through_puts_and_removes():
                 assert got is model[reference_pick(buckets, sorted(buckets), random.Random(seed + k))]
 
 
+def test_below_draws_what_randrange_draws_from_the_same_stream():
+    """The draw behind `pick` and `get_addr` takes randrange's values, in order, so a seeded node
+    chooses the same addresses as before it was written out (1 and the powers of two included)."""
+    from harness_node.addr.buckets import below
+
+    sizes = [1, 2, 3, 63, 64, 65, 1000, 1 << 20, (1 << 40) + 7] * 50
+    ours, theirs = random.Random(11), random.Random(11)
+    assert [below(ours, n) for n in sizes] == [theirs.randrange(n) for n in sizes]
+    assert [below(ours, n - 5) + 5 for n in range(6, 300)] == [theirs.randrange(5, n) for n in range(6, 300)]
+
+
 def test_the_draw_reaches_every_slot_of_a_bucket_including_by_wrapping():
     table = BucketTable()
     slots = [5 * BUCKET_SIZE + 10, 5 * BUCKET_SIZE + 60, 9 * BUCKET_SIZE + 0]

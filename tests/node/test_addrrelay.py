@@ -150,6 +150,24 @@ def test_the_known_filter_remembers_as_cores_rolling_bloom_filter_does():
     assert stream[0] not in known
 
 
+def test_adding_a_message_at_once_keeps_what_adding_one_by_one_keeps():
+    """add_all (a whole addr message or getaddr reply) leaves the filter as add() for each would:
+    the same keys in the same generations across a generation's turn, repeats within a batch and
+    an old generation dropped."""
+    from harness_node.addr.addrrelay import KnownAddrs
+
+    stream = addrs(9_000, 0)
+    stream[30:35] = stream[25:30]  # repeats inside one batch of 25
+    stream[2_600:2_610] = stream[100:110]  # old addresses made recent again
+    one, batched = KnownAddrs(), KnownAddrs()
+    for a in stream:
+        one.add(a)
+    for i in range(0, len(stream), 25):
+        batched.add_all(stream[i:i + 25])
+    assert [list(g) for g in batched._gens] == [list(g) for g in one._gens]
+    assert len(one._gens) == 3 and len(one) < len(set((a.ip, a.port) for a in stream))
+
+
 def test_what_we_sent_or_received_is_known_and_not_sent_back():
     clock = Clock()
     relay = make(clock)

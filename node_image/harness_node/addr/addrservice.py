@@ -127,8 +127,7 @@ class AddrService:
 
         reply = self.relay.answer_getaddr(state, fresh)
         if reply:
-            for a in reply:
-                state.remember(a)
+            state.remember_all(reply)
             peer.send(msg_addr(reply[:MAX_ADDR_TO_SEND]))
 
     def tick(self) -> None:

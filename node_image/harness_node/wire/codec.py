@@ -9,7 +9,6 @@ import hashlib
 import ipaddress
 import socket
 import struct
-from dataclasses import dataclass
 from io import BytesIO
 from typing import NamedTuple
 
@@ -212,9 +211,12 @@ def bytes16_to_ip(b: bytes) -> str:
     return ip
 
 
-@dataclass(frozen=True, slots=True)
-class NetAddr:
-    """A v1 net_addr: services, IP and port (port big-endian on the wire). `time` only in addr."""
+class NetAddr(NamedTuple):
+    """A v1 net_addr: services, IP and port (port big-endian on the wire). `time` only in addr.
+
+    A named tuple, not a frozen dataclass: immutable and hashable either way, and every addr
+    message received builds one per entry (two million while 10,000 nodes form), where a frozen
+    dataclass's __init__ (object.__setattr__ per field) took 0.75 us against 0.34 here."""
 
     ip: str = "0.0.0.0"
     port: int = 0
