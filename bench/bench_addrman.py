@@ -1,12 +1,19 @@
-"""addrman throughput: add 100k addresses, select 100k times, plus good/get_addr and memory per entry.
+"""addrman throughput: add 100k addresses, select 100k times, plus good/get_addr and memory per entry,
+and placing addresses as a forming network does.
 
-Run: python bench/bench_addrman.py [--n 100000]. Prints one line per operation (ops/s).
+Run: python bench/bench_addrman.py [--n 100000] [--tables 833]. Prints one line per operation (ops/s).
 One process hosts up to 1000 nodes, so these numbers bound how much addr traffic it can absorb.
+"Forming" is one host process of a 10,000-node network (`--tables` nodes) while it forms: each
+node's table starts with 100 addresses, then takes the 8 getaddr answers of ~25 addresses each
+from 8 peers, all nodes' answers interleaved (as they arrive), the collector tuned as a host
+process tunes it. Its CPU per address is what addrman costs a forming network (24 % of it at
+10,000 nodes, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import time
 import tracemalloc
@@ -47,11 +54,43 @@ def timed(label: str, n: int, fn) -> None:
     print(f"{label:<34} {n:>8} ops  {dt:7.3f} s  {n / dt:>10,.0f} ops/s")
 
 
+def forming(tables: int, nodes: int = 10_000) -> None:
+    """addrman's share of a forming host process (see the module docstring): CPU per address."""
+    from harness_node.procutil import tune_gc
+
+    thresholds = gc.get_threshold()
+    tune_gc()
+    rng = random.Random(1)
+
+    def ip(i: int) -> str:  # bench_node.py's node addresses: 200 /16 netgroups
+        return f"127.{20 + i % 200}.{i // 200}.1"
+
+    def some(k: int) -> list[NetAddr]:
+        return [NetAddr(ip(j), 18444, 9, int(NOW - 3600)) for j in rng.sample(range(nodes), k)]
+
+    clock = Clock()
+    ams = [AddrMan(rng.randbytes(32), NetGroups(), random.Random(k), clock, common_port=18444) for k in range(tables)]
+    for am in ams:
+        am.add(some(100), source_ip="127.1.1.1")
+    answers = [(am, ip(rng.randrange(nodes)), some(25)) for _ in range(8) for am in ams]
+    rng.shuffle(answers)
+    c0 = time.process_time()
+    for am, source, addrs in answers:
+        am.add(addrs, source_ip=source, time_penalty=7200)
+    cpu = time.process_time() - c0
+    gc.set_threshold(*thresholds)  # the rows after this one measure as they always have
+    placed = 25 * len(answers)
+    print(f"{'add while forming (' + str(tables) + ' nodes)':<34} {placed:>8} ops  {cpu:7.3f} s  "
+          f"{placed / cpu:>10,.0f} ops/s  ({cpu / placed * 1e6:.1f} us CPU an address)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000, help="addresses to add and selects to run")
+    parser.add_argument("--tables", type=int, default=833, help="nodes of one forming host process")
     args = parser.parse_args()
     n = args.n
+    forming(args.tables)
     addrs = addresses(n)
     clock = Clock()
     am = fresh(clock)
