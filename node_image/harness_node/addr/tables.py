@@ -83,15 +83,13 @@ class Windows:
         return cls(*(v * time_scale for v in base))
 
 
-
-
 def _one_block_sha256() -> Callable[[bytes], Any]:
     """SHA-256 for what addrman hashes: the 32-byte key and at most 23 bytes more (Core's groups of
-    IPv4 and IPv6 addresses), then a 32-byte
-    digest, each one 64-byte block. There CPython's own SHA-256 (the module hashlib falls back
-    to: `_sha2` from 3.12, `_sha256` before) beats OpenSSL's, whose per-call setup outweighs one
-    block: 0.70 against 0.86-0.94 us for both rounds (1.1 us, 9 %, of placing an address;
-    docs/benchmarks.md). From two blocks on OpenSSL is faster, so nothing else uses this."""
+    IPv4 and IPv6 addresses), then a 32-byte digest, each one 64-byte block. There CPython's own
+    SHA-256 (the module hashlib falls back to: `_sha2` from 3.12, `_sha256` before) beats
+    OpenSSL's, whose per-call setup outweighs one block: 0.70 against 0.86-0.94 us for both rounds
+    (1.1 us, 9 %, of placing an address; docs/benchmarks.md). From two blocks on OpenSSL is
+    faster, so nothing else uses this."""
     for name in ("_sha2", "_sha256"):
         try:
             return importlib.import_module(name).sha256  # type: ignore[no-any-return]
@@ -181,8 +179,7 @@ class AddrTables:
         a whole addr message from one source, so it looks that up once."""
         h1 = self._hash(self._netgroups.group_key(ip) + src_group) % NEW_BUCKETS_PER_SOURCE_GROUP
         bucket = self._hash(src_group + _LE8[h1]) % NEW_BUCKET_COUNT
-        # _position, written out: this runs for every address an addr message brings
-        return bucket * BUCKET_SIZE + self._hash(b"N" + _LE4[bucket] + _addr_key(ip, port)) % BUCKET_SIZE
+        return bucket * BUCKET_SIZE + self._position(b"N", bucket, _addr_key(ip, port))
 
     def _position(self, table: bytes, bucket: int, akey: bytes) -> int:
         return self._hash(table + _LE4[bucket] + akey) % BUCKET_SIZE
