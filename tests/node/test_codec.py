@@ -263,6 +263,55 @@ def test_a_version_without_the_optional_tail_decodes_with_defaults() -> None:
         decode("version", payload[:50])  # a partial addr_from
 
 
+def version_read_field_by_field(payload: bytes) -> tuple:
+    """CVersion's fields read in order from a stream, as Core's VERSION handler does: the reference
+    the in-place reader of msg_version.deserialize must agree with."""
+    f = BytesIO(payload)
+    fixed = struct.unpack("<iQq", codec.read_exact(f, 20)) + (NetAddr.deserialize(f, with_time=False),)
+    if not f.read(1):  # the rest is optional (pre-106 peers)
+        return fixed + (NetAddr(), 0, "", 0, True)
+    f.seek(46)
+    addr_from, nonce = NetAddr.deserialize(f, with_time=False), codec.read_u64(f)
+    user_agent = codec.read_var_bytes(f, 256).decode("utf-8", "replace")
+    height = struct.unpack("<i", codec.read_exact(f, 4))[0]
+    relay = f.read(1)
+    return fixed + (addr_from, nonce, user_agent, height, bool(relay[0]) if relay else True)
+
+
+@given(st.integers(-(2**31), 2**31 - 1), st.integers(0, 2**64 - 1), net_addrs, net_addrs,
+       st.binary(max_size=300), st.integers(-(2**31), 2**31 - 1), st.binary(max_size=2), st.data())
+@settings(max_examples=300)
+def test_a_version_reads_as_its_fields_read_one_by_one(version: int, nonce: int, recv: NetAddr, sender: NetAddr,
+                                                      user_agent: bytes, height: int, tail: bytes,
+                                                      data: st.DataObject) -> None:
+    payload = (struct.pack("<iQq", version, recv.services, -5) + recv.serialize(with_time=False)
+               + sender.serialize(with_time=False) + struct.pack("<Q", nonce) + compact_size(len(user_agent))
+               + user_agent + struct.pack("<i", height) + tail)
+    payload = payload[:data.draw(st.integers(0, len(payload)))]  # every cut, the whole one included
+    try:
+        expected = version_read_field_by_field(payload)
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            msg_version.deserialize(payload)
+        return
+    got = msg_version.deserialize(payload)
+    assert (got.version, got.services, got.timestamp, got.addr_recv, got.addr_from, got.nonce, got.user_agent,
+            got.start_height, got.relay) == expected
+
+
+def test_a_version_user_agent_may_be_256_bytes_and_not_257() -> None:
+    sample = SAMPLES[b"version"]
+    for size, ok in ((256, True), (257, False)):
+        payload = msg_version(nonce=1, user_agent="u" * size, start_height=7).serialize()
+        if ok:
+            assert msg_version.deserialize(payload).user_agent == "u" * size
+            assert version_read_field_by_field(payload)[6] == "u" * size
+        else:
+            with pytest.raises(DecodeError):
+                msg_version.deserialize(payload)
+    assert decode("version", sample.serialize()) == sample
+
+
 def test_an_unknown_command_decodes_to_none() -> None:
     assert decode("protoconf", b"\x02\x00\x00\x20\x00") is None
 

@@ -18,11 +18,14 @@ from harness_node.net.connection import WriteBatch
 from harness_node.net.stats import NodeStats
 from harness_node.wire import codec
 from harness_node.wire.codec import (
-    MAGIC_REGTEST, DecodeError, FrameDecoder, FramingError, checksum, compact_size, compact_size_at, frame,
+    MAGIC_BSV_REGTEST, MAGIC_REGTEST, DecodeError, FrameDecoder, FramingError, checksum, compact_size, compact_size_at, frame,
     frame_cache_size, frame_shared, parse_header, read_compact_size,
 )
 from harness_node.wire import messages
-from harness_node.wire.messages import MSG_TX, MSG_WTX, CInv, decode, msg_getdata, msg_inv
+from harness_node.wire.messages import (
+    MESSAGEMAP, MSG_TX, MSG_WTX, CInv, decode, msg_dandeliontx, msg_getaddr, msg_getdata, msg_inv, msg_ping,
+    msg_sendaddrv2, msg_sendheaders, msg_verack, msg_wtxidrelay,
+)
 from harness_node.wire.synthetic import make_tx
 
 
@@ -84,6 +87,25 @@ def test_one_entry_inv_frames_are_shared_and_longer_ones_are_not() -> None:
     two = msg_inv([CInv(MSG_TX, os.urandom(32)), CInv(MSG_TX, os.urandom(32))]).serialize()
     assert frame_shared(MAGIC_REGTEST, "inv", two) == frame(MAGIC_REGTEST, "inv", two)
     assert frame_cache_size()[0] == entries  # a diffusion flush is one peer's: not cached
+
+
+def test_a_handshakes_empty_messages_are_framed_once_per_magic() -> None:
+    for message in (msg_verack(), msg_wtxidrelay(), msg_sendaddrv2(), msg_sendheaders(), msg_getaddr()):
+        first = frame_shared(MAGIC_REGTEST, message.command, message.serialize())
+        assert first == frame(MAGIC_REGTEST, message.command, b"")
+        assert frame_shared(MAGIC_REGTEST, message.command, b"") is first
+        other = frame_shared(MAGIC_BSV_REGTEST, message.command, b"")
+        assert other[:4] == MAGIC_BSV_REGTEST and other[4:] == first[4:]
+    ping = msg_ping(7).serialize()  # a payload of its own: framed every time, not kept
+    entries = frame_cache_size()[0]
+    assert frame_shared(MAGIC_REGTEST, "ping", ping) == frame(MAGIC_REGTEST, "ping", ping)
+    assert frame_cache_size()[0] == entries
+
+
+def test_a_messages_command_is_its_msgtype_as_text() -> None:
+    for msgtype, cls in MESSAGEMAP.items():
+        assert cls.command == msgtype.decode() and cls.command.encode() == msgtype
+    assert msg_verack().command == "verack" and msg_dandeliontx.command == "dandeliontx"
 
 
 @pytest.mark.parametrize("value", [0, 0xFC, 0xFD, 0xFFFF, 0x10000, 0xFFFFFFFF, 0x1_0000_0000])

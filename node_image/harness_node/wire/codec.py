@@ -315,13 +315,17 @@ CACHED_COMMANDS = frozenset({"tx", "block"})
 # want it the same one-entry getdata: cached too. Longer ones (a diffusion flush) are per peer.
 CACHED_ONE_ENTRY = frozenset({"inv", "getdata"})
 ONE_ENTRY_SIZE = 1 + 36  # CompactSize 1 + type 4 + hash 32
+# And a message without payload (verack, wtxidrelay, sendaddrv2, sendheaders, getaddr: five of a
+# link's handshake frames) is the same 24 bytes for every peer of every node.
 _frames_bytes = 0
 
 
 def frame_shared(magic: bytes, command: str, payload: bytes) -> bytes:
-    """frame(), memoised for the payloads many peers are sent (CACHED_COMMANDS, one-entry invs)."""
+    """frame(), memoised for the payloads many peers are sent (CACHED_COMMANDS, one-entry invs,
+    empty payloads)."""
     global _frames_bytes
-    if command not in CACHED_COMMANDS and not (command in CACHED_ONE_ENTRY and len(payload) == ONE_ENTRY_SIZE):
+    if payload and command not in CACHED_COMMANDS and \
+            not (command in CACHED_ONE_ENTRY and len(payload) == ONE_ENTRY_SIZE):
         return frame(magic, command, payload)
     key = (magic, command, payload)
     data = _FRAMES.get(key)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import struct
 from io import BytesIO
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..memo import BoundedMemo
 from .codec import (
     DECODE_VECTOR_LIMIT,
     DecodeError,
     NetAddr,
+    bytes16_to_ip,
     compact_size,
     compact_size_at,
     read_compact_size,
@@ -70,10 +71,20 @@ MAX_HEADERS_RESULTS = 2000
 MAX_LOCATOR_SZ = 101
 MAX_SUBVERSION_LENGTH = 256
 MAX_ADDRV2_ADDR_SIZE = 512
+_VERSION_HEAD = struct.Struct("<iQqQ16s2s")  # version, services, time; addr_recv: services, ip, port (big-endian)
+_VERSION_FROM = struct.Struct("<Q16s2sQ")  # addr_from: services, ip, port (big-endian); nonce
+_I32 = struct.Struct("<i")
 
 class Message:
     msgtype: ClassVar[bytes] = b""
+    # msgtype as text, set once per class: every send reads it, and decoding it each time was a
+    # property call and a bytes.decode per message (a link's handshake sends ten)
+    command: ClassVar[str] = ""
     __slots__: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.command = cls.msgtype.decode()
 
     def serialize(self) -> bytes:
         return b""
@@ -86,10 +97,6 @@ class Message:
     @classmethod
     def _read(cls, f: BytesIO) -> "Message":
         return cls()
-
-    @property
-    def command(self) -> str:
-        return self.msgtype.decode()
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{s}={getattr(self, s)!r}" for s in self.__slots__)
@@ -127,22 +134,27 @@ class msg_version(Message):
                 + struct.pack("<i", self.start_height) + (b"\x01" if self.relay else b"\x00"))
 
     @classmethod
-    def _read(cls, f: BytesIO) -> "msg_version":
-        version = read_i32(f)
-        services = read_u64(f)
-        timestamp = read_i64(f)
-        addr_recv = NetAddr.deserialize(f, with_time=False)
-        # Fields after addr_recv were optional in very old versions; Core reads them if present.
-        rest = f.read()
-        g = BytesIO(rest)
-        addr_from, nonce, ua, height, relay = NetAddr(), 0, "", 0, True
-        if rest:
-            addr_from = NetAddr.deserialize(g, with_time=False)
-            nonce = read_u64(g)
-            ua = read_var_bytes(g, MAX_SUBVERSION_LENGTH).decode("utf-8", "replace")
-            height = read_i32(g)
-            tail = g.read(1)
-            relay = bool(tail[0]) if tail else True
+    def deserialize(cls, payload: bytes) -> "msg_version":
+        # Unpacked from the payload in place: read field by field from a stream, a version took
+        # ~15 reads and calls, and every link carries two (docs/benchmarks.md, issue 17).
+        try:
+            version, services, timestamp, r_services, r_ip, r_port = _VERSION_HEAD.unpack_from(payload)
+            addr_recv = NetAddr(bytes16_to_ip(r_ip), int.from_bytes(r_port, "big"), r_services)
+            addr_from, nonce, ua, height, relay = NetAddr(), 0, "", 0, True
+            pos = _VERSION_HEAD.size
+            # Fields after addr_recv were optional in very old versions; Core reads them if present.
+            if len(payload) > pos:
+                f_services, f_ip, f_port, nonce = _VERSION_FROM.unpack_from(payload, pos)
+                addr_from = NetAddr(bytes16_to_ip(f_ip), int.from_bytes(f_port, "big"), f_services)
+                n, pos = compact_size_at(payload, pos + _VERSION_FROM.size)
+                if n > MAX_SUBVERSION_LENGTH:
+                    raise DecodeError(f"user agent of {n} bytes exceeds {MAX_SUBVERSION_LENGTH}")
+                ua = bytes(payload[pos:pos + n]).decode("utf-8", "replace")
+                (height,) = _I32.unpack_from(payload, pos + n)  # also fails if the user agent is cut
+                if len(payload) > pos + n + 4:
+                    relay = bool(payload[pos + n + 4])
+        except struct.error as e:
+            raise DecodeError(f"truncated version: {e}") from None
         return cls(version, services, timestamp, addr_recv, addr_from, nonce, ua, height, relay)
 
 
