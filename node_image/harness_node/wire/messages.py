@@ -75,6 +75,7 @@ _VERSION_HEAD = struct.Struct("<iQqQ16s2s")  # version, services, time; addr_rec
 _VERSION_FROM = struct.Struct("<Q16s2sQ")  # addr_from: services, ip, port (big-endian); nonce
 _I32 = struct.Struct("<i")
 
+
 class Message:
     msgtype: ClassVar[bytes] = b""
     # msgtype as text, set once per class: every send reads it, and decoding it each time was a
