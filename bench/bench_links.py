@@ -27,13 +27,8 @@ from harness_node.host import Host
 from harness_node.peering.peerconfig import PeerConfig
 from harness_node.procutil import tune_gc
 from harness_node.wire.codec import NetAddr
-
-PORT = 18444
-KNOWN = 100  # addresses each node holds (bench_node's nodes start with as many)
-
-
-def node_ip(i: int) -> str:
-    return f"127.{20 + i % 200}.{i // 200}.1"  # 200 /16 netgroups, as bench_node spreads its nodes
+from scale_workers import KNOWN, PORT, wait_for
+from scale_workers import spread_ip as node_ip  # 200 /16 netgroups, as the 10,000-node runs spread nodes
 
 
 async def links_cpu(nodes: int, links: int, rounds: int, kind: str) -> list[float]:
@@ -56,25 +51,19 @@ async def links_cpu(nodes: int, links: int, rounds: int, kind: str) -> list[floa
             cpu0 = time.process_time()
             await asyncio.gather(*(members[i].open_connection(node_ip((i + k) % nodes), PORT, kind=kind)
                                    for i in range(nodes) for k in range(1, links + 1)))
-            await until(lambda: sum(len(n.peers) for n in members) == 2 * nodes * links
-                        and all(p.verack_received for n in members for p in n.peers.values()))
+            # each poll walks every peer: every 50 ms, ~1 % of the CPU measured
+            await wait_for(lambda: sum(len(n.peers) for n in members) == 2 * nodes * links
+                           and all(p.verack_received for n in members for p in n.peers.values()),
+                           60, "every handshake", 0.05)
             await asyncio.sleep(0.05)  # the getaddr answers (sent after the handshake) arrive
             for node in members:
                 for peer in list(node.peers.values()):
                     peer.disconnect("bench")
-            await until(lambda: not any(n.peers for n in members))
+            await wait_for(lambda: not any(n.peers for n in members), 60, "every link closed", 0.05)
             per_link.append((time.process_time() - cpu0) / (nodes * links))
         finally:
             await host.stop()
     return per_link
-
-
-async def until(cond, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("links did not settle")
-        await asyncio.sleep(0.05)  # each poll walks every peer: rarely, so it stays ~1 % of the CPU measured
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ from .codec import (
     compact_size_at,
     read_compact_size,
     read_exact,
-    read_i32,
     read_i64,
     read_timed_net_addrs,
     read_u8,
